@@ -1,0 +1,407 @@
+//! The one HTTP client wrapper every connector uses: rate limiting per app
+//! key, retries with exponential backoff and jitter, token refresh on expiry,
+//! request timeouts and a tracing span per request.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use tracing::Instrument;
+
+use crate::error::{ConnectorError, ErrorKind, RequestContext, Result};
+
+/// A token-bucket limiter (requests per second).
+pub type Limiter = DefaultDirectRateLimiter;
+
+/// One limiter per key (an app key, or an app key and shop), shared by every
+/// stream and shop that uses the key within the process.
+#[derive(Default, Clone)]
+pub struct LimiterRegistry {
+    limiters: Arc<Mutex<HashMap<String, Arc<Limiter>>>>,
+}
+
+impl LimiterRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The limiter for `key`, created at `qps` (burst = `qps`) on first use.
+    /// `None` means "no limit" (sandbox benchmarks).
+    pub fn get(&self, key: &str, qps: Option<u32>) -> Option<Arc<Limiter>> {
+        let qps = NonZeroU32::new(qps?)?;
+        let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        Some(
+            map.entry(key.to_string())
+                .or_insert_with(|| Arc::new(RateLimiter::direct(Quota::per_second(qps))))
+                .clone(),
+        )
+    }
+}
+
+/// How hard to retry.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// First backoff; doubles each attempt.
+    pub base_delay: Duration,
+    /// Backoff ceiling.
+    pub max_delay: Duration,
+    /// Timeout of one attempt.
+    pub request_timeout: Duration,
+    /// A platform asking us to wait longer than this (Taobao bans last hours)
+    /// fails the call instead of sleeping.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Backoff before attempt `n + 1` (n ≥ 1): exponential with equal jitter,
+    /// or the platform's retry-after when it gave one.
+    pub fn backoff(&self, n: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(d) = retry_after {
+            return d.min(self.max_delay);
+        }
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX))
+            .min(self.max_delay);
+        let half = exp / 2;
+        let jitter = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
+        half + Duration::from_millis(jitter)
+    }
+}
+
+/// What the request closure is told about the attempt it makes.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// The previous attempt failed on an expired token: fetch a new one first.
+    pub refresh_token: bool,
+}
+
+/// Counters of one client, for the run report.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Attempts sent.
+    pub requests: AtomicU64,
+    /// Attempts that were retried.
+    pub retries: AtomicU64,
+}
+
+/// The HTTP client wrapper. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    limiters: Vec<Arc<Limiter>>,
+    policy: RetryPolicy,
+    stats: Arc<ClientStats>,
+}
+
+impl ApiClient {
+    /// A client that waits on every limiter in `limiters` (app key, shop...)
+    /// before each attempt.
+    pub fn new(limiters: Vec<Arc<Limiter>>, policy: RetryPolicy) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(policy.request_timeout)
+            .pool_max_idle_per_host(8)
+            .user_agent(concat!("quanyu/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the TLS backend initializes");
+        ApiClient {
+            http,
+            limiters,
+            policy,
+            stats: Arc::new(ClientStats::default()),
+        }
+    }
+
+    /// The underlying reqwest client, for building requests.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The retry policy in force.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// Requests and retries so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.stats.requests.load(Ordering::Relaxed),
+            self.stats.retries.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Run one logical API call: `attempt` builds, signs, sends and decodes a
+    /// request (signing again each time, since timestamps move). Retryable
+    /// errors are retried with backoff; `TokenExpired` sets
+    /// [`Attempt::refresh_token`] for the next try.
+    pub async fn call<T, F, Fut>(&self, ctx: &RequestContext, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let span = tracing::info_span!(
+            "request",
+            connector = %ctx.connector,
+            shop = ctx.scope.as_deref().unwrap_or(""),
+            api = %ctx.api,
+        );
+        async {
+            let mut refresh = false;
+            let mut n = 1;
+            loop {
+                for l in &self.limiters {
+                    l.until_ready().await;
+                }
+                self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                let started = Instant::now();
+                let res = match tokio::time::timeout(
+                    self.policy.request_timeout,
+                    attempt(Attempt { number: n, refresh_token: refresh }),
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(ConnectorError::new(
+                        ctx,
+                        ErrorKind::Timeout,
+                        format!("no answer within {:?}", self.policy.request_timeout),
+                    )),
+                };
+                match res {
+                    Ok(v) => {
+                        tracing::debug!(attempt = n, elapsed_ms = started.elapsed().as_millis() as u64, "ok");
+                        return Ok(v);
+                    }
+                    Err(e) if e.is_retryable() && n < self.policy.max_attempts => {
+                        if let Some(ra) = e.retry_after {
+                            if ra > self.policy.max_retry_after {
+                                tracing::warn!(error = %e, "platform asks to wait longer than allowed; giving up");
+                                return Err(e);
+                            }
+                        }
+                        let delay = if e.kind == ErrorKind::TokenExpired {
+                            Duration::ZERO
+                        } else {
+                            self.policy.backoff(n, e.retry_after)
+                        };
+                        tracing::warn!(attempt = n, kind = ?e.kind, code = e.code.as_deref().unwrap_or(""), delay_ms = delay.as_millis() as u64, "retrying: {}", e.message);
+                        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        refresh = e.kind == ErrorKind::TokenExpired;
+                        tokio::time::sleep(delay).await;
+                        n += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(attempt = n, error = %e, "request failed");
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Send a request and read its body, mapping transport failures and HTTP
+    /// status to error kinds: timeouts and connection errors are `Timeout` /
+    /// `Transient`, 429 is `Throttled`, 5xx `Transient`, 401/403 `Auth`,
+    /// other non-2xx `InvalidRequest`.
+    pub async fn send(&self, ctx: &RequestContext, req: reqwest::RequestBuilder) -> Result<Bytes> {
+        let resp = req.send().await.map_err(|e| transport_error(ctx, &e))?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.bytes().await.map_err(|e| transport_error(ctx, &e))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let kind = match status.as_u16() {
+            429 => ErrorKind::Throttled,
+            500..=599 => ErrorKind::Transient,
+            401 | 403 => ErrorKind::Auth,
+            _ => ErrorKind::InvalidRequest,
+        };
+        let mut err = ConnectorError::new(ctx, kind, format!("HTTP {status}"))
+            .with_code(status.as_u16().to_string());
+        err.retry_after = retry_after;
+        Err(err)
+    }
+}
+
+fn transport_error(ctx: &RequestContext, e: &reqwest::Error) -> ConnectorError {
+    // reqwest errors can include the URL with its query (and so a token):
+    // keep only the cause.
+    let kind = if e.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Transient
+    };
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "response body broke off"
+    } else {
+        "transport error"
+    };
+    ConnectorError::new(ctx, kind, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    fn ctx() -> RequestContext {
+        RequestContext::new("test", Some("s1"), "api.x")
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+            request_timeout: Duration::from_millis(200),
+            max_retry_after: Duration::from_secs(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_retryable_errors_then_succeeds() {
+        let client = ApiClient::new(vec![], fast());
+        let calls = AtomicU32::new(0);
+        let out = client
+            .call(&ctx(), |a| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match n {
+                        0 => Err(ConnectorError::new(&ctx(), ErrorKind::Throttled, "limited")),
+                        1 => Err(ConnectorError::new(
+                            &ctx(),
+                            ErrorKind::TokenExpired,
+                            "expired",
+                        )),
+                        _ => {
+                            assert!(a.refresh_token, "the attempt after an expiry refreshes");
+                            Ok(a.number)
+                        }
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(out, 3);
+        assert_eq!(client.stats(), (3, 2));
+    }
+
+    #[tokio::test]
+    async fn does_not_retry_auth_errors_and_gives_up_after_max_attempts() {
+        let client = ApiClient::new(vec![], fast());
+        let calls = AtomicU32::new(0);
+        let err = client
+            .call(&ctx(), |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), _>(ConnectorError::new(&ctx(), ErrorKind::Auth, "bad sign")) }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Auth);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let calls = AtomicU32::new(0);
+        let err = client
+            .call(&ctx(), |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), _>(ConnectorError::new(&ctx(), ErrorKind::Transient, "busy")) }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Transient);
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn times_out_slow_attempts_and_refuses_long_bans() {
+        let client = ApiClient::new(vec![], fast());
+        let calls = AtomicU32::new(0);
+        let out = client
+            .call(&ctx(), |_| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                    Ok(n)
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(out, 1);
+
+        let err = client
+            .call(&ctx(), |_| async {
+                Err::<(), _>(
+                    ConnectorError::new(&ctx(), ErrorKind::Throttled, "ban")
+                        .with_retry_after(Duration::from_secs(31062)),
+                )
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Throttled);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            ..RetryPolicy::default()
+        };
+        for n in 1..20 {
+            let d = p.backoff(n, None);
+            assert!(d <= Duration::from_secs(2), "{d:?}");
+        }
+        let d5 = p.backoff(5, None);
+        assert!(d5 >= Duration::from_millis(800), "{d5:?}");
+        assert_eq!(
+            p.backoff(1, Some(Duration::from_secs(1))),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn shared_limiter_is_shared() {
+        let reg = LimiterRegistry::new();
+        let a = reg.get("taobao/app1", Some(5)).unwrap();
+        let b = reg.get("taobao/app1", Some(5)).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(reg.get("taobao/app1", None).is_none());
+    }
+}

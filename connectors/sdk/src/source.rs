@@ -1,0 +1,137 @@
+//! The source side of the contract: streams, their cursors, and the sink
+//! that receives normalized pages.
+
+use std::fmt;
+
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use quanyu_schemas::{PiiHasher, QuarantineRow, TableKind};
+
+use crate::error::ConnectorError;
+use crate::window::{Window, WindowPlan};
+
+/// Names one stream of one connector for one shop / corp.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId {
+    /// Connector name (`taobao`).
+    pub connector: String,
+    /// Stream name (`orders`).
+    pub stream: String,
+    /// The shop, corp or other scope the stream reads (`shop-1`).
+    pub scope: String,
+}
+
+impl StreamId {
+    /// A stream id.
+    pub fn new(connector: &str, stream: &str, scope: &str) -> Self {
+        StreamId {
+            connector: connector.into(),
+            stream: stream.into(),
+            scope: scope.into(),
+        }
+    }
+
+    /// The Delta application-transaction id under which this stream's cursor
+    /// is committed.
+    pub fn app_id(&self) -> String {
+        format!("quanyu:{}", self)
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}@{}", self.connector, self.stream, self.scope)
+    }
+}
+
+/// How a stream advances.
+#[derive(Debug, Clone, Copy)]
+pub enum CursorMode {
+    /// By modification-time windows (orders on every marketplace).
+    Windows(WindowPlan),
+    /// A full snapshot each run, stamped with the run's time (WeCom contacts:
+    /// the API has no modified-since filter). The window passed to `pull` is
+    /// `[previous snapshot, now)`.
+    Snapshot,
+}
+
+/// Everything a stream needs to normalize records in one run.
+#[derive(Debug, Clone)]
+pub struct PullContext {
+    /// The run these rows belong to.
+    pub run_id: String,
+    /// When the run started: stamped on every row.
+    pub ingested_at: DateTime<Utc>,
+    /// Hashes phones with the lake key.
+    pub hasher: PiiHasher,
+}
+
+/// One page after normalization.
+#[derive(Debug, Default)]
+pub struct NormalizedPage {
+    /// Canonical rows (in the stream's table schema); `None` when the page had none.
+    pub batch: Option<RecordBatch>,
+    /// Records rejected, with reasons.
+    pub quarantine: Vec<QuarantineRow>,
+    /// Records received on this page (landed + quarantined).
+    pub records_in: usize,
+}
+
+/// An error from the sink (the lake), carried through the stream.
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a pull stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The platform side failed.
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    /// The sink (lake) failed.
+    #[error("sink: {0}")]
+    Sink(SinkError),
+}
+
+/// Receives normalized pages, in order.
+#[async_trait]
+pub trait PageSink: Send {
+    /// Take one page. An error stops the pull.
+    async fn page(&mut self, page: NormalizedPage) -> Result<(), SinkError>;
+}
+
+/// What one window's pull saw.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PullReport {
+    /// Pages fetched.
+    pub pages: u64,
+    /// Records received.
+    pub records: u64,
+    /// The platform's own count for the window, when it reports one.
+    pub reported_total: Option<u64>,
+}
+
+/// One stream of a connector for one scope.
+#[async_trait]
+pub trait Stream: Send + Sync {
+    /// Which stream this is.
+    fn id(&self) -> &StreamId;
+
+    /// The canonical table it lands in.
+    fn table(&self) -> TableKind;
+
+    /// How it advances.
+    fn cursor_mode(&self) -> CursorMode;
+
+    /// Pull every record modified in `window`, page by page, into `sink`.
+    /// Must deliver every record of the window at least once (the lake
+    /// deduplicates by key) and end when the platform says the window is done.
+    async fn pull(
+        &self,
+        window: Window,
+        ctx: &PullContext,
+        sink: &mut dyn PageSink,
+    ) -> Result<PullReport, PullError>;
+
+    /// (requests, retries) made so far by this stream's client.
+    fn request_stats(&self) -> (u64, u64);
+}

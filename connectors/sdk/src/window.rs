@@ -1,0 +1,121 @@
+//! Incremental windows: from a stored cursor (the end of the last committed
+//! window) to "now", cut into pieces no longer than the platform allows, with
+//! a look-back overlap so late updates are picked up again.
+
+use chrono::{DateTime, Duration, Utc};
+
+/// A half-open time range `[start, end)` of platform modification times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Inclusive start.
+    pub start: DateTime<Utc>,
+    /// Exclusive end (platforms that take an inclusive end get `end - 1s`).
+    pub end: DateTime<Utc>,
+}
+
+impl Window {
+    /// The window's length.
+    pub fn len(&self) -> Duration {
+        self.end - self.start
+    }
+
+    /// True for an empty window.
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+}
+
+/// How to cut windows for one stream.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowPlan {
+    /// Longest window the platform accepts (Taobao: 1 day, PDD: 30 min).
+    pub max_window: Duration,
+    /// How far before the cursor to start again, for late updates.
+    pub lookback: Duration,
+    /// Where to start when the stream has no cursor yet.
+    pub initial_start: DateTime<Utc>,
+    /// Stay this far behind "now": platforms index updates with a delay.
+    pub end_lag: Duration,
+}
+
+/// Windows from `cursor - lookback` (or `initial_start`) to `now - end_lag`,
+/// each at most `max_window` long, in order. Empty when there is nothing to do.
+pub fn plan_windows(
+    plan: &WindowPlan,
+    cursor: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Vec<Window> {
+    let end = now - plan.end_lag;
+    let start = match cursor {
+        Some(c) => (c - plan.lookback).max(plan.initial_start),
+        None => plan.initial_start,
+    };
+    let step = if plan.max_window > Duration::zero() {
+        plan.max_window
+    } else {
+        Duration::days(1)
+    };
+    let mut windows = Vec::new();
+    let mut s = start;
+    while s < end {
+        let e = (s + step).min(end);
+        windows.push(Window { start: s, end: e });
+        s = e;
+    }
+    windows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(h: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_704_067_200 + h * 3600, 0).unwrap()
+    }
+
+    fn plan() -> WindowPlan {
+        WindowPlan {
+            max_window: Duration::hours(24),
+            lookback: Duration::minutes(30),
+            initial_start: t(0),
+            end_lag: Duration::minutes(1),
+        }
+    }
+
+    #[test]
+    fn first_run_starts_at_initial_and_respects_max_window() {
+        let w = plan_windows(&plan(), None, t(50));
+        assert_eq!(w.len(), 3);
+        assert_eq!(
+            w[0],
+            Window {
+                start: t(0),
+                end: t(24)
+            }
+        );
+        assert_eq!(
+            w[1],
+            Window {
+                start: t(24),
+                end: t(48)
+            }
+        );
+        assert_eq!(w[2].end, t(50) - Duration::minutes(1));
+        assert!(w.iter().all(|w| w.len() <= Duration::hours(24)));
+        // contiguous
+        assert!(w.windows(2).all(|p| p[0].end == p[1].start));
+    }
+
+    #[test]
+    fn resumes_with_lookback_but_not_before_initial_start() {
+        let w = plan_windows(&plan(), Some(t(10)), t(12));
+        assert_eq!(w[0].start, t(10) - Duration::minutes(30));
+        let w = plan_windows(&plan(), Some(t(0)), t(2));
+        assert_eq!(w[0].start, t(0));
+    }
+
+    #[test]
+    fn nothing_to_do_when_caught_up() {
+        assert!(plan_windows(&plan(), Some(t(5)), t(5) - Duration::hours(1)).is_empty());
+    }
+}

@@ -1,0 +1,219 @@
+//! Mainland-China mobile number normalization.
+//!
+//! Platforms and exports write the same number many ways: `+86 138-0013-8000`,
+//! `0086 13800138000`, `(86)13800138000`. We strip the country prefix and the
+//! separators, then accept only an 11-digit mobile number `1[3-9]xxxxxxxxx`.
+//! Masked values (`138****8000`) are recognised and never normalized: they
+//! must not be hashed or used to join.
+
+use std::fmt;
+
+/// A validated 11-digit mainland mobile number. Its `Debug` form is masked so
+/// that it cannot leak through logs by accident.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct NormalizedPhone(String);
+
+impl NormalizedPhone {
+    /// The 11 digits. Hash them before they leave the process.
+    pub fn digits(&self) -> &str {
+        &self.0
+    }
+
+    /// The usual masked form, `138****8000`.
+    pub fn masked(&self) -> String {
+        format!("{}****{}", &self.0[..3], &self.0[7..])
+    }
+
+    /// True for numbers that are valid in form but are placeholders in
+    /// practice: ten identical digits after the leading `1` (`13333333333`),
+    /// eight trailing zeros (`13800000000`), or the well-known carrier service
+    /// number `13800138000` that forms use as a dummy. Identity keeps these out
+    /// of stitching.
+    pub fn is_placeholder(&self) -> bool {
+        let d = self.0.as_bytes();
+        d[1..].iter().all(|&c| c == d[1])
+            || d[2..].iter().all(|&c| c == d[2])
+            || d[3..].iter().all(|&c| c == b'0')
+            || self.0 == "13800138000"
+    }
+}
+
+impl fmt::Debug for NormalizedPhone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NormalizedPhone({})", self.masked())
+    }
+}
+
+/// Why a value is not a usable mobile number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    /// Nothing but blanks or separators.
+    #[error("phone is empty")]
+    Empty,
+    /// A masked value such as `138****8000`: kept as masked text only.
+    #[error("phone is masked")]
+    Masked,
+    /// Not a mainland mobile number after normalization. The value itself is
+    /// deliberately not part of the message.
+    #[error("phone is not a mainland mobile number ({digits} digits)")]
+    Invalid {
+        /// How many digits were left after stripping prefixes and separators.
+        digits: usize,
+    },
+}
+
+/// Normalize a phone number: strip blanks and separators (` -.()`), a leading
+/// `+86`, `0086` or `86` country prefix, then require `1[3-9]` followed by nine
+/// more digits.
+pub fn normalize_phone(raw: &str) -> Result<NormalizedPhone, PhoneError> {
+    let trimmed = raw.trim();
+    if trimmed.contains('*') {
+        return Err(PhoneError::Masked);
+    }
+    let mut digits = String::with_capacity(16);
+    for c in trimmed.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            '+' | ' ' | '-' | '.' | '(' | ')' | '\u{3000}' | '\t' => {}
+            // Full-width digits appear in hand-typed CRM exports.
+            '０'..='９' => digits.push(char::from(b'0' + (c as u32 - '０' as u32) as u8)),
+            _ => {
+                return Err(PhoneError::Invalid {
+                    digits: digits.len(),
+                })
+            }
+        }
+    }
+    if digits.is_empty() {
+        return Err(PhoneError::Empty);
+    }
+    let national = if digits.len() == 15 && digits.starts_with("0086") {
+        &digits[4..]
+    } else if digits.len() == 13 && digits.starts_with("86") {
+        &digits[2..]
+    } else {
+        &digits[..]
+    };
+    let b = national.as_bytes();
+    if b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]) {
+        Ok(NormalizedPhone(national.to_string()))
+    } else {
+        Err(PhoneError::Invalid { digits: b.len() })
+    }
+}
+
+/// True when `text` contains a run of digits that normalizes to a mobile
+/// number; used to scrub free text such as quarantined raw records.
+pub fn find_phones(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            let run = &text[start..i];
+            let candidate = match run.len() {
+                11 => Some(run),
+                13 if run.starts_with("86") => Some(&run[2..]),
+                15 if run.starts_with("0086") => Some(&run[4..]),
+                _ => None,
+            };
+            if candidate.is_some_and(|c| normalize_phone(c).is_ok()) {
+                spans.push((start, i));
+            }
+        } else {
+            i += 1;
+        }
+    }
+    spans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_prefixes_and_separators() {
+        for raw in [
+            "13800138000",
+            "+86 138-0013-8000",
+            "0086 13800138000",
+            "86-13800138000",
+            "(+86) 138.0013.8000",
+            " 138 0013 8000 ",
+            "１３８００１３８０００",
+        ] {
+            assert_eq!(
+                normalize_phone(raw).unwrap().digits(),
+                "13800138000",
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_non_mobiles() {
+        assert_eq!(normalize_phone(""), Err(PhoneError::Empty));
+        assert_eq!(normalize_phone(" - "), Err(PhoneError::Empty));
+        assert_eq!(normalize_phone("138****8000"), Err(PhoneError::Masked));
+        assert_eq!(normalize_phone("1*********5"), Err(PhoneError::Masked));
+        assert!(matches!(
+            normalize_phone("010-88886666"),
+            Err(PhoneError::Invalid { .. })
+        ));
+        assert!(matches!(
+            normalize_phone("12800138000"),
+            Err(PhoneError::Invalid { .. })
+        ));
+        assert!(matches!(
+            normalize_phone("1380013800"),
+            Err(PhoneError::Invalid { .. })
+        ));
+        assert!(matches!(
+            normalize_phone("138001380001"),
+            Err(PhoneError::Invalid { .. })
+        ));
+        assert!(matches!(
+            normalize_phone("null"),
+            Err(PhoneError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn error_messages_do_not_contain_the_number() {
+        let err = normalize_phone("1280013800x").unwrap_err().to_string();
+        assert!(!err.contains("128001"), "{err}");
+    }
+
+    #[test]
+    fn debug_is_masked() {
+        let p = normalize_phone("13912345678").unwrap();
+        assert_eq!(format!("{p:?}"), "NormalizedPhone(139****5678)");
+        assert_eq!(p.masked(), "139****5678");
+    }
+
+    #[test]
+    fn placeholders() {
+        for junk in [
+            "13333333333",
+            "18888888888",
+            "13800000000",
+            "13800138000",
+            "15555555555",
+        ] {
+            assert!(normalize_phone(junk).unwrap().is_placeholder(), "{junk}");
+        }
+        assert!(!normalize_phone("13912345678").unwrap().is_placeholder());
+    }
+
+    #[test]
+    fn finds_phones_in_text() {
+        let text = r#"{"mobile":"13912345678","tid":"1234567890123","x":"8613912345678"}"#;
+        let spans = find_phones(text);
+        assert_eq!(spans.len(), 2);
+        assert_eq!(&text[spans[0].0..spans[0].1], "13912345678");
+    }
+}

@@ -1,0 +1,164 @@
+//! Keyed hashing of personal identifiers (PIPL).
+//!
+//! Phones are stored as HMAC-SHA256 under a lake key that lives outside the
+//! lake, so the lake alone cannot be reversed by enumerating the ~1.6 billion
+//! possible mobile numbers.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::fmt;
+
+use crate::phone::{find_phones, normalize_phone, NormalizedPhone};
+
+/// The secret key that all PII hashes of one lake are computed with.
+#[derive(Clone)]
+pub struct LakeKey(Vec<u8>);
+
+/// Why a lake key could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeKeyError {
+    /// The key text is not 64 hex characters (32 bytes).
+    #[error("lake key must be 64 hex characters (32 bytes), got {0} characters")]
+    BadLength(usize),
+    /// The key text is not hexadecimal.
+    #[error("lake key is not hexadecimal")]
+    NotHex,
+}
+
+impl LakeKey {
+    /// Parse the hex form written by `quanyu init` (surrounding blanks are ignored).
+    pub fn from_hex(text: &str) -> Result<Self, LakeKeyError> {
+        let text = text.trim();
+        if text.len() != 64 {
+            return Err(LakeKeyError::BadLength(text.len()));
+        }
+        hex::decode(text)
+            .map(LakeKey)
+            .map_err(|_| LakeKeyError::NotHex)
+    }
+
+    /// A key from raw bytes (tests and freshly generated keys).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        LakeKey(bytes.to_vec())
+    }
+
+    /// The hex form, for writing the key file.
+    pub fn to_hex(&self) -> String {
+        hex::encode(&self.0)
+    }
+}
+
+impl fmt::Debug for LakeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LakeKey(<redacted>)")
+    }
+}
+
+/// Hashes PII values with the lake key. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PiiHasher {
+    mac: Hmac<Sha256>,
+}
+
+impl PiiHasher {
+    /// A hasher for one lake.
+    pub fn new(key: &LakeKey) -> Self {
+        PiiHasher {
+            mac: Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC takes keys of any length"),
+        }
+    }
+
+    /// Lower-case hex HMAC-SHA256 of an arbitrary value.
+    pub fn hash(&self, value: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(value.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// The hash of a normalized phone: the only form a phone takes in the lake.
+    pub fn phone(&self, phone: &NormalizedPhone) -> String {
+        self.hash(phone.digits())
+    }
+
+    /// Normalize then hash; `None` for empty, masked or invalid values.
+    pub fn phone_text(&self, raw: &str) -> Option<String> {
+        normalize_phone(raw).ok().map(|p| self.phone(&p))
+    }
+
+    /// Replace every mobile number in free text (a raw record bound for
+    /// quarantine) by `phone:<hash>`, so it can be traced without leaking.
+    pub fn scrub(&self, text: &str) -> String {
+        let spans = find_phones(text);
+        if spans.is_empty() {
+            return text.to_string();
+        }
+        let mut out = String::with_capacity(text.len() + spans.len() * 64);
+        let mut last = 0;
+        for (start, end) in spans {
+            out.push_str(&text[last..start]);
+            let run = &text[start..end];
+            let national = &run[run.len() - 11..];
+            out.push_str("phone:");
+            out.push_str(&self.hash(national));
+            last = end;
+        }
+        out.push_str(&text[last..]);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hasher() -> PiiHasher {
+        PiiHasher::new(&LakeKey::from_bytes([7; 32]))
+    }
+
+    #[test]
+    fn hmac_sha256_known_vector() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
+        let h = PiiHasher { mac };
+        assert_eq!(
+            h.hash("what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn same_phone_any_format_same_hash() {
+        let h = hasher();
+        assert_eq!(
+            h.phone_text("+86 139-1234-5678"),
+            h.phone_text("13912345678")
+        );
+        assert_eq!(h.phone_text("139****5678"), None);
+        let other = PiiHasher::new(&LakeKey::from_bytes([8; 32]));
+        assert_ne!(h.phone_text("13912345678"), other.phone_text("13912345678"));
+    }
+
+    #[test]
+    fn key_hex_round_trip_and_errors() {
+        let key = LakeKey::from_bytes([0xab; 32]);
+        assert_eq!(LakeKey::from_hex(&key.to_hex()).unwrap().0, key.0);
+        assert!(matches!(
+            LakeKey::from_hex("abc"),
+            Err(LakeKeyError::BadLength(3))
+        ));
+        assert!(matches!(
+            LakeKey::from_hex(&"zz".repeat(32)),
+            Err(LakeKeyError::NotHex)
+        ));
+        assert_eq!(format!("{key:?}"), "LakeKey(<redacted>)");
+    }
+
+    #[test]
+    fn scrub_replaces_phones() {
+        let h = hasher();
+        let out = h.scrub(r#"{"receiver_mobile":"13912345678","tid":"3000000000001"}"#);
+        assert!(!out.contains("13912345678"));
+        assert!(out.contains(&format!("phone:{}", h.phone_text("13912345678").unwrap())));
+        assert!(out.contains("3000000000001"));
+    }
+}

@@ -1,0 +1,560 @@
+//! The canonical tables as Arrow schemas, with one typed row struct and one
+//! builder per table that sources fill.
+//!
+//! All times are `Timestamp(Microsecond, "UTC")`; money is integer fen.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{
+    ArrayRef, Int32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Utc};
+
+use crate::vocab::{Channel, OrderStatus};
+
+/// The canonical tables that sources land into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TableKind {
+    /// One row per order.
+    Orders,
+    /// One row per (WeCom or CRM) contact and owner.
+    Contacts,
+}
+
+impl TableKind {
+    /// The table's name in the lake.
+    pub fn name(self) -> &'static str {
+        match self {
+            TableKind::Orders => "orders",
+            TableKind::Contacts => "contacts",
+        }
+    }
+
+    /// The Arrow schema.
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            TableKind::Orders => orders_schema(),
+            TableKind::Contacts => contacts_schema(),
+        }
+    }
+
+    /// Columns that identify one business entity: the lake keeps one current
+    /// row per key.
+    pub fn key_columns(self) -> &'static [&'static str] {
+        match self {
+            TableKind::Orders => &["channel", "shop_id", "order_id"],
+            TableKind::Contacts => &["channel", "contact_id", "owner_userid"],
+        }
+    }
+
+    /// The column that decides which row of a key is current (the latest wins).
+    pub fn version_column(self) -> &'static str {
+        "updated_at"
+    }
+}
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn utf8(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Utf8, nullable)
+}
+
+fn string_list() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+}
+
+/// Schema of `orders`.
+pub fn orders_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        Arc::new(Schema::new(vec![
+            utf8("channel", false),
+            utf8("shop_id", false),
+            utf8("order_id", false),
+            utf8("buyer_id", true),
+            utf8("phone_hash", true),
+            utf8("phone_masked", true),
+            utf8("status", false),
+            utf8("platform_status", false),
+            Field::new("amount_fen", DataType::Int64, false),
+            Field::new("item_count", DataType::Int32, false),
+            utf8("province", true),
+            utf8("city", true),
+            Field::new("created_at", ts(), false),
+            Field::new("paid_at", ts(), true),
+            Field::new("updated_at", ts(), false),
+            Field::new("ingested_at", ts(), false),
+            utf8("run_id", false),
+        ]))
+    })
+    .clone()
+}
+
+/// Schema of `contacts`.
+pub fn contacts_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        Arc::new(Schema::new(vec![
+            utf8("channel", false),
+            utf8("contact_id", false),
+            utf8("unionid", true),
+            utf8("phone_hash", true),
+            utf8("owner_userid", false),
+            Field::new("add_way", DataType::Int32, true),
+            utf8("state", true),
+            Field::new("tags", string_list(), true),
+            Field::new("created_at", ts(), true),
+            Field::new("updated_at", ts(), false),
+            Field::new("ingested_at", ts(), false),
+            utf8("run_id", false),
+        ]))
+    })
+    .clone()
+}
+
+/// Schema of `quarantine`: rejected input rows with their reason.
+pub fn quarantine_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        Arc::new(Schema::new(vec![
+            utf8("source", false),
+            utf8("target_table", false),
+            utf8("record_key", true),
+            utf8("raw", false),
+            utf8("reason", false),
+            utf8("run_id", false),
+            Field::new("quarantined_at", ts(), false),
+        ]))
+    })
+    .clone()
+}
+
+/// One order in canonical form. `ingested_at` and `run_id` belong to the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRow {
+    /// Platform.
+    pub channel: Channel,
+    /// Shop (seller) id on that platform.
+    pub shop_id: String,
+    /// Order id, unique within the shop.
+    pub order_id: String,
+    /// The platform's buyer id (scoped as the platform scopes it).
+    pub buyer_id: Option<String>,
+    /// Keyed hash of the receiver's phone when the platform gave it in clear.
+    pub phone_hash: Option<String>,
+    /// The masked phone as the platform showed it (`138****8000`); never joined on.
+    pub phone_masked: Option<String>,
+    /// Status in the closed vocabulary.
+    pub status: OrderStatus,
+    /// The platform's own status text, for audits.
+    pub platform_status: String,
+    /// What the buyer paid, in fen.
+    pub amount_fen: i64,
+    /// Number of items (sum of quantities).
+    pub item_count: i32,
+    /// Receiver province (plain on every platform).
+    pub province: Option<String>,
+    /// Receiver city.
+    pub city: Option<String>,
+    /// Order creation time.
+    pub created_at: DateTime<Utc>,
+    /// Payment time, if paid.
+    pub paid_at: Option<DateTime<Utc>>,
+    /// Last modification time: decides which version of an order is current.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One contact in canonical form.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactRow {
+    /// Where the contact lives (`wecom`, `crm`).
+    pub channel: Channel,
+    /// The contact's id there (WeCom external_userid, CRM member id).
+    pub contact_id: String,
+    /// WeChat unionid when known.
+    pub unionid: Option<String>,
+    /// Keyed hash of the first valid remark phone.
+    pub phone_hash: Option<String>,
+    /// The staff member who holds the contact (WeCom follow userid).
+    pub owner_userid: String,
+    /// How the contact was added (WeCom `add_way`).
+    pub add_way: Option<i32>,
+    /// The `state` of the contact way that added it (card campaign, order...).
+    pub state: Option<String>,
+    /// Tag names.
+    pub tags: Vec<String>,
+    /// When the contact was added.
+    pub created_at: Option<DateTime<Utc>>,
+    /// When this version of the contact was observed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A rejected input record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuarantineRow {
+    /// `connector.stream@scope` or a file name.
+    pub source: String,
+    /// The canonical table it was meant for.
+    pub target_table: String,
+    /// The record's key when it could be read (e.g. the order id).
+    pub record_key: Option<String>,
+    /// The raw record, phones already replaced by their hashes.
+    pub raw: String,
+    /// Why it was rejected.
+    pub reason: String,
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Builds `orders` batches.
+pub struct OrdersBuilder {
+    ingested_at: i64,
+    run_id: String,
+    channel: StringBuilder,
+    shop_id: StringBuilder,
+    order_id: StringBuilder,
+    buyer_id: StringBuilder,
+    phone_hash: StringBuilder,
+    phone_masked: StringBuilder,
+    status: StringBuilder,
+    platform_status: StringBuilder,
+    amount_fen: Int64Builder,
+    item_count: Int32Builder,
+    province: StringBuilder,
+    city: StringBuilder,
+    created_at: TimestampMicrosecondBuilder,
+    paid_at: TimestampMicrosecondBuilder,
+    updated_at: TimestampMicrosecondBuilder,
+    len: usize,
+}
+
+impl OrdersBuilder {
+    /// A builder for rows of one run, ingested at `ingested_at`.
+    pub fn new(run_id: &str, ingested_at: DateTime<Utc>) -> Self {
+        let tsb = || TimestampMicrosecondBuilder::new().with_timezone("UTC");
+        OrdersBuilder {
+            ingested_at: micros(ingested_at),
+            run_id: run_id.to_string(),
+            channel: StringBuilder::new(),
+            shop_id: StringBuilder::new(),
+            order_id: StringBuilder::new(),
+            buyer_id: StringBuilder::new(),
+            phone_hash: StringBuilder::new(),
+            phone_masked: StringBuilder::new(),
+            status: StringBuilder::new(),
+            platform_status: StringBuilder::new(),
+            amount_fen: Int64Builder::new(),
+            item_count: Int32Builder::new(),
+            province: StringBuilder::new(),
+            city: StringBuilder::new(),
+            created_at: tsb(),
+            paid_at: tsb(),
+            updated_at: tsb(),
+            len: 0,
+        }
+    }
+
+    /// Append one row.
+    pub fn append(&mut self, r: &OrderRow) {
+        self.channel.append_value(r.channel.as_str());
+        self.shop_id.append_value(&r.shop_id);
+        self.order_id.append_value(&r.order_id);
+        self.buyer_id.append_option(r.buyer_id.as_deref());
+        self.phone_hash.append_option(r.phone_hash.as_deref());
+        self.phone_masked.append_option(r.phone_masked.as_deref());
+        self.status.append_value(r.status.as_str());
+        self.platform_status.append_value(&r.platform_status);
+        self.amount_fen.append_value(r.amount_fen);
+        self.item_count.append_value(r.item_count);
+        self.province.append_option(r.province.as_deref());
+        self.city.append_option(r.city.as_deref());
+        self.created_at.append_value(micros(r.created_at));
+        self.paid_at.append_option(r.paid_at.map(micros));
+        self.updated_at.append_value(micros(r.updated_at));
+        self.len += 1;
+    }
+
+    /// Rows appended since the last `finish`.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no row is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Take the pending rows as a batch; the builder can be reused.
+    pub fn finish(&mut self) -> RecordBatch {
+        let n = std::mem::take(&mut self.len);
+        let mut ingested = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut run = StringBuilder::with_capacity(n, n * self.run_id.len());
+        for _ in 0..n {
+            ingested.append_value(self.ingested_at);
+            run.append_value(&self.run_id);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.channel.finish()),
+            Arc::new(self.shop_id.finish()),
+            Arc::new(self.order_id.finish()),
+            Arc::new(self.buyer_id.finish()),
+            Arc::new(self.phone_hash.finish()),
+            Arc::new(self.phone_masked.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.platform_status.finish()),
+            Arc::new(self.amount_fen.finish()),
+            Arc::new(self.item_count.finish()),
+            Arc::new(self.province.finish()),
+            Arc::new(self.city.finish()),
+            Arc::new(self.created_at.finish()),
+            Arc::new(self.paid_at.finish()),
+            Arc::new(self.updated_at.finish()),
+            Arc::new(ingested.finish()),
+            Arc::new(run.finish()),
+        ];
+        RecordBatch::try_new(orders_schema(), columns).expect("builder columns match the schema")
+    }
+}
+
+/// Builds `contacts` batches.
+pub struct ContactsBuilder {
+    ingested_at: i64,
+    run_id: String,
+    channel: StringBuilder,
+    contact_id: StringBuilder,
+    unionid: StringBuilder,
+    phone_hash: StringBuilder,
+    owner_userid: StringBuilder,
+    add_way: Int32Builder,
+    state: StringBuilder,
+    tags: ListBuilder<StringBuilder>,
+    created_at: TimestampMicrosecondBuilder,
+    updated_at: TimestampMicrosecondBuilder,
+    len: usize,
+}
+
+impl ContactsBuilder {
+    /// A builder for rows of one run, ingested at `ingested_at`.
+    pub fn new(run_id: &str, ingested_at: DateTime<Utc>) -> Self {
+        let tsb = || TimestampMicrosecondBuilder::new().with_timezone("UTC");
+        ContactsBuilder {
+            ingested_at: micros(ingested_at),
+            run_id: run_id.to_string(),
+            channel: StringBuilder::new(),
+            contact_id: StringBuilder::new(),
+            unionid: StringBuilder::new(),
+            phone_hash: StringBuilder::new(),
+            owner_userid: StringBuilder::new(),
+            add_way: Int32Builder::new(),
+            state: StringBuilder::new(),
+            tags: ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
+                "item",
+                DataType::Utf8,
+                true,
+            ))),
+            created_at: tsb(),
+            updated_at: tsb(),
+            len: 0,
+        }
+    }
+
+    /// Append one row.
+    pub fn append(&mut self, r: &ContactRow) {
+        self.channel.append_value(r.channel.as_str());
+        self.contact_id.append_value(&r.contact_id);
+        self.unionid.append_option(r.unionid.as_deref());
+        self.phone_hash.append_option(r.phone_hash.as_deref());
+        self.owner_userid.append_value(&r.owner_userid);
+        self.add_way.append_option(r.add_way);
+        self.state.append_option(r.state.as_deref());
+        for t in &r.tags {
+            self.tags.values().append_value(t);
+        }
+        self.tags.append(true);
+        self.created_at.append_option(r.created_at.map(micros));
+        self.updated_at.append_value(micros(r.updated_at));
+        self.len += 1;
+    }
+
+    /// Rows appended since the last `finish`.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no row is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Take the pending rows as a batch; the builder can be reused.
+    pub fn finish(&mut self) -> RecordBatch {
+        let n = std::mem::take(&mut self.len);
+        let mut ingested = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        let mut run = StringBuilder::with_capacity(n, n * self.run_id.len());
+        for _ in 0..n {
+            ingested.append_value(self.ingested_at);
+            run.append_value(&self.run_id);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.channel.finish()),
+            Arc::new(self.contact_id.finish()),
+            Arc::new(self.unionid.finish()),
+            Arc::new(self.phone_hash.finish()),
+            Arc::new(self.owner_userid.finish()),
+            Arc::new(self.add_way.finish()),
+            Arc::new(self.state.finish()),
+            Arc::new(self.tags.finish()),
+            Arc::new(self.created_at.finish()),
+            Arc::new(self.updated_at.finish()),
+            Arc::new(ingested.finish()),
+            Arc::new(run.finish()),
+        ];
+        RecordBatch::try_new(contacts_schema(), columns).expect("builder columns match the schema")
+    }
+}
+
+/// Builds `quarantine` batches.
+pub struct QuarantineBuilder {
+    run_id: String,
+    at: i64,
+    source: StringBuilder,
+    target_table: StringBuilder,
+    record_key: StringBuilder,
+    raw: StringBuilder,
+    reason: StringBuilder,
+    len: usize,
+}
+
+impl QuarantineBuilder {
+    /// A builder for one run.
+    pub fn new(run_id: &str, at: DateTime<Utc>) -> Self {
+        QuarantineBuilder {
+            run_id: run_id.to_string(),
+            at: micros(at),
+            source: StringBuilder::new(),
+            target_table: StringBuilder::new(),
+            record_key: StringBuilder::new(),
+            raw: StringBuilder::new(),
+            reason: StringBuilder::new(),
+            len: 0,
+        }
+    }
+
+    /// Append one rejected record.
+    pub fn append(&mut self, r: &QuarantineRow) {
+        self.source.append_value(&r.source);
+        self.target_table.append_value(&r.target_table);
+        self.record_key.append_option(r.record_key.as_deref());
+        self.raw.append_value(&r.raw);
+        self.reason.append_value(&r.reason);
+        self.len += 1;
+    }
+
+    /// Rows appended since the last `finish`.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no row is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Take the pending rows as a batch.
+    pub fn finish(&mut self) -> RecordBatch {
+        let n = std::mem::take(&mut self.len);
+        let mut run = StringBuilder::new();
+        let mut at = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
+        for _ in 0..n {
+            run.append_value(&self.run_id);
+            at.append_value(self.at);
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.source.finish()),
+            Arc::new(self.target_table.finish()),
+            Arc::new(self.record_key.finish()),
+            Arc::new(self.raw.finish()),
+            Arc::new(self.reason.finish()),
+            Arc::new(run.finish()),
+            Arc::new(at.finish()),
+        ];
+        RecordBatch::try_new(quarantine_schema(), columns)
+            .expect("builder columns match the schema")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Int64Type;
+
+    fn order(id: &str) -> OrderRow {
+        OrderRow {
+            channel: Channel::Taobao,
+            shop_id: "shop1".into(),
+            order_id: id.into(),
+            buyer_id: Some("ouid@shop1".into()),
+            phone_hash: None,
+            phone_masked: Some("138****8000".into()),
+            status: OrderStatus::Paid,
+            platform_status: "WAIT_SELLER_SEND_GOODS".into(),
+            amount_fen: 18800,
+            item_count: 2,
+            province: Some("浙江省".into()),
+            city: Some("杭州市".into()),
+            created_at: DateTime::from_timestamp(1_704_067_200, 0).unwrap(),
+            paid_at: None,
+            updated_at: DateTime::from_timestamp(1_704_067_260, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn orders_builder_matches_schema_and_is_reusable() {
+        let mut b = OrdersBuilder::new("run-1", Utc::now());
+        b.append(&order("1"));
+        b.append(&order("2"));
+        let batch = b.finish();
+        assert_eq!(batch.num_rows(), 2);
+        assert_eq!(batch.schema(), orders_schema());
+        assert_eq!(
+            batch
+                .column_by_name("amount_fen")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .value(1),
+            18800
+        );
+        assert!(batch.column_by_name("paid_at").unwrap().is_null(0));
+        b.append(&order("3"));
+        assert_eq!(b.finish().num_rows(), 1);
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn contacts_builder_handles_tags() {
+        let mut b = ContactsBuilder::new("run-1", Utc::now());
+        b.append(&ContactRow {
+            channel: Channel::Wecom,
+            contact_id: "wmABC".into(),
+            unionid: None,
+            phone_hash: None,
+            owner_userid: "zhangsan".into(),
+            add_way: Some(1),
+            state: Some("pk_tm_2403".into()),
+            tags: vec!["复购".into(), "高意向".into()],
+            created_at: None,
+            updated_at: Utc::now(),
+        });
+        let batch = b.finish();
+        assert_eq!(batch.schema(), contacts_schema());
+        let tags = batch.column_by_name("tags").unwrap().as_list::<i32>();
+        assert_eq!(tags.value(0).len(), 2);
+    }
+}
