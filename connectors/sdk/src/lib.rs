@@ -10,6 +10,7 @@
 //! [`conformance`] suite against it.
 #![warn(missing_docs)]
 
+pub mod conformance;
 pub mod error;
 pub mod http;
 pub mod sandbox;

@@ -1,0 +1,167 @@
+//! The shared conformance suite against the TOP sandbox, plus Taobao-specific
+//! checks (window limit, signature rejection, re-pull after later updates).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{Duration, Utc};
+use quanyu_connector_sdk::conformance::{self, Harness, Key, MemoryLake, Running};
+use quanyu_connector_sdk::sandbox::world::WorldConfig;
+use quanyu_connector_sdk::sandbox::{loopback_any_port, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::{LimiterRegistry, RetryPolicy, SecretRef, Stream};
+use quanyu_taobao::sandbox::{TopSandbox, TopSandboxConfig};
+use quanyu_taobao::{build_streams, SignMethod, TaobaoConfig, TaobaoShop};
+
+const SECRET: &str = "sandbox-secret-0123456789";
+
+fn policy() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 8,
+        base_delay: std::time::Duration::from_millis(5),
+        max_delay: std::time::Duration::from_millis(50),
+        request_timeout: std::time::Duration::from_millis(800),
+        max_retry_after: std::time::Duration::from_secs(5),
+    }
+}
+
+struct Top {
+    sandbox: TopSandbox,
+    handle: SandboxHandle,
+    sign_method: SignMethod,
+}
+
+impl Top {
+    async fn start(faults: FaultConfig, orders: usize, sign_method: SignMethod) -> Top {
+        let now = Utc::now();
+        let mut world = WorldConfig::demo(now, orders);
+        world.start = now - Duration::days(5);
+        world.days = 5;
+        let sandbox = TopSandbox::new(TopSandboxConfig {
+            app_key: "12345678".into(),
+            app_secret: SECRET.into(),
+            world,
+            faults,
+            as_of: Some(now),
+        });
+        let handle = sandbox.serve(loopback_any_port()).await.unwrap();
+        Top {
+            sandbox,
+            handle,
+            sign_method,
+        }
+    }
+
+    fn config(&self, secret: &str) -> TaobaoConfig {
+        let cfg = self.sandbox.config();
+        TaobaoConfig {
+            gateway: format!("{}/router/rest", self.handle.base_url()),
+            app_key: cfg.app_key.clone(),
+            app_secret: SecretRef::inline(secret),
+            sign_method: self.sign_method,
+            qps: 0,
+            page_size: 50,
+            window_minutes: 12 * 60,
+            lookback_minutes: 60,
+            initial_days: 6,
+            shops: (0..cfg.world.shops.len())
+                .map(|i| TaobaoShop {
+                    id: cfg.world.shops[i].clone(),
+                    session: SecretRef::inline(cfg.session_for(i)),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[async_trait]
+impl Running for Top {
+    fn streams(&self, good: bool) -> Vec<Arc<dyn Stream>> {
+        build_streams(
+            &self.config(if good { SECRET } else { "wrong-secret" }),
+            &LimiterRegistry::new(),
+            policy(),
+        )
+        .unwrap()
+    }
+    fn expected_keys(&self) -> BTreeSet<Key> {
+        self.sandbox
+            .visible_trades()
+            .into_iter()
+            .map(|t| vec!["taobao".into(), t.shop, t.tid])
+            .collect()
+    }
+    fn secret(&self) -> String {
+        SECRET.into()
+    }
+    async fn stop(self: Box<Self>) {
+        self.handle.stop().await;
+    }
+}
+
+struct TopHarness(SignMethod);
+
+#[async_trait]
+impl Harness for TopHarness {
+    async fn start(&self, faults: FaultConfig) -> Box<dyn Running> {
+        Box::new(Top::start(faults, 400, self.0).await)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_md5() {
+    conformance::run_all(&TopHarness(SignMethod::Md5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_hmac_sha256_straight_and_faults() {
+    let h = TopHarness(SignMethod::HmacSha256);
+    conformance::check_straight_run(&h).await;
+    conformance::check_exactly_once_under_faults(&h).await;
+    conformance::check_straight_run(&TopHarness(SignMethod::Hmac)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_pull_updates_orders_without_duplicates() {
+    let top = Top::start(FaultConfig::default(), 300, SignMethod::Md5).await;
+    let streams = top.streams(true);
+    let now = top.sandbox.as_of();
+    // First pull sees the platform as it stood two days ago...
+    top.sandbox.set_as_of(now - Duration::days(2));
+    let mut lake = MemoryLake::default();
+    lake.run_at(&streams, None, now - Duration::days(2))
+        .await
+        .unwrap();
+    let first = lake.rows.clone();
+    // ...the second as it stands now: orders shipped and finished since.
+    top.sandbox.set_as_of(now);
+    lake.run(&streams, None).await.unwrap();
+    let expected = top.expected_keys();
+    assert!(
+        lake.keys() == expected,
+        "one row per order after the re-pull: {} landed, {} expected",
+        lake.keys().len(),
+        expected.len()
+    );
+    let changed = first
+        .iter()
+        .filter(|(k, v)| lake.rows.get(*k) != Some(v))
+        .count();
+    assert!(changed > 0, "some orders must have been modified again");
+    Box::new(top).stop().await;
+}
+
+#[tokio::test]
+async fn gateway_enforces_window_and_page_limits() {
+    let top = Top::start(FaultConfig::default(), 50, SignMethod::Md5).await;
+    let mut cfg = top.config(SECRET);
+    cfg.window_minutes = 2 * 24 * 60;
+    let err = build_streams(&cfg, &LimiterRegistry::new(), policy())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("one day"), "{err}");
+    cfg.window_minutes = 60;
+    cfg.page_size = 101;
+    assert!(build_streams(&cfg, &LimiterRegistry::new(), policy()).is_err());
+    top.handle.stop().await;
+}
