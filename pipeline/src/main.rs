@@ -1,1 +1,399 @@
-fn main() {}
+//! The `quanyu` command line.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use chrono::{Duration, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use quanyu::config::{default_key_file, Config};
+use quanyu::lake::Lake;
+use quanyu_connector_sdk::sandbox::world::WorldConfig;
+use quanyu_connector_sdk::sandbox::FaultConfig;
+use quanyu_connector_sdk::{LimiterRegistry, PullContext, RetryPolicy};
+use quanyu_schemas::PiiHasher;
+use tracing_subscriber::EnvFilter;
+
+const EXAMPLES: &str = "\
+Examples:
+  quanyu demo                          # sandboxes → ./lake, with a summary
+  quanyu sql \"select count(*) from customers\"
+  quanyu sql --format csv \"select * from orders limit 10\"
+  quanyu init --config quanyu.toml     # create the lake key (0600) and lake folder
+  quanyu run --config quanyu.toml taobao.orders wecom
+  quanyu sandbox taobao --port 8801    # a TOP gateway emulator on loopback
+  quanyu bench --orders 200000         # trades/s and peak memory";
+
+/// quanyu (全域): pull marketplace orders and private-domain contacts into a
+/// Delta lake and stitch one customer id across them.
+#[derive(Parser, Debug)]
+#[command(name = "quanyu", version, after_help = EXAMPLES)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace) or an EnvFilter directive.
+    #[arg(long, default_value = "warn", global = true, env = "QUANYU_LOG")]
+    log_level: String,
+    /// Never draw progress bars.
+    #[arg(long, global = true)]
+    no_progress: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create the lake key (outside the lake, mode 0600) and the lake folder.
+    #[command(after_help = "Example:\n  quanyu init --config quanyu.toml")]
+    Init {
+        /// Config file whose [lake] section to use.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Start the sandboxes, pull everything into a local lake, build identity, print a summary.
+    #[command(
+        after_help = "Examples:\n  quanyu demo\n  quanyu demo --lake /tmp/lake --orders 200000"
+    )]
+    Demo {
+        /// Lake folder.
+        #[arg(long, default_value = "lake")]
+        lake: PathBuf,
+        /// Orders in the seeded world.
+        #[arg(long, default_value_t = 5000)]
+        orders: usize,
+        /// Inject throttling, 5xx, timeouts and token expiry at this rate (0–0.3).
+        #[arg(long, default_value_t = 0.0)]
+        faults: f64,
+        /// Lake key file (created if missing; `QUANYU_LAKE_KEY` overrides).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Pull the configured streams (all, or those selected) and rebuild identity.
+    #[command(
+        after_help = "Selectors: CONNECTOR, CONNECTOR.STREAM or CONNECTOR.STREAM@SHOP\nExample:\n  quanyu run --config quanyu.toml taobao.orders@tmall-flagship"
+    )]
+    Run {
+        /// Config file.
+        #[arg(long, default_value = "quanyu.toml")]
+        config: PathBuf,
+        /// Streams to run.
+        selectors: Vec<String>,
+    },
+    /// Run SQL (DataFusion) over every lake table.
+    #[command(
+        after_help = "Examples:\n  quanyu sql \"select channel, count(*) from orders group by channel\"\n  quanyu sql --format json \"select * from customers order by gmv_fen desc limit 10\""
+    )]
+    Sql {
+        /// The query.
+        query: String,
+        /// Lake folder (default: the config's, else ./lake).
+        #[arg(long)]
+        lake: Option<PathBuf>,
+        /// Config file to take the lake from.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = quanyu::sql::Format::Table)]
+        format: quanyu::sql::Format,
+    },
+    /// Serve a platform emulator on loopback.
+    #[command(
+        after_help = "Examples:\n  quanyu sandbox taobao --port 8801\n  quanyu sandbox wecom --port 8802 --faults 0.1"
+    )]
+    Sandbox {
+        /// Which platform.
+        #[arg(value_enum)]
+        platform: Platform,
+        /// Port on 127.0.0.1 (0 = any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// The app key / corp id to accept.
+        #[arg(long)]
+        app_key: Option<String>,
+        /// The secret to accept.
+        #[arg(long)]
+        app_secret: Option<String>,
+        /// Orders in the seeded world.
+        #[arg(long, default_value_t = 5000)]
+        orders: usize,
+        /// Inject transient faults at this rate.
+        #[arg(long, default_value_t = 0.0)]
+        faults: f64,
+    },
+    /// Pull N trades from a Taobao sandbox (rate limits off) and print trades/s and peak memory.
+    #[command(after_help = "Example:\n  quanyu bench --orders 500000")]
+    Bench {
+        /// Trades to pull.
+        #[arg(long, default_value_t = 200_000)]
+        orders: usize,
+        /// Rows per commit.
+        #[arg(long, default_value_t = 100_000)]
+        chunk_rows: usize,
+        /// Keep the lake here instead of a temporary folder.
+        #[arg(long)]
+        lake: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Platform {
+    Taobao,
+    Wecom,
+}
+
+fn init_logging(cli: &Cli) {
+    let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config> {
+    match path {
+        Some(p) => Config::load(p),
+        None => Ok(Config::default()),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let progress = !cli.no_progress;
+    match cli.command {
+        Cmd::Init { config } => {
+            let cfg = load_config(config.as_ref())?;
+            let created = quanyu::keys::init_key(&cfg.lake.key_file)?;
+            Lake::open(&cfg.lake.root)?;
+            println!(
+                "lake key: {} ({})\nlake:     {}",
+                cfg.lake.key_file.display(),
+                if created {
+                    "created, mode 0600"
+                } else {
+                    "exists, kept"
+                },
+                cfg.lake.root.display()
+            );
+        }
+        Cmd::Demo {
+            lake,
+            orders,
+            faults,
+            key_file,
+        } => {
+            let started = std::time::Instant::now();
+            let opts = quanyu::demo::DemoOptions {
+                lake: lake.clone(),
+                key_file: key_file.unwrap_or_else(default_key_file),
+                orders,
+                fault_rate: faults,
+                progress,
+            };
+            let s = quanyu::demo::run_demo(&opts).await?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "quanyu demo: lake at {} ({:.1}s)",
+                lake.display(),
+                started.elapsed().as_secs_f64()
+            )?;
+            for (t, n) in &s.counts {
+                let expected = match t.as_str() {
+                    "orders" => format!("  (sandbox holds {})", s.expected_orders),
+                    "contacts" => format!("  (sandbox holds {})", s.expected_contacts),
+                    "customers" => format!("  (seeded world predicts {})", s.expected_customers),
+                    _ => String::new(),
+                };
+                writeln!(out, "  {t:<13} {n:>8}{expected}")?;
+            }
+            for f in &s.failed_streams {
+                writeln!(out, "  FAILED {f}")?;
+            }
+            writeln!(out, "try: quanyu sql --lake {} \"select channels, count(*) n from customers group by channels\"", lake.display())?;
+            if !s.failed_streams.is_empty() {
+                anyhow::bail!("{} stream(s) failed", s.failed_streams.len());
+            }
+        }
+        Cmd::Run { config, selectors } => {
+            let cfg = Config::load(&config)?;
+            let key = quanyu::keys::load_key(&cfg.lake.key_file)?;
+            let hasher = PiiHasher::new(&key);
+            let streams = quanyu::registry::select(
+                quanyu::registry::streams(&cfg, &LimiterRegistry::new(), RetryPolicy::default())?,
+                &selectors,
+            )?;
+            let lake = Lake::open(&cfg.lake.root)?;
+            let ctx = PullContext {
+                run_id: quanyu::demo::new_run_id(),
+                ingested_at: Utc::now(),
+                hasher: hasher.clone(),
+            };
+            let opts = quanyu::runner::RunOptions {
+                chunk_rows: cfg.run.chunk_rows,
+                progress,
+            };
+            let records = quanyu::runner::run_streams(&lake, &streams, &ctx, opts).await?;
+            let ids = quanyu::identity::build_identity(&lake, &hasher, &cfg.identity).await?;
+            for r in &records {
+                println!(
+                    "{}.{}@{}: {} — {} in, {} landed, {} quarantined, {} requests ({} retried){}",
+                    r.connector,
+                    r.stream,
+                    r.scope,
+                    r.status,
+                    r.rows_in,
+                    r.rows_out,
+                    r.rows_quarantined,
+                    r.requests,
+                    r.retries,
+                    r.error
+                        .as_ref()
+                        .map(|e| format!("\n    error: {e}"))
+                        .unwrap_or_default()
+                );
+            }
+            println!(
+                "identity: {} identifiers, {} edges, {} excluded, {} customers ({} kept their id)",
+                ids.identifiers, ids.edges, ids.excluded, ids.customers, ids.carried_forward
+            );
+            let failed = records.iter().filter(|r| r.status != "succeeded").count();
+            if failed > 0 {
+                anyhow::bail!("{failed} stream(s) failed");
+            }
+        }
+        Cmd::Sql {
+            query,
+            lake,
+            config,
+            format,
+        } => {
+            let root = match (lake, config) {
+                (Some(l), _) => l,
+                (None, Some(c)) => Config::load(&c)?.lake.root,
+                (None, None) => PathBuf::from("lake"),
+            };
+            if !root.exists() {
+                anyhow::bail!(
+                    "no lake at {} (run `quanyu demo` or pass --lake)",
+                    root.display()
+                );
+            }
+            let lake = Lake::open(&root)?;
+            let batches = quanyu::sql::query(&lake, &query).await?;
+            quanyu::sql::write(&batches, format, &mut std::io::stdout().lock())?;
+        }
+        Cmd::Sandbox {
+            platform,
+            port,
+            app_key,
+            app_secret,
+            orders,
+            faults,
+        } => {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let now = Utc::now();
+            let world = WorldConfig::demo(now - Duration::minutes(5), orders);
+            let faults = if faults > 0.0 {
+                FaultConfig::chaos(faults, 1)
+            } else {
+                FaultConfig::default()
+            };
+            match platform {
+                Platform::Taobao => {
+                    let sb = quanyu_taobao::sandbox::TopSandbox::new(
+                        quanyu_taobao::sandbox::TopSandboxConfig {
+                            app_key: app_key
+                                .unwrap_or_else(|| quanyu::sandboxes::TAOBAO_APP_KEY.into()),
+                            app_secret: app_secret
+                                .unwrap_or_else(|| quanyu::sandboxes::TAOBAO_APP_SECRET.into()),
+                            world,
+                            faults,
+                            as_of: Some(now - Duration::minutes(5)),
+                        },
+                    );
+                    let handle = sb.serve(addr).await.context("cannot bind")?;
+                    let cfg = sb.config();
+                    let ann = quanyu::bench::SandboxAnnouncement {
+                        base_url: handle.base_url(),
+                        app_key: cfg.app_key.clone(),
+                        app_secret: cfg.app_secret.clone(),
+                        shops: (0..cfg.world.shops.len())
+                            .map(|i| (cfg.world.shops[i].clone(), cfg.session_for(i)))
+                            .collect(),
+                        trades: sb.visible_trades().len(),
+                    };
+                    println!("{}", serde_json::to_string(&ann)?);
+                    eprintln!("TOP gateway sandbox at {}/router/rest (sandbox credentials above; Ctrl-C to stop)", handle.base_url());
+                    handle.wait().await;
+                }
+                Platform::Wecom => {
+                    let corp = app_key.unwrap_or_else(|| quanyu::sandboxes::WECOM_CORP_ID.into());
+                    let secret =
+                        app_secret.unwrap_or_else(|| quanyu::sandboxes::WECOM_SECRET.into());
+                    let sb = quanyu_wecom::sandbox::WecomSandbox::new(
+                        quanyu_wecom::sandbox::WecomSandboxConfig {
+                            corp_id: corp.clone(),
+                            secret: secret.clone(),
+                            world,
+                            faults,
+                            as_of: Some(now - Duration::minutes(5)),
+                            token_ttl_secs: 7200,
+                        },
+                    );
+                    let handle = sb.serve(addr).await.context("cannot bind")?;
+                    println!(
+                        "{}",
+                        serde_json::json!({"base_url": handle.base_url(), "corp_id": corp, "secret": secret, "contacts": sb.visible_contacts().len()})
+                    );
+                    eprintln!(
+                        "WeCom sandbox at {}/cgi-bin/ (sandbox credentials above; Ctrl-C to stop)",
+                        handle.base_url()
+                    );
+                    handle.wait().await;
+                }
+            }
+        }
+        Cmd::Bench {
+            orders,
+            chunk_rows,
+            lake,
+        } => {
+            let r = quanyu::bench::run_bench(orders, lake, chunk_rows).await?;
+            println!("trades:        {}", r.trades);
+            println!(
+                "pull:          {:.2} s  ({:.0} trades/s)",
+                r.pull_secs,
+                r.trades as f64 / r.pull_secs.max(1e-9)
+            );
+            println!(
+                "refresh:       {:.2} s  (orders current table)",
+                r.refresh_secs
+            );
+            println!(
+                "peak memory:   {:.0} MiB (quanyu process; the sandbox runs in a child process)",
+                r.peak_rss_mib
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! `quanyu bench`: pull N trades from a Taobao sandbox running in a child
+//! process (so its memory is not counted), rate limits off, into a fresh
+//! lake, and print trades per second and the puller's peak memory.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use quanyu_connector_sdk::{LimiterRegistry, PullContext, RetryPolicy};
+use quanyu_schemas::{LakeKey, PiiHasher};
+use serde::Deserialize;
+
+use crate::config::Config;
+use crate::lake::Lake;
+use crate::runner::RunOptions;
+
+/// What `quanyu sandbox taobao` prints as its first stdout line.
+#[derive(Debug, Deserialize, serde::Serialize)]
+pub struct SandboxAnnouncement {
+    /// `http://127.0.0.1:PORT`
+    pub base_url: String,
+    /// The app key it accepts.
+    pub app_key: String,
+    /// The app secret it accepts.
+    pub app_secret: String,
+    /// (shop id, session) pairs.
+    pub shops: Vec<(String, String)>,
+    /// Trades it serves.
+    pub trades: usize,
+}
+
+/// Benchmark results.
+#[derive(Debug)]
+pub struct BenchResult {
+    /// Trades landed in the raw table.
+    pub trades: i64,
+    /// Seconds for the pull (all windows, commits included).
+    pub pull_secs: f64,
+    /// Seconds for refreshing the current `orders` table.
+    pub refresh_secs: f64,
+    /// Peak resident memory of this process, MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Run the benchmark with `orders` trades.
+pub async fn run_bench(
+    orders: usize,
+    lake_dir: Option<PathBuf>,
+    chunk_rows: usize,
+) -> Result<BenchResult> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args([
+            "--log-level",
+            "error",
+            "sandbox",
+            "taobao",
+            "--port",
+            "0",
+            "--orders",
+            &orders.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("cannot start the sandbox process")?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let ann: SandboxAnnouncement = match serde_json::from_str(line.trim()) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = child.kill();
+            bail!("sandbox did not announce itself ({e}): {line:?}");
+        }
+    };
+    let result = bench_against(&ann, lake_dir, chunk_rows).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+async fn bench_against(
+    ann: &SandboxAnnouncement,
+    lake_dir: Option<PathBuf>,
+    chunk_rows: usize,
+) -> Result<BenchResult> {
+    let tmp = tempfile_dir()?;
+    let lake_path = lake_dir.unwrap_or_else(|| tmp.clone());
+    let lake = Lake::open(&lake_path)?;
+    let cfg = Config {
+        taobao: vec![quanyu_taobao::TaobaoConfig {
+            gateway: format!("{}/router/rest", ann.base_url),
+            app_key: ann.app_key.clone(),
+            app_secret: quanyu_connector_sdk::SecretRef::inline(ann.app_secret.clone()),
+            sign_method: quanyu_taobao::SignMethod::Md5,
+            qps: 0,
+            page_size: 100,
+            window_minutes: 24 * 60,
+            lookback_minutes: 0,
+            initial_days: 31,
+            shops: ann
+                .shops
+                .iter()
+                .map(|(id, s)| quanyu_taobao::TaobaoShop {
+                    id: id.clone(),
+                    session: quanyu_connector_sdk::SecretRef::inline(s.clone()),
+                })
+                .collect(),
+        }],
+        ..Config::default()
+    };
+    let streams = crate::registry::streams(&cfg, &LimiterRegistry::new(), RetryPolicy::default())?;
+    let hasher = PiiHasher::new(&LakeKey::from_bytes(rand::random()));
+    let ctx = PullContext {
+        run_id: crate::demo::new_run_id(),
+        ingested_at: Utc::now(),
+        hasher,
+    };
+    let started = Instant::now();
+    let opts = RunOptions {
+        chunk_rows,
+        progress: true,
+    };
+    // Pull only (the refresh is timed separately below).
+    let mut rows = 0;
+    for s in &streams {
+        let bar = indicatif::ProgressBar::hidden();
+        let rec = crate::runner::run_stream(&lake, s, &ctx, opts, bar).await;
+        if rec.status != "succeeded" {
+            bail!("bench pull failed: {}", rec.error.unwrap_or_default());
+        }
+        rows += rec.rows_out;
+    }
+    let pull_secs = started.elapsed().as_secs_f64();
+    let t = Instant::now();
+    crate::refresh::refresh_current(&lake, quanyu_schemas::TableKind::Orders).await?;
+    let refresh_secs = t.elapsed().as_secs_f64();
+    if lake_path == tmp {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(BenchResult {
+        trades: rows,
+        pull_secs,
+        refresh_secs,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let p = std::env::temp_dir().join(format!(
+        "quanyu-bench-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&p)?;
+    Ok(p)
+}

@@ -1,0 +1,131 @@
+//! `quanyu.toml`: the lake, the lake key, connectors and identity settings.
+//! Unknown fields are rejected; secrets are `{ env = ".." }` or `{ file = ".." }`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+use crate::identity::IdentityConfig;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the lake lives and how PII is keyed.
+    #[serde(default)]
+    pub lake: LakeConfig,
+    /// How runs commit.
+    #[serde(default)]
+    pub run: RunConfig,
+    /// Taobao / Tmall app keys, each with its shops.
+    #[serde(default)]
+    pub taobao: Vec<quanyu_taobao::TaobaoConfig>,
+    /// WeCom corps.
+    #[serde(default)]
+    pub wecom: Vec<quanyu_wecom::WecomConfig>,
+    /// Identity stitching.
+    #[serde(default)]
+    pub identity: IdentityConfig,
+}
+
+/// `[lake]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// The lake's root folder.
+    #[serde(default = "default_lake_root")]
+    pub root: PathBuf,
+    /// The lake key file (HMAC key for PII), kept outside the lake. The
+    /// environment variable `QUANYU_LAKE_KEY` (64 hex chars) overrides it.
+    #[serde(default = "default_key_file")]
+    pub key_file: PathBuf,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        LakeConfig {
+            root: default_lake_root(),
+            key_file: default_key_file(),
+        }
+    }
+}
+
+fn default_lake_root() -> PathBuf {
+    PathBuf::from("lake")
+}
+
+/// The default key file: `$XDG_CONFIG_HOME/quanyu/lake.key` or `~/.config/quanyu/lake.key`.
+pub fn default_key_file() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("quanyu").join("lake.key")
+}
+
+/// `[run]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Rows buffered per commit; bounds memory.
+    #[serde(default = "default_chunk_rows")]
+    pub chunk_rows: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            chunk_rows: default_chunk_rows(),
+        }
+    }
+}
+
+fn default_chunk_rows() -> usize {
+    100_000
+}
+
+impl Config {
+    /// Read and check a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid config {}", path.display()))
+    }
+
+    /// Parse config text.
+    pub fn parse(text: &str) -> Result<Config> {
+        Ok(toml::from_str(text)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/quanyu.toml"
+        ))
+        .unwrap();
+        let cfg = Config::parse(&text).unwrap();
+        assert_eq!(cfg.taobao.len(), 1);
+        assert_eq!(cfg.taobao[0].shops.len(), 2);
+        assert_eq!(cfg.wecom.len(), 1);
+        assert!(!cfg.identity.state_rules.is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_and_inline_secrets_are_rejected() {
+        assert!(Config::parse("[lake]\nrooot = 'x'").is_err());
+        let inline = "[[wecom]]\ncorp_id = 'ww1'\nsecret = 'plain-text-secret'\n";
+        let err = format!("{:#}", Config::parse(inline).unwrap_err());
+        assert!(
+            !err.contains("plain-text-secret") || err.contains("secret"),
+            "{err}"
+        );
+        assert!(Config::parse("[[wecom]]\ncorp_id = 'ww1'\nsecret = { env = 'X' }\n").is_ok());
+    }
+}

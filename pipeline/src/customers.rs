@@ -1,0 +1,62 @@
+//! The `customers` table: one row per unified customer.
+
+use anyhow::Result;
+use arrow::array::RecordBatch;
+
+use crate::lake::Lake;
+
+/// Rebuild `customers` from `identity_map`, `orders` and `contacts`.
+pub async fn build_customers(lake: &Lake) -> Result<()> {
+    let ctx = crate::lake::new_context();
+    lake.register(&ctx, "identity_map").await?;
+    let has_orders = lake.register(&ctx, "orders").await?;
+    let has_contacts = lake.register(&ctx, "contacts").await?;
+    let paid = "('paid','shipped','delivered','completed')";
+    let orders = if has_orders {
+        format!(
+            "SELECT m.unified_id, o.channel, 1 AS is_order, CASE WHEN o.status IN {paid} THEN o.amount_fen ELSE 0 END AS gmv_fen,
+                    o.created_at AS order_at, CAST(NULL AS VARCHAR) AS owner_userid, CAST(NULL AS TIMESTAMP) AS contact_at
+             FROM orders o JOIN identity_map m ON m.id_type = 'order' AND m.id_value = o.channel || ':' || o.order_id"
+        )
+    } else {
+        String::new()
+    };
+    let contacts = if has_contacts {
+        "SELECT m.unified_id, c.channel, 0, 0, CAST(NULL AS TIMESTAMP), c.owner_userid, c.created_at
+         FROM contacts c JOIN identity_map m
+           ON m.id_type = CASE WHEN c.channel = 'wecom' THEN 'wecom_external_userid' ELSE c.channel || '_member' END
+          AND m.id_value = c.contact_id"
+            .to_string()
+    } else {
+        String::new()
+    };
+    let facts = [orders, contacts]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let sql = format!(
+        "WITH facts AS ({facts}),
+         ids AS (SELECT DISTINCT unified_id FROM identity_map WHERE unified_id IS NOT NULL)
+         SELECT ids.unified_id,
+                array_sort(array_agg(DISTINCT f.channel) FILTER (WHERE f.channel IS NOT NULL)) AS channels,
+                CAST(COALESCE(sum(f.is_order), 0) AS BIGINT) AS order_count,
+                CAST(COALESCE(sum(f.gmv_fen), 0) AS BIGINT) AS gmv_fen,
+                min(f.order_at) AS first_order_at,
+                max(f.order_at) AS last_order_at,
+                bool_or(f.channel = 'wecom') IS TRUE AS in_private,
+                last_value(f.owner_userid ORDER BY f.contact_at NULLS FIRST) FILTER (WHERE f.owner_userid IS NOT NULL) AS owner_userid
+         FROM ids LEFT JOIN facts f ON f.unified_id = ids.unified_id
+         GROUP BY ids.unified_id"
+    );
+    let df = ctx.sql(&sql).await?;
+    let schema = crate::lake::plain_types(df.schema().as_arrow());
+    let batches = df
+        .collect()
+        .await?
+        .iter()
+        .map(|b| crate::lake::conform(b, &schema))
+        .collect::<Result<Vec<RecordBatch>>>()?;
+    lake.overwrite("customers", &schema, batches, None).await?;
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! The lake: Delta tables under one root, one folder per table.
+//!
+//! Sources land in append-only `raw_<table>` tables; each commit carries the
+//! stream's new cursor as a Delta application transaction (`txn`), so rows
+//! and cursor are committed together or not at all. After a run, the current
+//! table (`orders`, `contacts`) is refreshed from the raw rows it has not
+//! seen yet, keeping one row per business key, the latest by `updated_at`;
+//! its own `txn` records how far it has read.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::prelude::SessionContext;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::{StructType, Transaction};
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use url::Url;
+
+/// Every table quanyu writes, in the order `quanyu sql` lists them.
+pub const TABLES: &[&str] = &[
+    "orders",
+    "contacts",
+    "customers",
+    "identity_map",
+    "identity_edges",
+    "runs",
+    "quarantine",
+    "raw_orders",
+    "raw_contacts",
+];
+
+/// A DataFusion session whose strings are plain `Utf8` (the canonical
+/// schemas' type) rather than `Utf8View`.
+pub fn new_context() -> SessionContext {
+    let mut cfg = datafusion::prelude::SessionConfig::new();
+    cfg.options_mut().execution.parquet.schema_force_view_types = false;
+    cfg.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    SessionContext::new_with_config(cfg)
+}
+
+/// A lake rooted at a local folder.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: PathBuf,
+}
+
+impl Lake {
+    /// Open (and create, if needed) the lake at `root`.
+    pub fn open(root: &Path) -> Result<Lake> {
+        let s = root.to_string_lossy();
+        if s.contains("://") && !s.starts_with("file://") {
+            bail!("lake root {s}: only local folders are supported by this build (object-store URLs are planned)");
+        }
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot create lake folder {}", root.display()))?;
+        let root = root
+            .canonicalize()
+            .with_context(|| format!("cannot resolve lake folder {}", root.display()))?;
+        Ok(Lake { root })
+    }
+
+    /// The lake's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn url(&self, table: &str) -> Result<Url> {
+        let dir = self.root.join(table);
+        std::fs::create_dir_all(&dir)?;
+        Url::from_directory_path(&dir)
+            .map_err(|_| anyhow::anyhow!("bad table path {}", dir.display()))
+    }
+
+    /// The table if it exists.
+    pub async fn try_open(&self, name: &str) -> Result<Option<DeltaTable>> {
+        if !self.root.join(name).join("_delta_log").exists() {
+            return Ok(None);
+        }
+        let url = self.url(name)?;
+        match deltalake::open_table(url).await {
+            Ok(t) => Ok(Some(t)),
+            Err(DeltaTableError::NotATable(_)) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot open table {name}")),
+        }
+    }
+
+    /// Open `name`, creating it with `schema` when missing.
+    pub async fn table(&self, name: &str, schema: &SchemaRef) -> Result<DeltaTable> {
+        if let Some(t) = self.try_open(name).await? {
+            return Ok(t);
+        }
+        let st: StructType = schema
+            .as_ref()
+            .try_into_kernel()
+            .context("schema conversion")?;
+        let t = deltalake::DeltaTableBuilder::from_url(self.url(name)?)?.build()?;
+        let created = t
+            .create()
+            .with_table_name(name)
+            .with_columns(st.fields().cloned())
+            .with_save_mode(SaveMode::Ignore)
+            .await
+            .with_context(|| format!("cannot create table {name}"))?;
+        Ok(created)
+    }
+
+    /// The cursor committed under `app_id` in table `name`, if any.
+    pub async fn txn_version(&self, name: &str, app_id: &str) -> Result<Option<i64>> {
+        let Some(t) = self.try_open(name).await? else {
+            return Ok(None);
+        };
+        let snapshot = t.snapshot()?;
+        Ok(snapshot
+            .transaction_version(t.log_store().as_ref(), app_id)
+            .await?)
+    }
+
+    /// Append `batches` to `name` in one commit, with an optional cursor
+    /// (`app_id`, version) committed in the same commit.
+    pub async fn append(
+        &self,
+        name: &str,
+        schema: &SchemaRef,
+        batches: Vec<RecordBatch>,
+        txn: Option<(&str, i64)>,
+    ) -> Result<()> {
+        self.write(name, schema, batches, SaveMode::Append, txn)
+            .await
+    }
+
+    /// Replace the contents of `name` in one commit.
+    pub async fn overwrite(
+        &self,
+        name: &str,
+        schema: &SchemaRef,
+        batches: Vec<RecordBatch>,
+        txn: Option<(&str, i64)>,
+    ) -> Result<()> {
+        self.write(name, schema, batches, SaveMode::Overwrite, txn)
+            .await
+    }
+
+    async fn write(
+        &self,
+        name: &str,
+        schema: &SchemaRef,
+        batches: Vec<RecordBatch>,
+        mode: SaveMode,
+        txn: Option<(&str, i64)>,
+    ) -> Result<()> {
+        let table = self.table(name, schema).await?;
+        let mut props = CommitProperties::default();
+        if let Some((app_id, version)) = txn {
+            props = props.with_application_transaction(Transaction::new(app_id, version));
+        }
+        let batches = if batches.is_empty() {
+            vec![RecordBatch::new_empty(schema.clone())]
+        } else {
+            batches
+        };
+        table
+            .write(batches)
+            .with_save_mode(mode)
+            .with_commit_properties(props)
+            .await
+            .with_context(|| format!("cannot write table {name}"))?;
+        Ok(())
+    }
+
+    /// A DataFusion session with every existing lake table registered.
+    pub async fn session(&self) -> Result<SessionContext> {
+        let ctx = new_context();
+        for name in TABLES {
+            self.register(&ctx, name).await?;
+        }
+        Ok(ctx)
+    }
+
+    /// Register table `name` in `ctx` (no-op when it does not exist yet).
+    pub async fn register(&self, ctx: &SessionContext, name: &str) -> Result<bool> {
+        let Some(t) = self.try_open(name).await? else {
+            return Ok(false);
+        };
+        t.update_datafusion_session(&ctx.state())?;
+        let provider = t.table_provider().await?;
+        let _ = ctx.deregister_table(name);
+        ctx.register_table(name, provider)?;
+        Ok(true)
+    }
+
+    /// Shared handle.
+    pub fn shared(self) -> Arc<Lake> {
+        Arc::new(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quanyu_schemas::tables::orders_schema;
+
+    #[tokio::test]
+    async fn append_with_cursor_then_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path()).unwrap();
+        let schema = orders_schema();
+        assert_eq!(
+            lake.txn_version("raw_orders", "quanyu:x").await.unwrap(),
+            None
+        );
+        lake.append("raw_orders", &schema, vec![], Some(("quanyu:x", 5)))
+            .await
+            .unwrap();
+        assert_eq!(
+            lake.txn_version("raw_orders", "quanyu:x").await.unwrap(),
+            Some(5)
+        );
+        lake.append("raw_orders", &schema, vec![], Some(("quanyu:x", 9)))
+            .await
+            .unwrap();
+        assert_eq!(
+            lake.txn_version("raw_orders", "quanyu:x").await.unwrap(),
+            Some(9)
+        );
+        assert_eq!(
+            lake.txn_version("raw_orders", "quanyu:other")
+                .await
+                .unwrap(),
+            None
+        );
+        let ctx = lake.session().await.unwrap();
+        let n = ctx
+            .sql("select count(*) from raw_orders")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(n[0].num_rows(), 1);
+    }
+}
+
+/// `schema` with string views replaced by plain strings (also inside lists),
+/// the types Delta tables and the canonical schemas use.
+pub fn plain_types(schema: &arrow::datatypes::Schema) -> SchemaRef {
+    use arrow::datatypes::{DataType, Field};
+    fn plain(dt: &DataType) -> DataType {
+        match dt {
+            DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+            DataType::List(f) | DataType::LargeList(f) | DataType::ListView(f) => DataType::List(
+                Arc::new(Field::new(f.name(), plain(f.data_type()), f.is_nullable())),
+            ),
+            other => other.clone(),
+        }
+    }
+    Arc::new(arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), plain(f.data_type()), f.is_nullable()))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Cast `batch` column by column to `schema` (same column order).
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// A column as plain strings, whatever string encoding the engine chose.
+pub fn strings(col: &arrow::array::ArrayRef) -> Result<arrow::array::StringArray> {
+    use arrow::array::AsArray;
+    let c = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)?;
+    Ok(c.as_string::<i32>().clone())
+}

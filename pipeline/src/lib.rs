@@ -1,0 +1,18 @@
+//! The quanyu engine: config, connector registry, run loop, the Delta lake,
+//! identity, SQL, the demo and the benchmark. The `quanyu` binary is a thin
+//! CLI over this library.
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod config;
+pub mod customers;
+pub mod demo;
+pub mod identity;
+pub mod keys;
+pub mod lake;
+pub mod refresh;
+pub mod registry;
+pub mod runner;
+pub mod runs;
+pub mod sandboxes;
+pub mod sql;

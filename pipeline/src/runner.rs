@@ -1,0 +1,288 @@
+//! The run loop: for each stream, plan windows from its committed cursor,
+//! pull page by page into bounded chunks, commit each chunk to the raw table
+//! (the last one of a window with the new cursor), record the run, then
+//! refresh the current tables.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+use arrow::array::RecordBatch;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use quanyu_connector_sdk::source::SinkError;
+use quanyu_connector_sdk::{
+    plan_windows, CursorMode, NormalizedPage, PageSink, PullContext, PullError, Stream, Window,
+};
+use quanyu_schemas::tables::quarantine_schema;
+use quanyu_schemas::{QuarantineBuilder, QuarantineRow, TableKind};
+
+use crate::lake::Lake;
+use crate::runs::{runs_batch, runs_schema, RunRecord};
+
+/// How a run behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Rows buffered before a chunk is committed (memory bound).
+    pub chunk_rows: usize,
+    /// Draw progress bars (only when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            chunk_rows: 100_000,
+            progress: true,
+        }
+    }
+}
+
+/// The raw (append-only, all versions) table of a canonical table.
+pub fn raw_table(kind: TableKind) -> String {
+    format!("raw_{}", kind.name())
+}
+
+/// The committed cursor of a stream, if any.
+pub async fn stream_cursor(lake: &Lake, stream: &dyn Stream) -> Result<Option<DateTime<Utc>>> {
+    let v = lake
+        .txn_version(&raw_table(stream.table()), &stream.id().app_id())
+        .await?;
+    Ok(v.and_then(DateTime::from_timestamp_millis))
+}
+
+struct ChunkSink<'a> {
+    lake: &'a Lake,
+    table: TableKind,
+    run_id: String,
+    chunk_rows: usize,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    quarantine: Vec<QuarantineRow>,
+    rows_in: u64,
+    rows_out: u64,
+    quarantined: u64,
+    progress: ProgressBar,
+}
+
+impl ChunkSink<'_> {
+    /// Commit what is pending; with `cursor`, in the same commit as the rows.
+    /// Quarantine rows are committed first, so a crash can repeat them but
+    /// never lose them.
+    async fn flush(&mut self, cursor: Option<(&str, i64)>) -> Result<()> {
+        if !self.quarantine.is_empty() {
+            let mut b = QuarantineBuilder::new(&self.run_id, Utc::now());
+            for q in self.quarantine.drain(..) {
+                b.append(&q);
+            }
+            self.lake
+                .append("quarantine", &quarantine_schema(), vec![b.finish()], None)
+                .await?;
+        }
+        if self.pending.is_empty() && cursor.is_none() {
+            return Ok(());
+        }
+        let batches = std::mem::take(&mut self.pending);
+        self.lake
+            .append(
+                &raw_table(self.table),
+                &self.table.schema(),
+                batches,
+                cursor,
+            )
+            .await?;
+        self.rows_out += self.pending_rows as u64;
+        self.pending_rows = 0;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PageSink for ChunkSink<'_> {
+    async fn page(&mut self, page: NormalizedPage) -> Result<(), SinkError> {
+        self.rows_in += page.records_in as u64;
+        self.quarantined += page.quarantine.len() as u64;
+        self.quarantine.extend(page.quarantine);
+        if let Some(b) = page.batch {
+            self.pending_rows += b.num_rows();
+            self.pending.push(b);
+        }
+        self.progress.set_position(self.rows_in);
+        if self.pending_rows >= self.chunk_rows {
+            self.flush(None)
+                .await
+                .map_err(|e| -> SinkError { e.into() })?;
+        }
+        Ok(())
+    }
+}
+
+/// Pull one stream from its cursor to now.
+pub async fn run_stream(
+    lake: &Lake,
+    stream: &Arc<dyn Stream>,
+    ctx: &PullContext,
+    opts: RunOptions,
+    bar: ProgressBar,
+) -> RunRecord {
+    let started_at = Utc::now();
+    let id = stream.id().clone();
+    let mut record = RunRecord {
+        run_id: ctx.run_id.clone(),
+        connector: id.connector.clone(),
+        stream: id.stream.clone(),
+        scope: id.scope.clone(),
+        window_start: None,
+        window_end: None,
+        rows_in: 0,
+        rows_out: 0,
+        rows_quarantined: 0,
+        pages: 0,
+        requests: 0,
+        retries: 0,
+        status: "succeeded".into(),
+        error: None,
+        started_at,
+        finished_at: started_at,
+    };
+    let (req0, retry0) = stream.request_stats();
+    let result = pull_windows(lake, stream, ctx, opts, &bar, &mut record).await;
+    let (req1, retry1) = stream.request_stats();
+    record.requests = (req1 - req0) as i64;
+    record.retries = (retry1 - retry0) as i64;
+    record.finished_at = Utc::now();
+    if let Err(e) = result {
+        record.status = "failed".into();
+        record.error = Some(format!("{e:#}"));
+        bar.abandon_with_message(format!("failed: {e}"));
+    } else {
+        bar.finish_with_message(format!(
+            "{} rows, {} quarantined",
+            record.rows_out, record.rows_quarantined
+        ));
+    }
+    record
+}
+
+async fn pull_windows(
+    lake: &Lake,
+    stream: &Arc<dyn Stream>,
+    ctx: &PullContext,
+    opts: RunOptions,
+    bar: &ProgressBar,
+    record: &mut RunRecord,
+) -> Result<()> {
+    let cursor = stream_cursor(lake, stream.as_ref()).await?;
+    let now = Utc::now();
+    let windows = match stream.cursor_mode() {
+        CursorMode::Windows(plan) => plan_windows(&plan, cursor, now),
+        CursorMode::Snapshot => vec![Window {
+            start: cursor.unwrap_or(DateTime::UNIX_EPOCH),
+            end: now,
+        }],
+    };
+    record.window_start = windows.first().map(|w| w.start);
+    let app_id = stream.id().app_id();
+    let mut sink = ChunkSink {
+        lake,
+        table: stream.table(),
+        run_id: ctx.run_id.clone(),
+        chunk_rows: opts.chunk_rows.max(1),
+        pending: vec![],
+        pending_rows: 0,
+        quarantine: vec![],
+        rows_in: 0,
+        rows_out: 0,
+        quarantined: 0,
+        progress: bar.clone(),
+    };
+    let n = windows.len();
+    let mut last_commit = Instant::now();
+    let mut outcome = Ok(());
+    for (i, w) in windows.into_iter().enumerate() {
+        bar.set_message(format!("window {}/{}", i + 1, n));
+        match stream.pull(w, ctx, &mut sink).await {
+            Ok(report) => {
+                record.pages += report.pages as i64;
+            }
+            Err(PullError::Connector(e)) => {
+                outcome = Err(anyhow::Error::new(e));
+                break;
+            }
+            Err(PullError::Sink(e)) => {
+                outcome = Err(anyhow::anyhow!("lake write failed: {e}"));
+                break;
+            }
+        }
+        // Commit the cursor with the rows when a chunk is full, every few
+        // seconds, and at the end; a crash re-pulls at most those windows.
+        let last = i + 1 == n;
+        if last || sink.pending_rows >= sink.chunk_rows || last_commit.elapsed().as_secs() >= 5 {
+            sink.flush(Some((&app_id, w.end.timestamp_millis())))
+                .await?;
+            record.window_end = Some(w.end);
+            last_commit = Instant::now();
+        }
+    }
+    if outcome.is_err() {
+        // Land what was pulled so far without moving the cursor: the lake
+        // deduplicates when the window is pulled again.
+        sink.flush(None).await?;
+    }
+    record.rows_in = sink.rows_in as i64;
+    record.rows_out = sink.rows_out as i64;
+    record.rows_quarantined = sink.quarantined as i64;
+    outcome
+}
+
+/// Run every stream, record each in `runs`, then refresh the current tables
+/// touched. Returns the run records.
+pub async fn run_streams(
+    lake: &Lake,
+    streams: &[Arc<dyn Stream>],
+    ctx: &PullContext,
+    opts: RunOptions,
+) -> Result<Vec<RunRecord>> {
+    let multi = MultiProgress::with_draw_target(if opts.progress {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style =
+        ProgressStyle::with_template("{spinner} {prefix:<32} {pos:>9} records {per_sec:>12} {msg}")
+            .expect("valid template");
+    let mut records = Vec::new();
+    let mut touched = Vec::new();
+    for stream in streams {
+        let bar = multi.add(
+            ProgressBar::new_spinner()
+                .with_style(style.clone())
+                .with_prefix(stream.id().to_string()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        let rec = run_stream(lake, stream, ctx, opts, bar).await;
+        tracing::info!(
+            stream = %stream.id(), status = %rec.status, rows_in = rec.rows_in, rows_out = rec.rows_out,
+            quarantined = rec.rows_quarantined, pages = rec.pages, requests = rec.requests, retries = rec.retries,
+            error = rec.error.as_deref().unwrap_or(""), "stream finished"
+        );
+        lake.append(
+            "runs",
+            &runs_schema(),
+            vec![runs_batch(std::slice::from_ref(&rec))],
+            None,
+        )
+        .await?;
+        if !touched.contains(&stream.table()) {
+            touched.push(stream.table());
+        }
+        records.push(rec);
+    }
+    for kind in touched {
+        crate::refresh::refresh_current(lake, kind).await?;
+    }
+    // Tables analysts expect even when no source fed them yet.
+    lake.table("quarantine", &quarantine_schema()).await?;
+    Ok(records)
+}
