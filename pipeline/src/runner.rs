@@ -59,6 +59,8 @@ struct ChunkSink<'a> {
     chunk_rows: usize,
     pending: Vec<RecordBatch>,
     pending_rows: usize,
+    /// Rows landed or pending since the cursor was last committed.
+    rows_since_cursor: usize,
     quarantine: Vec<QuarantineRow>,
     rows_in: u64,
     rows_out: u64,
@@ -94,6 +96,9 @@ impl ChunkSink<'_> {
             .await?;
         self.rows_out += self.pending_rows as u64;
         self.pending_rows = 0;
+        if cursor.is_some() {
+            self.rows_since_cursor = 0;
+        }
         Ok(())
     }
 }
@@ -106,6 +111,7 @@ impl PageSink for ChunkSink<'_> {
         self.quarantine.extend(page.quarantine);
         if let Some(b) = page.batch {
             self.pending_rows += b.num_rows();
+            self.rows_since_cursor += b.num_rows();
             self.pending.push(b);
         }
         self.progress.set_position(self.rows_in);
@@ -191,6 +197,7 @@ async fn pull_windows(
         chunk_rows: opts.chunk_rows.max(1),
         pending: vec![],
         pending_rows: 0,
+        rows_since_cursor: 0,
         quarantine: vec![],
         rows_in: 0,
         rows_out: 0,
@@ -218,7 +225,8 @@ async fn pull_windows(
         // Commit the cursor with the rows when a chunk is full, every few
         // seconds, and at the end; a crash re-pulls at most those windows.
         let last = i + 1 == n;
-        if last || sink.pending_rows >= sink.chunk_rows || last_commit.elapsed().as_secs() >= 5 {
+        if last || sink.rows_since_cursor >= sink.chunk_rows || last_commit.elapsed().as_secs() >= 5
+        {
             sink.flush(Some((&app_id, w.end.timestamp_millis())))
                 .await?;
             record.window_end = Some(w.end);

@@ -1,0 +1,261 @@
+//! The binary: demo, sql, sandbox + run with a config, privacy of the lake.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use chrono::Utc;
+use quanyu_connector_sdk::sandbox::world::{World, WorldConfig};
+
+use crate::{files, quanyu, sql, sql_int};
+
+const ORDERS: usize = 3000;
+
+#[test]
+fn demo_lands_the_ground_truth_and_reruns_idempotently() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let key = dir.path().join("key/lake.key");
+    let args = [
+        "demo",
+        "--lake",
+        lake.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+        "--orders",
+        "3000",
+    ];
+    let out = quanyu(&args, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("orders"), "{stdout}");
+
+    // Ground truth, computed here from the same seeded world. The world is
+    // laid out relative to its clock, so any clock gives the same counts.
+    let t = Utc::now();
+    let world = World::generate(WorldConfig::demo(t, ORDERS));
+    let expected_customers = world.expected_unified_customers(t) as i64;
+    let expected_contacts = world.contacts.iter().filter(|c| c.added <= t).count() as i64;
+    assert_eq!(sql_int(&lake, "select count(*) from orders"), ORDERS as i64);
+    assert_eq!(
+        sql_int(
+            &lake,
+            "select count(distinct channel || shop_id || order_id) from orders"
+        ),
+        ORDERS as i64
+    );
+    assert_eq!(
+        sql_int(&lake, "select count(*) from contacts"),
+        expected_contacts
+    );
+    assert_eq!(
+        sql_int(&lake, "select count(*) from customers"),
+        expected_customers
+    );
+    assert_eq!(
+        sql_int(
+            &lake,
+            "select count(*) from runs where status = 'succeeded'"
+        ),
+        3
+    );
+    assert_eq!(sql_int(&lake, "select count(*) from quarantine"), 0);
+    // Some customers span both domains, and every order belongs to one.
+    assert!(
+        sql_int(
+            &lake,
+            "select count(*) from customers where in_private and order_count > 0"
+        ) > 0
+    );
+    assert_eq!(
+        sql_int(&lake, "select sum(order_count) from customers"),
+        ORDERS as i64
+    );
+    // GMV counts paid, non-refunded orders only.
+    assert_eq!(
+        sql_int(&lake, "select sum(gmv_fen) from customers"),
+        sql_int(&lake, "select sum(amount_fen) from orders where status in ('paid','shipped','delivered','completed')")
+    );
+
+    // No raw phone of any seeded person appears in any file of the lake.
+    let phones: HashSet<Vec<u8>> = world
+        .persons
+        .iter()
+        .map(|p| p.phone.as_bytes().to_vec())
+        .collect();
+    for f in files(&lake) {
+        let bytes = std::fs::read(&f).unwrap();
+        for w in bytes.windows(11) {
+            assert!(!phones.contains(w), "raw phone in {}", f.display());
+        }
+    }
+
+    // A second demo over the same lake: overlapping windows, same orders,
+    // one row per key, and every unified id kept.
+    let ids_before = sql(&lake, "select id_type, id_value, unified_id from identity_map where unified_id is not null order by 1, 2");
+    quanyu(&args, &[]);
+    assert_eq!(sql_int(&lake, "select count(*) from orders"), ORDERS as i64);
+    assert_eq!(
+        sql_int(&lake, "select count(*) from customers"),
+        expected_customers
+    );
+    assert_eq!(sql_int(&lake, "select count(*) from runs"), 6);
+    let ids_after = sql(&lake, "select id_type, id_value, unified_id from identity_map where unified_id is not null order by 1, 2");
+    assert_eq!(ids_before, ids_after, "same data in, same unified ids out");
+}
+
+#[test]
+fn run_from_config_against_sandbox_processes_with_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let spawn = |platform: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quanyu"))
+            .args([
+                "sandbox", platform, "--port", "0", "--orders", "800", "--faults", "0.1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        (
+            child,
+            serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+        )
+    };
+    let (mut tb, tb_ann) = spawn("taobao");
+    let (mut wc, wc_ann) = spawn("wecom");
+    let shops = tb_ann["shops"].as_array().unwrap();
+    let mut toml = format!(
+        "[lake]\nroot = {lake:?}\nkey_file = {key:?}\n\n[[taobao]]\ngateway = \"{base}/router/rest\"\napp_key = {ak}\napp_secret = {{ env = \"QY_TEST_TAOBAO_SECRET\" }}\nqps = 50\ninitial_days = 31\nshops = [\n",
+        lake = dir.path().join("lake"),
+        key = dir.path().join("lake.key"),
+        base = tb_ann["base_url"].as_str().unwrap(),
+        ak = tb_ann["app_key"],
+    );
+    let mut envs: Vec<(String, String)> = vec![(
+        "QY_TEST_TAOBAO_SECRET".into(),
+        tb_ann["app_secret"].as_str().unwrap().into(),
+    )];
+    for (i, s) in shops.iter().enumerate() {
+        toml.push_str(&format!(
+            "  {{ id = {}, session = {{ env = \"QY_TEST_SESSION_{i}\" }} }},\n",
+            s[0]
+        ));
+        envs.push((
+            format!("QY_TEST_SESSION_{i}"),
+            s[1].as_str().unwrap().into(),
+        ));
+    }
+    let secret_file = dir.path().join("wecom.secret");
+    std::fs::write(
+        &secret_file,
+        format!("{}\n", wc_ann["secret"].as_str().unwrap()),
+    )
+    .unwrap();
+    toml.push_str(&format!(
+        "]\n\n[[wecom]]\nbase_url = \"{}\"\ncorp_id = {}\nsecret = {{ file = {:?} }}\n",
+        wc_ann["base_url"].as_str().unwrap(),
+        wc_ann["corp_id"],
+        secret_file
+    ));
+    let cfg = dir.path().join("quanyu.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let env_refs: Vec<(&str, &str)> = envs.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    quanyu(&["init", "--config", cfg_s], &env_refs);
+    let out = quanyu(
+        &[
+            "run",
+            "--config",
+            cfg_s,
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+        ],
+        &env_refs,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with('{') && l.contains("stream finished")),
+        "json logs expected: {stderr}"
+    );
+    for (_, secret) in &envs {
+        assert!(
+            !stderr.contains(secret.as_str()),
+            "a secret leaked into the logs"
+        );
+    }
+    let lake = dir.path().join("lake");
+    assert_eq!(
+        sql_int(&lake, "select count(*) from orders"),
+        tb_ann["trades"].as_i64().unwrap()
+    );
+    assert_eq!(
+        sql_int(&lake, "select count(*) from contacts"),
+        wc_ann["contacts"].as_i64().unwrap()
+    );
+    assert!(
+        sql_int(&lake, "select sum(retries) from runs") > 0,
+        "faults were injected and retried"
+    );
+    // Selecting one shop runs only that stream.
+    quanyu(
+        &[
+            "run",
+            "--config",
+            cfg_s,
+            &format!("taobao.orders@{}", shops[0][0].as_str().unwrap()),
+        ],
+        &env_refs,
+    );
+    assert_eq!(sql_int(&lake, "select count(*) from runs"), 4);
+    tb.kill().unwrap();
+    wc.kill().unwrap();
+    let _ = (tb.wait(), wc.wait());
+}
+
+#[test]
+fn clear_errors_without_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let out = Command::new(env!("CARGO_BIN_EXE_quanyu"))
+        .args(["sql", "--lake", missing.to_str().unwrap(), "select 1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no lake at"));
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[[taobao]]\napp_key = 'x'\napp_secret = { env = 'QY_UNSET_VAR_X' }\nshops = []\n[lake]\nkey_file = 'k'\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quanyu"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .env("QUANYU_LAKE_KEY", "00".repeat(32))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("QY_UNSET_VAR_X") && !err.contains("panicked"),
+        "{err}"
+    );
+    let lake = dir.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_quanyu"))
+        .args([
+            "sql",
+            "--lake",
+            lake.to_str().unwrap(),
+            "select * from no_such_table",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("no_such_table") && !err.contains("panicked"),
+        "{err}"
+    );
+}
