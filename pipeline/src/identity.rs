@@ -467,18 +467,15 @@ pub async fn build_identity(
     )?;
     lake.overwrite("identity_map", &identity_map_schema(), vec![map], None)
         .await?;
-    let edge_out = edge_batches
-        .iter()
-        .map(|b| recast_edges(b))
-        .collect::<Result<Vec<_>>>()?;
-    lake.overwrite("identity_edges", &identity_edges_schema(), edge_out, None)
-        .await?;
+    lake.overwrite(
+        "identity_edges",
+        &identity_edges_schema(),
+        edge_batches,
+        None,
+    )
+    .await?;
     crate::customers::build_customers(lake).await?;
     Ok(summary)
-}
-
-fn recast_edges(b: &RecordBatch) -> Result<RecordBatch> {
-    crate::lake::conform(b, &identity_edges_schema())
 }
 
 /// The previous build's ids, by interned identifier.

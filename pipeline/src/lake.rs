@@ -199,6 +199,46 @@ impl Lake {
     }
 }
 
+/// `schema` with string views replaced by plain strings (also inside lists),
+/// the types Delta tables and the canonical schemas use.
+pub fn plain_types(schema: &arrow::datatypes::Schema) -> SchemaRef {
+    use arrow::datatypes::{DataType, Field};
+    fn plain(dt: &DataType) -> DataType {
+        match dt {
+            DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+            DataType::List(f) | DataType::LargeList(f) | DataType::ListView(f) => DataType::List(
+                Arc::new(Field::new(f.name(), plain(f.data_type()), f.is_nullable())),
+            ),
+            other => other.clone(),
+        }
+    }
+    Arc::new(arrow::datatypes::Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), plain(f.data_type()), f.is_nullable()))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Cast `batch` column by column to `schema` (same column order).
+pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// A column as plain strings, whatever string encoding the engine chose.
+pub fn strings(col: &arrow::array::ArrayRef) -> Result<arrow::array::StringArray> {
+    use arrow::array::AsArray;
+    let c = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)?;
+    Ok(c.as_string::<i32>().clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,44 +283,4 @@ mod tests {
             .unwrap();
         assert_eq!(n[0].num_rows(), 1);
     }
-}
-
-/// `schema` with string views replaced by plain strings (also inside lists),
-/// the types Delta tables and the canonical schemas use.
-pub fn plain_types(schema: &arrow::datatypes::Schema) -> SchemaRef {
-    use arrow::datatypes::{DataType, Field};
-    fn plain(dt: &DataType) -> DataType {
-        match dt {
-            DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
-            DataType::List(f) | DataType::LargeList(f) | DataType::ListView(f) => DataType::List(
-                Arc::new(Field::new(f.name(), plain(f.data_type()), f.is_nullable())),
-            ),
-            other => other.clone(),
-        }
-    }
-    Arc::new(arrow::datatypes::Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| Field::new(f.name(), plain(f.data_type()), f.is_nullable()))
-            .collect::<Vec<_>>(),
-    ))
-}
-
-/// Cast `batch` column by column to `schema` (same column order).
-pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let cols = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| arrow::compute::cast(c, f.data_type()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(schema.clone(), cols)?)
-}
-
-/// A column as plain strings, whatever string encoding the engine chose.
-pub fn strings(col: &arrow::array::ArrayRef) -> Result<arrow::array::StringArray> {
-    use arrow::array::AsArray;
-    let c = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8)?;
-    Ok(c.as_string::<i32>().clone())
 }

@@ -75,7 +75,7 @@ impl ErrorKind {
 #[error("{context}: {kind:?}: {message}{}", code.as_ref().map(|c| format!(" (platform code {c})")).unwrap_or_default())]
 pub struct ConnectorError {
     /// Where it happened.
-    pub context: RequestContext,
+    pub context: Box<RequestContext>,
     /// By cause.
     pub kind: ErrorKind,
     /// The platform's code (e.g. `7`, `isp.top-remote-connection-timeout`, `45009`), if any.
@@ -90,7 +90,7 @@ impl ConnectorError {
     /// A new error.
     pub fn new(context: &RequestContext, kind: ErrorKind, message: impl Into<String>) -> Self {
         ConnectorError {
-            context: context.clone(),
+            context: Box::new(context.clone()),
             kind,
             code: None,
             message: message.into(),

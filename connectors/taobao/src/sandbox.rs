@@ -318,14 +318,12 @@ impl TopSandbox {
         }
         let _ = write!(
             out,
-            r#""payment":"{payment}","total_fee":"{total}","post_fee":"{post}","discount_fee":"{discount}","buyer_nick":"{nick}","buyer_open_uid":"AAH{uid:016x}","receiver_name":"{name}","receiver_mobile":"{mobile}","receiver_state":"{province}","receiver_city":"{city}","receiver_address":"**********","seller_nick":"{shop}","orders":{{"order":["#,
+            r#""payment":"{payment}","total_fee":"{total}","post_fee":"{post}","discount_fee":"{discount}","buyer_nick":"t**1","buyer_open_uid":"AAH{uid:016x}","receiver_name":"*某","receiver_mobile":"{mobile}","receiver_state":"{province}","receiver_city":"{city}","receiver_address":"**********","seller_nick":"{shop}","orders":{{"order":["#,
             payment = fen_text(payment(lc)),
             total = fen_text(total),
             post = fen_text(lc.post_fee),
             discount = fen_text(lc.discount),
-            nick = "t**1",
             uid = mix(u64::from(p.person) ^ mix(p.shop as u64 + 17)),
-            name = "*某",
         );
         for (k, (num, price)) in lc.items.iter().enumerate() {
             let _ = write!(
