@@ -34,13 +34,28 @@ pub const TABLES: &[&str] = &[
     "raw_contacts",
 ];
 
+/// Memory the query engine may use before spilling.
+pub const MEMORY_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+
 /// A DataFusion session whose strings are plain `Utf8` (the canonical
 /// schemas' type) rather than `Utf8View`.
 pub fn new_context() -> SessionContext {
     let mut cfg = datafusion::prelude::SessionConfig::new();
     cfg.options_mut().execution.parquet.schema_force_view_types = false;
     cfg.options_mut().sql_parser.map_string_types_to_utf8view = false;
-    SessionContext::new_with_config(cfg)
+    // Bound the engine's memory; sorts and joins spill to the temp folder.
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_memory_limit(MEMORY_LIMIT_BYTES, 1.0)
+        .build_arc()
+        .expect("a memory-limited runtime builds");
+    // Delta's planner lets the same session drive Delta writes.
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(cfg)
+        .with_runtime_env(runtime)
+        .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+        .build();
+    SessionContext::new_with_state(state)
 }
 
 /// A lake rooted at a local folder.
@@ -143,6 +158,32 @@ impl Lake {
     ) -> Result<()> {
         self.write(name, schema, batches, SaveMode::Overwrite, txn)
             .await
+    }
+
+    /// Replace the contents of `name` with the result of `df` (planned in
+    /// `ctx`), streamed into the writer, in one commit.
+    pub async fn overwrite_plan(
+        &self,
+        name: &str,
+        schema: &SchemaRef,
+        ctx: &SessionContext,
+        df: datafusion::dataframe::DataFrame,
+        txn: Option<(&str, i64)>,
+    ) -> Result<()> {
+        let table = self.table(name, schema).await?;
+        let mut props = CommitProperties::default();
+        if let Some((app_id, version)) = txn {
+            props = props.with_application_transaction(Transaction::new(app_id, version));
+        }
+        table
+            .write(vec![])
+            .with_input_plan(df.into_unoptimized_plan())
+            .with_session_state(Arc::new(ctx.state()))
+            .with_save_mode(SaveMode::Overwrite)
+            .with_commit_properties(props)
+            .await
+            .with_context(|| format!("cannot write table {name}"))?;
+        Ok(())
     }
 
     async fn write(

@@ -68,20 +68,15 @@ pub async fn refresh_current(lake: &Lake, kind: TableKind) -> Result<u64> {
                   SELECT {cols} FROM {raw} WHERE ingested_at > {since} AND ingested_at <= arrow_cast({hi}, 'Timestamp(Microsecond, Some(\"UTC\"))'))
         ) WHERE rn = 1"
     );
-    let batches = ctx
+    // Streamed into the Delta writer: memory stays bounded by the engine's
+    // pool (sorts spill to disk) rather than by the table's size.
+    let df = ctx
         .sql(&sql)
-        .await?
-        .collect()
         .await
         .with_context(|| format!("refreshing {current}"))?;
-    // Cast back to the canonical schema (nullability is not kept through SQL).
-    let batches = batches
-        .into_iter()
-        .filter(|b| b.num_rows() > 0)
-        .map(|b| crate::lake::conform(&b, &schema))
-        .collect::<Result<Vec<_>>>()?;
-    lake.overwrite(current, &schema, batches, Some((REFRESH_APP_ID, hi)))
-        .await?;
+    lake.overwrite_plan(current, &schema, &ctx, df, Some((REFRESH_APP_ID, hi)))
+        .await
+        .with_context(|| format!("refreshing {current}"))?;
     tracing::info!(table = current, raw_rows = n, "current table refreshed");
     Ok(n)
 }

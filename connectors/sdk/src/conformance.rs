@@ -51,6 +51,18 @@ pub trait Harness: Send + Sync {
     async fn start(&self, faults: FaultConfig) -> Box<dyn Running>;
 }
 
+/// A retry policy with short delays and timeouts, for suites that inject
+/// hundreds of faults.
+pub fn fast_retry_policy() -> crate::http::RetryPolicy {
+    crate::http::RetryPolicy {
+        max_attempts: 8,
+        base_delay: std::time::Duration::from_millis(5),
+        max_delay: std::time::Duration::from_millis(50),
+        request_timeout: std::time::Duration::from_millis(800),
+        max_retry_after: std::time::Duration::from_secs(5),
+    }
+}
+
 /// The in-memory lake model: one current row per key, cursors per stream.
 #[derive(Default, Debug)]
 pub struct MemoryLake {

@@ -67,6 +67,27 @@ pub struct PullContext {
     pub hasher: PiiHasher,
 }
 
+impl PullContext {
+    /// A quarantine row for a record of `stream` that could not be mapped;
+    /// phones in `raw` are replaced by their hashes.
+    pub fn reject(
+        &self,
+        stream: &StreamId,
+        table: TableKind,
+        key: Option<String>,
+        raw: &str,
+        reason: String,
+    ) -> QuarantineRow {
+        QuarantineRow {
+            source: stream.to_string(),
+            target_table: table.name().into(),
+            record_key: key,
+            raw: self.hasher.scrub(raw),
+            reason,
+        }
+    }
+}
+
 /// One page after normalization.
 #[derive(Debug, Default)]
 pub struct NormalizedPage {

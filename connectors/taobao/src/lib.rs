@@ -19,7 +19,7 @@ use quanyu_connector_sdk::{
     StreamId, Window, WindowPlan,
 };
 use quanyu_schemas::time::format_beijing;
-use quanyu_schemas::{OrdersBuilder, QuarantineRow, TableKind};
+use quanyu_schemas::{OrdersBuilder, TableKind};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -253,7 +253,6 @@ impl Stream for TaobaoOrders {
         // TOP takes inclusive bounds with one-second resolution: [start, end - 1s].
         let start = format_beijing(window.start);
         let end = format_beijing(window.end - Duration::seconds(1));
-        let source = self.id.to_string();
         let mut report = PullReport::default();
         let mut builder = OrdersBuilder::new(&ctx.run_id, ctx.ingested_at);
         for page_no in 1..=MAX_PAGES_PER_WINDOW {
@@ -288,13 +287,13 @@ impl Stream for TaobaoOrders {
             for raw in &trades {
                 match mapping::map_trade(raw.get(), &self.shop, &ctx.hasher) {
                     Ok(row) => builder.append(&row),
-                    Err(rej) => quarantine.push(QuarantineRow {
-                        source: source.clone(),
-                        target_table: TableKind::Orders.name().into(),
-                        record_key: rej.key,
-                        raw: ctx.hasher.scrub(raw.get()),
-                        reason: rej.reason,
-                    }),
+                    Err(rej) => quarantine.push(ctx.reject(
+                        &self.id,
+                        TableKind::Orders,
+                        rej.key,
+                        raw.get(),
+                        rej.reason,
+                    )),
                 }
             }
             report.pages += 1;

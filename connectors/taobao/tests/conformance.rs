@@ -9,21 +9,11 @@ use chrono::{Duration, Utc};
 use quanyu_connector_sdk::conformance::{self, Harness, Key, MemoryLake, Running};
 use quanyu_connector_sdk::sandbox::world::WorldConfig;
 use quanyu_connector_sdk::sandbox::{loopback_any_port, FaultConfig, SandboxHandle};
-use quanyu_connector_sdk::{LimiterRegistry, RetryPolicy, SecretRef, Stream};
+use quanyu_connector_sdk::{LimiterRegistry, SecretRef, Stream};
 use quanyu_taobao::sandbox::{TopSandbox, TopSandboxConfig};
 use quanyu_taobao::{build_streams, SignMethod, TaobaoConfig, TaobaoShop};
 
 const SECRET: &str = "sandbox-secret-0123456789";
-
-fn policy() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 8,
-        base_delay: std::time::Duration::from_millis(5),
-        max_delay: std::time::Duration::from_millis(50),
-        request_timeout: std::time::Duration::from_millis(800),
-        max_retry_after: std::time::Duration::from_secs(5),
-    }
-}
 
 struct Top {
     sandbox: TopSandbox,
@@ -80,7 +70,7 @@ impl Running for Top {
         build_streams(
             &self.config(if good { SECRET } else { "wrong-secret" }),
             &LimiterRegistry::new(),
-            policy(),
+            conformance::fast_retry_policy(),
         )
         .unwrap()
     }
@@ -156,12 +146,21 @@ async fn gateway_enforces_window_and_page_limits() {
     let top = Top::start(FaultConfig::default(), 50, SignMethod::Md5).await;
     let mut cfg = top.config(SECRET);
     cfg.window_minutes = 2 * 24 * 60;
-    let err = build_streams(&cfg, &LimiterRegistry::new(), policy())
-        .err()
-        .unwrap();
+    let err = build_streams(
+        &cfg,
+        &LimiterRegistry::new(),
+        conformance::fast_retry_policy(),
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("one day"), "{err}");
     cfg.window_minutes = 60;
     cfg.page_size = 101;
-    assert!(build_streams(&cfg, &LimiterRegistry::new(), policy()).is_err());
+    assert!(build_streams(
+        &cfg,
+        &LimiterRegistry::new(),
+        conformance::fast_retry_policy()
+    )
+    .is_err());
     top.handle.stop().await;
 }

@@ -17,7 +17,7 @@ use quanyu_connector_sdk::{
     PullContext, PullError, PullReport, RequestContext, RetryPolicy, SecretRef, Stream, StreamId,
     Window,
 };
-use quanyu_schemas::{ContactsBuilder, QuarantineRow, TableKind};
+use quanyu_schemas::{ContactsBuilder, TableKind};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -170,7 +170,6 @@ impl Stream for WecomContacts {
             )
             .await?;
         let rctx = RequestContext::new("wecom", Some(&corp), BATCH_API);
-        let source = self.id.to_string();
         let mut report = PullReport::default();
         let mut builder = ContactsBuilder::new(&ctx.run_id, ctx.ingested_at);
         for chunk in users.follow_user.chunks(USERIDS_PER_CALL) {
@@ -184,13 +183,13 @@ impl Stream for WecomContacts {
                 for raw in &answer.external_contact_list {
                     match mapping::map_contact(raw.get(), ctx.ingested_at, &ctx.hasher) {
                         Ok(row) => builder.append(&row),
-                        Err(rej) => quarantine.push(QuarantineRow {
-                            source: source.clone(),
-                            target_table: TableKind::Contacts.name().into(),
-                            record_key: rej.key,
-                            raw: ctx.hasher.scrub(raw.get()),
-                            reason: rej.reason,
-                        }),
+                        Err(rej) => quarantine.push(ctx.reject(
+                            &self.id,
+                            TableKind::Contacts,
+                            rej.key,
+                            raw.get(),
+                            rej.reason,
+                        )),
                     }
                 }
                 let n = answer.external_contact_list.len();

@@ -9,7 +9,7 @@ use chrono::{Duration, Utc};
 use quanyu_connector_sdk::conformance::{self, Harness, Key, MemoryLake, Running};
 use quanyu_connector_sdk::sandbox::world::WorldConfig;
 use quanyu_connector_sdk::sandbox::{loopback_any_port, FaultConfig, SandboxHandle};
-use quanyu_connector_sdk::{LimiterRegistry, RetryPolicy, SecretRef, Stream};
+use quanyu_connector_sdk::{LimiterRegistry, SecretRef, Stream};
 use quanyu_wecom::sandbox::{WecomSandbox, WecomSandboxConfig};
 use quanyu_wecom::{build_streams, WecomConfig};
 
@@ -18,16 +18,6 @@ const SECRET: &str = "wecom-sandbox-secret";
 struct Wecom {
     sandbox: WecomSandbox,
     handle: SandboxHandle,
-}
-
-fn policy() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 8,
-        base_delay: std::time::Duration::from_millis(5),
-        max_delay: std::time::Duration::from_millis(50),
-        request_timeout: std::time::Duration::from_millis(800),
-        max_retry_after: std::time::Duration::from_secs(5),
-    }
 }
 
 async fn start(faults: FaultConfig) -> Wecom {
@@ -62,7 +52,7 @@ impl Running for Wecom {
         build_streams(
             &self.config(if good { SECRET } else { "bad" }),
             &LimiterRegistry::new(),
-            policy(),
+            conformance::fast_retry_policy(),
         )
         .unwrap()
     }
