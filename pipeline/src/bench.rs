@@ -41,7 +41,9 @@ pub struct BenchResult {
     pub pull_secs: f64,
     /// Seconds for refreshing the current `orders` table.
     pub refresh_secs: f64,
-    /// Peak resident memory of this process, MiB.
+    /// Peak resident memory of this process during the pull, MiB.
+    pub pull_peak_rss_mib: f64,
+    /// Peak resident memory of this process at the end (refresh included), MiB.
     pub peak_rss_mib: f64,
 }
 
@@ -150,6 +152,7 @@ async fn bench_against(
         rows += rec.rows_out;
     }
     let pull_secs = started.elapsed().as_secs_f64();
+    let pull_peak_rss_mib = peak_rss_mib();
     let t = Instant::now();
     crate::refresh::refresh_current(&lake, quanyu_schemas::TableKind::Orders).await?;
     let refresh_secs = t.elapsed().as_secs_f64();
@@ -160,6 +163,7 @@ async fn bench_against(
         trades: rows,
         pull_secs,
         refresh_secs,
+        pull_peak_rss_mib,
         peak_rss_mib: peak_rss_mib(),
     })
 }

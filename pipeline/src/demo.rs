@@ -76,6 +76,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     };
     let streams = crate::registry::streams(&cfg, &LimiterRegistry::new(), policy)?;
     let lake = Lake::open(&opts.lake)?;
+    let _lock = lake.lock_writer()?;
     let ctx = PullContext {
         run_id: new_run_id(),
         ingested_at: Utc::now(),

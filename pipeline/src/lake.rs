@@ -79,6 +79,30 @@ impl Lake {
         Ok(Lake { root })
     }
 
+    /// Take the lake's writer lock (`<lake>/_quanyu.lock`) for this process;
+    /// a second `quanyu run` on the same lake fails fast instead of racing.
+    pub fn lock_writer(&self) -> Result<std::fs::File> {
+        let path = self.root.join("_quanyu.lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match f.try_lock() {
+            Ok(()) => Ok(f),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                bail!(
+                    "another quanyu process is writing to {}",
+                    self.root.display()
+                )
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+
     /// The lake's folder.
     pub fn root(&self) -> &Path {
         &self.root
@@ -284,6 +308,17 @@ pub fn strings(col: &arrow::array::ArrayRef) -> Result<arrow::array::StringArray
 mod tests {
     use super::*;
     use quanyu_schemas::tables::orders_schema;
+
+    #[test]
+    fn one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path()).unwrap();
+        let held = lake.lock_writer().unwrap();
+        let err = lake.lock_writer().unwrap_err().to_string();
+        assert!(err.contains("another quanyu process"), "{err}");
+        drop(held);
+        lake.lock_writer().unwrap();
+    }
 
     #[tokio::test]
     async fn append_with_cursor_then_read_back() {

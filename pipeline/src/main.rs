@@ -243,6 +243,7 @@ async fn run(cli: Cli) -> Result<()> {
                 &selectors,
             )?;
             let lake = Lake::open(&cfg.lake.root)?;
+            let _lock = lake.lock_writer()?;
             let ctx = PullContext {
                 run_id: quanyu::demo::new_run_id(),
                 ingested_at: Utc::now(),
@@ -390,8 +391,8 @@ async fn run(cli: Cli) -> Result<()> {
                 r.refresh_secs
             );
             println!(
-                "peak memory:   {:.0} MiB (quanyu process; the sandbox runs in a child process)",
-                r.peak_rss_mib
+                "peak memory:   {:.0} MiB during the pull, {:.0} MiB with the refresh (quanyu process; the sandbox runs in a child process)",
+                r.pull_peak_rss_mib, r.peak_rss_mib
             );
         }
     }
