@@ -195,10 +195,7 @@ impl Lake {
         txn: Option<(&str, i64)>,
     ) -> Result<()> {
         let table = self.table(name, schema).await?;
-        let mut props = CommitProperties::default();
-        if let Some((app_id, version)) = txn {
-            props = props.with_application_transaction(Transaction::new(app_id, version));
-        }
+        let props = commit_properties(txn);
         table
             .write(vec![])
             .with_input_plan(df.into_unoptimized_plan())
@@ -219,10 +216,7 @@ impl Lake {
         txn: Option<(&str, i64)>,
     ) -> Result<()> {
         let table = self.table(name, schema).await?;
-        let mut props = CommitProperties::default();
-        if let Some((app_id, version)) = txn {
-            props = props.with_application_transaction(Transaction::new(app_id, version));
-        }
+        let props = commit_properties(txn);
         let batches = if batches.is_empty() {
             vec![RecordBatch::new_empty(schema.clone())]
         } else {
@@ -261,6 +255,18 @@ impl Lake {
     /// Shared handle.
     pub fn shared(self) -> Arc<Lake> {
         Arc::new(self)
+    }
+}
+
+/// Commit properties carrying an optional cursor as a Delta application
+/// transaction.
+fn commit_properties(txn: Option<(&str, i64)>) -> CommitProperties {
+    let props = CommitProperties::default();
+    match txn {
+        Some((app_id, version)) => {
+            props.with_application_transaction(Transaction::new(app_id, version))
+        }
+        None => props,
     }
 }
 
