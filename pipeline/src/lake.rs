@@ -43,9 +43,13 @@ pub fn new_context() -> SessionContext {
     let mut cfg = datafusion::prelude::SessionConfig::new();
     cfg.options_mut().execution.parquet.schema_force_view_types = false;
     cfg.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    // Smaller merge reservations let big sorts spill instead of failing.
+    cfg.options_mut().execution.sort_spill_reservation_bytes = 2 * 1024 * 1024;
     // Bound the engine's memory; sorts and joins spill to the temp folder.
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_memory_limit(MEMORY_LIMIT_BYTES, 1.0)
+        .with_memory_pool(Arc::new(
+            datafusion::execution::memory_pool::FairSpillPool::new(MEMORY_LIMIT_BYTES),
+        ))
         .build_arc()
         .expect("a memory-limited runtime builds");
     // Delta's planner lets the same session drive Delta writes.
