@@ -255,11 +255,6 @@ impl Lake {
         ctx.register_table(name, provider)?;
         Ok(true)
     }
-
-    /// Shared handle.
-    pub fn shared(self) -> Arc<Lake> {
-        Arc::new(self)
-    }
 }
 
 /// Commit properties carrying an optional cursor as a Delta application
