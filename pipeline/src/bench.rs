@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
-use quanyu_connector_sdk::{LimiterRegistry, PullContext, RetryPolicy};
+use quanyu_connector_sdk::{ConnectorSetup, PullContext, RetryPolicy};
 use quanyu_schemas::{LakeKey, PiiHasher};
 use serde::Deserialize;
 
@@ -118,6 +118,9 @@ async fn bench_against(
             window_minutes: 24 * 60,
             lookback_minutes: 0,
             initial_days: 31,
+            decrypt: false,
+            decrypt_qps: 0,
+            decrypt_scene: "2002".into(),
             shops: ann
                 .shops
                 .iter()
@@ -129,7 +132,7 @@ async fn bench_against(
         }],
         ..Config::default()
     };
-    let streams = crate::registry::streams(&cfg, &LimiterRegistry::new(), RetryPolicy::default())?;
+    let streams = crate::registry::streams(&cfg, &ConnectorSetup::new(RetryPolicy::default()))?;
     let hasher = PiiHasher::new(&LakeKey::from_bytes(rand::random()));
     let ctx = PullContext {
         run_id: crate::demo::new_run_id(),

@@ -40,6 +40,22 @@ pub struct LakeConfig {
     /// environment variable `QUANYU_LAKE_KEY` (64 hex chars) overrides it.
     #[serde(default = "default_key_file")]
     pub key_file: PathBuf,
+    /// Where refreshed shop tokens are kept (one `0600` file per shop);
+    /// default: `tokens/` next to the key file.
+    #[serde(default)]
+    pub tokens_dir: Option<PathBuf>,
+}
+
+impl LakeConfig {
+    /// The token folder in force.
+    pub fn tokens_dir(&self) -> PathBuf {
+        self.tokens_dir.clone().unwrap_or_else(|| {
+            self.key_file
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("tokens")
+        })
+    }
 }
 
 impl Default for LakeConfig {
@@ -47,6 +63,7 @@ impl Default for LakeConfig {
         LakeConfig {
             root: default_lake_root(),
             key_file: default_key_file(),
+            tokens_dir: None,
         }
     }
 }

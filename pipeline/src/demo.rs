@@ -8,7 +8,7 @@ use anyhow::Result;
 use chrono::{Duration, Utc};
 use quanyu_connector_sdk::sandbox::world::WorldConfig;
 use quanyu_connector_sdk::sandbox::FaultConfig;
-use quanyu_connector_sdk::{LimiterRegistry, PullContext, RetryPolicy};
+use quanyu_connector_sdk::{ConnectorSetup, PullContext, RetryPolicy};
 use quanyu_schemas::PiiHasher;
 
 use crate::config::Config;
@@ -74,7 +74,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         request_timeout: std::time::Duration::from_secs(5),
         ..RetryPolicy::default()
     };
-    let streams = crate::registry::streams(&cfg, &LimiterRegistry::new(), policy)?;
+    let streams = crate::registry::streams(&cfg, &ConnectorSetup::new(policy))?;
     let lake = Lake::open(&opts.lake)?;
     let _lock = lake.lock_writer()?;
     let ctx = PullContext {
@@ -116,7 +116,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         counts,
         expected_orders: sb.taobao.visible_trades().len(),
         expected_contacts: sb.wecom.visible_contacts().len(),
-        expected_customers: sb.taobao.world().expected_unified_customers(as_of),
+        expected_customers: sb.taobao.world().expected_unified_customers(as_of, &[]),
         failed_streams: records
             .iter()
             .filter(|r| r.status != "succeeded")

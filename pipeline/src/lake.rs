@@ -17,6 +17,7 @@ use datafusion::prelude::SessionContext;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{StructType, Transaction};
+use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use url::Url;
@@ -226,11 +227,15 @@ impl Lake {
         } else {
             batches
         };
-        table
+        let mut op = table
             .write(batches)
             .with_save_mode(mode)
-            .with_commit_properties(props)
-            .await
+            .with_commit_properties(props);
+        if mode == SaveMode::Append {
+            // Tables gain nullable columns over time (`runs`): merge them in.
+            op = op.with_schema_mode(SchemaMode::Merge);
+        }
+        op.await
             .with_context(|| format!("cannot write table {name}"))?;
         Ok(())
     }

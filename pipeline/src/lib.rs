@@ -16,3 +16,4 @@ pub mod runner;
 pub mod runs;
 pub mod sandboxes;
 pub mod sql;
+pub mod status;

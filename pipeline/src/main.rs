@@ -9,9 +9,9 @@ use chrono::{Duration, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 use quanyu::config::{default_key_file, Config};
 use quanyu::lake::Lake;
-use quanyu_connector_sdk::sandbox::world::WorldConfig;
+use quanyu_connector_sdk::sandbox::world::{WorldConfig, WorldShop};
 use quanyu_connector_sdk::sandbox::FaultConfig;
-use quanyu_connector_sdk::{LimiterRegistry, PullContext, RetryPolicy};
+use quanyu_connector_sdk::{ConnectorSetup, LimiterRegistry, PullContext, RetryPolicy, TokenStore};
 use quanyu_schemas::PiiHasher;
 use tracing_subscriber::EnvFilter;
 
@@ -103,6 +103,20 @@ enum Cmd {
         /// Output format.
         #[arg(long, value_enum, default_value_t = quanyu::sql::Format::Table)]
         format: quanyu::sql::Format,
+    },
+    /// Show each stream's cursor and last outcome, recent runs, and warnings
+    /// (failed streams, windows short of the platform's reported totals).
+    #[command(after_help = "Examples:\n  quanyu status\n  quanyu status --lake ./lake --runs 50")]
+    Status {
+        /// Lake folder (default: the config's, else ./lake).
+        #[arg(long)]
+        lake: Option<PathBuf>,
+        /// Config file to take the lake from.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// How many recent stream runs to list.
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
     },
     /// Serve a platform emulator on loopback.
     #[command(
@@ -239,7 +253,14 @@ async fn run(cli: Cli) -> Result<()> {
             let key = quanyu::keys::load_key(&cfg.lake.key_file)?;
             let hasher = PiiHasher::new(&key);
             let streams = quanyu::registry::select(
-                quanyu::registry::streams(&cfg, &LimiterRegistry::new(), RetryPolicy::default())?,
+                quanyu::registry::streams(
+                    &cfg,
+                    &ConnectorSetup {
+                        limiters: LimiterRegistry::new(),
+                        policy: RetryPolicy::default(),
+                        tokens: TokenStore::in_dir(cfg.lake.tokens_dir()),
+                    },
+                )?,
                 &selectors,
             )?;
             let lake = Lake::open(&cfg.lake.root)?;
@@ -288,20 +309,14 @@ async fn run(cli: Cli) -> Result<()> {
             config,
             format,
         } => {
-            let root = match (lake, config) {
-                (Some(l), _) => l,
-                (None, Some(c)) => Config::load(&c)?.lake.root,
-                (None, None) => PathBuf::from("lake"),
-            };
-            if !root.exists() {
-                anyhow::bail!(
-                    "no lake at {} (run `quanyu demo` or pass --lake)",
-                    root.display()
-                );
-            }
-            let lake = Lake::open(&root)?;
+            let lake = existing_lake(lake, config)?;
             let batches = quanyu::sql::query(&lake, &query).await?;
             quanyu::sql::write(&batches, format, &mut std::io::stdout().lock())?;
+        }
+        Cmd::Status { lake, config, runs } => {
+            let lake = existing_lake(lake, config)?;
+            let status = quanyu::status::status(&lake, runs).await?;
+            print!("{}", quanyu::status::render(&status)?);
         }
         Cmd::Sandbox {
             platform,
@@ -321,6 +336,8 @@ async fn run(cli: Cli) -> Result<()> {
             };
             match platform {
                 Platform::Taobao => {
+                    let mut world = world;
+                    world.shops = WorldShop::only(quanyu_schemas::Channel::Taobao);
                     let sb = quanyu_taobao::sandbox::TopSandbox::new(
                         quanyu_taobao::sandbox::TopSandboxConfig {
                             app_key: app_key
@@ -338,8 +355,11 @@ async fn run(cli: Cli) -> Result<()> {
                         base_url: handle.base_url(),
                         app_key: cfg.app_key.clone(),
                         app_secret: cfg.app_secret.clone(),
-                        shops: (0..cfg.world.shops.len())
-                            .map(|i| (cfg.world.shops[i].clone(), cfg.session_for(i)))
+                        shops: sb
+                            .shops()
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, id)| (id, cfg.session_for(i)))
                             .collect(),
                         trades: sb.visible_trades().len(),
                     };
@@ -397,4 +417,20 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The lake named by `--lake`, else by the config, else `./lake`; it must exist.
+fn existing_lake(lake: Option<PathBuf>, config: Option<PathBuf>) -> Result<Lake> {
+    let root = match (lake, config) {
+        (Some(l), _) => l,
+        (None, Some(c)) => Config::load(&c)?.lake.root,
+        (None, None) => PathBuf::from("lake"),
+    };
+    if !root.exists() {
+        anyhow::bail!(
+            "no lake at {} (run `quanyu demo` or pass --lake)",
+            root.display()
+        );
+    }
+    Lake::open(&root)
 }

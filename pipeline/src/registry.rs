@@ -4,22 +4,18 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use quanyu_connector_sdk::{LimiterRegistry, RetryPolicy, Stream};
+use quanyu_connector_sdk::{ConnectorSetup, Stream};
 
 use crate::config::Config;
 
 /// Every stream the config defines.
-pub fn streams(
-    cfg: &Config,
-    limiters: &LimiterRegistry,
-    policy: RetryPolicy,
-) -> Result<Vec<Arc<dyn Stream>>> {
+pub fn streams(cfg: &Config, setup: &ConnectorSetup) -> Result<Vec<Arc<dyn Stream>>> {
     let mut out = Vec::new();
     for c in &cfg.taobao {
-        out.extend(quanyu_taobao::build_streams(c, limiters, policy)?);
+        out.extend(quanyu_taobao::build_streams(c, setup)?);
     }
     for c in &cfg.wecom {
-        out.extend(quanyu_wecom::build_streams(c, limiters, policy)?);
+        out.extend(quanyu_wecom::build_streams(c, setup)?);
     }
     Ok(out)
 }

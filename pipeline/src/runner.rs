@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use quanyu_connector_sdk::source::SinkError;
 use quanyu_connector_sdk::{
-    plan_windows, CursorMode, NormalizedPage, PageSink, PullContext, PullError, Stream, Window,
+    plan_windows, CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport, Stream,
+    Window,
 };
 use quanyu_schemas::tables::quarantine_schema;
 use quanyu_schemas::{QuarantineBuilder, QuarantineRow, TableKind};
@@ -149,6 +150,9 @@ pub async fn run_stream(
         retries: 0,
         status: "succeeded".into(),
         error: None,
+        reported_total: None,
+        completeness: "unreported".into(),
+        completeness_note: None,
         started_at,
         finished_at: started_at,
     };
@@ -160,6 +164,7 @@ pub async fn run_stream(
     record.finished_at = Utc::now();
     if let Err(e) = result {
         record.status = "failed".into();
+        record.completeness = "incomplete".into();
         record.error = Some(format!("{e:#}"));
         bar.abandon_with_message(format!("failed: {e}"));
     } else {
@@ -205,6 +210,7 @@ async fn pull_windows(
         progress: bar.clone(),
     };
     let n = windows.len();
+    let mut completeness = Completeness::default();
     let mut last_commit = Instant::now();
     let mut outcome = Ok(());
     for (i, w) in windows.into_iter().enumerate() {
@@ -212,6 +218,7 @@ async fn pull_windows(
         match stream.pull(w, ctx, &mut sink).await {
             Ok(report) => {
                 record.pages += report.pages as i64;
+                completeness.add(w, &report);
             }
             Err(PullError::Connector(e)) => {
                 outcome = Err(anyhow::Error::new(e));
@@ -241,7 +248,59 @@ async fn pull_windows(
     record.rows_in = sink.rows_in as i64;
     record.rows_out = sink.rows_out as i64;
     record.rows_quarantined = sink.quarantined as i64;
+    completeness.apply(stream.id(), record);
     outcome
+}
+
+/// Fetched versus reported counts over a run's windows.
+#[derive(Default)]
+struct Completeness {
+    reported: Option<i64>,
+    windows: usize,
+    short: Vec<String>,
+}
+
+impl Completeness {
+    fn add(&mut self, w: Window, report: &PullReport) {
+        let Some(total) = report.reported_total else {
+            return;
+        };
+        self.windows += 1;
+        *self.reported.get_or_insert(0) += total as i64;
+        if report.records < total {
+            self.short.push(format!(
+                "[{} .. {}) fetched {} of {}",
+                w.start.format("%Y-%m-%d %H:%M"),
+                w.end.format("%Y-%m-%d %H:%M"),
+                report.records,
+                total
+            ));
+        }
+    }
+
+    fn apply(self, stream: &quanyu_connector_sdk::StreamId, record: &mut RunRecord) {
+        record.reported_total = self.reported;
+        if self.reported.is_none() {
+            record.completeness = "unreported".into();
+        } else if self.short.is_empty() {
+            record.completeness = "complete".into();
+        } else {
+            record.completeness = "short".into();
+            let note = format!(
+                "{} of {} windows fetched fewer records than the platform reported: {}",
+                self.short.len(),
+                self.windows,
+                self.short
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            );
+            tracing::warn!(stream = %stream, "completeness check: {note}");
+            record.completeness_note = Some(note);
+        }
+    }
 }
 
 /// Run every stream, record each in `runs`, then refresh the current tables

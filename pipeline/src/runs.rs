@@ -40,6 +40,14 @@ pub struct RunRecord {
     pub status: String,
     /// The error, when failed (never contains secrets).
     pub error: Option<String>,
+    /// Sum of the platform's reported totals over the windows that report one.
+    pub reported_total: Option<i64>,
+    /// `complete` (every reported total was fetched), `short` (some window
+    /// fetched fewer records than the platform reported), `unreported` (the
+    /// platform reports no totals) or `incomplete` (the run failed).
+    pub completeness: String,
+    /// For `short`: which windows, what was fetched and reported.
+    pub completeness_note: Option<String>,
     /// When the stream run started.
     pub started_at: DateTime<Utc>,
     /// When it ended.
@@ -68,6 +76,10 @@ pub fn runs_schema() -> SchemaRef {
             Field::new("error", DataType::Utf8, true),
             Field::new("started_at", ts(), false),
             Field::new("finished_at", ts(), false),
+            // Added with the completeness check; nullable so older lakes merge.
+            Field::new("reported_total", DataType::Int64, true),
+            Field::new("completeness", DataType::Utf8, true),
+            Field::new("completeness_note", DataType::Utf8, true),
         ]))
     })
     .clone()
@@ -92,10 +104,15 @@ pub fn runs_batch(records: &[RunRecord]) -> RecordBatch {
             .for_each(|r| b.append_option(f(r).map(|t| t.timestamp_micros())));
         Arc::new(b.finish()) as ArrayRef
     };
-    let mut err = StringBuilder::new();
+    let opt_s = |f: fn(&RunRecord) -> Option<&str>| {
+        let mut b = StringBuilder::new();
+        records.iter().for_each(|r| b.append_option(f(r)));
+        Arc::new(b.finish()) as ArrayRef
+    };
+    let mut reported = Int64Builder::new();
     records
         .iter()
-        .for_each(|r| err.append_option(r.error.as_deref()));
+        .for_each(|r| reported.append_option(r.reported_total));
     RecordBatch::try_new(
         runs_schema(),
         vec![
@@ -112,9 +129,12 @@ pub fn runs_batch(records: &[RunRecord]) -> RecordBatch {
             i(|r| r.requests),
             i(|r| r.retries),
             s(|r| &r.status),
-            Arc::new(err.finish()),
+            opt_s(|r| r.error.as_deref()),
             t(|r| Some(r.started_at)),
             t(|r| Some(r.finished_at)),
+            Arc::new(reported.finish()),
+            opt_s(|r| Some(r.completeness.as_str())),
+            opt_s(|r| r.completeness_note.as_deref()),
         ],
     )
     .expect("columns match the runs schema")

@@ -97,9 +97,15 @@ pub fn taobao_config_for(
         window_minutes: 24 * 60,
         lookback_minutes: 60,
         initial_days,
-        shops: (0..cfg.world.shops.len())
-            .map(|i| quanyu_taobao::TaobaoShop {
-                id: cfg.world.shops[i].clone(),
+        decrypt: false,
+        decrypt_qps: 0,
+        decrypt_scene: "2002".into(),
+        shops: sb
+            .shops()
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| quanyu_taobao::TaobaoShop {
+                id,
                 session: SecretRef::inline(cfg.session_for(i)),
             })
             .collect(),

@@ -33,7 +33,7 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
     // laid out relative to its clock, so any clock gives the same counts.
     let t = Utc::now();
     let world = World::generate(WorldConfig::demo(t, ORDERS));
-    let expected_customers = world.expected_unified_customers(t) as i64;
+    let expected_customers = world.expected_unified_customers(t, &[]) as i64;
     let expected_contacts = world.contacts.iter().filter(|c| c.added <= t).count() as i64;
     assert_eq!(sql_int(&lake, "select count(*) from orders"), ORDERS as i64);
     assert_eq!(

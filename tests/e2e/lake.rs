@@ -11,7 +11,7 @@ use quanyu::sandboxes::Sandboxes;
 use quanyu_connector_sdk::sandbox::world::WorldConfig;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{
-    CursorMode, LimiterRegistry, NormalizedPage, PageSink, PullContext, PullError, PullReport,
+    ConnectorSetup, CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport,
     RetryPolicy, SinkError, Stream, StreamId, Window,
 };
 use quanyu_schemas::{LakeKey, PiiHasher, TableKind};
@@ -46,8 +46,7 @@ async fn sandboxes(faults: FaultConfig, orders: usize) -> Sandboxes {
 fn taobao_streams(sb: &Sandboxes) -> Vec<Arc<dyn Stream>> {
     quanyu_taobao::build_streams(
         &sb.taobao_config(31),
-        &LimiterRegistry::new(),
-        RetryPolicy::default(),
+        &ConnectorSetup::new(RetryPolicy::default()),
     )
     .unwrap()
 }

@@ -9,7 +9,8 @@
 //! stopped after any page and resumed equals a straight run; bad credentials
 //! give a clear error naming connector, shop and request and no secret; a
 //! malformed record is quarantined while the rest of its page lands; batches
-//! match the canonical schema.
+//! match the canonical schema; reported totals match what was fetched;
+//! expired tokens are refreshed through the platform's flow.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -40,6 +41,13 @@ pub trait Running: Send + Sync {
     fn expected_keys(&self) -> BTreeSet<Key>;
     /// The secret the good streams use, to check it never leaks.
     fn secret(&self) -> String;
+    /// Expire every access token the sandbox issued, as time would; returns
+    /// false when the platform's tokens do not expire this way (then the
+    /// token check is skipped). Streams must refresh through the platform's
+    /// own flow.
+    fn expire_tokens(&self) -> bool {
+        false
+    }
     /// Stop the sandbox.
     async fn stop(self: Box<Self>);
 }
@@ -74,6 +82,8 @@ pub struct MemoryLake {
     pub cursors: HashMap<StreamId, DateTime<Utc>>,
     /// Rows received in all (before dedup).
     pub rows_received: usize,
+    /// What each window's pull reported.
+    pub reports: Vec<(StreamId, crate::window::Window, crate::source::PullReport)>,
 }
 
 struct PageCollector<'a> {
@@ -197,7 +207,8 @@ impl MemoryLake {
                     },
                     schema_errors: &mut schema_errors,
                 };
-                stream.pull(w, &ctx, &mut sink).await?;
+                let report = stream.pull(w, &ctx, &mut sink).await?;
+                self.reports.push((stream.id().clone(), w, report));
                 pages_done += sink.pages;
                 // Commit: rows, quarantine and cursor together.
                 for b in &sink.pending {
@@ -357,8 +368,48 @@ pub async fn check_malformed_quarantined(h: &dyn Harness) {
     sb.stop().await;
 }
 
+/// Where the platform reports a total for a window, a straight run fetches
+/// exactly that many records (the completeness check the pipeline records).
+pub async fn check_reported_totals(h: &dyn Harness) {
+    let sb = h.start(FaultConfig::default()).await;
+    let mut lake = MemoryLake::default();
+    lake.run(&sb.streams(true), None)
+        .await
+        .expect("straight run");
+    for (stream, w, r) in &lake.reports {
+        if let Some(total) = r.reported_total {
+            assert_eq!(
+                r.records, total,
+                "{stream} window {w:?}: fetched {} records, platform reported {total}",
+                r.records
+            );
+        }
+    }
+    sb.stop().await;
+}
+
+/// After every access token expired, the same streams refresh through the
+/// platform's flow and carry on.
+pub async fn check_token_expiry(h: &dyn Harness) {
+    let sb = h.start(FaultConfig::default()).await;
+    let streams = sb.streams(true);
+    if !sb.expire_tokens() {
+        sb.stop().await;
+        return;
+    }
+    let mut lake = MemoryLake::default();
+    lake.run(&streams, None)
+        .await
+        .expect("expired tokens are refreshed");
+    let expected = sb.expected_keys();
+    assert!(lake.keys() == expected, "{}", diff(&expected, &lake.keys()));
+    sb.stop().await;
+}
+
 /// Run the whole suite.
 pub async fn run_all(h: &dyn Harness) {
+    check_reported_totals(h).await;
+    check_token_expiry(h).await;
     check_straight_run(h).await;
     check_exactly_once_under_faults(h).await;
     check_resume_equals_straight(h).await;

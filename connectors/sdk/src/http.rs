@@ -32,6 +32,18 @@ impl LimiterRegistry {
         Self::default()
     }
 
+    /// The limiter for `key` allowing one request per `period` (decrypt
+    /// APIs: Pinduoduo allows one call every 10 s), created on first use.
+    pub fn get_every(&self, key: &str, period: Duration) -> Option<Arc<Limiter>> {
+        let quota = Quota::with_period(period)?;
+        let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        Some(
+            map.entry(key.to_string())
+                .or_insert_with(|| Arc::new(RateLimiter::direct(quota)))
+                .clone(),
+        )
+    }
+
     /// The limiter for `key`, created at `qps` (burst = `qps`) on first use.
     /// `None` means "no limit" (sandbox benchmarks).
     pub fn get(&self, key: &str, qps: Option<u32>) -> Option<Arc<Limiter>> {

@@ -15,7 +15,9 @@ pub mod error;
 pub mod http;
 pub mod sandbox;
 pub mod secret;
+pub mod setup;
 pub mod source;
+pub mod token;
 pub mod window;
 
 /// Response bodies, re-exported so connectors need no direct dependency.
@@ -23,8 +25,10 @@ pub use bytes::Bytes;
 pub use error::{ConnectorError, ErrorKind, RequestContext, Result};
 pub use http::{ApiClient, Attempt, LimiterRegistry, RetryPolicy};
 pub use secret::{Secret, SecretRef};
+pub use setup::{ConfigError, ConnectorSetup};
 pub use source::{
     CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport, SinkError, Stream,
     StreamId,
 };
+pub use token::{ShopToken, TokenSet, TokenStore};
 pub use window::{plan_windows, Window, WindowPlan};

@@ -1,6 +1,9 @@
 //! Taobao / Tmall (TOP) orders: `taobao.trades.sold.increment.get`, one
-//! stream per shop, windows of at most one day, `use_has_next` paging,
-//! signed as TOP signs (md5, hmac, hmac-sha256).
+//! stream per shop, windows of at most one day, paged backwards from the
+//! last page by `total_results` (as TOP recommends: an order modified while
+//! pages are read can then never be skipped), signed as TOP signs (md5,
+//! hmac, hmac-sha256). Optionally decrypts receivers through
+//! `taobao.top.oaid.decrypt` and hashes the phones at once.
 #![warn(missing_docs)]
 
 pub mod client;
@@ -8,18 +11,18 @@ pub mod mapping;
 pub mod sandbox;
 pub mod sign;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
-use quanyu_connector_sdk::secret::SecretError;
 use quanyu_connector_sdk::{
-    ApiClient, ConnectorError, CursorMode, ErrorKind, LimiterRegistry, NormalizedPage, PageSink,
-    PullContext, PullError, PullReport, RequestContext, RetryPolicy, Secret, SecretRef, Stream,
+    ApiClient, ConfigError, ConnectorError, ConnectorSetup, CursorMode, ErrorKind, NormalizedPage,
+    PageSink, PullContext, PullError, PullReport, RequestContext, Secret, SecretRef, Stream,
     StreamId, Window, WindowPlan,
 };
 use quanyu_schemas::time::format_beijing;
-use quanyu_schemas::{OrdersBuilder, TableKind};
+use quanyu_schemas::{normalize_phone, OrderRow, OrdersBuilder, TableKind};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -30,10 +33,15 @@ pub use sign::SignMethod;
 pub const DEFAULT_GATEWAY: &str = "https://eco.taobao.com/router/rest";
 /// The API this connector pulls.
 pub const INCREMENT_API: &str = "taobao.trades.sold.increment.get";
-/// The trade fields requested.
+/// The receiver decrypt API.
+pub const DECRYPT_API: &str = "taobao.top.oaid.decrypt";
+/// Most OAIDs one decrypt call takes.
+pub const DECRYPT_BATCH: usize = 20;
+/// The trade fields requested (`oaid` is returned only with the receiver fields).
 pub const FIELDS: &str =
     "tid,tid_str,status,type,created,modified,pay_time,payment,total_fee,post_fee,\
-buyer_open_uid,receiver_mobile,receiver_state,receiver_city,orders.oid,orders.num";
+buyer_open_uid,receiver_name,receiver_address,receiver_mobile,receiver_phone,receiver_state,\
+receiver_city,oaid,orders.oid,orders.num";
 
 /// One Taobao app key and the shops authorized to it.
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +72,17 @@ pub struct TaobaoConfig {
     /// How many days back the first pull starts (TOP keeps three months).
     #[serde(default = "default_initial_days")]
     pub initial_days: i64,
+    /// Decrypt receivers through `taobao.top.oaid.decrypt` and hash their
+    /// phones (needs the app's 解密 permission; billed per call by TOP).
+    #[serde(default)]
+    pub decrypt: bool,
+    /// Decrypt calls per second for this app key (its own budget).
+    #[serde(default = "default_decrypt_qps")]
+    pub decrypt_qps: u32,
+    /// The decrypt `scene` code (1001–1007 shipping, 2001 after-sales, 2002
+    /// customer care).
+    #[serde(default = "default_decrypt_scene")]
+    pub decrypt_scene: String,
     /// The shops, each with its own session (user access token).
     pub shops: Vec<TaobaoShop>,
 }
@@ -96,74 +115,66 @@ fn default_lookback_minutes() -> i64 {
 fn default_initial_days() -> i64 {
     30
 }
-
-/// A configuration problem found before any request.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A secret could not be read.
-    #[error("taobao app {app_key}: {source}")]
-    Secret {
-        /// The app key.
-        app_key: String,
-        /// Why.
-        source: SecretError,
-    },
-    /// A value is out of range.
-    #[error("taobao app {app_key}: {message}")]
-    Invalid {
-        /// The app key.
-        app_key: String,
-        /// What is wrong.
-        message: String,
-    },
+fn default_decrypt_qps() -> u32 {
+    2
+}
+fn default_decrypt_scene() -> String {
+    "2002".into()
 }
 
 /// Build one orders stream per shop.
 pub fn build_streams(
     cfg: &TaobaoConfig,
-    limiters: &LimiterRegistry,
-    policy: RetryPolicy,
+    setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    let invalid = |message: String| ConfigError::Invalid {
-        app_key: cfg.app_key.clone(),
-        message,
-    };
-    if !(1..=100).contains(&cfg.page_size) {
-        return Err(invalid(format!(
-            "page_size must be 1..=100, got {}",
-            cfg.page_size
-        )));
-    }
-    if !(1..=24 * 60).contains(&cfg.window_minutes) {
-        return Err(invalid(format!(
-            "window_minutes must be 1..=1440 (TOP allows one day), got {}",
-            cfg.window_minutes
-        )));
-    }
-    if !(1..=90).contains(&cfg.initial_days) {
-        return Err(invalid(format!(
-            "initial_days must be 1..=90 (TOP keeps three months), got {}",
-            cfg.initial_days
-        )));
-    }
-    let secret = cfg
-        .app_secret
-        .resolve()
-        .map_err(|source| ConfigError::Secret {
-            app_key: cfg.app_key.clone(),
-            source,
-        })?;
-    let limiter = limiters.get(
-        &format!("taobao/{}", cfg.app_key),
-        (cfg.qps > 0).then_some(cfg.qps),
-    );
+    let app = cfg.app_key.as_str();
+    ConfigError::check_range("taobao", app, "page_size", cfg.page_size, 1..=100, "")?;
+    ConfigError::check_range(
+        "taobao",
+        app,
+        "window_minutes",
+        cfg.window_minutes,
+        1..=24 * 60,
+        " (TOP allows one day)",
+    )?;
+    ConfigError::check_range(
+        "taobao",
+        app,
+        "initial_days",
+        cfg.initial_days,
+        1..=90,
+        " (TOP keeps three months)",
+    )?;
+    let secret = ConfigError::secret("taobao", app, &cfg.app_secret)?;
+    let app_limiter = setup
+        .limiters
+        .get(&format!("taobao/{app}"), (cfg.qps > 0).then_some(cfg.qps));
     let client = TopClient::new(
-        ApiClient::new(limiter.into_iter().collect(), policy),
+        ApiClient::new(app_limiter.iter().cloned().collect(), setup.policy),
         &cfg.gateway,
-        &cfg.app_key,
-        secret,
+        app,
+        secret.clone(),
         cfg.sign_method,
     );
+    let decryptor = cfg.decrypt.then(|| {
+        let limiter = setup.limiters.get(
+            &format!("taobao/{app}/decrypt"),
+            (cfg.decrypt_qps > 0).then_some(cfg.decrypt_qps),
+        );
+        Decryptor {
+            client: TopClient::new(
+                ApiClient::new(
+                    app_limiter.iter().chain(limiter.iter()).cloned().collect(),
+                    setup.policy,
+                ),
+                &cfg.gateway,
+                app,
+                secret.clone(),
+                cfg.sign_method,
+            ),
+            scene: cfg.decrypt_scene.clone(),
+        }
+    });
     let plan = WindowPlan {
         max_window: Duration::minutes(cfg.window_minutes),
         lookback: Duration::minutes(cfg.lookback_minutes.max(0)),
@@ -173,23 +184,109 @@ pub fn build_streams(
     cfg.shops
         .iter()
         .map(|shop| {
-            let session = shop
-                .session
-                .resolve()
-                .map_err(|source| ConfigError::Secret {
-                    app_key: cfg.app_key.clone(),
-                    source,
-                })?;
+            let session = ConfigError::secret("taobao", app, &shop.session)?;
             Ok(Arc::new(TaobaoOrders {
                 id: StreamId::new("taobao", "orders", &shop.id),
                 shop: shop.id.clone(),
                 session,
                 client: client.clone(),
+                decryptor: decryptor.clone(),
                 page_size: cfg.page_size,
                 plan,
             }) as Arc<dyn Stream>)
         })
         .collect()
+}
+
+/// Calls `taobao.top.oaid.decrypt` under its own rate limit.
+#[derive(Clone)]
+struct Decryptor {
+    client: TopClient,
+    scene: String,
+}
+
+#[derive(Deserialize)]
+struct DecryptEnvelope {
+    top_oaid_decrypt_response: Option<DecryptResponse>,
+}
+
+#[derive(Deserialize)]
+struct DecryptResponse {
+    receiver_list: Option<ReceiverList>,
+}
+
+/// TOP wraps lists (`{"receiver":[..]}`); the simplified format does not.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ReceiverList {
+    Wrapped { receiver: Vec<Receiver> },
+    Plain(Vec<Receiver>),
+}
+
+#[derive(Deserialize)]
+struct Receiver {
+    tid: Option<serde_json::Value>,
+    mobile: Option<String>,
+}
+
+impl Decryptor {
+    /// Hash the decrypted phones of `rows` (those with an OAID and no hash).
+    async fn decrypt(
+        &self,
+        shop: &str,
+        session: &Secret,
+        rows: &mut [(OrderRow, Option<String>)],
+        ctx: &PullContext,
+    ) -> Result<(), ConnectorError> {
+        let rctx = RequestContext::new("taobao", Some(shop), DECRYPT_API);
+        let wanted: Vec<usize> = (0..rows.len())
+            .filter(|&i| rows[i].0.phone_hash.is_none() && rows[i].1.is_some())
+            .collect();
+        for chunk in wanted.chunks(DECRYPT_BATCH) {
+            let query: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|&i| {
+                    serde_json::json!({
+                        "tid": rows[i].0.order_id,
+                        "oaid": rows[i].1,
+                        "scene": self.scene,
+                    })
+                })
+                .collect();
+            let biz = [("query_list", serde_json::Value::Array(query).to_string())];
+            let body = self.client.call(&rctx, DECRYPT_API, session, &biz).await?;
+            let env: DecryptEnvelope = serde_json::from_slice(&body).map_err(|e| {
+                ConnectorError::new(
+                    &rctx,
+                    ErrorKind::Protocol,
+                    format!("unreadable decrypt answer: {e}"),
+                )
+            })?;
+            let receivers = match env.top_oaid_decrypt_response.and_then(|r| r.receiver_list) {
+                Some(ReceiverList::Wrapped { receiver }) => receiver,
+                Some(ReceiverList::Plain(v)) => v,
+                None => vec![],
+            };
+            for r in receivers {
+                let tid = match r.tid {
+                    Some(serde_json::Value::String(s)) => s,
+                    Some(serde_json::Value::Number(n)) => n.to_string(),
+                    _ => continue,
+                };
+                let Some(&i) = chunk.iter().find(|&&i| rows[i].0.order_id == tid) else {
+                    continue;
+                };
+                match r.mobile.as_deref().map(normalize_phone) {
+                    Some(Ok(p)) => {
+                        rows[i].0.phone_hash = Some(ctx.hasher.phone(&p));
+                        rows[i].0.phone_masked = Some(p.masked());
+                    }
+                    _ => tracing::warn!(shop, order = %tid, "decrypt returned no usable mobile"),
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Orders of one shop.
@@ -198,6 +295,7 @@ pub struct TaobaoOrders {
     shop: String,
     session: Secret,
     client: TopClient,
+    decryptor: Option<Decryptor>,
     page_size: u32,
     plan: WindowPlan,
 }
@@ -211,7 +309,6 @@ struct IncrementEnvelope<'a> {
 #[derive(Deserialize)]
 struct IncrementResponse<'a> {
     total_results: Option<u64>,
-    has_next: Option<bool>,
     #[serde(borrow)]
     trades: Option<TradeList<'a>>,
 }
@@ -223,7 +320,7 @@ struct TradeList<'a> {
 }
 
 /// A guard against a gateway that never says "no more pages".
-const MAX_PAGES_PER_WINDOW: u32 = 100_000;
+const MAX_PAGES_PER_WINDOW: u64 = 100_000;
 
 #[async_trait]
 impl Stream for TaobaoOrders {
@@ -254,70 +351,141 @@ impl Stream for TaobaoOrders {
         let start = format_beijing(window.start);
         let end = format_beijing(window.end - Duration::seconds(1));
         let mut report = PullReport::default();
-        let mut builder = OrdersBuilder::new(&ctx.run_id, ctx.ingested_at);
-        for page_no in 1..=MAX_PAGES_PER_WINDOW {
-            let biz = [
-                ("fields", FIELDS.to_string()),
-                ("start_modified", start.clone()),
-                ("end_modified", end.clone()),
-                ("page_no", page_no.to_string()),
-                ("page_size", self.page_size.to_string()),
-                ("use_has_next", "true".to_string()),
-            ];
-            let body = self
-                .client
-                .call(&rctx, INCREMENT_API, &self.session, &biz)
+        let mut seen = HashSet::new();
+        let first = self.fetch(&rctx, &start, &end, 1).await?;
+        let total = first.0;
+        report.reported_total = Some(total);
+        let pages = total.div_ceil(u64::from(self.page_size));
+        if pages > MAX_PAGES_PER_WINDOW {
+            return Err(ConnectorError::new(
+                &rctx,
+                ErrorKind::InvalidRequest,
+                format!("{total} trades in one window is more than {MAX_PAGES_PER_WINDOW} pages: use shorter windows"),
+            )
+            .into());
+        }
+        if pages <= 1 {
+            self.emit(&first.1, ctx, &mut seen, &mut report, sink)
                 .await?;
-            let env: IncrementEnvelope = serde_json::from_slice(&body).map_err(|e| {
-                ConnectorError::new(
-                    &rctx,
-                    ErrorKind::Protocol,
-                    format!("unreadable trades answer: {e}"),
-                )
-            })?;
-            let resp = env.trades_sold_increment_get_response.ok_or_else(|| {
-                ConnectorError::new(
-                    &rctx,
-                    ErrorKind::Protocol,
-                    "answer has no trades_sold_increment_get_response",
-                )
-            })?;
-            let trades = resp.trades.map(|t| t.trade).unwrap_or_default();
-            let mut quarantine = Vec::new();
-            for raw in &trades {
-                match mapping::map_trade(raw.get(), &self.shop, &ctx.hasher) {
-                    Ok(row) => builder.append(&row),
-                    Err(rej) => quarantine.push(ctx.reject(
+            return Ok(report);
+        }
+        // Newest first: read from the last page back to the first, so a
+        // trade modified meanwhile (which moves to the front) shifts the
+        // unread ones towards us, never past us.
+        for page_no in (1..=pages).rev() {
+            let page = self.fetch(&rctx, &start, &end, page_no).await?;
+            self.emit(&page.1, ctx, &mut seen, &mut report, sink)
+                .await?;
+        }
+        Ok(report)
+    }
+}
+
+impl TaobaoOrders {
+    /// One page: (total_results, the page's body).
+    async fn fetch(
+        &self,
+        rctx: &RequestContext,
+        start: &str,
+        end: &str,
+        page_no: u64,
+    ) -> Result<(u64, quanyu_connector_sdk::Bytes), ConnectorError> {
+        let biz = [
+            ("fields", FIELDS.to_string()),
+            ("start_modified", start.to_string()),
+            ("end_modified", end.to_string()),
+            ("page_no", page_no.to_string()),
+            ("page_size", self.page_size.to_string()),
+        ];
+        let body = self
+            .client
+            .call(rctx, INCREMENT_API, &self.session, &biz)
+            .await?;
+        let env: IncrementEnvelope = serde_json::from_slice(&body).map_err(|e| {
+            ConnectorError::new(
+                rctx,
+                ErrorKind::Protocol,
+                format!("unreadable trades answer: {e}"),
+            )
+        })?;
+        let resp = env.trades_sold_increment_get_response.ok_or_else(|| {
+            ConnectorError::new(
+                rctx,
+                ErrorKind::Protocol,
+                "answer has no trades_sold_increment_get_response",
+            )
+        })?;
+        let total = resp.total_results.ok_or_else(|| {
+            ConnectorError::new(rctx, ErrorKind::Protocol, "answer has no total_results")
+        })?;
+        Ok((total, body))
+    }
+
+    /// Map, decrypt and hand over one page, skipping trades already seen in
+    /// this window.
+    async fn emit(
+        &self,
+        body: &[u8],
+        ctx: &PullContext,
+        seen: &mut HashSet<String>,
+        report: &mut PullReport,
+        sink: &mut dyn PageSink,
+    ) -> Result<(), PullError> {
+        let rctx = RequestContext::new("taobao", Some(&self.shop), INCREMENT_API);
+        let env: IncrementEnvelope = serde_json::from_slice(body).map_err(|e| {
+            ConnectorError::new(
+                &rctx,
+                ErrorKind::Protocol,
+                format!("unreadable trades answer: {e}"),
+            )
+        })?;
+        let trades = env
+            .trades_sold_increment_get_response
+            .and_then(|r| r.trades)
+            .map(|t| t.trade)
+            .unwrap_or_default();
+        let mut rows = Vec::with_capacity(trades.len());
+        let mut quarantine = Vec::new();
+        let mut records_in = 0;
+        for raw in &trades {
+            match mapping::map_trade_with_oaid(raw.get(), &self.shop, &ctx.hasher) {
+                Ok(m) => {
+                    if seen.insert(m.row.order_id.clone()) {
+                        rows.push((m.row, m.oaid));
+                        records_in += 1;
+                    }
+                }
+                Err(rej) => {
+                    if rej.key.as_ref().is_some_and(|k| !seen.insert(k.clone())) {
+                        continue;
+                    }
+                    records_in += 1;
+                    quarantine.push(ctx.reject(
                         &self.id,
                         TableKind::Orders,
                         rej.key,
                         raw.get(),
                         rej.reason,
-                    )),
+                    ))
                 }
             }
-            report.pages += 1;
-            report.records += trades.len() as u64;
-            if resp.total_results.is_some() {
-                report.reported_total = resp.total_results;
-            }
-            let batch = (!builder.is_empty()).then(|| builder.finish());
-            sink.page(NormalizedPage {
-                batch,
-                quarantine,
-                records_in: trades.len(),
-            })
-            .await
-            .map_err(PullError::Sink)?;
-            if !resp.has_next.unwrap_or(false) {
-                return Ok(report);
-            }
         }
-        Err(ConnectorError::new(
-            &rctx,
-            ErrorKind::Protocol,
-            format!("gateway still had more pages after {MAX_PAGES_PER_WINDOW}"),
-        )
-        .into())
+        if let Some(d) = &self.decryptor {
+            d.decrypt(&self.shop, &self.session, &mut rows, ctx).await?;
+        }
+        let mut builder = OrdersBuilder::new(&ctx.run_id, ctx.ingested_at);
+        for (row, _) in &rows {
+            builder.append(row);
+        }
+        report.pages += 1;
+        report.records += records_in as u64;
+        let batch = (!builder.is_empty()).then(|| builder.finish());
+        sink.page(NormalizedPage {
+            batch,
+            quarantine,
+            records_in,
+        })
+        .await
+        .map_err(PullError::Sink)
     }
 }

@@ -35,6 +35,7 @@ struct Trade {
     receiver_mobile: Option<String>,
     receiver_state: Option<String>,
     receiver_city: Option<String>,
+    oaid: Option<String>,
     orders: Option<OrdersWrap>,
 }
 
@@ -76,12 +77,30 @@ pub struct Rejected {
     pub reason: String,
 }
 
+/// A mapped trade and its OAID (the key to decrypt its receiver).
+#[derive(Debug, Clone)]
+pub struct MappedTrade {
+    /// The canonical row.
+    pub row: OrderRow,
+    /// The trade's Open Addressee ID, when TOP returned one.
+    pub oaid: Option<String>,
+}
+
 /// Map one raw trade JSON object of `shop` into an order row.
 ///
 /// The receiver phone is hashed when TOP returns it in clear and kept as
 /// masked text when TOP masks it; the buyer id is `buyer_open_uid@shop`
 /// because an open_uid is only stable within one shop.
 pub fn map_trade(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, Rejected> {
+    map_trade_with_oaid(raw, shop, hasher).map(|m| m.row)
+}
+
+/// [`map_trade`], also returning the trade's OAID for the decrypt API.
+pub fn map_trade_with_oaid(
+    raw: &str,
+    shop: &str,
+    hasher: &PiiHasher,
+) -> Result<MappedTrade, Rejected> {
     let t: Trade = serde_json::from_str(raw).map_err(|e| Rejected {
         key: None,
         reason: format!("trade is not a valid TOP trade object: {e}"),
@@ -134,7 +153,8 @@ pub fn map_trade(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
             Err(_) => (None, None),
         },
     };
-    Ok(OrderRow {
+    let oaid = t.oaid.filter(|o| !o.is_empty());
+    let row = OrderRow {
         channel: Channel::Taobao,
         shop_id: shop.to_string(),
         buyer_id: t
@@ -153,7 +173,8 @@ pub fn map_trade(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
         created_at: created,
         paid_at,
         updated_at: updated,
-    })
+    };
+    Ok(MappedTrade { row, oaid })
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -24,9 +24,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
-use quanyu_connector_sdk::sandbox::world::{mix, World, WorldConfig, REGIONS};
+use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, OrderBook, Stage};
+use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, FaultInjector, SandboxHandle};
 use quanyu_schemas::time::{format_beijing, parse_beijing};
+use quanyu_schemas::Channel;
 
 use crate::sign::{sign, SignMethod};
 
@@ -48,83 +50,28 @@ pub struct TopSandboxConfig {
 
 impl TopSandboxConfig {
     /// The session key the sandbox issues for shop `i`.
+    /// (`i` indexes the world's Taobao shops.)
     pub fn session_for(&self, i: usize) -> String {
-        format!(
-            "sandbox-session-{}-{}",
-            self.world.shops[i], self.world.seed
-        )
+        format!("sandbox-session-{i}-{}", self.world.seed)
     }
 }
 
-/// A trade's lifecycle, derived from its seed.
-#[derive(Debug, Clone)]
-struct Lifecycle {
-    /// (time, TOP status), in order; the first is creation.
-    events: Vec<(i64, &'static str)>,
-    items: Vec<(u32, i64)>, // (num, price fen)
-    post_fee: i64,
-    discount: i64,
-}
-
-const PRICES_FEN: [i64; 6] = [3990, 5900, 8900, 12900, 19900, 29900];
-
-fn lifecycle(created: i64, seed: u64) -> Lifecycle {
-    let r = |k: u64, n: u64| mix(seed ^ k.wrapping_mul(0x9E37)) % n;
-    let mut events = vec![(created, "WAIT_BUYER_PAY")];
-    let branch = r(1, 100);
-    if branch < 6 {
-        events.push((
-            created + 1800 + r(2, 80_000) as i64,
-            "TRADE_CLOSED_BY_TAOBAO",
-        ));
-    } else {
-        let paid = created + 60 + r(3, 1700) as i64;
-        events.push((paid, "WAIT_SELLER_SEND_GOODS"));
-        if branch < 10 {
-            events.push((paid + 86_400 + r(4, 2 * 86_400) as i64, "TRADE_CLOSED"));
-        } else {
-            let shipped = paid + 4 * 3600 + r(5, 44 * 3600) as i64;
-            events.push((shipped, "WAIT_BUYER_CONFIRM_GOODS"));
-            events.push((
-                shipped + 3 * 86_400 + r(6, 7 * 86_400) as i64,
-                "TRADE_FINISHED",
-            ));
-        }
+/// TOP's status for a stage.
+fn top_status(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Created => "WAIT_BUYER_PAY",
+        Stage::Paid => "WAIT_SELLER_SEND_GOODS",
+        Stage::Shipped => "WAIT_BUYER_CONFIRM_GOODS",
+        Stage::Finished => "TRADE_FINISHED",
+        Stage::Cancelled => "TRADE_CLOSED_BY_TAOBAO",
+        Stage::Refunded => "TRADE_CLOSED",
     }
-    let lines = 1 + r(7, 3) as usize;
-    let items = (0..lines)
-        .map(|i| {
-            (
-                1 + r(10 + i as u64, 2) as u32,
-                PRICES_FEN[r(20 + i as u64, 6) as usize],
-            )
-        })
-        .collect();
-    Lifecycle {
-        events,
-        items,
-        post_fee: if r(8, 3) == 0 { 800 } else { 0 },
-        discount: [0, 0, 500, 1000][r(9, 4) as usize],
-    }
-}
-
-fn fen_text(fen: i64) -> String {
-    format!("{}.{:02}", fen / 100, fen % 100)
-}
-
-struct Index {
-    as_of: i64,
-    /// Per shop: (modified, purchase index, event index), modified descending.
-    per_shop: Vec<Vec<(i64, u32, u8)>>,
 }
 
 struct Inner {
     cfg: TopSandboxConfig,
-    world: World,
-    lifecycles: Vec<Lifecycle>,
+    book: OrderBook,
     sessions: HashMap<String, usize>,
-    index: RwLock<Arc<Index>>,
-    fixed_as_of: RwLock<Option<DateTime<Utc>>>,
     faults: FaultInjector,
     requests: AtomicU64,
 }
@@ -151,35 +98,21 @@ pub struct TopSandbox {
 impl TopSandbox {
     /// Generate the world and index it.
     pub fn new(cfg: TopSandboxConfig) -> Self {
-        let world = World::generate(cfg.world.clone());
-        let lifecycles = world
-            .purchases
-            .iter()
-            .map(|p| lifecycle(p.created.timestamp(), p.detail_seed))
-            .collect();
-        let sessions = (0..cfg.world.shops.len())
+        let world = Arc::new(World::generate(cfg.world.clone()));
+        let book = OrderBook::new(world, Channel::Taobao, cfg.as_of);
+        let sessions = (0..book.shops().len())
             .map(|i| (cfg.session_for(i), i))
             .collect();
         let faults = FaultInjector::new(cfg.faults);
-        let fixed = cfg.as_of;
-        let inner = Inner {
-            cfg,
-            world,
-            lifecycles,
-            sessions,
-            index: RwLock::new(Arc::new(Index {
-                as_of: i64::MIN,
-                per_shop: vec![],
-            })),
-            fixed_as_of: RwLock::new(fixed),
-            faults,
-            requests: AtomicU64::new(0),
-        };
-        let sb = TopSandbox {
-            inner: Arc::new(inner),
-        };
-        sb.index();
-        sb
+        TopSandbox {
+            inner: Arc::new(Inner {
+                cfg,
+                book,
+                sessions,
+                faults,
+                requests: AtomicU64::new(0),
+            }),
+        }
     }
 
     /// The configuration.
@@ -189,7 +122,14 @@ impl TopSandbox {
 
     /// The world the trades come from.
     pub fn world(&self) -> &World {
-        &self.inner.world
+        self.inner.book.world()
+    }
+
+    /// The Taobao shop ids served, in session order.
+    pub fn shops(&self) -> Vec<String> {
+        (0..self.inner.book.shops().len())
+            .map(|i| self.inner.book.shop_id(i).to_string())
+            .collect()
     }
 
     /// Requests answered so far.
@@ -199,75 +139,27 @@ impl TopSandbox {
 
     /// Move the sandbox clock (tests: "later that week").
     pub fn set_as_of(&self, t: DateTime<Utc>) {
-        *self
-            .inner
-            .fixed_as_of
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Some(t);
+        self.inner.book.set_as_of(t);
     }
 
     /// The sandbox clock now.
     pub fn as_of(&self) -> DateTime<Utc> {
-        self.inner
-            .fixed_as_of
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or_else(Utc::now)
-    }
-
-    fn index(&self) -> Arc<Index> {
-        let now = self.as_of().timestamp();
-        {
-            let idx = self.inner.index.read().unwrap_or_else(|p| p.into_inner());
-            // On the wall clock, re-index at most once a minute.
-            let fixed = self
-                .inner
-                .fixed_as_of
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some();
-            if idx.as_of == now || (!fixed && (now - idx.as_of).abs() < 60) {
-                return idx.clone();
-            }
-        }
-        let shops = self.inner.cfg.world.shops.len();
-        let mut per_shop = vec![Vec::new(); shops];
-        for (i, p) in self.inner.world.purchases.iter().enumerate() {
-            let lc = &self.inner.lifecycles[i];
-            if lc.events[0].0 > now {
-                continue;
-            }
-            let ev = lc.events.iter().rposition(|e| e.0 <= now).unwrap_or(0);
-            per_shop[p.shop].push((lc.events[ev].0, i as u32, ev as u8));
-        }
-        for v in &mut per_shop {
-            v.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-        }
-        let idx = Arc::new(Index {
-            as_of: now,
-            per_shop,
-        });
-        *self.inner.index.write().unwrap_or_else(|p| p.into_inner()) = idx.clone();
-        idx
+        self.inner.book.as_of()
     }
 
     /// Every trade as the gateway shows it at the sandbox clock.
     pub fn visible_trades(&self) -> Vec<VisibleTrade> {
-        let idx = self.index();
-        let mut out = Vec::new();
-        for (shop, v) in idx.per_shop.iter().enumerate() {
-            for &(_, i, ev) in v {
-                let lc = &self.inner.lifecycles[i as usize];
-                out.push(VisibleTrade {
-                    shop: self.inner.cfg.world.shops[shop].clone(),
-                    tid: self.inner.world.purchases[i as usize].order_no.to_string(),
-                    status: lc.events[ev as usize].1,
-                    payment_fen: payment(lc),
-                });
-            }
-        }
-        out.sort();
-        out
+        self.inner
+            .book
+            .visible()
+            .into_iter()
+            .map(|o| VisibleTrade {
+                shop: o.shop,
+                tid: o.order_id,
+                status: top_status(o.stage),
+                payment_fen: o.payment_fen,
+            })
+            .collect()
     }
 
     /// The axum router serving `/router/rest`.
@@ -283,34 +175,31 @@ impl TopSandbox {
     }
 
     fn render_trade(&self, out: &mut String, i: usize, ev: usize, corrupt: bool) {
-        let p = &self.inner.world.purchases[i];
-        let lc = &self.inner.lifecycles[i];
-        let person = &self.inner.world.persons[p.person as usize];
-        let shop = &self.inner.cfg.world.shops[p.shop];
-        let (status_time, status) = lc.events[ev];
+        let book = &self.inner.book;
+        let world = book.world();
+        let p = &world.purchases[i];
+        let lc = book.lifecycle(i);
+        let person = &world.persons[p.person as usize];
+        let shop = &world.config.shops[p.shop].id;
+        let (status_time, stage) = lc.events[ev];
         let ts = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid"));
         let created = if corrupt {
             "not-a-time".to_string()
         } else {
-            ts(lc.events[0].0)
+            ts(lc.created())
         };
-        let paid = lc
-            .events
-            .iter()
-            .take(ev + 1)
-            .find(|e| e.1 == "WAIT_SELLER_SEND_GOODS")
-            .map(|e| ts(e.0));
+        let paid = lc.time_of(Stage::Paid, ev).map(ts);
         let mobile = if p.phone_plain {
             person.phone.clone()
         } else {
-            format!("{}****{}", &person.phone[..3], &person.phone[7..])
+            mask_phone(&person.phone)
         };
         let (province, city) = REGIONS[person.region];
-        let total: i64 = lc.items.iter().map(|(n, pr)| i64::from(*n) * pr).sum();
         let _ = write!(
             out,
             r#"{{"tid":{tid},"tid_str":"{tid}","status":"{status}","type":"fixed","created":"{created}","modified":"{modified}","#,
             tid = p.order_no,
+            status = top_status(stage),
             modified = ts(status_time),
         );
         if let Some(paid) = paid {
@@ -318,12 +207,13 @@ impl TopSandbox {
         }
         let _ = write!(
             out,
-            r#""payment":"{payment}","total_fee":"{total}","post_fee":"{post}","discount_fee":"{discount}","buyer_nick":"t**1","buyer_open_uid":"AAH{uid:016x}","receiver_name":"*某","receiver_mobile":"{mobile}","receiver_state":"{province}","receiver_city":"{city}","receiver_address":"**********","seller_nick":"{shop}","orders":{{"order":["#,
-            payment = fen_text(payment(lc)),
-            total = fen_text(total),
+            r#""payment":"{payment}","total_fee":"{total}","post_fee":"{post}","discount_fee":"{discount}","buyer_nick":"t**1","buyer_open_uid":"AAH{uid}","oaid":"{oaid}","receiver_name":"*某","receiver_mobile":"{mobile}","receiver_state":"{province}","receiver_city":"{city}","receiver_address":"**********","seller_nick":"{shop}","orders":{{"order":["#,
+            payment = fen_text(lc.payment()),
+            total = fen_text(lc.goods_total()),
             post = fen_text(lc.post_fee),
             discount = fen_text(lc.discount),
-            uid = mix(u64::from(p.person) ^ mix(p.shop as u64 + 17)),
+            uid = world.buyer_token(p.person, p.shop),
+            oaid = world.cipher_token(p.person),
         );
         for (k, (num, price)) in lc.items.iter().enumerate() {
             let _ = write!(
@@ -334,15 +224,11 @@ impl TopSandbox {
                 iid = 600_000_000 + (price % 997),
                 price = fen_text(*price),
                 pay = fen_text(i64::from(*num) * price),
+                status = top_status(stage),
             );
         }
         out.push_str("]}}");
     }
-}
-
-fn payment(lc: &Lifecycle) -> i64 {
-    let total: i64 = lc.items.iter().map(|(n, p)| i64::from(*n) * p).sum();
-    (total + lc.post_fee - lc.discount).max(0)
 }
 
 fn top_error(
@@ -446,7 +332,7 @@ async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: B
             rid,
         );
     };
-    if method != crate::INCREMENT_API {
+    if method != crate::INCREMENT_API && method != crate::DECRYPT_API {
         return top_error(22, "Invalid Method", None, None, rid);
     }
     // Faults come after authentication, as the real gateway's flow control does.
@@ -479,7 +365,60 @@ async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: B
         Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
         Some(Fault::TokenExpired) | None => {}
     }
+    if method == crate::DECRYPT_API {
+        return oaid_decrypt(&sb, &get, rid);
+    }
     increment_get(&sb, shop, &get, rid)
+}
+
+/// `taobao.top.oaid.decrypt`: `query_list` of at most 20 `{tid, oaid, scene}`.
+fn oaid_decrypt<'a>(sb: &TopSandbox, get: &impl Fn(&str) -> Option<&'a str>, rid: u64) -> Response {
+    let invalid = |msg: &str| {
+        top_error(
+            41,
+            "Invalid Arguments",
+            Some("isv.invalid-parameter:query_list"),
+            Some(msg),
+            rid,
+        )
+    };
+    let Some(list) = get("query_list") else {
+        return top_error(
+            40,
+            "Missing Required Arguments",
+            Some("isv.missing-parameter:query_list"),
+            None,
+            rid,
+        );
+    };
+    let Ok(queries) = serde_json::from_str::<Vec<serde_json::Value>>(list) else {
+        return invalid("query_list必须是JSON数组");
+    };
+    if queries.is_empty() || queries.len() > 20 {
+        return invalid("query_list最多20个");
+    }
+    let world = sb.world();
+    let receivers: Vec<serde_json::Value> = queries
+        .iter()
+        .filter_map(|q| {
+            let oaid = q.get("oaid")?.as_str()?;
+            let tid = q.get("tid")?;
+            let person = world.person_by_cipher(oaid)?;
+            let (state, city) = REGIONS[person.region];
+            Some(serde_json::json!({
+                "tid": tid, "oaid": oaid, "matched": true,
+                "name": "张*", "mobile": person.phone, "state": state, "city": city,
+                "address_detail": "某街道1号",
+            }))
+        })
+        .collect();
+    json_response(
+        serde_json::json!({"top_oaid_decrypt_response": {
+            "receiver_list": {"receiver": receivers},
+            "request_id": format!("{rid:x}"),
+        }})
+        .to_string(),
+    )
 }
 
 fn increment_get<'a>(
@@ -541,13 +480,10 @@ fn increment_get<'a>(
     };
     let use_has_next = get("use_has_next") == Some("true");
 
-    let idx = sb.index();
-    let list = &idx.per_shop[shop];
-    let (s, e) = (start.timestamp(), end.timestamp());
-    // Descending by modified: the window is list[lo..hi].
-    let lo = list.partition_point(|x| x.0 > e);
-    let hi = list.partition_point(|x| x.0 >= s);
-    let total = hi.saturating_sub(lo);
+    let idx = sb.inner.book.snapshot();
+    let list = idx.window(shop, start.timestamp(), end.timestamp());
+    let (lo, hi) = (0, list.len());
+    let total = hi;
     let from = (lo + (page_no - 1) * page_size).min(hi);
     let to = (from + page_size).min(hi);
     let corrupt_at = (to > from && sb.inner.faults.draw_malformed())
@@ -561,14 +497,14 @@ fn increment_get<'a>(
         let _ = write!(out, r#""total_results":{total},"#);
     }
     out.push_str(r#""trades":{"trade":["#);
-    for (k, &(_, i, ev)) in list[from..to].iter().enumerate() {
+    for (k, e) in list[from..to].iter().enumerate() {
         if k > 0 {
             out.push(',');
         }
         sb.render_trade(
             &mut out,
-            i as usize,
-            ev as usize,
+            e.purchase as usize,
+            usize::from(e.event),
             corrupt_at == Some(from + k),
         );
     }
@@ -594,14 +530,20 @@ mod tests {
     #[test]
     fn rendered_trades_are_valid_json_and_map() {
         let sb = sandbox();
+        let first = sb
+            .world()
+            .purchases
+            .iter()
+            .position(|p| p.channel == Channel::Taobao)
+            .unwrap();
         let mut s = String::new();
-        sb.render_trade(&mut s, 0, 0, false);
+        sb.render_trade(&mut s, first, 0, false);
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["status"], "WAIT_BUYER_PAY");
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
         crate::mapping::map_trade(&s, "x", &hasher).unwrap();
         let mut bad = String::new();
-        sb.render_trade(&mut bad, 0, 0, true);
+        sb.render_trade(&mut bad, first, 0, true);
         assert!(crate::mapping::map_trade(&bad, "x", &hasher).is_err());
     }
 
@@ -616,6 +558,7 @@ mod tests {
             after.len(),
             "the demo world's orders are all created by as_of"
         );
+        assert!(!before.is_empty());
         assert!(before.iter().zip(&after).any(|(a, b)| a.status != b.status));
     }
 }

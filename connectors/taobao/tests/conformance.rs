@@ -9,7 +9,7 @@ use chrono::{Duration, Utc};
 use quanyu_connector_sdk::conformance::{self, Harness, Key, MemoryLake, Running};
 use quanyu_connector_sdk::sandbox::world::WorldConfig;
 use quanyu_connector_sdk::sandbox::{loopback_any_port, FaultConfig, SandboxHandle};
-use quanyu_connector_sdk::{LimiterRegistry, SecretRef, Stream};
+use quanyu_connector_sdk::{ConnectorSetup, SecretRef, Stream};
 use quanyu_taobao::sandbox::{TopSandbox, TopSandboxConfig};
 use quanyu_taobao::{build_streams, SignMethod, TaobaoConfig, TaobaoShop};
 
@@ -54,9 +54,12 @@ impl Top {
             window_minutes: 12 * 60,
             lookback_minutes: 60,
             initial_days: 6,
-            shops: (0..cfg.world.shops.len())
+            decrypt: false,
+            decrypt_qps: 0,
+            decrypt_scene: "2002".into(),
+            shops: (0..self.sandbox.shops().len())
                 .map(|i| TaobaoShop {
-                    id: cfg.world.shops[i].clone(),
+                    id: self.sandbox.shops()[i].clone(),
                     session: SecretRef::inline(cfg.session_for(i)),
                 })
                 .collect(),
@@ -69,8 +72,7 @@ impl Running for Top {
     fn streams(&self, good: bool) -> Vec<Arc<dyn Stream>> {
         build_streams(
             &self.config(if good { SECRET } else { "wrong-secret" }),
-            &LimiterRegistry::new(),
-            conformance::fast_retry_policy(),
+            &ConnectorSetup::new(conformance::fast_retry_policy()),
         )
         .unwrap()
     }
@@ -146,21 +148,83 @@ async fn gateway_enforces_window_and_page_limits() {
     let top = Top::start(FaultConfig::default(), 50, SignMethod::Md5).await;
     let mut cfg = top.config(SECRET);
     cfg.window_minutes = 2 * 24 * 60;
-    let err = build_streams(
-        &cfg,
-        &LimiterRegistry::new(),
-        conformance::fast_retry_policy(),
-    )
-    .err()
-    .unwrap();
+    let setup = ConnectorSetup::new(conformance::fast_retry_policy());
+    let err = build_streams(&cfg, &setup).err().unwrap();
     assert!(err.to_string().contains("one day"), "{err}");
     cfg.window_minutes = 60;
     cfg.page_size = 101;
-    assert!(build_streams(
-        &cfg,
-        &LimiterRegistry::new(),
-        conformance::fast_retry_policy()
-    )
-    .is_err());
+    assert!(build_streams(&cfg, &setup).is_err());
+    top.handle.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decrypt_hashes_receiver_phones_and_is_off_by_default() {
+    use quanyu_connector_sdk::{PageSink, PullContext, SinkError};
+    use quanyu_schemas::{LakeKey, PiiHasher};
+    struct Rows(Vec<arrow::array::RecordBatch>);
+    #[async_trait]
+    impl PageSink for Rows {
+        async fn page(&mut self, p: quanyu_connector_sdk::NormalizedPage) -> Result<(), SinkError> {
+            self.0.extend(p.batch);
+            Ok(())
+        }
+    }
+    let top = Top::start(FaultConfig::default(), 200, SignMethod::Md5).await;
+    let hasher = PiiHasher::new(&LakeKey::from_bytes([7; 32]));
+    let ctx = PullContext {
+        run_id: "t".into(),
+        ingested_at: Utc::now(),
+        hasher: hasher.clone(),
+    };
+    let windows: Vec<_> = (0..7)
+        .map(|d| quanyu_connector_sdk::Window {
+            start: top.sandbox.as_of() - Duration::days(6 - d),
+            end: top.sandbox.as_of() - Duration::days(5 - d),
+        })
+        .collect();
+    let world = top.sandbox.world().clone();
+    let expected: std::collections::HashMap<String, Option<String>> = world
+        .purchases
+        .iter()
+        .filter(|p| p.channel == quanyu_schemas::Channel::Taobao)
+        .map(|p| {
+            let phone = &world.persons[p.person as usize].phone;
+            (world.order_id(p), hasher.phone_text(phone))
+        })
+        .collect();
+    for decrypt in [false, true] {
+        let mut cfg = top.config(SECRET);
+        cfg.decrypt = decrypt;
+        let streams =
+            build_streams(&cfg, &ConnectorSetup::new(conformance::fast_retry_policy())).unwrap();
+        let mut rows = Rows(vec![]);
+        for s in &streams {
+            for w in &windows {
+                s.pull(*w, &ctx, &mut rows).await.unwrap();
+            }
+        }
+        let (mut hashed, mut total) = (0, 0);
+        for b in &rows.0 {
+            use arrow::array::{Array, AsArray};
+            let ids = b.column_by_name("order_id").unwrap().as_string::<i32>();
+            let hashes = b.column_by_name("phone_hash").unwrap().as_string::<i32>();
+            for i in 0..b.num_rows() {
+                total += 1;
+                if hashes.is_valid(i) {
+                    hashed += 1;
+                    assert_eq!(Some(hashes.value(i).to_string()), expected[ids.value(i)]);
+                }
+            }
+        }
+        assert!(total > 0);
+        if decrypt {
+            assert_eq!(hashed, total, "every receiver decrypted and hashed");
+        } else {
+            assert!(
+                hashed < total,
+                "without decrypt only clear phones are hashed"
+            );
+        }
+    }
     top.handle.stop().await;
 }

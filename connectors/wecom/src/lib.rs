@@ -11,10 +11,9 @@ pub mod sandbox;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use quanyu_connector_sdk::secret::SecretError;
 use quanyu_connector_sdk::{
-    ApiClient, ConnectorError, CursorMode, ErrorKind, LimiterRegistry, NormalizedPage, PageSink,
-    PullContext, PullError, PullReport, RequestContext, RetryPolicy, SecretRef, Stream, StreamId,
+    ApiClient, ConfigError, ConnectorError, ConnectorSetup, CursorMode, ErrorKind, NormalizedPage,
+    PageSink, PullContext, PullError, PullReport, RequestContext, SecretRef, Stream, StreamId,
     Window,
 };
 use quanyu_schemas::{ContactsBuilder, TableKind};
@@ -55,55 +54,26 @@ fn default_limit() -> u32 {
     100
 }
 
-/// A configuration problem found before any request.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The secret could not be read.
-    #[error("wecom corp {corp_id}: {source}")]
-    Secret {
-        /// The corp.
-        corp_id: String,
-        /// Why.
-        source: SecretError,
-    },
-    /// A value is out of range.
-    #[error("wecom corp {corp_id}: {message}")]
-    Invalid {
-        /// The corp.
-        corp_id: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-/// Build the contacts stream of one corp.
+/// Build the contacts stream of one corp. The corp's token lives in the
+/// client's cache (`gettoken` needs no authorization to renew).
 pub fn build_streams(
     cfg: &WecomConfig,
-    limiters: &LimiterRegistry,
-    policy: RetryPolicy,
+    setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    if !(1..=100).contains(&cfg.page_size) {
-        return Err(ConfigError::Invalid {
-            corp_id: cfg.corp_id.clone(),
-            message: format!("page_size must be 1..=100, got {}", cfg.page_size),
-        });
-    }
-    let secret = cfg.secret.resolve().map_err(|source| ConfigError::Secret {
-        corp_id: cfg.corp_id.clone(),
-        source,
-    })?;
-    let limiter = limiters.get(
-        &format!("wecom/{}", cfg.corp_id),
-        (cfg.qps > 0).then_some(cfg.qps),
-    );
+    let corp = cfg.corp_id.as_str();
+    ConfigError::check_range("wecom", corp, "page_size", cfg.page_size, 1..=100, "")?;
+    let secret = ConfigError::secret("wecom", corp, &cfg.secret)?;
+    let limiter = setup
+        .limiters
+        .get(&format!("wecom/{corp}"), (cfg.qps > 0).then_some(cfg.qps));
     let client = WecomClient::new(
-        ApiClient::new(limiter.into_iter().collect(), policy),
+        ApiClient::new(limiter.into_iter().collect(), setup.policy),
         &cfg.base_url,
-        &cfg.corp_id,
+        corp,
         secret,
     );
     Ok(vec![Arc::new(WecomContacts {
-        id: StreamId::new("wecom", "contacts", &cfg.corp_id),
+        id: StreamId::new("wecom", "contacts", corp),
         client,
         page_size: cfg.page_size,
     })])

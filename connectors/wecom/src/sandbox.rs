@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::sandbox::world::{card_state, mix, ContactOrigin, World, WorldConfig};
+use quanyu_connector_sdk::sandbox::world::{mix, ContactOrigin, World, WorldConfig};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, FaultInjector, SandboxHandle};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -146,10 +146,10 @@ impl WecomSandbox {
         let p = &w.persons[c.person as usize];
         let seed = self.inner.cfg.world.seed;
         let (add_way, state, mobiles) = match &c.origin {
-            ContactOrigin::Card(pi) => (1, Some(card_state(w.purchases[*pi].order_no)), vec![]),
+            ContactOrigin::Card(pi) => (1, Some(w.card_state(&w.purchases[*pi])), vec![]),
             ContactOrigin::CardAndPhone(pi) => (
                 1,
-                Some(card_state(w.purchases[*pi].order_no)),
+                Some(w.card_state(&w.purchases[*pi])),
                 vec![p.phone.clone()],
             ),
             ContactOrigin::Phone => (2, None, vec![format!("+86 {}", p.phone)]),

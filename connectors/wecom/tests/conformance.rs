@@ -9,7 +9,7 @@ use chrono::{Duration, Utc};
 use quanyu_connector_sdk::conformance::{self, Harness, Key, MemoryLake, Running};
 use quanyu_connector_sdk::sandbox::world::WorldConfig;
 use quanyu_connector_sdk::sandbox::{loopback_any_port, FaultConfig, SandboxHandle};
-use quanyu_connector_sdk::{LimiterRegistry, SecretRef, Stream};
+use quanyu_connector_sdk::{ConnectorSetup, SecretRef, Stream};
 use quanyu_wecom::sandbox::{WecomSandbox, WecomSandboxConfig};
 use quanyu_wecom::{build_streams, WecomConfig};
 
@@ -51,10 +51,13 @@ impl Running for Wecom {
     fn streams(&self, good: bool) -> Vec<Arc<dyn Stream>> {
         build_streams(
             &self.config(if good { SECRET } else { "bad" }),
-            &LimiterRegistry::new(),
-            conformance::fast_retry_policy(),
+            &ConnectorSetup::new(conformance::fast_retry_policy()),
         )
         .unwrap()
+    }
+    fn expire_tokens(&self) -> bool {
+        self.sandbox.expire_tokens();
+        true
     }
     fn expected_keys(&self) -> BTreeSet<Key> {
         self.sandbox

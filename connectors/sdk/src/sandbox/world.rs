@@ -8,7 +8,11 @@
 //! person really are the same person, and tests can predict how many unified
 //! customers identity must find.
 
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
 use chrono::{DateTime, Duration, Utc};
+use quanyu_schemas::Channel;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -40,14 +44,17 @@ pub struct WorldConfig {
     pub persons: usize,
     /// How many marketplace orders they place.
     pub orders: usize,
-    /// Marketplace shops (Taobao shop ids / seller nicks).
-    pub shops: Vec<String>,
+    /// Marketplace shops, each on one channel; every sandbox serves the
+    /// shops of its own channel.
+    pub shops: Vec<WorldShop>,
     /// Orders are created in `[start, start + days)`.
     pub start: DateTime<Utc>,
     /// Span of order creation, in days.
     pub days: i64,
-    /// Share of orders whose receiver phone the platform returns in clear
-    /// (older authorizations, self-pickup); the rest are masked.
+    /// Share of Taobao orders whose receiver phone TOP returns in clear
+    /// (older authorizations); the rest are masked. Other marketplaces only
+    /// return ciphertext and masks (phones need their decrypt API); the ERP
+    /// (Jushuitan) returns the phones of its own channels in clear.
     pub plain_phone_share: f64,
     /// Share of buyers who become WeCom contacts.
     pub buyer_contact_share: f64,
@@ -64,7 +71,7 @@ impl WorldConfig {
             seed: 2024,
             persons: (orders * 3 / 5).max(10),
             orders,
-            shops: vec!["tmall-flagship".into(), "taobao-outlet".into()],
+            shops: WorldShop::demo_shops(),
             start: now - Duration::days(30),
             days: 30,
             plain_phone_share: 0.3,
@@ -77,6 +84,72 @@ impl WorldConfig {
                 "zhaoliu".into(),
             ],
         }
+    }
+}
+
+/// One shop of the world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldShop {
+    /// The marketplace.
+    pub channel: Channel,
+    /// The shop id as the lake names it.
+    pub id: String,
+}
+
+impl WorldShop {
+    /// A shop.
+    pub fn new(channel: Channel, id: &str) -> Self {
+        WorldShop {
+            channel,
+            id: id.into(),
+        }
+    }
+
+    /// The demo's shops: two Taobao / Tmall shops and one on every other
+    /// marketplace and the ERP.
+    pub fn demo_shops() -> Vec<WorldShop> {
+        vec![
+            WorldShop::new(Channel::Taobao, "tmall-flagship"),
+            WorldShop::new(Channel::Taobao, "taobao-outlet"),
+            WorldShop::new(Channel::Jd, "jd-flagship"),
+            WorldShop::new(Channel::Pdd, "pdd-store"),
+            WorldShop::new(Channel::Douyin, "douyin-store"),
+            WorldShop::new(Channel::Kuaishou, "kuaishou-store"),
+            WorldShop::new(Channel::Jushuitan, "jst-miniapp"),
+        ]
+    }
+
+    /// Only the shops of one channel (a single-platform world for a test).
+    pub fn only(channel: Channel) -> Vec<WorldShop> {
+        let mut shops: Vec<_> = Self::demo_shops()
+            .into_iter()
+            .filter(|s| s.channel == channel)
+            .collect();
+        if shops.len() < 2 {
+            let second = format!("{}-2", shops[0].id);
+            shops.push(WorldShop::new(channel, &second));
+        }
+        shops
+    }
+}
+
+/// Whether a channel's orders carry a buyer id (and at which scope).
+pub fn has_buyer_id(channel: Channel) -> bool {
+    // Pinduoduo's order APIs expose no buyer identifier at all.
+    channel != Channel::Pdd
+}
+
+/// The prefix a package-insert card `state` uses for a channel's orders.
+pub fn state_prefix(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Taobao => "tb",
+        Channel::Jd => "jd",
+        Channel::Pdd => "pdd",
+        Channel::Douyin => "dy",
+        Channel::Kuaishou => "ks",
+        Channel::Jushuitan => "jst",
+        Channel::Wecom => "wc",
+        Channel::Crm => "crm",
     }
 }
 
@@ -100,11 +173,14 @@ pub struct Purchase {
     pub person: u32,
     /// Index into `WorldConfig::shops`.
     pub shop: usize,
+    /// The shop's channel.
+    pub channel: Channel,
     /// Platform order number, unique in the world.
     pub order_no: u64,
     /// Creation time.
     pub created: DateTime<Utc>,
-    /// Whether the platform shows the receiver phone in clear.
+    /// Whether the platform shows the receiver phone in clear (without
+    /// any decrypt call).
     pub phone_plain: bool,
     /// Seed for the platform-specific details (items, lifecycle).
     pub detail_seed: u64,
@@ -148,11 +224,8 @@ pub struct World {
     pub purchases: Vec<Purchase>,
     /// WeCom contacts.
     pub contacts: Vec<Contact>,
-}
-
-/// The `state` a package-insert card QR carries for an order.
-pub fn card_state(order_no: u64) -> String {
-    format!("tb_{order_no}")
+    /// Cipher token → person, built on first use.
+    ciphers: Arc<OnceLock<HashMap<String, u32>>>,
 }
 
 impl World {
@@ -182,12 +255,24 @@ impl World {
                 };
                 let created =
                     config.start + Duration::seconds(rng.random_range(0..span_secs) as i64);
+                let shop = rng.random_range(0..config.shops.len().max(1));
+                let channel = config
+                    .shops
+                    .get(shop)
+                    .map(|s| s.channel)
+                    .unwrap_or(Channel::Taobao);
+                let plain_draw = rng.random_bool(config.plain_phone_share.clamp(0.0, 1.0));
                 Purchase {
                     person,
-                    shop: rng.random_range(0..config.shops.len().max(1)),
+                    shop,
+                    channel,
                     order_no: 3_100_000_000_000_000 + (i as u64) * 7919 + (mix(config.seed) % 7919),
                     created,
-                    phone_plain: rng.random_bool(config.plain_phone_share.clamp(0.0, 1.0)),
+                    phone_plain: match channel {
+                        Channel::Taobao => plain_draw,
+                        Channel::Jushuitan => true,
+                        _ => false,
+                    },
                     detail_seed: mix(config.seed.wrapping_add(i as u64)),
                 }
             })
@@ -239,78 +324,159 @@ impl World {
             persons,
             purchases,
             contacts,
+            ciphers: Arc::default(),
         }
     }
 
+    /// The order id as the purchase's platform shows it: Taobao tids,
+    /// 12-digit JD order ids, Pinduoduo `yymmdd-` order_sn, 19-digit Douyin
+    /// ids, 16-digit Kuaishou oids, Jushuitan `so_id`s of the ERP's own shop.
+    pub fn order_id(&self, p: &Purchase) -> String {
+        let n = p.order_no;
+        match p.channel {
+            Channel::Taobao | Channel::Wecom | Channel::Crm => n.to_string(),
+            Channel::Jd => (200_000_000_000 + n % 100_000_000_000).to_string(),
+            Channel::Pdd => {
+                let day = (p.created + Duration::hours(8)).format("%y%m%d");
+                format!("{day}-{:015}", n % 1_000_000_000_000_000)
+            }
+            Channel::Douyin => format!("69{:017}", n % 100_000_000_000_000_000),
+            Channel::Kuaishou => (2_400_000_000_000_000 + n % 100_000_000_000_000).to_string(),
+            Channel::Jushuitan => format!("XCX{:012}", n % 1_000_000_000_000),
+        }
+    }
+
+    /// The `state` the package-insert card of a purchase carries:
+    /// `<prefix>_<order id>`, e.g. `tb_3100000000000123`.
+    pub fn card_state(&self, p: &Purchase) -> String {
+        format!("{}_{}", state_prefix(p.channel), self.order_id(p))
+    }
+
+    /// The shop-scoped buyer token of a person in a shop (platforms derive
+    /// open ids per app / shop, so the same person differs across shops).
+    pub fn buyer_token(&self, person: u32, shop: usize) -> String {
+        format!("{:016x}", mix(u64::from(person) ^ mix(shop as u64 + 17)))
+    }
+
+    /// The opaque token a sandbox puts inside a phone ciphertext for a person
+    /// (the platform's ciphertext stands for it; only the decrypt API maps
+    /// it back).
+    pub fn cipher_token(&self, person: u32) -> String {
+        let a = mix(self.config.seed ^ 0xC1F3 ^ u64::from(person));
+        format!("{a:016x}{:08x}", person ^ (a as u32))
+    }
+
+    /// The person behind a cipher token, as a decrypt API would resolve it.
+    pub fn person_by_cipher(&self, token: &str) -> Option<&Person> {
+        let map = self.ciphers.get_or_init(|| {
+            self.persons
+                .iter()
+                .map(|p| (self.cipher_token(p.id), p.id))
+                .collect()
+        });
+        map.get(token).map(|&i| &self.persons[i as usize])
+    }
+
+    /// Indices of the shops of one channel.
+    pub fn shops_of(&self, channel: Channel) -> Vec<usize> {
+        (0..self.config.shops.len())
+            .filter(|&i| self.config.shops[i].channel == channel)
+            .collect()
+    }
+
     /// The number of unified customers identity should find from what the
-    /// platforms expose, reasoned per person: a person's shop-scoped buyer
-    /// ids and WeCom contact fall into one customer only where a clear phone
-    /// (on an order or in the contact's remark) or a card `state` connects
-    /// them. Persons never share identifiers, so no customer spans two people.
-    pub fn expected_unified_customers(&self, as_of: DateTime<Utc>) -> usize {
-        let shops = self.config.shops.len().max(1);
-        // Per person: which shops they bought in (visible by as_of), which of
-        // those showed a clear phone.
-        let mut bought = vec![vec![false; shops]; self.persons.len()];
-        let mut plain = vec![vec![false; shops]; self.persons.len()];
-        for p in self.purchases.iter().filter(|p| p.created <= as_of) {
-            bought[p.person as usize][p.shop] = true;
-            plain[p.person as usize][p.shop] |= p.phone_plain;
+    /// platforms expose, with phones decrypted on the channels in `decrypt`.
+    ///
+    /// Reasoned per person, since persons never share identifiers: the
+    /// nodes are one buyer per shop bought in (one per order where the
+    /// platform has no buyer id), plus the WeCom contact. A clear or decrypted
+    /// phone joins its node to the person's phone; a contact whose rep saved
+    /// the phone joins it too; a card joins the contact to the node of the
+    /// order it names. Each connected group is one customer.
+    pub fn expected_unified_customers(&self, as_of: DateTime<Utc>, decrypt: &[Channel]) -> usize {
+        let mut by_person: Vec<Vec<usize>> = vec![Vec::new(); self.persons.len()];
+        for (i, p) in self.purchases.iter().enumerate() {
+            if p.created <= as_of {
+                by_person[p.person as usize].push(i);
+            }
+        }
+        let mut contact_of: Vec<Option<&Contact>> = vec![None; self.persons.len()];
+        for c in &self.contacts {
+            if c.added <= as_of {
+                contact_of[c.person as usize].get_or_insert(c);
+            }
         }
         let mut total = 0;
         for person in 0..self.persons.len() {
-            let contact = self
-                .contacts
-                .iter()
-                .find(|c| c.person as usize == person && c.added <= as_of);
-            // Nodes: one per shop bought in, plus the contact. Groups: the
-            // "phone hub" joins every node that shows the clear phone; a card
-            // joins the contact to the shop of the scanned order.
-            let mut groups = 0;
-            let mut hub_used = false;
-            let contact_phone = matches!(
-                contact.map(|c| &c.origin),
-                Some(ContactOrigin::Phone | ContactOrigin::CardAndPhone(_))
-            );
-            let card_shop = contact.and_then(|c| match c.origin {
-                ContactOrigin::Card(i) | ContactOrigin::CardAndPhone(i)
-                    if self.purchases[i].created <= as_of =>
-                {
-                    Some(self.purchases[i].shop)
-                }
-                _ => None,
-            });
-            // The contact's group is the hub if it has the phone, or the
-            // card's shop group.
-            let card_shop_on_hub = card_shop.is_some_and(|s| plain[person][s]);
-            let contact_on_hub = contact.is_some() && (contact_phone || card_shop_on_hub);
-            for s in 0..shops {
-                if !bought[person][s] {
-                    continue;
-                }
-                let on_hub = plain[person][s] || (contact_on_hub && card_shop == Some(s));
-                if on_hub {
-                    hub_used = true;
-                } else if card_shop == Some(s) && contact.is_some() {
-                    // joined with the contact's own group, counted below
+            // Node keys: shop buyer nodes (0..shops), per-order nodes
+            // (shops + purchase index), the contact (usize::MAX - 1), the
+            // phone (usize::MAX).
+            let shops = self.config.shops.len();
+            let node_of = |i: usize| {
+                let p = &self.purchases[i];
+                if has_buyer_id(p.channel) {
+                    p.shop
                 } else {
-                    groups += 1;
+                    shops + i
+                }
+            };
+            let mut nodes: Vec<usize> = Vec::new();
+            let mut edges: Vec<(usize, usize)> = Vec::new();
+            const CONTACT: usize = usize::MAX - 1;
+            const PHONE: usize = usize::MAX;
+            for &i in &by_person[person] {
+                let p = &self.purchases[i];
+                nodes.push(node_of(i));
+                if p.phone_plain || decrypt.contains(&p.channel) {
+                    edges.push((node_of(i), PHONE));
                 }
             }
-            if contact.is_some() {
-                if contact_on_hub {
-                    hub_used = true;
-                } else {
-                    groups += 1; // the contact, with its card shop if any
+            if let Some(c) = contact_of[person] {
+                nodes.push(CONTACT);
+                if matches!(
+                    c.origin,
+                    ContactOrigin::Phone | ContactOrigin::CardAndPhone(_)
+                ) {
+                    edges.push((CONTACT, PHONE));
+                }
+                if let ContactOrigin::Card(i) | ContactOrigin::CardAndPhone(i) = c.origin {
+                    if self.purchases[i].created <= as_of {
+                        edges.push((CONTACT, node_of(i)));
+                    }
                 }
             }
-            if hub_used {
-                groups += 1;
-            }
-            total += groups;
+            nodes.sort_unstable();
+            nodes.dedup();
+            total += components(&nodes, &edges);
         }
         total
     }
+}
+
+/// Connected components among `nodes` (an edge end outside `nodes`, such as
+/// the phone, only joins).
+fn components(nodes: &[usize], edges: &[(usize, usize)]) -> usize {
+    let mut all: Vec<usize> = nodes.to_vec();
+    all.extend(edges.iter().flat_map(|&(a, b)| [a, b]));
+    all.sort_unstable();
+    all.dedup();
+    let pos = |x: usize| all.binary_search(&x).expect("known node");
+    let mut parent: Vec<usize> = (0..all.len()).collect();
+    fn find(parent: &mut [usize], mut x: usize) -> usize {
+        while parent[x] != x {
+            parent[x] = parent[parent[x]];
+            x = parent[x];
+        }
+        x
+    }
+    for &(a, b) in edges {
+        let (ra, rb) = (find(&mut parent, pos(a)), find(&mut parent, pos(b)));
+        parent[ra] = rb;
+    }
+    let mut roots: Vec<usize> = nodes.iter().map(|&n| find(&mut parent, pos(n))).collect();
+    roots.sort_unstable();
+    roots.dedup();
+    roots.len()
 }
 
 /// A stable 64-bit mix (splitmix64).
@@ -361,7 +527,9 @@ mod tests {
             .contacts
             .iter()
             .any(|c| c.origin == ContactOrigin::PrivateOnly));
-        let expected = a.expected_unified_customers(now);
+        let expected = a.expected_unified_customers(now, &[]);
+        let decrypted = a.expected_unified_customers(now, &[Channel::Pdd, Channel::Jd]);
+        assert!(decrypted < expected, "decrypted phones join buyers");
         assert!(expected > 0 && expected <= a.persons.len() * 3);
     }
 }
