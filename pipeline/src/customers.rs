@@ -40,6 +40,7 @@ pub async fn build_customers(lake: &Lake) -> Result<()> {
          ids AS (SELECT DISTINCT unified_id FROM identity_map WHERE unified_id IS NOT NULL)
          SELECT ids.unified_id,
                 array_sort(array_agg(DISTINCT f.channel) FILTER (WHERE f.channel IS NOT NULL)) AS channels,
+                CAST(count(DISTINCT f.channel) FILTER (WHERE f.is_order = 1) AS BIGINT) AS marketplace_count,
                 CAST(COALESCE(sum(f.is_order), 0) AS BIGINT) AS order_count,
                 CAST(COALESCE(sum(f.gmv_fen), 0) AS BIGINT) AS gmv_fen,
                 min(f.order_at) AS first_order_at,

@@ -64,6 +64,10 @@ impl Default for IdentityConfig {
                     prefix: "ks_".into(),
                     channel: "kuaishou".into(),
                 },
+                StateRule {
+                    prefix: "jst_".into(),
+                    channel: "jushuitan".into(),
+                },
             ],
             max_partners: [("phone_hash".to_string(), 50), ("unionid".to_string(), 50)]
                 .into_iter()

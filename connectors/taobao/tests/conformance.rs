@@ -228,3 +228,39 @@ async fn decrypt_hashes_receiver_phones_and_is_off_by_default() {
     }
     top.handle.stop().await;
 }
+
+/// The official Taobao SDK (taobao-sdk-python3), pointed at the sandbox,
+/// signs its own requests and gets every order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdk_requests_are_accepted() {
+    let top = Top::start(FaultConfig::default(), 300, SignMethod::Md5).await;
+    let as_of = top.sandbox.as_of().timestamp();
+    let mut got = 0;
+    for i in 0..top.sandbox.shops().len() {
+        let args: Vec<String> = [
+            "--base-url",
+            &top.handle.base_url(),
+            "--app-key",
+            &top.sandbox.config().app_key,
+            "--secret",
+            SECRET,
+            "--token",
+            &top.sandbox.config().session_for(i),
+            "--start",
+            &(as_of - 6 * 86_400).to_string(),
+            "--end",
+            &(as_of + 1).to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_check.py");
+        let Some(out) = conformance::run_sdk_check(&script, &args) else {
+            top.handle.stop().await;
+            return;
+        };
+        got += out["orders"].as_u64().unwrap();
+    }
+    assert_eq!(got as usize, top.sandbox.visible_trades().len());
+    top.handle.stop().await;
+}

@@ -4,6 +4,7 @@
 //! filter, so each run takes a full snapshot stamped with the run's time.
 #![warn(missing_docs)]
 
+pub mod callback;
 pub mod client;
 pub mod mapping;
 pub mod sandbox;
