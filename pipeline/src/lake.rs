@@ -26,6 +26,7 @@ use url::Url;
 pub const TABLES: &[&str] = &[
     "orders",
     "contacts",
+    "touchpoints",
     "customers",
     "identity_map",
     "identity_edges",
@@ -33,6 +34,7 @@ pub const TABLES: &[&str] = &[
     "quarantine",
     "raw_orders",
     "raw_contacts",
+    "raw_touchpoints",
 ];
 
 /// Memory the query engine may use before spilling.

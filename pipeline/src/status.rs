@@ -71,7 +71,7 @@ pub async fn status(lake: &Lake, recent: usize) -> Result<Status> {
         for i in 0..b.num_rows() {
             let id = StreamId::new(conn.value(i), stream.value(i), scope.value(i));
             let mut cursor = None;
-            for raw in ["raw_orders", "raw_contacts"] {
+            for raw in ["raw_orders", "raw_contacts", "raw_touchpoints"] {
                 if let Some(v) = lake.txn_version(raw, &id.app_id()).await? {
                     cursor = DateTime::from_timestamp_millis(v);
                 }

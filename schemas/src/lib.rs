@@ -8,6 +8,7 @@ pub mod phone;
 pub mod pii;
 pub mod tables;
 pub mod time;
+pub mod touchpoints;
 pub mod vocab;
 
 pub use phone::{normalize_phone, NormalizedPhone, PhoneError};
@@ -16,4 +17,5 @@ pub use tables::{
     ContactRow, ContactsBuilder, OrderRow, OrdersBuilder, QuarantineBuilder, QuarantineRow,
     TableKind,
 };
-pub use vocab::{Channel, IdType, OrderStatus};
+pub use touchpoints::{TouchpointRow, TouchpointsBuilder};
+pub use vocab::{Bridge, Channel, IdType, OrderStatus, Outcome, TouchEvent};

@@ -21,6 +21,8 @@ pub enum TableKind {
     Orders,
     /// One row per (WeCom or CRM) contact and owner.
     Contacts,
+    /// One row per bridge event (card scan, call, SMS, contact added).
+    Touchpoints,
 }
 
 impl TableKind {
@@ -29,6 +31,7 @@ impl TableKind {
         match self {
             TableKind::Orders => "orders",
             TableKind::Contacts => "contacts",
+            TableKind::Touchpoints => "touchpoints",
         }
     }
 
@@ -37,6 +40,7 @@ impl TableKind {
         match self {
             TableKind::Orders => orders_schema(),
             TableKind::Contacts => contacts_schema(),
+            TableKind::Touchpoints => crate::touchpoints::touchpoints_schema(),
         }
     }
 
@@ -46,6 +50,7 @@ impl TableKind {
         match self {
             TableKind::Orders => &["channel", "shop_id", "order_id"],
             TableKind::Contacts => &["channel", "contact_id", "owner_userid"],
+            TableKind::Touchpoints => &["channel", "event_id"],
         }
     }
 

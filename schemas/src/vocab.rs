@@ -117,3 +117,70 @@ vocabulary! {
         Order => "order",
     }
 }
+
+vocabulary! {
+    /// The bridges that move buyers into private channels: the `channel` of a
+    /// touchpoint.
+    Bridge {
+        /// The QR code on a package-insert card (包裹卡).
+        PackageCard => "package_card",
+        /// An AI outbound call (AI外呼).
+        AiCall => "ai_call",
+        /// An AI / bulk SMS (AI短信).
+        AiSms => "ai_sms",
+        /// A call by a person.
+        ManualCall => "manual_call",
+        /// Sign-up in a physical store.
+        Store => "store",
+        /// WeCom itself: a contact event with no known bridge.
+        Wecom => "wecom",
+    }
+}
+
+vocabulary! {
+    /// What happened at a touchpoint.
+    TouchEvent {
+        /// A card / QR was scanned.
+        Scan => "scan",
+        /// A call was placed.
+        Call => "call",
+        /// An SMS was sent.
+        Sms => "sms",
+        /// The customer was added as a WeCom contact.
+        FriendAdded => "friend_added",
+        /// The customer was added, pending the rep's confirmation.
+        FriendHalfAdded => "friend_half_added",
+        /// The contact's remark, tags or description changed.
+        FriendEdited => "friend_edited",
+        /// The rep deleted the customer.
+        FriendDeleted => "friend_deleted",
+        /// The customer deleted the rep.
+        DeletedByCustomer => "deleted_by_customer",
+        /// A contact transfer between reps failed.
+        TransferFailed => "transfer_failed",
+    }
+}
+
+vocabulary! {
+    /// How a touchpoint ended.
+    Outcome {
+        /// The call was answered.
+        Connected => "connected",
+        /// Rang out.
+        NoAnswer => "no_answer",
+        /// The line was busy.
+        Busy => "busy",
+        /// The callee refused / hung up at once.
+        Refused => "refused",
+        /// The phone was off.
+        PowerOff => "power_off",
+        /// The number is suspended / out of service (停机).
+        OutOfService => "out_of_service",
+        /// The number does not exist (空号).
+        VacantNumber => "vacant_number",
+        /// Could not connect for another reason (无法接通, line or system errors).
+        Unreachable => "unreachable",
+        /// The message was sent / the event happened.
+        Done => "done",
+    }
+}
