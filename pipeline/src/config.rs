@@ -27,6 +27,12 @@ pub struct Config {
     /// Identity stitching.
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// Callback receivers (`quanyu listen`).
+    #[serde(default)]
+    pub listen: crate::listen::ListenConfig,
+    /// Which bridge and campaign each contact-way `state` prefix belongs to.
+    #[serde(default)]
+    pub bridges: Vec<crate::listen::BridgeRule>,
 }
 
 /// `[lake]`

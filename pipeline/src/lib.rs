@@ -10,6 +10,7 @@ pub mod demo;
 pub mod identity;
 pub mod keys;
 pub mod lake;
+pub mod listen;
 pub mod refresh;
 pub mod registry;
 pub mod runner;

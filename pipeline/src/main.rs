@@ -118,6 +118,24 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// Receive platform callbacks (WeCom contact events) and land them in the lake.
+    #[command(
+        after_help = "Examples:\n  quanyu listen wecom --config quanyu.toml --port 8900\n\nSet the WeCom callback URL to http(s)://<host>/wecom/<corp_id>."
+    )]
+    Listen {
+        /// Which callbacks.
+        #[arg(value_enum)]
+        source: ListenSource,
+        /// Config file with [[listen.wecom]] (token, EncodingAESKey).
+        #[arg(long, default_value = "quanyu.toml")]
+        config: PathBuf,
+        /// Port to listen on.
+        #[arg(long, default_value_t = 8900)]
+        port: u16,
+        /// Address to bind.
+        #[arg(long, default_value = "0.0.0.0")]
+        bind: std::net::IpAddr,
+    },
     /// Serve a platform emulator on loopback.
     #[command(
         after_help = "Examples:\n  quanyu sandbox taobao --port 8801\n  quanyu sandbox wecom --port 8802 --faults 0.1"
@@ -313,6 +331,28 @@ async fn run(cli: Cli) -> Result<()> {
             let batches = quanyu::sql::query(&lake, &query).await?;
             quanyu::sql::write(&batches, format, &mut std::io::stdout().lock())?;
         }
+        Cmd::Listen {
+            source: ListenSource::Wecom,
+            config,
+            port,
+            bind,
+        } => {
+            let cfg = Config::load(&config)?;
+            let lake = Lake::open(&cfg.lake.root)?;
+            let router = quanyu::listen::router(
+                lake.clone(),
+                &cfg.listen,
+                &cfg.bridges,
+                &cfg.identity.state_rules,
+            )?;
+            quanyu::listen::serve(
+                lake,
+                router,
+                std::net::SocketAddr::new(bind, port),
+                std::time::Duration::from_secs(30),
+            )
+            .await?;
+        }
         Cmd::Status { lake, config, runs } => {
             let lake = existing_lake(lake, config)?;
             let status = quanyu::status::status(&lake, runs).await?;
@@ -433,4 +473,11 @@ fn existing_lake(lake: Option<PathBuf>, config: Option<PathBuf>) -> Result<Lake>
         );
     }
     Lake::open(&root)
+}
+
+/// Callback sources `quanyu listen` receives.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ListenSource {
+    /// WeCom customer-contact events (change_external_contact).
+    Wecom,
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod lake;
+mod listen;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,0 +1,367 @@
+//! `quanyu listen`: receives WeCom's customer-contact callbacks, checks
+//! `msg_signature`, decrypts the AES payload, answers the URL check, and
+//! lands `change_external_contact` events in `raw_touchpoints`. An event is
+//! acknowledged (`success`) only after its Delta commit; a replayed event
+//! has the same `event_id` (a digest of its fields), so it is skipped here
+//! and collapses in the `touchpoints` refresh. The listener needs no lake
+//! writer lock: it only appends to `raw_touchpoints`; it refreshes
+//! `touchpoints` when no `quanyu run` holds the lake.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use quanyu_connector_sdk::{Secret, SecretRef};
+use quanyu_schemas::{Bridge, Channel, Outcome, TouchEvent, TouchpointRow, TouchpointsBuilder};
+use quanyu_wecom::callback::{parse_envelope, parse_event, CallbackCrypto, Event};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+
+use crate::identity::StateRule;
+use crate::lake::Lake;
+
+/// `[[listen.wecom]]`: one corp's callback settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WecomListenConfig {
+    /// The corp id (the receive id of a self-built app).
+    pub corp_id: String,
+    /// The callback Token.
+    pub token: SecretRef,
+    /// The 43-character EncodingAESKey.
+    pub encoding_aes_key: SecretRef,
+}
+
+/// `[listen]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    /// WeCom corps whose callbacks this listener receives.
+    pub wecom: Vec<WecomListenConfig>,
+}
+
+/// `[[bridges]]`: which bridge and campaign a contact way's `state` belongs
+/// to (the longest matching prefix wins).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgeRule {
+    /// Prefix of the `state`.
+    pub state_prefix: String,
+    /// The bridge (`package_card`, `ai_call`, `ai_sms`, `manual_call`, `store`).
+    pub bridge: Bridge,
+    /// Campaign / card run / task name recorded on the touchpoint.
+    #[serde(default)]
+    pub campaign: Option<String>,
+}
+
+/// Maps a `state` to its bridge, campaign and (through the identity state
+/// rules) the order it names.
+#[derive(Debug, Clone, Default)]
+pub struct StateMapper {
+    bridges: Vec<BridgeRule>,
+    orders: Vec<StateRule>,
+}
+
+impl StateMapper {
+    /// A mapper from the configured bridge rules and identity state rules.
+    /// States naming an order are package-insert cards unless a bridge rule
+    /// says otherwise.
+    pub fn new(bridges: &[BridgeRule], orders: &[StateRule]) -> Self {
+        let mut bridges = bridges.to_vec();
+        bridges.sort_by_key(|b| std::cmp::Reverse(b.state_prefix.len()));
+        StateMapper {
+            bridges,
+            orders: orders.to_vec(),
+        }
+    }
+
+    /// (bridge, campaign, order channel, order id) for a state.
+    pub fn map(
+        &self,
+        state: Option<&str>,
+    ) -> (Bridge, Option<String>, Option<Channel>, Option<String>) {
+        let Some(state) = state.filter(|s| !s.is_empty()) else {
+            return (Bridge::Wecom, None, None, None);
+        };
+        let order = self.orders.iter().find_map(|r| {
+            let id = state.strip_prefix(r.prefix.as_str())?;
+            let ch: Channel = r.channel.parse().ok()?;
+            (!id.is_empty()).then(|| (ch, id.to_string()))
+        });
+        let rule = self
+            .bridges
+            .iter()
+            .find(|b| state.starts_with(b.state_prefix.as_str()));
+        let bridge = match (rule, &order) {
+            (Some(r), _) => r.bridge,
+            (None, Some(_)) => Bridge::PackageCard,
+            (None, None) => Bridge::Wecom,
+        };
+        let campaign = rule.and_then(|r| r.campaign.clone());
+        let (ch, id) = order.map_or((None, None), |(c, i)| (Some(c), Some(i)));
+        (bridge, campaign, ch, id)
+    }
+}
+
+/// A callback event as a touchpoint row; `None` for events quanyu does not
+/// record (other event types).
+pub fn event_row(corp: &str, ev: &Event, states: &StateMapper) -> Option<TouchpointRow> {
+    if ev.event.as_deref() != Some("change_external_contact") {
+        return None;
+    }
+    let event_type = match ev.change_type.as_deref()? {
+        "add_external_contact" => TouchEvent::FriendAdded,
+        "add_half_external_contact" => TouchEvent::FriendHalfAdded,
+        "edit_external_contact" => TouchEvent::FriendEdited,
+        "del_external_contact" => TouchEvent::FriendDeleted,
+        "del_follow_user" => TouchEvent::DeletedByCustomer,
+        "transfer_fail" => TouchEvent::TransferFailed,
+        _ => return None,
+    };
+    let occurred_at = ev
+        .create_time
+        .and_then(|t| DateTime::from_timestamp(t, 0))
+        .unwrap_or_else(Utc::now);
+    let (bridge, campaign, order_channel, order_id) = states.map(ev.state.as_deref());
+    let mut h = Sha256::new();
+    for part in [
+        corp,
+        ev.change_type.as_deref().unwrap_or(""),
+        ev.user_id.as_deref().unwrap_or(""),
+        ev.external_user_id.as_deref().unwrap_or(""),
+        &occurred_at.timestamp().to_string(),
+        ev.state.as_deref().unwrap_or(""),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    Some(TouchpointRow {
+        channel: bridge,
+        event_id: format!("wecom-{}", hex::encode(&h.finalize()[..16])),
+        event_type,
+        occurred_at,
+        phone_hash: None,
+        order_channel,
+        order_id,
+        unionid: None,
+        external_userid: ev.external_user_id.clone().filter(|s| !s.is_empty()),
+        owner_userid: ev.user_id.clone().filter(|s| !s.is_empty()),
+        state: ev.state.clone().filter(|s| !s.is_empty()),
+        campaign,
+        outcome: Some(Outcome::Done),
+        intent_level: None,
+        duration_secs: None,
+        cost_fen: None,
+        source: format!("wecom_callback@{corp}"),
+    })
+}
+
+struct Listener {
+    lake: Lake,
+    corps: HashMap<String, CallbackCrypto>,
+    states: StateMapper,
+    /// Event ids landed by this process (replays are acknowledged at once).
+    seen: Mutex<HashSet<String>>,
+}
+
+/// The callback query string.
+#[derive(Debug, Deserialize)]
+struct CallbackQuery {
+    msg_signature: String,
+    timestamp: String,
+    nonce: String,
+    echostr: Option<String>,
+}
+
+/// Build the listener's router: `GET|POST /wecom/{corp_id}`.
+pub fn router(
+    lake: Lake,
+    cfg: &ListenConfig,
+    bridges: &[BridgeRule],
+    state_rules: &[StateRule],
+) -> Result<Router> {
+    let mut corps = HashMap::new();
+    for c in &cfg.wecom {
+        let token = c
+            .token
+            .resolve()
+            .with_context(|| format!("listen.wecom {}: token", c.corp_id))?;
+        let key: Secret = c
+            .encoding_aes_key
+            .resolve()
+            .with_context(|| format!("listen.wecom {}: encoding_aes_key", c.corp_id))?;
+        let crypto = CallbackCrypto::new(token, &key, &c.corp_id)
+            .with_context(|| format!("listen.wecom {}", c.corp_id))?;
+        corps.insert(c.corp_id.clone(), crypto);
+    }
+    if corps.is_empty() {
+        anyhow::bail!("no [[listen.wecom]] corp is configured");
+    }
+    let state = Arc::new(Listener {
+        lake,
+        corps,
+        states: StateMapper::new(bridges, state_rules),
+        seen: Mutex::new(HashSet::new()),
+    });
+    Ok(Router::new()
+        .route("/wecom/{corp}", get(url_check).post(receive))
+        .with_state(state))
+}
+
+fn refuse(status: StatusCode, why: &str) -> Response {
+    tracing::warn!(%status, "callback refused: {why}");
+    (status, why.to_string()).into_response()
+}
+
+/// The URL check: answer the decrypted `echostr`.
+async fn url_check(
+    State(l): State<Arc<Listener>>,
+    Path(corp): Path<String>,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
+    let Some(crypto) = l.corps.get(&corp) else {
+        return refuse(StatusCode::NOT_FOUND, "unknown corp");
+    };
+    let Some(echo) = q.echostr.as_deref() else {
+        return refuse(StatusCode::BAD_REQUEST, "missing echostr");
+    };
+    match crypto.open(&q.msg_signature, &q.timestamp, &q.nonce, echo) {
+        Ok(plain) => plain.into_response(),
+        Err(e) => refuse(StatusCode::FORBIDDEN, &e.to_string()),
+    }
+}
+
+/// An event: verify, decrypt, land, then acknowledge.
+async fn receive(
+    State(l): State<Arc<Listener>>,
+    Path(corp): Path<String>,
+    Query(q): Query<CallbackQuery>,
+    body: Bytes,
+) -> Response {
+    let Some(crypto) = l.corps.get(&corp) else {
+        return refuse(StatusCode::NOT_FOUND, "unknown corp");
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "body is not UTF-8");
+    };
+    let envelope = match parse_envelope(text) {
+        Ok(e) => e,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let plain = match crypto.open(&q.msg_signature, &q.timestamp, &q.nonce, &envelope.encrypt) {
+        Ok(p) => p,
+        Err(e) => return refuse(StatusCode::FORBIDDEN, &e.to_string()),
+    };
+    let event = match parse_event(&plain) {
+        Ok(e) => e,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let Some(row) = event_row(&corp, &event, &l.states) else {
+        tracing::debug!(event = ?event.event, change = ?event.change_type, "event not recorded");
+        return "success".into_response();
+    };
+    // One commit at a time; a replay already landed is acknowledged at once.
+    let mut seen = l.seen.lock().await;
+    if seen.contains(&row.event_id) {
+        return "success".into_response();
+    }
+    let id = row.event_id.clone();
+    let now = Utc::now();
+    let mut b = TouchpointsBuilder::new(&format!("listen-{}", now.format("%Y%m%d")), now);
+    b.append(row);
+    let schema = quanyu_schemas::TableKind::Touchpoints.schema();
+    match l
+        .lake
+        .append("raw_touchpoints", &schema, vec![b.finish()], None)
+        .await
+    {
+        Ok(()) => {
+            seen.insert(id);
+            tracing::info!(corp = %corp, change = ?event.change_type, "contact event landed");
+            "success".into_response()
+        }
+        // Not acknowledged: WeCom delivers it again.
+        Err(e) => refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("could not land the event: {e:#}"),
+        ),
+    }
+}
+
+/// Serve on `addr` until the process ends, refreshing `touchpoints` every
+/// `refresh_every` when no other process holds the lake's writer lock.
+pub async fn serve(
+    lake: Lake,
+    router: Router,
+    addr: SocketAddr,
+    refresh_every: std::time::Duration,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    eprintln!(
+        "listening on http://{}/wecom/<corp_id> (WeCom callback URL)",
+        listener.local_addr()?
+    );
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(refresh_every);
+        loop {
+            tick.tick().await;
+            if let Ok(_lock) = lake.lock_writer() {
+                if let Err(e) =
+                    crate::refresh::refresh_current(&lake, quanyu_schemas::TableKind::Touchpoints)
+                        .await
+                {
+                    tracing::warn!("touchpoints refresh failed: {e:#}");
+                }
+            }
+        }
+    });
+    axum::serve(listener, router).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_map_to_bridges_campaigns_and_orders() {
+        let rules = crate::identity::IdentityConfig::default().state_rules;
+        let m = StateMapper::new(
+            &[BridgeRule {
+                state_prefix: "ai_".into(),
+                bridge: Bridge::AiCall,
+                campaign: Some("618 call task".into()),
+            }],
+            &rules,
+        );
+        let (b, c, ch, id) = m.map(Some("tb_3100000000000123"));
+        assert_eq!(b, Bridge::PackageCard);
+        assert_eq!(
+            (ch, id.as_deref()),
+            (Some(Channel::Taobao), Some("3100000000000123"))
+        );
+        assert!(c.is_none());
+        let (b, c, ch, _) = m.map(Some("ai_0618"));
+        assert_eq!(
+            (b, c.as_deref(), ch),
+            (Bridge::AiCall, Some("618 call task"), None)
+        );
+        assert_eq!(m.map(None).0, Bridge::Wecom);
+        assert_eq!(
+            m.map(Some("tb_")).2,
+            None,
+            "an empty order id names nothing"
+        );
+    }
+}
