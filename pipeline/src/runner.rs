@@ -192,6 +192,12 @@ async fn pull_windows(
             start: cursor.unwrap_or(DateTime::UNIX_EPOCH),
             end: now,
         }],
+        // Imported already: nothing to do.
+        CursorMode::Once if cursor.is_some() => vec![],
+        CursorMode::Once => vec![Window {
+            start: DateTime::UNIX_EPOCH,
+            end: now,
+        }],
     };
     record.window_start = windows.first().map(|w| w.start);
     let app_id = stream.id().app_id();

@@ -192,6 +192,11 @@ impl MemoryLake {
                         .unwrap_or(DateTime::UNIX_EPOCH),
                     end: now,
                 }],
+                CursorMode::Once if self.cursors.contains_key(stream.id()) => vec![],
+                CursorMode::Once => vec![crate::window::Window {
+                    start: DateTime::UNIX_EPOCH,
+                    end: now,
+                }],
             };
             let mut pages_done = 0;
             for w in windows {

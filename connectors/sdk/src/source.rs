@@ -54,6 +54,9 @@ pub enum CursorMode {
     /// the API has no modified-since filter). The window passed to `pull` is
     /// `[previous snapshot, now)`.
     Snapshot,
+    /// Pulled once, ever (a file identified by its content hash): skipped
+    /// when its cursor is committed.
+    Once,
 }
 
 /// Everything a stream needs to normalize records in one run.

@@ -1,0 +1,200 @@
+//! Cell parsers for Chinese business exports: dates in every common shape
+//! (`2024-03-18 10:00`, `2024/3/18`, `2024年3月18日 10时05分`, unix seconds or
+//! milliseconds, Excel serials), yuan → fen, durations (`1分23秒`,
+//! `00:01:23`), integers and phones.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use quanyu_schemas::time::yuan_to_fen;
+
+/// Beijing time as a fixed offset (China has no DST).
+fn beijing() -> chrono::FixedOffset {
+    chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset")
+}
+
+const DATETIME_FORMATS: &[&str] = &[
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y.%m.%d %H:%M:%S",
+    "%Y.%m.%d %H:%M",
+    "%Y年%m月%d日 %H:%M:%S",
+    "%Y年%m月%d日 %H:%M",
+    "%Y年%m月%d日%H:%M:%S",
+    "%Y年%m月%d日 %H时%M分%S秒",
+    "%Y年%m月%d日 %H时%M分",
+    "%Y%m%d %H:%M:%S",
+    "%Y%m%d%H%M%S",
+];
+
+const DATE_FORMATS: &[&str] = &["%Y-%m-%d", "%Y/%m/%d", "%Y.%m.%d", "%Y年%m月%d日", "%Y%m%d"];
+
+/// Parse a Beijing-time cell into UTC. Date-only values mean midnight.
+pub fn parse_datetime(cell: &str) -> Result<DateTime<Utc>, String> {
+    let s = cell.trim();
+    if s.is_empty() {
+        return Err("empty date".into());
+    }
+    // Unix seconds (10 digits) or milliseconds (13 digits).
+    if s.bytes().all(|b| b.is_ascii_digit()) && (s.len() == 10 || s.len() == 13) {
+        let n: i64 = s.parse().map_err(|_| format!("bad timestamp {s:?}"))?;
+        let t = if s.len() == 13 {
+            DateTime::from_timestamp_millis(n)
+        } else {
+            DateTime::from_timestamp(n, 0)
+        };
+        return t.ok_or_else(|| format!("timestamp out of range {s:?}"));
+    }
+    // An offset given explicitly (RFC 3339) wins.
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let local = DATETIME_FORMATS
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .or_else(|| {
+            DATE_FORMATS
+                .iter()
+                .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+        .ok_or_else(|| format!("unrecognized date/time {s:?}"))?;
+    beijing()
+        .from_local_datetime(&local)
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| format!("invalid local time {s:?}"))
+}
+
+/// An Excel date serial (days since 1899-12-30, fraction = time of day), in
+/// Beijing time, to UTC.
+pub fn excel_serial(days: f64) -> Result<DateTime<Utc>, String> {
+    if !(1.0..=2_958_465.0).contains(&days) {
+        return Err(format!("date serial {days} out of range"));
+    }
+    let base = NaiveDate::from_ymd_opt(1899, 12, 30)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .expect("valid epoch");
+    let secs = (days * 86_400.0).round() as i64;
+    let local = base + Duration::seconds(secs);
+    beijing()
+        .from_local_datetime(&local)
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| "invalid local time".into())
+}
+
+/// Yuan text (`188`, `188.5`, `¥1,288.00`, `188元`) to fen, exactly.
+pub fn parse_yuan(cell: &str) -> Result<i64, String> {
+    let cleaned: String = cell
+        .trim()
+        .trim_start_matches(['¥', '￥'])
+        .trim_end_matches('元')
+        .chars()
+        .filter(|c| *c != ',' && !c.is_whitespace())
+        .collect();
+    yuan_to_fen(&cleaned).map_err(|e| format!("amount {cell:?}: {e}"))
+}
+
+/// An integer cell (`12`, `12.0` from spreadsheets).
+pub fn parse_int(cell: &str) -> Result<i64, String> {
+    let s = cell.trim();
+    if let Ok(n) = s.parse::<i64>() {
+        return Ok(n);
+    }
+    match s.strip_suffix(".0").map(str::parse::<i64>) {
+        Some(Ok(n)) => Ok(n),
+        _ => Err(format!("not an integer {s:?}")),
+    }
+}
+
+/// A duration in seconds: `83`, `83秒`, `1分23秒`, `1小时2分3秒`, `01:23`,
+/// `00:01:23`.
+pub fn parse_duration(cell: &str) -> Result<i64, String> {
+    let s = cell.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(n) = parse_int(s) {
+        return Ok(n);
+    }
+    if s.contains(':') {
+        let parts: Result<Vec<i64>, _> = s.split(':').map(|p| p.trim().parse::<i64>()).collect();
+        return match parts.map_err(|_| format!("bad duration {s:?}"))?.as_slice() {
+            [m, sec] => Ok(m * 60 + sec),
+            [h, m, sec] => Ok(h * 3600 + m * 60 + sec),
+            _ => Err(format!("bad duration {s:?}")),
+        };
+    }
+    let mut total = 0i64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            '时' | '小' => 3600,
+            '分' => 60,
+            '秒' => 1,
+            '钟' => continue,
+            _ => return Err(format!("bad duration {s:?}")),
+        };
+        if c == '小' {
+            continue; // 小时: the unit is read at 时
+        }
+        let n: i64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+        total += n * unit;
+        num.clear();
+    }
+    if !num.is_empty() {
+        return Err(format!("bad duration {s:?}"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chinese_dates_in_every_shape() {
+        let want = "2024-03-18T02:05:00+00:00";
+        for s in [
+            "2024-03-18 10:05:00",
+            "2024-03-18 10:05",
+            "2024/3/18 10:05",
+            "2024年3月18日 10:05",
+            "2024年03月18日 10时05分",
+            "2024.03.18 10:05:00",
+        ] {
+            assert_eq!(parse_datetime(s).unwrap().to_rfc3339(), want, "{s}");
+        }
+        assert_eq!(
+            parse_datetime("2024年3月18日").unwrap().to_rfc3339(),
+            "2024-03-17T16:00:00+00:00"
+        );
+        assert_eq!(parse_datetime("1710727500").unwrap().to_rfc3339(), want);
+        assert_eq!(parse_datetime("1710727500000").unwrap().to_rfc3339(), want);
+        assert!(parse_datetime("18/03/2024").is_err());
+        assert!(parse_datetime("").is_err());
+        assert_eq!(excel_serial(45369.4201388889).unwrap().to_rfc3339(), want);
+    }
+
+    #[test]
+    fn money_ints_and_durations() {
+        assert_eq!(parse_yuan("¥1,288.50").unwrap(), 128_850);
+        assert_eq!(parse_yuan("0.3元").unwrap(), 30);
+        assert!(parse_yuan("abc").is_err());
+        assert_eq!(parse_int("12.0").unwrap(), 12);
+        assert!(parse_int("1.5").is_err());
+        assert_eq!(parse_duration("83").unwrap(), 83);
+        assert_eq!(parse_duration("83秒").unwrap(), 83);
+        assert_eq!(parse_duration("1分23秒").unwrap(), 83);
+        assert_eq!(parse_duration("1小时2分3秒").unwrap(), 3723);
+        assert_eq!(parse_duration("01:23").unwrap(), 83);
+        assert_eq!(parse_duration("00:01:23").unwrap(), 83);
+        assert!(parse_duration("1分钟多").is_err());
+    }
+}

@@ -1,0 +1,252 @@
+//! File imports end to end through the connector contract: a GBK call log
+//! with Chinese headers, a quoted newline and broken rows; an XLSX of card
+//! scans with real Excel dates; the same file imported twice.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use quanyu_connector_sdk::conformance::MemoryLake;
+use quanyu_files::{
+    file_stream, ColumnSpec, CostRule, Encoding, ImportConfig, Parser, TargetTable,
+};
+
+fn col(c: &str) -> ColumnSpec {
+    ColumnSpec::Name(c.into())
+}
+
+fn calls_config() -> ImportConfig {
+    let outcome = [
+        ("已接通", "connected"),
+        ("未接", "no_answer"),
+        ("拒接", "refused"),
+        ("占线", "busy"),
+        ("关机", "power_off"),
+        ("空号", "vacant_number"),
+        ("*", "unreachable"),
+    ];
+    let mut columns = BTreeMap::new();
+    columns.insert("event_id".into(), col("通话ID"));
+    columns.insert("campaign".into(), col("任务名称"));
+    columns.insert("phone".into(), col("被叫号码"));
+    columns.insert("occurred_at".into(), col("呼叫时间"));
+    columns.insert("duration_secs".into(), col("通话时长(秒)"));
+    columns.insert(
+        "outcome".into(),
+        ColumnSpec::Full {
+            column: "通话状态".into(),
+            parse: Some(Parser::Text),
+            map: outcome
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        },
+    );
+    columns.insert("intent_level".into(), col("意向等级"));
+    ImportConfig {
+        name: "baiying-calls".into(),
+        table: TargetTable::Touchpoints,
+        format: None,
+        encoding: Encoding::Auto,
+        delimiter: None,
+        sheet: None,
+        watch: None,
+        values: [("channel", "ai_call"), ("event_type", "call")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        columns,
+        cost: Some(CostRule {
+            per_event_fen: 5,
+            per_minute_fen: 8,
+        }),
+    }
+}
+
+const CALLS: &str = "通话ID,任务名称,被叫号码,呼叫时间,通话时长(秒),通话状态,意向等级,备注\r\n\
+C001,618唤醒,13912345678,2024-06-01 10:00:05,65,已接通,A级(有意向),\"第一行\n第二行\"\r\n\
+C002,618唤醒,+86 139 1234 5679,2024/6/1 10:02,0,未接,F级,\r\n\
+C003,618唤醒,13912345680,昨天下午,30,已接通,B级,\r\n\
+C004,618唤醒,13912345681,2024-06-01 10:09:00,12,挂断了,C级,\r\n\
+C005,618唤醒\r\n\
+C006,618唤醒,13912345682,2024年6月1日 10时20分,1分05秒,关机,E级,\r\n";
+
+async fn import(cfg: &ImportConfig, path: &Path, lake: &mut MemoryLake) {
+    let stream = file_stream(cfg, path).unwrap();
+    let errors = lake.run(&[stream], None).await.unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gbk_call_log_lands_with_broken_rows_quarantined_and_imports_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.csv");
+    let (gbk, _, bad) = encoding_rs::GBK.encode(CALLS);
+    assert!(!bad);
+    std::fs::write(&path, &gbk).unwrap();
+    let cfg = calls_config();
+    let mut lake = MemoryLake::default();
+    import(&cfg, &path, &mut lake).await;
+    let keys: Vec<String> = lake.keys().into_iter().map(|k| k[1].clone()).collect();
+    // C004's unknown status falls to the `*` mapping; C003's date and
+    // C005's short row are rejected (rows numbered as a spreadsheet shows
+    // them: the header is row 1, a quoted newline stays in its row).
+    assert_eq!(keys, ["C001", "C002", "C004", "C006"]);
+    assert_eq!(lake.quarantine.len(), 2, "{:?}", lake.quarantine);
+    let reasons: Vec<&str> = lake.quarantine.iter().map(|q| q.reason.as_str()).collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("row 4") && r.contains("occurred_at")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("row 6") && r.contains("cells")),
+        "{reasons:?}"
+    );
+    for q in &lake.quarantine {
+        assert!(q.raw.contains("file:calls.csv"));
+        assert!(
+            quanyu_schemas::phone::find_phones(&q.raw).is_empty(),
+            "{}",
+            q.raw
+        );
+    }
+    // The same bytes under another name are the same import: nothing new.
+    let again = dir.path().join("calls-copy.csv");
+    std::fs::write(&again, &gbk).unwrap();
+    let before = lake.rows_received;
+    import(&cfg, &again, &mut lake).await;
+    assert_eq!(lake.rows_received, before, "imported once by content hash");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn utf8_bom_and_declared_encodings_read_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = calls_config();
+    let mut got = Vec::new();
+    for (name, enc) in [
+        ("bom.csv", Encoding::Auto),
+        ("utf8.csv", Encoding::Utf8),
+        ("gb18030.csv", Encoding::Gb18030),
+    ] {
+        let path = dir.path().join(name);
+        // Each file gets one more, distinct row.
+        let text = format!("{CALLS}C9{name},x,13912345699,2024-06-02 10:00,1,已接通,A,\r\n");
+        let bytes = match name {
+            "bom.csv" => [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat(),
+            "utf8.csv" => text.into_bytes(),
+            _ => encoding_rs::GB18030.encode(&text).0.to_vec(),
+        };
+        std::fs::write(&path, bytes).unwrap();
+        cfg.encoding = enc;
+        let mut lake = MemoryLake::default();
+        import(&cfg, &path, &mut lake).await;
+        got.push((lake.keys().len(), lake.quarantine.len()));
+    }
+    assert_eq!(got, vec![(5, 2), (5, 2), (5, 2)]);
+
+    // GBK bytes in a file declared UTF-8: the rows are quarantined, not garbled.
+    let path = dir.path().join("wrong.csv");
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend_from_slice(
+        "通话ID,任务名称,被叫号码,呼叫时间,通话时长(秒),通话状态,意向等级,备注\r\n".as_bytes(),
+    );
+    bytes.extend_from_slice(
+        &encoding_rs::GBK
+            .encode("C1,任务,13912345678,2024-06-01 10:00,1,已接通,A,\r\n")
+            .0,
+    );
+    std::fs::write(&path, bytes).unwrap();
+    cfg.encoding = Encoding::Utf8;
+    let mut lake = MemoryLake::default();
+    import(&cfg, &path, &mut lake).await;
+    assert_eq!(lake.keys().len(), 0);
+    assert!(
+        lake.quarantine[0].reason.contains("encoding"),
+        "{}",
+        lake.quarantine[0].reason
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xlsx_card_scans_with_excel_dates() {
+    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scans.xlsx");
+    let mut wb = Workbook::new();
+    let ws = wb.add_worksheet();
+    let date = Format::new().set_num_format("yyyy-mm-dd hh:mm:ss");
+    for (c, h) in [
+        "扫码时间",
+        "卡片编码",
+        "订单号",
+        "企业微信成员",
+        "外部联系人ID",
+    ]
+    .iter()
+    .enumerate()
+    {
+        ws.write_string(0, c as u16, *h).unwrap();
+    }
+    for r in 1..=3u32 {
+        let t = ExcelDateTime::from_ymd(2024, 6, r as u8)
+            .unwrap()
+            .and_hms(9, 30, 0)
+            .unwrap();
+        ws.write_datetime_with_format(r, 0, &t, &date).unwrap();
+        ws.write_string(r, 1, format!("tb_31000000000000{r}"))
+            .unwrap();
+        ws.write_number(r, 2, 3_100_000_000_000_000.0 + f64::from(r))
+            .unwrap();
+        ws.write_string(r, 3, "zhangsan").unwrap();
+        ws.write_string(r, 4, format!("wmCard{r}")).unwrap();
+    }
+    ws.write_string(4, 0, "not a date").unwrap();
+    ws.write_string(4, 1, "tb_x").unwrap();
+    wb.save(&path).unwrap();
+
+    let mut columns = BTreeMap::new();
+    columns.insert("occurred_at".into(), col("扫码时间"));
+    columns.insert("state".into(), col("卡片编码"));
+    columns.insert("order_id".into(), col("订单号"));
+    columns.insert("owner_userid".into(), col("企业微信成员"));
+    columns.insert("external_userid".into(), col("外部联系人ID"));
+    let cfg = ImportConfig {
+        name: "card-scans".into(),
+        table: TargetTable::Touchpoints,
+        format: None,
+        encoding: Encoding::Auto,
+        delimiter: None,
+        sheet: None,
+        watch: None,
+        values: [
+            ("channel", "package_card"),
+            ("event_type", "scan"),
+            ("order_channel", "taobao"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        columns,
+        cost: None,
+    };
+    let mut lake = MemoryLake::default();
+    import(&cfg, &path, &mut lake).await;
+    assert_eq!(lake.keys().len(), 3, "{:?}", lake.quarantine);
+    assert_eq!(lake.quarantine.len(), 1);
+    assert!(
+        lake.quarantine[0].reason.contains("row 5"),
+        "{}",
+        lake.quarantine[0].reason
+    );
+    // 2024-06-01 09:30 Beijing = 01:30 UTC.
+    let first = lake.rows.values().min().copied().unwrap();
+    assert_eq!(
+        chrono::DateTime::from_timestamp_micros(first)
+            .unwrap()
+            .to_rfc3339(),
+        "2024-06-01T01:30:00+00:00"
+    );
+}
