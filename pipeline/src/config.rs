@@ -33,6 +33,9 @@ pub struct Config {
     /// Which bridge and campaign each contact-way `state` prefix belongs to.
     #[serde(default)]
     pub bridges: Vec<crate::listen::BridgeRule>,
+    /// Declarative file imports (call logs, card scans, CRM exports).
+    #[serde(default)]
+    pub imports: Vec<quanyu_files::ImportConfig>,
 }
 
 /// `[lake]`

@@ -58,7 +58,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     // The platforms' clock runs a few minutes behind the puller's window end,
     // so every record the sandbox shows is inside a pulled window.
     let as_of = now - Duration::minutes(5);
-    let world = WorldConfig::demo(as_of, opts.orders);
+    let world = demo_world(as_of, opts.orders);
     let faults = if opts.fault_rate > 0.0 {
         FaultConfig::chaos(opts.fault_rate, 1)
     } else {
@@ -134,6 +134,16 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     sb.taobao_handle.stop().await;
     sb.wecom_handle.stop().await;
     Ok(summary)
+}
+
+/// The demo's seeded world ending at `as_of`: its shops are those of the
+/// marketplaces whose sandboxes the demo starts.
+pub fn demo_world(as_of: chrono::DateTime<Utc>, orders: usize) -> WorldConfig {
+    let mut world = WorldConfig::demo(as_of, orders);
+    world
+        .shops
+        .retain(|s| crate::sandboxes::DEMO_CHANNELS.contains(&s.channel));
+    world
 }
 
 /// A new run id: `run-<UTC time>-<random>`.

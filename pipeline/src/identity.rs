@@ -267,7 +267,33 @@ fn contact_type_sql() -> &'static str {
     "CASE WHEN channel = 'wecom' THEN 'wecom_external_userid' ELSE channel || '_member' END"
 }
 
-fn edges_sql(cfg: &IdentityConfig, has_orders: bool, has_contacts: bool) -> (String, String) {
+/// `CASE` arms turning a `state` column into the order node it names.
+fn state_order_cases(cfg: &IdentityConfig, column: &str) -> Option<String> {
+    if cfg.state_rules.is_empty() {
+        return None;
+    }
+    let arms: Vec<String> = cfg
+        .state_rules
+        .iter()
+        .map(|r| {
+            let p = r.prefix.replace('\'', "''");
+            format!(
+                "WHEN starts_with({column}, '{p}') AND length({column}) > {len} THEN '{ch}:' || substr({column}, {from})",
+                len = p.chars().count(),
+                ch = r.channel.replace('\'', "''"),
+                from = p.chars().count() + 1
+            )
+        })
+        .collect();
+    Some(format!("CASE {} END", arms.join(" ")))
+}
+
+fn edges_sql(
+    cfg: &IdentityConfig,
+    has_orders: bool,
+    has_contacts: bool,
+    has_touchpoints: bool,
+) -> (String, String) {
     let mut edges = Vec::new();
     let mut nodes = Vec::new();
     if has_orders {
@@ -283,21 +309,32 @@ fn edges_sql(cfg: &IdentityConfig, has_orders: bool, has_contacts: bool) -> (Str
         let key = "channel || ':' || contact_id || ':' || owner_userid";
         edges.push(format!("SELECT {ct}, contact_id, 'unionid', unionid, 'contacts', {key}, updated_at FROM contacts WHERE unionid IS NOT NULL"));
         edges.push(format!("SELECT {ct}, contact_id, 'phone_hash', phone_hash, 'contacts', {key}, updated_at FROM contacts WHERE phone_hash IS NOT NULL"));
-        if !cfg.state_rules.is_empty() {
-            let cases: Vec<String> = cfg
-                .state_rules
-                .iter()
-                .map(|r| {
-                    let p = r.prefix.replace('\'', "''");
-                    format!("WHEN starts_with(state, '{p}') AND length(state) > {len} THEN '{ch}:' || substr(state, {from})", len = p.chars().count(), ch = r.channel.replace('\'', "''"), from = p.chars().count() + 1)
-                })
-                .collect();
+        if let Some(cases) = state_order_cases(cfg, "state") {
             edges.push(format!(
-                "SELECT * FROM (SELECT {ct} a_type, contact_id a_value, 'order' b_type, CASE {} END b_value, 'contacts' source_table, {key} record_key, updated_at observed_at FROM contacts WHERE state IS NOT NULL) WHERE b_value IS NOT NULL",
-                cases.join(" ")
+                "SELECT * FROM (SELECT {ct} a_type, contact_id a_value, 'order' b_type, {cases} b_value, 'contacts' source_table, {key} record_key, updated_at observed_at FROM contacts WHERE state IS NOT NULL) WHERE b_value IS NOT NULL"
             ));
         }
         nodes.push(format!("SELECT {ct} t, contact_id v FROM contacts"));
+    }
+    if has_touchpoints {
+        // A bridge event links what it knows: the contact it added to the
+        // order its card names (or its state names), to the phone it
+        // called, to a unionid. Single-identifier events (a call to a phone
+        // only) add no node: they are counted through the phone.
+        let state_order = state_order_cases(cfg, "state").unwrap_or_else(|| "NULL".into());
+        let order = format!(
+            "CASE WHEN order_id IS NOT NULL AND order_channel IS NOT NULL THEN order_channel || ':' || order_id ELSE {state_order} END"
+        );
+        let t = format!(
+            "SELECT {order} AS order_node, external_userid, phone_hash, unionid, channel || ':' || event_id AS record_key, occurred_at FROM touchpoints"
+        );
+        edges.push(format!("SELECT 'wecom_external_userid', external_userid, 'order', order_node, 'touchpoints', record_key, occurred_at FROM ({t}) WHERE external_userid IS NOT NULL AND order_node IS NOT NULL"));
+        edges.push(format!("SELECT 'wecom_external_userid', external_userid, 'phone_hash', phone_hash, 'touchpoints', record_key, occurred_at FROM ({t}) WHERE external_userid IS NOT NULL AND phone_hash IS NOT NULL"));
+        edges.push(format!("SELECT 'wecom_external_userid', external_userid, 'unionid', unionid, 'touchpoints', record_key, occurred_at FROM ({t}) WHERE external_userid IS NOT NULL AND unionid IS NOT NULL"));
+        edges.push(format!("SELECT 'order', order_node, 'phone_hash', phone_hash, 'touchpoints', record_key, occurred_at FROM ({t}) WHERE external_userid IS NULL AND order_node IS NOT NULL AND phone_hash IS NOT NULL"));
+    }
+    if nodes.is_empty() {
+        nodes.push("SELECT CAST(NULL AS VARCHAR) t, CAST(NULL AS VARCHAR) v WHERE false".into());
     }
     (edges.join(" UNION ALL "), nodes.join(" UNION ALL "))
 }
@@ -329,11 +366,12 @@ pub async fn build_identity(
     let ctx = crate::lake::new_context();
     let has_orders = lake.register(&ctx, "orders").await?;
     let has_contacts = lake.register(&ctx, "contacts").await?;
+    let has_touchpoints = lake.register(&ctx, "touchpoints").await?;
     let mut summary = IdentitySummary::default();
-    if !has_orders && !has_contacts {
+    if !has_orders && !has_contacts && !has_touchpoints {
         return Ok(summary);
     }
-    let (edges_q, nodes_q) = edges_sql(cfg, has_orders, has_contacts);
+    let (edges_q, nodes_q) = edges_sql(cfg, has_orders, has_contacts, has_touchpoints);
     let edge_batches = ctx
         .sql(&edges_q)
         .await?

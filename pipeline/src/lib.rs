@@ -8,6 +8,7 @@ pub mod config;
 pub mod customers;
 pub mod demo;
 pub mod identity;
+pub mod imports;
 pub mod keys;
 pub mod lake;
 pub mod listen;

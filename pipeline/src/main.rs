@@ -118,6 +118,26 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         runs: usize,
     },
+    /// Import files (CSV / XLSX) through a configured `[[imports]]` mapping;
+    /// each file once, by content hash.
+    #[command(
+        after_help = "Examples:\n  quanyu import --config quanyu.toml baiying-calls exports/calls-0601.csv\n  quanyu import --config quanyu.toml card-scans            # the import's watch folder\n  quanyu import --config quanyu.toml card-scans --watch    # keep picking up new files"
+    )]
+    Import {
+        /// Config file.
+        #[arg(long, default_value = "quanyu.toml")]
+        config: PathBuf,
+        /// The `[[imports]]` name.
+        name: String,
+        /// Files to import (default: the import's `watch` folder).
+        files: Vec<PathBuf>,
+        /// Keep watching the folder, importing new files as they appear.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between folder scans with --watch.
+        #[arg(long, default_value_t = 30)]
+        interval: u64,
+    },
     /// Receive platform callbacks (WeCom contact events) and land them in the lake.
     #[command(
         after_help = "Examples:\n  quanyu listen wecom --config quanyu.toml --port 8900\n\nSet the WeCom callback URL to http(s)://<host>/wecom/<corp_id>."
@@ -330,6 +350,56 @@ async fn run(cli: Cli) -> Result<()> {
             let lake = existing_lake(lake, config)?;
             let batches = quanyu::sql::query(&lake, &query).await?;
             quanyu::sql::write(&batches, format, &mut std::io::stdout().lock())?;
+        }
+        Cmd::Import {
+            config,
+            name,
+            files,
+            watch,
+            interval,
+        } => {
+            let cfg = Config::load(&config)?;
+            let import = cfg
+                .imports
+                .iter()
+                .find(|i| i.name == name)
+                .with_context(|| {
+                    let known: Vec<&str> = cfg.imports.iter().map(|i| i.name.as_str()).collect();
+                    format!(
+                        "no [[imports]] named {name:?}; configured: {}",
+                        known.join(", ")
+                    )
+                })?
+                .clone();
+            let key = quanyu::keys::load_key(&cfg.lake.key_file)?;
+            let lake = Lake::open(&cfg.lake.root)?;
+            loop {
+                let paths = if files.is_empty() {
+                    let dir = import.watch.as_ref().with_context(|| {
+                        format!("give files, or set `watch` for import {name:?}")
+                    })?;
+                    quanyu_files::watched_files(dir)
+                        .with_context(|| format!("cannot list {}", dir.display()))?
+                } else {
+                    files.clone()
+                };
+                let imported = quanyu::imports::import_files(
+                    &lake,
+                    &cfg,
+                    &import,
+                    &paths,
+                    &PiiHasher::new(&key),
+                    progress,
+                )
+                .await?;
+                for line in &imported {
+                    println!("{line}");
+                }
+                if !watch {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(interval.max(1))).await;
+            }
         }
         Cmd::Listen {
             source: ListenSource::Wecom,

@@ -9,6 +9,9 @@ use quanyu_taobao::sandbox::{TopSandbox, TopSandboxConfig};
 use quanyu_wecom::sandbox::{WecomSandbox, WecomSandboxConfig};
 use std::net::SocketAddr;
 
+/// The marketplaces the demo serves from sandboxes.
+pub const DEMO_CHANNELS: &[quanyu_schemas::Channel] = &[quanyu_schemas::Channel::Taobao];
+
 /// The app key the Taobao sandbox accepts by default.
 pub const TAOBAO_APP_KEY: &str = "12345678";
 /// The app secret the Taobao sandbox accepts by default.

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use chrono::Utc;
-use quanyu_connector_sdk::sandbox::world::{World, WorldConfig};
+use quanyu_connector_sdk::sandbox::world::World;
 
 use crate::{files, quanyu, sql, sql_int};
 
@@ -32,7 +32,7 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
     // Ground truth, computed here from the same seeded world. The world is
     // laid out relative to its clock, so any clock gives the same counts.
     let t = Utc::now();
-    let world = World::generate(WorldConfig::demo(t, ORDERS));
+    let world = World::generate(quanyu::demo::demo_world(t, ORDERS));
     let expected_customers = world.expected_unified_customers(t, &[]) as i64;
     let expected_contacts = world.contacts.iter().filter(|c| c.added <= t).count() as i64;
     assert_eq!(sql_int(&lake, "select count(*) from orders"), ORDERS as i64);

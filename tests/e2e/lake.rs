@@ -8,7 +8,6 @@ use chrono::{Duration, Utc};
 use quanyu::lake::Lake;
 use quanyu::runner::{run_stream, run_streams, stream_cursor, RunOptions};
 use quanyu::sandboxes::Sandboxes;
-use quanyu_connector_sdk::sandbox::world::WorldConfig;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{
     ConnectorSetup, CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport,
@@ -38,7 +37,7 @@ async fn count(lake: &Lake, q: &str) -> i64 {
 
 async fn sandboxes(faults: FaultConfig, orders: usize) -> Sandboxes {
     let as_of = Utc::now() - Duration::minutes(5);
-    Sandboxes::start(WorldConfig::demo(as_of, orders), as_of, faults)
+    Sandboxes::start(quanyu::demo::demo_world(as_of, orders), as_of, faults)
         .await
         .unwrap()
 }

@@ -1,0 +1,1 @@
+//! quanyu connector for jd (being written).

@@ -1,0 +1,1 @@
+//! quanyu connector for jushuitan (being written).

@@ -1,0 +1,1 @@
+//! quanyu connector for kuaishou (being written).
