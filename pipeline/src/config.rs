@@ -24,6 +24,9 @@ pub struct Config {
     /// WeCom corps.
     #[serde(default)]
     pub wecom: Vec<quanyu_wecom::WecomConfig>,
+    /// CRM database sources (members, POS orders).
+    #[serde(default)]
+    pub crm: Vec<quanyu_crm::CrmConfig>,
     /// Identity stitching.
     #[serde(default)]
     pub identity: IdentityConfig,

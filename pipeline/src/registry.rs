@@ -17,6 +17,9 @@ pub fn streams(cfg: &Config, setup: &ConnectorSetup) -> Result<Vec<Arc<dyn Strea
     for c in &cfg.wecom {
         out.extend(quanyu_wecom::build_streams(c, setup)?);
     }
+    for c in &cfg.crm {
+        out.extend(quanyu_crm::build_streams(c)?);
+    }
     Ok(out)
 }
 

@@ -198,7 +198,9 @@ async fn pull_windows(
             start: DateTime::UNIX_EPOCH,
             end: now,
         }],
+        CursorMode::Sequence => vec![],
     };
+    let sequence = matches!(stream.cursor_mode(), CursorMode::Sequence);
     record.window_start = windows.first().map(|w| w.start);
     let app_id = stream.id().app_id();
     let mut sink = ChunkSink {
@@ -245,6 +247,33 @@ async fn pull_windows(
             record.window_end = Some(w.end);
             last_commit = Instant::now();
         }
+    }
+    if sequence {
+        // Batches after the last committed value; each batch's rows and its
+        // highest value are committed together.
+        let mut after = lake
+            .txn_version(&raw_table(stream.table()), &app_id)
+            .await?;
+        loop {
+            match stream.pull_after(after, ctx, &mut sink).await {
+                Ok((report, next)) => {
+                    record.pages += report.pages as i64;
+                    let Some(next) = next else { break };
+                    sink.flush(Some((&app_id, next))).await?;
+                    after = Some(next);
+                }
+                Err(PullError::Connector(e)) => {
+                    outcome = Err(anyhow::Error::new(e));
+                    break;
+                }
+                Err(PullError::Sink(e)) => {
+                    outcome = Err(anyhow::anyhow!("lake write failed: {e}"));
+                    break;
+                }
+            }
+        }
+        sink.flush(None).await?;
+        record.window_end = Some(Utc::now());
     }
     if outcome.is_err() {
         // Land what was pulled so far without moving the cursor: the lake

@@ -10,8 +10,6 @@
 //! file, its row number and the reason, and the rest lands.
 #![warn(missing_docs)]
 
-pub mod mapping;
-pub mod parse;
 pub mod read;
 
 use std::cell::RefCell;
@@ -31,7 +29,7 @@ use quanyu_schemas::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use mapping::{ColumnSpec, CostRule, Mapped, Parser, RowMapper};
+pub use quanyu_connector_sdk::declarative::{ColumnSpec, CostRule, Mapped, Parser, RowMapper};
 pub use read::Encoding;
 
 /// Rows per page handed to the lake.

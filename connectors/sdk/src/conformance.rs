@@ -84,6 +84,8 @@ pub struct MemoryLake {
     pub rows_received: usize,
     /// What each window's pull reported.
     pub reports: Vec<(StreamId, crate::window::Window, crate::source::PullReport)>,
+    /// Committed cursors of sequence streams.
+    pub sequences: HashMap<StreamId, i64>,
 }
 
 struct PageCollector<'a> {
@@ -197,6 +199,10 @@ impl MemoryLake {
                     start: DateTime::UNIX_EPOCH,
                     end: now,
                 }],
+                CursorMode::Sequence => {
+                    self.run_sequence(stream, &ctx, &mut schema_errors).await?;
+                    vec![]
+                }
             };
             let mut pages_done = 0;
             for w in windows {
@@ -228,6 +234,36 @@ impl MemoryLake {
             }
         }
         Ok(schema_errors)
+    }
+
+    async fn run_sequence(
+        &mut self,
+        stream: &Arc<dyn Stream>,
+        ctx: &PullContext,
+        schema_errors: &mut Vec<String>,
+    ) -> Result<(), PullError> {
+        loop {
+            let mut sink = PageCollector {
+                table: stream.table(),
+                pending: vec![],
+                quarantine: vec![],
+                pages: 0,
+                fail_after: None,
+                schema_errors: &mut *schema_errors,
+            };
+            let after = self.sequences.get(stream.id()).copied();
+            let (_, next) = stream.pull_after(after, ctx, &mut sink).await?;
+            for b in &sink.pending {
+                for (k, upd) in keys_of(stream.table(), b) {
+                    self.rows_received += 1;
+                    let e = self.rows.entry(k).or_insert(upd);
+                    *e = (*e).max(upd);
+                }
+            }
+            self.quarantine.extend(sink.quarantine);
+            let Some(next) = next else { return Ok(()) };
+            self.sequences.insert(stream.id().clone(), next);
+        }
     }
 
     /// The keys landed.

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod declarative;
 pub mod error;
 pub mod http;
 pub mod sandbox;

@@ -57,6 +57,10 @@ pub enum CursorMode {
     /// Pulled once, ever (a file identified by its content hash): skipped
     /// when its cursor is committed.
     Once,
+    /// By an increasing integer (an auto-increment id): the runner calls
+    /// [`Stream::pull_after`] with the last committed value until no rows
+    /// are left.
+    Sequence,
 }
 
 /// Everything a stream needs to normalize records in one run.
@@ -158,4 +162,20 @@ pub trait Stream: Send + Sync {
 
     /// (requests, retries) made so far by this stream's client.
     fn request_stats(&self) -> (u64, u64);
+
+    /// For [`CursorMode::Sequence`] streams: pull one batch of records whose
+    /// cursor value is greater than `after` (all when `None`); returns the
+    /// report and the greatest cursor value delivered (`None` when the
+    /// batch was empty: the stream is caught up).
+    async fn pull_after(
+        &self,
+        after: Option<i64>,
+        ctx: &PullContext,
+        sink: &mut dyn PageSink,
+    ) -> Result<(PullReport, Option<i64>), PullError> {
+        let _ = (after, ctx, sink);
+        Err(PullError::Sink(
+            format!("{} does not advance by sequence", self.id()).into(),
+        ))
+    }
 }

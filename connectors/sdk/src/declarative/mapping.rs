@@ -13,7 +13,7 @@ use quanyu_schemas::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::parse::{parse_datetime, parse_duration, parse_int, parse_yuan};
+use super::cells::{parse_datetime, parse_duration, parse_int, parse_yuan};
 
 /// How a cell is read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -12,7 +12,7 @@ fn beijing() -> chrono::FixedOffset {
 }
 
 const DATETIME_FORMATS: &[&str] = &[
-    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%d %H:%M",
     "%Y-%m-%dT%H:%M:%S",
     "%Y/%m/%d %H:%M:%S",
@@ -46,8 +46,11 @@ pub fn parse_datetime(cell: &str) -> Result<DateTime<Utc>, String> {
         };
         return t.ok_or_else(|| format!("timestamp out of range {s:?}"));
     }
-    // An offset given explicitly (RFC 3339) wins.
+    // An offset given explicitly (RFC 3339, or a database's `+08`) wins.
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%#z") {
         return Ok(t.with_timezone(&Utc));
     }
     let local = DATETIME_FORMATS
@@ -176,6 +179,24 @@ mod tests {
             "2024-03-17T16:00:00+00:00"
         );
         assert_eq!(parse_datetime("1710727500").unwrap().to_rfc3339(), want);
+        assert_eq!(
+            parse_datetime("2024-03-18 10:05:00+08")
+                .unwrap()
+                .to_rfc3339(),
+            want
+        );
+        assert_eq!(
+            parse_datetime("2024-03-18 02:05:00.000000+00:00")
+                .unwrap()
+                .to_rfc3339(),
+            want
+        );
+        assert_eq!(
+            parse_datetime("2024-03-18 10:05:00.000")
+                .unwrap()
+                .to_rfc3339(),
+            want
+        );
         assert_eq!(parse_datetime("1710727500000").unwrap().to_rfc3339(), want);
         assert!(parse_datetime("18/03/2024").is_err());
         assert!(parse_datetime("").is_err());
