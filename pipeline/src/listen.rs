@@ -1,4 +1,6 @@
-//! `quanyu listen`: receives WeCom's customer-contact callbacks, checks
+//! `quanyu listen`: receives AI-call vendors' call records (Baiying,
+//! Yiwise; a shared URL token guards them) and WeCom's customer-contact
+//! callbacks, checks
 //! `msg_signature`, decrypts the AES payload, answers the URL check, and
 //! lands `change_external_contact` events in `raw_touchpoints`. An event is
 //! acknowledged (`success`) only after its Delta commit; a replayed event
@@ -16,11 +18,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::{Secret, SecretRef};
-use quanyu_schemas::{Bridge, Channel, Outcome, TouchEvent, TouchpointRow, TouchpointsBuilder};
+use quanyu_schemas::{
+    Bridge, Channel, Outcome, PiiHasher, TouchEvent, TouchpointRow, TouchpointsBuilder,
+};
 use quanyu_wecom::callback::{parse_envelope, parse_event, CallbackCrypto, Event};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -41,12 +45,36 @@ pub struct WecomListenConfig {
     pub encoding_aes_key: SecretRef,
 }
 
+/// `[[listen.calls]]`: one AI-call vendor account pushing call records to
+/// `POST /calls/<vendor>/<account>?token=<token>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallsListenConfig {
+    /// `baiying` or `yiwise`.
+    pub vendor: quanyu_aicall::Vendor,
+    /// The vendor account (company / tenant id), part of the URL.
+    pub account: String,
+    /// A shared token the callback URL must carry (the vendors sign nothing).
+    pub token: SecretRef,
+    /// Cost when the record has none.
+    #[serde(default)]
+    pub cost: Option<quanyu_connector_sdk::declarative::CostRule>,
+    /// The import variable carrying an order id (`订单号`).
+    #[serde(default)]
+    pub order_property: Option<String>,
+    /// The marketplace of those orders.
+    #[serde(default)]
+    pub order_channel: Option<Channel>,
+}
+
 /// `[listen]`
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListenConfig {
     /// WeCom corps whose callbacks this listener receives.
     pub wecom: Vec<WecomListenConfig>,
+    /// AI-call vendor accounts whose call records this listener receives.
+    pub calls: Vec<CallsListenConfig>,
 }
 
 /// `[[bridges]]`: which bridge and campaign a contact way's `state` belongs
@@ -165,9 +193,18 @@ pub fn event_row(corp: &str, ev: &Event, states: &StateMapper) -> Option<Touchpo
     })
 }
 
+struct CallAccount {
+    vendor: quanyu_aicall::Vendor,
+    token: Secret,
+    mapping: quanyu_aicall::CallMapping,
+}
+
 struct Listener {
     lake: Lake,
+    hasher: PiiHasher,
     corps: HashMap<String, CallbackCrypto>,
+    /// (vendor, account) → settings.
+    calls: HashMap<(String, String), CallAccount>,
     states: StateMapper,
     /// Event ids landed by this process (replays are acknowledged at once).
     seen: Mutex<HashSet<String>>,
@@ -182,9 +219,11 @@ struct CallbackQuery {
     echostr: Option<String>,
 }
 
-/// Build the listener's router: `GET|POST /wecom/{corp_id}`.
+/// Build the listener's router: `GET|POST /wecom/{corp_id}` and
+/// `POST /calls/{vendor}/{account}`.
 pub fn router(
     lake: Lake,
+    hasher: PiiHasher,
     cfg: &ListenConfig,
     bridges: &[BridgeRule],
     state_rules: &[StateRule],
@@ -203,17 +242,39 @@ pub fn router(
             .with_context(|| format!("listen.wecom {}", c.corp_id))?;
         corps.insert(c.corp_id.clone(), crypto);
     }
-    if corps.is_empty() {
-        anyhow::bail!("no [[listen.wecom]] corp is configured");
+    let mut calls = HashMap::new();
+    for c in &cfg.calls {
+        let token = c
+            .token
+            .resolve()
+            .with_context(|| format!("listen.calls {}: token", c.account))?;
+        calls.insert(
+            (c.vendor.as_str().to_string(), c.account.clone()),
+            CallAccount {
+                vendor: c.vendor,
+                token,
+                mapping: quanyu_aicall::CallMapping {
+                    cost: c.cost,
+                    order_property: c.order_property.clone(),
+                    order_channel: c.order_channel,
+                },
+            },
+        );
+    }
+    if corps.is_empty() && calls.is_empty() {
+        anyhow::bail!("nothing to listen for: configure [[listen.wecom]] or [[listen.calls]]");
     }
     let state = Arc::new(Listener {
         lake,
+        hasher,
         corps,
+        calls,
         states: StateMapper::new(bridges, state_rules),
         seen: Mutex::new(HashSet::new()),
     });
     Ok(Router::new()
         .route("/wecom/{corp}", get(url_check).post(receive))
+        .route("/calls/{vendor}/{account}", post(receive_call))
         .with_state(state))
 }
 
@@ -269,31 +330,71 @@ async fn receive(
         tracing::debug!(event = ?event.event, change = ?event.change_type, "event not recorded");
         return "success".into_response();
     };
-    // One commit at a time; a replay already landed is acknowledged at once.
-    let mut seen = l.seen.lock().await;
-    if seen.contains(&row.event_id) {
-        return "success".into_response();
-    }
-    let id = row.event_id.clone();
-    let now = Utc::now();
-    let mut b = TouchpointsBuilder::new(&format!("listen-{}", now.format("%Y%m%d")), now);
-    b.append(row);
-    let schema = quanyu_schemas::TableKind::Touchpoints.schema();
-    match l
-        .lake
-        .append("raw_touchpoints", &schema, vec![b.finish()], None)
-        .await
-    {
-        Ok(()) => {
-            seen.insert(id);
-            tracing::info!(corp = %corp, change = ?event.change_type, "contact event landed");
-            "success".into_response()
+    l.land(row, "success").await
+}
+
+impl Listener {
+    /// Commit `row` to `raw_touchpoints`, then acknowledge with `ack`; a
+    /// replay already landed by this process is acknowledged at once. One
+    /// commit at a time.
+    async fn land(&self, row: TouchpointRow, ack: &'static str) -> Response {
+        let mut seen = self.seen.lock().await;
+        if seen.contains(&row.event_id) {
+            return ack.into_response();
         }
-        // Not acknowledged: WeCom delivers it again.
-        Err(e) => refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("could not land the event: {e:#}"),
-        ),
+        let id = row.event_id.clone();
+        let source = row.source.clone();
+        let now = Utc::now();
+        let mut b = TouchpointsBuilder::new(&format!("listen-{}", now.format("%Y%m%d")), now);
+        b.append(row);
+        let schema = quanyu_schemas::TableKind::Touchpoints.schema();
+        match self
+            .lake
+            .append("raw_touchpoints", &schema, vec![b.finish()], None)
+            .await
+        {
+            Ok(()) => {
+                seen.insert(id);
+                tracing::info!(%source, "callback landed");
+                ack.into_response()
+            }
+            // Not acknowledged: the sender delivers it again.
+            Err(e) => refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("could not land the event: {e:#}"),
+            ),
+        }
+    }
+}
+
+/// The URL token of an AI-call callback.
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// An AI-call vendor's call record: check the token, map, land, acknowledge.
+async fn receive_call(
+    State(l): State<Arc<Listener>>,
+    Path((vendor, account)): Path<(String, String)>,
+    Query(q): Query<TokenQuery>,
+    body: Bytes,
+) -> Response {
+    let Some(acct) = l.calls.get(&(vendor.clone(), account.clone())) else {
+        return refuse(StatusCode::NOT_FOUND, "unknown vendor account");
+    };
+    let given = q.token.as_bytes();
+    let want = acct.token.expose().as_bytes();
+    let same =
+        given.len() == want.len() && given.iter().zip(want).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
+    if !same {
+        return refuse(StatusCode::FORBIDDEN, "bad token");
+    }
+    match quanyu_aicall::map_callback(acct.vendor, &body, &account, &acct.mapping, &l.hasher) {
+        Ok(Some(row)) => l.land(row, acct.vendor.ack()).await,
+        Ok(None) => acct.vendor.ack().into_response(),
+        Err(e) => refuse(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 

@@ -408,9 +408,11 @@ async fn run(cli: Cli) -> Result<()> {
             bind,
         } => {
             let cfg = Config::load(&config)?;
+            let key = quanyu::keys::load_key(&cfg.lake.key_file)?;
             let lake = Lake::open(&cfg.lake.root)?;
             let router = quanyu::listen::router(
                 lake.clone(),
+                PiiHasher::new(&key),
                 &cfg.listen,
                 &cfg.bridges,
                 &cfg.identity.state_rules,
@@ -548,6 +550,6 @@ fn existing_lake(lake: Option<PathBuf>, config: Option<PathBuf>) -> Result<Lake>
 /// Callback sources `quanyu listen` receives.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum ListenSource {
-    /// WeCom customer-contact events (change_external_contact).
+    /// WeCom customer-contact events and AI-call records, as configured in [listen].
     Wecom,
 }

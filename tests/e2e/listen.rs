@@ -74,7 +74,19 @@ fn config() -> ListenConfig {
             token: SecretRef::inline(TOKEN),
             encoding_aes_key: SecretRef::inline(AES_KEY),
         }],
+        calls: vec![quanyu::listen::CallsListenConfig {
+            vendor: quanyu_aicall::Vendor::Yiwise,
+            account: "t1".into(),
+            token: SecretRef::inline("calltoken"),
+            cost: None,
+            order_property: None,
+            order_channel: None,
+        }],
     }
+}
+
+fn hasher() -> quanyu_schemas::PiiHasher {
+    quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([9; 32]))
 }
 
 async fn count(lake: &Lake, sql: &str) -> i64 {
@@ -86,7 +98,7 @@ async fn wecom_events_land_once_and_bad_signatures_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(dir.path()).unwrap();
     let rules = quanyu::identity::IdentityConfig::default().state_rules;
-    let app = router(lake.clone(), &config(), &[], &rules).unwrap();
+    let app = router(lake.clone(), hasher(), &config(), &[], &rules).unwrap();
     let handle = serve(app, loopback_any_port()).await.unwrap();
     let base = handle.base_url();
 
@@ -135,17 +147,39 @@ async fn wecom_events_land_once_and_bad_signatures_are_refused() {
         count(&lake, "select count(*) from raw_touchpoints").await,
         2
     );
+
+    // An AI-call record: twice delivered, once landed; a wrong token refused.
+    let call = r#"{"dataType":"ROBOT_CALL_RECORD","data":{"callRecordId":5,"robotCallJobId":42,"calledPhoneNumber":"13912345678","resultStatus":"ANSWERED","intentLevel":"A","startTime":"2024-06-01 10:00:05","chatDuration":65}}"#;
+    let http = reqwest::Client::new();
+    for token in ["calltoken", "calltoken", "wrong"] {
+        let r = http
+            .post(format!("{base}/calls/yiwise/t1?token={token}"))
+            .body(call)
+            .send()
+            .await
+            .unwrap();
+        let expect = if token == "wrong" { 403 } else { 200 };
+        assert_eq!(r.status().as_u16(), expect);
+    }
+    assert_eq!(
+        count(&lake, "select count(*) from raw_touchpoints").await,
+        3
+    );
     handle.stop().await;
 
     // After a restart, WeCom redelivers the first event: still one row.
-    let app = router(lake.clone(), &config(), &[], &rules).unwrap();
+    let app = router(lake.clone(), hasher(), &config(), &[], &rules).unwrap();
     let handle = serve(app, loopback_any_port()).await.unwrap();
     assert_eq!(post(&handle.base_url(), &added).await.0, 200);
     handle.stop().await;
     quanyu::refresh::refresh_current(&lake, quanyu_schemas::TableKind::Touchpoints)
         .await
         .unwrap();
-    assert_eq!(count(&lake, "select count(*) from touchpoints").await, 2);
+    assert_eq!(count(&lake, "select count(*) from touchpoints").await, 3);
+    assert_eq!(
+        count(&lake, "select count(*) from touchpoints where channel = 'ai_call' and outcome = 'connected' and intent_level = 'A' and duration_secs = 65 and phone_hash is not null").await,
+        1
+    );
     assert_eq!(
         count(
             &lake,
