@@ -1,0 +1,343 @@
+//! The Kuaishou open-platform client: system parameters, signing, the
+//! `result` envelope, and the shop token's refresh flow.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use quanyu_connector_sdk::token::missing_token;
+use quanyu_connector_sdk::Bytes;
+use quanyu_connector_sdk::{
+    ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, ShopToken, TokenSet,
+};
+use serde::Deserialize;
+
+use crate::sign::{sign, SignMethod};
+
+/// Throttled: the app's or shop's QPS limit was hit (our choice, see the
+/// crate docs: Kuaishou's flow-control code is not published in a source
+/// we could read).
+pub const CODE_QPS: i64 = 17;
+/// The signature does not verify.
+pub const CODE_BAD_SIGN: i64 = 24;
+/// Unknown app key.
+pub const CODE_BAD_APP: i64 = 25;
+/// The access token is not (or no longer) valid: replaced by a refresh.
+pub const CODE_BAD_TOKEN: i64 = 27;
+/// The access token expired.
+pub const CODE_TOKEN_EXPIRED: i64 = 28;
+/// Service error / busy.
+pub const CODE_SYSTEM: i64 = 10;
+/// Business failure (bad parameters: "endTime无效"...).
+pub const CODE_BUSINESS: i64 = 2001;
+/// The app's daily call quota is used up ("APP已达到当天调用额度限制").
+pub const CODE_DAILY_QUOTA: i64 = 802006;
+
+/// Kuaishou's envelope: `result == 1` is success.
+#[derive(Debug, Deserialize)]
+pub struct KsEnvelope {
+    /// 1 = success; anything else is an error code.
+    pub result: Option<serde_json::Value>,
+    /// Error sub code.
+    #[serde(rename = "subCode")]
+    pub sub_code: Option<serde_json::Value>,
+    /// Error sub message.
+    #[serde(rename = "subMsg")]
+    pub sub_msg: Option<String>,
+    /// Error message.
+    #[serde(rename = "errorMsg", alias = "error_msg")]
+    pub error_msg: Option<String>,
+    /// Summary message ("业务处理失败").
+    pub msg: Option<String>,
+}
+
+fn code_text(v: &Option<serde_json::Value>) -> String {
+    match v {
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Seconds until the next Beijing midnight (when daily quotas reset).
+fn secs_to_beijing_midnight() -> u64 {
+    let beijing_secs = Utc::now().timestamp() + 8 * 3600;
+    (86_400 - beijing_secs.rem_euclid(86_400)).max(1) as u64
+}
+
+/// Map an error envelope to a typed error.
+pub fn classify(ctx: &RequestContext, e: &KsEnvelope) -> ConnectorError {
+    let code = code_text(&e.result);
+    let sub = code_text(&e.sub_code);
+    let detail = e
+        .error_msg
+        .as_deref()
+        .or(e.sub_msg.as_deref())
+        .unwrap_or("");
+    let msg = format!(
+        "result {code}{}{}{}",
+        e.msg
+            .as_deref()
+            .map(|m| format!(" {m}"))
+            .unwrap_or_default(),
+        if sub.is_empty() || sub == code {
+            String::new()
+        } else {
+            format!(" / {sub}")
+        },
+        if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        }
+    );
+    let n: i64 = code.parse().unwrap_or(-1);
+    let busy = detail.contains("繁忙") || sub.to_ascii_uppercase().starts_with("SYSTEM");
+    let kind = match n {
+        CODE_QPS | CODE_DAILY_QUOTA => ErrorKind::Throttled,
+        CODE_SYSTEM | 11 | 500 => ErrorKind::Transient,
+        CODE_BAD_TOKEN | CODE_TOKEN_EXPIRED => ErrorKind::TokenExpired,
+        CODE_BAD_SIGN | CODE_BAD_APP => ErrorKind::Auth,
+        _ if busy => ErrorKind::Transient,
+        _ => ErrorKind::InvalidRequest,
+    };
+    let mut err = ConnectorError::new(ctx, kind, msg).with_code(code);
+    if n == CODE_DAILY_QUOTA {
+        // Retrying today cannot help: ask for a wait longer than any policy allows.
+        err = err.with_retry_after(Duration::from_secs(secs_to_beijing_midnight()));
+        err.message
+            .push_str(" (the app's daily call quota is used up; it resets at Beijing midnight)");
+    }
+    err
+}
+
+/// Fail on an error envelope; a body that is not a JSON object is a
+/// transient protocol fault (a proxy cut it off).
+pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
+    let env: KsEnvelope = serde_json::from_slice(body).map_err(|e| {
+        ConnectorError::new(
+            ctx,
+            ErrorKind::Transient,
+            format!("answer is not a JSON object: {e}"),
+        )
+    })?;
+    if code_text(&env.result) == "1" {
+        return Ok(());
+    }
+    Err(classify(ctx, &env))
+}
+
+#[derive(Deserialize)]
+struct RefreshAnswer {
+    result: Option<serde_json::Value>,
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+    expires_in: Option<i64>,
+    error: Option<String>,
+    error_msg: Option<String>,
+}
+
+/// A signed Kuaishou open-platform client for one app key.
+#[derive(Clone)]
+pub struct KsClient {
+    api: ApiClient,
+    gateway: String,
+    oauth_base: String,
+    app_key: String,
+    app_secret: Secret,
+    sign_secret: Secret,
+    sign_method: SignMethod,
+}
+
+impl KsClient {
+    /// A client for `gateway` (`https://openapi.kwaixiaodian.com`) and the
+    /// OAuth base (the same host in production).
+    pub fn new(
+        api: ApiClient,
+        gateway: &str,
+        oauth_base: &str,
+        app_key: &str,
+        app_secret: Secret,
+        sign_secret: Secret,
+        sign_method: SignMethod,
+    ) -> Self {
+        KsClient {
+            api,
+            gateway: gateway.trim_end_matches('/').to_string(),
+            oauth_base: oauth_base.trim_end_matches('/').to_string(),
+            app_key: app_key.to_string(),
+            app_secret,
+            sign_secret,
+            sign_method,
+        }
+    }
+
+    /// The wrapped HTTP client (for its counters).
+    pub fn api(&self) -> &ApiClient {
+        &self.api
+    }
+
+    /// The same client with another HTTP wrapper (other limiters).
+    pub fn with_api(&self, api: ApiClient) -> Self {
+        KsClient {
+            api,
+            ..self.clone()
+        }
+    }
+
+    /// Exchange the shop's refresh token:
+    /// GET `<oauth>/oauth2/refresh_token?app_id&app_secret&grant_type=refresh_token&refresh_token`.
+    pub async fn refresh(&self, ctx: &RequestContext, prev: Option<TokenSet>) -> Result<TokenSet> {
+        let rctx =
+            RequestContext::new(&ctx.connector, ctx.scope.as_deref(), "oauth2.refresh_token");
+        let Some(rt) = prev.and_then(|p| p.refresh_token) else {
+            return Err(ConnectorError::new(
+                &rctx,
+                ErrorKind::Auth,
+                "the access token expired and the shop has no refresh token: authorize the shop again",
+            ));
+        };
+        let req = self
+            .api
+            .http()
+            .get(format!("{}/oauth2/refresh_token", self.oauth_base))
+            .query(&[
+                ("app_id", self.app_key.as_str()),
+                ("app_secret", self.app_secret.expose()),
+                ("grant_type", "refresh_token"),
+                ("refresh_token", rt.expose()),
+            ]);
+        let body = self.api.send(&rctx, req).await?;
+        let a: RefreshAnswer = serde_json::from_slice(&body).map_err(|e| {
+            ConnectorError::new(
+                &rctx,
+                ErrorKind::Transient,
+                format!("unreadable refresh answer: {e}"),
+            )
+        })?;
+        let code = code_text(&a.result);
+        match (code.as_str(), a.access_token) {
+            ("1", Some(at)) if !at.is_empty() => Ok(TokenSet::issued(
+                &at,
+                a.refresh_token.as_deref(),
+                a.expires_in.unwrap_or(0),
+            )),
+            _ => {
+                let n: i64 = code.parse().unwrap_or(-1);
+                let kind = match n {
+                    CODE_QPS => ErrorKind::Throttled,
+                    CODE_SYSTEM | 11 | 500 => ErrorKind::Transient,
+                    _ => ErrorKind::Auth,
+                };
+                Err(ConnectorError::new(
+                    &rctx,
+                    kind,
+                    format!(
+                        "token refresh refused (result {code}{}): authorize the shop again if this persists",
+                        a.error_msg
+                            .or(a.error)
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
+                    ),
+                )
+                .with_code(code))
+            }
+        }
+    }
+
+    /// Call `method` for the shop whose tokens are `token`, with the business
+    /// JSON `param`, as a GET query or a POST form. Refreshes the token when
+    /// the previous attempt saw it expired (or it is about to), signs every
+    /// attempt anew, and turns the error envelope into a typed error.
+    pub async fn call(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        token: &ShopToken,
+        param: &str,
+        post: bool,
+    ) -> Result<Bytes> {
+        self.api
+            .call(ctx, |attempt| async move {
+                let mut tokens = token.get().await.ok_or_else(|| missing_token(ctx))?;
+                if attempt.refresh_token || tokens.expiring() {
+                    let stale = tokens.access_token.clone();
+                    tokens = token
+                        .renew(Some(&stale), |prev| self.refresh(ctx, prev))
+                        .await?;
+                }
+                let timestamp = Utc::now().timestamp_millis().to_string();
+                let mut params: Vec<(&str, &str)> = vec![
+                    ("appkey", &self.app_key),
+                    ("method", method),
+                    ("version", "1"),
+                    ("access_token", tokens.access_token.expose()),
+                    ("timestamp", &timestamp),
+                    ("signMethod", self.sign_method.as_str()),
+                    ("param", param),
+                ];
+                let signature = sign(
+                    params.iter().copied(),
+                    self.sign_secret.expose(),
+                    self.sign_method,
+                );
+                params.push(("sign", &signature));
+                let url = format!("{}/{}", self.gateway, method.replace('.', "/"));
+                let req = if post {
+                    self.api.http().post(&url).form(&params)
+                } else {
+                    self.api.http().get(&url).query(&params)
+                };
+                let body = self.api.send(ctx, req).await?;
+                check_envelope(ctx, &body)?;
+                Ok(body)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> RequestContext {
+        RequestContext::new("kuaishou", Some("shop1"), "open.order.cursor.list")
+    }
+
+    #[test]
+    fn classifies_real_envelopes() {
+        let biz = r#"{"result":2001,"subCode":"2001","subMsg":"endTime无效","errorMsg":"endTime无效","msg":"业务处理失败","success":false}"#.as_bytes();
+        let e = check_envelope(&ctx(), biz).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidRequest);
+        assert!(e.to_string().contains("kuaishou [shop shop1]"), "{e}");
+        assert!(e.message.contains("endTime无效"));
+        let quota = r#"{"result":802006,"subCode":"802006","errorMsg":"APP已达到当天调用额度限制","msg":"业务处理失败","success":false}"#.as_bytes();
+        let e = check_envelope(&ctx(), quota).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Throttled);
+        assert!(e.retry_after.is_some_and(|d| d.as_secs() >= 1));
+        let qps = r#"{"result":17,"subCode":"17","errorMsg":"调用频率超过限制","msg":"调用频率超过限制","success":false}"#.as_bytes();
+        assert_eq!(
+            check_envelope(&ctx(), qps).unwrap_err().kind,
+            ErrorKind::Throttled
+        );
+        let exp = r#"{"result":28,"errorMsg":"access_token已过期","success":false}"#.as_bytes();
+        assert_eq!(
+            check_envelope(&ctx(), exp).unwrap_err().kind,
+            ErrorKind::TokenExpired
+        );
+        let sign = r#"{"result":24,"errorMsg":"签名验证失败","success":false}"#.as_bytes();
+        assert_eq!(
+            check_envelope(&ctx(), sign).unwrap_err().kind,
+            ErrorKind::Auth
+        );
+        let busy = r#"{"result":10,"errorMsg":"系统繁忙","success":false}"#.as_bytes();
+        assert_eq!(
+            check_envelope(&ctx(), busy).unwrap_err().kind,
+            ErrorKind::Transient
+        );
+        assert!(check_envelope(&ctx(), br#"{"result":1,"data":{}}"#).is_ok());
+        assert_eq!(
+            check_envelope(&ctx(), b"<html>").unwrap_err().kind,
+            ErrorKind::Transient
+        );
+    }
+}

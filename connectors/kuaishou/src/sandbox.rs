@@ -1,0 +1,745 @@
+//! An emulator of the Kuaishou open platform for `open.order.cursor.list`,
+//! `open.order.decrypt.batch` and the OAuth token endpoints.
+//!
+//! Same paths (method dots → slashes), GET query or POST form, the same
+//! system parameters, the real signature check (MD5 / HMAC_SHA256 with the
+//! signSecret) answered with Kuaishou's `result` envelope, a timestamp
+//! freshness check, the seven-day window and 50-order page limits, the
+//! 90-day update-time history. Orders are sorted by update time (then oid)
+//! descending or ascending and read with an opaque cursor that encodes the
+//! position of the last order returned (its update time and oid), ending in
+//! `"nomore"`: an order modified while a client pages moves out of the
+//! window's order, but no unread order shifts past the cursor, so none is
+//! skipped (the moved one shows again in a later window, by its new time).
+//! Tokens rotate on refresh and expire; faults (code 17 throttling, code 10
+//! busy, HTTP 5xx, slow answers, code 28 token expiry, a corrupt order) are
+//! injected on request.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use quanyu_connector_sdk::sandbox::orders::{mask_phone, OrderBook, Stage, VisibleOrder};
+use quanyu_connector_sdk::sandbox::tokens::{TokenIssuer, TokenProblem};
+use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
+use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, FaultInjector, SandboxHandle};
+use quanyu_schemas::Channel;
+use serde_json::json;
+
+use crate::client::{
+    CODE_BAD_APP, CODE_BAD_SIGN, CODE_BAD_TOKEN, CODE_BUSINESS, CODE_QPS, CODE_SYSTEM,
+    CODE_TOKEN_EXPIRED,
+};
+use crate::sign::{sign, SignMethod};
+use crate::{CURSOR_LIST_API, DECRYPT_API, NO_MORE};
+
+/// What the sandbox accepts and serves.
+#[derive(Debug, Clone)]
+pub struct KuaishouSandboxConfig {
+    /// The app key (`appkey` / `app_id`) it accepts.
+    pub app_key: String,
+    /// The app secret the OAuth endpoints check.
+    pub app_secret: String,
+    /// The signSecret API calls must be signed with.
+    pub sign_secret: String,
+    /// The seeded world; its Kuaishou shops are served.
+    pub world: WorldConfig,
+    /// Faults to inject.
+    pub faults: FaultConfig,
+    /// The sandbox clock (`None` = the wall clock).
+    pub as_of: Option<DateTime<Utc>>,
+    /// Lifetime of refreshed access tokens, in seconds.
+    pub token_ttl_secs: i64,
+}
+
+/// Kuaishou's status code for a stage.
+pub fn ks_status(stage: Stage) -> i64 {
+    match stage {
+        Stage::Created => 10,
+        Stage::Paid => 30,
+        Stage::Shipped => 40,
+        Stage::Finished => 70,
+        Stage::Cancelled | Stage::Refunded => 80,
+    }
+}
+
+struct Inner {
+    cfg: KuaishouSandboxConfig,
+    book: OrderBook,
+    issuer: TokenIssuer,
+    faults: FaultInjector,
+    requests: AtomicU64,
+    refreshes: AtomicU64,
+}
+
+/// The Kuaishou open-platform emulator. Cheap to clone.
+#[derive(Clone)]
+pub struct KuaishouSandbox {
+    inner: Arc<Inner>,
+}
+
+/// A ciphertext in Kuaishou's style: separator, base64 payload, key
+/// version, separator (`$…$` phones, `#…#` names, `~…~` addresses).
+fn cipher(sep: char, token: &str, field: u8) -> String {
+    let payload = base64::engine::general_purpose::STANDARD.encode(format!("{token}:{field}"));
+    format!("{sep}{payload}{sep}1{sep}")
+}
+
+/// The cipher token inside a phone ciphertext.
+fn token_of(c: &str) -> Option<String> {
+    let inner = c.strip_prefix('$')?.split('$').next()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(inner)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (token, field) = text.split_once(':')?;
+    (field == "3").then(|| token.to_string())
+}
+
+/// The opaque position of an order in the listing.
+fn encode_cursor(modified_ms: i64, oid: u64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("v1:{modified_ms}:{oid}"))
+}
+
+fn decode_cursor(c: &str) -> Option<(i64, u64)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let mut it = text.split(':');
+    (it.next()? == "v1").then_some(())?;
+    let m = it.next()?.parse().ok()?;
+    let o = it.next()?.parse().ok()?;
+    it.next().is_none().then_some((m, o))
+}
+
+impl KuaishouSandbox {
+    /// Generate the world and index it.
+    pub fn new(cfg: KuaishouSandboxConfig) -> Self {
+        let world = Arc::new(World::generate(cfg.world.clone()));
+        let book = OrderBook::new(world, Channel::Kuaishou, cfg.as_of);
+        let issuer = TokenIssuer::new(
+            &format!("ks-{}", cfg.world.seed),
+            book.shops().len(),
+            cfg.token_ttl_secs,
+        );
+        let faults = FaultInjector::new(cfg.faults);
+        KuaishouSandbox {
+            inner: Arc::new(Inner {
+                cfg,
+                book,
+                issuer,
+                faults,
+                requests: AtomicU64::new(0),
+                refreshes: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &KuaishouSandboxConfig {
+        &self.inner.cfg
+    }
+
+    /// The world the orders come from.
+    pub fn world(&self) -> &World {
+        self.inner.book.world()
+    }
+
+    /// The Kuaishou shop ids served, in token order.
+    pub fn shops(&self) -> Vec<String> {
+        (0..self.inner.book.shops().len())
+            .map(|i| self.inner.book.shop_id(i).to_string())
+            .collect()
+    }
+
+    /// The (access, refresh) pair the authorization of shop `i` handed out.
+    pub fn tokens_for(&self, i: usize) -> (String, String) {
+        self.inner.issuer.initial(i)
+    }
+
+    /// Expire every access token (tests: "a week later").
+    pub fn expire_tokens(&self) {
+        self.inner.issuer.expire_all();
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Successful token refreshes so far.
+    pub fn refreshes(&self) -> u64 {
+        self.inner.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// Move the sandbox clock.
+    pub fn set_as_of(&self, t: DateTime<Utc>) {
+        self.inner.book.set_as_of(t);
+    }
+
+    /// The sandbox clock now.
+    pub fn as_of(&self) -> DateTime<Utc> {
+        self.inner.book.as_of()
+    }
+
+    /// Every order as the platform shows it at the sandbox clock.
+    pub fn visible_orders(&self) -> Vec<VisibleOrder> {
+        self.inner.book.visible()
+    }
+
+    /// The axum router.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/open/order/cursor/list", any(list_route))
+            .route("/open/order/decrypt/batch", any(decrypt_route))
+            .route("/oauth2/refresh_token", any(refresh_route))
+            .route("/oauth2/access_token", any(access_token_route))
+            .with_state(self.clone())
+    }
+
+    /// Serve on `addr` in the background.
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+        serve(self.router(), addr).await
+    }
+
+    fn oid(&self, purchase: usize) -> u64 {
+        let w = self.world();
+        w.order_id(&w.purchases[purchase]).parse().unwrap_or(0)
+    }
+
+    /// One order JSON as `open.order.cursor.list` shows it.
+    fn render_order(&self, i: usize, ev: usize, corrupt: bool) -> serde_json::Value {
+        let book = &self.inner.book;
+        let world = book.world();
+        let p = &world.purchases[i];
+        let lc = book.lifecycle(i);
+        let person = &world.persons[p.person as usize];
+        let shop = &world.config.shops[p.shop].id;
+        let (modified, stage) = lc.events[ev];
+        let ms = |t: Option<i64>| t.map(|t| t * 1000).unwrap_or(0);
+        let created = if corrupt {
+            json!("not-a-time")
+        } else {
+            json!(lc.created() * 1000)
+        };
+        let paid = lc.time_of(Stage::Paid, ev);
+        let sent = lc.time_of(Stage::Shipped, ev);
+        let recv = lc.time_of(Stage::Finished, ev);
+        let (province, city) = REGIONS[person.region];
+        let token = world.cipher_token(p.person);
+        let oid = self.oid(i);
+        let pieces = lc.pieces();
+        let first_price = lc.items.first().map(|x| x.1).unwrap_or(0);
+        let mut order = json!({
+            "orderBaseInfo": {
+                "oid": oid,
+                "status": ks_status(stage),
+                "payType": if paid.is_some() { 1 } else { 0 },
+                "buyerOpenId": world.buyer_token(p.person, p.shop),
+                "buyerNick": format!("快手用户{:04}", p.person % 10_000),
+                "sellerOpenId": format!("seller-{shop}"),
+                "sellerNick": shop,
+                "createTime": created,
+                "payTime": ms(paid),
+                "updateTime": modified * 1000,
+                "sendTime": ms(sent),
+                "recvTime": ms(recv),
+                "totalFee": lc.payment(),
+                "expressFee": lc.post_fee,
+                "discountFee": lc.discount,
+                "remark": "",
+            },
+            "orderItemInfo": {
+                "itemId": 700_000_000 + (first_price % 997),
+                "skuId": 800_000_000 + (first_price % 991),
+                "relSkuId": 0,
+                "skuDesc": "默认",
+                "skuNick": "",
+                "itemTitle": format!("商品{}", first_price % 997),
+                "num": pieces,
+                "price": first_price,
+                "originalPrice": first_price,
+                "orderItemId": oid * 10,
+            },
+            "orderAddress": {
+                "encryptedConsignee": cipher('#', &token, 1),
+                "encryptedAddress": cipher('~', &token, 2),
+                "encryptedMobile": cipher('$', &token, 3),
+                "desensitiseConsignee": "*某",
+                "desensitiseMobile": mask_phone(&person.phone),
+                "desensitiseAddress": "**********",
+                "province": province,
+                "city": city,
+                "district": "",
+                "town": "",
+            },
+            "orderRefundList": [],
+            "orderLogisticsInfo": [],
+        });
+        if stage == Stage::Refunded {
+            order["orderRefundList"] = json!([{
+                "refundId": oid * 10 + 1,
+                "refundStatus": 22,
+                "refundFee": lc.payment(),
+            }]);
+        }
+        if sent.is_some() {
+            order["orderLogisticsInfo"] = json!([{
+                "expressNo": format!("SF{:012}", oid % 1_000_000_000_000),
+                "expressCode": 4,
+            }]);
+        }
+        order
+    }
+}
+
+fn ks_error(code: i64, detail: &str) -> Response {
+    json_response(
+        json!({
+            "result": code,
+            "subCode": code.to_string(),
+            "subMsg": detail,
+            "errorMsg": detail,
+            "msg": "业务处理失败",
+            "success": false,
+        })
+        .to_string(),
+    )
+}
+
+fn json_response(body: String) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn params_of(query: Option<String>, body: &[u8]) -> Vec<(String, String)> {
+    let mut params: Vec<(String, String)> = Vec::new();
+    if let Some(q) = query {
+        params.extend(url::form_urlencoded::parse(q.as_bytes()).into_owned());
+    }
+    params.extend(url::form_urlencoded::parse(body).into_owned());
+    params
+}
+
+fn get<'a>(params: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+async fn list_route(
+    State(sb): State<KuaishouSandbox>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    api(sb, CURSOR_LIST_API, params_of(q, &body)).await
+}
+
+async fn decrypt_route(
+    State(sb): State<KuaishouSandbox>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    api(sb, DECRYPT_API, params_of(q, &body)).await
+}
+
+/// Authentication, signature, freshness, token and faults; then dispatch.
+async fn api(sb: KuaishouSandbox, path_method: &str, params: Vec<(String, String)>) -> Response {
+    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    let p = |k: &str| get(&params, k);
+    if p("method") != Some(path_method) {
+        return ks_error(CODE_BUSINESS, "method无效");
+    }
+    match p("appkey") {
+        Some(k) if k == sb.inner.cfg.app_key => {}
+        _ => return ks_error(CODE_BAD_APP, "appkey无效"),
+    }
+    let Some(given) = p("sign") else {
+        return ks_error(CODE_BAD_SIGN, "缺少签名参数sign");
+    };
+    let Some(method) = p("signMethod").and_then(SignMethod::parse) else {
+        return ks_error(CODE_BAD_SIGN, "signMethod无效");
+    };
+    let expected = sign(
+        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &sb.inner.cfg.sign_secret,
+        method,
+    );
+    if given != expected {
+        return ks_error(CODE_BAD_SIGN, "签名验证失败");
+    }
+    if p("version") != Some("1") {
+        return ks_error(CODE_BUSINESS, "version无效");
+    }
+    let fresh = p("timestamp")
+        .and_then(|t| t.parse::<i64>().ok())
+        .and_then(DateTime::from_timestamp_millis)
+        .is_some_and(|t| (Utc::now() - t).num_seconds().abs() <= 600);
+    if !fresh {
+        return ks_error(CODE_BUSINESS, "timestamp无效或与服务器时间相差超过10分钟");
+    }
+    let shop = match sb.inner.issuer.check(p("access_token").unwrap_or("")) {
+        Ok(s) => s,
+        Err(TokenProblem::Expired) => return ks_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
+        Err(TokenProblem::Unknown) => return ks_error(CODE_BAD_TOKEN, "access_token无效"),
+    };
+    match sb.inner.faults.draw(true) {
+        Some(Fault::Throttle) => return ks_error(CODE_QPS, "调用频率超过限制"),
+        Some(Fault::ServiceError) => return ks_error(CODE_SYSTEM, "系统繁忙，请稍后重试"),
+        Some(Fault::Http5xx(code)) => {
+            return (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+                "<html><body>502 Bad Gateway</body></html>",
+            )
+                .into_response()
+        }
+        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
+        Some(Fault::TokenExpired) => return ks_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
+        None => {}
+    }
+    let Some(param) = p("param").and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+    else {
+        return ks_error(CODE_BUSINESS, "param无效");
+    };
+    if path_method == DECRYPT_API {
+        decrypt(&sb, &param)
+    } else {
+        cursor_list(&sb, shop, &param)
+    }
+}
+
+fn cursor_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> Response {
+    let int = |k: &str| param.get(k).and_then(serde_json::Value::as_i64);
+    let (Some(begin), Some(end)) = (int("beginTime"), int("endTime")) else {
+        return ks_error(CODE_BUSINESS, "beginTime和endTime不能为空");
+    };
+    if end < begin {
+        return ks_error(CODE_BUSINESS, "endTime无效");
+    }
+    if end - begin > 7 * 86_400_000 {
+        return ks_error(CODE_BUSINESS, "查询时间范围不能超过7天");
+    }
+    let as_of = sb.as_of().timestamp_millis();
+    if begin < as_of - 90 * 86_400_000 {
+        return ks_error(CODE_BUSINESS, "beginTime无效，只能查询90天内更新的订单");
+    }
+    let page_size = match int("pageSize") {
+        Some(n @ 1..=50) => n as usize,
+        None => 10,
+        Some(_) => return ks_error(CODE_BUSINESS, "pageSize无效，最大为50"),
+    };
+    let desc = match int("sort") {
+        None | Some(1) => true,
+        Some(2) => false,
+        Some(_) => return ks_error(CODE_BUSINESS, "sort无效"),
+    };
+    match int("queryType") {
+        None | Some(2) => {}
+        Some(1) => return ks_error(CODE_BUSINESS, "沙箱仅支持queryType=2(按更新时间)"),
+        Some(_) => return ks_error(CODE_BUSINESS, "queryType无效"),
+    }
+    let wanted: Option<i64> = match int("orderViewStatus") {
+        None | Some(1) => None,
+        Some(2) => Some(10),
+        Some(3) => Some(30),
+        Some(4) => Some(40),
+        Some(5) => Some(50),
+        Some(6) => Some(70),
+        Some(7) => Some(80),
+        Some(_) => return ks_error(CODE_BUSINESS, "orderViewStatus无效"),
+    };
+    let after = match param.get("cursor").and_then(serde_json::Value::as_str) {
+        None | Some("") => None,
+        Some(c) => match decode_cursor(c) {
+            Some(pos) => Some(pos),
+            None => return ks_error(CODE_BUSINESS, "cursor无效"),
+        },
+    };
+    let idx = sb.inner.book.snapshot();
+    // Entries modified in [ceil(begin s), floor(end s)].
+    let lo = begin.div_euclid(1000) + i64::from(begin.rem_euclid(1000) != 0);
+    let hi = end.div_euclid(1000);
+    let mut list: Vec<(i64, u64, usize, usize)> = if lo > hi {
+        vec![]
+    } else {
+        idx.window(shop, lo, hi)
+            .iter()
+            .map(|e| {
+                let i = e.purchase as usize;
+                (e.modified * 1000, sb.oid(i), i, usize::from(e.event))
+            })
+            .filter(|&(_, _, i, ev)| {
+                wanted.is_none_or(|w| ks_status(sb.inner.book.lifecycle(i).events[ev].1) == w)
+            })
+            .collect()
+    };
+    list.sort_unstable_by_key(|x| std::cmp::Reverse((x.0, x.1)));
+    if !desc {
+        list.reverse();
+    }
+    let start = match after {
+        None => 0,
+        Some(pos) => list.partition_point(|x| {
+            if desc {
+                (x.0, x.1) >= pos
+            } else {
+                (x.0, x.1) <= pos
+            }
+        }),
+    };
+    let to = (start + page_size).min(list.len());
+    let page = &list[start..to];
+    let corrupt_at = (!page.is_empty() && sb.inner.faults.draw_malformed())
+        .then(|| (sb.requests() as usize) % page.len());
+    let orders: Vec<serde_json::Value> = page
+        .iter()
+        .enumerate()
+        .map(|(k, &(_, _, i, ev))| sb.render_order(i, ev, corrupt_at == Some(k)))
+        .collect();
+    let cursor = match page.last() {
+        Some(&(m, o, _, _)) if to < list.len() => encode_cursor(m, o),
+        _ => NO_MORE.to_string(),
+    };
+    json_response(
+        json!({
+            "result": 1,
+            "data": {
+                "cursor": cursor,
+                "pageSize": page_size,
+                "beginTime": begin,
+                "endTime": end,
+                "orderList": orders,
+            }
+        })
+        .to_string(),
+    )
+}
+
+/// `open.order.decrypt.batch`: at most 100 `{bizId, encryptedData}`.
+fn decrypt(sb: &KuaishouSandbox, param: &serde_json::Value) -> Response {
+    let Some(list) = param
+        .get("batchDecryptList")
+        .and_then(serde_json::Value::as_array)
+    else {
+        return ks_error(CODE_BUSINESS, "batchDecryptList不能为空");
+    };
+    if list.is_empty() || list.len() > 100 {
+        return ks_error(CODE_BUSINESS, "batchDecryptList条数不能超过100");
+    }
+    let world = sb.world();
+    let out: Vec<serde_json::Value> = list
+        .iter()
+        .map(|q| {
+            let biz = q.get("bizId").cloned().unwrap_or(serde_json::Value::Null);
+            let enc = q
+                .get("encryptedData")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            match token_of(enc).and_then(|t| world.person_by_cipher(&t)) {
+                Some(person) => json!({
+                    "bizId": biz, "encryptedData": enc, "decryptedData": person.phone,
+                    "errorCode": 1, "errorMsg": "成功",
+                }),
+                None => json!({
+                    "bizId": biz, "encryptedData": enc, "decryptedData": "",
+                    "errorCode": 2001, "errorMsg": "密文无效",
+                }),
+            }
+        })
+        .collect();
+    json_response(json!({"result": 1, "data": {"decryptList": out}}).to_string())
+}
+
+fn oauth_error(code: i64, error: &str, msg: &str) -> Response {
+    json_response(json!({"result": code, "error": error, "error_msg": msg}).to_string())
+}
+
+fn issued_answer(sb: &KuaishouSandbox, shop: usize, refresh: bool) -> Response {
+    let issued = if refresh {
+        None
+    } else {
+        Some(sb.inner.issuer.issue(shop))
+    };
+    let Some(i) = issued else {
+        return oauth_error(CODE_BUSINESS, "invalid_grant", "refresh_token无效");
+    };
+    json_response(
+        json!({
+            "result": 1,
+            "access_token": i.access_token,
+            "expires_in": i.expires_in,
+            "refresh_token": i.refresh_token,
+            "refresh_token_expires_in": i.refresh_expires_in,
+            "open_id": format!("seller-{}", sb.inner.book.shop_id(shop)),
+            "scopes": ["merchant_order", "merchant_user"],
+        })
+        .to_string(),
+    )
+}
+
+fn check_client(sb: &KuaishouSandbox, params: &[(String, String)]) -> Option<Response> {
+    if get(params, "app_id") != Some(sb.inner.cfg.app_key.as_str())
+        || get(params, "app_secret") != Some(sb.inner.cfg.app_secret.as_str())
+    {
+        return Some(oauth_error(
+            CODE_BAD_APP,
+            "invalid_client",
+            "app_id或app_secret无效",
+        ));
+    }
+    match sb.inner.faults.draw(false) {
+        Some(Fault::Throttle) => Some(oauth_error(CODE_QPS, "rate_limited", "调用频率超过限制")),
+        Some(Fault::ServiceError) => Some(oauth_error(CODE_SYSTEM, "server_error", "系统繁忙")),
+        Some(Fault::Http5xx(code)) => Some(
+            (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+                "<html><body>Bad Gateway</body></html>",
+            )
+                .into_response(),
+        ),
+        _ => None,
+    }
+}
+
+/// `/oauth2/refresh_token` (GET query or POST form): rotates the pair.
+async fn refresh_route(
+    State(sb): State<KuaishouSandbox>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    let params = params_of(q, &body);
+    if let Some(r) = check_client(&sb, &params) {
+        return r;
+    }
+    if get(&params, "grant_type") != Some("refresh_token") {
+        return oauth_error(CODE_BUSINESS, "unsupported_grant_type", "grant_type无效");
+    }
+    let Some(rt) = get(&params, "refresh_token") else {
+        return oauth_error(CODE_BUSINESS, "invalid_request", "refresh_token不能为空");
+    };
+    match sb.inner.issuer.refresh(rt) {
+        Some(i) => {
+            sb.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+            json_response(
+                json!({
+                    "result": 1,
+                    "access_token": i.access_token,
+                    "expires_in": i.expires_in,
+                    "refresh_token": i.refresh_token,
+                    "refresh_token_expires_in": i.refresh_expires_in,
+                    "open_id": format!("seller-{}", sb.inner.book.shop_id(i.shop)),
+                    "scopes": ["merchant_order", "merchant_user"],
+                })
+                .to_string(),
+            )
+        }
+        None => oauth_error(CODE_BUSINESS, "invalid_grant", "refresh_token无效或已使用"),
+    }
+}
+
+/// `/oauth2/access_token` with `grant_type=code`: the sandbox's
+/// authorization codes are `sandbox-code-<shop index>`.
+async fn access_token_route(
+    State(sb): State<KuaishouSandbox>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    let params = params_of(q, &body);
+    if let Some(r) = check_client(&sb, &params) {
+        return r;
+    }
+    if !matches!(
+        get(&params, "grant_type"),
+        Some("code" | "authorization_code")
+    ) {
+        return oauth_error(CODE_BUSINESS, "unsupported_grant_type", "grant_type无效");
+    }
+    let shop = get(&params, "code")
+        .and_then(|c| c.strip_prefix("sandbox-code-"))
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n < sb.inner.book.shops().len());
+    match shop {
+        Some(s) => issued_answer(&sb, s, false),
+        None => oauth_error(CODE_BUSINESS, "invalid_grant", "code无效"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn sandbox() -> KuaishouSandbox {
+        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
+        let mut world = WorldConfig::demo(now, 300);
+        world.shops = quanyu_connector_sdk::sandbox::world::WorldShop::only(Channel::Kuaishou);
+        KuaishouSandbox::new(KuaishouSandboxConfig {
+            app_key: "ks123".into(),
+            app_secret: "app-secret".into(),
+            sign_secret: "SIGNSECRET".into(),
+            world,
+            faults: FaultConfig::default(),
+            as_of: Some(now),
+            token_ttl_secs: 3600,
+        })
+    }
+
+    #[test]
+    fn rendered_orders_map_and_ciphertexts_resolve() {
+        let sb = sandbox();
+        let first = sb
+            .world()
+            .purchases
+            .iter()
+            .position(|p| p.channel == Channel::Kuaishou)
+            .unwrap();
+        let v = sb.render_order(first, 0, false);
+        assert_eq!(v["orderBaseInfo"]["status"], 10);
+        let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
+        let m = crate::mapping::map_order_with_cipher(&v.to_string(), "x", &hasher).unwrap();
+        let c = m.encrypted_mobile.unwrap();
+        let person = sb.world().person_by_cipher(&token_of(&c).unwrap()).unwrap();
+        let p = &sb.world().purchases[first];
+        assert_eq!(person.id, p.person);
+        assert!(!v.to_string().contains(&person.phone), "no clear phone");
+        let bad = sb.render_order(first, 0, true);
+        assert!(crate::mapping::map_order(&bad.to_string(), "x", &hasher).is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = encode_cursor(1_700_000_000_000, 2_400_000_000_000_123);
+        assert_eq!(
+            decode_cursor(&c),
+            Some((1_700_000_000_000, 2_400_000_000_000_123))
+        );
+        assert_eq!(decode_cursor("nomore"), None);
+        assert_eq!(decode_cursor("!!"), None);
+    }
+
+    #[test]
+    fn time_moves_orders_forward() {
+        let sb = sandbox();
+        let before = sb.visible_orders();
+        sb.set_as_of(sb.as_of() + Duration::days(10));
+        let after = sb.visible_orders();
+        assert!(!before.is_empty());
+        assert!(before.iter().zip(&after).any(|(a, b)| a.stage != b.stage));
+    }
+}
