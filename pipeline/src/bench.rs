@@ -11,26 +11,12 @@ use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use quanyu_connector_sdk::{ConnectorSetup, PullContext, RetryPolicy};
 use quanyu_schemas::{LakeKey, PiiHasher};
-use serde::Deserialize;
 
 use crate::config::Config;
 use crate::lake::Lake;
 use crate::runner::RunOptions;
 
-/// What `quanyu sandbox taobao` prints as its first stdout line.
-#[derive(Debug, Deserialize, serde::Serialize)]
-pub struct SandboxAnnouncement {
-    /// `http://127.0.0.1:PORT`
-    pub base_url: String,
-    /// The app key it accepts.
-    pub app_key: String,
-    /// The app secret it accepts.
-    pub app_secret: String,
-    /// (shop id, session) pairs.
-    pub shops: Vec<(String, String)>,
-    /// Trades it serves.
-    pub trades: usize,
-}
+pub use crate::sandboxes::SandboxAnnouncement;
 
 /// Benchmark results.
 #[derive(Debug)]
@@ -107,31 +93,12 @@ async fn bench_against(
     let tmp = tempfile_dir()?;
     let lake_path = lake_dir.unwrap_or_else(|| tmp.clone());
     let lake = Lake::open(&lake_path)?;
-    let cfg = Config {
-        taobao: vec![quanyu_taobao::TaobaoConfig {
-            gateway: format!("{}/router/rest", ann.base_url),
-            app_key: ann.app_key.clone(),
-            app_secret: quanyu_connector_sdk::SecretRef::inline(ann.app_secret.clone()),
-            sign_method: quanyu_taobao::SignMethod::Md5,
-            qps: 0,
-            page_size: 100,
-            window_minutes: 24 * 60,
-            lookback_minutes: 0,
-            initial_days: 31,
-            decrypt: false,
-            decrypt_qps: 0,
-            decrypt_scene: "2002".into(),
-            shops: ann
-                .shops
-                .iter()
-                .map(|(id, s)| quanyu_taobao::TaobaoShop {
-                    id: id.clone(),
-                    session: quanyu_connector_sdk::SecretRef::inline(s.clone()),
-                })
-                .collect(),
-        }],
-        ..Config::default()
-    };
+    let mut cfg = Config::default();
+    crate::sandboxes::add_section(&mut cfg, ann, 31, false);
+    for t in &mut cfg.taobao {
+        t.sign_method = quanyu_taobao::SignMethod::Md5;
+        t.lookback_minutes = 0;
+    }
     let streams = crate::registry::streams(&cfg, &ConnectorSetup::new(RetryPolicy::default()))?;
     let hasher = PiiHasher::new(&LakeKey::from_bytes(rand::random()));
     let ctx = PullContext {

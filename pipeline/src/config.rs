@@ -21,6 +21,9 @@ pub struct Config {
     /// Taobao / Tmall app keys, each with its shops.
     #[serde(default)]
     pub taobao: Vec<quanyu_taobao::TaobaoConfig>,
+    /// Kuaishou app keys, each with its shops.
+    #[serde(default)]
+    pub kuaishou: Vec<quanyu_kuaishou::KuaishouConfig>,
     /// WeCom corps.
     #[serde(default)]
     pub wecom: Vec<quanyu_wecom::WecomConfig>,

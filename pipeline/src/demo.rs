@@ -43,6 +43,10 @@ pub struct DemoSummary {
     pub expected_contacts: usize,
     /// Unified customers the world predicts.
     pub expected_customers: usize,
+    /// Orders landed per channel: (channel, landed, the sandbox holds).
+    pub orders_by_channel: Vec<(String, i64, usize)>,
+    /// Unified customers who bought on more than one marketplace.
+    pub multi_marketplace_customers: i64,
     /// Stream runs that failed.
     pub failed_streams: Vec<String>,
 }
@@ -65,11 +69,9 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         FaultConfig::default()
     };
     let sb = Sandboxes::start(world, as_of, faults).await?;
-    let cfg = Config {
-        taobao: vec![sb.taobao_config(31)],
-        wecom: vec![sb.wecom_config()],
-        ..Config::default()
-    };
+    // Decrypt where the platform offers it: decrypted phones join buyers
+    // across platforms (hashed at once; no phone is stored).
+    let cfg: Config = sb.config(31, true);
     let policy = RetryPolicy {
         request_timeout: std::time::Duration::from_secs(5),
         ..RetryPolicy::default()
@@ -112,11 +114,34 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
             .unwrap_or(0);
         counts.push((t.to_string(), n));
     }
+    let mut orders_by_channel = Vec::new();
+    for (m, _) in &sb.marketplaces {
+        let ch = m.channel();
+        let n = crate::status::first_count(
+            &crate::sql::query(
+                &lake,
+                &format!("SELECT count(*) FROM orders WHERE channel = '{ch}'"),
+            )
+            .await?,
+        );
+        orders_by_channel.push((ch.to_string(), n, m.visible_orders()));
+    }
+    let multi = crate::status::first_count(
+        &crate::sql::query(
+            &lake,
+            "SELECT count(*) FROM customers WHERE marketplace_count > 1",
+        )
+        .await?,
+    );
+    let world =
+        quanyu_connector_sdk::sandbox::world::World::generate(demo_world(as_of, opts.orders));
     let summary = DemoSummary {
         counts,
-        expected_orders: sb.taobao.visible_trades().len(),
+        expected_orders: sb.visible_orders(),
         expected_contacts: sb.wecom.visible_contacts().len(),
-        expected_customers: sb.taobao.world().expected_unified_customers(as_of, &[]),
+        expected_customers: world.expected_unified_customers(as_of, DECRYPT_CHANNELS),
+        orders_by_channel,
+        multi_marketplace_customers: multi,
         failed_streams: records
             .iter()
             .filter(|r| r.status != "succeeded")
@@ -131,10 +156,17 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
             })
             .collect(),
     };
-    sb.taobao_handle.stop().await;
-    sb.wecom_handle.stop().await;
+    sb.stop().await;
     Ok(summary)
 }
+
+/// The marketplaces whose phones the demo decrypts (those with a decrypt API).
+pub const DECRYPT_CHANNELS: &[quanyu_schemas::Channel] = &[
+    quanyu_schemas::Channel::Taobao,
+    quanyu_schemas::Channel::Pdd,
+    quanyu_schemas::Channel::Douyin,
+    quanyu_schemas::Channel::Kuaishou,
+];
 
 /// The demo's seeded world ending at `as_of`: its shops are those of the
 /// marketplaces whose sandboxes the demo starts.

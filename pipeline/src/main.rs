@@ -158,7 +158,7 @@ enum Cmd {
     },
     /// Serve a platform emulator on loopback.
     #[command(
-        after_help = "Examples:\n  quanyu sandbox taobao --port 8801\n  quanyu sandbox wecom --port 8802 --faults 0.1"
+        after_help = "Examples:\n  quanyu sandbox taobao --port 8801\n  quanyu sandbox kuaishou --port 8805\n  quanyu sandbox wecom --port 8802 --faults 0.1\n\nThe first stdout line is JSON with every credential the sandbox accepts."
     )]
     Sandbox {
         /// Which platform.
@@ -167,10 +167,10 @@ enum Cmd {
         /// Port on 127.0.0.1 (0 = any free port).
         #[arg(long, default_value_t = 0)]
         port: u16,
-        /// The app key / corp id to accept.
+        /// The corp id to accept (WeCom; marketplaces announce theirs).
         #[arg(long)]
         app_key: Option<String>,
-        /// The secret to accept.
+        /// The secret to accept (WeCom; marketplaces announce theirs).
         #[arg(long)]
         app_secret: Option<String>,
         /// Orders in the seeded world.
@@ -198,7 +198,18 @@ enum Cmd {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Platform {
     Taobao,
+    Kuaishou,
     Wecom,
+}
+
+impl Platform {
+    fn channel(self) -> quanyu_schemas::Channel {
+        match self {
+            Platform::Taobao => quanyu_schemas::Channel::Taobao,
+            Platform::Kuaishou => quanyu_schemas::Channel::Kuaishou,
+            Platform::Wecom => quanyu_schemas::Channel::Wecom,
+        }
+    }
 }
 
 fn init_logging(cli: &Cli) {
@@ -278,6 +289,14 @@ async fn run(cli: Cli) -> Result<()> {
                 };
                 writeln!(out, "  {t:<13} {n:>8}{expected}")?;
             }
+            for (ch, n, held) in &s.orders_by_channel {
+                writeln!(out, "    {ch:<11} {n:>8}  (sandbox holds {held})")?;
+            }
+            writeln!(
+                out,
+                "  customers on more than one marketplace: {}",
+                s.multi_marketplace_customers
+            )?;
             for f in &s.failed_streams {
                 writeln!(out, "  FAILED {f}")?;
             }
@@ -447,38 +466,6 @@ async fn run(cli: Cli) -> Result<()> {
                 FaultConfig::default()
             };
             match platform {
-                Platform::Taobao => {
-                    let mut world = world;
-                    world.shops = WorldShop::only(quanyu_schemas::Channel::Taobao);
-                    let sb = quanyu_taobao::sandbox::TopSandbox::new(
-                        quanyu_taobao::sandbox::TopSandboxConfig {
-                            app_key: app_key
-                                .unwrap_or_else(|| quanyu::sandboxes::TAOBAO_APP_KEY.into()),
-                            app_secret: app_secret
-                                .unwrap_or_else(|| quanyu::sandboxes::TAOBAO_APP_SECRET.into()),
-                            world,
-                            faults,
-                            as_of: Some(now - Duration::minutes(5)),
-                        },
-                    );
-                    let handle = sb.serve(addr).await.context("cannot bind")?;
-                    let cfg = sb.config();
-                    let ann = quanyu::bench::SandboxAnnouncement {
-                        base_url: handle.base_url(),
-                        app_key: cfg.app_key.clone(),
-                        app_secret: cfg.app_secret.clone(),
-                        shops: sb
-                            .shops()
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, id)| (id, cfg.session_for(i)))
-                            .collect(),
-                        trades: sb.visible_trades().len(),
-                    };
-                    println!("{}", serde_json::to_string(&ann)?);
-                    eprintln!("TOP gateway sandbox at {}/router/rest (sandbox credentials above; Ctrl-C to stop)", handle.base_url());
-                    handle.wait().await;
-                }
                 Platform::Wecom => {
                     let corp = app_key.unwrap_or_else(|| quanyu::sandboxes::WECOM_CORP_ID.into());
                     let secret =
@@ -501,6 +488,25 @@ async fn run(cli: Cli) -> Result<()> {
                     eprintln!(
                         "WeCom sandbox at {}/cgi-bin/ (sandbox credentials above; Ctrl-C to stop)",
                         handle.base_url()
+                    );
+                    handle.wait().await;
+                }
+                marketplace => {
+                    let channel = marketplace.channel();
+                    let mut world = world;
+                    world.shops = WorldShop::only(channel);
+                    let sb = quanyu::sandboxes::Marketplace::new(
+                        channel,
+                        world,
+                        now - Duration::minutes(5),
+                        faults,
+                    )?;
+                    let handle = sb.serve(addr).await.context("cannot bind")?;
+                    let ann = sb.announce(&handle.base_url());
+                    println!("{}", serde_json::to_string(&ann)?);
+                    eprintln!(
+                        "{} (sandbox credentials above; Ctrl-C to stop)",
+                        sb.describe(&handle.base_url())
                     );
                     handle.wait().await;
                 }

@@ -1,52 +1,275 @@
 //! Starting the embedded sandboxes for `quanyu demo`, `quanyu sandbox` and
-//! `quanyu bench`.
+//! `quanyu bench`. Every marketplace sandbox announces itself the same way
+//! (URL, app credentials, shops with their tokens, orders served), and a
+//! config section is built from an announcement, so the demo, the bench's
+//! child-process sandbox and a user's `quanyu sandbox` all connect alike.
 
-use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::sandbox::world::WorldConfig;
-use quanyu_connector_sdk::sandbox::{FaultConfig, SandboxHandle};
-use quanyu_connector_sdk::SecretRef;
-use quanyu_taobao::sandbox::{TopSandbox, TopSandboxConfig};
-use quanyu_wecom::sandbox::{WecomSandbox, WecomSandboxConfig};
 use std::net::SocketAddr;
 
-/// The marketplaces the demo serves from sandboxes.
-pub const DEMO_CHANNELS: &[quanyu_schemas::Channel] = &[quanyu_schemas::Channel::Taobao];
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use quanyu_connector_sdk::sandbox::world::WorldConfig;
+use quanyu_connector_sdk::sandbox::{serve, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::SecretRef;
+use quanyu_schemas::Channel;
+use quanyu_taobao::sandbox::{TopSandbox, TopSandboxConfig};
+use quanyu_wecom::sandbox::{WecomSandbox, WecomSandboxConfig};
+use serde::{Deserialize, Serialize};
 
-/// The app key the Taobao sandbox accepts by default.
-pub const TAOBAO_APP_KEY: &str = "12345678";
-/// The app secret the Taobao sandbox accepts by default.
-pub const TAOBAO_APP_SECRET: &str = "sandbox-taobao-secret";
+use crate::config::Config;
+
+/// The marketplaces the demo serves from sandboxes.
+pub const DEMO_CHANNELS: &[Channel] = &[Channel::Taobao, Channel::Kuaishou];
+
+/// The app key every marketplace sandbox accepts by default.
+pub const APP_KEY: &str = "12345678";
+/// The app secret every marketplace sandbox accepts by default.
+pub const APP_SECRET: &str = "sandbox-app-secret";
+/// Kuaishou's separate signing secret in the sandbox.
+pub const SIGN_SECRET: &str = "sandbox-sign-secret";
 /// The corp id the WeCom sandbox accepts by default.
 pub const WECOM_CORP_ID: &str = "wwsandbox0001";
 /// The secret the WeCom sandbox accepts by default.
 pub const WECOM_SECRET: &str = "sandbox-wecom-secret";
 
-/// Both sandboxes over one world, running.
+/// One shop a sandbox serves, with the tokens an authorization gave it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnnouncedShop {
+    /// Shop id.
+    pub id: String,
+    /// Access token (Taobao: session key).
+    pub access_token: String,
+    /// Refresh token, where the platform has one.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+/// What `quanyu sandbox <platform>` prints as its first stdout line: every
+/// credential the sandbox accepts (sandbox values only, never real ones).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxAnnouncement {
+    /// The channel (`taobao`, `kuaishou`, ...).
+    pub platform: Channel,
+    /// `http://127.0.0.1:PORT`
+    pub base_url: String,
+    /// The app key.
+    pub app_key: String,
+    /// The app secret.
+    pub app_secret: String,
+    /// A separate signing secret (Kuaishou).
+    #[serde(default)]
+    pub sign_secret: Option<String>,
+    /// The shops.
+    pub shops: Vec<AnnouncedShop>,
+    /// Orders it serves now.
+    pub orders: usize,
+}
+
+/// A marketplace sandbox of any platform.
+#[derive(Clone)]
+pub enum Marketplace {
+    /// TOP.
+    Taobao(TopSandbox),
+    /// Kuaishou.
+    Kuaishou(quanyu_kuaishou::sandbox::KuaishouSandbox),
+}
+
+impl Marketplace {
+    /// A sandbox of `channel` over `world` at `as_of`, accepting the default
+    /// credentials.
+    pub fn new(
+        channel: Channel,
+        world: WorldConfig,
+        as_of: DateTime<Utc>,
+        faults: FaultConfig,
+    ) -> Result<Self> {
+        Ok(match channel {
+            Channel::Taobao => Marketplace::Taobao(TopSandbox::new(TopSandboxConfig {
+                app_key: APP_KEY.into(),
+                app_secret: APP_SECRET.into(),
+                world,
+                faults,
+                as_of: Some(as_of),
+            })),
+            Channel::Kuaishou => {
+                Marketplace::Kuaishou(quanyu_kuaishou::sandbox::KuaishouSandbox::new(
+                    quanyu_kuaishou::sandbox::KuaishouSandboxConfig {
+                        app_key: APP_KEY.into(),
+                        app_secret: APP_SECRET.into(),
+                        sign_secret: SIGN_SECRET.into(),
+                        world,
+                        faults,
+                        as_of: Some(as_of),
+                        token_ttl_secs: 7 * 86_400,
+                    },
+                ))
+            }
+            other => anyhow::bail!("no sandbox for {other}"),
+        })
+    }
+
+    /// The channel.
+    pub fn channel(&self) -> Channel {
+        match self {
+            Marketplace::Taobao(_) => Channel::Taobao,
+            Marketplace::Kuaishou(_) => Channel::Kuaishou,
+        }
+    }
+
+    /// Serve on `addr`.
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+        let router = match self {
+            Marketplace::Taobao(s) => s.router(),
+            Marketplace::Kuaishou(s) => s.router(),
+        };
+        serve(router, addr).await
+    }
+
+    /// Orders it serves now.
+    pub fn visible_orders(&self) -> usize {
+        match self {
+            Marketplace::Taobao(s) => s.visible_trades().len(),
+            Marketplace::Kuaishou(s) => s.visible_orders().len(),
+        }
+    }
+
+    /// Its announcement when served at `base_url`.
+    pub fn announce(&self, base_url: &str) -> SandboxAnnouncement {
+        let (shops, sign_secret): (Vec<AnnouncedShop>, Option<String>) = match self {
+            Marketplace::Taobao(s) => (
+                s.shops()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, id)| AnnouncedShop {
+                        id,
+                        access_token: s.config().session_for(i),
+                        refresh_token: None,
+                    })
+                    .collect(),
+                None,
+            ),
+            Marketplace::Kuaishou(s) => (
+                s.shops()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, id)| {
+                        let (at, rt) = s.tokens_for(i);
+                        AnnouncedShop {
+                            id,
+                            access_token: at,
+                            refresh_token: Some(rt),
+                        }
+                    })
+                    .collect(),
+                Some(s.config().sign_secret.clone()),
+            ),
+        };
+        SandboxAnnouncement {
+            platform: self.channel(),
+            base_url: base_url.into(),
+            app_key: APP_KEY.into(),
+            app_secret: APP_SECRET.into(),
+            sign_secret,
+            shops,
+            orders: self.visible_orders(),
+        }
+    }
+
+    /// The paths a user points a client at, for the terminal.
+    pub fn describe(&self, base_url: &str) -> String {
+        match self {
+            Marketplace::Taobao(_) => format!("TOP gateway sandbox at {base_url}/router/rest"),
+            Marketplace::Kuaishou(_) => {
+                format!("Kuaishou open platform sandbox at {base_url}/open/order/cursor/list")
+            }
+        }
+    }
+}
+
+/// Add a config section pulling everything an announced sandbox serves.
+/// `decrypt` turns on the platform's decrypt API where it has one.
+pub fn add_section(cfg: &mut Config, ann: &SandboxAnnouncement, initial_days: i64, decrypt: bool) {
+    let inline = |s: &str| SecretRef::inline(s.to_string());
+    match ann.platform {
+        Channel::Taobao => cfg.taobao.push(quanyu_taobao::TaobaoConfig {
+            gateway: format!("{}/router/rest", ann.base_url),
+            app_key: ann.app_key.clone(),
+            app_secret: inline(&ann.app_secret),
+            sign_method: quanyu_taobao::SignMethod::HmacSha256,
+            qps: 0,
+            page_size: 100,
+            window_minutes: 24 * 60,
+            lookback_minutes: 60,
+            initial_days,
+            decrypt,
+            decrypt_qps: 0,
+            decrypt_scene: "2002".into(),
+            shops: ann
+                .shops
+                .iter()
+                .map(|s| quanyu_taobao::TaobaoShop {
+                    id: s.id.clone(),
+                    session: inline(&s.access_token),
+                })
+                .collect(),
+        }),
+        Channel::Kuaishou => cfg.kuaishou.push(quanyu_kuaishou::KuaishouConfig {
+            gateway: ann.base_url.clone(),
+            oauth_base: None,
+            app_key: ann.app_key.clone(),
+            app_secret: inline(&ann.app_secret),
+            sign_secret: inline(ann.sign_secret.as_deref().unwrap_or_default()),
+            sign_method: quanyu_kuaishou::SignMethod::HmacSha256,
+            qps: 0,
+            shop_qps: 0,
+            page_size: 50,
+            window_minutes: 7 * 24 * 60,
+            lookback_minutes: 60,
+            initial_days,
+            decrypt,
+            decrypt_qps: 0,
+            shops: ann
+                .shops
+                .iter()
+                .map(|s| quanyu_kuaishou::KuaishouShop {
+                    id: s.id.clone(),
+                    access_token: inline(&s.access_token),
+                    refresh_token: s.refresh_token.as_deref().map(inline),
+                })
+                .collect(),
+        }),
+        _ => {}
+    }
+}
+
+/// The demo's sandboxes over one world, running.
 pub struct Sandboxes {
-    /// TOP emulator.
-    pub taobao: TopSandbox,
+    /// Marketplace sandboxes with their servers.
+    pub marketplaces: Vec<(Marketplace, SandboxHandle)>,
     /// WeCom emulator.
     pub wecom: WecomSandbox,
-    /// TOP server.
-    pub taobao_handle: SandboxHandle,
     /// WeCom server.
     pub wecom_handle: SandboxHandle,
 }
 
 impl Sandboxes {
-    /// Start both on loopback, any port, over `world` as it stands at `as_of`.
+    /// Start a sandbox for every channel among `world`'s shops, and WeCom,
+    /// on loopback, any port, as the world stands at `as_of`.
     pub async fn start(
         world: WorldConfig,
         as_of: DateTime<Utc>,
         faults: FaultConfig,
-    ) -> std::io::Result<Self> {
-        let taobao = TopSandbox::new(TopSandboxConfig {
-            app_key: TAOBAO_APP_KEY.into(),
-            app_secret: TAOBAO_APP_SECRET.into(),
-            world: world.clone(),
-            faults,
-            as_of: Some(as_of),
-        });
+    ) -> Result<Self> {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut channels: Vec<Channel> = world.shops.iter().map(|s| s.channel).collect();
+        channels.sort();
+        channels.dedup();
+        let mut marketplaces = Vec::new();
+        for ch in channels {
+            let m = Marketplace::new(ch, world.clone(), as_of, faults)?;
+            let h = m.serve(any).await.context("cannot bind a sandbox")?;
+            marketplaces.push((m, h));
+        }
         let wecom = WecomSandbox::new(WecomSandboxConfig {
             corp_id: WECOM_CORP_ID.into(),
             secret: WECOM_SECRET.into(),
@@ -55,20 +278,46 @@ impl Sandboxes {
             as_of: Some(as_of),
             token_ttl_secs: 7200,
         });
-        let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        let taobao_handle = taobao.serve(any).await?;
         let wecom_handle = wecom.serve(any).await?;
         Ok(Sandboxes {
-            taobao,
+            marketplaces,
             wecom,
-            taobao_handle,
             wecom_handle,
         })
     }
 
-    /// A config section pulling every shop of the Taobao sandbox.
-    pub fn taobao_config(&self, initial_days: i64) -> quanyu_taobao::TaobaoConfig {
-        taobao_config_for(&self.taobao, &self.taobao_handle.base_url(), initial_days)
+    /// The sandbox of `channel`, if started.
+    pub fn marketplace(&self, channel: Channel) -> Option<&Marketplace> {
+        self.marketplaces
+            .iter()
+            .map(|(m, _)| m)
+            .find(|m| m.channel() == channel)
+    }
+
+    /// The TOP sandbox, if started.
+    pub fn taobao(&self) -> Option<&TopSandbox> {
+        match self.marketplace(Channel::Taobao)? {
+            Marketplace::Taobao(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    /// A config pulling every sandbox.
+    pub fn config(&self, initial_days: i64, decrypt: bool) -> Config {
+        let mut cfg = Config::default();
+        for (m, h) in &self.marketplaces {
+            add_section(&mut cfg, &m.announce(&h.base_url()), initial_days, decrypt);
+        }
+        cfg.wecom.push(self.wecom_config());
+        cfg
+    }
+
+    /// Orders all marketplace sandboxes serve.
+    pub fn visible_orders(&self) -> usize {
+        self.marketplaces
+            .iter()
+            .map(|(m, _)| m.visible_orders())
+            .sum()
     }
 
     /// A config section pulling the WeCom sandbox.
@@ -81,36 +330,12 @@ impl Sandboxes {
             page_size: 100,
         }
     }
-}
 
-/// A Taobao config section for a sandbox at `base_url`.
-pub fn taobao_config_for(
-    sb: &TopSandbox,
-    base_url: &str,
-    initial_days: i64,
-) -> quanyu_taobao::TaobaoConfig {
-    let cfg = sb.config();
-    quanyu_taobao::TaobaoConfig {
-        gateway: format!("{base_url}/router/rest"),
-        app_key: cfg.app_key.clone(),
-        app_secret: SecretRef::inline(cfg.app_secret.clone()),
-        sign_method: quanyu_taobao::SignMethod::HmacSha256,
-        qps: 0,
-        page_size: 100,
-        window_minutes: 24 * 60,
-        lookback_minutes: 60,
-        initial_days,
-        decrypt: false,
-        decrypt_qps: 0,
-        decrypt_scene: "2002".into(),
-        shops: sb
-            .shops()
-            .into_iter()
-            .enumerate()
-            .map(|(i, id)| quanyu_taobao::TaobaoShop {
-                id,
-                session: SecretRef::inline(cfg.session_for(i)),
-            })
-            .collect(),
+    /// Stop every server.
+    pub async fn stop(self) {
+        for (_, h) in self.marketplaces {
+            h.stop().await;
+        }
+        self.wecom_handle.stop().await;
     }
 }

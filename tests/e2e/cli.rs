@@ -33,8 +33,11 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
     // laid out relative to its clock, so any clock gives the same counts.
     let t = Utc::now();
     let world = World::generate(quanyu::demo::demo_world(t, ORDERS));
-    let expected_customers = world.expected_unified_customers(t, &[]) as i64;
+    let expected_customers =
+        world.expected_unified_customers(t, quanyu::demo::DECRYPT_CHANNELS) as i64;
     let expected_contacts = world.contacts.iter().filter(|c| c.added <= t).count() as i64;
+    // One stream per marketplace shop, and WeCom.
+    let streams = world.config.shops.len() as i64 + 1;
     assert_eq!(sql_int(&lake, "select count(*) from orders"), ORDERS as i64);
     assert_eq!(
         sql_int(
@@ -56,7 +59,7 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
             &lake,
             "select count(*) from runs where status = 'succeeded'"
         ),
-        3
+        streams
     );
     assert_eq!(sql_int(&lake, "select count(*) from quarantine"), 0);
     // Some customers span both domains, and every order belongs to one.
@@ -98,7 +101,7 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
         sql_int(&lake, "select count(*) from customers"),
         expected_customers
     );
-    assert_eq!(sql_int(&lake, "select count(*) from runs"), 6);
+    assert_eq!(sql_int(&lake, "select count(*) from runs"), 2 * streams);
     let ids_after = sql(&lake, "select id_type, id_value, unified_id from identity_map where unified_id is not null order by 1, 2");
     assert_eq!(ids_before, ids_after, "same data in, same unified ids out");
 }
@@ -141,11 +144,11 @@ fn run_from_config_against_sandbox_processes_with_faults() {
     for (i, s) in shops.iter().enumerate() {
         toml.push_str(&format!(
             "  {{ id = {}, session = {{ env = \"QY_TEST_SESSION_{i}\" }} }},\n",
-            s[0]
+            s["id"]
         ));
         envs.push((
             format!("QY_TEST_SESSION_{i}"),
-            s[1].as_str().unwrap().into(),
+            s["access_token"].as_str().unwrap().into(),
         ));
     }
     let secret_file = dir.path().join("wecom.secret");
@@ -193,7 +196,7 @@ fn run_from_config_against_sandbox_processes_with_faults() {
     let lake = dir.path().join("lake");
     assert_eq!(
         sql_int(&lake, "select count(*) from orders"),
-        tb_ann["trades"].as_i64().unwrap()
+        tb_ann["orders"].as_i64().unwrap()
     );
     assert_eq!(
         sql_int(&lake, "select count(*) from contacts"),
@@ -209,7 +212,7 @@ fn run_from_config_against_sandbox_processes_with_faults() {
             "run",
             "--config",
             cfg_s,
-            &format!("taobao.orders@{}", shops[0][0].as_str().unwrap()),
+            &format!("taobao.orders@{}", shops[0]["id"].as_str().unwrap()),
         ],
         &env_refs,
     );

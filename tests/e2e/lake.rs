@@ -37,17 +37,16 @@ async fn count(lake: &Lake, q: &str) -> i64 {
 
 async fn sandboxes(faults: FaultConfig, orders: usize) -> Sandboxes {
     let as_of = Utc::now() - Duration::minutes(5);
-    Sandboxes::start(quanyu::demo::demo_world(as_of, orders), as_of, faults)
-        .await
-        .unwrap()
+    let mut world = quanyu_connector_sdk::sandbox::world::WorldConfig::demo(as_of, orders);
+    world.shops =
+        quanyu_connector_sdk::sandbox::world::WorldShop::only(quanyu_schemas::Channel::Taobao);
+    Sandboxes::start(world, as_of, faults).await.unwrap()
 }
 
 fn taobao_streams(sb: &Sandboxes) -> Vec<Arc<dyn Stream>> {
-    quanyu_taobao::build_streams(
-        &sb.taobao_config(31),
-        &ConnectorSetup::new(RetryPolicy::default()),
-    )
-    .unwrap()
+    let cfg = sb.config(31, false);
+    quanyu_taobao::build_streams(&cfg.taobao[0], &ConnectorSetup::new(RetryPolicy::default()))
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,7 +72,7 @@ async fn malformed_records_are_quarantined_and_the_rest_lands() {
     assert_eq!(count(&lake, "select count(*) from quarantine where reason like 'created:%' and record_key is not null and raw like '%not-a-time%'").await, quarantined);
     assert_eq!(
         count(&lake, "select count(*) from orders").await + quarantined,
-        sb.taobao.visible_trades().len() as i64
+        sb.taobao().unwrap().visible_trades().len() as i64
     );
 }
 
@@ -167,7 +166,8 @@ async fn a_crashed_run_resumes_without_loss_or_duplicates() {
         .unwrap();
     let shop = stream.id().scope.clone();
     let expected = sb
-        .taobao
+        .taobao()
+        .unwrap()
         .visible_trades()
         .iter()
         .filter(|t| t.shop == shop)
@@ -208,10 +208,11 @@ async fn overlapping_repull_keeps_one_current_row_with_the_latest_status() {
     );
     assert_eq!(
         count(&fresh, "select count(*) from orders").await,
-        sb.taobao.visible_trades().len() as i64
+        sb.taobao().unwrap().visible_trades().len() as i64
     );
     let finished = sb
-        .taobao
+        .taobao()
+        .unwrap()
         .visible_trades()
         .iter()
         .filter(|t| t.status == "TRADE_FINISHED")
