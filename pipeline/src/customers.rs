@@ -59,5 +59,58 @@ pub async fn build_customers(lake: &Lake) -> Result<()> {
         .map(|b| crate::lake::conform(b, &schema))
         .collect::<Result<Vec<RecordBatch>>>()?;
     lake.overwrite("customers", &schema, batches, None).await?;
+    build_bridges(lake).await
+}
+
+/// Rebuild `bridges`: per bridge (card, AI call, ...), its touchpoints and
+/// cost, the unified customers it touched, how many of them are marketplace
+/// buyers, and how many of those are WeCom contacts now. A touchpoint
+/// reaches a customer through its phone, its external_userid or its order.
+pub async fn build_bridges(lake: &Lake) -> Result<()> {
+    let ctx = crate::lake::new_context();
+    if !lake.register(&ctx, "touchpoints").await? {
+        return Ok(());
+    }
+    lake.register(&ctx, "identity_map").await?;
+    lake.register(&ctx, "customers").await?;
+    let sql = "WITH reach AS (
+            SELECT t.channel AS bridge, m.unified_id FROM touchpoints t
+              JOIN identity_map m ON m.id_type = 'phone_hash' AND m.id_value = t.phone_hash
+            UNION
+            SELECT t.channel, m.unified_id FROM touchpoints t
+              JOIN identity_map m ON m.id_type = 'wecom_external_userid' AND m.id_value = t.external_userid
+            UNION
+            SELECT t.channel, m.unified_id FROM touchpoints t
+              JOIN identity_map m ON m.id_type = 'order' AND m.id_value = t.order_channel || ':' || t.order_id
+         ),
+         touched AS (
+            SELECT r.bridge,
+                   count(DISTINCT r.unified_id) AS customers_touched,
+                   count(DISTINCT r.unified_id) FILTER (WHERE c.order_count > 0) AS buyers_touched,
+                   count(DISTINCT r.unified_id) FILTER (WHERE c.order_count > 0 AND c.in_private) AS buyers_now_wecom_contacts
+            FROM reach r JOIN customers c ON c.unified_id = r.unified_id
+            WHERE r.unified_id IS NOT NULL
+            GROUP BY r.bridge
+         ),
+         events AS (
+            SELECT channel AS bridge, count(*) AS touchpoints,
+                   CAST(COALESCE(sum(cost_fen), 0) AS BIGINT) AS cost_fen
+            FROM touchpoints GROUP BY channel
+         )
+         SELECT e.bridge, e.touchpoints, e.cost_fen,
+                CAST(COALESCE(t.customers_touched, 0) AS BIGINT) AS customers_touched,
+                CAST(COALESCE(t.buyers_touched, 0) AS BIGINT) AS buyers_touched,
+                CAST(COALESCE(t.buyers_now_wecom_contacts, 0) AS BIGINT) AS buyers_now_wecom_contacts
+         FROM events e LEFT JOIN touched t ON t.bridge = e.bridge
+         ORDER BY e.bridge";
+    let df = ctx.sql(sql).await?;
+    let schema = crate::lake::plain_types(df.schema().as_arrow());
+    let batches = df
+        .collect()
+        .await?
+        .iter()
+        .map(|b| crate::lake::conform(b, &schema))
+        .collect::<Result<Vec<RecordBatch>>>()?;
+    lake.overwrite("bridges", &schema, batches, None).await?;
     Ok(())
 }

@@ -94,11 +94,44 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         },
     )
     .await?;
+    // The bridges: vendors' exports rendered from the same world, imported
+    // with the mappings examples/quanyu.toml documents.
+    let world_now =
+        quanyu_connector_sdk::sandbox::world::World::generate(demo_world(as_of, opts.orders));
+    // They hold raw phones, as real exports do: written outside the lake and
+    // removed once imported (only hashes land).
+    let sample_dir =
+        std::env::temp_dir().join(format!("quanyu-demo-samples-{}", std::process::id()));
+    let samples = crate::samples::write_samples(&world_now, as_of, &sample_dir)?;
+    let imported: Result<()> = async {
+        for imp in crate::samples::example_imports()? {
+            let file = match imp.name.as_str() {
+                "ai-calls" => &samples.calls,
+                "card-scans" => &samples.card_scans,
+                "crm-members" => &samples.crm_members,
+                _ => continue,
+            };
+            crate::imports::import_locked(
+                &lake,
+                &cfg,
+                &imp,
+                std::slice::from_ref(file),
+                &hasher,
+                opts.progress,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&sample_dir);
+    imported?;
     build_identity(&lake, &hasher, &cfg.identity).await?;
     let mut counts = Vec::new();
     for t in [
         "orders",
         "contacts",
+        "touchpoints",
         "customers",
         "identity_map",
         "quarantine",
@@ -138,7 +171,15 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     let summary = DemoSummary {
         counts,
         expected_orders: sb.visible_orders(),
-        expected_contacts: sb.wecom.visible_contacts().len(),
+        expected_contacts: sb.wecom.visible_contacts().len()
+            + world
+                .contacts
+                .iter()
+                .filter(|c| {
+                    c.origin == quanyu_connector_sdk::sandbox::world::ContactOrigin::PrivateOnly
+                        && c.added <= as_of
+                })
+                .count(),
         expected_customers: world.expected_unified_customers(as_of, DECRYPT_CHANNELS),
         orders_by_channel,
         multi_marketplace_customers: multi,

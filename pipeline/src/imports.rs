@@ -14,8 +14,25 @@ use crate::config::Config;
 use crate::lake::Lake;
 use crate::runner::{run_streams, stream_cursor, RunOptions};
 
-/// Import `paths` with `import`; returns one line per file saying what happened.
+/// Import `paths` with `import` under the lake's writer lock, then rebuild
+/// identity; returns one line per file saying what happened.
 pub async fn import_files(
+    lake: &Lake,
+    cfg: &Config,
+    import: &ImportConfig,
+    paths: &[PathBuf],
+    hasher: &PiiHasher,
+    progress: bool,
+) -> Result<Vec<String>> {
+    let _lock = lake.lock_writer()?;
+    let lines = import_locked(lake, cfg, import, paths, hasher, progress).await?;
+    crate::identity::build_identity(lake, hasher, &cfg.identity).await?;
+    Ok(lines)
+}
+
+/// [`import_files`] for a caller that holds the writer lock and rebuilds
+/// identity itself.
+pub async fn import_locked(
     lake: &Lake,
     cfg: &Config,
     import: &ImportConfig,
@@ -41,7 +58,6 @@ pub async fn import_files(
     if streams.is_empty() {
         return Ok(lines);
     }
-    let _lock = lake.lock_writer()?;
     let ctx = PullContext {
         run_id: crate::demo::new_run_id(),
         ingested_at: Utc::now(),
@@ -72,7 +88,6 @@ pub async fn import_files(
                 .unwrap_or_default()
         ));
     }
-    crate::identity::build_identity(lake, hasher, &cfg.identity).await?;
     if let Some(r) = records.iter().find(|r| r.status != "succeeded") {
         anyhow::bail!(
             "import of {} failed: {}",

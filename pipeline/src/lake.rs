@@ -28,6 +28,7 @@ pub const TABLES: &[&str] = &[
     "contacts",
     "touchpoints",
     "customers",
+    "bridges",
     "identity_map",
     "identity_edges",
     "runs",

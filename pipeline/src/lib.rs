@@ -16,6 +16,7 @@ pub mod refresh;
 pub mod registry;
 pub mod runner;
 pub mod runs;
+pub mod samples;
 pub mod sandboxes;
 pub mod sql;
 pub mod status;

@@ -138,6 +138,16 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         interval: u64,
     },
+    /// Write sample bridge exports (GBK call log, XLSX card scans, CRM CSV and
+    /// SQL seed) rendered from the demo's seeded world.
+    Samples {
+        /// Output folder.
+        #[arg(long, default_value = "samples")]
+        out: PathBuf,
+        /// Marketplace orders in the seeded world.
+        #[arg(long, default_value_t = 600)]
+        orders: usize,
+    },
     /// Receive platform callbacks (WeCom contact events) and land them in the lake.
     #[command(
         after_help = "Examples:\n  quanyu listen wecom --config quanyu.toml --port 8900\n\nSet the WeCom callback URL to http(s)://<host>/wecom/<corp_id>."
@@ -283,7 +293,10 @@ async fn run(cli: Cli) -> Result<()> {
             for (t, n) in &s.counts {
                 let expected = match t.as_str() {
                     "orders" => format!("  (sandbox holds {})", s.expected_orders),
-                    "contacts" => format!("  (sandbox holds {})", s.expected_contacts),
+                    "contacts" => format!(
+                        "  (WeCom sandbox + CRM export hold {})",
+                        s.expected_contacts
+                    ),
                     "customers" => format!("  (seeded world predicts {})", s.expected_customers),
                     _ => String::new(),
                 };
@@ -301,6 +314,11 @@ async fn run(cli: Cli) -> Result<()> {
                 writeln!(out, "  FAILED {f}")?;
             }
             writeln!(out, "try: quanyu sql --lake {} \"select channels, count(*) n from customers group by channels\"", lake.display())?;
+            writeln!(
+                out,
+                "     quanyu sql --lake {} \"select * from bridges\"",
+                lake.display()
+            )?;
             if !s.failed_streams.is_empty() {
                 anyhow::bail!("{} stream(s) failed", s.failed_streams.len());
             }
@@ -418,6 +436,22 @@ async fn run(cli: Cli) -> Result<()> {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(interval.max(1))).await;
+            }
+        }
+        Cmd::Samples { out, orders } => {
+            let as_of = Utc::now() - Duration::minutes(5);
+            let world = quanyu_connector_sdk::sandbox::world::World::generate(
+                quanyu::demo::demo_world(as_of, orders),
+            );
+            let f = quanyu::samples::write_samples(&world, as_of, &out)?;
+            for p in [
+                &f.calls,
+                &f.card_scans,
+                &f.crm_members,
+                &f.crm_seed_sql,
+                &f.crm_seed_mysql,
+            ] {
+                println!("{}", p.display());
             }
         }
         Cmd::Listen {

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use chrono::Utc;
-use quanyu_connector_sdk::sandbox::world::World;
+use quanyu_connector_sdk::sandbox::world::{ContactOrigin, World};
 
 use crate::{files, quanyu, sql, sql_int};
 
@@ -47,8 +47,20 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
         ORDERS as i64
     );
     assert_eq!(
-        sql_int(&lake, "select count(*) from contacts"),
+        sql_int(
+            &lake,
+            "select count(*) from contacts where channel = 'wecom'"
+        ),
         expected_contacts
+    );
+    let crm_members = world
+        .contacts
+        .iter()
+        .filter(|c| c.origin == ContactOrigin::PrivateOnly && c.added <= t)
+        .count() as i64;
+    assert_eq!(
+        sql_int(&lake, "select count(*) from contacts where channel = 'crm'"),
+        crm_members
     );
     assert_eq!(
         sql_int(&lake, "select count(*) from customers"),
@@ -59,9 +71,42 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
             &lake,
             "select count(*) from runs where status = 'succeeded'"
         ),
-        streams
+        streams + 3,
+        "every stream and the three sample imports"
     );
     assert_eq!(sql_int(&lake, "select count(*) from quarantine"), 0);
+    // The bridges reached the buyers the world says they did.
+    let visible = |f: &dyn Fn(&ContactOrigin) -> bool| {
+        world
+            .contacts
+            .iter()
+            .filter(|c| c.added <= t && f(&c.origin))
+            .count() as i64
+    };
+    let by_phone = visible(&|o| matches!(o, ContactOrigin::Phone | ContactOrigin::CardAndPhone(_)));
+    let by_card =
+        visible(&|o| matches!(o, ContactOrigin::Card(_) | ContactOrigin::CardAndPhone(_)));
+    assert_eq!(
+        sql_int(
+            &lake,
+            "select buyers_now_wecom_contacts from bridges where bridge = 'ai_call'"
+        ),
+        by_phone
+    );
+    assert_eq!(
+        sql_int(
+            &lake,
+            "select buyers_touched from bridges where bridge = 'ai_call'"
+        ),
+        2 * by_phone
+    );
+    assert_eq!(
+        sql_int(
+            &lake,
+            "select buyers_now_wecom_contacts from bridges where bridge = 'package_card'"
+        ),
+        by_card
+    );
     // Some customers span both domains, and every order belongs to one.
     assert!(
         sql_int(
@@ -94,6 +139,7 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
 
     // A second demo over the same lake: overlapping windows, same orders,
     // one row per key, and every unified id kept.
+    let touchpoints = sql_int(&lake, "select count(*) from touchpoints");
     let ids_before = sql(&lake, "select id_type, id_value, unified_id from identity_map where unified_id is not null order by 1, 2");
     quanyu(&args, &[]);
     assert_eq!(sql_int(&lake, "select count(*) from orders"), ORDERS as i64);
@@ -101,7 +147,15 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
         sql_int(&lake, "select count(*) from customers"),
         expected_customers
     );
-    assert_eq!(sql_int(&lake, "select count(*) from runs"), 2 * streams);
+    assert_eq!(
+        sql_int(&lake, "select count(*) from runs"),
+        2 * (streams + 3)
+    );
+    assert_eq!(
+        sql_int(&lake, "select count(*) from touchpoints"),
+        touchpoints,
+        "re-exported bridge events keep their ids"
+    );
     let ids_after = sql(&lake, "select id_type, id_value, unified_id from identity_map where unified_id is not null order by 1, 2");
     assert_eq!(ids_before, ids_after, "same data in, same unified ids out");
 }
