@@ -30,11 +30,18 @@ pub async fn build_customers(lake: &Lake) -> Result<()> {
     } else {
         String::new()
     };
-    let facts = [orders, contacts]
+    let mut facts = [orders, contacts]
         .into_iter()
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
+    if facts.is_empty() {
+        // Only touchpoints so far: customers without orders or contacts.
+        facts = "SELECT CAST(NULL AS VARCHAR) AS unified_id, CAST(NULL AS VARCHAR) AS channel, 0 AS is_order, 0 AS gmv_fen,
+                        CAST(NULL AS TIMESTAMP) AS order_at, CAST(NULL AS VARCHAR) AS owner_userid, CAST(NULL AS TIMESTAMP) AS contact_at
+                 WHERE false"
+            .into();
+    }
     let sql = format!(
         "WITH facts AS ({facts}),
          ids AS (SELECT DISTINCT unified_id FROM identity_map WHERE unified_id IS NOT NULL)

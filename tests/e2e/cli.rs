@@ -316,3 +316,116 @@ fn clear_errors_without_panics() {
         "{err}"
     );
 }
+
+/// `quanyu import`: the example mappings on sample exports; a watched
+/// folder; the same file twice lands once; a broken row is quarantined with
+/// its file and row.
+#[test]
+fn import_files_once_from_the_command_line_and_a_watched_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples = dir.path().join("exports");
+    quanyu(
+        &[
+            "samples",
+            "--out",
+            samples.to_str().unwrap(),
+            "--orders",
+            "400",
+        ],
+        &[],
+    );
+    let watch = dir.path().join("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    std::fs::copy(
+        samples.join("card_scans.xlsx"),
+        watch.join("scans-0601.xlsx"),
+    )
+    .unwrap();
+    // A broken row appended to the (GBK) call log.
+    let mut calls = std::fs::read(samples.join("ai_calls_baiying.csv")).unwrap();
+    calls.extend_from_slice(
+        &encoding_rs::GBK
+            .encode("BYBROKEN,任务,13912345678,张*,昨天,10,已接通,A级,0\r\n")
+            .0,
+    );
+    std::fs::write(samples.join("ai_calls_baiying.csv"), calls).unwrap();
+    // The example config, pointed at this lake and folder.
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/quanyu.toml"
+    ))
+    .unwrap();
+    let cfg_text = example
+        .replace(
+            "root = \"lake\"",
+            &format!(
+                "root = {:?}\nkey_file = {:?}",
+                dir.path().join("lake"),
+                dir.path().join("lake.key")
+            ),
+        )
+        .replace(
+            "watch = \"imports/card-scans\"",
+            &format!("watch = {watch:?}"),
+        );
+    let cfg = dir.path().join("quanyu.toml");
+    std::fs::write(&cfg, cfg_text).unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    quanyu(&["init", "--config", cfg_s], &[]);
+    let calls_s = samples.join("ai_calls_baiying.csv");
+    let out = quanyu(
+        &[
+            "import",
+            "--config",
+            cfg_s,
+            "ai-calls",
+            calls_s.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 quarantined"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = quanyu(
+        &[
+            "import",
+            "--config",
+            cfg_s,
+            "ai-calls",
+            calls_s.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already imported"));
+    quanyu(&["import", "--config", cfg_s, "card-scans"], &[]);
+    let lake = dir.path().join("lake");
+    let call_rows = std::fs::read(&calls_s).unwrap();
+    let lines = encoding_rs::GBK.decode(&call_rows).0.lines().count() as i64;
+    assert_eq!(
+        sql_int(
+            &lake,
+            "select count(*) from touchpoints where channel = 'ai_call'"
+        ),
+        lines - 2,
+        "every call but the header and the broken row, once"
+    );
+    assert!(
+        sql_int(
+            &lake,
+            "select count(*) from touchpoints where channel = 'package_card'"
+        ) > 0
+    );
+    assert_eq!(
+        sql_int(&lake, "select count(*) from quarantine where reason like '%row%occurred_at%' and source like 'import.ai-calls@%'"),
+        1
+    );
+    assert_eq!(
+        sql_int(
+            &lake,
+            "select count(*) from runs where connector = 'import'"
+        ),
+        2
+    );
+}
