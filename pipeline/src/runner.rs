@@ -228,12 +228,8 @@ async fn pull_windows(
                 record.pages += report.pages as i64;
                 completeness.add(w, &report);
             }
-            Err(PullError::Connector(e)) => {
-                outcome = Err(anyhow::Error::new(e));
-                break;
-            }
-            Err(PullError::Sink(e)) => {
-                outcome = Err(anyhow::anyhow!("lake write failed: {e}"));
+            Err(e) => {
+                outcome = Err(pull_failure(e));
                 break;
             }
         }
@@ -262,12 +258,8 @@ async fn pull_windows(
                     sink.flush(Some((&app_id, next))).await?;
                     after = Some(next);
                 }
-                Err(PullError::Connector(e)) => {
-                    outcome = Err(anyhow::Error::new(e));
-                    break;
-                }
-                Err(PullError::Sink(e)) => {
-                    outcome = Err(anyhow::anyhow!("lake write failed: {e}"));
+                Err(e) => {
+                    outcome = Err(pull_failure(e));
                     break;
                 }
             }
@@ -285,6 +277,14 @@ async fn pull_windows(
     record.rows_quarantined = sink.quarantined as i64;
     completeness.apply(stream.id(), record);
     outcome
+}
+
+/// A failed pull as the run's error.
+fn pull_failure(e: PullError) -> anyhow::Error {
+    match e {
+        PullError::Connector(e) => anyhow::Error::new(e),
+        PullError::Sink(e) => anyhow::anyhow!("lake write failed: {e}"),
+    }
 }
 
 /// Fetched versus reported counts over a run's windows.

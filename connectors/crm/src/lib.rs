@@ -364,52 +364,14 @@ impl CrmSource {
         let mut quarantine: Vec<QuarantineRow> = Vec::new();
         let mut max_cursor: Option<i64> = None;
         let mut rows = match pool {
-            Pool::Pg(p) => {
-                let q = sqlx::query(&self.select);
-                let q = match &binds {
-                    Bind::Times(a, b) => q.bind(a.clone()).bind(b.clone()),
-                    Bind::After(n) => q.bind(*n),
-                };
-                q.fetch(p)
-                    .map_ok(|r| {
-                        let names = r
-                            .columns()
-                            .iter()
-                            .map(|c| sqlx::Column::name(c).to_string())
-                            .collect::<Vec<_>>();
-                        let cells = (0..names.len())
-                            .map(|i| {
-                                r.try_get::<Option<String>, _>(i)
-                                    .map(Option::unwrap_or_default)
-                            })
-                            .collect::<Result<Vec<_>, _>>();
-                        (names, cells)
-                    })
-                    .boxed()
-            }
-            Pool::My(p) => {
-                let q = sqlx::query(&self.select);
-                let q = match &binds {
-                    Bind::Times(a, b) => q.bind(a.clone()).bind(b.clone()),
-                    Bind::After(n) => q.bind(*n),
-                };
-                q.fetch(p)
-                    .map_ok(|r| {
-                        let names = r
-                            .columns()
-                            .iter()
-                            .map(|c| sqlx::Column::name(c).to_string())
-                            .collect::<Vec<_>>();
-                        let cells = (0..names.len())
-                            .map(|i| {
-                                r.try_get::<Option<String>, _>(i)
-                                    .map(Option::unwrap_or_default)
-                            })
-                            .collect::<Result<Vec<_>, _>>();
-                        (names, cells)
-                    })
-                    .boxed()
-            }
+            Pool::Pg(p) => bind(sqlx::query(&self.select), &binds)
+                .fetch(p)
+                .map_ok(text_row)
+                .boxed(),
+            Pool::My(p) => bind(sqlx::query(&self.select), &binds)
+                .fetch(p)
+                .map_ok(text_row)
+                .boxed(),
         };
         while let Some((names, cells)) = rows.try_next().await.map_err(|e| db_error(&rctx, &e))? {
             let cells = cells.map_err(|e| db_error(&rctx, &e))?;
@@ -510,6 +472,44 @@ impl CrmSource {
 enum Bind {
     Times(String, String),
     After(i64),
+}
+
+/// Bind the window bounds or the last id.
+fn bind<'q, DB: sqlx::Database>(
+    q: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    binds: &Bind,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    match binds {
+        Bind::Times(a, b) => q.bind(a.clone()).bind(b.clone()),
+        Bind::After(n) => q.bind(*n),
+    }
+}
+
+/// A row's column names and its cells as text (every column is cast to
+/// text in SQL; NULL is empty).
+type TextRow = (Vec<String>, Result<Vec<String>, sqlx::Error>);
+
+fn text_row<R: Row>(r: R) -> TextRow
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let names: Vec<String> = r
+        .columns()
+        .iter()
+        .map(|c| sqlx::Column::name(c).to_string())
+        .collect();
+    let cells = (0..names.len())
+        .map(|i| {
+            r.try_get::<Option<String>, _>(i)
+                .map(Option::unwrap_or_default)
+        })
+        .collect();
+    (names, cells)
 }
 
 use futures::StreamExt as _;
