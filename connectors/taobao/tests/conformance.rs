@@ -264,3 +264,41 @@ async fn official_sdk_requests_are_accepted() {
     assert_eq!(got as usize, top.sandbox.visible_trades().len());
     top.handle.stop().await;
 }
+
+/// Two shops of one app key share the key's budget: their requests together
+/// stay within `qps` (governor, burst = qps), however the work is split.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shops_of_one_app_key_share_its_rate_budget() {
+    let top = Top::start(FaultConfig::default(), 300, SignMethod::Md5).await;
+    let mut cfg = top.config(SECRET);
+    assert!(cfg.shops.len() >= 2, "two shops under one app key");
+    cfg.qps = 4;
+    cfg.page_size = 20;
+    cfg.window_minutes = 12 * 60;
+    let setup = ConnectorSetup::new(conformance::fast_retry_policy());
+    let streams = build_streams(&cfg, &setup).unwrap();
+    let before = top.sandbox.requests();
+    let started = std::time::Instant::now();
+    // Both shops pull at the same time.
+    let (a, b) = (streams[0].clone(), streams[1].clone());
+    let run = |s: Arc<dyn Stream>| async move {
+        let mut lake = MemoryLake::default();
+        lake.run(&[s], None).await.unwrap();
+        lake.keys().len()
+    };
+    let (na, nb) = tokio::join!(run(a), run(b));
+    let elapsed = started.elapsed().as_secs_f64();
+    let requests = (top.sandbox.requests() - before) as f64;
+    assert!(na > 0 && nb > 0);
+    // A token bucket of 4/s with a burst of 4 admits at most 4 + 4·t requests by t.
+    assert!(
+        requests <= 4.0 + 4.0 * elapsed + 1.0,
+        "{requests} requests in {elapsed:.1}s exceed one shared budget of 4/s"
+    );
+    // (With a budget per shop, two shops would make about 8 + 8·t.)
+    assert!(
+        requests >= 12.0,
+        "enough requests to tell one budget from two"
+    );
+    top.handle.stop().await;
+}
