@@ -1,0 +1,208 @@
+//! Jushuitan order JSON → canonical `orders` rows.
+//!
+//! The order id is the platform order id (`so_id`) of the ERP's shop; the
+//! ERP's own `o_id` is only used in rejections. Amounts are yuan (numbers or
+//! strings), converted to fen exactly from their text. The receiver phone is
+//! whatever the source channel gave the ERP: a clear number is hashed, a
+//! masked one kept masked.
+
+use quanyu_schemas::time::{parse_beijing, yuan_to_fen};
+use quanyu_schemas::{normalize_phone, Channel, OrderRow, OrderStatus, PhoneError, PiiHasher};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Why an order was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The order id, when it could be read.
+    pub key: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+#[derive(Deserialize)]
+struct Order<'a> {
+    o_id: Option<serde_json::Value>,
+    so_id: Option<String>,
+    status: Option<String>,
+    order_date: Option<String>,
+    modified: Option<String>,
+    pay_date: Option<String>,
+    #[serde(borrow)]
+    pay_amount: Option<&'a RawValue>,
+    shop_buyer_id: Option<String>,
+    receiver_mobile: Option<String>,
+    receiver_state: Option<String>,
+    receiver_city: Option<String>,
+    #[serde(default)]
+    items: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    qty: Option<i64>,
+}
+
+/// Jushuitan's status (and whether it was paid) in our vocabulary.
+pub fn map_status(status: &str, paid: bool) -> Option<OrderStatus> {
+    Some(match status {
+        "WaitPay" => OrderStatus::PendingPayment,
+        "Delivering" | "Merged" | "Question" | "Split" | "WaitOuterSent" | "WaitConfirm"
+        | "WaitFConfirm" => OrderStatus::Paid,
+        "Sent" => OrderStatus::Shipped,
+        // Closed: refunded when money was taken, else cancelled.
+        "Cancelled" if paid => OrderStatus::Refunded,
+        "Cancelled" => OrderStatus::Cancelled,
+        _ => return None,
+    })
+}
+
+/// A yuan amount given as a JSON number or string, to fen.
+fn fen(raw: Option<&RawValue>) -> Result<i64, String> {
+    let Some(raw) = raw else { return Ok(0) };
+    let text = raw.get().trim().trim_matches('"');
+    if text.is_empty() || text == "null" {
+        return Ok(0);
+    }
+    yuan_to_fen(text).map_err(|e| e.to_string())
+}
+
+/// Map one raw order of ERP shop `shop` into a row.
+pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, Rejected> {
+    let o: Order = serde_json::from_str(raw).map_err(|e| Rejected {
+        key: None,
+        reason: format!("not a Jushuitan order object: {e}"),
+    })?;
+    let order_id = o.so_id.filter(|s| !s.is_empty()).ok_or_else(|| Rejected {
+        key: o.o_id.as_ref().map(|v| format!("o_id:{v}")),
+        reason: "order has no so_id".into(),
+    })?;
+    let reject = |reason: String| Rejected {
+        key: Some(order_id.clone()),
+        reason,
+    };
+    let time = |name: &str,
+                v: &Option<String>|
+     -> Result<Option<chrono::DateTime<chrono::Utc>>, Rejected> {
+        match v.as_deref().filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(t) => parse_beijing(t)
+                .map(Some)
+                .map_err(|e| reject(format!("{name}: {e}"))),
+        }
+    };
+    let created = time("order_date", &o.order_date)?
+        .ok_or_else(|| reject("order has no order_date".into()))?;
+    let updated = time("modified", &o.modified)?
+        .ok_or_else(|| reject("order has no modified time".into()))?;
+    let paid_at = time("pay_date", &o.pay_date)?;
+    let platform_status = o
+        .status
+        .ok_or_else(|| reject("order has no status".into()))?;
+    let status = map_status(&platform_status, paid_at.is_some())
+        .ok_or_else(|| reject(format!("unknown order status {platform_status:?}")))?;
+    let amount_fen = fen(o.pay_amount).map_err(|e| reject(format!("pay_amount: {e}")))?;
+    let (phone_hash, phone_masked) = match o.receiver_mobile.as_deref().filter(|m| !m.is_empty()) {
+        None => (None, None),
+        Some(m) => match normalize_phone(m) {
+            Ok(p) => (Some(hasher.phone(&p)), Some(p.masked())),
+            Err(PhoneError::Masked) => (None, Some(m.trim().to_string())),
+            Err(_) => (None, None),
+        },
+    };
+    Ok(OrderRow {
+        channel: Channel::Jushuitan,
+        shop_id: shop.to_string(),
+        buyer_id: o
+            .shop_buyer_id
+            .filter(|b| !b.is_empty())
+            .map(|b| format!("{b}@{shop}")),
+        order_id,
+        phone_hash,
+        phone_masked,
+        status,
+        platform_status,
+        amount_fen,
+        item_count: o
+            .items
+            .iter()
+            .map(|i| i.qty.unwrap_or(1))
+            .sum::<i64>()
+            .clamp(0, i64::from(i32::MAX)) as i32,
+        province: o.receiver_state.filter(|s| !s.is_empty()),
+        city: o.receiver_city.filter(|s| !s.is_empty()),
+        created_at: created,
+        paid_at,
+        updated_at: updated,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quanyu_schemas::LakeKey;
+
+    fn hasher() -> PiiHasher {
+        PiiHasher::new(&LakeKey::from_bytes([5; 32]))
+    }
+
+    const ORDER: &str = r#"{"o_id":12345,"so_id":"XCX000000000123","shop_id":10000001,"status":"Sent",
+        "order_date":"2024-06-01 10:00:00","modified":"2024-06-02 09:00:00","pay_date":"2024-06-01 10:05:00",
+        "pay_amount":188.5,"paid_amount":"188.50","freight":0,"shop_buyer_id":"u777","receiver_mobile":"13912345678",
+        "receiver_state":"浙江省","receiver_city":"杭州市","items":[{"sku_id":"A","qty":2},{"sku_id":"B","qty":1}]}"#;
+
+    #[test]
+    fn maps_an_order() {
+        let r = map_order(ORDER, "jst-miniapp", &hasher()).unwrap();
+        assert_eq!(r.order_id, "XCX000000000123");
+        assert_eq!(r.status, OrderStatus::Shipped);
+        assert_eq!(r.amount_fen, 18850);
+        assert_eq!(r.item_count, 3);
+        assert_eq!(r.buyer_id.as_deref(), Some("u777@jst-miniapp"));
+        assert_eq!(r.phone_hash, hasher().phone_text("13912345678"));
+        assert_eq!(r.phone_masked.as_deref(), Some("139****5678"));
+        assert_eq!(r.created_at.to_rfc3339(), "2024-06-01T02:00:00+00:00");
+        let masked = ORDER.replace("13912345678", "139****5678");
+        let r = map_order(&masked, "s", &hasher()).unwrap();
+        assert_eq!(
+            (r.phone_hash, r.phone_masked.as_deref()),
+            (None, Some("139****5678"))
+        );
+    }
+
+    #[test]
+    fn closed_orders_are_refunded_only_when_paid_and_bad_ones_rejected() {
+        let refunded = ORDER.replace("\"Sent\"", "\"Cancelled\"");
+        assert_eq!(
+            map_order(&refunded, "s", &hasher()).unwrap().status,
+            OrderStatus::Refunded
+        );
+        let cancelled =
+            refunded.replace("\"pay_date\":\"2024-06-01 10:05:00\"", "\"pay_date\":\"\"");
+        assert_eq!(
+            map_order(&cancelled, "s", &hasher()).unwrap().status,
+            OrderStatus::Cancelled
+        );
+        let bad = ORDER.replace("2024-06-01 10:00:00", "not-a-date");
+        let e = map_order(&bad, "s", &hasher()).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("XCX000000000123"));
+        assert!(e.reason.starts_with("order_date"), "{}", e.reason);
+        assert!(map_order(&ORDER.replace("\"Sent\"", "\"Weird\""), "s", &hasher()).is_err());
+        assert!(map_order(&ORDER.replace("188.5", "\"abc\""), "s", &hasher()).is_err());
+        assert!(map_order("[]", "s", &hasher()).is_err());
+        for s in [
+            "WaitPay",
+            "Delivering",
+            "Merged",
+            "Question",
+            "Split",
+            "WaitOuterSent",
+            "WaitConfirm",
+            "WaitFConfirm",
+            "Sent",
+            "Cancelled",
+        ] {
+            assert!(map_status(s, true).is_some(), "{s}");
+        }
+    }
+}

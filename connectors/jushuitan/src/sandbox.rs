@@ -1,0 +1,407 @@
+//! An emulator of the Jushuitan open API v2 for `orders/single/query` and
+//! `openWeb/auth/refreshToken`: form posts, the real MD5 signature check,
+//! the `{code, msg, data}` envelope with the codes quanyu classifies (see
+//! [`crate::client`]), a ±10 minute timestamp check, the 7-day modified
+//! window and the 100-row page limit, 1-based pages newest first with
+//! `data_count`, company tokens that expire and rotate on refresh, and
+//! injected faults. Orders are the seeded world's purchases in the ERP's own
+//! shops, whose receiver phones the ERP holds in clear.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use chrono::{DateTime, Duration, Utc};
+use quanyu_connector_sdk::sandbox::orders::{fen_text, OrderBook, Stage, VisibleOrder};
+use quanyu_connector_sdk::sandbox::tokens::{TokenIssuer, TokenProblem};
+use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
+use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, FaultInjector, SandboxHandle};
+use quanyu_schemas::time::{format_beijing, parse_beijing};
+use quanyu_schemas::Channel;
+use serde_json::json;
+
+use crate::client::{
+    CODE_BAD_APP, CODE_BAD_PARAM, CODE_BAD_SIGN, CODE_BAD_TOKEN, CODE_BUSY, CODE_QPS,
+    CODE_TOKEN_EXPIRED,
+};
+use crate::sign::sign;
+
+/// What the sandbox accepts and serves.
+#[derive(Debug, Clone)]
+pub struct JushuitanSandboxConfig {
+    /// The app key it accepts.
+    pub app_key: String,
+    /// The app secret requests are signed with.
+    pub app_secret: String,
+    /// The seeded world; its Jushuitan shops are served.
+    pub world: WorldConfig,
+    /// Faults to inject.
+    pub faults: FaultConfig,
+    /// The sandbox clock (`None` = the wall clock).
+    pub as_of: Option<DateTime<Utc>>,
+    /// Access-token lifetime in seconds.
+    pub token_ttl_secs: i64,
+}
+
+/// The ERP's status for a stage.
+fn jst_status(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Created => "WaitPay",
+        Stage::Paid => "WaitConfirm",
+        Stage::Shipped | Stage::Finished => "Sent",
+        Stage::Cancelled | Stage::Refunded => "Cancelled",
+    }
+}
+
+/// The ERP `shop_id` of local shop `i`.
+pub fn erp_shop_id(i: usize) -> i64 {
+    10_000_001 + i as i64
+}
+
+struct Inner {
+    cfg: JushuitanSandboxConfig,
+    book: OrderBook,
+    tokens: TokenIssuer,
+    faults: FaultInjector,
+    requests: AtomicU64,
+    refreshes: AtomicU64,
+}
+
+/// The Jushuitan emulator. Cheap to clone.
+#[derive(Clone)]
+pub struct JushuitanSandbox {
+    inner: Arc<Inner>,
+}
+
+fn reply(code: i64, msg: &str, data: serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        json!({"code": code, "msg": msg, "data": data}).to_string(),
+    )
+        .into_response()
+}
+
+fn error(code: i64, msg: &str) -> Response {
+    reply(code, msg, serde_json::Value::Null)
+}
+
+impl JushuitanSandbox {
+    /// Generate the world and index it.
+    pub fn new(cfg: JushuitanSandboxConfig) -> Self {
+        let world = Arc::new(World::generate(cfg.world.clone()));
+        let book = OrderBook::new(world, Channel::Jushuitan, cfg.as_of);
+        // One ERP company: one token for all its shops.
+        let tokens = TokenIssuer::new("jst", 1, cfg.token_ttl_secs);
+        let faults = FaultInjector::new(cfg.faults);
+        JushuitanSandbox {
+            inner: Arc::new(Inner {
+                cfg,
+                book,
+                tokens,
+                faults,
+                requests: AtomicU64::new(0),
+                refreshes: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &JushuitanSandboxConfig {
+        &self.inner.cfg
+    }
+
+    /// The world.
+    pub fn world(&self) -> &World {
+        self.inner.book.world()
+    }
+
+    /// (lake shop id, ERP shop_id) of every shop served.
+    pub fn shops(&self) -> Vec<(String, i64)> {
+        (0..self.inner.book.shops().len())
+            .map(|i| (self.inner.book.shop_id(i).to_string(), erp_shop_id(i)))
+            .collect()
+    }
+
+    /// The company's (access, refresh) tokens as an authorization gave them.
+    pub fn tokens(&self) -> (String, String) {
+        self.inner.tokens.initial(0)
+    }
+
+    /// Expire every access token.
+    pub fn expire_tokens(&self) {
+        self.inner.tokens.expire_all();
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Successful token refreshes so far.
+    pub fn refreshes(&self) -> u64 {
+        self.inner.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// Move the clock.
+    pub fn set_as_of(&self, t: DateTime<Utc>) {
+        self.inner.book.set_as_of(t);
+    }
+
+    /// The clock.
+    pub fn as_of(&self) -> DateTime<Utc> {
+        self.inner.book.as_of()
+    }
+
+    /// Every order as the ERP shows it now.
+    pub fn visible_orders(&self) -> Vec<VisibleOrder> {
+        self.inner.book.visible()
+    }
+
+    /// The router.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/open/orders/single/query", post(orders))
+            .route("/openWeb/auth/refreshToken", post(refresh))
+            .with_state(self.clone())
+    }
+
+    /// Serve on `addr`.
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+        serve(self.router(), addr).await
+    }
+
+    fn render(&self, i: usize, ev: usize, local_shop: usize, corrupt: bool) -> serde_json::Value {
+        let book = &self.inner.book;
+        let world = book.world();
+        let p = &world.purchases[i];
+        let lc = book.lifecycle(i);
+        let person = &world.persons[p.person as usize];
+        let (modified, stage) = lc.events[ev];
+        let ts = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid time"));
+        let (province, city) = REGIONS[person.region];
+        let paid = lc.time_of(Stage::Paid, ev);
+        let amount: serde_json::Value =
+            serde_json::from_str(&fen_text(lc.payment())).expect("a number");
+        json!({
+            "o_id": 10_000_000 + i as i64,
+            "so_id": world.order_id(p),
+            "shop_id": erp_shop_id(local_shop),
+            "order_from": "WAP",
+            "status": jst_status(stage),
+            "order_date": if corrupt { "not-a-date".to_string() } else { ts(lc.created()) },
+            "modified": ts(modified),
+            "pay_date": paid.map(ts).unwrap_or_default(),
+            "send_date": lc.time_of(Stage::Shipped, ev).map(ts).unwrap_or_default(),
+            "pay_amount": amount,
+            "paid_amount": fen_text(if paid.is_some() { lc.payment() } else { 0 }),
+            "freight": fen_text(lc.post_fee),
+            "shop_buyer_id": world.buyer_token(p.person, p.shop),
+            "receiver_name": "顾客",
+            "receiver_mobile": person.phone,
+            "receiver_state": province,
+            "receiver_city": city,
+            "items": lc.items.iter().enumerate().map(|(k, (qty, price))| json!({
+                "sku_id": format!("SKU{}", price % 997),
+                "name": format!("商品{k}"),
+                "qty": qty,
+                "price": fen_text(*price),
+                "amount": fen_text(i64::from(*qty) * price),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Parse the form, check app key, signature and timestamp.
+/// The error is (code, message) for the envelope.
+fn checked(
+    sb: &JushuitanSandbox,
+    body: &[u8],
+) -> Result<HashMap<String, String>, (i64, &'static str)> {
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    let map: HashMap<String, String> = params.iter().cloned().collect();
+    if map.get("app_key").map(String::as_str) != Some(sb.inner.cfg.app_key.as_str()) {
+        return Err((CODE_BAD_APP, "app_key无效"));
+    }
+    let expected = sign(
+        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &sb.inner.cfg.app_secret,
+    );
+    if map.get("sign").map(|s| s.to_ascii_lowercase()) != Some(expected) {
+        return Err((CODE_BAD_SIGN, "签名错误"));
+    }
+    let fresh = map
+        .get("timestamp")
+        .and_then(|t| t.parse::<i64>().ok())
+        .is_some_and(|t| (Utc::now().timestamp() - t).abs() <= 600);
+    if !fresh {
+        return Err((CODE_BAD_PARAM, "timestamp无效或与服务器时间相差超过10分钟"));
+    }
+    Ok(map)
+}
+
+async fn refresh(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
+    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    let map = match checked(&sb, &body) {
+        Ok(m) => m,
+        Err((code, msg)) => return error(code, msg),
+    };
+    if map.get("grant_type").map(String::as_str) != Some("refresh_token") {
+        return error(CODE_BAD_PARAM, "grant_type必须为refresh_token");
+    }
+    match map
+        .get("refresh_token")
+        .and_then(|rt| sb.inner.tokens.refresh(rt))
+    {
+        Some(t) => {
+            sb.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+            reply(
+                0,
+                "执行成功",
+                json!({"access_token": t.access_token, "expires_in": t.expires_in, "refresh_token": t.refresh_token, "scope": "all"}),
+            )
+        }
+        None => error(CODE_BAD_TOKEN, "refresh_token无效"),
+    }
+}
+
+async fn orders(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
+    let n = sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    let map = match checked(&sb, &body) {
+        Ok(m) => m,
+        Err((code, msg)) => return error(code, msg),
+    };
+    match map.get("access_token").map(|t| sb.inner.tokens.check(t)) {
+        None => return error(CODE_BAD_TOKEN, "缺少access_token"),
+        Some(Err(TokenProblem::Unknown)) => return error(CODE_BAD_TOKEN, "access_token无效"),
+        Some(Err(TokenProblem::Expired)) => return error(CODE_TOKEN_EXPIRED, "access_token已过期"),
+        Some(Ok(_)) => {}
+    }
+    match sb.inner.faults.draw(true) {
+        Some(Fault::Throttle) => return error(CODE_QPS, "调用频率超限，请稍后再试"),
+        Some(Fault::ServiceError) => return error(CODE_BUSY, "系统繁忙"),
+        Some(Fault::Http5xx(c)) => {
+            return (
+                StatusCode::from_u16(c).unwrap_or(StatusCode::BAD_GATEWAY),
+                "upstream error",
+            )
+                .into_response()
+        }
+        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
+        Some(Fault::TokenExpired) => return error(CODE_TOKEN_EXPIRED, "access_token已过期"),
+        None => {}
+    }
+    let Some(biz) = map
+        .get("biz")
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+    else {
+        return error(CODE_BAD_PARAM, "biz不是合法的JSON");
+    };
+    let text = |k: &str| biz.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    let (Some(s), Some(e)) = (text("modified_begin"), text("modified_end")) else {
+        return error(CODE_BAD_PARAM, "modified_begin和modified_end必须同时存在");
+    };
+    let (Ok(start), Ok(end)) = (parse_beijing(&s), parse_beijing(&e)) else {
+        return error(CODE_BAD_PARAM, "时间格式错误");
+    };
+    if end < start || end - start > Duration::days(7) {
+        return error(CODE_BAD_PARAM, "修改时间间隔不能超过七天");
+    }
+    let page = biz.get("page_index").and_then(|v| v.as_u64()).unwrap_or(1);
+    let size = biz.get("page_size").and_then(|v| v.as_u64()).unwrap_or(30);
+    if page < 1 || !(1..=100).contains(&size) {
+        return error(CODE_BAD_PARAM, "page_index从1开始，page_size不能超过100");
+    }
+    let shops: Vec<usize> = match biz.get("shop_id").and_then(|v| v.as_i64()) {
+        Some(id) => (0..sb.inner.book.shops().len())
+            .filter(|&i| erp_shop_id(i) == id)
+            .collect(),
+        None => (0..sb.inner.book.shops().len()).collect(),
+    };
+    let snap = sb.inner.book.snapshot();
+    let mut list: Vec<(usize, quanyu_connector_sdk::sandbox::orders::Entry)> = shops
+        .iter()
+        .flat_map(|&i| {
+            snap.window(i, start.timestamp(), end.timestamp())
+                .iter()
+                .map(move |e| (i, *e))
+        })
+        .collect();
+    list.sort_by(|a, b| {
+        b.1.modified
+            .cmp(&a.1.modified)
+            .then(b.1.purchase.cmp(&a.1.purchase))
+    });
+    let total = list.len() as u64;
+    let from = ((page - 1) * size).min(total) as usize;
+    let to = (from as u64 + size).min(total) as usize;
+    let corrupt =
+        (to > from && sb.inner.faults.draw_malformed()).then(|| from + (n as usize % (to - from)));
+    let orders: Vec<serde_json::Value> = (from..to)
+        .map(|k| {
+            let (shop, e) = list[k];
+            sb.render(
+                e.purchase as usize,
+                usize::from(e.event),
+                shop,
+                corrupt == Some(k),
+            )
+        })
+        .collect();
+    reply(
+        0,
+        "执行成功",
+        json!({
+            "page_size": size,
+            "page_index": page,
+            "data_count": total,
+            "page_count": total.div_ceil(size),
+            "has_next": (to as u64) < total,
+            "orders": orders,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_orders_that_map() {
+        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
+        let mut world = WorldConfig::demo(now, 300);
+        world.shops = quanyu_connector_sdk::sandbox::world::WorldShop::only(Channel::Jushuitan);
+        let sb = JushuitanSandbox::new(JushuitanSandboxConfig {
+            app_key: "AK".into(),
+            app_secret: "S".into(),
+            world,
+            faults: FaultConfig::default(),
+            as_of: Some(now),
+            token_ttl_secs: 3600,
+        });
+        let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
+        let i = sb
+            .world()
+            .purchases
+            .iter()
+            .position(|p| p.channel == Channel::Jushuitan)
+            .unwrap();
+        let v = sb.render(i, 0, 0, false).to_string();
+        let row = crate::mapping::map_order(&v, "x", &hasher).unwrap();
+        assert_eq!(row.status, quanyu_schemas::OrderStatus::PendingPayment);
+        assert!(
+            row.phone_hash.is_some(),
+            "the ERP's own channel gives clear phones"
+        );
+        assert!(
+            crate::mapping::map_order(&sb.render(i, 0, 0, true).to_string(), "x", &hasher).is_err()
+        );
+        assert_eq!(sb.visible_orders().len(), 300);
+    }
+}
