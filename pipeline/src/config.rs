@@ -24,6 +24,9 @@ pub struct Config {
     /// Kuaishou app keys, each with its shops.
     #[serde(default)]
     pub kuaishou: Vec<quanyu_kuaishou::KuaishouConfig>,
+    /// Jushuitan ERP accounts, each with its shops.
+    #[serde(default)]
+    pub jushuitan: Vec<quanyu_jushuitan::JushuitanConfig>,
     /// WeCom corps.
     #[serde(default)]
     pub wecom: Vec<quanyu_wecom::WecomConfig>,

@@ -17,6 +17,9 @@ pub fn streams(cfg: &Config, setup: &ConnectorSetup) -> Result<Vec<Arc<dyn Strea
     for c in &cfg.kuaishou {
         out.extend(quanyu_kuaishou::build_streams(c, setup)?);
     }
+    for c in &cfg.jushuitan {
+        out.extend(quanyu_jushuitan::build_streams(c, setup)?);
+    }
     for c in &cfg.wecom {
         out.extend(quanyu_wecom::build_streams(c, setup)?);
     }

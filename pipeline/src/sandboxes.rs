@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 
 /// The marketplaces the demo serves from sandboxes.
-pub const DEMO_CHANNELS: &[Channel] = &[Channel::Taobao, Channel::Kuaishou];
+pub const DEMO_CHANNELS: &[Channel] = &[Channel::Taobao, Channel::Kuaishou, Channel::Jushuitan];
 
 /// The app key every marketplace sandbox accepts by default.
 pub const APP_KEY: &str = "12345678";
@@ -72,6 +72,8 @@ pub enum Marketplace {
     Taobao(TopSandbox),
     /// Kuaishou.
     Kuaishou(quanyu_kuaishou::sandbox::KuaishouSandbox),
+    /// Jushuitan ERP.
+    Jushuitan(quanyu_jushuitan::sandbox::JushuitanSandbox),
 }
 
 impl Marketplace {
@@ -104,6 +106,18 @@ impl Marketplace {
                     },
                 ))
             }
+            Channel::Jushuitan => {
+                Marketplace::Jushuitan(quanyu_jushuitan::sandbox::JushuitanSandbox::new(
+                    quanyu_jushuitan::sandbox::JushuitanSandboxConfig {
+                        app_key: APP_KEY.into(),
+                        app_secret: APP_SECRET.into(),
+                        world,
+                        faults,
+                        as_of: Some(as_of),
+                        token_ttl_secs: 30 * 86_400,
+                    },
+                ))
+            }
             other => anyhow::bail!("no sandbox for {other}"),
         })
     }
@@ -113,6 +127,7 @@ impl Marketplace {
         match self {
             Marketplace::Taobao(_) => Channel::Taobao,
             Marketplace::Kuaishou(_) => Channel::Kuaishou,
+            Marketplace::Jushuitan(_) => Channel::Jushuitan,
         }
     }
 
@@ -121,6 +136,7 @@ impl Marketplace {
         let router = match self {
             Marketplace::Taobao(s) => s.router(),
             Marketplace::Kuaishou(s) => s.router(),
+            Marketplace::Jushuitan(s) => s.router(),
         };
         serve(router, addr).await
     }
@@ -130,6 +146,7 @@ impl Marketplace {
         match self {
             Marketplace::Taobao(s) => s.visible_trades().len(),
             Marketplace::Kuaishou(s) => s.visible_orders().len(),
+            Marketplace::Jushuitan(s) => s.visible_orders().len(),
         }
     }
 
@@ -163,6 +180,22 @@ impl Marketplace {
                     .collect(),
                 Some(s.config().sign_secret.clone()),
             ),
+            // One company token for all ERP shops; the shop's ERP shop_id
+            // rides in its id as `<id>#<shop_id>`.
+            Marketplace::Jushuitan(s) => {
+                let (at, rt) = s.tokens();
+                (
+                    s.shops()
+                        .into_iter()
+                        .map(|(id, shop_id)| AnnouncedShop {
+                            id: format!("{id}#{shop_id}"),
+                            access_token: at.clone(),
+                            refresh_token: Some(rt.clone()),
+                        })
+                        .collect(),
+                    None,
+                )
+            }
         };
         SandboxAnnouncement {
             platform: self.channel(),
@@ -181,6 +214,9 @@ impl Marketplace {
             Marketplace::Taobao(_) => format!("TOP gateway sandbox at {base_url}/router/rest"),
             Marketplace::Kuaishou(_) => {
                 format!("Kuaishou open platform sandbox at {base_url}/open/order/cursor/list")
+            }
+            Marketplace::Jushuitan(_) => {
+                format!("Jushuitan open API sandbox at {base_url}/open/orders/single/query")
             }
         }
     }
@@ -238,6 +274,32 @@ pub fn add_section(cfg: &mut Config, ann: &SandboxAnnouncement, initial_days: i6
                 })
                 .collect(),
         }),
+        Channel::Jushuitan => {
+            let first = ann.shops.first();
+            cfg.jushuitan.push(quanyu_jushuitan::JushuitanConfig {
+                gateway: ann.base_url.clone(),
+                app_key: ann.app_key.clone(),
+                app_secret: inline(&ann.app_secret),
+                access_token: inline(first.map(|s| s.access_token.as_str()).unwrap_or_default()),
+                refresh_token: first.and_then(|s| s.refresh_token.as_deref()).map(inline),
+                qps: 0,
+                page_size: 100,
+                window_minutes: 24 * 60,
+                lookback_minutes: 60,
+                initial_days,
+                shops: ann
+                    .shops
+                    .iter()
+                    .filter_map(|s| {
+                        let (id, shop_id) = s.id.split_once('#')?;
+                        Some(quanyu_jushuitan::JushuitanShop {
+                            id: id.to_string(),
+                            shop_id: shop_id.parse().ok()?,
+                        })
+                    })
+                    .collect(),
+            })
+        }
         _ => {}
     }
 }
