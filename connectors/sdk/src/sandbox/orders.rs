@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use quanyu_schemas::Channel;
 
-use super::world::{mix, World};
+use super::world::{lists_unpaid, mix, World};
 
 /// A stage of an order's life, before platform rendering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -263,7 +263,12 @@ impl OrderBook {
                 continue;
             };
             let lc = &self.lifecycles[i];
-            if lc.created() > now {
+            let listed = if lists_unpaid(self.channel) {
+                Some(lc.created())
+            } else {
+                lc.time_of(Stage::Paid, lc.events.len())
+            };
+            if listed.is_none_or(|t| t > now) {
                 continue;
             }
             let ev = lc.events.iter().rposition(|e| e.0 <= now).unwrap_or(0);
@@ -357,7 +362,28 @@ mod tests {
             let after: Vec<_> = book.visible().iter().map(|o| o.stage).collect();
             assert_ne!(before, after, "{ch:?} orders move on");
         }
-        assert_eq!(total, 700);
+        let listed = world
+            .purchases
+            .iter()
+            .filter(|p| world.listed_at(p).is_some_and(|t| t <= now.timestamp()))
+            .count();
+        assert_eq!(total, listed);
+        let unpaid_pdd = world
+            .purchases
+            .iter()
+            .filter(|p| p.channel == Channel::Pdd && p.created <= now)
+            .count()
+            - OrderBook::new(world.clone(), Channel::Pdd, Some(now))
+                .visible()
+                .len();
+        assert!(unpaid_pdd > 0, "Pinduoduo hides unpaid orders");
+        assert!(
+            OrderBook::new(world.clone(), Channel::Pdd, Some(now))
+                .visible()
+                .iter()
+                .all(|o| !matches!(o.stage, Stage::Created | Stage::Cancelled)),
+            "Pinduoduo lists orders from payment on"
+        );
         assert_eq!(fen_text(1230), "12.30");
         assert_eq!(fen_text(5), "0.05");
         assert_eq!(mask_phone("13812345678"), "138****5678");

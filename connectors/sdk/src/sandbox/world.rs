@@ -139,6 +139,13 @@ pub fn has_buyer_id(channel: Channel) -> bool {
     channel != Channel::Pdd
 }
 
+/// Whether a channel lists an order before it is paid. Pinduoduo's order
+/// APIs show an order only once it is paid (a group-buy order exists for
+/// the merchant from payment on); an order closed unpaid never appears.
+pub fn lists_unpaid(channel: Channel) -> bool {
+    channel != Channel::Pdd
+}
+
 /// The prefix a package-insert card `state` uses for a channel's orders.
 pub fn state_prefix(channel: Channel) -> &'static str {
     match channel {
@@ -377,6 +384,18 @@ impl World {
         map.get(token).map(|&i| &self.persons[i as usize])
     }
 
+    /// When the purchase first shows on its platform (unix seconds):
+    /// creation, or payment where the platform lists only paid orders;
+    /// `None` when it never shows.
+    pub fn listed_at(&self, p: &Purchase) -> Option<i64> {
+        let created = p.created.timestamp();
+        if lists_unpaid(p.channel) {
+            return Some(created);
+        }
+        let lc = super::orders::Lifecycle::generate(created, p.detail_seed);
+        lc.time_of(super::orders::Stage::Paid, lc.events.len())
+    }
+
     /// Indices of the shops of one channel.
     pub fn shops_of(&self, channel: Channel) -> Vec<usize> {
         (0..self.config.shops.len())
@@ -396,7 +415,7 @@ impl World {
     pub fn expected_unified_customers(&self, as_of: DateTime<Utc>, decrypt: &[Channel]) -> usize {
         let mut by_person: Vec<Vec<usize>> = vec![Vec::new(); self.persons.len()];
         for (i, p) in self.purchases.iter().enumerate() {
-            if p.created <= as_of {
+            if self.listed_at(p).is_some_and(|t| t <= as_of.timestamp()) {
                 by_person[p.person as usize].push(i);
             }
         }

@@ -1,0 +1,289 @@
+//! Pinduoduo order JSON (one `order_sn_list` element of
+//! `pdd.order.number.list.increment.get`) → canonical `orders` rows.
+
+use quanyu_schemas::time::{parse_beijing, yuan_to_fen};
+use quanyu_schemas::{normalize_phone, Channel, OrderRow, OrderStatus, PhoneError, PiiHasher};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+struct Order {
+    order_sn: Option<String>,
+    order_status: Option<serde_json::Value>,
+    refund_status: Option<serde_json::Value>,
+    created_time: Option<String>,
+    pay_time: Option<String>,
+    confirm_time: Option<String>,
+    updated_at: Option<String>,
+    pay_amount: Option<serde_json::Value>,
+    #[serde(default)]
+    item_list: Option<Vec<Item>>,
+    receiver_phone: Option<String>,
+    receiver_phone_mask: Option<String>,
+    province: Option<String>,
+    city: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Item {
+    goods_count: Option<serde_json::Value>,
+}
+
+/// Map Pinduoduo's `order_status` (1 待发货, 2 已发货待签收, 3 已签收) and
+/// `refund_status` (1 无售后或售后关闭, 2 售后处理中, 3 退款中, 4 退款成功)
+/// into the closed vocabulary. A successful refund closes the order;
+/// the platform lists only paid orders, so there is no "pending payment"
+/// or "cancelled before payment".
+pub fn map_status(order_status: i64, refund_status: i64) -> Option<OrderStatus> {
+    if refund_status == 4 {
+        return Some(OrderStatus::Refunded);
+    }
+    Some(match order_status {
+        1 => OrderStatus::Paid,
+        2 => OrderStatus::Shipped,
+        3 => OrderStatus::Completed,
+        _ => return None,
+    })
+}
+
+/// Why an order was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The order_sn, when it could be read.
+    pub key: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// A mapped order and its receiver-phone ciphertext (for the decrypt API).
+#[derive(Debug, Clone)]
+pub struct MappedOrder {
+    /// The canonical row.
+    pub row: OrderRow,
+    /// `receiver_phone` when it is ciphertext. Never stored.
+    pub encrypted_phone: Option<String>,
+}
+
+fn int_of(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// Map one raw order of `shop` (see [`map_order_with_cipher`]).
+pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, Rejected> {
+    map_order_with_cipher(raw, shop, hasher).map(|m| m.row)
+}
+
+/// Map one raw order of `shop`: amounts are yuan numbers read through
+/// their decimal text into fen, times Beijing `yyyy-MM-dd HH:mm:ss`.
+/// Pinduoduo exposes no buyer id, so `buyer_id` stays empty. The masked
+/// phone is kept as masked text; the ciphertext is only handed back for
+/// the decrypt API.
+pub fn map_order_with_cipher(
+    raw: &str,
+    shop: &str,
+    hasher: &PiiHasher,
+) -> Result<MappedOrder, Rejected> {
+    let o: Order = serde_json::from_str(raw).map_err(|e| Rejected {
+        key: None,
+        reason: format!("order is not a valid Pinduoduo order object: {e}"),
+    })?;
+    let order_id = o
+        .order_sn
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Rejected {
+            key: None,
+            reason: "order has no order_sn".into(),
+        })?;
+    let reject = |reason: String| Rejected {
+        key: Some(order_id.clone()),
+        reason,
+    };
+    let time = |name: &str, v: &Option<String>| match v.as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(t) => parse_beijing(t)
+            .map(Some)
+            .map_err(|e| reject(format!("{name}: {e}"))),
+    };
+    let created_at = time("created_time", &o.created_time)?
+        .ok_or_else(|| reject("order has no created_time".into()))?;
+    let updated_at = time("updated_at", &o.updated_at)?
+        .ok_or_else(|| reject("order has no updated_at".into()))?;
+    let paid_at = match time("pay_time", &o.pay_time)? {
+        Some(t) => Some(t),
+        None => time("confirm_time", &o.confirm_time)?,
+    };
+    let status_value = o
+        .order_status
+        .as_ref()
+        .ok_or_else(|| reject("order has no order_status".into()))?;
+    let refund = o.refund_status.as_ref().and_then(int_of).unwrap_or(1);
+    let platform_status = match o.refund_status.as_ref().and_then(int_of) {
+        Some(r) => format!(
+            "order_status={};refund_status={r}",
+            int_of(status_value).map_or_else(|| status_value.to_string(), |s| s.to_string())
+        ),
+        None => format!("order_status={status_value}"),
+    };
+    let status = int_of(status_value)
+        .and_then(|s| map_status(s, refund))
+        .ok_or_else(|| reject(format!("unknown order status {platform_status:?}")))?;
+    let amount_fen = match &o.pay_amount {
+        None | Some(serde_json::Value::Null) => 0,
+        Some(v @ serde_json::Value::Number(_)) => {
+            yuan_to_fen(&v.to_string()).map_err(|e| reject(format!("pay_amount: {e}")))?
+        }
+        Some(serde_json::Value::String(s)) => {
+            yuan_to_fen(s).map_err(|e| reject(format!("pay_amount: {e}")))?
+        }
+        Some(_) => return Err(reject("pay_amount: not an amount".into())),
+    };
+    let item_count = o
+        .item_list
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|i| i.goods_count.as_ref().and_then(int_of).unwrap_or(1))
+        .sum::<i64>()
+        .clamp(0, i64::from(i32::MAX)) as i32;
+    // Outside 多多云 the phone is ciphertext (`$…$…$`); inside it, or for
+    // some order types, it may come in clear.
+    let receiver = o.receiver_phone.as_deref().map(str::trim).unwrap_or("");
+    let (mut phone_hash, mut phone_masked, mut encrypted_phone) = (None, None, None);
+    if !receiver.is_empty() {
+        match normalize_phone(receiver) {
+            Ok(p) => {
+                phone_hash = Some(hasher.phone(&p));
+                phone_masked = Some(p.masked());
+            }
+            Err(PhoneError::Masked) => phone_masked = Some(receiver.to_string()),
+            Err(_) => encrypted_phone = Some(receiver.to_string()),
+        }
+    }
+    if phone_masked.is_none() {
+        phone_masked = o
+            .receiver_phone_mask
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty());
+    }
+    let row = OrderRow {
+        channel: Channel::Pdd,
+        shop_id: shop.to_string(),
+        buyer_id: None,
+        order_id,
+        phone_hash,
+        phone_masked,
+        status,
+        platform_status,
+        amount_fen,
+        item_count,
+        province: o.province.filter(|s| !s.is_empty()),
+        city: o.city.filter(|s| !s.is_empty()),
+        created_at,
+        paid_at,
+        updated_at,
+    };
+    Ok(MappedOrder {
+        row,
+        encrypted_phone,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quanyu_schemas::LakeKey;
+
+    fn hasher() -> PiiHasher {
+        PiiHasher::new(&LakeKey::from_bytes([1; 32]))
+    }
+
+    // Shaped after a captured answer (contracts doc §3).
+    const ORDER: &str = r#"{"order_sn":"240318-422796379670125","order_status":1,"refund_status":1,
+        "confirm_status":1,"created_time":"2024-03-18 10:00:00","confirm_time":"2024-03-18 10:05:00",
+        "pay_time":"2024-03-18 10:05:00","updated_at":"2024-03-18 10:05:00","shipping_time":"",
+        "pay_amount":188.3,"goods_amount":190.0,"discount_amount":10.0,"postage":8.3,
+        "receiver_name":"~AgAAAAEx~e3T2WeW7~0~~","receiver_phone":"$Y/YK1$AgAAAAEx$0$$",
+        "receiver_name_mask":"林*坤","receiver_phone_mask":"1*********5",
+        "province":"浙江省","city":"杭州市","town":"西湖区",
+        "item_list":[{"goods_id":1,"sku_id":2,"goods_name":"商品","goods_count":2,"goods_price":95.0},
+                     {"goods_id":3,"sku_id":4,"goods_name":"赠品","goods_count":1,"goods_price":0}],
+        "risk_control_status":0}"#;
+
+    #[test]
+    fn maps_an_order() {
+        let m = map_order_with_cipher(ORDER, "shop1", &hasher()).unwrap();
+        let r = m.row;
+        assert_eq!(r.order_id, "240318-422796379670125");
+        assert_eq!(r.status, OrderStatus::Paid);
+        assert_eq!(r.platform_status, "order_status=1;refund_status=1");
+        assert_eq!(r.amount_fen, 18830, "188.3 yuan, exactly");
+        assert_eq!(r.item_count, 3);
+        assert_eq!(r.buyer_id, None, "Pinduoduo has no buyer id");
+        assert_eq!(r.phone_hash, None, "ciphertext is never hashed");
+        assert_eq!(r.phone_masked.as_deref(), Some("1*********5"));
+        assert_eq!(r.created_at.to_rfc3339(), "2024-03-18T02:00:00+00:00");
+        assert_eq!(r.paid_at.unwrap().to_rfc3339(), "2024-03-18T02:05:00+00:00");
+        assert_eq!(r.city.as_deref(), Some("杭州市"));
+        assert_eq!(m.encrypted_phone.as_deref(), Some("$Y/YK1$AgAAAAEx$0$$"));
+    }
+
+    #[test]
+    fn statuses_and_refunds() {
+        for (s, r, want) in [
+            (1, 1, OrderStatus::Paid),
+            (2, 2, OrderStatus::Shipped),
+            (3, 1, OrderStatus::Completed),
+            (1, 4, OrderStatus::Refunded),
+            (3, 4, OrderStatus::Refunded),
+        ] {
+            assert_eq!(map_status(s, r), Some(want));
+        }
+        assert_eq!(map_status(9, 1), None);
+        let refunded = ORDER.replace("\"refund_status\":1", "\"refund_status\":4");
+        assert_eq!(
+            map_order(&refunded, "s", &hasher()).unwrap().status,
+            OrderStatus::Refunded
+        );
+    }
+
+    #[test]
+    fn rejects_with_reasons() {
+        let bad = ORDER.replace("\"pay_amount\":188.3", "\"pay_amount\":\"abc\"");
+        let e = map_order(&bad, "s", &hasher()).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("240318-422796379670125"));
+        assert!(e.reason.starts_with("pay_amount"), "{}", e.reason);
+        let bad = ORDER.replace("\"pay_amount\":188.3", "\"pay_amount\":1.005");
+        assert!(map_order(&bad, "s", &hasher()).is_err(), "three decimals");
+        let bad = ORDER.replace("\"order_status\":1", "\"order_status\":7");
+        assert!(map_order(&bad, "s", &hasher())
+            .unwrap_err()
+            .reason
+            .contains("unknown order status"));
+        let bad = ORDER.replace("2024-03-18 10:00:00", "yesterday");
+        assert!(map_order(&bad, "s", &hasher())
+            .unwrap_err()
+            .reason
+            .starts_with("created_time"));
+        let e = map_order(r#"{"order_status":1}"#, "s", &hasher()).unwrap_err();
+        assert_eq!(e.key, None);
+        assert!(map_order("[1,2]", "s", &hasher()).is_err());
+    }
+
+    #[test]
+    fn a_clear_phone_is_hashed_and_a_missing_one_is_fine() {
+        let raw = ORDER.replace("$Y/YK1$AgAAAAEx$0$$", "13912345678");
+        let m = map_order_with_cipher(&raw, "s", &hasher()).unwrap();
+        assert_eq!(m.row.phone_hash, hasher().phone_text("13912345678"));
+        assert_eq!(m.row.phone_masked.as_deref(), Some("139****5678"));
+        assert_eq!(m.encrypted_phone, None);
+        let raw = ORDER.replace("$Y/YK1$AgAAAAEx$0$$", "");
+        let m = map_order_with_cipher(&raw, "s", &hasher()).unwrap();
+        assert_eq!(m.row.phone_hash, None);
+        assert_eq!(m.encrypted_phone, None);
+        assert_eq!(m.row.phone_masked.as_deref(), Some("1*********5"));
+    }
+}

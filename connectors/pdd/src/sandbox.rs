@@ -1,0 +1,640 @@
+//! An emulator of the Pinduoduo open-platform router for
+//! `pdd.order.number.list.increment.get`, `pdd.open.decrypt.batch`,
+//! `pdd.pop.auth.token.create` and `pdd.pop.auth.token.refresh`.
+//!
+//! One path (`/api/router`), the API named by `type`, system parameters in
+//! the query or the form body (the official SDK puts them in the query),
+//! the real MD5 signature check answered with Pinduoduo's `error_response`
+//! envelope, a ten-minute timestamp check, the 30-minute window and
+//! 100-order page limits. Orders are listed only once paid (as Pinduoduo
+//! does), sorted by update time descending, paged by 1-based page numbers
+//! with `total_count`. Receiver fields are ciphertext with masks beside
+//! them. Tokens rotate on refresh and expire; faults (52101 throttling,
+//! 50000 busy, HTTP 5xx, slow answers, 10019 token expiry, a corrupt order)
+//! are injected on request.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use quanyu_connector_sdk::sandbox::orders::{OrderBook, Stage, VisibleOrder};
+use quanyu_connector_sdk::sandbox::tokens::{TokenIssuer, TokenProblem};
+use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
+use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, FaultInjector, SandboxHandle};
+use quanyu_schemas::time::format_beijing;
+use quanyu_schemas::Channel;
+use serde_json::json;
+
+use crate::client::{
+    CODE_BAD_CLIENT, CODE_BAD_SIGN, CODE_BAD_TOKEN, CODE_PARAM, CODE_PUBLIC_PARAM, CODE_SYSTEM,
+    CODE_THROTTLED, CODE_TOKEN_EXPIRED, REFRESH_API,
+};
+use crate::sign::sign;
+use crate::{DECRYPT_API, INCREMENT_API};
+
+/// The token-creation API (authorization code → tokens).
+pub const CREATE_API: &str = "pdd.pop.auth.token.create";
+
+/// What the sandbox accepts and serves.
+#[derive(Debug, Clone)]
+pub struct PddSandboxConfig {
+    /// The client_id it accepts.
+    pub client_id: String,
+    /// The client_secret requests must be signed with.
+    pub client_secret: String,
+    /// The seeded world; its Pinduoduo shops are served.
+    pub world: WorldConfig,
+    /// Faults to inject.
+    pub faults: FaultConfig,
+    /// The sandbox clock (`None` = the wall clock).
+    pub as_of: Option<DateTime<Utc>>,
+    /// Lifetime of refreshed access tokens, in seconds.
+    pub token_ttl_secs: i64,
+}
+
+/// Pinduoduo's (order_status, refund_status) for a stage. Orders are not
+/// listed before payment; a refund before shipping leaves order_status 1.
+pub fn pdd_status(stage: Stage) -> (i64, i64) {
+    match stage {
+        Stage::Created | Stage::Paid | Stage::Cancelled => (1, 1),
+        Stage::Shipped => (2, 1),
+        Stage::Finished => (3, 1),
+        Stage::Refunded => (1, 4),
+    }
+}
+
+struct Inner {
+    cfg: PddSandboxConfig,
+    book: OrderBook,
+    issuer: TokenIssuer,
+    faults: FaultInjector,
+    requests: AtomicU64,
+    refreshes: AtomicU64,
+    decrypts: AtomicU64,
+}
+
+/// The Pinduoduo router emulator. Cheap to clone.
+#[derive(Clone)]
+pub struct PddSandbox {
+    inner: Arc<Inner>,
+}
+
+/// A ciphertext in Pinduoduo's style, e.g. `$Y/YK$AgAAAA…$0$$` for phones,
+/// `~AgAAAA…~e3T2~0~~` for names: separator, a search index, the payload,
+/// the key version.
+fn cipher(sep: char, token: &str, field: u8) -> String {
+    let payload = base64::engine::general_purpose::STANDARD.encode(format!("{token}:{field}"));
+    let index = &payload[..payload.len().min(6)];
+    format!("{sep}{index}{sep}AgAAAA{payload}{sep}0{sep}{sep}")
+}
+
+/// The cipher token inside a phone ciphertext.
+fn token_of(c: &str) -> Option<String> {
+    let mut parts = c.strip_prefix('$')?.split('$');
+    let _index = parts.next()?;
+    let payload = parts.next()?.strip_prefix("AgAAAA")?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (token, field) = text.split_once(':')?;
+    (field == "6").then(|| token.to_string())
+}
+
+/// `1*********5`: Pinduoduo masks all but the first and last digit.
+fn pdd_mask(phone: &str) -> String {
+    match (phone.chars().next(), phone.chars().last()) {
+        (Some(a), Some(b)) if phone.len() == 11 => format!("{a}*********{b}"),
+        _ => "***".into(),
+    }
+}
+
+fn yuan(fen: i64) -> serde_json::Value {
+    // Pinduoduo sends yuan as JSON numbers (188.3): the shortest decimal
+    // that round-trips, as its gateway prints them.
+    json!(fen as f64 / 100.0)
+}
+
+impl PddSandbox {
+    /// Generate the world and index it.
+    pub fn new(cfg: PddSandboxConfig) -> Self {
+        let world = Arc::new(World::generate(cfg.world.clone()));
+        let book = OrderBook::new(world, Channel::Pdd, cfg.as_of);
+        let issuer = TokenIssuer::new(
+            &format!("pdd-{}", cfg.world.seed),
+            book.shops().len(),
+            cfg.token_ttl_secs,
+        );
+        let faults = FaultInjector::new(cfg.faults);
+        PddSandbox {
+            inner: Arc::new(Inner {
+                cfg,
+                book,
+                issuer,
+                faults,
+                requests: AtomicU64::new(0),
+                refreshes: AtomicU64::new(0),
+                decrypts: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PddSandboxConfig {
+        &self.inner.cfg
+    }
+
+    /// The world the orders come from.
+    pub fn world(&self) -> &World {
+        self.inner.book.world()
+    }
+
+    /// The Pinduoduo shop ids served, in token order.
+    pub fn shops(&self) -> Vec<String> {
+        (0..self.inner.book.shops().len())
+            .map(|i| self.inner.book.shop_id(i).to_string())
+            .collect()
+    }
+
+    /// The (access, refresh) pair the authorization of shop `i` handed out.
+    pub fn tokens_for(&self, i: usize) -> (String, String) {
+        self.inner.issuer.initial(i)
+    }
+
+    /// Expire every access token (tests: "a day later").
+    pub fn expire_tokens(&self) {
+        self.inner.issuer.expire_all();
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Successful token refreshes so far.
+    pub fn refreshes(&self) -> u64 {
+        self.inner.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// Successful decrypt calls so far.
+    pub fn decrypt_calls(&self) -> u64 {
+        self.inner.decrypts.load(Ordering::Relaxed)
+    }
+
+    /// Move the sandbox clock.
+    pub fn set_as_of(&self, t: DateTime<Utc>) {
+        self.inner.book.set_as_of(t);
+    }
+
+    /// The sandbox clock now.
+    pub fn as_of(&self) -> DateTime<Utc> {
+        self.inner.book.as_of()
+    }
+
+    /// Every order as the platform shows it at the sandbox clock (paid ones).
+    pub fn visible_orders(&self) -> Vec<VisibleOrder> {
+        self.inner.book.visible()
+    }
+
+    /// The axum router.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/api/router", any(router_route))
+            .with_state(self.clone())
+    }
+
+    /// Serve on `addr` in the background.
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+        serve(self.router(), addr).await
+    }
+
+    /// One order JSON as the increment API shows it.
+    fn render_order(&self, i: usize, ev: usize, corrupt: bool) -> serde_json::Value {
+        let book = &self.inner.book;
+        let world = book.world();
+        let p = &world.purchases[i];
+        let lc = book.lifecycle(i);
+        let person = &world.persons[p.person as usize];
+        let (modified, stage) = lc.events[ev];
+        let at = |t: Option<i64>| {
+            t.and_then(|t| DateTime::from_timestamp(t, 0))
+                .map(format_beijing)
+                .unwrap_or_default()
+        };
+        let created = if corrupt {
+            "not-a-time".to_string()
+        } else {
+            at(Some(lc.created()))
+        };
+        let paid = lc.time_of(Stage::Paid, ev);
+        let (order_status, refund_status) = pdd_status(stage);
+        let (province, city) = REGIONS[person.region];
+        let token = world.cipher_token(p.person);
+        let items: Vec<serde_json::Value> = lc
+            .items
+            .iter()
+            .enumerate()
+            .map(|(k, &(n, price))| {
+                json!({
+                    "goods_id": 300_000_000 + price % 997 + k as i64,
+                    "sku_id": 900_000_000 + price % 991 + k as i64,
+                    "goods_name": format!("拼单商品{}", price % 997),
+                    "goods_spec": "默认",
+                    "goods_count": n,
+                    "goods_price": yuan(price),
+                    "outer_id": "",
+                    "outer_goods_id": "",
+                })
+            })
+            .collect();
+        json!({
+            "order_sn": world.order_id(p),
+            "order_status": order_status,
+            "refund_status": refund_status,
+            "confirm_status": 1,
+            "trade_type": 0,
+            "created_time": created,
+            "confirm_time": at(paid),
+            "pay_time": at(paid),
+            "updated_at": at(Some(modified)),
+            "shipping_time": at(lc.time_of(Stage::Shipped, ev)),
+            "receive_time": at(lc.time_of(Stage::Finished, ev)),
+            "pay_amount": yuan(lc.payment()),
+            "goods_amount": yuan(lc.goods_total()),
+            "discount_amount": yuan(lc.discount),
+            "seller_discount": yuan(lc.discount),
+            "platform_discount": 0,
+            "postage": yuan(lc.post_fee),
+            "receiver_name": cipher('~', &token, 5),
+            "receiver_phone": cipher('$', &token, 6),
+            "receiver_address": cipher('~', &token, 7),
+            "receiver_name_mask": "*某",
+            "receiver_phone_mask": pdd_mask(&person.phone),
+            "receiver_address_mask": "**********",
+            "province": province,
+            "city": city,
+            "town": "",
+            "item_list": items,
+            "remark": "",
+            "buyer_memo": "",
+            "risk_control_status": 0,
+        })
+    }
+}
+
+fn request_id() -> String {
+    format!(
+        "{}{:05}",
+        Utc::now().timestamp_millis(),
+        rand::random::<u16>()
+    )
+}
+
+fn pdd_error(code: i64, msg: &str) -> Response {
+    json_response(
+        json!({
+            "error_response": {
+                "error_code": code,
+                "error_msg": msg,
+                "sub_code": null,
+                "sub_msg": "",
+                "request_id": request_id(),
+            }
+        })
+        .to_string(),
+    )
+}
+
+fn json_response(body: String) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn get<'a>(params: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// `/api/router`: public parameters, signature, freshness; then the API.
+async fn router_route(
+    State(sb): State<PddSandbox>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    let mut params: Vec<(String, String)> = Vec::new();
+    if let Some(q) = q {
+        params.extend(url::form_urlencoded::parse(q.as_bytes()).into_owned());
+    }
+    params.extend(url::form_urlencoded::parse(&body).into_owned());
+    let p = |k: &str| get(&params, k);
+    let Some(api) = p("type") else {
+        return pdd_error(CODE_PUBLIC_PARAM, "公共参数错误:type");
+    };
+    match p("client_id") {
+        Some(c) if c == sb.inner.cfg.client_id => {}
+        Some(_) => return pdd_error(CODE_BAD_CLIENT, "client_id不存在"),
+        None => return pdd_error(CODE_PUBLIC_PARAM, "公共参数错误:client_id"),
+    }
+    let Some(given) = p("sign") else {
+        return pdd_error(CODE_PUBLIC_PARAM, "公共参数错误:sign");
+    };
+    let expected = sign(
+        params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &sb.inner.cfg.client_secret,
+    );
+    if !given.eq_ignore_ascii_case(&expected) {
+        return pdd_error(CODE_BAD_SIGN, "签名错误");
+    }
+    let fresh = p("timestamp")
+        .and_then(|t| t.parse::<i64>().ok())
+        .is_some_and(|t| (Utc::now().timestamp() - t).abs() <= 600);
+    if !fresh {
+        return pdd_error(CODE_PUBLIC_PARAM, "公共参数错误:timestamp");
+    }
+    if p("data_type").is_some_and(|d| !d.eq_ignore_ascii_case("JSON")) {
+        return pdd_error(CODE_PUBLIC_PARAM, "公共参数错误:data_type");
+    }
+    match api {
+        REFRESH_API | CREATE_API => return token_api(&sb, api, &params),
+        INCREMENT_API | DECRYPT_API => {}
+        other => return pdd_error(CODE_PUBLIC_PARAM, &format!("公共参数错误:type {other}")),
+    }
+    let shop = match sb.inner.issuer.check(p("access_token").unwrap_or("")) {
+        Ok(s) => s,
+        Err(TokenProblem::Expired) => return pdd_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
+        Err(TokenProblem::Unknown) => return pdd_error(CODE_BAD_TOKEN, "access_token不存在"),
+    };
+    match sb.inner.faults.draw(true) {
+        Some(Fault::Throttle) => {
+            return pdd_error(CODE_THROTTLED, "当前接口您已被限流，请求过于频繁")
+        }
+        Some(Fault::ServiceError) => return pdd_error(CODE_SYSTEM, "系统繁忙，请稍后重试"),
+        Some(Fault::Http5xx(code)) => {
+            return (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+                "<html><body>502 Bad Gateway</body></html>",
+            )
+                .into_response()
+        }
+        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
+        Some(Fault::TokenExpired) => return pdd_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
+        None => {}
+    }
+    if api == DECRYPT_API {
+        decrypt(&sb, &params)
+    } else {
+        increment(&sb, shop, &params)
+    }
+}
+
+fn increment(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Response {
+    let int = |k: &str| get(params, k).map(|v| v.trim().parse::<i64>());
+    let (Some(Ok(start)), Some(Ok(end))) = (int("start_updated_at"), int("end_updated_at")) else {
+        return pdd_error(CODE_PARAM, "参数错误:start_updated_at和end_updated_at必填");
+    };
+    if end < start {
+        return pdd_error(
+            CODE_PARAM,
+            "参数错误:end_updated_at不能小于start_updated_at",
+        );
+    }
+    if end - start > 30 * 60 {
+        return pdd_error(CODE_PARAM, "参数错误:更新时间间隔不能超过30分钟");
+    }
+    if start < sb.as_of().timestamp() - 90 * 86_400 {
+        return pdd_error(CODE_PARAM, "参数错误:只能查询90天内更新的订单");
+    }
+    let page = match int("page") {
+        None => 1,
+        Some(Ok(n)) if n >= 1 => n as usize,
+        Some(_) => return pdd_error(CODE_PARAM, "参数错误:page"),
+    };
+    let size = match int("page_size") {
+        None => 100,
+        Some(Ok(n @ 1..=100)) => n as usize,
+        Some(_) => return pdd_error(CODE_PARAM, "参数错误:page_size最大为100"),
+    };
+    let order_status = match int("order_status") {
+        None | Some(Ok(5)) => None,
+        Some(Ok(s @ 1..=3)) => Some(s),
+        Some(_) => return pdd_error(CODE_PARAM, "参数错误:order_status"),
+    };
+    let refund_status = match int("refund_status") {
+        None | Some(Ok(5)) => None,
+        Some(Ok(s @ 1..=4)) => Some(s),
+        Some(_) => return pdd_error(CODE_PARAM, "参数错误:refund_status"),
+    };
+    let idx = sb.inner.book.snapshot();
+    let list: Vec<(usize, usize)> = idx
+        .window(shop, start, end)
+        .iter()
+        .map(|e| (e.purchase as usize, usize::from(e.event)))
+        .filter(|&(i, ev)| {
+            let (os, rs) = pdd_status(sb.inner.book.lifecycle(i).events[ev].1);
+            order_status.is_none_or(|w| w == os) && refund_status.is_none_or(|w| w == rs)
+        })
+        .collect();
+    let total = list.len();
+    let from = ((page - 1) * size).min(total);
+    let to = (from + size).min(total);
+    let corrupt_at = (to > from && sb.inner.faults.draw_malformed())
+        .then(|| from + (sb.requests() as usize) % (to - from));
+    let orders: Vec<serde_json::Value> = (from..to)
+        .map(|k| sb.render_order(list[k].0, list[k].1, corrupt_at == Some(k)))
+        .collect();
+    json_response(
+        json!({
+            "order_sn_increment_get_response": {
+                "total_count": total,
+                "has_next": to < total,
+                "order_sn_list": orders,
+                "request_id": request_id(),
+            }
+        })
+        .to_string(),
+    )
+}
+
+/// `pdd.open.decrypt.batch`: `data_list`, a JSON list of at most 100
+/// `{data_tag, encrypted_data}`.
+fn decrypt(sb: &PddSandbox, params: &[(String, String)]) -> Response {
+    let Some(list) = get(params, "data_list")
+        .and_then(|s| serde_json::from_str::<Vec<serde_json::Value>>(s).ok())
+    else {
+        return pdd_error(CODE_PARAM, "参数错误:data_list");
+    };
+    if list.is_empty() || list.len() > 100 {
+        return pdd_error(CODE_PARAM, "参数错误:data_list条数为1到100");
+    }
+    sb.inner.decrypts.fetch_add(1, Ordering::Relaxed);
+    let world = sb.world();
+    let out: Vec<serde_json::Value> = list
+        .iter()
+        .map(|q| {
+            let tag = q
+                .get("data_tag")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            let enc = q
+                .get("encrypted_data")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            match token_of(enc).and_then(|t| world.person_by_cipher(&t)) {
+                Some(person) => json!({
+                    "data_tag": tag, "data_type": 6, "encrypted_data": enc,
+                    "decrypted_data": person.phone, "error_code": 0, "error_msg": "",
+                    "virtual_identify_number": "",
+                }),
+                None => json!({
+                    "data_tag": tag, "data_type": 6, "encrypted_data": enc,
+                    "decrypted_data": "", "error_code": CODE_PARAM, "error_msg": "密文无效",
+                }),
+            }
+        })
+        .collect();
+    json_response(
+        json!({"open_decrypt_batch_response": {"data_decrypt_list": out, "request_id": request_id()}})
+            .to_string(),
+    )
+}
+
+/// `pdd.pop.auth.token.create {code}` and `pdd.pop.auth.token.refresh
+/// {refresh_token}`: the sandbox's authorization codes are
+/// `sandbox-code-<shop index>`; a refresh rotates the pair.
+fn token_api(sb: &PddSandbox, api: &str, params: &[(String, String)]) -> Response {
+    match sb.inner.faults.draw(false) {
+        Some(Fault::Throttle) => {
+            return pdd_error(CODE_THROTTLED, "当前接口您已被限流，请求过于频繁")
+        }
+        Some(Fault::ServiceError) => return pdd_error(CODE_SYSTEM, "系统繁忙，请稍后重试"),
+        Some(Fault::Http5xx(code)) => {
+            return (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+                "<html><body>Bad Gateway</body></html>",
+            )
+                .into_response()
+        }
+        _ => {}
+    }
+    let (issued, root) = if api == REFRESH_API {
+        let Some(rt) = get(params, "refresh_token") else {
+            return pdd_error(CODE_PARAM, "参数错误:refresh_token");
+        };
+        let Some(i) = sb.inner.issuer.refresh(rt) else {
+            return pdd_error(CODE_PARAM, "refresh_token已过期或无效");
+        };
+        sb.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+        (i, "pop_auth_token_refresh_response")
+    } else {
+        let shop = get(params, "code")
+            .and_then(|c| c.strip_prefix("sandbox-code-"))
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n < sb.inner.book.shops().len());
+        let Some(s) = shop else {
+            return pdd_error(CODE_PARAM, "code无效或已过期");
+        };
+        (sb.inner.issuer.issue(s), "pop_auth_token_create_response")
+    };
+    let shop_id = sb.inner.book.shop_id(issued.shop).to_string();
+    json_response(
+        json!({
+            root: {
+                "access_token": issued.access_token,
+                "expires_in": issued.expires_in,
+                "expires_at": Utc::now().timestamp() + issued.expires_in,
+                "refresh_token": issued.refresh_token,
+                "refresh_token_expires_in": issued.refresh_expires_in,
+                "refresh_token_expires_at": Utc::now().timestamp() + issued.refresh_expires_in,
+                "owner_id": shop_id,
+                "owner_name": shop_id,
+                "scope": ["pdd.order.number.list.increment.get", "pdd.open.decrypt.batch"],
+                "request_id": request_id(),
+            }
+        })
+        .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn sandbox() -> PddSandbox {
+        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
+        let mut world = WorldConfig::demo(now, 300);
+        world.shops = quanyu_connector_sdk::sandbox::world::WorldShop::only(Channel::Pdd);
+        PddSandbox::new(PddSandboxConfig {
+            client_id: "CID".into(),
+            client_secret: "secret".into(),
+            world,
+            faults: FaultConfig::default(),
+            as_of: Some(now),
+            token_ttl_secs: 3600,
+        })
+    }
+
+    #[test]
+    fn rendered_orders_map_and_ciphertexts_resolve() {
+        let sb = sandbox();
+        let snap = sb.inner.book.snapshot();
+        let e = snap.per_shop[0][0];
+        let i = e.purchase as usize;
+        let v = sb.render_order(i, usize::from(e.event), false);
+        let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
+        let m = crate::mapping::map_order_with_cipher(&v.to_string(), "x", &hasher).unwrap();
+        let c = m.encrypted_phone.unwrap();
+        let person = sb.world().person_by_cipher(&token_of(&c).unwrap()).unwrap();
+        assert_eq!(person.id, sb.world().purchases[i].person);
+        assert!(!v.to_string().contains(&person.phone), "no clear phone");
+        assert_eq!(m.row.amount_fen, sb.inner.book.lifecycle(i).payment());
+        assert_eq!(
+            token_of(&cipher('~', "tok", 5)),
+            None,
+            "names are not phones"
+        );
+        let bad = sb.render_order(i, usize::from(e.event), true);
+        assert!(crate::mapping::map_order(&bad.to_string(), "x", &hasher).is_err());
+    }
+
+    #[test]
+    fn yuan_numbers_are_exact_after_reading() {
+        for fen in [0, 5, 30, 18830, 3990, 59_800, 123_456_789] {
+            let text = yuan(fen).to_string();
+            assert_eq!(
+                quanyu_schemas::time::yuan_to_fen(&text).unwrap(),
+                fen,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_paid_orders_are_listed_and_time_moves_them() {
+        let sb = sandbox();
+        let before = sb.visible_orders();
+        assert!(before
+            .iter()
+            .all(|o| !matches!(o.stage, Stage::Created | Stage::Cancelled)));
+        sb.set_as_of(sb.as_of() + Duration::days(10));
+        let after = sb.visible_orders();
+        assert!(!before.is_empty());
+        assert!(before.iter().zip(&after).any(|(a, b)| a.stage != b.stage));
+        assert_eq!(pdd_mask("13912345678"), "1*********8");
+    }
+}
