@@ -21,6 +21,9 @@ pub struct Config {
     /// Taobao / Tmall app keys, each with its shops.
     #[serde(default)]
     pub taobao: Vec<quanyu_taobao::TaobaoConfig>,
+    /// Pinduoduo apps (client_id), each with its shops.
+    #[serde(default)]
+    pub pdd: Vec<quanyu_pdd::PddConfig>,
     /// Kuaishou app keys, each with its shops.
     #[serde(default)]
     pub kuaishou: Vec<quanyu_kuaishou::KuaishouConfig>,

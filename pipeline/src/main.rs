@@ -168,7 +168,7 @@ enum Cmd {
     },
     /// Serve a platform emulator on loopback.
     #[command(
-        after_help = "Examples:\n  quanyu sandbox taobao --port 8801\n  quanyu sandbox kuaishou --port 8805\n  quanyu sandbox jushuitan --port 8806\n  quanyu sandbox wecom --port 8802 --faults 0.1\n\nThe first stdout line is JSON with every credential the sandbox accepts."
+        after_help = "Examples:\n  quanyu sandbox taobao --port 8801\n  quanyu sandbox pdd --port 8803\n  quanyu sandbox kuaishou --port 8805\n  quanyu sandbox jushuitan --port 8806\n  quanyu sandbox wecom --port 8802 --faults 0.1\n\nThe first stdout line is JSON with every credential the sandbox accepts."
     )]
     Sandbox {
         /// Which platform.
@@ -208,6 +208,7 @@ enum Cmd {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Platform {
     Taobao,
+    Pdd,
     Kuaishou,
     Jushuitan,
     Wecom,
@@ -217,6 +218,7 @@ impl Platform {
     fn channel(self) -> quanyu_schemas::Channel {
         match self {
             Platform::Taobao => quanyu_schemas::Channel::Taobao,
+            Platform::Pdd => quanyu_schemas::Channel::Pdd,
             Platform::Kuaishou => quanyu_schemas::Channel::Kuaishou,
             Platform::Jushuitan => quanyu_schemas::Channel::Jushuitan,
             Platform::Wecom => quanyu_schemas::Channel::Wecom,

@@ -14,6 +14,9 @@ pub fn streams(cfg: &Config, setup: &ConnectorSetup) -> Result<Vec<Arc<dyn Strea
     for c in &cfg.taobao {
         out.extend(quanyu_taobao::build_streams(c, setup)?);
     }
+    for c in &cfg.pdd {
+        out.extend(quanyu_pdd::build_streams(c, setup)?);
+    }
     for c in &cfg.kuaishou {
         out.extend(quanyu_kuaishou::build_streams(c, setup)?);
     }

@@ -19,7 +19,12 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 
 /// The marketplaces the demo serves from sandboxes.
-pub const DEMO_CHANNELS: &[Channel] = &[Channel::Taobao, Channel::Kuaishou, Channel::Jushuitan];
+pub const DEMO_CHANNELS: &[Channel] = &[
+    Channel::Taobao,
+    Channel::Pdd,
+    Channel::Kuaishou,
+    Channel::Jushuitan,
+];
 
 /// The app key every marketplace sandbox accepts by default.
 pub const APP_KEY: &str = "12345678";
@@ -70,6 +75,8 @@ pub struct SandboxAnnouncement {
 pub enum Marketplace {
     /// TOP.
     Taobao(TopSandbox),
+    /// Pinduoduo.
+    Pdd(quanyu_pdd::sandbox::PddSandbox),
     /// Kuaishou.
     Kuaishou(quanyu_kuaishou::sandbox::KuaishouSandbox),
     /// Jushuitan ERP.
@@ -93,6 +100,16 @@ impl Marketplace {
                 faults,
                 as_of: Some(as_of),
             })),
+            Channel::Pdd => Marketplace::Pdd(quanyu_pdd::sandbox::PddSandbox::new(
+                quanyu_pdd::sandbox::PddSandboxConfig {
+                    client_id: APP_KEY.into(),
+                    client_secret: APP_SECRET.into(),
+                    world,
+                    faults,
+                    as_of: Some(as_of),
+                    token_ttl_secs: 86_400,
+                },
+            )),
             Channel::Kuaishou => {
                 Marketplace::Kuaishou(quanyu_kuaishou::sandbox::KuaishouSandbox::new(
                     quanyu_kuaishou::sandbox::KuaishouSandboxConfig {
@@ -126,6 +143,7 @@ impl Marketplace {
     pub fn channel(&self) -> Channel {
         match self {
             Marketplace::Taobao(_) => Channel::Taobao,
+            Marketplace::Pdd(_) => Channel::Pdd,
             Marketplace::Kuaishou(_) => Channel::Kuaishou,
             Marketplace::Jushuitan(_) => Channel::Jushuitan,
         }
@@ -135,6 +153,7 @@ impl Marketplace {
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
         let router = match self {
             Marketplace::Taobao(s) => s.router(),
+            Marketplace::Pdd(s) => s.router(),
             Marketplace::Kuaishou(s) => s.router(),
             Marketplace::Jushuitan(s) => s.router(),
         };
@@ -145,6 +164,7 @@ impl Marketplace {
     pub fn visible_orders(&self) -> usize {
         match self {
             Marketplace::Taobao(s) => s.visible_trades().len(),
+            Marketplace::Pdd(s) => s.visible_orders().len(),
             Marketplace::Kuaishou(s) => s.visible_orders().len(),
             Marketplace::Jushuitan(s) => s.visible_orders().len(),
         }
@@ -161,6 +181,21 @@ impl Marketplace {
                         id,
                         access_token: s.config().session_for(i),
                         refresh_token: None,
+                    })
+                    .collect(),
+                None,
+            ),
+            Marketplace::Pdd(s) => (
+                s.shops()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, id)| {
+                        let (at, rt) = s.tokens_for(i);
+                        AnnouncedShop {
+                            id,
+                            access_token: at,
+                            refresh_token: Some(rt),
+                        }
                     })
                     .collect(),
                 None,
@@ -212,6 +247,7 @@ impl Marketplace {
     pub fn describe(&self, base_url: &str) -> String {
         match self {
             Marketplace::Taobao(_) => format!("TOP gateway sandbox at {base_url}/router/rest"),
+            Marketplace::Pdd(_) => format!("Pinduoduo router sandbox at {base_url}/api/router"),
             Marketplace::Kuaishou(_) => {
                 format!("Kuaishou open platform sandbox at {base_url}/open/order/cursor/list")
             }
@@ -246,6 +282,30 @@ pub fn add_section(cfg: &mut Config, ann: &SandboxAnnouncement, initial_days: i6
                 .map(|s| quanyu_taobao::TaobaoShop {
                     id: s.id.clone(),
                     session: inline(&s.access_token),
+                })
+                .collect(),
+        }),
+        Channel::Pdd => cfg.pdd.push(quanyu_pdd::PddConfig {
+            router: format!("{}/api/router", ann.base_url),
+            client_id: ann.app_key.clone(),
+            client_secret: inline(&ann.app_secret),
+            qps: 0,
+            shop_qps: 0,
+            page_size: 100,
+            window_minutes: quanyu_pdd::MAX_WINDOW_MINUTES,
+            lookback_minutes: 30,
+            initial_days,
+            decrypt,
+            // The sandbox keeps no decrypt quota; against the real router
+            // leave the default (one call per 10 s outside 多多云).
+            decrypt_interval_secs: 0,
+            shops: ann
+                .shops
+                .iter()
+                .map(|s| quanyu_pdd::PddShop {
+                    id: s.id.clone(),
+                    access_token: inline(&s.access_token),
+                    refresh_token: s.refresh_token.as_deref().map(inline),
                 })
                 .collect(),
         }),
