@@ -1,0 +1,830 @@
+//! An emulator of the Douyin shop open platform (openapi-fxg) for
+//! `order.searchList`, `order.batchDecrypt`, `token.create` and
+//! `token.refresh`.
+//!
+//! Same paths (method dots → slashes), POST with the JSON business body
+//! (`param_json` in the query is read too), the same query parameters, the
+//! real HMAC-SHA256 / MD5 signature check answered with Douyin's
+//! `code`/`msg`/`sub_code` envelope, a ten-minute timestamp check (unix
+//! seconds or Beijing `yyyy-MM-dd HH:mm:ss`, as SDKs send either), the
+//! seven-day window and 100-order page limits, 0-based pages sorted by
+//! update time descending with `total`. Receiver fields are ciphertext
+//! (`$…$` phones, `#…#` names) with masks beside them. Token answers carry
+//! the legacy `err_no`/`message` beside `code`/`msg`, which older SDKs
+//! (doudian 0.6) read. Tokens rotate on refresh and expire; faults (90000
+//! flow control, 20000 unavailable, HTTP 5xx, slow answers, 30002 token
+//! expiry, a corrupt order) are injected on request.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use quanyu_connector_sdk::sandbox::orders::{mask_phone, OrderBook, Stage, VisibleOrder};
+use quanyu_connector_sdk::sandbox::tokens::{TokenIssuer, TokenProblem};
+use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
+use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, FaultInjector, SandboxHandle};
+use quanyu_schemas::time::parse_beijing;
+use quanyu_schemas::Channel;
+use serde_json::json;
+
+use crate::client::{
+    CODE_BAD_SIGN, CODE_BAD_TOKEN, CODE_FLOW_LIMIT, CODE_OK, CODE_PARAM, CODE_TOKEN_EXPIRED,
+    CODE_UNAVAILABLE,
+};
+use crate::sign::{sign, SignMethod, Signed};
+use crate::{DECRYPT_API, DECRYPT_BATCH, SEARCH_API};
+
+/// What the sandbox accepts and serves.
+#[derive(Debug, Clone)]
+pub struct DouyinSandboxConfig {
+    /// The app key it accepts.
+    pub app_key: String,
+    /// The app secret requests must be signed with.
+    pub app_secret: String,
+    /// The seeded world; its Douyin shops are served.
+    pub world: WorldConfig,
+    /// Faults to inject.
+    pub faults: FaultConfig,
+    /// The sandbox clock (`None` = the wall clock).
+    pub as_of: Option<DateTime<Utc>>,
+    /// Lifetime of issued access tokens, in seconds.
+    pub token_ttl_secs: i64,
+}
+
+/// Douyin's `order_status` for a stage.
+pub fn dy_status(stage: Stage) -> i64 {
+    match stage {
+        Stage::Created => 1,
+        Stage::Paid => 2,
+        Stage::Shipped => 3,
+        Stage::Finished => 5,
+        Stage::Cancelled | Stage::Refunded => 4,
+    }
+}
+
+struct Inner {
+    cfg: DouyinSandboxConfig,
+    book: OrderBook,
+    issuer: TokenIssuer,
+    faults: FaultInjector,
+    requests: AtomicU64,
+    refreshes: AtomicU64,
+    creates: AtomicU64,
+}
+
+/// The Douyin shop open-platform emulator. Cheap to clone.
+#[derive(Clone)]
+pub struct DouyinSandbox {
+    inner: Arc<Inner>,
+}
+
+/// A ciphertext in Douyin's style: separator, base64 payload, key version,
+/// doubled separator (`$…$3$$` phones, `#…#1##` names and addresses).
+fn cipher(sep: char, token: &str, field: u8) -> String {
+    let payload = base64::engine::general_purpose::STANDARD.encode(format!("{token}:{field}"));
+    format!("{sep}{payload}{sep}{field}{sep}{sep}")
+}
+
+/// The cipher token inside a phone ciphertext.
+fn token_of(c: &str) -> Option<String> {
+    let payload = c.strip_prefix('$')?.split('$').next()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (token, field) = text.split_once(':')?;
+    (field == "3").then(|| token.to_string())
+}
+
+impl DouyinSandbox {
+    /// Generate the world and index it.
+    pub fn new(cfg: DouyinSandboxConfig) -> Self {
+        let world = Arc::new(World::generate(cfg.world.clone()));
+        let book = OrderBook::new(world, Channel::Douyin, cfg.as_of);
+        let issuer = TokenIssuer::new(
+            &format!("dy-{}", cfg.world.seed),
+            book.shops().len(),
+            cfg.token_ttl_secs,
+        );
+        let faults = FaultInjector::new(cfg.faults);
+        DouyinSandbox {
+            inner: Arc::new(Inner {
+                cfg,
+                book,
+                issuer,
+                faults,
+                requests: AtomicU64::new(0),
+                refreshes: AtomicU64::new(0),
+                creates: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DouyinSandboxConfig {
+        &self.inner.cfg
+    }
+
+    /// The world the orders come from.
+    pub fn world(&self) -> &World {
+        self.inner.book.world()
+    }
+
+    /// The Douyin shop ids served, in token order (also the `shop_id` that
+    /// `authorization_self` takes).
+    pub fn shops(&self) -> Vec<String> {
+        (0..self.inner.book.shops().len())
+            .map(|i| self.inner.book.shop_id(i).to_string())
+            .collect()
+    }
+
+    /// The (access, refresh) pair the authorization of shop `i` handed out.
+    pub fn tokens_for(&self, i: usize) -> (String, String) {
+        self.inner.issuer.initial(i)
+    }
+
+    /// Expire every access token (tests: "a week later").
+    pub fn expire_tokens(&self) {
+        self.inner.issuer.expire_all();
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Successful token refreshes so far.
+    pub fn refreshes(&self) -> u64 {
+        self.inner.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// Tokens created through `/token/create` so far.
+    pub fn creates(&self) -> u64 {
+        self.inner.creates.load(Ordering::Relaxed)
+    }
+
+    /// Move the sandbox clock.
+    pub fn set_as_of(&self, t: DateTime<Utc>) {
+        self.inner.book.set_as_of(t);
+    }
+
+    /// The sandbox clock now.
+    pub fn as_of(&self) -> DateTime<Utc> {
+        self.inner.book.as_of()
+    }
+
+    /// Every order as the platform shows it at the sandbox clock.
+    pub fn visible_orders(&self) -> Vec<VisibleOrder> {
+        self.inner.book.visible()
+    }
+
+    /// The axum router.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/order/searchList", any(search_route))
+            .route("/order/batchDecrypt", any(decrypt_route))
+            .route("/token/create", any(create_route))
+            .route("/token/refresh", any(refresh_route))
+            .with_state(self.clone())
+    }
+
+    /// Serve on `addr` in the background.
+    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+        serve(self.router(), addr).await
+    }
+
+    /// One order JSON as `order.searchList` shows it.
+    fn render_order(&self, i: usize, ev: usize, corrupt: bool) -> serde_json::Value {
+        let book = &self.inner.book;
+        let world = book.world();
+        let p = &world.purchases[i];
+        let lc = book.lifecycle(i);
+        let person = &world.persons[p.person as usize];
+        let (modified, stage) = lc.events[ev];
+        let secs = |t: Option<i64>| t.unwrap_or(0);
+        let created = if corrupt {
+            json!("not-a-time")
+        } else {
+            json!(lc.created())
+        };
+        let (province, city) = REGIONS[person.region];
+        let token = world.cipher_token(p.person);
+        let order_id = world.order_id(p);
+        let skus: Vec<serde_json::Value> = lc
+            .items
+            .iter()
+            .enumerate()
+            .map(|(k, &(n, price))| {
+                json!({
+                    "order_id": format!("{order_id}{k}"),
+                    "parent_order_id": order_id,
+                    "product_id": 3_500_000_000_000_000_000i64 + price,
+                    "sku_id": 1_700_000_000_000 + price,
+                    "out_sku_id": "",
+                    "code": "",
+                    "product_name": format!("抖音商品{}", price % 997),
+                    "item_num": n,
+                    "origin_amount": price * i64::from(n),
+                    "pay_amount": price * i64::from(n),
+                })
+            })
+            .collect();
+        json!({
+            "order_id": order_id,
+            "order_status": dy_status(stage),
+            "order_status_desc": "",
+            "main_status": 0,
+            "create_time": created,
+            "update_time": modified,
+            "pay_time": secs(lc.time_of(Stage::Paid, ev)),
+            "ship_time": secs(lc.time_of(Stage::Shipped, ev)),
+            "finish_time": secs(lc.time_of(Stage::Finished, ev)),
+            "order_amount": lc.goods_total() + lc.post_fee,
+            "pay_amount": lc.payment(),
+            "post_amount": lc.post_fee,
+            "promotion_amount": lc.discount,
+            "doudian_open_id": world.buyer_token(p.person, p.shop),
+            "encrypt_post_tel": cipher('$', &token, 3),
+            "encrypt_post_receiver": cipher('#', &token, 1),
+            "mask_post_tel": mask_phone(&person.phone),
+            "mask_post_receiver": "*某",
+            "mask_post_addr": {"detail": "****"},
+            "post_tel": "",
+            "post_receiver": "",
+            "post_addr": {
+                "province": {"name": province, "id": ""},
+                "city": {"name": city, "id": ""},
+                "town": {"name": "", "id": ""},
+                "street": {"name": "", "id": ""},
+                "encrypt_detail": cipher('#', &token, 2),
+            },
+            "buyer_words": "",
+            "seller_words": "",
+            "sku_order_list": skus,
+        })
+    }
+}
+
+fn log_id() -> String {
+    format!(
+        "{}{:06X}",
+        Utc::now().format("%Y%m%d%H%M%S"),
+        rand::random::<u32>() & 0xFF_FFFF
+    )
+}
+
+fn dy_error(code: i64, msg: &str, sub_code: &str, sub_msg: &str) -> Response {
+    json_response(
+        json!({
+            "code": code,
+            "msg": msg,
+            "sub_code": sub_code,
+            "sub_msg": sub_msg,
+            "log_id": log_id(),
+            "data": {},
+        })
+        .to_string(),
+    )
+}
+
+fn ok(data: serde_json::Value) -> Response {
+    json_response(
+        json!({
+            "code": CODE_OK,
+            "msg": "success",
+            "sub_code": "",
+            "sub_msg": "",
+            "log_id": log_id(),
+            "data": data,
+        })
+        .to_string(),
+    )
+}
+
+fn json_response(body: String) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn get<'a>(params: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// A verified request: its query and business JSON.
+struct Verified {
+    params: Vec<(String, String)>,
+    body: serde_json::Value,
+}
+
+/// Method, app key, signature, version and timestamp checks.
+#[allow(clippy::result_large_err)] // the error is the answer, sent at once
+fn verify(
+    sb: &DouyinSandbox,
+    method: &str,
+    query: Option<String>,
+    body: &[u8],
+) -> Result<Verified, Response> {
+    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    let params: Vec<(String, String)> = query
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let p = |k: &str| get(&params, k);
+    let param_json = match std::str::from_utf8(body) {
+        Ok(b) if !b.trim().is_empty() => b.to_string(),
+        Ok(_) => p("param_json").unwrap_or("{}").to_string(),
+        Err(_) => {
+            return Err(dy_error(
+                CODE_PARAM,
+                "参数错误",
+                "isv.parameter-invalid",
+                "body不是UTF-8",
+            ))
+        }
+    };
+    if p("method") != Some(method) {
+        return Err(dy_error(
+            CODE_PARAM,
+            "参数错误",
+            "isv.method-invalid",
+            "method与路径不一致",
+        ));
+    }
+    if p("app_key") != Some(sb.inner.cfg.app_key.as_str()) {
+        return Err(dy_error(
+            CODE_BAD_SIGN,
+            "app_key不存在",
+            "isv.app-key-invalid",
+            "app_key无效",
+        ));
+    }
+    let Some(sign_method) = SignMethod::parse(p("sign_method")) else {
+        return Err(dy_error(
+            CODE_PARAM,
+            "参数错误",
+            "isv.sign-method-invalid",
+            "sign_method无效",
+        ));
+    };
+    let (Some(given), Some(timestamp), Some(v)) = (p("sign"), p("timestamp"), p("v")) else {
+        return Err(dy_error(
+            CODE_PARAM,
+            "缺少公共参数",
+            "isv.missing-parameter",
+            "sign、timestamp、v必填",
+        ));
+    };
+    let expected = sign(
+        Signed {
+            app_key: &sb.inner.cfg.app_key,
+            method,
+            param_json: &param_json,
+            timestamp,
+            v,
+        },
+        &sb.inner.cfg.app_secret,
+        sign_method,
+    );
+    if !given.eq_ignore_ascii_case(&expected) {
+        return Err(dy_error(
+            CODE_BAD_SIGN,
+            "签名错误",
+            "isv.signature-invalid",
+            "签名校验失败",
+        ));
+    }
+    if v != "2" {
+        return Err(dy_error(
+            CODE_PARAM,
+            "参数错误",
+            "isv.version-invalid",
+            "v必须为2",
+        ));
+    }
+    let sent = timestamp
+        .parse::<i64>()
+        .ok()
+        .and_then(|t| DateTime::from_timestamp(t, 0))
+        .or_else(|| parse_beijing(timestamp).ok());
+    if sent.is_none_or(|t| (Utc::now() - t).num_seconds().abs() > 600) {
+        return Err(dy_error(
+            CODE_PARAM,
+            "参数错误",
+            "isv.timestamp-invalid",
+            "timestamp已过期或格式错误",
+        ));
+    }
+    let Ok(body) = serde_json::from_str::<serde_json::Value>(&param_json) else {
+        return Err(dy_error(
+            CODE_PARAM,
+            "参数错误",
+            "isv.parameter-invalid",
+            "param_json不是合法的JSON",
+        ));
+    };
+    Ok(Verified { params, body })
+}
+
+/// Token check and injected faults for the order APIs.
+#[allow(clippy::result_large_err)] // the error is the answer, sent at once
+async fn authorize(sb: &DouyinSandbox, v: &Verified) -> Result<usize, Response> {
+    let shop = match sb
+        .inner
+        .issuer
+        .check(get(&v.params, "access_token").unwrap_or(""))
+    {
+        Ok(s) => s,
+        Err(TokenProblem::Expired) => {
+            return Err(dy_error(
+                CODE_TOKEN_EXPIRED,
+                "access_token已过期",
+                "isv.access-token-expired",
+                "access_token已过期",
+            ))
+        }
+        Err(TokenProblem::Unknown) => {
+            return Err(dy_error(
+                CODE_BAD_TOKEN,
+                "access_token不存在",
+                "isv.access-token-no-exist",
+                "access_token不存在",
+            ))
+        }
+    };
+    match sb.inner.faults.draw(true) {
+        Some(Fault::Throttle) => Err(dy_error(
+            CODE_FLOW_LIMIT,
+            "流量受限",
+            "isv.flow-limited",
+            "请求过于频繁，请稍后再试",
+        )),
+        Some(Fault::ServiceError) => Err(dy_error(
+            CODE_UNAVAILABLE,
+            "服务不可用",
+            "isp.service-unavailable",
+            "系统繁忙",
+        )),
+        Some(Fault::Http5xx(code)) => Err((
+            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+            "<html><body>502 Bad Gateway</body></html>",
+        )
+            .into_response()),
+        Some(Fault::Slow(d)) => {
+            tokio::time::sleep(d).await;
+            Ok(shop)
+        }
+        Some(Fault::TokenExpired) => Err(dy_error(
+            CODE_TOKEN_EXPIRED,
+            "access_token已过期",
+            "isv.access-token-expired",
+            "access_token已过期",
+        )),
+        None => Ok(shop),
+    }
+}
+
+async fn search_route(
+    State(sb): State<DouyinSandbox>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let v = match verify(&sb, SEARCH_API, q, &body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let shop = match authorize(&sb, &v).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let param = &v.body;
+    let int = |k: &str| param.get(k).and_then(serde_json::Value::as_i64);
+    let bad = |m: &str| dy_error(CODE_PARAM, "参数错误", "isv.parameter-invalid", m);
+    let (Some(page), Some(size)) = (int("page"), int("size")) else {
+        return bad("page和size必填");
+    };
+    if page < 0 || !(1..=100).contains(&size) {
+        return bad("page从0开始，size不能大于100");
+    }
+    if param.get("create_time_start").is_some() || param.get("create_time_end").is_some() {
+        return bad("沙箱仅支持按update_time查询");
+    }
+    let (Some(start), Some(end)) = (int("update_time_start"), int("update_time_end")) else {
+        return bad("update_time_start和update_time_end必填");
+    };
+    if end < start || end - start > 7 * 86_400 {
+        return bad("更新时间跨度不能超过7天");
+    }
+    if start < sb.as_of().timestamp() - 180 * 86_400 {
+        return bad("只能查询近6个月的订单");
+    }
+    match param.get("order_by").and_then(serde_json::Value::as_str) {
+        None | Some("update_time") => {}
+        Some(_) => return bad("order_by仅支持update_time"),
+    }
+    let asc = param
+        .get("order_asc")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let idx = sb.inner.book.snapshot();
+    let mut list: Vec<(usize, usize)> = idx
+        .window(shop, start, end)
+        .iter()
+        .map(|e| (e.purchase as usize, usize::from(e.event)))
+        .collect();
+    if asc {
+        list.reverse();
+    }
+    let total = list.len();
+    let from = ((page as usize) * size as usize).min(total);
+    let to = (from + size as usize).min(total);
+    let corrupt_at = (to > from && sb.inner.faults.draw_malformed())
+        .then(|| from + (sb.requests() as usize) % (to - from));
+    let orders: Vec<serde_json::Value> = (from..to)
+        .map(|k| sb.render_order(list[k].0, list[k].1, corrupt_at == Some(k)))
+        .collect();
+    ok(json!({
+        "page": page,
+        "size": size,
+        "total": total,
+        "shop_order_list": orders,
+    }))
+}
+
+/// `order.batchDecrypt`: at most 50 `{auth_id, cipher_text}`.
+async fn decrypt_route(
+    State(sb): State<DouyinSandbox>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let v = match verify(&sb, DECRYPT_API, q, &body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if let Err(r) = authorize(&sb, &v).await {
+        return r;
+    }
+    let Some(list) = v
+        .body
+        .get("cipher_infos")
+        .and_then(serde_json::Value::as_array)
+    else {
+        return dy_error(
+            CODE_PARAM,
+            "参数错误",
+            "isv.parameter-invalid",
+            "cipher_infos必填",
+        );
+    };
+    if list.is_empty() || list.len() > DECRYPT_BATCH {
+        return dy_error(
+            CODE_PARAM,
+            "参数错误",
+            "isv.parameter-invalid",
+            "cipher_infos最多50条",
+        );
+    }
+    let world = sb.world();
+    let out: Vec<serde_json::Value> = list
+        .iter()
+        .map(|q| {
+            let auth = q.get("auth_id").cloned().unwrap_or(serde_json::Value::Null);
+            let c = q
+                .get("cipher_text")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            match token_of(c).and_then(|t| world.person_by_cipher(&t)) {
+                Some(person) => json!({
+                    "auth_id": auth, "cipher_text": c, "decrypt_text": person.phone,
+                    "err_no": 0, "err_msg": "", "is_virtual_tel": false,
+                    "phone_no_a": "", "phone_no_b": "",
+                }),
+                None => json!({
+                    "auth_id": auth, "cipher_text": c, "decrypt_text": "",
+                    "err_no": 300008, "err_msg": "密文无效",
+                }),
+            }
+        })
+        .collect();
+    ok(json!({"decrypt_infos": out, "custom_err": {"err_code": 0, "err_msg": ""}}))
+}
+
+fn token_answer(
+    sb: &DouyinSandbox,
+    issued: quanyu_connector_sdk::sandbox::tokens::Issued,
+) -> Response {
+    let shop_id = sb.inner.book.shop_id(issued.shop).to_string();
+    json_response(
+        json!({
+            "code": CODE_OK,
+            "msg": "success",
+            "sub_code": "",
+            "sub_msg": "",
+            "log_id": log_id(),
+            "err_no": 0,
+            "message": "success",
+            "data": {
+                "access_token": issued.access_token,
+                "expires_in": issued.expires_in,
+                "refresh_token": issued.refresh_token,
+                "scope": "SCOPE",
+                "shop_id": shop_id,
+                "shop_name": shop_id,
+                "authority_id": "",
+                "auth_subject_type": "MiniApp",
+            },
+        })
+        .to_string(),
+    )
+}
+
+fn token_faults(sb: &DouyinSandbox) -> Option<Response> {
+    match sb.inner.faults.draw(false) {
+        Some(Fault::Throttle) => Some(dy_error(
+            CODE_FLOW_LIMIT,
+            "流量受限",
+            "isv.flow-limited",
+            "请求过于频繁",
+        )),
+        Some(Fault::ServiceError) => Some(dy_error(
+            CODE_UNAVAILABLE,
+            "服务不可用",
+            "isp.service-unavailable",
+            "系统繁忙",
+        )),
+        Some(Fault::Http5xx(code)) => Some(
+            (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+                "<html><body>Bad Gateway</body></html>",
+            )
+                .into_response(),
+        ),
+        _ => None,
+    }
+}
+
+/// `/token/create`: `authorization_self` with `shop_id` (or `test_shop`),
+/// or `authorization_code` with the sandbox's codes `sandbox-code-<i>`.
+async fn create_route(
+    State(sb): State<DouyinSandbox>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let v = match verify(&sb, "token.create", q, &body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if let Some(r) = token_faults(&sb) {
+        return r;
+    }
+    let text = |k: &str| {
+        v.body
+            .get(k)
+            .and_then(|x| match x {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .filter(|s| !s.is_empty())
+    };
+    let shops = sb.shops();
+    let shop = match text("grant_type").as_deref() {
+        Some("authorization_self") => match (text("shop_id"), text("test_shop")) {
+            (Some(id), _) => shops.iter().position(|s| *s == id),
+            (None, Some(t)) if t == "1" => Some(0).filter(|_| !shops.is_empty()),
+            _ => None,
+        },
+        Some("authorization_code") => text("code")
+            .and_then(|c| c.strip_prefix("sandbox-code-").and_then(|n| n.parse().ok()))
+            .filter(|&n: &usize| n < shops.len()),
+        _ => {
+            return dy_error(
+                CODE_PARAM,
+                "参数错误",
+                "isv.parameter-invalid",
+                "grant_type无效",
+            )
+        }
+    };
+    match shop {
+        Some(s) => {
+            sb.inner.creates.fetch_add(1, Ordering::Relaxed);
+            token_answer(&sb, sb.inner.issuer.issue(s))
+        }
+        None => dy_error(
+            CODE_PARAM,
+            "授权无效",
+            "isv.auth-invalid",
+            "店铺未授权该应用或code无效",
+        ),
+    }
+}
+
+/// `/token/refresh`: rotates the pair; the old refresh token is spent.
+async fn refresh_route(
+    State(sb): State<DouyinSandbox>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let v = match verify(&sb, "token.refresh", q, &body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if let Some(r) = token_faults(&sb) {
+        return r;
+    }
+    if v.body.get("grant_type").and_then(serde_json::Value::as_str) != Some("refresh_token") {
+        return dy_error(
+            CODE_PARAM,
+            "参数错误",
+            "isv.parameter-invalid",
+            "grant_type必须为refresh_token",
+        );
+    }
+    let rt = v
+        .body
+        .get("refresh_token")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    match sb.inner.issuer.refresh(rt) {
+        Some(i) => {
+            sb.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+            token_answer(&sb, i)
+        }
+        None => dy_error(
+            CODE_PARAM,
+            "refresh_token无效",
+            "isv.refresh-token-invalid",
+            "refresh_token已过期或已使用",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn sandbox() -> DouyinSandbox {
+        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
+        let mut world = WorldConfig::demo(now, 300);
+        world.shops = quanyu_connector_sdk::sandbox::world::WorldShop::only(Channel::Douyin);
+        DouyinSandbox::new(DouyinSandboxConfig {
+            app_key: "APPKEY".into(),
+            app_secret: "secret".into(),
+            world,
+            faults: FaultConfig::default(),
+            as_of: Some(now),
+            token_ttl_secs: 3600,
+        })
+    }
+
+    #[test]
+    fn rendered_orders_map_and_ciphertexts_resolve() {
+        let sb = sandbox();
+        let first = sb
+            .world()
+            .purchases
+            .iter()
+            .position(|p| p.channel == Channel::Douyin)
+            .unwrap();
+        let v = sb.render_order(first, 0, false);
+        assert_eq!(v["order_status"], 1);
+        let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
+        let m = crate::mapping::map_order_with_cipher(&v.to_string(), "x", &hasher).unwrap();
+        let c = m.encrypted_tel.unwrap();
+        let person = sb.world().person_by_cipher(&token_of(&c).unwrap()).unwrap();
+        assert_eq!(person.id, sb.world().purchases[first].person);
+        assert!(!v.to_string().contains(&person.phone), "no clear phone");
+        assert_eq!(token_of(&cipher('#', "t", 1)), None);
+        let bad = sb.render_order(first, 0, true);
+        assert!(crate::mapping::map_order(&bad.to_string(), "x", &hasher).is_err());
+    }
+
+    #[test]
+    fn time_moves_orders_forward() {
+        let sb = sandbox();
+        let before = sb.visible_orders();
+        sb.set_as_of(sb.as_of() + Duration::days(10));
+        let after = sb.visible_orders();
+        assert!(!before.is_empty());
+        assert!(before.iter().zip(&after).any(|(a, b)| a.stage != b.stage));
+    }
+}
