@@ -21,6 +21,12 @@ pub struct Config {
     /// Taobao / Tmall app keys, each with its shops.
     #[serde(default)]
     pub taobao: Vec<quanyu_taobao::TaobaoConfig>,
+    /// JD (JOS) app keys, each with its shops.
+    #[serde(default)]
+    pub jd: Vec<quanyu_jd::JdConfig>,
+    /// Douyin shop (抖店) app keys, each with its shops.
+    #[serde(default)]
+    pub douyin: Vec<quanyu_douyin::DouyinConfig>,
     /// Pinduoduo apps (client_id), each with its shops.
     #[serde(default)]
     pub pdd: Vec<quanyu_pdd::PddConfig>,

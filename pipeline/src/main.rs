@@ -168,7 +168,7 @@ enum Cmd {
     },
     /// Serve a platform emulator on loopback.
     #[command(
-        after_help = "Examples:\n  quanyu sandbox taobao --port 8801\n  quanyu sandbox pdd --port 8803\n  quanyu sandbox kuaishou --port 8805\n  quanyu sandbox jushuitan --port 8806\n  quanyu sandbox wecom --port 8802 --faults 0.1\n\nThe first stdout line is JSON with every credential the sandbox accepts."
+        after_help = "Examples:\n  quanyu sandbox taobao --port 8801\n  quanyu sandbox jd --port 8807\n  quanyu sandbox pdd --port 8803\n  quanyu sandbox douyin --port 8804\n  quanyu sandbox kuaishou --port 8805\n  quanyu sandbox jushuitan --port 8806\n  quanyu sandbox wecom --port 8802 --faults 0.1\n\nThe first stdout line is JSON with every credential the sandbox accepts."
     )]
     Sandbox {
         /// Which platform.
@@ -208,7 +208,9 @@ enum Cmd {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Platform {
     Taobao,
+    Jd,
     Pdd,
+    Douyin,
     Kuaishou,
     Jushuitan,
     Wecom,
@@ -218,7 +220,9 @@ impl Platform {
     fn channel(self) -> quanyu_schemas::Channel {
         match self {
             Platform::Taobao => quanyu_schemas::Channel::Taobao,
+            Platform::Jd => quanyu_schemas::Channel::Jd,
             Platform::Pdd => quanyu_schemas::Channel::Pdd,
+            Platform::Douyin => quanyu_schemas::Channel::Douyin,
             Platform::Kuaishou => quanyu_schemas::Channel::Kuaishou,
             Platform::Jushuitan => quanyu_schemas::Channel::Jushuitan,
             Platform::Wecom => quanyu_schemas::Channel::Wecom,

@@ -14,6 +14,12 @@ pub fn streams(cfg: &Config, setup: &ConnectorSetup) -> Result<Vec<Arc<dyn Strea
     for c in &cfg.taobao {
         out.extend(quanyu_taobao::build_streams(c, setup)?);
     }
+    for c in &cfg.jd {
+        out.extend(quanyu_jd::build_streams(c, setup)?);
+    }
+    for c in &cfg.douyin {
+        out.extend(quanyu_douyin::build_streams(c, setup)?);
+    }
     for c in &cfg.pdd {
         out.extend(quanyu_pdd::build_streams(c, setup)?);
     }

@@ -21,7 +21,9 @@ use crate::config::Config;
 /// The marketplaces the demo serves from sandboxes.
 pub const DEMO_CHANNELS: &[Channel] = &[
     Channel::Taobao,
+    Channel::Jd,
     Channel::Pdd,
+    Channel::Douyin,
     Channel::Kuaishou,
     Channel::Jushuitan,
 ];
@@ -75,8 +77,12 @@ pub struct SandboxAnnouncement {
 pub enum Marketplace {
     /// TOP.
     Taobao(TopSandbox),
+    /// JD.
+    Jd(quanyu_jd::sandbox::JdSandbox),
     /// Pinduoduo.
     Pdd(quanyu_pdd::sandbox::PddSandbox),
+    /// Douyin shop.
+    Douyin(quanyu_douyin::sandbox::DouyinSandbox),
     /// Kuaishou.
     Kuaishou(quanyu_kuaishou::sandbox::KuaishouSandbox),
     /// Jushuitan ERP.
@@ -100,6 +106,26 @@ impl Marketplace {
                 faults,
                 as_of: Some(as_of),
             })),
+            Channel::Jd => Marketplace::Jd(quanyu_jd::sandbox::JdSandbox::new(
+                quanyu_jd::sandbox::JdSandboxConfig {
+                    app_key: APP_KEY.into(),
+                    app_secret: APP_SECRET.into(),
+                    world,
+                    faults,
+                    as_of: Some(as_of),
+                    token_ttl_secs: 30 * 86_400,
+                },
+            )),
+            Channel::Douyin => Marketplace::Douyin(quanyu_douyin::sandbox::DouyinSandbox::new(
+                quanyu_douyin::sandbox::DouyinSandboxConfig {
+                    app_key: APP_KEY.into(),
+                    app_secret: APP_SECRET.into(),
+                    world,
+                    faults,
+                    as_of: Some(as_of),
+                    token_ttl_secs: 7 * 86_400,
+                },
+            )),
             Channel::Pdd => Marketplace::Pdd(quanyu_pdd::sandbox::PddSandbox::new(
                 quanyu_pdd::sandbox::PddSandboxConfig {
                     client_id: APP_KEY.into(),
@@ -143,7 +169,9 @@ impl Marketplace {
     pub fn channel(&self) -> Channel {
         match self {
             Marketplace::Taobao(_) => Channel::Taobao,
+            Marketplace::Jd(_) => Channel::Jd,
             Marketplace::Pdd(_) => Channel::Pdd,
+            Marketplace::Douyin(_) => Channel::Douyin,
             Marketplace::Kuaishou(_) => Channel::Kuaishou,
             Marketplace::Jushuitan(_) => Channel::Jushuitan,
         }
@@ -153,7 +181,9 @@ impl Marketplace {
     pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
         let router = match self {
             Marketplace::Taobao(s) => s.router(),
+            Marketplace::Jd(s) => s.router(),
             Marketplace::Pdd(s) => s.router(),
+            Marketplace::Douyin(s) => s.router(),
             Marketplace::Kuaishou(s) => s.router(),
             Marketplace::Jushuitan(s) => s.router(),
         };
@@ -164,7 +194,9 @@ impl Marketplace {
     pub fn visible_orders(&self) -> usize {
         match self {
             Marketplace::Taobao(s) => s.visible_trades().len(),
+            Marketplace::Jd(s) => s.visible_orders().len(),
             Marketplace::Pdd(s) => s.visible_orders().len(),
+            Marketplace::Douyin(s) => s.visible_orders().len(),
             Marketplace::Kuaishou(s) => s.visible_orders().len(),
             Marketplace::Jushuitan(s) => s.visible_orders().len(),
         }
@@ -185,34 +217,11 @@ impl Marketplace {
                     .collect(),
                 None,
             ),
-            Marketplace::Pdd(s) => (
-                s.shops()
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, id)| {
-                        let (at, rt) = s.tokens_for(i);
-                        AnnouncedShop {
-                            id,
-                            access_token: at,
-                            refresh_token: Some(rt),
-                        }
-                    })
-                    .collect(),
-                None,
-            ),
+            Marketplace::Jd(s) => (refreshable_shops(s.shops(), |i| s.tokens_for(i)), None),
+            Marketplace::Douyin(s) => (refreshable_shops(s.shops(), |i| s.tokens_for(i)), None),
+            Marketplace::Pdd(s) => (refreshable_shops(s.shops(), |i| s.tokens_for(i)), None),
             Marketplace::Kuaishou(s) => (
-                s.shops()
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, id)| {
-                        let (at, rt) = s.tokens_for(i);
-                        AnnouncedShop {
-                            id,
-                            access_token: at,
-                            refresh_token: Some(rt),
-                        }
-                    })
-                    .collect(),
+                refreshable_shops(s.shops(), |i| s.tokens_for(i)),
                 Some(s.config().sign_secret.clone()),
             ),
             // One company token for all ERP shops; the shop's ERP shop_id
@@ -247,7 +256,11 @@ impl Marketplace {
     pub fn describe(&self, base_url: &str) -> String {
         match self {
             Marketplace::Taobao(_) => format!("TOP gateway sandbox at {base_url}/router/rest"),
+            Marketplace::Jd(_) => format!("JD (JOS) gateway sandbox at {base_url}/routerjson"),
             Marketplace::Pdd(_) => format!("Pinduoduo router sandbox at {base_url}/api/router"),
+            Marketplace::Douyin(_) => {
+                format!("Douyin shop (抖店) open platform sandbox at {base_url}/order/searchList")
+            }
             Marketplace::Kuaishou(_) => {
                 format!("Kuaishou open platform sandbox at {base_url}/open/order/cursor/list")
             }
@@ -256,6 +269,24 @@ impl Marketplace {
             }
         }
     }
+}
+
+/// Announced shops with the (access, refresh) pair each authorization gave.
+fn refreshable_shops(
+    ids: Vec<String>,
+    tokens: impl Fn(usize) -> (String, String),
+) -> Vec<AnnouncedShop> {
+    ids.into_iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (at, rt) = tokens(i);
+            AnnouncedShop {
+                id,
+                access_token: at,
+                refresh_token: Some(rt),
+            }
+        })
+        .collect()
 }
 
 /// Add a config section pulling everything an announced sandbox serves.
@@ -282,6 +313,52 @@ pub fn add_section(cfg: &mut Config, ann: &SandboxAnnouncement, initial_days: i6
                 .map(|s| quanyu_taobao::TaobaoShop {
                     id: s.id.clone(),
                     session: inline(&s.access_token),
+                })
+                .collect(),
+        }),
+        Channel::Jd => cfg.jd.push(quanyu_jd::JdConfig {
+            gateway: format!("{}/routerjson", ann.base_url),
+            oauth_base: ann.base_url.clone(),
+            app_key: ann.app_key.clone(),
+            app_secret: inline(&ann.app_secret),
+            qps: 0,
+            shop_qps: 0,
+            page_size: 100,
+            window_minutes: 7 * 24 * 60,
+            lookback_minutes: 60,
+            initial_days,
+            shops: ann
+                .shops
+                .iter()
+                .map(|s| quanyu_jd::JdShop {
+                    id: s.id.clone(),
+                    access_token: inline(&s.access_token),
+                    refresh_token: s.refresh_token.as_deref().map(inline),
+                })
+                .collect(),
+        }),
+        Channel::Douyin => cfg.douyin.push(quanyu_douyin::DouyinConfig {
+            gateway: ann.base_url.clone(),
+            app_key: ann.app_key.clone(),
+            app_secret: inline(&ann.app_secret),
+            sign_method: quanyu_douyin::SignMethod::HmacSha256,
+            qps: 0,
+            shop_qps: 0,
+            page_size: 100,
+            window_minutes: 24 * 60,
+            lookback_minutes: 60,
+            initial_days,
+            decrypt,
+            decrypt_qps: 0,
+            shops: ann
+                .shops
+                .iter()
+                .map(|s| quanyu_douyin::DouyinShop {
+                    id: s.id.clone(),
+                    shop_id: None,
+                    self_authorize: true,
+                    access_token: Some(inline(&s.access_token)),
+                    refresh_token: s.refresh_token.as_deref().map(inline),
                 })
                 .collect(),
         }),
