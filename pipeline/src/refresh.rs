@@ -53,6 +53,21 @@ pub async fn refresh_current(lake: &Lake, kind: TableKind) -> Result<u64> {
         .map(|f| format!("\"{}\"", f.name()))
         .collect::<Vec<_>>()
         .join(", ");
+    // The Delta scan yields string views that point into whole decoded
+    // pages; sorted and repartitioned as they are, each small batch is
+    // charged for every page it points into, and a lake of many small
+    // files exhausts the memory pool. Plain strings are compact copies.
+    let compact = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            arrow::datatypes::DataType::Utf8 => {
+                format!("CAST(\"{n}\" AS VARCHAR) AS \"{n}\"", n = f.name())
+            }
+            _ => format!("\"{}\"", f.name()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     let keys = kind
         .key_columns()
         .iter()
@@ -63,9 +78,9 @@ pub async fn refresh_current(lake: &Lake, kind: TableKind) -> Result<u64> {
     let sql = format!(
         "SELECT {cols} FROM (
             SELECT {cols}, row_number() OVER (PARTITION BY {keys} ORDER BY \"{version}\" DESC, ingested_at DESC) AS rn
-            FROM (SELECT {cols} FROM {current}
+            FROM (SELECT {compact} FROM {current}
                   UNION ALL
-                  SELECT {cols} FROM {raw} WHERE ingested_at > {since} AND ingested_at <= arrow_cast({hi}, 'Timestamp(Microsecond, Some(\"UTC\"))'))
+                  SELECT {compact} FROM {raw} WHERE ingested_at > {since} AND ingested_at <= arrow_cast({hi}, 'Timestamp(Microsecond, Some(\"UTC\"))'))
         ) WHERE rn = 1"
     );
     // Streamed into the Delta writer: memory stays bounded by the engine's

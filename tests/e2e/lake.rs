@@ -226,3 +226,52 @@ async fn overlapping_repull_keeps_one_current_row_with_the_latest_status() {
         finished
     );
 }
+
+/// Many small commits (a long run with faults commits every few seconds)
+/// leave many small raw files: the refresh still fits the engine's memory
+/// pool and keeps one row per order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_over_many_small_raw_files_fits_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let schema = TableKind::Orders.schema();
+    let t0 = chrono::DateTime::from_timestamp(1_735_000_000, 0).unwrap();
+    // 60 commits of 8 pages of 100 rows, as a run with faults commits.
+    for file in 0..60i64 {
+        let pages = (0..8i64)
+            .map(|page| {
+                let mut b = quanyu_schemas::OrdersBuilder::new("r", t0 + Duration::seconds(file));
+                for k in 0..100i64 {
+                    let n = (file * 800 + page * 100 + k) % 12_000;
+                    b.append(&quanyu_schemas::OrderRow {
+                        channel: quanyu_schemas::Channel::Pdd,
+                        shop_id: "pdd-store".into(),
+                        buyer_id: None,
+                        // Each order four times across the commits: one row after the refresh.
+                        order_id: format!("241125-{n:015}"),
+                        phone_hash: Some(format!("{n:064x}")),
+                        phone_masked: Some("1*********5".into()),
+                        status: quanyu_schemas::OrderStatus::Paid,
+                        platform_status: "order_status=1;refund_status=1".into(),
+                        amount_fen: 18830,
+                        item_count: 1,
+                        province: Some("浙江省".into()),
+                        city: Some("杭州市".into()),
+                        created_at: t0,
+                        paid_at: Some(t0),
+                        updated_at: t0 + Duration::seconds(file),
+                    });
+                }
+                b.finish()
+            })
+            .collect();
+        lake.append("raw_orders", &schema, pages, None)
+            .await
+            .unwrap();
+    }
+    let n = quanyu::refresh::refresh_current(&lake, TableKind::Orders)
+        .await
+        .expect("the refresh fits the memory pool");
+    assert_eq!(n, 60 * 800);
+    assert_eq!(count(&lake, "select count(*) from orders").await, 12_000);
+}
