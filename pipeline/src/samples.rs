@@ -105,7 +105,14 @@ pub fn write_samples(world: &World, as_of: DateTime<Utc>, dir: &Path) -> Result<
         }
     }
     let saved = called.len();
-    for p in world.purchases.iter().filter(|p| p.created <= as_of) {
+    // Other buyers are called on the phones the brand can see: clear on the
+    // order or decrypted (a JD buyer's phone stays hidden), of orders the
+    // platform lists.
+    let phone_seen = |p: &&quanyu_connector_sdk::sandbox::world::Purchase| {
+        (p.phone_plain || crate::demo::DECRYPT_CHANNELS.contains(&p.channel))
+            && world.listed_at(p).is_some_and(|t| t <= as_of.timestamp())
+    };
+    for p in world.purchases.iter().filter(phone_seen) {
         if called.len() >= saved * 2 {
             break;
         }
