@@ -5,9 +5,15 @@ use arrow::array::RecordBatch;
 
 use crate::lake::Lake;
 
-/// Rebuild `customers` from `identity_map`, `orders` and `contacts`.
-pub async fn build_customers(lake: &Lake) -> Result<()> {
+/// Rebuild `customers` from `identity_map`, `orders` and `contacts`; the
+/// cursor `built` (application id, identity build) is committed with it.
+pub async fn build_customers(lake: &Lake, built: (&str, i64)) -> Result<()> {
     let ctx = crate::lake::new_context();
+    // Joins of whole tables: sort-merge joins spill where hash joins cannot.
+    ctx.sql("SET datafusion.optimizer.prefer_hash_join = false")
+        .await?
+        .collect()
+        .await?;
     lake.register(&ctx, "identity_map").await?;
     let has_orders = lake.register(&ctx, "orders").await?;
     let has_contacts = lake.register(&ctx, "contacts").await?;
@@ -59,13 +65,30 @@ pub async fn build_customers(lake: &Lake) -> Result<()> {
     );
     let df = ctx.sql(&sql).await?;
     let schema = crate::lake::plain_types(df.schema().as_arrow());
-    let batches = df
-        .collect()
-        .await?
+    let exprs: Vec<datafusion::prelude::Expr> = schema
+        .fields()
         .iter()
-        .map(|b| crate::lake::conform(b, &schema))
-        .collect::<Result<Vec<RecordBatch>>>()?;
-    lake.overwrite("customers", &schema, batches, None).await?;
+        .map(|f| {
+            datafusion::logical_expr::cast(
+                datafusion::prelude::col(format!("\"{}\"", f.name())),
+                f.data_type().clone(),
+            )
+            .alias(f.name())
+        })
+        .collect();
+    let df = df.select(exprs)?;
+    lake.write_plan(
+        "customers",
+        &schema,
+        &ctx,
+        df,
+        crate::lake::Commit {
+            replace_schema: true,
+            txns: vec![(built.0.to_string(), built.1)],
+            ..Default::default()
+        },
+    )
+    .await?;
     build_bridges(lake).await
 }
 

@@ -31,6 +31,9 @@ pub const TABLES: &[&str] = &[
     "bridges",
     "identity_map",
     "identity_edges",
+    "identity_aliases",
+    "identity_changes",
+    "identity_audit",
     "runs",
     "quarantine",
     "raw_orders",
@@ -167,6 +170,101 @@ impl Lake {
             .await?)
     }
 
+    /// The cursors committed under `app_ids` in table `name`, in order.
+    pub async fn txn_versions(&self, name: &str, app_ids: &[&str]) -> Result<Vec<Option<i64>>> {
+        let Some(t) = self.try_open(name).await? else {
+            return Ok(vec![None; app_ids.len()]);
+        };
+        let snapshot = t.snapshot()?;
+        let mut out = Vec::with_capacity(app_ids.len());
+        for app in app_ids {
+            out.push(
+                snapshot
+                    .transaction_version(t.log_store().as_ref(), app)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The latest version of table `name`, if it exists.
+    pub async fn version(&self, name: &str) -> Result<Option<u64>> {
+        Ok(self.try_open(name).await?.and_then(|t| t.version()))
+    }
+
+    /// The data files of `name` at version `upto` that were not there at
+    /// version `since` (every file when `None`), as URIs. Append-only tables
+    /// add every new row in a new file, so this is a clock-free change feed;
+    /// a compaction only makes rows show again.
+    pub async fn files_between(
+        &self,
+        name: &str,
+        since: Option<u64>,
+        upto: u64,
+    ) -> Result<Vec<String>> {
+        let now: Vec<String> = self.open_at(name, upto).await?.get_file_uris()?.collect();
+        let before: std::collections::HashSet<String> = match since {
+            Some(v) => self.open_at(name, v).await?.get_file_uris()?.collect(),
+            None => Default::default(),
+        };
+        Ok(now.into_iter().filter(|f| !before.contains(f)).collect())
+    }
+
+    /// Table `name` as of `version`.
+    pub async fn open_at(&self, name: &str, version: u64) -> Result<DeltaTable> {
+        deltalake::open_table_with_version(self.url(name)?, version)
+            .await
+            .with_context(|| format!("cannot open table {name} at version {version}"))
+    }
+
+    /// Register table `name` as of `version` in `ctx` under `alias`.
+    pub async fn register_at(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        version: u64,
+        alias: &str,
+    ) -> Result<()> {
+        let t = self.open_at(name, version).await?;
+        t.update_datafusion_session(&ctx.state())?;
+        let _ = ctx.deregister_table(alias);
+        ctx.register_table(alias, t.table_provider().await?)?;
+        Ok(())
+    }
+
+    /// Write `df` (planned in `ctx`) into `name` in one commit, as `commit`
+    /// says: replace the table (or only the rows matching its predicate),
+    /// or append; cursors committed with the data.
+    pub async fn write_plan(
+        &self,
+        name: &str,
+        schema: &SchemaRef,
+        ctx: &SessionContext,
+        df: datafusion::dataframe::DataFrame,
+        commit: Commit,
+    ) -> Result<()> {
+        let table = self.table(name, schema).await?;
+        let mut op = table
+            .write(vec![])
+            .with_input_plan(df.into_unoptimized_plan())
+            .with_session_state(Arc::new(ctx.state()))
+            .with_save_mode(if commit.append {
+                SaveMode::Append
+            } else {
+                SaveMode::Overwrite
+            })
+            .with_commit_properties(commit.properties());
+        if commit.replace_schema {
+            op = op.with_schema_mode(SchemaMode::Overwrite);
+        }
+        if let Some(p) = commit.replace_where {
+            op = op.with_replace_where(p);
+        }
+        op.await
+            .with_context(|| format!("cannot write table {name}"))?;
+        Ok(())
+    }
+
     /// Append `batches` to `name` in one commit, with an optional cursor
     /// (`app_id`, version) committed in the same commit.
     pub async fn append(
@@ -190,29 +288,6 @@ impl Lake {
     ) -> Result<()> {
         self.write(name, schema, batches, SaveMode::Overwrite, txn)
             .await
-    }
-
-    /// Replace the contents of `name` with the result of `df` (planned in
-    /// `ctx`), streamed into the writer, in one commit.
-    pub async fn overwrite_plan(
-        &self,
-        name: &str,
-        schema: &SchemaRef,
-        ctx: &SessionContext,
-        df: datafusion::dataframe::DataFrame,
-        txn: Option<(&str, i64)>,
-    ) -> Result<()> {
-        let table = self.table(name, schema).await?;
-        let props = commit_properties(txn);
-        table
-            .write(vec![])
-            .with_input_plan(df.into_unoptimized_plan())
-            .with_session_state(Arc::new(ctx.state()))
-            .with_save_mode(SaveMode::Overwrite)
-            .with_commit_properties(props)
-            .await
-            .with_context(|| format!("cannot write table {name}"))?;
-        Ok(())
     }
 
     async fn write(
@@ -265,6 +340,31 @@ impl Lake {
     }
 }
 
+/// How [`Lake::write_plan`] commits.
+#[derive(Default)]
+pub struct Commit {
+    /// Append instead of replacing.
+    pub append: bool,
+    /// Replace only the rows matching this predicate (with `append` off).
+    pub replace_where: Option<datafusion::prelude::Expr>,
+    /// Let the data's schema replace the table's (a table written by an
+    /// older version of quanyu).
+    pub replace_schema: bool,
+    /// Cursors committed with the data: (application id, version).
+    pub txns: Vec<(String, i64)>,
+}
+
+impl Commit {
+    fn properties(&self) -> CommitProperties {
+        CommitProperties::default().with_application_transactions(
+            self.txns
+                .iter()
+                .map(|(app, v)| Transaction::new(app, *v))
+                .collect(),
+        )
+    }
+}
+
 /// Commit properties carrying an optional cursor as a Delta application
 /// transaction.
 fn commit_properties(txn: Option<(&str, i64)>) -> CommitProperties {
@@ -275,6 +375,65 @@ fn commit_properties(txn: Option<(&str, i64)>) -> CommitProperties {
         }
         None => props,
     }
+}
+
+/// A stream of batches as a DataFusion table that can be read once: lets
+/// [`Lake::write_plan`] write rows produced in memory without holding them
+/// all at once.
+struct OneShot {
+    schema: SchemaRef,
+    stream: std::sync::Mutex<Option<datafusion::execution::SendableRecordBatchStream>>,
+}
+
+impl std::fmt::Debug for OneShot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OneShot")
+    }
+}
+
+impl datafusion::physical_plan::streaming::PartitionStream for OneShot {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(
+        &self,
+        _ctx: Arc<datafusion::execution::TaskContext>,
+    ) -> datafusion::execution::SendableRecordBatchStream {
+        use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+        match self.stream.lock().expect("not poisoned").take() {
+            Some(s) => s,
+            None => Box::pin(RecordBatchStreamAdapter::new(
+                self.schema.clone(),
+                futures::stream::once(async {
+                    Err(datafusion::error::DataFusionError::Internal(
+                        "a one-shot stream was read twice".into(),
+                    ))
+                }),
+            )),
+        }
+    }
+}
+
+/// `batches` (produced lazily) as a DataFrame of `ctx`, readable once.
+pub fn stream_frame(
+    ctx: &SessionContext,
+    schema: SchemaRef,
+    batches: impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static,
+) -> Result<datafusion::dataframe::DataFrame> {
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use futures::StreamExt;
+    let stream = RecordBatchStreamAdapter::new(
+        schema.clone(),
+        batches.map(|r| r.map_err(|e| datafusion::error::DataFusionError::External(e.into()))),
+    );
+    let part = OneShot {
+        schema: schema.clone(),
+        stream: std::sync::Mutex::new(Some(Box::pin(stream))),
+    };
+    let table =
+        datafusion::catalog::streaming::StreamingTable::try_new(schema, vec![Arc::new(part)])?;
+    Ok(ctx.read_table(Arc::new(table))?)
 }
 
 /// `schema` with string views replaced by plain strings (also inside lists),

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use crate::identity::StateRule;
+use crate::identity::{StateRule, StateRules};
 use crate::lake::Lake;
 
 /// `[[listen.wecom]]`: one corp's callback settings.
@@ -96,20 +96,21 @@ pub struct BridgeRule {
 #[derive(Debug, Clone, Default)]
 pub struct StateMapper {
     bridges: Vec<BridgeRule>,
-    orders: Vec<StateRule>,
+    orders: StateRules,
 }
 
 impl StateMapper {
     /// A mapper from the configured bridge rules and identity state rules.
     /// States naming an order are package-insert cards unless a bridge rule
-    /// says otherwise.
-    pub fn new(bridges: &[BridgeRule], orders: &[StateRule]) -> Self {
+    /// says otherwise; a state whose order id is not in its channel's
+    /// format (a batch code) names no order.
+    pub fn new(bridges: &[BridgeRule], orders: &[StateRule]) -> anyhow::Result<Self> {
         let mut bridges = bridges.to_vec();
         bridges.sort_by_key(|b| std::cmp::Reverse(b.state_prefix.len()));
-        StateMapper {
+        Ok(StateMapper {
             bridges,
-            orders: orders.to_vec(),
-        }
+            orders: StateRules::new(orders)?,
+        })
     }
 
     /// (bridge, campaign, order channel, order id) for a state.
@@ -120,11 +121,10 @@ impl StateMapper {
         let Some(state) = state.filter(|s| !s.is_empty()) else {
             return (Bridge::Wecom, None, None, None);
         };
-        let order = self.orders.iter().find_map(|r| {
-            let id = state.strip_prefix(r.prefix.as_str())?;
-            let ch: Channel = r.channel.parse().ok()?;
-            (!id.is_empty()).then(|| (ch, id.to_string()))
-        });
+        let order = self
+            .orders
+            .order(state)
+            .and_then(|(ch, id)| Some((ch.parse::<Channel>().ok()?, id)));
         let rule = self
             .bridges
             .iter()
@@ -269,7 +269,7 @@ pub fn router(
         hasher,
         corps,
         calls,
-        states: StateMapper::new(bridges, state_rules),
+        states: StateMapper::new(bridges, state_rules)?,
         seen: Mutex::new(HashSet::new()),
     });
     Ok(Router::new()
@@ -445,7 +445,8 @@ mod tests {
                 campaign: Some("618 call task".into()),
             }],
             &rules,
-        );
+        )
+        .unwrap();
         let (b, c, ch, id) = m.map(Some("tb_3100000000000123"));
         assert_eq!(b, Bridge::PackageCard);
         assert_eq!(
@@ -464,5 +465,8 @@ mod tests {
             None,
             "an empty order id names nothing"
         );
+        let (b, _, ch, id) = m.map(Some("dy_batch07"));
+        assert_eq!((ch, id), (None, None), "a batch code names no order");
+        assert_eq!(b, Bridge::Wecom);
     }
 }

@@ -190,6 +190,30 @@ enum Cmd {
         #[arg(long, default_value_t = 0.0)]
         faults: f64,
     },
+    /// Why two identifiers share a unified id, or how one customer was built.
+    #[command(
+        after_help = "Identifiers are TYPE:VALUE; phone:<mobile> is hashed with the lake key first.\nExamples:\n  quanyu explain phone:13912345679 order:taobao:3100000000000123\n  quanyu explain wecom_external_userid:wmAbc taobao_buyer:AAH1f@tmall-flagship\n  quanyu explain C1a2b3c4d5e6f7a8b9c0d          # a customer (or a retired id)"
+    )]
+    Explain {
+        /// An identifier (TYPE:VALUE) or a unified id.
+        first: String,
+        /// A second identifier: explain the link between the two.
+        second: Option<String>,
+        /// Lake folder (default: the config's, else ./lake).
+        #[arg(long)]
+        lake: Option<PathBuf>,
+        /// Config file (its lake and key file).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Identity maintenance: the audit of shared identifiers, a full rebuild.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCmd,
+    },
     /// Pull N trades from a Taobao sandbox (rate limits off) and print trades/s and peak memory.
     #[command(after_help = "Example:\n  quanyu bench --orders 500000")]
     Bench {
@@ -377,10 +401,7 @@ async fn run(cli: Cli) -> Result<()> {
                         .unwrap_or_default()
                 );
             }
-            println!(
-                "identity: {} identifiers, {} edges, {} excluded, {} customers ({} kept their id)",
-                ids.identifiers, ids.edges, ids.excluded, ids.customers, ids.carried_forward
-            );
+            println!("{}", quanyu::identity::build::describe(&ids));
             let failed = records.iter().filter(|r| r.status != "succeeded").count();
             if failed > 0 {
                 anyhow::bail!("{failed} stream(s) failed");
@@ -554,6 +575,111 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Cmd::Explain {
+            first,
+            second,
+            lake,
+            config,
+            json,
+        } => {
+            let key_file = match &config {
+                Some(c) => Config::load(c)?.lake.key_file,
+                None => default_key_file(),
+            };
+            let lake = existing_lake(lake, config)?;
+            let hasher = PiiHasher::new(&quanyu::keys::load_key(&key_file)?);
+            use quanyu::identity::explain;
+            let out = match second {
+                Some(second) => {
+                    let a = explain::parse_ident(&first, &hasher)?;
+                    let b = explain::parse_ident(&second, &hasher)?;
+                    let ex = explain::explain_link(&lake, &a, &b).await?;
+                    if json {
+                        serde_json::to_string_pretty(&ex)?
+                    } else {
+                        explain::render_link(&ex)
+                    }
+                }
+                None if !first.contains(':') => {
+                    let ex = explain::explain_customer(&lake, &first).await?;
+                    if json {
+                        serde_json::to_string_pretty(&ex)?
+                    } else {
+                        explain::render_customer(&ex)
+                    }
+                }
+                None => {
+                    // One identifier: the customer it belongs to.
+                    let a = explain::parse_ident(&first, &hasher)?;
+                    let ex = explain::explain_link(&lake, &a, &a).await?;
+                    match ex.a.unified_id.clone() {
+                        Some(uid) => {
+                            let c = explain::explain_customer(&lake, &uid).await?;
+                            if json {
+                                serde_json::to_string_pretty(&c)?
+                            } else {
+                                explain::render_customer(&c)
+                            }
+                        }
+                        None if json => serde_json::to_string_pretty(&ex)?,
+                        None => {
+                            explain::render_link(&ex)
+                                .lines()
+                                .next()
+                                .unwrap_or("")
+                                .to_string()
+                                + "\n"
+                        }
+                    }
+                }
+            };
+            print!("{out}");
+            if !out.ends_with('\n') {
+                println!();
+            }
+        }
+        Cmd::Identity {
+            command:
+                IdentityCmd::Audit {
+                    lake,
+                    config,
+                    limit,
+                },
+        } => {
+            let lake = existing_lake(lake, config)?;
+            let top = quanyu::identity::explain::audit_top(&lake, limit).await?;
+            println!("most connected identifiers (people = distinct people estimated behind it):");
+            quanyu::sql::write(
+                &top,
+                quanyu::sql::Format::Table,
+                &mut std::io::stdout().lock(),
+            )?;
+            let latest = quanyu::sql::query(
+                &lake,
+                "SELECT decision, rule, count(*) AS identifiers FROM identity_audit
+                 WHERE build = (SELECT max(build) FROM identity_audit) GROUP BY 1, 2 ORDER BY 1, 2",
+            )
+            .await;
+            if let Ok(latest) = latest {
+                println!("decisions of the latest build that changed any (identity_audit):");
+                quanyu::sql::write(
+                    &latest,
+                    quanyu::sql::Format::Table,
+                    &mut std::io::stdout().lock(),
+                )?;
+            }
+        }
+        Cmd::Identity {
+            command: IdentityCmd::Rebuild { config },
+        } => {
+            let cfg = Config::load(&config)?;
+            let key = quanyu::keys::load_key(&cfg.lake.key_file)?;
+            let lake = Lake::open(&cfg.lake.root)?;
+            let _lock = lake.lock_writer()?;
+            let s = quanyu::identity::rebuild_identity(&lake, &PiiHasher::new(&key), &cfg.identity)
+                .await?;
+            println!("{}", quanyu::identity::build::describe(&s));
+        }
         Cmd::Bench {
             orders,
             chunk_rows,
@@ -593,6 +719,33 @@ fn existing_lake(lake: Option<PathBuf>, config: Option<PathBuf>) -> Result<Lake>
         );
     }
     Lake::open(&root)
+}
+
+/// `quanyu identity ...`
+#[derive(Subcommand, Debug)]
+enum IdentityCmd {
+    /// The most connected identifiers (most people behind them first), with
+    /// what identity decided for each, and the latest exclusions and cuts.
+    #[command(after_help = "Example:\n  quanyu identity audit --limit 30")]
+    Audit {
+        /// Lake folder (default: the config's, else ./lake).
+        #[arg(long)]
+        lake: Option<PathBuf>,
+        /// Config file to take the lake from.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// How many identifiers to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Recompute every customer from every record (ids are still carried
+    /// forward); needed only after editing the lake by hand.
+    #[command(after_help = "Example:\n  quanyu identity rebuild --config quanyu.toml")]
+    Rebuild {
+        /// Config file.
+        #[arg(long, default_value = "quanyu.toml")]
+        config: PathBuf,
+    },
 }
 
 /// Callback sources `quanyu listen` receives.

@@ -108,7 +108,9 @@ impl ChunkSink<'_> {
 impl PageSink for ChunkSink<'_> {
     async fn page(&mut self, page: NormalizedPage) -> Result<(), SinkError> {
         self.rows_in += page.records_in as u64;
-        self.quarantined += page.quarantine.len() as u64;
+        // Field-level problems (the row landed without one value) are
+        // quarantined but do not count as rejected rows.
+        self.quarantined += page.quarantine.iter().filter(|q| q.field.is_none()).count() as u64;
         self.quarantine.extend(page.quarantine);
         if let Some(b) = page.batch {
             self.pending_rows += b.num_rows();

@@ -26,14 +26,21 @@ impl NormalizedPhone {
 
     /// True for numbers that are valid in form but are placeholders in
     /// practice: ten identical digits after the leading `1` (`13333333333`),
-    /// eight trailing zeros (`13800000000`), or the well-known carrier service
-    /// number `13800138000` that forms use as a dummy. Identity keeps these out
-    /// of stitching.
+    /// eight identical trailing digits (`13800000000`), eight trailing
+    /// digits counting up or down (`13812345678`, `13987654321`, wrapping
+    /// past 9), or the well-known carrier service number `13800138000` that
+    /// forms use as a dummy. Identity keeps these out of stitching.
     pub fn is_placeholder(&self) -> bool {
         let d = self.0.as_bytes();
+        let tail = &d[3..];
+        let step = |s: u8| {
+            tail.windows(2)
+                .all(|w| (w[0] - b'0' + s) % 10 == w[1] - b'0')
+        };
         d[1..].iter().all(|&c| c == d[1])
-            || d[2..].iter().all(|&c| c == d[2])
-            || d[3..].iter().all(|&c| c == b'0')
+            || step(0)
+            || step(1)
+            || step(9)
             || self.0 == "13800138000"
     }
 }
@@ -203,10 +210,15 @@ mod tests {
             "13800000000",
             "13800138000",
             "15555555555",
+            "13812345678",
+            "13987654321",
+            "17756789012",
         ] {
             assert!(normalize_phone(junk).unwrap().is_placeholder(), "{junk}");
         }
-        assert!(!normalize_phone("13912345678").unwrap().is_placeholder());
+        for real in ["13912345679", "13800138001", "18612345977"] {
+            assert!(!normalize_phone(real).unwrap().is_placeholder(), "{real}");
+        }
     }
 
     #[test]

@@ -85,6 +85,26 @@ impl PiiHasher {
         normalize_phone(raw).ok().map(|p| self.phone(&p))
     }
 
+    /// A keyed hash of who a parcel goes to: the receiver's name and address
+    /// as the platform shows them (masked or in clear; blanks removed), or
+    /// `None` when neither carries anything beyond mask characters. Stored
+    /// only as this hash, and used only to count the people behind a shared
+    /// identifier, never to link records.
+    pub fn receiver(&self, name: Option<&str>, address: Option<&str>) -> Option<String> {
+        let clean = |s: Option<&str>| -> String {
+            s.unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect()
+        };
+        let (name, address) = (clean(name), clean(address));
+        let informative = |s: &str| s.chars().any(|c| c != '*');
+        if !informative(&name) && !informative(&address) {
+            return None;
+        }
+        Some(self.hash(&format!("receiver\u{1f}{name}\u{1f}{address}")))
+    }
+
     /// Replace every mobile number in free text (a raw record bound for
     /// quarantine) by `phone:<hash>`, so it can be traced without leaking.
     pub fn scrub(&self, text: &str) -> String {
@@ -151,6 +171,18 @@ mod tests {
             Err(LakeKeyError::NotHex)
         ));
         assert_eq!(format!("{key:?}"), "LakeKey(<redacted>)");
+    }
+
+    #[test]
+    fn receiver_hash_ignores_blanks_and_bare_masks() {
+        let h = hasher();
+        let a = h.receiver(Some("林*坤"), Some("西湖区文三路**号"));
+        assert!(a.is_some());
+        assert_eq!(a, h.receiver(Some(" 林*坤 "), Some("西湖区 文三路**号")));
+        assert_ne!(a, h.receiver(Some("林*明"), Some("西湖区文三路**号")));
+        assert_eq!(h.receiver(Some("***"), Some("")), None);
+        assert_eq!(h.receiver(None, None), None);
+        assert!(!a.unwrap().contains('林'));
     }
 
     #[test]

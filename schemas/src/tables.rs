@@ -94,6 +94,7 @@ pub fn orders_schema() -> SchemaRef {
             Field::new("updated_at", ts(), false),
             Field::new("ingested_at", ts(), false),
             utf8("run_id", false),
+            utf8("receiver_hash", true),
         ]))
     })
     .clone()
@@ -133,6 +134,7 @@ pub fn quarantine_schema() -> SchemaRef {
             utf8("reason", false),
             utf8("run_id", false),
             Field::new("quarantined_at", ts(), false),
+            utf8("field", true),
         ]))
     })
     .clone()
@@ -171,6 +173,9 @@ pub struct OrderRow {
     pub paid_at: Option<DateTime<Utc>>,
     /// Last modification time: decides which version of an order is current.
     pub updated_at: DateTime<Utc>,
+    /// Keyed hash of the receiver's name and address as the platform shows
+    /// them ([`crate::PiiHasher::receiver`]): counts people, never links.
+    pub receiver_hash: Option<String>,
 }
 
 /// One contact in canonical form.
@@ -211,6 +216,9 @@ pub struct QuarantineRow {
     pub raw: String,
     /// Why it was rejected.
     pub reason: String,
+    /// For a field-level problem, the field: the row itself landed without
+    /// that field's value. `None` when the whole record was rejected.
+    pub field: Option<String>,
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -236,6 +244,7 @@ pub struct OrdersBuilder {
     created_at: TimestampMicrosecondBuilder,
     paid_at: TimestampMicrosecondBuilder,
     updated_at: TimestampMicrosecondBuilder,
+    receiver_hash: StringBuilder,
     len: usize,
 }
 
@@ -261,6 +270,7 @@ impl OrdersBuilder {
             created_at: tsb(),
             paid_at: tsb(),
             updated_at: tsb(),
+            receiver_hash: StringBuilder::new(),
             len: 0,
         }
     }
@@ -282,6 +292,7 @@ impl OrdersBuilder {
         self.created_at.append_value(micros(r.created_at));
         self.paid_at.append_option(r.paid_at.map(micros));
         self.updated_at.append_value(micros(r.updated_at));
+        self.receiver_hash.append_option(r.receiver_hash.as_deref());
         self.len += 1;
     }
 
@@ -322,6 +333,7 @@ impl OrdersBuilder {
             Arc::new(self.updated_at.finish()),
             Arc::new(ingested.finish()),
             Arc::new(run.finish()),
+            Arc::new(self.receiver_hash.finish()),
         ];
         RecordBatch::try_new(orders_schema(), columns).expect("builder columns match the schema")
     }
@@ -433,6 +445,7 @@ pub struct QuarantineBuilder {
     record_key: StringBuilder,
     raw: StringBuilder,
     reason: StringBuilder,
+    field: StringBuilder,
     len: usize,
 }
 
@@ -447,6 +460,7 @@ impl QuarantineBuilder {
             record_key: StringBuilder::new(),
             raw: StringBuilder::new(),
             reason: StringBuilder::new(),
+            field: StringBuilder::new(),
             len: 0,
         }
     }
@@ -458,6 +472,7 @@ impl QuarantineBuilder {
         self.record_key.append_option(r.record_key.as_deref());
         self.raw.append_value(&r.raw);
         self.reason.append_value(&r.reason);
+        self.field.append_option(r.field.as_deref());
         self.len += 1;
     }
 
@@ -488,6 +503,7 @@ impl QuarantineBuilder {
             Arc::new(self.reason.finish()),
             Arc::new(run.finish()),
             Arc::new(at.finish()),
+            Arc::new(self.field.finish()),
         ];
         RecordBatch::try_new(quarantine_schema(), columns)
             .expect("builder columns match the schema")
@@ -517,6 +533,7 @@ mod tests {
             created_at: DateTime::from_timestamp(1_704_067_200, 0).unwrap(),
             paid_at: None,
             updated_at: DateTime::from_timestamp(1_704_067_260, 0).unwrap(),
+            receiver_hash: None,
         }
     }
 

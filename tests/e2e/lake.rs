@@ -260,6 +260,7 @@ async fn refresh_over_many_small_raw_files_fits_in_memory() {
                         created_at: t0,
                         paid_at: Some(t0),
                         updated_at: t0 + Duration::seconds(file),
+                        receiver_hash: None,
                     });
                 }
                 b.finish()

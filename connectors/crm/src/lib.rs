@@ -406,7 +406,17 @@ impl CrmSource {
                 max_cursor = Some(max_cursor.map_or(v, |c| c.max(v)));
             }
             match m.map(&cells) {
-                Ok(row) => page.push(row),
+                Ok((row, problems)) => {
+                    page.push(row);
+                    for p in &problems {
+                        quarantine.push(ctx.field_problem(
+                            &self.id,
+                            self.table,
+                            m.key_of(&cells),
+                            p,
+                        ));
+                    }
+                }
                 Err(reason) => quarantine.push(ctx.reject(
                     &self.id,
                     self.table,
@@ -433,7 +443,7 @@ impl CrmSource {
         sink: &mut dyn PageSink,
         report: &mut PullReport,
     ) -> Result<(), PullError> {
-        let records_in = page.len() + quarantine.len();
+        let records_in = page.len() + quarantine.iter().filter(|q| q.field.is_none()).count();
         if records_in == 0 {
             return Ok(());
         }

@@ -224,7 +224,8 @@ impl Stream for FileImport {
         let mut report = PullReport::default();
         let kind = self.cfg.table.kind();
         while let Some(page) = rx.recv().await {
-            let records_in = page.rows.len() + page.quarantine.len();
+            let records_in =
+                page.rows.len() + page.quarantine.iter().filter(|q| q.field.is_none()).count();
             report.pages += 1;
             report.records += records_in as u64;
             let batch = match kind {
@@ -314,11 +315,19 @@ fn read_file(
             .as_ref()
             .ok_or_else(|| read::ReadError::Stopped("no header".into()))?;
         match m.map(&cells) {
-            Ok(Mapped::Touchpoint(mut t)) => {
-                t.source = source.to_string();
-                page.rows.push(Mapped::Touchpoint(t));
+            Ok((mapped, problems)) => {
+                for p in &problems {
+                    page.quarantine
+                        .push(ctx.field_problem(stream, kind, m.key_of(&cells), p));
+                }
+                page.rows.push(match mapped {
+                    Mapped::Touchpoint(mut t) => {
+                        t.source = source.to_string();
+                        Mapped::Touchpoint(t)
+                    }
+                    other => other,
+                });
             }
-            Ok(mapped) => page.rows.push(mapped),
             Err(reason) => page.quarantine.push(ctx.reject(
                 stream,
                 kind,

@@ -198,6 +198,7 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
         created_at,
         paid_at,
         updated_at,
+        receiver_hash: None,
     })
 }
 

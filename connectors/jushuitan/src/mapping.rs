@@ -32,6 +32,8 @@ struct Order<'a> {
     pay_amount: Option<&'a RawValue>,
     shop_buyer_id: Option<String>,
     receiver_mobile: Option<String>,
+    receiver_name: Option<String>,
+    receiver_address: Option<String>,
     receiver_state: Option<String>,
     receiver_city: Option<String>,
     #[serde(default)]
@@ -110,6 +112,7 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
             Err(_) => (None, None),
         },
     };
+    let receiver_hash = hasher.receiver(o.receiver_name.as_deref(), o.receiver_address.as_deref());
     Ok(OrderRow {
         channel: Channel::Jushuitan,
         shop_id: shop.to_string(),
@@ -134,6 +137,7 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
         created_at: created,
         paid_at,
         updated_at: updated,
+        receiver_hash,
     })
 }
 

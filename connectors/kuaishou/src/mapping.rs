@@ -223,6 +223,7 @@ pub fn map_order_with_cipher(
         created_at,
         paid_at,
         updated_at,
+        receiver_hash: None,
     };
     Ok(MappedOrder {
         row,

@@ -19,6 +19,8 @@ struct Order {
     item_list: Option<Vec<Item>>,
     receiver_phone: Option<String>,
     receiver_phone_mask: Option<String>,
+    receiver_name_mask: Option<String>,
+    receiver_address_mask: Option<String>,
     province: Option<String>,
     city: Option<String>,
 }
@@ -169,6 +171,11 @@ pub fn map_order_with_cipher(
             .map(|m| m.trim().to_string())
             .filter(|m| !m.is_empty());
     }
+    // Pinduoduo has no buyer id: the masked receiver tells its buyers apart.
+    let receiver_hash = hasher.receiver(
+        o.receiver_name_mask.as_deref(),
+        o.receiver_address_mask.as_deref(),
+    );
     let row = OrderRow {
         channel: Channel::Pdd,
         shop_id: shop.to_string(),
@@ -185,6 +192,7 @@ pub fn map_order_with_cipher(
         created_at,
         paid_at,
         updated_at,
+        receiver_hash,
     };
     Ok(MappedOrder {
         row,

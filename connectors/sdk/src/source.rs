@@ -91,6 +91,33 @@ impl PullContext {
             record_key: key,
             raw: self.hasher.scrub(raw),
             reason,
+            field: None,
+        }
+    }
+
+    /// A quarantine row for one bad field of a record that landed without
+    /// it: the value is kept only as its keyed hash.
+    pub fn field_problem(
+        &self,
+        stream: &StreamId,
+        table: TableKind,
+        key: Option<String>,
+        problem: &crate::declarative::FieldProblem,
+    ) -> QuarantineRow {
+        QuarantineRow {
+            source: stream.to_string(),
+            target_table: table.name().into(),
+            record_key: key,
+            raw: format!(
+                "{}=hash:{}",
+                problem.field,
+                self.hasher.hash(&problem.value)
+            ),
+            reason: format!(
+                "{}: {}; the row landed without it",
+                problem.field, problem.reason
+            ),
+            field: Some(problem.field.clone()),
         }
     }
 }

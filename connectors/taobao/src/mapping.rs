@@ -173,6 +173,7 @@ pub fn map_trade_with_oaid(
         created_at: created,
         paid_at,
         updated_at: updated,
+        receiver_hash: None,
     };
     Ok(MappedTrade { row, oaid })
 }

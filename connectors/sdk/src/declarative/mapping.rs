@@ -90,7 +90,7 @@ fn natural(table: TableKind, field: &str) -> Option<Parser> {
         (
             TableKind::Orders,
             "channel" | "shop_id" | "order_id" | "buyer_id" | "status" | "platform_status"
-            | "province" | "city",
+            | "province" | "city" | "receiver_name" | "receiver_address",
         ) => Text,
         (TableKind::Contacts, "tags") => List,
         (TableKind::Contacts, "add_way") => Int,
@@ -119,6 +119,18 @@ enum Value {
     /// (hash, masked) — either may be missing.
     Phone(Option<String>, Option<String>),
     List(Vec<String>),
+}
+
+/// One bad value of an optional field (an invalid phone): the row lands
+/// without it and the problem is quarantined with the value hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldProblem {
+    /// The canonical field.
+    pub field: String,
+    /// The raw cell (never stored as is: hash it).
+    pub value: String,
+    /// Why it was dropped.
+    pub reason: String,
 }
 
 /// A compiled mapping for one file's header.
@@ -197,7 +209,7 @@ impl RowMapper {
             Parser::Phone => match normalize_phone(raw) {
                 Ok(p) => Value::Phone(Some(self.hasher.phone(&p)), Some(p.masked())),
                 Err(PhoneError::Masked) => Value::Phone(None, Some(raw.to_string())),
-                Err(e) => return Err(format!("phone: {e}")),
+                Err(e) => return Err(e.to_string()),
             },
             Parser::List => Value::List(
                 raw.split([',', ';', '，', '；', '、'])
@@ -209,8 +221,19 @@ impl RowMapper {
         })
     }
 
-    /// Map one row. `row_no` names it in rejections.
-    pub fn map(&self, cells: &[String]) -> Result<Mapped, String> {
+    /// Map one row: the canonical row and the optional fields dropped for a
+    /// bad value, or why the whole row is rejected.
+    pub fn map(&self, cells: &[String]) -> Result<(Mapped, Vec<FieldProblem>), String> {
+        let mut problems = Vec::new();
+        let mapped = self.map_row(cells, &mut problems)?;
+        Ok((mapped, problems))
+    }
+
+    fn map_row(
+        &self,
+        cells: &[String],
+        problems: &mut Vec<FieldProblem>,
+    ) -> Result<Mapped, String> {
         if cells.iter().any(|c| c.contains('\u{fffd}')) {
             return Err("the row has bytes that are not valid in the file's encoding".into());
         }
@@ -241,11 +264,18 @@ impl RowMapper {
                     None => return Err(format!("{field}: value {raw:?} is not in the mapping")),
                 }
             };
-            values.insert(
-                field,
-                self.parse(*parser, raw)
-                    .map_err(|e| format!("{field}: {e}"))?,
-            );
+            match self.parse(*parser, raw) {
+                Ok(v) => {
+                    values.insert(field, v);
+                }
+                // An identifier that is not one: the row keeps its others.
+                Err(e) if *parser == Parser::Phone => problems.push(FieldProblem {
+                    field: field.clone(),
+                    value: raw.to_string(),
+                    reason: e,
+                }),
+                Err(e) => return Err(format!("{field}: {e}")),
+            }
         }
         let digest = || {
             let mut h = Sha256::new();
@@ -257,7 +287,7 @@ impl RowMapper {
         };
         let v = Fields(values);
         match self.table {
-            TableKind::Orders => v.order().map(Mapped::Order),
+            TableKind::Orders => v.order(&self.hasher).map(Mapped::Order),
             TableKind::Contacts => v.contact().map(Mapped::Contact),
             TableKind::Touchpoints => v.touchpoint(self.cost, digest).map(Mapped::Touchpoint),
         }
@@ -328,7 +358,7 @@ impl Fields<'_> {
             .map_err(|e| format!("{f}: {e}"))
     }
 
-    fn order(&self) -> Result<OrderRow, String> {
+    fn order(&self, hasher: &PiiHasher) -> Result<OrderRow, String> {
         let channel: Channel = self.parsed("channel")?.ok_or("channel is missing")?;
         let status: OrderStatus = self.parsed("status")?.ok_or("status is missing")?;
         let created_at = self.time("created_at").ok_or("created_at is missing")?;
@@ -361,6 +391,10 @@ impl Fields<'_> {
                 .time("updated_at")
                 .or(self.time("paid_at"))
                 .unwrap_or(created_at),
+            receiver_hash: hasher.receiver(
+                self.text("receiver_name").as_deref(),
+                self.text("receiver_address").as_deref(),
+            ),
         })
     }
 

@@ -6,4 +6,4 @@
 pub mod cells;
 pub mod mapping;
 
-pub use mapping::{ColumnSpec, CostRule, Mapped, MappingError, Parser, RowMapper};
+pub use mapping::{ColumnSpec, CostRule, FieldProblem, Mapped, MappingError, Parser, RowMapper};

@@ -171,6 +171,75 @@ pub struct Person {
     pub unionid: Option<String>,
     /// Index into [`REGIONS`].
     pub region: usize,
+    /// Full name (sandbox data only).
+    pub name: String,
+    /// Street address within the region (sandbox data only).
+    pub address: String,
+}
+
+const SURNAMES: &[&str] = &[
+    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭",
+    "何", "林", "罗", "高",
+];
+const GIVEN: &[&str] = &[
+    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明",
+    "超", "秀", "霞", "平", "刚", "桂", "英", "华", "坤", "婷", "雪", "晨", "宇", "欣",
+];
+const ROADS: &[&str] = &[
+    "文三路",
+    "解放路",
+    "人民路",
+    "中山路",
+    "建设路",
+    "和平路",
+    "新华路",
+    "长江路",
+    "黄河路",
+    "滨江路",
+    "学院路",
+    "花园街",
+    "幸福里",
+    "光明街",
+    "东风路",
+];
+
+/// A person's name and street address, derived from their id.
+fn name_and_address(seed: u64, id: u32) -> (String, String) {
+    let r = mix(seed ^ 0xA11CE ^ (u64::from(id) << 20));
+    let surname = SURNAMES[(r % SURNAMES.len() as u64) as usize];
+    let g1 = GIVEN[((r >> 8) % GIVEN.len() as u64) as usize];
+    let name = if (r >> 16) % 3 == 0 {
+        format!("{surname}{g1}")
+    } else {
+        let g2 = GIVEN[((r >> 24) % GIVEN.len() as u64) as usize];
+        format!("{surname}{g1}{g2}")
+    };
+    let road = ROADS[((r >> 32) % ROADS.len() as u64) as usize];
+    let address = format!(
+        "{road}{}号{}室",
+        1 + (r >> 40) % 300,
+        101 + (r >> 50) % 1200
+    );
+    (name, address)
+}
+
+/// A name as Pinduoduo and Douyin mask it: `林*坤`, `王*`.
+pub fn mask_name(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    match chars.len() {
+        0 => String::new(),
+        1 | 2 => format!("{}*", chars[0]),
+        n => format!("{}{}{}", chars[0], "*".repeat(n - 2), chars[n - 1]),
+    }
+}
+
+/// An address as the platforms mask it: the road kept, numbers hidden.
+pub fn mask_address(address: &str) -> String {
+    let road: String = address
+        .chars()
+        .take_while(|c| !c.is_ascii_digit())
+        .collect();
+    format!("{road}****")
 }
 
 /// One marketplace order, before any platform rendering.
@@ -241,13 +310,18 @@ impl World {
         let mut rng = StdRng::seed_from_u64(config.seed);
         let n = config.persons.max(1);
         let persons: Vec<Person> = (0..n as u32)
-            .map(|id| Person {
-                id,
-                phone: phone_for(config.seed, id),
-                unionid: rng
-                    .random_bool(0.7)
-                    .then(|| format!("oUn{:08x}{:016x}", id, mix(config.seed ^ u64::from(id)))),
-                region: rng.random_range(0..REGIONS.len()),
+            .map(|id| {
+                let (name, address) = name_and_address(config.seed, id);
+                Person {
+                    id,
+                    phone: phone_for(config.seed, id),
+                    unionid: rng
+                        .random_bool(0.7)
+                        .then(|| format!("oUn{:08x}{:016x}", id, mix(config.seed ^ u64::from(id)))),
+                    region: rng.random_range(0..REGIONS.len()),
+                    name,
+                    address,
+                }
             })
             .collect();
 
@@ -513,7 +587,13 @@ fn phone_for(seed: u64, id: u32) -> String {
     // An odd multiplier is a bijection modulo 10^8 only if coprime with 10:
     // 37 is; so distinct ids give distinct suffixes for up to 10^8 people.
     let suffix = (u64::from(id) * 37 + 12_345_679) % 100_000_000;
-    format!("{prefix}{suffix:08}")
+    let phone = format!("{prefix}{suffix:08}");
+    // A suffix that reads as a placeholder (`12345678`) moves to a prefix no
+    // other person uses, with its suffix shifted: still unique.
+    match quanyu_schemas::normalize_phone(&phone) {
+        Ok(p) if p.is_placeholder() => format!("166{:08}", (suffix + 50_000_000) % 100_000_000),
+        _ => phone,
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,174 @@
+//! Edges: which identifiers one record puts side by side. Each edge names
+//! its rule, the record it came from (table, key, time) and, for an order,
+//! the keyed receiver hash that lets identity count the people behind a
+//! shared phone.
+//!
+//! | rule | from | links |
+//! |---|---|---|
+//! | `order_buyer` | orders | the order ↔ its buyer id |
+//! | `buyer_phone` | orders | the buyer id ↔ the receiver phone |
+//! | `order_phone` | orders without a buyer id (Pinduoduo) | the order ↔ the receiver phone |
+//! | `contact_unionid` | contacts | the contact or member ↔ its unionid |
+//! | `contact_phone` | contacts | the contact or member ↔ its (remark) phone |
+//! | `contact_state_order` | contacts | the contact ↔ the order its `state` names |
+//! | `touch_contact_order` | touchpoints | the contact a card added ↔ the card's order |
+//! | `touch_contact_phone` | touchpoints | the contact a call added ↔ the phone called |
+//! | `touch_contact_unionid` | touchpoints | the contact ↔ a unionid |
+//! | `touch_order_phone` | touchpoints | a card's order ↔ the phone it names, no contact known |
+//! | `order_alone`, `contact_alone` | orders, contacts | a record that links nothing still names its identifier (a self-loop) |
+
+use std::sync::{Arc, OnceLock};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+use super::config::StateRule;
+
+/// Schema of `identity_edges`.
+pub fn identity_edges_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    S.get_or_init(|| {
+        Arc::new(Schema::new(vec![
+            Field::new("a_type", DataType::Utf8, true),
+            Field::new("a_value", DataType::Utf8, true),
+            Field::new("b_type", DataType::Utf8, true),
+            Field::new("b_value", DataType::Utf8, true),
+            Field::new("rule", DataType::Utf8, true),
+            Field::new("signal", DataType::Utf8, true),
+            Field::new("source_table", DataType::Utf8, true),
+            Field::new("record_key", DataType::Utf8, true),
+            Field::new(
+                "observed_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+        ]))
+    })
+    .clone()
+}
+
+/// The source tables identity reads, and the SQL of each one's record key.
+pub const SOURCES: &[(&str, &str)] = &[
+    ("orders", "channel || ':' || shop_id || ':' || order_id"),
+    (
+        "contacts",
+        "channel || ':' || contact_id || ':' || owner_userid",
+    ),
+    ("touchpoints", "channel || ':' || event_id"),
+];
+
+/// The record-key SQL of a source table.
+pub fn record_key_sql(table: &str) -> &'static str {
+    SOURCES
+        .iter()
+        .find(|(t, _)| *t == table)
+        .map(|(_, k)| *k)
+        .expect("a known source table")
+}
+
+/// The node type of a contact row: WeCom contacts are `wecom_external_userid`,
+/// CRM members `<channel>_member`.
+pub fn contact_type_sql() -> &'static str {
+    "CASE WHEN channel = 'wecom' THEN 'wecom_external_userid' ELSE channel || '_member' END"
+}
+
+/// `CASE` arms turning a `state` column into the order node it names, or
+/// NULL when the rest of the state is not in the channel's order format.
+pub fn state_order_sql(rules: &[StateRule], column: &str) -> String {
+    if rules.is_empty() {
+        return "CAST(NULL AS VARCHAR)".into();
+    }
+    let q = |s: &str| s.replace('\'', "''");
+    let arms: Vec<String> = rules
+        .iter()
+        .map(|r| {
+            let from = r.prefix.chars().count() + 1;
+            format!(
+                "WHEN starts_with({column}, '{p}') AND regexp_like(substr({column}, {from}), '{re}') THEN '{ch}:' || substr({column}, {from})",
+                p = q(&r.prefix),
+                re = q(&r.pattern()),
+                ch = q(&r.channel),
+            )
+        })
+        .collect();
+    format!("CASE {} END", arms.join(" "))
+}
+
+/// What the edge query reads.
+pub struct EdgeSources<'a> {
+    /// The state rules.
+    pub rules: &'a [StateRule],
+    /// Source tables registered in the session (subset of [`SOURCES`]).
+    pub tables: Vec<&'static str>,
+    /// `orders` has a `receiver_hash` column (lakes from before it had none).
+    pub orders_receiver: bool,
+    /// Restrict each table to the record keys listed in a registered table
+    /// `changed_<table>(record_key)`.
+    pub only_changed: bool,
+}
+
+/// The SQL of every edge the registered source tables give.
+pub fn edges_sql(src: &EdgeSources) -> String {
+    let mut parts = Vec::new();
+    let filter = |table: &str| {
+        if src.only_changed {
+            format!(
+                " AND {} IN (SELECT record_key FROM changed_{table})",
+                record_key_sql(table)
+            )
+        } else {
+            String::new()
+        }
+    };
+    if src.tables.contains(&"orders") {
+        let key = record_key_sql("orders");
+        let order = "channel || ':' || order_id";
+        let buyer = "channel || '_buyer'";
+        let signal = if src.orders_receiver {
+            "receiver_hash"
+        } else {
+            "CAST(NULL AS VARCHAR)"
+        };
+        let f = filter("orders");
+        let from = format!("FROM orders WHERE true{f}");
+        parts.push(format!("SELECT 'order' a_type, {order} a_value, {buyer} b_type, buyer_id b_value, 'order_buyer' rule, {signal} signal, 'orders' source_table, {key} record_key, created_at observed_at {from} AND buyer_id IS NOT NULL"));
+        parts.push(format!("SELECT {buyer}, buyer_id, 'phone_hash', phone_hash, 'buyer_phone', {signal}, 'orders', {key}, created_at {from} AND buyer_id IS NOT NULL AND phone_hash IS NOT NULL"));
+        parts.push(format!("SELECT 'order', {order}, 'phone_hash', phone_hash, 'order_phone', {signal}, 'orders', {key}, created_at {from} AND buyer_id IS NULL AND phone_hash IS NOT NULL"));
+        parts.push(format!("SELECT 'order' a_type, {order} a_value, 'order' b_type, {order} b_value, 'order_alone', {signal}, 'orders', {key}, created_at {from} AND buyer_id IS NULL AND phone_hash IS NULL"));
+    }
+    if src.tables.contains(&"contacts") {
+        let ct = contact_type_sql();
+        let key = record_key_sql("contacts");
+        let at = "COALESCE(created_at, updated_at)";
+        let f = filter("contacts");
+        let none = "CAST(NULL AS VARCHAR)";
+        parts.push(format!("SELECT {ct}, contact_id, 'unionid', unionid, 'contact_unionid', {none}, 'contacts', {key}, {at} FROM contacts WHERE unionid IS NOT NULL{f}"));
+        parts.push(format!("SELECT {ct}, contact_id, 'phone_hash', phone_hash, 'contact_phone', {none}, 'contacts', {key}, {at} FROM contacts WHERE phone_hash IS NOT NULL{f}"));
+        let cases = state_order_sql(src.rules, "state");
+        parts.push(format!(
+            "SELECT * FROM (SELECT {ct} a_type, contact_id a_value, 'order' b_type, {cases} b_value, 'contact_state_order' rule, {none} signal, 'contacts' source_table, {key} record_key, {at} observed_at FROM contacts WHERE state IS NOT NULL{f}) WHERE b_value IS NOT NULL"
+        ));
+        parts.push(format!("SELECT {ct} a_type, contact_id a_value, {ct} b_type, contact_id b_value, 'contact_alone', {none}, 'contacts', {key}, {at} FROM contacts WHERE unionid IS NULL AND phone_hash IS NULL AND ({cases}) IS NULL{f}"));
+    }
+    if src.tables.contains(&"touchpoints") {
+        // A bridge event links what it knows: the contact it added to the
+        // order its card names (or its state names), to the phone it
+        // called, to a unionid. An event that knows only a phone adds no
+        // node: it is counted through the phone.
+        let state_order = state_order_sql(src.rules, "state");
+        let f = filter("touchpoints");
+        let t = format!(
+            "SELECT CASE WHEN order_id IS NOT NULL AND order_channel IS NOT NULL THEN order_channel || ':' || order_id ELSE {state_order} END AS order_node, \
+             external_userid, phone_hash, unionid, {key} AS record_key, occurred_at FROM touchpoints WHERE true{f}",
+            key = record_key_sql("touchpoints")
+        );
+        let none = "CAST(NULL AS VARCHAR)";
+        parts.push(format!("SELECT 'wecom_external_userid', external_userid, 'order', order_node, 'touch_contact_order', {none}, 'touchpoints', record_key, occurred_at FROM ({t}) WHERE external_userid IS NOT NULL AND order_node IS NOT NULL"));
+        parts.push(format!("SELECT 'wecom_external_userid', external_userid, 'phone_hash', phone_hash, 'touch_contact_phone', {none}, 'touchpoints', record_key, occurred_at FROM ({t}) WHERE external_userid IS NOT NULL AND phone_hash IS NOT NULL"));
+        parts.push(format!("SELECT 'wecom_external_userid', external_userid, 'unionid', unionid, 'touch_contact_unionid', {none}, 'touchpoints', record_key, occurred_at FROM ({t}) WHERE external_userid IS NOT NULL AND unionid IS NOT NULL"));
+        parts.push(format!("SELECT 'order', order_node, 'phone_hash', phone_hash, 'touch_order_phone', {none}, 'touchpoints', record_key, occurred_at FROM ({t}) WHERE external_userid IS NULL AND order_node IS NOT NULL AND phone_hash IS NOT NULL"));
+    }
+    if parts.is_empty() {
+        return "SELECT CAST(NULL AS VARCHAR) a_type, CAST(NULL AS VARCHAR) a_value, CAST(NULL AS VARCHAR) b_type, CAST(NULL AS VARCHAR) b_value, CAST(NULL AS VARCHAR) rule, CAST(NULL AS VARCHAR) signal, CAST(NULL AS VARCHAR) source_table, CAST(NULL AS VARCHAR) record_key, CAST(NULL AS TIMESTAMP) observed_at WHERE false".into();
+    }
+    parts.join(" UNION ALL ")
+}

@@ -1,0 +1,326 @@
+//! Stable unified ids: survive, mint, retire.
+//!
+//! Every previous id has a *home*: the new customer holding most of the
+//! evidence its members carry (ties: the customer with the smaller key).
+//! A customer keeps, of the ids homed in it, the one whose members carry
+//! the most evidence (ties: the older id, then the smaller); the others are
+//! retired as merged into it. A customer homing no id mints a new one: a
+//! hash of its smallest identifier, salted until it differs from every id
+//! ever issued, so one id never names two customers, now or later. An id
+//! none of whose members is linked any more is retired as dissolved.
+
+use std::collections::{HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
+
+use super::graph::{other, Vocab, NONE};
+use super::resolve::{Decision, Graph, KeyOrder, Resolved};
+
+/// The previous build's view of the identifiers this build recomputes.
+#[derive(Default)]
+pub struct OldIds {
+    /// Per graph identifier: index into `uids` of its previous unified id.
+    pub old_uid: Vec<u32>,
+    /// The previous unified ids of the recomputed identifiers.
+    pub uids: Vocab,
+    /// Per previous id: the build that minted it.
+    pub since: Vec<i64>,
+    /// Fingerprints of every id ever issued (current and retired).
+    pub issued: HashSet<u64>,
+}
+
+impl OldIds {
+    /// Record that graph identifier `node` held `uid`, minted in `since`.
+    pub fn set(&mut self, node: u32, uid: &str, since: i64) {
+        let u = self.uids.intern(uid);
+        if u as usize == self.since.len() {
+            self.since.push(since);
+        } else {
+            self.since[u as usize] = self.since[u as usize].min(since);
+        }
+        if self.old_uid.len() <= node as usize {
+            self.old_uid.resize(node as usize + 1, NONE);
+        }
+        self.old_uid[node as usize] = u;
+        self.issued.insert(uid_fingerprint(uid));
+    }
+
+    fn of(&self, node: u32) -> u32 {
+        self.old_uid.get(node as usize).copied().unwrap_or(NONE)
+    }
+}
+
+/// A stable 64-bit fingerprint of an id (the issued set).
+pub fn uid_fingerprint(uid: &str) -> u64 {
+    let d = Sha256::digest(uid.as_bytes());
+    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+/// What caused a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// An edge of the graph (index).
+    Edge(u32),
+    /// An identifier (the one excluded or cut, or the new customer's
+    /// smallest).
+    Node(u32),
+    /// Not found in this build's graph (a record that linked them changed).
+    Unknown,
+}
+
+/// One logged change.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// `mint`, `merge`, `split` or `retire`.
+    pub kind: &'static str,
+    /// The id concerned (the survivor of a merge, the new id of a split).
+    pub unified_id: String,
+    /// The other id (retired in a merge, the one split from, ...).
+    pub other_id: Option<String>,
+    /// Identifiers of the customer after the change.
+    pub members: u64,
+    /// What caused it.
+    pub cause: Cause,
+}
+
+/// A retired id and where it points now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retired {
+    /// The retired id.
+    pub retired_id: String,
+    /// The id it resolves to now (`None`: dissolved).
+    pub current_id: Option<String>,
+    /// `merged` or `dissolved`.
+    pub reason: &'static str,
+}
+
+/// The ids of one build.
+pub struct Assigned {
+    /// Per customer: its unified id.
+    pub uid: Vec<String>,
+    /// Per customer: the build that minted its id.
+    pub since: Vec<i64>,
+    /// Changes, in a deterministic order.
+    pub changes: Vec<Change>,
+    /// Newly retired ids.
+    pub retired: Vec<Retired>,
+    /// Customers that kept a previous id.
+    pub carried: usize,
+    /// Customers given a new id.
+    pub minted: usize,
+}
+
+/// The id minted for a customer whose smallest identifier is `(ty, value)`,
+/// salted with `salt` after a collision.
+pub fn mint_id(ty: &str, value: &str, salt: u32) -> String {
+    let mut h = Sha256::new();
+    h.update(ty.as_bytes());
+    h.update([0x1f]);
+    h.update(value.as_bytes());
+    if salt > 0 {
+        h.update([0x1f]);
+        h.update(salt.to_string().as_bytes());
+    }
+    format!("C{}", &hex::encode(h.finalize())[..20])
+}
+
+/// Assign ids to the customers of `res`, carrying `old` forward.
+pub fn assign(g: &Graph, res: &Resolved, old: &mut OldIds, build: i64) -> Assigned {
+    let dict = &g.dict;
+    let keys = KeyOrder::new(dict);
+    let pieces = res.pieces();
+    // The smallest identifier of each customer (names it; breaks ties).
+    let piece_min: Vec<u32> = (0..pieces as u32)
+        .map(|p| {
+            let m = res.members(p);
+            let mut best = m[0];
+            for &x in &m[1..] {
+                if keys.cmp(dict, x, best).is_lt() {
+                    best = x;
+                }
+            }
+            best
+        })
+        .collect();
+    let weight = |x: u32| u64::from(res.evidence[x as usize].max(1));
+    // Overlap of each customer with each previous id.
+    let mut votes: Vec<(u32, u32, u64)> = Vec::new();
+    let mut local: Vec<(u32, u64)> = Vec::new();
+    for p in 0..pieces as u32 {
+        local.clear();
+        for &x in res.members(p) {
+            let u = old.of(x);
+            if u != NONE {
+                local.push((u, weight(x)));
+            }
+        }
+        local.sort_unstable_by_key(|&(u, _)| u);
+        let mut i = 0;
+        while i < local.len() {
+            let u = local[i].0;
+            let mut w = 0;
+            while i < local.len() && local[i].0 == u {
+                w += local[i].1;
+                i += 1;
+            }
+            votes.push((u, p, w));
+        }
+    }
+    // Home of each previous id: most evidence, then the smaller customer key.
+    let nu = old.uids.len();
+    let mut home: Vec<(u32, u64)> = vec![(NONE, 0); nu];
+    for &(u, p, w) in &votes {
+        let h = &mut home[u as usize];
+        if h.0 == NONE
+            || w > h.1
+            || (w == h.1
+                && keys
+                    .cmp(dict, piece_min[p as usize], piece_min[h.0 as usize])
+                    .is_lt())
+        {
+            *h = (p, w);
+        }
+    }
+    // Survivor per customer.
+    let mut homed: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (u, &(p, _)) in home.iter().enumerate() {
+        if p != NONE {
+            homed.entry(p).or_default().push(u as u32);
+        }
+    }
+    let mut uid: Vec<String> = vec![String::new(); pieces];
+    let mut since = vec![build; pieces];
+    let mut changes = Vec::new();
+    let mut retired = Vec::new();
+    let (mut carried, mut minted) = (0, 0);
+    let mut minted_now: HashSet<u64> = HashSet::new();
+    // Customers in key order: mints and logs come out the same whatever
+    // the graph's numbering (full and incremental builds agree).
+    let mut order: Vec<u32> = (0..pieces as u32).collect();
+    order.sort_by(|&a, &b| keys.cmp(dict, piece_min[a as usize], piece_min[b as usize]));
+    let adj = &res.adjacency;
+    for &p in &order {
+        let members = res.members(p);
+        if let Some(us) = homed.get_mut(&p) {
+            us.sort_by(|&a, &b| {
+                home[b as usize]
+                    .1
+                    .cmp(&home[a as usize].1)
+                    .then(old.since[a as usize].cmp(&old.since[b as usize]))
+                    .then_with(|| old.uids.name(a).cmp(old.uids.name(b)))
+            });
+            let keep = us[0];
+            uid[p as usize] = old.uids.name(keep).to_string();
+            since[p as usize] = old.since[keep as usize];
+            carried += 1;
+            for &gone in &us[1..] {
+                let cause = members
+                    .iter()
+                    .filter(|&&x| old.of(x) == gone)
+                    .flat_map(|&x| adj.of(x).iter().map(move |&e| (x, e)))
+                    .find(|&(x, e)| {
+                        let y = other(&g.edges, e, x);
+                        res.piece_of[y as usize] == p && old.of(y) != gone
+                    })
+                    .map_or(Cause::Unknown, |(_, e)| Cause::Edge(e));
+                changes.push(Change {
+                    kind: "merge",
+                    unified_id: uid[p as usize].clone(),
+                    other_id: Some(old.uids.name(gone).to_string()),
+                    members: members.len() as u64,
+                    cause,
+                });
+                retired.push(Retired {
+                    retired_id: old.uids.name(gone).to_string(),
+                    current_id: Some(uid[p as usize].clone()),
+                    reason: "merged",
+                });
+            }
+            continue;
+        }
+        // A new id: salted until it was never issued.
+        let first = piece_min[p as usize];
+        let (ty, value) = (dict.type_name(first), dict.value(first));
+        let mut salt = 0;
+        let id = loop {
+            let id = mint_id(ty, &value, salt);
+            let f = uid_fingerprint(&id);
+            if !old.issued.contains(&f) && minted_now.insert(f) {
+                break id;
+            }
+            salt += 1;
+        };
+        uid[p as usize] = id;
+        minted += 1;
+        // Split from the previous id holding most of it, if any.
+        let from = votes
+            .iter()
+            .filter(|v| v.1 == p)
+            .max_by(|a, b| {
+                a.2.cmp(&b.2)
+                    .then_with(|| old.uids.name(b.0).cmp(old.uids.name(a.0)))
+            })
+            .map(|v| v.0);
+        match from {
+            Some(u) => {
+                let cause = members
+                    .iter()
+                    .flat_map(|&x| adj.of(x).iter().map(move |&e| (x, e)))
+                    .find(|&(x, e)| {
+                        let y = other(&g.edges, e, x);
+                        res.piece_of[y as usize] != p && old.of(y) == u
+                            || res.decision[y as usize] != Decision::Linked
+                                && res.decision[y as usize] != Decision::Context
+                    })
+                    .map_or(Cause::Unknown, |(_, e)| Cause::Edge(e));
+                changes.push(Change {
+                    kind: "split",
+                    unified_id: uid[p as usize].clone(),
+                    other_id: Some(old.uids.name(u).to_string()),
+                    members: members.len() as u64,
+                    cause,
+                });
+            }
+            None => changes.push(Change {
+                kind: "mint",
+                unified_id: uid[p as usize].clone(),
+                other_id: None,
+                members: members.len() as u64,
+                cause: adj
+                    .of(first)
+                    .first()
+                    .map_or(Cause::Node(first), |&e| Cause::Edge(e)),
+            }),
+        }
+    }
+    // Previous ids homed nowhere: none of their identifiers is linked now.
+    let mut dissolved: Vec<u32> = (0..nu as u32)
+        .filter(|&u| home[u as usize].0 == NONE)
+        .collect();
+    dissolved.sort_by(|&a, &b| old.uids.name(a).cmp(old.uids.name(b)));
+    for u in dissolved {
+        let cause = (0..g.dict.len() as u32)
+            .find(|&x| old.of(x) == u)
+            .map_or(Cause::Unknown, Cause::Node);
+        changes.push(Change {
+            kind: "retire",
+            unified_id: old.uids.name(u).to_string(),
+            other_id: None,
+            members: 0,
+            cause,
+        });
+        retired.push(Retired {
+            retired_id: old.uids.name(u).to_string(),
+            current_id: None,
+            reason: "dissolved",
+        });
+    }
+    Assigned {
+        uid,
+        since,
+        changes,
+        retired,
+        carried,
+        minted,
+    }
+}
