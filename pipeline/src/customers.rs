@@ -70,7 +70,7 @@ pub async fn build_customers(lake: &Lake, built: (&str, i64)) -> Result<()> {
         .iter()
         .map(|f| {
             datafusion::logical_expr::cast(
-                datafusion::prelude::col(format!("\"{}\"", f.name())),
+                datafusion::prelude::Expr::Column(datafusion::common::Column::from_name(f.name())),
                 f.data_type().clone(),
             )
             .alias(f.name())

@@ -49,6 +49,8 @@ pub struct DemoSummary {
     pub multi_marketplace_customers: i64,
     /// Stream runs that failed.
     pub failed_streams: Vec<String>,
+    /// The time the sandboxes' world stood at.
+    pub as_of: chrono::DateTime<Utc>,
 }
 
 /// Run the demo.
@@ -196,6 +198,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
                 )
             })
             .collect(),
+        as_of,
     };
     sb.stop().await;
     Ok(summary)

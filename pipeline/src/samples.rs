@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Duration, Utc};
-use quanyu_connector_sdk::sandbox::world::{mix, ContactOrigin, World};
+use quanyu_connector_sdk::sandbox::world::{
+    mix, store_phone, ContactOrigin, CrmPhone, World, BAD_PHONES,
+};
 use quanyu_wecom::sandbox::external_userid;
 
 /// The files written.
@@ -153,6 +155,9 @@ pub fn write_samples(world: &World, as_of: DateTime<Utc>, dir: &Path) -> Result<
         let (ContactOrigin::Card(pi) | ContactOrigin::CardAndPhone(pi)) = c.origin else {
             continue;
         };
+        let Some(state) = world.contact_state(c) else {
+            continue;
+        };
         let scanned = c.added - Duration::minutes(3);
         let local = (scanned + Duration::hours(8)).naive_utc();
         let t = rust_xlsxwriter::ExcelDateTime::from_timestamp(local.and_utc().timestamp())?;
@@ -162,7 +167,7 @@ pub fn write_samples(world: &World, as_of: DateTime<Utc>, dir: &Path) -> Result<
             format!("SC{:012}", world.purchases[pi].order_no % 1_000_000_000_000),
         )?;
         ws.write_datetime_with_format(row, 1, &t, &date)?;
-        ws.write_string(row, 2, world.card_state(&world.purchases[pi]))?;
+        ws.write_string(row, 2, state)?;
         ws.write_string(row, 3, "包裹卡-加微送券")?;
         ws.write_string(row, 4, &world.config.reps[c.rep])?;
         ws.write_string(row, 5, external_userid(c.person, seed))?;
@@ -188,14 +193,20 @@ pub fn write_samples(world: &World, as_of: DateTime<Utc>, dir: &Path) -> Result<
         let store = ["SH01", "BJ02", "HZ03"][(mix(u64::from(c.person)) % 3) as usize];
         let at = beijing(c.added - Duration::days(1));
         let union = p.unionid.clone().unwrap_or_default();
+        // Walk-ins were registered with the store's phone; some forms hold junk.
+        let phone = match c.crm_phone {
+            CrmPhone::Own => p.phone.clone(),
+            CrmPhone::Store(i) => store_phone(i),
+            CrmPhone::Invalid(i) => BAD_PHONES[i].to_string(),
+        };
         csv.push_str(&format!(
-            "VIP{:06},{},{union},{store},{at}\n",
-            c.person, p.phone
+            "VIP{:06},{phone},{union},{store},{at}\n",
+            c.person
         ));
         sql.push_str(&format!(
             "INSERT INTO crm_members VALUES ('VIP{:06}', '{}', {}, '{store}', '{at}', '{at}');\n",
             c.person,
-            p.phone,
+            phone,
             if union.is_empty() {
                 "NULL".to_string()
             } else {

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use chrono::Utc;
-use quanyu_connector_sdk::sandbox::world::{ContactOrigin, World};
+use quanyu_connector_sdk::sandbox::world::{ContactOrigin, CrmPhone, World, BAD_PHONES};
 
 use crate::{files, quanyu, sql, sql_int};
 
@@ -44,7 +44,7 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
         .filter(|p| world.listed_at(p).is_some_and(|x| x <= t.timestamp()))
         .count() as i64;
     assert!(
-        expected_orders < ORDERS as i64,
+        expected_orders < world.purchases.len() as i64,
         "some Pinduoduo orders are unpaid"
     );
     // One stream per marketplace shop, and WeCom.
@@ -88,72 +88,93 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
         streams + 3,
         "every stream and the three sample imports"
     );
-    assert_eq!(sql_int(&lake, "select count(*) from quarantine"), 0);
-    // The bridges reached the buyers the world says they did: a customer
-    // is a buyer when an order the platforms list joins it, through the
-    // phone (clear or decrypted) or the order a card names.
-    let listed = |i: usize| {
-        world
-            .listed_at(&world.purchases[i])
-            .is_some_and(|x| x <= t.timestamp())
-    };
-    let mut phone_buyer = vec![false; world.persons.len()];
-    for (i, p) in world.purchases.iter().enumerate() {
-        if listed(i) && (p.phone_plain || quanyu::demo::DECRYPT_CHANNELS.contains(&p.channel)) {
-            phone_buyer[p.person as usize] = true;
-        }
-    }
-    let contacts_now: Vec<_> = world.contacts.iter().filter(|c| c.added <= t).collect();
-    let by_phone = contacts_now
-        .iter()
-        .filter(|c| match c.origin {
-            ContactOrigin::Phone => phone_buyer[c.person as usize],
-            ContactOrigin::CardAndPhone(i) => phone_buyer[c.person as usize] || listed(i),
-            _ => false,
-        })
-        .count() as i64;
-    let saved_called = contacts_now
+    // No row was rejected; members whose CRM phone is junk landed without
+    // it, each problem quarantined with the value hashed.
+    assert_eq!(
+        sql_int(&lake, "select count(*) from quarantine where field is null"),
+        0
+    );
+    let junk_phones = world
+        .contacts
         .iter()
         .filter(|c| {
-            matches!(
-                c.origin,
-                ContactOrigin::Phone | ContactOrigin::CardAndPhone(_)
-            )
-        })
-        .filter(|c| c.added - chrono::Duration::hours(2) <= t)
-        .map(|c| c.person)
-        .collect::<HashSet<_>>()
-        .len() as i64;
-    let by_card = contacts_now
-        .iter()
-        .filter(|c| match c.origin {
-            ContactOrigin::Card(i) => listed(i),
-            ContactOrigin::CardAndPhone(i) => listed(i) || phone_buyer[c.person as usize],
-            _ => false,
+            c.added <= t
+                && matches!(c.crm_phone, CrmPhone::Invalid(i) if quanyu_schemas::normalize_phone(BAD_PHONES[i]).is_err_and(|e| e != quanyu_schemas::PhoneError::Empty))
         })
         .count() as i64;
+    assert!(junk_phones > 0);
     assert_eq!(
         sql_int(
             &lake,
-            "select buyers_now_wecom_contacts from bridges where bridge = 'ai_call'"
+            "select count(*) from quarantine where field = 'phone' and raw like 'phone=hash:%'"
         ),
-        by_phone
+        junk_phones
     );
-    assert_eq!(
-        sql_int(
+    // The bridges reached the customers the world says they did: a
+    // touchpoint reaches the true customer of its phone (where that phone
+    // links), its contact or its order; a buyer has an order record, a
+    // WeCom contact a contact record.
+    let truth = world.truth(t, quanyu::demo::DECRYPT_CHANNELS);
+    let hasher = quanyu_schemas::PiiHasher::new(&quanyu::keys::load_key(&key).unwrap());
+    let mut phone_of_hash = std::collections::HashMap::new();
+    for k in truth.nodes.keys() {
+        if let Some(p) = k.strip_prefix("p:") {
+            phone_of_hash.insert(hasher.phone_text(p).unwrap(), k.clone());
+        }
+    }
+    let mut buyer = HashSet::new();
+    let mut wecom = HashSet::new();
+    for r in &truth.records {
+        match r.id_type {
+            "order" => buyer.insert(r.customer),
+            "wecom_external_userid" => wecom.insert(r.customer),
+            _ => false,
+        };
+    }
+    let touch = sql(
+        &lake,
+        "select channel, coalesce(phone_hash, ''), coalesce(external_userid, ''), coalesce(order_channel || ':' || order_id, '') from touchpoints",
+    );
+    let mut reached: std::collections::HashMap<String, HashSet<u32>> = Default::default();
+    for row in &touch {
+        let mut keys = Vec::new();
+        if let Some(k) = phone_of_hash.get(&row[1]) {
+            keys.push(k.clone());
+        }
+        if let Some(person) = row[2].get(row[2].len().saturating_sub(8)..) {
+            if let Ok(p) = u32::from_str_radix(person, 16) {
+                keys.push(format!("c:{p}"));
+            }
+        }
+        if !row[3].is_empty() {
+            keys.push(format!("o:{}", row[3]));
+        }
+        for k in keys {
+            if let Some(&c) = truth.nodes.get(&k) {
+                reached.entry(row[0].clone()).or_default().insert(c);
+            }
+        }
+    }
+    for bridge in ["ai_call", "package_card"] {
+        let r = &reached[bridge];
+        let got = sql(
             &lake,
-            "select buyers_touched from bridges where bridge = 'ai_call'"
-        ),
-        by_phone + saved_called,
-        "the saved buyers and as many other buyers with a visible phone"
-    );
-    assert_eq!(
-        sql_int(
-            &lake,
-            "select buyers_now_wecom_contacts from bridges where bridge = 'package_card'"
-        ),
-        by_card
-    );
+            &format!("select customers_touched, buyers_touched, buyers_now_wecom_contacts from bridges where bridge = '{bridge}'"),
+        );
+        let expect = [
+            r.len(),
+            r.iter().filter(|c| buyer.contains(c)).count(),
+            r.iter()
+                .filter(|c| buyer.contains(c) && wecom.contains(c))
+                .count(),
+        ];
+        let got: Vec<usize> = got[0].iter().map(|v| v.parse().unwrap()).collect();
+        assert_eq!(
+            got, expect,
+            "{bridge}: customers touched, buyers touched, buyers now WeCom contacts"
+        );
+        assert!(expect[2] > 0, "{bridge}");
+    }
     // Some customers span both domains, and every order belongs to one.
     assert!(
         sql_int(

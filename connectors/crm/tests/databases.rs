@@ -120,12 +120,19 @@ async fn members_pull_incrementally_by_update_time() {
         let mut lake = MemoryLake::default();
         let errors = lake.run(&streams, None).await.unwrap();
         assert!(errors.is_empty(), "{kind}: {errors:?}");
-        assert_eq!(lake.keys().len(), 9, "{kind}: {:?}", lake.quarantine);
+        // The member with a broken phone lands without it (its unionid
+        // still links); the bad value is quarantined, hashed, by field.
+        assert_eq!(lake.keys().len(), 10, "{kind}: {:?}", lake.quarantine);
         assert_eq!(lake.quarantine.len(), 1, "{kind}");
+        assert_eq!(lake.quarantine[0].field.as_deref(), Some("phone"), "{kind}");
         assert!(
-            lake.quarantine[0].reason.contains("phone"),
+            lake.quarantine[0].reason.contains("landed without it"),
             "{kind}: {}",
             lake.quarantine[0].reason
+        );
+        assert!(
+            !lake.quarantine[0].raw.contains("12345"),
+            "{kind}: the value is hashed"
         );
         assert_eq!(lake.quarantine[0].record_key.as_deref(), Some("M007"));
 
@@ -138,7 +145,7 @@ async fn members_pull_incrementally_by_update_time() {
         let received = lake.rows_received;
         lake.run(&streams, None).await.unwrap();
         let keys = lake.keys();
-        assert_eq!(keys.len(), 12, "{kind}: {keys:?}");
+        assert_eq!(keys.len(), 13, "{kind}: {keys:?}");
         assert!(
             keys.iter().any(|k| k[1] == "M001" && k[2] == "BJ02"),
             "{kind}: the new owner is a new contact row"

@@ -207,7 +207,7 @@ impl DouyinSandbox {
         let world = book.world();
         let p = &world.purchases[i];
         let lc = book.lifecycle(i);
-        let person = &world.persons[p.person as usize];
+        let person = world.receiver(p);
         let (modified, stage) = lc.events[ev];
         let secs = |t: Option<i64>| t.unwrap_or(0);
         let created = if corrupt {
@@ -216,7 +216,7 @@ impl DouyinSandbox {
             json!(lc.created())
         };
         let (province, city) = REGIONS[person.region];
-        let token = world.cipher_token(p.person);
+        let token = world.cipher_token(p);
         let order_id = world.order_id(p);
         let skus: Vec<serde_json::Value> = lc
             .items
@@ -610,7 +610,7 @@ async fn decrypt_route(
                 .get("cipher_text")
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or("");
-            match token_of(c).and_then(|t| world.person_by_cipher(&t)) {
+            match token_of(c).and_then(|t| world.receiver_by_cipher(&t)) {
                 Some(person) => json!({
                     "auth_id": auth, "cipher_text": c, "decrypt_text": person.phone,
                     "err_no": 0, "err_msg": "", "is_virtual_tel": false,
@@ -810,8 +810,12 @@ mod tests {
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
         let m = crate::mapping::map_order_with_cipher(&v.to_string(), "x", &hasher).unwrap();
         let c = m.encrypted_tel.unwrap();
-        let person = sb.world().person_by_cipher(&token_of(&c).unwrap()).unwrap();
-        assert_eq!(person.id, sb.world().purchases[first].person);
+        let person = sb
+            .world()
+            .receiver_by_cipher(&token_of(&c).unwrap())
+            .unwrap();
+        let p = &sb.world().purchases[first];
+        assert_eq!(person.phone, sb.world().receiver(p).phone);
         assert!(!v.to_string().contains(&person.phone), "no clear phone");
         assert_eq!(token_of(&cipher('#', "t", 1)), None);
         let bad = sb.render_order(first, 0, true);

@@ -315,7 +315,7 @@ async fn decrypt_hashes_receiver_phones_and_is_off_by_default() {
         .iter()
         .filter(|p| p.channel == Channel::Douyin)
         .map(|p| {
-            let phone = &world.persons[p.person as usize].phone;
+            let phone = &world.receiver(p).phone;
             (world.order_id(p), hasher.phone_text(phone))
         })
         .collect();

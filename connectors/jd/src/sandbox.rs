@@ -264,7 +264,7 @@ impl JdSandbox {
         let world = book.world();
         let p = &world.purchases[i];
         let lc = book.lifecycle(i);
-        let person = &world.persons[p.person as usize];
+        let person = world.receiver(p);
         let (modified, stage) = lc.events[ev];
         let at = |t: Option<i64>| {
             t.and_then(|t| DateTime::from_timestamp(t, 0))
@@ -282,7 +282,7 @@ impl JdSandbox {
             _ => None,
         };
         let (province, city) = REGIONS[person.region];
-        let token = world.cipher_token(p.person);
+        let token = world.cipher_token(p);
         let buyer = world.buyer_token(p.person, p.shop);
         let local_shop = book.shops().iter().position(|&s| s == p.shop).unwrap_or(0);
         let items: Vec<serde_json::Value> = lc
@@ -762,14 +762,14 @@ mod tests {
             assert_eq!(row.amount_fen, lc.payment());
             assert_eq!(row.item_count as u32, lc.pieces());
             assert_eq!(row.phone_hash, None);
-            let person = &sb.world().persons[sb.world().purchases[i].person as usize];
+            let person = sb.world().receiver(&sb.world().purchases[i]);
             assert_eq!(
                 row.phone_masked.as_deref(),
                 Some(mask_phone(&person.phone).as_str())
             );
             let mobile = v["consigneeInfo"]["mobile"].as_str().unwrap();
-            let back = sb.world().person_by_cipher(&token_of(mobile).unwrap());
-            assert_eq!(back.map(|p| p.id), Some(person.id));
+            let back = sb.world().receiver_by_cipher(&token_of(mobile).unwrap());
+            assert_eq!(back.map(|r| &r.phone), Some(&person.phone));
             assert!(!v.to_string().contains(&person.phone), "no clear phone");
             assert_eq!(row.order_id.len(), 12, "12-digit JD order ids");
         }

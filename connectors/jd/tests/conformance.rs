@@ -461,7 +461,7 @@ async fn receivers_are_kept_as_masks_only() {
         .iter()
         .filter(|p| p.channel == Channel::Jd)
         .map(|p| {
-            let phone = &world.persons[p.person as usize].phone;
+            let phone = &world.receiver(p).phone;
             (
                 world.order_id(p),
                 format!("{}****{}", &phone[..3], &phone[7..]),

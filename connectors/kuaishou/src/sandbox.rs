@@ -222,7 +222,7 @@ impl KuaishouSandbox {
         let world = book.world();
         let p = &world.purchases[i];
         let lc = book.lifecycle(i);
-        let person = &world.persons[p.person as usize];
+        let person = world.receiver(p);
         let shop = &world.config.shops[p.shop].id;
         let (modified, stage) = lc.events[ev];
         let ms = |t: Option<i64>| t.map(|t| t * 1000).unwrap_or(0);
@@ -235,7 +235,7 @@ impl KuaishouSandbox {
         let sent = lc.time_of(Stage::Shipped, ev);
         let recv = lc.time_of(Stage::Finished, ev);
         let (province, city) = REGIONS[person.region];
-        let token = world.cipher_token(p.person);
+        let token = world.cipher_token(p);
         let oid = self.oid(i);
         let pieces = lc.pieces();
         let first_price = lc.items.first().map(|x| x.1).unwrap_or(0);
@@ -549,7 +549,7 @@ fn decrypt(sb: &KuaishouSandbox, param: &serde_json::Value) -> Response {
                 .get("encryptedData")
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or("");
-            match token_of(enc).and_then(|t| world.person_by_cipher(&t)) {
+            match token_of(enc).and_then(|t| world.receiver_by_cipher(&t)) {
                 Some(person) => json!({
                     "bizId": biz, "encryptedData": enc, "decryptedData": person.phone,
                     "errorCode": 1, "errorMsg": "成功",
@@ -714,9 +714,12 @@ mod tests {
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
         let m = crate::mapping::map_order_with_cipher(&v.to_string(), "x", &hasher).unwrap();
         let c = m.encrypted_mobile.unwrap();
-        let person = sb.world().person_by_cipher(&token_of(&c).unwrap()).unwrap();
+        let person = sb
+            .world()
+            .receiver_by_cipher(&token_of(&c).unwrap())
+            .unwrap();
         let p = &sb.world().purchases[first];
-        assert_eq!(person.id, p.person);
+        assert_eq!(person.phone, sb.world().receiver(p).phone);
         assert!(!v.to_string().contains(&person.phone), "no clear phone");
         let bad = sb.render_order(first, 0, true);
         assert!(crate::mapping::map_order(&bad.to_string(), "x", &hasher).is_err());

@@ -222,7 +222,7 @@ impl PddSandbox {
         let world = book.world();
         let p = &world.purchases[i];
         let lc = book.lifecycle(i);
-        let person = &world.persons[p.person as usize];
+        let person = world.receiver(p);
         let (modified, stage) = lc.events[ev];
         let at = |t: Option<i64>| {
             t.and_then(|t| DateTime::from_timestamp(t, 0))
@@ -237,7 +237,7 @@ impl PddSandbox {
         let paid = lc.time_of(Stage::Paid, ev);
         let (order_status, refund_status) = pdd_status(stage);
         let (province, city) = REGIONS[person.region];
-        let token = world.cipher_token(p.person);
+        let token = world.cipher_token(p);
         let items: Vec<serde_json::Value> = lc
             .items
             .iter()
@@ -494,7 +494,7 @@ fn decrypt(sb: &PddSandbox, params: &[(String, String)]) -> Response {
                 .get("encrypted_data")
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or("");
-            match token_of(enc).and_then(|t| world.person_by_cipher(&t)) {
+            match token_of(enc).and_then(|t| world.receiver_by_cipher(&t)) {
                 Some(person) => json!({
                     "data_tag": tag, "data_type": 6, "encrypted_data": enc,
                     "decrypted_data": person.phone, "error_code": 0, "error_msg": "",
@@ -599,8 +599,14 @@ mod tests {
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
         let m = crate::mapping::map_order_with_cipher(&v.to_string(), "x", &hasher).unwrap();
         let c = m.encrypted_phone.unwrap();
-        let person = sb.world().person_by_cipher(&token_of(&c).unwrap()).unwrap();
-        assert_eq!(person.id, sb.world().purchases[i].person);
+        let person = sb
+            .world()
+            .receiver_by_cipher(&token_of(&c).unwrap())
+            .unwrap();
+        assert_eq!(
+            person.phone,
+            sb.world().receiver(&sb.world().purchases[i]).phone
+        );
         assert!(!v.to_string().contains(&person.phone), "no clear phone");
         assert_eq!(m.row.amount_fen, sb.inner.book.lifecycle(i).payment());
         assert_eq!(

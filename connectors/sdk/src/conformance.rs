@@ -112,12 +112,15 @@ impl PageSink for PageCollector<'_> {
                     b.schema()
                 ));
             }
-            if b.num_rows() + page.quarantine.len() != page.records_in {
+            // A field-level problem quarantines one value of a row that
+            // landed: only whole-row rejections count against the page.
+            let rejected = page.quarantine.iter().filter(|q| q.field.is_none()).count();
+            if b.num_rows() + rejected != page.records_in {
                 self.schema_errors.push(format!(
-                    "page had {} records but {} rows + {} quarantined",
+                    "page had {} records but {} rows + {} rejected",
                     page.records_in,
                     b.num_rows(),
-                    page.quarantine.len()
+                    rejected
                 ));
             }
             self.pending.push(b);

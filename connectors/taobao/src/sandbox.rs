@@ -179,7 +179,7 @@ impl TopSandbox {
         let world = book.world();
         let p = &world.purchases[i];
         let lc = book.lifecycle(i);
-        let person = &world.persons[p.person as usize];
+        let person = world.receiver(p);
         let shop = &world.config.shops[p.shop].id;
         let (status_time, stage) = lc.events[ev];
         let ts = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid"));
@@ -213,7 +213,7 @@ impl TopSandbox {
             post = fen_text(lc.post_fee),
             discount = fen_text(lc.discount),
             uid = world.buyer_token(p.person, p.shop),
-            oaid = world.cipher_token(p.person),
+            oaid = world.cipher_token(p),
         );
         for (k, (num, price)) in lc.items.iter().enumerate() {
             let _ = write!(
@@ -403,7 +403,7 @@ fn oaid_decrypt<'a>(sb: &TopSandbox, get: &impl Fn(&str) -> Option<&'a str>, rid
         .filter_map(|q| {
             let oaid = q.get("oaid")?.as_str()?;
             let tid = q.get("tid")?;
-            let person = world.person_by_cipher(oaid)?;
+            let person = world.receiver_by_cipher(oaid)?;
             let (state, city) = REGIONS[person.region];
             Some(serde_json::json!({
                 "tid": tid, "oaid": oaid, "matched": true,

@@ -20,7 +20,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::sandbox::world::{mix, ContactOrigin, World, WorldConfig};
+use quanyu_connector_sdk::sandbox::world::{
+    mix, store_phone, ContactOrigin, CrmPhone, World, WorldConfig,
+};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, FaultInjector, SandboxHandle};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -58,13 +60,7 @@ pub struct WecomSandbox {
 }
 
 /// The external_userid the sandbox gives a person.
-pub fn external_userid(person: u32, seed: u64) -> String {
-    format!(
-        "wmSbx{:012x}{:08x}",
-        mix(seed ^ u64::from(person)) & 0xffff_ffff_ffff,
-        person
-    )
-}
+pub use quanyu_connector_sdk::sandbox::world::external_userid;
 
 impl WecomSandbox {
     /// Generate the world.
@@ -146,15 +142,17 @@ impl WecomSandbox {
         let p = &w.persons[c.person as usize];
         let seed = self.inner.cfg.world.seed;
         let (add_way, state, mobiles) = match &c.origin {
-            ContactOrigin::Card(pi) => (1, Some(w.card_state(&w.purchases[*pi])), vec![]),
-            ContactOrigin::CardAndPhone(pi) => (
-                1,
-                Some(w.card_state(&w.purchases[*pi])),
-                vec![p.phone.clone()],
-            ),
+            ContactOrigin::Card(_) => (1, w.contact_state(c), vec![]),
+            ContactOrigin::CardAndPhone(_) => (1, w.contact_state(c), vec![p.phone.clone()]),
             ContactOrigin::Phone => (2, None, vec![format!("+86 {}", p.phone)]),
+            // Signed up in store: the rep saved the phone the CRM holds (a
+            // walk-in's is the store's).
             ContactOrigin::PrivateOnly => {
-                (1, Some("store_sh01".to_string()), vec![p.phone.clone()])
+                let phone = match c.crm_phone {
+                    CrmPhone::Store(i) => store_phone(i),
+                    _ => p.phone.clone(),
+                };
+                (1, Some("store_sh01".to_string()), vec![phone])
             }
         };
         let mut ext = json!({

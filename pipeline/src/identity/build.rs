@@ -424,8 +424,11 @@ fn conform_frame(
         .iter()
         .zip(&names)
         .map(|(f, n)| {
-            datafusion::logical_expr::cast(col(format!("\"{n}\"")), f.data_type().clone())
-                .alias(f.name())
+            datafusion::logical_expr::cast(
+                Expr::Column(datafusion::common::Column::from_name(n)),
+                f.data_type().clone(),
+            )
+            .alias(f.name())
         })
         .collect();
     Ok(df.select(exprs)?)
@@ -498,14 +501,16 @@ async fn read_old(
             if t.is_null(r) || v.is_null(r) {
                 continue;
             }
-            if !u.is_null(r) {
-                old.issued.insert(uid_fingerprint(u.value(r)));
-            }
+            let s = if since.is_null(r) { 0 } else { since.value(r) };
             let Some(x) = dict.get(t.value(r), v.value(r)) else {
+                // Gone (its records no longer name it): its id is retired
+                // unless another identifier carries it on.
+                if !u.is_null(r) {
+                    old.seen(u.value(r), s);
+                }
                 continue;
             };
             if !u.is_null(r) {
-                let s = if since.is_null(r) { 0 } else { since.value(r) };
                 old.set(x, u.value(r), s);
             }
             if !rule.is_null(r) {
@@ -1246,11 +1251,8 @@ async fn incremental_build(
             Some(&scope),
         )
         .await?;
-        // Touched identifiers with no edge left still count as recomputed
-        // (their rows are dropped).
-        for (t, v) in &scope_nodes {
-            g.node(t, v, true);
-        }
+        // Touched identifiers with no edge left are gone: their rows are
+        // dropped below and their ids carried on or retired.
         let res = resolve(&g, cfg, blocklist);
         // Identifiers linkable now whose neighbours lie outside: those
         // neighbours' clusters join (an exclusion lifted).
@@ -1277,7 +1279,6 @@ async fn incremental_build(
         scope_nodes.extend(outside.iter().cloned());
         frontier = outside;
     };
-    let mut scope_nodes = scope_nodes;
     scope_nodes.sort();
     scope_nodes.dedup();
     // 4. Previous ids of the recomputed identifiers; every id ever issued.

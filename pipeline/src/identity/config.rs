@@ -120,6 +120,12 @@ pub struct IdentityConfig {
     pub max_component_identifiers: u32,
     /// Most evidence rows (edges) one customer may hold before it is cut.
     pub max_component_evidence: u32,
+    /// Most people one customer may stand for before it is cut, counted
+    /// like `max_people` over the whole customer (distinct phones, buyer
+    /// ids of one shop, contacts, members, receivers of one marketplace):
+    /// a household of three with a second phone fits in 4; a parcel
+    /// station's phone joining ten buyers does not.
+    pub max_component_people: u32,
     /// Extra junk values: exact values of any type (case-insensitive; phones
     /// are normalized and hashed before matching).
     pub blocklist: Vec<String>,
@@ -166,6 +172,7 @@ impl Default for IdentityConfig {
             .collect(),
             max_component_identifiers: 60,
             max_component_evidence: 50_000,
+            max_component_people: 4,
             blocklist: vec![],
             blocklist_patterns: vec![],
         }
@@ -223,6 +230,10 @@ impl IdentityConfig {
         anyhow::ensure!(
             self.max_component_identifiers >= 2,
             "identity.max_component_identifiers must be at least 2"
+        );
+        anyhow::ensure!(
+            self.max_component_people >= 1,
+            "identity.max_component_people must be at least 1"
         );
         anyhow::ensure!(
             self.max_component_evidence >= 1,

@@ -119,35 +119,106 @@ pub fn edges_sql(src: &EdgeSources) -> String {
             String::new()
         }
     };
+    // One SELECT of an edge kind, every column named.
+    let edge = |a: [&str; 2],
+                b: [&str; 2],
+                rule: &str,
+                signal: &str,
+                table: &str,
+                key: &str,
+                at: &str,
+                rest: &str| {
+        format!(
+            "SELECT {} AS a_type, {} AS a_value, {} AS b_type, {} AS b_value, '{rule}' AS rule, {signal} AS signal, '{table}' AS source_table, {key} AS record_key, {at} AS observed_at {rest}",
+            a[0], a[1], b[0], b[1]
+        )
+    };
+    let none = "CAST(NULL AS VARCHAR)";
     if src.tables.contains(&"orders") {
         let key = record_key_sql("orders");
-        let order = "channel || ':' || order_id";
-        let buyer = "channel || '_buyer'";
+        let order = ["'order'", "channel || ':' || order_id"];
+        let buyer = ["channel || '_buyer'", "buyer_id"];
+        let phone = ["'phone_hash'", "phone_hash"];
         let signal = if src.orders_receiver {
             "receiver_hash"
         } else {
-            "CAST(NULL AS VARCHAR)"
+            none
         };
-        let f = filter("orders");
-        let from = format!("FROM orders WHERE true{f}");
-        parts.push(format!("SELECT 'order' a_type, {order} a_value, {buyer} b_type, buyer_id b_value, 'order_buyer' rule, {signal} signal, 'orders' source_table, {key} record_key, created_at observed_at {from} AND buyer_id IS NOT NULL"));
-        parts.push(format!("SELECT {buyer}, buyer_id, 'phone_hash', phone_hash, 'buyer_phone', {signal}, 'orders', {key}, created_at {from} AND buyer_id IS NOT NULL AND phone_hash IS NOT NULL"));
-        parts.push(format!("SELECT 'order', {order}, 'phone_hash', phone_hash, 'order_phone', {signal}, 'orders', {key}, created_at {from} AND buyer_id IS NULL AND phone_hash IS NOT NULL"));
-        parts.push(format!("SELECT 'order' a_type, {order} a_value, 'order' b_type, {order} b_value, 'order_alone', {signal}, 'orders', {key}, created_at {from} AND buyer_id IS NULL AND phone_hash IS NULL"));
+        let from = format!("FROM orders WHERE true{}", filter("orders"));
+        let e = |a, b, rule, cond: &str| {
+            edge(
+                a,
+                b,
+                rule,
+                signal,
+                "orders",
+                key,
+                "created_at",
+                &format!("{from} AND {cond}"),
+            )
+        };
+        parts.push(e(order, buyer, "order_buyer", "buyer_id IS NOT NULL"));
+        parts.push(e(
+            buyer,
+            phone,
+            "buyer_phone",
+            "buyer_id IS NOT NULL AND phone_hash IS NOT NULL",
+        ));
+        parts.push(e(
+            order,
+            phone,
+            "order_phone",
+            "buyer_id IS NULL AND phone_hash IS NOT NULL",
+        ));
+        parts.push(e(
+            order,
+            order,
+            "order_alone",
+            "buyer_id IS NULL AND phone_hash IS NULL",
+        ));
     }
     if src.tables.contains(&"contacts") {
         let ct = contact_type_sql();
+        let contact = [ct, "contact_id"];
         let key = record_key_sql("contacts");
         let at = "COALESCE(created_at, updated_at)";
         let f = filter("contacts");
-        let none = "CAST(NULL AS VARCHAR)";
-        parts.push(format!("SELECT {ct}, contact_id, 'unionid', unionid, 'contact_unionid', {none}, 'contacts', {key}, {at} FROM contacts WHERE unionid IS NOT NULL{f}"));
-        parts.push(format!("SELECT {ct}, contact_id, 'phone_hash', phone_hash, 'contact_phone', {none}, 'contacts', {key}, {at} FROM contacts WHERE phone_hash IS NOT NULL{f}"));
         let cases = state_order_sql(src.rules, "state");
-        parts.push(format!(
-            "SELECT * FROM (SELECT {ct} a_type, contact_id a_value, 'order' b_type, {cases} b_value, 'contact_state_order' rule, {none} signal, 'contacts' source_table, {key} record_key, {at} observed_at FROM contacts WHERE state IS NOT NULL{f}) WHERE b_value IS NOT NULL"
+        let e = |b, rule, cond: &str| {
+            edge(
+                contact,
+                b,
+                rule,
+                none,
+                "contacts",
+                key,
+                at,
+                &format!("FROM contacts WHERE {cond}{f}"),
+            )
+        };
+        parts.push(e(
+            ["'unionid'", "unionid"],
+            "contact_unionid",
+            "unionid IS NOT NULL",
         ));
-        parts.push(format!("SELECT {ct} a_type, contact_id a_value, {ct} b_type, contact_id b_value, 'contact_alone', {none}, 'contacts', {key}, {at} FROM contacts WHERE unionid IS NULL AND phone_hash IS NULL AND ({cases}) IS NULL{f}"));
+        parts.push(e(
+            ["'phone_hash'", "phone_hash"],
+            "contact_phone",
+            "phone_hash IS NOT NULL",
+        ));
+        parts.push(format!(
+            "SELECT * FROM ({}) WHERE b_value IS NOT NULL",
+            e(
+                ["'order'", &cases],
+                "contact_state_order",
+                "state IS NOT NULL"
+            )
+        ));
+        parts.push(e(
+            contact,
+            "contact_alone",
+            &format!("unionid IS NULL AND phone_hash IS NULL AND ({cases}) IS NULL"),
+        ));
     }
     if src.tables.contains(&"touchpoints") {
         // A bridge event links what it knows: the contact it added to the
@@ -155,20 +226,62 @@ pub fn edges_sql(src: &EdgeSources) -> String {
         // called, to a unionid. An event that knows only a phone adds no
         // node: it is counted through the phone.
         let state_order = state_order_sql(src.rules, "state");
-        let f = filter("touchpoints");
         let t = format!(
             "SELECT CASE WHEN order_id IS NOT NULL AND order_channel IS NOT NULL THEN order_channel || ':' || order_id ELSE {state_order} END AS order_node, \
              external_userid, phone_hash, unionid, {key} AS record_key, occurred_at FROM touchpoints WHERE true{f}",
-            key = record_key_sql("touchpoints")
+            key = record_key_sql("touchpoints"),
+            f = filter("touchpoints"),
         );
-        let none = "CAST(NULL AS VARCHAR)";
-        parts.push(format!("SELECT 'wecom_external_userid', external_userid, 'order', order_node, 'touch_contact_order', {none}, 'touchpoints', record_key, occurred_at FROM ({t}) WHERE external_userid IS NOT NULL AND order_node IS NOT NULL"));
-        parts.push(format!("SELECT 'wecom_external_userid', external_userid, 'phone_hash', phone_hash, 'touch_contact_phone', {none}, 'touchpoints', record_key, occurred_at FROM ({t}) WHERE external_userid IS NOT NULL AND phone_hash IS NOT NULL"));
-        parts.push(format!("SELECT 'wecom_external_userid', external_userid, 'unionid', unionid, 'touch_contact_unionid', {none}, 'touchpoints', record_key, occurred_at FROM ({t}) WHERE external_userid IS NOT NULL AND unionid IS NOT NULL"));
-        parts.push(format!("SELECT 'order', order_node, 'phone_hash', phone_hash, 'touch_order_phone', {none}, 'touchpoints', record_key, occurred_at FROM ({t}) WHERE external_userid IS NULL AND order_node IS NOT NULL AND phone_hash IS NOT NULL"));
+        let contact = ["'wecom_external_userid'", "external_userid"];
+        let order = ["'order'", "order_node"];
+        let e = |a, b, rule, cond: &str| {
+            edge(
+                a,
+                b,
+                rule,
+                none,
+                "touchpoints",
+                "record_key",
+                "occurred_at",
+                &format!("FROM ({t}) WHERE {cond}"),
+            )
+        };
+        parts.push(e(
+            contact,
+            order,
+            "touch_contact_order",
+            "external_userid IS NOT NULL AND order_node IS NOT NULL",
+        ));
+        parts.push(e(
+            contact,
+            ["'phone_hash'", "phone_hash"],
+            "touch_contact_phone",
+            "external_userid IS NOT NULL AND phone_hash IS NOT NULL",
+        ));
+        parts.push(e(
+            contact,
+            ["'unionid'", "unionid"],
+            "touch_contact_unionid",
+            "external_userid IS NOT NULL AND unionid IS NOT NULL",
+        ));
+        parts.push(e(
+            order,
+            ["'phone_hash'", "phone_hash"],
+            "touch_order_phone",
+            "external_userid IS NULL AND order_node IS NOT NULL AND phone_hash IS NOT NULL",
+        ));
     }
     if parts.is_empty() {
-        return "SELECT CAST(NULL AS VARCHAR) a_type, CAST(NULL AS VARCHAR) a_value, CAST(NULL AS VARCHAR) b_type, CAST(NULL AS VARCHAR) b_value, CAST(NULL AS VARCHAR) rule, CAST(NULL AS VARCHAR) signal, CAST(NULL AS VARCHAR) source_table, CAST(NULL AS VARCHAR) record_key, CAST(NULL AS TIMESTAMP) observed_at WHERE false".into();
+        return edge(
+            [none, none],
+            [none, none],
+            "",
+            none,
+            "",
+            none,
+            "CAST(NULL AS TIMESTAMP)",
+            "WHERE false",
+        );
     }
     parts.join(" UNION ALL ")
 }

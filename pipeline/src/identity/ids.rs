@@ -30,19 +30,26 @@ pub struct OldIds {
 }
 
 impl OldIds {
-    /// Record that graph identifier `node` held `uid`, minted in `since`.
-    pub fn set(&mut self, node: u32, uid: &str, since: i64) {
+    /// Record that `uid`, minted in `since`, was held by an identifier this
+    /// build recomputes (one that may be gone now).
+    pub fn seen(&mut self, uid: &str, since: i64) -> u32 {
         let u = self.uids.intern(uid);
         if u as usize == self.since.len() {
             self.since.push(since);
         } else {
             self.since[u as usize] = self.since[u as usize].min(since);
         }
+        self.issued.insert(uid_fingerprint(uid));
+        u
+    }
+
+    /// Record that graph identifier `node` held `uid`, minted in `since`.
+    pub fn set(&mut self, node: u32, uid: &str, since: i64) {
+        let u = self.seen(uid, since);
         if self.old_uid.len() <= node as usize {
             self.old_uid.resize(node as usize + 1, NONE);
         }
         self.old_uid[node as usize] = u;
-        self.issued.insert(uid_fingerprint(uid));
     }
 
     fn of(&self, node: u32) -> u32 {
@@ -298,10 +305,19 @@ pub fn assign(g: &Graph, res: &Resolved, old: &mut OldIds, build: i64) -> Assign
         .filter(|&u| home[u as usize].0 == NONE)
         .collect();
     dissolved.sort_by(|&a, &b| old.uids.name(a).cmp(old.uids.name(b)));
+    // An identifier that held it and is still here (excluded or cut now).
+    let mut holder = vec![NONE; nu];
+    for x in 0..g.dict.len() as u32 {
+        let u = old.of(x);
+        if u != NONE && holder[u as usize] == NONE {
+            holder[u as usize] = x;
+        }
+    }
     for u in dissolved {
-        let cause = (0..g.dict.len() as u32)
-            .find(|&x| old.of(x) == u)
-            .map_or(Cause::Unknown, Cause::Node);
+        let cause = match holder[u as usize] {
+            NONE => Cause::Unknown,
+            x => Cause::Node(x),
+        };
         changes.push(Change {
             kind: "retire",
             unified_id: old.uids.name(u).to_string(),

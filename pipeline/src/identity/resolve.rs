@@ -202,24 +202,9 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
     }
 
     // People per scope: (scope, who) pairs, sorted and counted.
-    let type_scope: Vec<u64> = (0..dict.types().len() as u32)
-        .map(|t| dict.fingerprint(dict.types().name(t).as_bytes()))
-        .collect();
-    let scope_of = |y: NodeId| -> u64 {
-        let t = dict.type_name(y);
-        if t.ends_with("_buyer") {
-            let v = dict.value(y);
-            if let Some((_, shop)) = v.rsplit_once('@') {
-                return dict.fingerprint(format!("{t}@{shop}").as_bytes());
-            }
-        }
-        type_scope[dict.type_id(y) as usize]
-    };
-    let receiver_scope = |order: NodeId| -> u64 {
-        let v = dict.value(order);
-        let ch = v.split_once(':').map_or("", |(c, _)| c);
-        dict.fingerprint(format!("receiver@{ch}").as_bytes())
-    };
+    let scopes = Scopes::new(dict);
+    let scope_of = |y: NodeId| scopes.of(dict, y);
+    let receiver_scope = |order: NodeId| scopes.receiver(dict, order);
     let mut people = vec![0u32; n];
     let mut partners = vec![0u32; n];
     let mut reasons = HashMap::new();
@@ -307,17 +292,13 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
             }
         }
     }
-    for x in 0..n {
-        if let Decision::Blocked(r) = decision[x] {
-            if g.in_scope[x] {
+    for (x, d) in decision.iter_mut().enumerate() {
+        match (*d, g.in_scope[x]) {
+            (Decision::Blocked(r), true) => {
                 reasons.insert(x as u32, r.text().to_string());
             }
-        }
-        if !g.in_scope[x] {
-            decision[x] = match decision[x] {
-                Decision::Linked => Decision::Context,
-                d => d,
-            };
+            (Decision::Linked, false) => *d = Decision::Context,
+            _ => {}
         }
     }
 
@@ -352,47 +333,58 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
     let clusters = cluster_min.len();
     let (c_off, c_mem) = group(&cluster_of, clusters);
 
-    // Caps: person-level identifiers and evidence per cluster.
-    let mut ids = vec![0u32; clusters];
-    let mut ev = vec![0u64; clusters];
-    for x in 0..n {
-        let c = cluster_of[x];
-        if c == NONE {
-            continue;
-        }
-        if !is_order(x as u32) {
-            ids[c as usize] += 1;
-        }
-    }
-    for (&a, &b) in list.a.iter().zip(&list.b) {
-        let c = cluster_of[a as usize];
-        if c != NONE && c == cluster_of[b as usize] {
-            ev[c as usize] += 1;
-        }
-    }
-    let over = |ids: u32, ev: u64| {
-        ids > cfg.max_component_identifiers || ev > u64::from(cfg.max_component_evidence)
+    // Caps: person-level identifiers, evidence and people per cluster.
+    let sizer = Sizer {
+        g,
+        adj: &adj,
+        scopes: &scopes,
+        evidence: &evidence,
+        order_t,
+    };
+    let over = |size: Size| {
+        size.ids > cfg.max_component_identifiers
+            || size.evidence > u64::from(cfg.max_component_evidence)
+            || size.people > cfg.max_component_people
     };
     let mut piece_of = cluster_of.clone();
     let mut next_piece = clusters as u32;
     let mut clusters_cut = 0;
     let mut local = vec![NONE; n];
+    let mut scratch = Vec::new();
     for c in 0..clusters {
-        if !over(ids[c], ev[c]) {
+        let members = &c_mem[c_off[c] as usize..c_off[c + 1] as usize];
+        if members.len() < 2 {
+            continue;
+        }
+        for (i, &m) in members.iter().enumerate() {
+            local[m as usize] = i as u32;
+        }
+        let size = sizer.size(members, &|_| true, &local, &mut scratch);
+        if !over(size) {
+            for &m in members {
+                local[m as usize] = NONE;
+            }
             continue;
         }
         clusters_cut += 1;
-        let members = &c_mem[c_off[c] as usize..c_off[c + 1] as usize];
         let cut = cut_cluster(
-            members, g, &adj, &people, &evidence, cfg, &keys, &mut local, &over,
+            members,
+            &sizer,
+            &people,
+            cfg,
+            &keys,
+            &local,
+            &over,
+            &mut scratch,
         );
         let note = format!(
-            "cut from a customer of {} person-level identifiers and {} evidence rows (caps {} and {}): shared {} identifiers are cut first",
-            ids[c],
-            ev[c],
+            "cut from a customer of {} person-level identifiers, {} evidence rows and about {} people (caps {}, {} and {}): its least trusted identifier bridging the most parts goes first",
+            size.ids,
+            size.evidence,
+            size.people,
             cfg.max_component_identifiers,
             cfg.max_component_evidence,
-            cut.first().map(|&x| dict.type_name(x)).unwrap_or("")
+            cfg.max_component_people,
         );
         for &x in &cut {
             decision[x as usize] = Decision::ComponentCap;
@@ -401,9 +393,6 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
         }
         // The pieces left: each a customer of its own.
         let mut luf = UnionFind::new(members.len());
-        for (i, &m) in members.iter().enumerate() {
-            local[m as usize] = i as u32;
-        }
         for &m in members {
             if decision[m as usize] != Decision::Linked {
                 continue;
@@ -489,105 +478,220 @@ fn group(label: &[u32], groups: usize) -> (Vec<u32>, Vec<NodeId>) {
     (off, mem)
 }
 
-/// Cut shared identifiers out of an oversize cluster, least trusted type
-/// first, then most people, most neighbours, key; one at a time until every
-/// piece is within the caps (in batches of a whole type for huge clusters).
+/// How to tell scopes apart: one buyer id per shop, one contact per corp,
+/// one unionid per person, one receiver per name and address on a
+/// marketplace's orders.
+struct Scopes {
+    by_type: Vec<u64>,
+}
+
+impl Scopes {
+    fn new(dict: &NodeDict) -> Self {
+        Scopes {
+            by_type: (0..dict.types().len() as u32)
+                .map(|t| dict.fingerprint(dict.types().name(t).as_bytes()))
+                .collect(),
+        }
+    }
+
+    /// The scope of a person-level identifier.
+    fn of(&self, dict: &NodeDict, y: NodeId) -> u64 {
+        let t = dict.type_name(y);
+        if t.ends_with("_buyer") {
+            let v = dict.value(y);
+            if let Some((_, shop)) = v.rsplit_once('@') {
+                return dict.fingerprint(format!("{t}@{shop}").as_bytes());
+            }
+        }
+        self.by_type[dict.type_id(y) as usize]
+    }
+
+    /// The receiver scope of an order's marketplace.
+    fn receiver(&self, dict: &NodeDict, order: NodeId) -> u64 {
+        let v = dict.value(order);
+        let ch = v.split_once(':').map_or("", |(c, _)| c);
+        dict.fingerprint(format!("receiver@{ch}").as_bytes())
+    }
+}
+
+/// The size of a group of identifiers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    /// Person-level identifiers (all but orders).
+    ids: u32,
+    /// Edges inside, self-loops included.
+    evidence: u64,
+    /// People: the most distinct person-level identifiers of one scope
+    /// (buyer ids of one shop, phones, contacts, receivers of one
+    /// marketplace...).
+    people: u32,
+}
+
+struct Sizer<'a> {
+    g: &'a Graph,
+    adj: &'a Adjacency,
+    scopes: &'a Scopes,
+    evidence: &'a [u32],
+    order_t: Option<u32>,
+}
+
+impl Sizer<'_> {
+    /// The size of the members for which `keep(local index)` holds; `local`
+    /// maps a member to its local index (others: [`NONE`]).
+    fn size(
+        &self,
+        members: &[NodeId],
+        keep: &dyn Fn(u32) -> bool,
+        local: &[u32],
+        pairs: &mut Vec<(u64, u64)>,
+    ) -> Size {
+        let (dict, list) = (&self.g.dict, &self.g.edges);
+        let mut s = Size::default();
+        pairs.clear();
+        for (i, &m) in members.iter().enumerate() {
+            if !keep(i as u32) {
+                continue;
+            }
+            let is_order = Some(dict.type_id(m)) == self.order_t;
+            if is_order {
+                for &e in self.adj.of(m) {
+                    let sig = list.signal[e as usize];
+                    if sig != 0 {
+                        pairs.push((self.scopes.receiver(dict, m), sig));
+                    }
+                }
+            } else {
+                s.ids += 1;
+                pairs.push((self.scopes.of(dict, m), u64::from(m)));
+            }
+            s.evidence += u64::from(self.evidence[m as usize] - self.adj.degree(m) as u32);
+            for &e in self.adj.of(m) {
+                let y = other(list, e, m);
+                let j = local[y as usize];
+                if j != NONE && keep(j) && list.a[e as usize] == m {
+                    s.evidence += 1;
+                }
+            }
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut i = 0;
+        while i < pairs.len() {
+            let mut j = i;
+            while j < pairs.len() && pairs[j].0 == pairs[i].0 {
+                j += 1;
+            }
+            s.people = s.people.max((j - i) as u32);
+            i = j;
+        }
+        s
+    }
+}
+
+/// Cut shared identifiers out of an oversize cluster until every piece is
+/// within the caps: least trusted type first; within a type, the one whose
+/// removal leaves the most separate parts (a parcel station's phone, not a
+/// household's), then most people, then key. One at a time (a whole trust
+/// rank at once in huge clusters).
 #[allow(clippy::too_many_arguments)]
 fn cut_cluster(
     members: &[NodeId],
-    g: &Graph,
-    adj: &Adjacency,
+    sizer: &Sizer,
     people: &[u32],
-    evidence: &[u32],
     cfg: &IdentityConfig,
     keys: &KeyOrder,
-    local: &mut [u32],
-    over: &dyn Fn(u32, u64) -> bool,
+    local: &[u32],
+    over: &dyn Fn(Size) -> bool,
+    scratch: &mut Vec<(u64, u64)>,
 ) -> Vec<NodeId> {
-    let dict = &g.dict;
-    let list = &g.edges;
-    let order_t = dict.types().get("order");
-    for (i, &m) in members.iter().enumerate() {
-        local[m as usize] = i as u32;
-    }
-    // Distinct neighbours inside the cluster.
+    let g = sizer.g;
+    let (dict, list, adj) = (&g.dict, &g.edges, sizer.adj);
+    let m = members.len();
+    // Distinct neighbours inside the cluster, per member.
     let mut nb: Vec<u32> = Vec::new();
-    let mut inner_deg = vec![0u32; members.len()];
-    for (i, &m) in members.iter().enumerate() {
-        nb.clear();
-        for &e in adj.of(m) {
-            let y = other(list, e, m);
-            if local[y as usize] != NONE {
-                nb.push(y);
+    let inner: Vec<Vec<u32>> = members
+        .iter()
+        .map(|&x| {
+            nb.clear();
+            for &e in adj.of(x) {
+                let j = local[other(list, e, x) as usize];
+                if j != NONE {
+                    nb.push(j);
+                }
             }
-        }
-        nb.sort_unstable();
-        nb.dedup();
-        inner_deg[i] = nb.len() as u32;
-    }
-    let mut cand: Vec<u32> = (0..members.len() as u32)
-        .filter(|&i| inner_deg[i as usize] >= 2)
+            nb.sort_unstable();
+            nb.dedup();
+            nb.clone()
+        })
         .collect();
-    let rank = |i: u32| cfg.priority_rank(dict.type_name(members[i as usize]));
-    cand.sort_by(|&i, &j| {
-        rank(j)
-            .cmp(&rank(i))
-            .then(people[members[j as usize] as usize].cmp(&people[members[i as usize] as usize]))
-            .then(inner_deg[j as usize].cmp(&inner_deg[i as usize]))
-            .then_with(|| keys.cmp(dict, members[i as usize], members[j as usize]))
-    });
-    let mut is_cut = vec![false; members.len()];
-    let mut cut = Vec::new();
-    let batch = members.len() > 20_000;
-    let mut next = 0;
-    loop {
-        // Pieces without the cut identifiers, and their sizes.
-        let mut uf = UnionFind::new(members.len());
-        for (i, &m) in members.iter().enumerate() {
-            if is_cut[i] {
+    let parts = |cut: &[bool]| -> UnionFind {
+        let mut uf = UnionFind::new(m);
+        for i in 0..m {
+            if cut[i] {
                 continue;
             }
-            for &e in adj.of(m) {
-                let y = other(list, e, m);
-                let j = local[y as usize];
-                if j != NONE && !is_cut[j as usize] {
+            for &j in &inner[i] {
+                if !cut[j as usize] {
                     uf.union(i as u32, j);
                 }
             }
         }
-        let mut size: HashMap<u32, (u32, u64)> = HashMap::new();
-        for (i, &m) in members.iter().enumerate() {
-            if is_cut[i] {
-                continue;
-            }
-            let r = uf.find(i as u32);
-            let s = size.entry(r).or_default();
-            if Some(dict.type_id(m)) != order_t {
-                s.0 += 1;
-            }
-            // Self-loops and half of each inner edge end.
-            let self_loops = evidence[m as usize] - adj.degree(m) as u32;
-            s.1 += u64::from(self_loops);
-            for &e in adj.of(m) {
-                let y = other(list, e, m);
-                let j = local[y as usize];
-                if j != NONE && !is_cut[j as usize] && list.a[e as usize] == m {
-                    s.1 += 1;
-                }
+        uf
+    };
+    let batch = m > 20_000;
+    let mut cand: Vec<u32> = (0..m as u32)
+        .filter(|&i| inner[i as usize].len() >= 2)
+        .collect();
+    // How many parts each candidate alone would leave around it.
+    let mut bridging = vec![0u32; m];
+    if !batch {
+        let mut cut = vec![false; m];
+        for &c in &cand {
+            cut[c as usize] = true;
+            let mut uf = parts(&cut);
+            let mut roots: Vec<u32> = inner[c as usize].iter().map(|&j| uf.find(j)).collect();
+            roots.sort_unstable();
+            roots.dedup();
+            bridging[c as usize] = roots.len() as u32;
+            cut[c as usize] = false;
+        }
+    }
+    let rank = |i: u32| cfg.priority_rank(dict.type_name(members[i as usize]));
+    cand.sort_by(|&i, &j| {
+        let (x, y) = (members[i as usize], members[j as usize]);
+        rank(j)
+            .cmp(&rank(i))
+            .then(bridging[j as usize].cmp(&bridging[i as usize]))
+            .then(people[y as usize].cmp(&people[x as usize]))
+            .then(inner[j as usize].len().cmp(&inner[i as usize].len()))
+            .then_with(|| keys.cmp(dict, x, y))
+    });
+    let mut is_cut = vec![false; m];
+    let mut cut = Vec::new();
+    let mut next = 0;
+    loop {
+        // Pieces without the cut identifiers, and which are too big.
+        let mut uf = parts(&is_cut);
+        let mut by_root: HashMap<u32, Vec<u32>> = HashMap::new();
+        for i in 0..m as u32 {
+            if !is_cut[i as usize] {
+                by_root.entry(uf.find(i)).or_default().push(i);
             }
         }
-        let oversize: std::collections::HashSet<u32> = size
-            .iter()
-            .filter(|(_, &(ids, ev))| over(ids, ev))
-            .map(|(&r, _)| r)
-            .collect();
+        let mut oversize: std::collections::HashSet<u32> = std::collections::HashSet::new();
+        for (&r, piece) in &by_root {
+            let in_piece: std::collections::HashSet<u32> = piece.iter().copied().collect();
+            let size = sizer.size(members, &|i| in_piece.contains(&i), local, scratch);
+            if over(size) {
+                oversize.insert(r);
+            }
+        }
         if oversize.is_empty() {
             break;
         }
-        let in_oversize = |i: u32, uf: &mut UnionFind| oversize.contains(&uf.find(i));
         // The next candidate inside an oversize piece.
         while next < cand.len()
-            && (is_cut[cand[next] as usize] || !in_oversize(cand[next], &mut uf))
+            && (is_cut[cand[next] as usize] || !oversize.contains(&uf.find(cand[next])))
         {
             next += 1;
         }
@@ -600,19 +704,15 @@ fn cut_cluster(
         cut.push(members[first as usize]);
         next += 1;
         if batch {
-            // Huge cluster: cut every shared identifier of this trust rank.
             while next < cand.len() && rank(cand[next]) == r0 {
                 let i = cand[next];
-                if !is_cut[i as usize] && in_oversize(i, &mut uf) {
+                if !is_cut[i as usize] && oversize.contains(&uf.find(i)) {
                     is_cut[i as usize] = true;
                     cut.push(members[i as usize]);
                 }
                 next += 1;
             }
         }
-    }
-    for &m in members {
-        local[m as usize] = NONE;
     }
     cut
 }

@@ -62,6 +62,126 @@ pub struct WorldConfig {
     pub private_only_share: f64,
     /// Sales reps (WeCom userids).
     pub reps: Vec<String>,
+    /// The mess real data has.
+    pub hazards: Hazards,
+}
+
+/// The mess real brands' data has, each with its ground truth: identity
+/// must not link different people through it (households and gifts
+/// excepted: no deterministic rule can tell them apart; they are reported
+/// apart).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hazards {
+    /// Share of people living in a household of 2–3 who share one phone
+    /// and address.
+    pub households: f64,
+    /// Share of orders shipped to another person (their phone, name and
+    /// address): gifts.
+    pub gift_orders: f64,
+    /// Share of gift orders whose package card the receiver scans.
+    pub gift_cards: f64,
+    /// Walk-ins per store, registered in the CRM (and by the rep) with the
+    /// store's phone.
+    pub store_walk_ins: Vec<usize>,
+    /// Parcel stations whose phone orders are shipped to.
+    pub courier_stations: usize,
+    /// Share of orders shipped to a parcel station's phone; each station
+    /// serves mostly one shop's buyers.
+    pub courier_orders: f64,
+    /// Share of package-card scans printed with a batch code instead of
+    /// the order (`dy_batch07`).
+    pub batch_cards: f64,
+    /// ERP orders typed in by staff with the buyer id `test`.
+    pub test_buyer_orders: usize,
+    /// Orders whose receiver phone is a placeholder (`13800138000`,
+    /// `13812345678`).
+    pub placeholder_orders: usize,
+    /// People buying dozens of times on Pinduoduo (no buyer id there).
+    pub heavy_pdd_buyers: usize,
+    /// Orders each heavy buyer places.
+    pub heavy_orders: usize,
+    /// CRM members whose phone is junk (`无`, `-`, `11111111111`, ten
+    /// digits).
+    pub bad_crm_phones: usize,
+}
+
+impl Hazards {
+    /// A clean world.
+    pub fn none() -> Self {
+        Hazards {
+            households: 0.0,
+            gift_orders: 0.0,
+            gift_cards: 0.0,
+            store_walk_ins: vec![],
+            courier_stations: 0,
+            courier_orders: 0.0,
+            batch_cards: 0.0,
+            test_buyer_orders: 0,
+            placeholder_orders: 0,
+            heavy_pdd_buyers: 0,
+            heavy_orders: 0,
+            bad_crm_phones: 0,
+        }
+    }
+
+    /// The mix seen in a real brand's data, scaled to `persons`.
+    pub fn realistic(persons: usize) -> Self {
+        let scale = |n: usize| (n * persons / 20_000).max(1);
+        Hazards {
+            households: 0.05,
+            gift_orders: 0.015,
+            gift_cards: 0.3,
+            store_walk_ins: vec![5, 12, 48, scale(300)],
+            courier_stations: scale(6),
+            courier_orders: 0.01,
+            batch_cards: 0.08,
+            test_buyer_orders: scale(40),
+            placeholder_orders: scale(60),
+            heavy_pdd_buyers: scale(4),
+            heavy_orders: 60,
+            bad_crm_phones: scale(80),
+        }
+    }
+}
+
+/// Where a parcel goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShipTo {
+    /// The buyer's own phone, name and address.
+    Own,
+    /// Another person (a gift).
+    Gift(u32),
+    /// A parcel station's phone and address (the buyer's name).
+    Courier(usize),
+    /// A placeholder phone (the buyer's name and address).
+    Placeholder(usize),
+}
+
+/// The phone a CRM member was registered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrmPhone {
+    /// Their own.
+    Own,
+    /// The store's (a walk-in).
+    Store(usize),
+    /// Junk typed in a form (index into [`BAD_PHONES`]).
+    Invalid(usize),
+}
+
+/// Junk typed into phone fields.
+pub const BAD_PHONES: &[&str] = &["无", "-", "11111111111", "1391234567", "null"];
+
+/// Placeholder phones orders are shipped to.
+pub const PLACEHOLDER_PHONES: &[&str] = &["13800138000", "13812345678"];
+
+/// The phone of parcel station `i`.
+pub fn station_phone(i: usize) -> String {
+    format!("170{:08}", 10_000 + i * 7)
+}
+
+/// The phone of store `i` (walk-ins are registered with it).
+pub fn store_phone(i: usize) -> String {
+    format!("171{:08}", 20_000 + i * 11)
 }
 
 impl WorldConfig {
@@ -83,6 +203,7 @@ impl WorldConfig {
                 "wangwu".into(),
                 "zhaoliu".into(),
             ],
+            hazards: Hazards::realistic((orders * 3 / 5).max(10)),
         }
     }
 }
@@ -175,6 +296,9 @@ pub struct Person {
     pub name: String,
     /// Street address within the region (sandbox data only).
     pub address: String,
+    /// The household (its first member) when they share a phone and
+    /// address with others.
+    pub household: Option<u32>,
 }
 
 const SURNAMES: &[&str] = &[
@@ -208,7 +332,7 @@ fn name_and_address(seed: u64, id: u32) -> (String, String) {
     let r = mix(seed ^ 0xA11CE ^ (u64::from(id) << 20));
     let surname = SURNAMES[(r % SURNAMES.len() as u64) as usize];
     let g1 = GIVEN[((r >> 8) % GIVEN.len() as u64) as usize];
-    let name = if (r >> 16) % 3 == 0 {
+    let name = if (r >> 16).is_multiple_of(3) {
         format!("{surname}{g1}")
     } else {
         let g2 = GIVEN[((r >> 24) % GIVEN.len() as u64) as usize];
@@ -260,6 +384,10 @@ pub struct Purchase {
     pub phone_plain: bool,
     /// Seed for the platform-specific details (items, lifecycle).
     pub detail_seed: u64,
+    /// Where the parcel goes.
+    pub ship_to: ShipTo,
+    /// Typed into the ERP by staff with the buyer id `test`.
+    pub test_buyer: bool,
 }
 
 /// How a WeCom contact was added.
@@ -287,6 +415,10 @@ pub struct Contact {
     pub origin: ContactOrigin,
     /// When it was added.
     pub added: DateTime<Utc>,
+    /// The batch code the scanned card carried instead of its order.
+    pub batch_card: Option<String>,
+    /// The phone the CRM (and the rep) registered (private-only contacts).
+    pub crm_phone: CrmPhone,
 }
 
 /// The generated world.
@@ -301,7 +433,20 @@ pub struct World {
     /// WeCom contacts.
     pub contacts: Vec<Contact>,
     /// Cipher token → person, built on first use.
-    ciphers: Arc<OnceLock<HashMap<String, u32>>>,
+    ciphers: Arc<OnceLock<HashMap<String, Receiver>>>,
+}
+
+/// Who a parcel goes to, as the platform holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receiver {
+    /// The receiver phone.
+    pub phone: String,
+    /// The receiver name.
+    pub name: String,
+    /// The street address.
+    pub address: String,
+    /// Index into [`REGIONS`].
+    pub region: usize,
 }
 
 impl World {
@@ -321,6 +466,7 @@ impl World {
                     region: rng.random_range(0..REGIONS.len()),
                     name,
                     address,
+                    household: None,
                 }
             })
             .collect();
@@ -355,6 +501,8 @@ impl World {
                         _ => false,
                     },
                     detail_seed: mix(config.seed.wrapping_add(i as u64)),
+                    ship_to: ShipTo::Own,
+                    test_buyer: false,
                 }
             })
             .collect();
@@ -383,6 +531,8 @@ impl World {
                 rep: rng.random_range(0..reps),
                 origin,
                 added,
+                batch_card: None,
+                crm_phone: CrmPhone::Own,
             });
         }
         let private = (n as f64 * config.private_only_share) as usize;
@@ -398,8 +548,12 @@ impl World {
                 rep: rng.random_range(0..reps),
                 origin: ContactOrigin::PrivateOnly,
                 added: config.start + Duration::seconds(rng.random_range(0..span_secs) as i64),
+                batch_card: None,
+                crm_phone: CrmPhone::Own,
             });
         }
+        let mut persons = persons;
+        apply_hazards(&config, &mut persons, &mut purchases, &mut contacts);
         World {
             config,
             persons,
@@ -433,29 +587,76 @@ impl World {
         format!("{}_{}", state_prefix(p.channel), self.order_id(p))
     }
 
+    /// The `state` a contact added through a package card carries: the
+    /// card's order (`tb_<tid>`), or the batch code printed instead.
+    pub fn contact_state(&self, c: &Contact) -> Option<String> {
+        match c.origin {
+            ContactOrigin::Card(i) | ContactOrigin::CardAndPhone(i) => Some(
+                c.batch_card
+                    .clone()
+                    .unwrap_or_else(|| self.card_state(&self.purchases[i])),
+            ),
+            _ => None,
+        }
+    }
+
     /// The shop-scoped buyer token of a person in a shop (platforms derive
     /// open ids per app / shop, so the same person differs across shops).
     pub fn buyer_token(&self, person: u32, shop: usize) -> String {
         format!("{:016x}", mix(u64::from(person) ^ mix(shop as u64 + 17)))
     }
 
-    /// The opaque token a sandbox puts inside a phone ciphertext for a person
-    /// (the platform's ciphertext stands for it; only the decrypt API maps
-    /// it back).
-    pub fn cipher_token(&self, person: u32) -> String {
-        let a = mix(self.config.seed ^ 0xC1F3 ^ u64::from(person));
-        format!("{a:016x}{:08x}", person ^ (a as u32))
+    /// Who the parcel of `p` goes to: the buyer, a gift's receiver, a
+    /// parcel station, or a placeholder phone.
+    pub fn receiver(&self, p: &Purchase) -> Receiver {
+        let buyer = &self.persons[p.person as usize];
+        let own = |x: &Person| Receiver {
+            phone: x.phone.clone(),
+            name: x.name.clone(),
+            address: x.address.clone(),
+            region: x.region,
+        };
+        match p.ship_to {
+            ShipTo::Own => own(buyer),
+            ShipTo::Gift(to) => own(&self.persons[to as usize]),
+            ShipTo::Courier(i) => Receiver {
+                phone: station_phone(i),
+                address: format!("菜鸟驿站{}号店", i + 1),
+                ..own(buyer)
+            },
+            ShipTo::Placeholder(i) => Receiver {
+                phone: PLACEHOLDER_PHONES[i % PLACEHOLDER_PHONES.len()].to_string(),
+                ..own(buyer)
+            },
+        }
     }
 
-    /// The person behind a cipher token, as a decrypt API would resolve it.
-    pub fn person_by_cipher(&self, token: &str) -> Option<&Person> {
+    /// The opaque token a sandbox puts inside a phone ciphertext (the
+    /// platform's ciphertext stands for it; only the decrypt API maps it
+    /// back).
+    pub fn cipher_token_of(&self, phone: &str) -> String {
+        let digits: u64 = phone.parse().unwrap_or_else(|_| mix(phone.len() as u64));
+        let a = mix(self.config.seed ^ 0xC1F3 ^ digits);
+        format!("{a:016x}{:08x}", mix(digits ^ self.config.seed) as u32)
+    }
+
+    /// The cipher token of the receiver of `p`.
+    pub fn cipher_token(&self, p: &Purchase) -> String {
+        self.cipher_token_of(&self.receiver(p).phone)
+    }
+
+    /// The receiver behind a cipher token, as a decrypt API would resolve it.
+    pub fn receiver_by_cipher(&self, token: &str) -> Option<&Receiver> {
         let map = self.ciphers.get_or_init(|| {
-            self.persons
+            self.purchases
                 .iter()
-                .map(|p| (self.cipher_token(p.id), p.id))
+                .map(|p| {
+                    let r = self.receiver(p);
+                    (self.cipher_token_of(&r.phone), r)
+                })
                 .collect()
         });
-        map.get(token).map(|&i| &self.persons[i as usize])
+        map.get(token)
     }
 
     /// When the purchase first shows on its platform (unix seconds):
@@ -477,99 +678,396 @@ impl World {
             .collect()
     }
 
-    /// The number of unified customers identity should find from what the
-    /// platforms expose, with phones decrypted on the channels in `decrypt`.
+    /// What a perfect identity finds from what the platforms expose (phones
+    /// decrypted on the channels in `decrypt`): every record identity reads
+    /// (orders, WeCom contacts, CRM members) with its true person and the
+    /// customer it belongs to.
     ///
-    /// Reasoned per person, since persons never share identifiers: the
-    /// nodes are one buyer per shop bought in (one per order where the
-    /// platform has no buyer id), plus the WeCom contact. A clear or decrypted
-    /// phone joins its node to the person's phone; a contact whose rep saved
-    /// the phone joins it too; a card joins the contact to the node of the
-    /// order it names. Each connected group is one customer.
-    pub fn expected_unified_customers(&self, as_of: DateTime<Utc>, decrypt: &[Channel]) -> usize {
-        let mut by_person: Vec<Vec<usize>> = vec![Vec::new(); self.persons.len()];
-        for (i, p) in self.purchases.iter().enumerate() {
-            if self.listed_at(p).is_some_and(|t| t <= as_of.timestamp()) {
-                by_person[p.person as usize].push(i);
+    /// The graph links what the records say, except through the hazards'
+    /// shared identifiers (store and parcel-station phones, placeholder
+    /// phones, batch card codes, the ERP's `test` buyer), which must never
+    /// link. Households (a shared phone) and gifts (an order shipped to
+    /// another person) do link: no deterministic rule can tell them apart.
+    pub fn truth(&self, as_of: DateTime<Utc>, decrypt: &[Channel]) -> Truth {
+        let mut g = Oracle::default();
+        let mut records = Vec::new();
+        let visible = |p: &Purchase| self.listed_at(p).is_some_and(|t| t <= as_of.timestamp());
+        for p in &self.purchases {
+            if !visible(p) {
+                continue;
+            }
+            let order = format!("{}:{}", p.channel, self.order_id(p));
+            let o = g.node(format!("o:{order}"));
+            records.push(("order", order, p.person, o));
+            let phone = (p.phone_plain || decrypt.contains(&p.channel))
+                && matches!(p.ship_to, ShipTo::Own | ShipTo::Gift(_));
+            let phone = phone.then(|| g.node(format!("p:{}", self.receiver(p).phone)));
+            if has_buyer_id(p.channel) {
+                if p.test_buyer {
+                    continue;
+                }
+                let b = g.node(format!("b:{}:{}", p.person, p.shop));
+                g.link(o, b);
+                if let Some(ph) = phone {
+                    g.link(b, ph);
+                }
+            } else if let Some(ph) = phone {
+                g.link(o, ph);
             }
         }
-        let mut contact_of: Vec<Option<&Contact>> = vec![None; self.persons.len()];
-        for c in &self.contacts {
-            if c.added <= as_of {
-                contact_of[c.person as usize].get_or_insert(c);
-            }
-        }
-        let mut total = 0;
-        for person in 0..self.persons.len() {
-            // Node keys: shop buyer nodes (0..shops), per-order nodes
-            // (shops + purchase index), the contact (usize::MAX - 1), the
-            // phone (usize::MAX).
-            let shops = self.config.shops.len();
-            let node_of = |i: usize| {
-                let p = &self.purchases[i];
-                if has_buyer_id(p.channel) {
-                    p.shop
-                } else {
-                    shops + i
+        for c in self.contacts.iter().filter(|c| c.added <= as_of) {
+            let person = &self.persons[c.person as usize];
+            let (kind, id, node) = if c.origin == ContactOrigin::PrivateOnly {
+                // A CRM member (the store sign-up) and the WeCom contact the
+                // rep added with the phone the CRM holds.
+                let m = g.node(format!("m:{}", c.person));
+                let w = g.node(format!("c:{}", c.person));
+                records.push(("crm_member", format!("VIP{:06}", c.person), c.person, m));
+                records.push((
+                    "wecom_external_userid",
+                    external_userid(c.person, self.config.seed),
+                    c.person,
+                    w,
+                ));
+                if let Some(u) = &person.unionid {
+                    let u = g.node(format!("u:{u}"));
+                    g.link(m, u);
+                    g.link(w, u);
                 }
-            };
-            let mut nodes: Vec<usize> = Vec::new();
-            let mut edges: Vec<(usize, usize)> = Vec::new();
-            const CONTACT: usize = usize::MAX - 1;
-            const PHONE: usize = usize::MAX;
-            for &i in &by_person[person] {
-                let p = &self.purchases[i];
-                nodes.push(node_of(i));
-                if p.phone_plain || decrypt.contains(&p.channel) {
-                    edges.push((node_of(i), PHONE));
-                }
-            }
-            if let Some(c) = contact_of[person] {
-                nodes.push(CONTACT);
-                if matches!(
-                    c.origin,
-                    ContactOrigin::Phone | ContactOrigin::CardAndPhone(_)
-                ) {
-                    edges.push((CONTACT, PHONE));
-                }
-                if let ContactOrigin::Card(i) | ContactOrigin::CardAndPhone(i) = c.origin {
-                    if self.purchases[i].created <= as_of {
-                        edges.push((CONTACT, node_of(i)));
+                match c.crm_phone {
+                    CrmPhone::Own => {
+                        let ph = g.node(format!("p:{}", person.phone));
+                        g.link(m, ph);
+                        g.link(w, ph);
                     }
+                    CrmPhone::Invalid(_) => {
+                        let ph = g.node(format!("p:{}", person.phone));
+                        g.link(w, ph);
+                    }
+                    CrmPhone::Store(_) => {}
+                }
+                continue;
+            } else {
+                let w = g.node(format!("c:{}", c.person));
+                (
+                    "wecom_external_userid",
+                    external_userid(c.person, self.config.seed),
+                    w,
+                )
+            };
+            records.push((kind, id, c.person, node));
+            if let Some(u) = &person.unionid {
+                let u = g.node(format!("u:{u}"));
+                g.link(node, u);
+            }
+            if matches!(
+                c.origin,
+                ContactOrigin::Phone | ContactOrigin::CardAndPhone(_)
+            ) {
+                let ph = g.node(format!("p:{}", person.phone));
+                g.link(node, ph);
+            }
+            if let ContactOrigin::Card(i) | ContactOrigin::CardAndPhone(i) = c.origin {
+                let p = &self.purchases[i];
+                if c.batch_card.is_none() && p.created <= as_of {
+                    let o = g.node(format!("o:{}:{}", p.channel, self.order_id(p)));
+                    g.link(node, o);
                 }
             }
-            nodes.sort_unstable();
-            nodes.dedup();
-            total += components(&nodes, &edges);
         }
-        total
+        // A contact appears once even when the person has several contact
+        // relationships (one per rep): identity sees one identifier.
+        records.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        records.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        let customers = g.components();
+        let keys: Vec<(String, u32)> = g.index.iter().map(|(k, &i)| (k.clone(), i)).collect();
+        let nodes = keys.into_iter().map(|(k, i)| (k, g.root(i))).collect();
+        let records = records
+            .into_iter()
+            .map(|(id_type, id_value, person, node)| TruthRecord {
+                id_type,
+                id_value,
+                person,
+                customer: g.root(node),
+            })
+            .collect();
+        Truth {
+            records,
+            customers,
+            nodes,
+        }
+    }
+
+    /// The number of unified customers identity should find (see
+    /// [`World::truth`]).
+    pub fn expected_unified_customers(&self, as_of: DateTime<Utc>, decrypt: &[Channel]) -> usize {
+        self.truth(as_of, decrypt).customers
     }
 }
 
-/// Connected components among `nodes` (an edge end outside `nodes`, such as
-/// the phone, only joins).
-fn components(nodes: &[usize], edges: &[(usize, usize)]) -> usize {
-    let mut all: Vec<usize> = nodes.to_vec();
-    all.extend(edges.iter().flat_map(|&(a, b)| [a, b]));
-    all.sort_unstable();
-    all.dedup();
-    let pos = |x: usize| all.binary_search(&x).expect("known node");
-    let mut parent: Vec<usize> = (0..all.len()).collect();
-    fn find(parent: &mut [usize], mut x: usize) -> usize {
-        while parent[x] != x {
-            parent[x] = parent[parent[x]];
-            x = parent[x];
+/// Add the configured hazards to a generated world (from a random stream
+/// of their own: a world without hazards stays as it was).
+fn apply_hazards(
+    config: &WorldConfig,
+    persons: &mut [Person],
+    purchases: &mut Vec<Purchase>,
+    contacts: &mut Vec<Contact>,
+) {
+    let h = &config.hazards;
+    let mut rng = StdRng::seed_from_u64(config.seed ^ 0x4A2A_2D5E);
+    let n = persons.len();
+    let span_secs = (config.days.max(1) * 86_400) as u64;
+    // Households: runs of 2-3 consecutive people share the first one's
+    // phone and address.
+    let mut i = 0;
+    while i + 1 < n && h.households > 0.0 {
+        if rng.random_bool((h.households / 2.5).clamp(0.0, 1.0)) {
+            let size = rng.random_range(2..=3usize).min(n - i);
+            let (phone, address) = (persons[i].phone.clone(), persons[i].address.clone());
+            for m in &mut persons[i..i + size] {
+                m.household = Some(i as u32);
+                m.phone = phone.clone();
+                m.address = address.clone();
+            }
+            i += size;
+        } else {
+            i += 1;
+        }
+    }
+    let single = |persons: &[Person], x: u32| persons[x as usize].household.is_none();
+    // Heavy Pinduoduo buyers.
+    let pdd_shops: Vec<usize> = (0..config.shops.len())
+        .filter(|&s| config.shops[s].channel == Channel::Pdd)
+        .collect();
+    let mut next_no = purchases.len() as u64;
+    if let Some(&shop) = pdd_shops.first() {
+        let mut picked = 0;
+        while picked < h.heavy_pdd_buyers && n > 0 {
+            let person = rng.random_range(0..n as u32);
+            if !single(persons, person) {
+                continue;
+            }
+            picked += 1;
+            for _ in 0..h.heavy_orders {
+                purchases.push(Purchase {
+                    person,
+                    shop,
+                    channel: Channel::Pdd,
+                    order_no: 3_100_000_000_000_000 + next_no * 7919 + (mix(config.seed) % 7919),
+                    created: config.start
+                        + Duration::seconds(rng.random_range(0..span_secs) as i64),
+                    phone_plain: false,
+                    detail_seed: mix(config.seed.wrapping_add(next_no)),
+                    ship_to: ShipTo::Own,
+                    test_buyer: false,
+                });
+                next_no += 1;
+            }
+        }
+        // Contacts name purchases by index: follow them through the sort.
+        let before: Vec<u64> = purchases.iter().map(|p| p.order_no).collect();
+        purchases.sort_by_key(|p| (p.created, p.order_no));
+        let at: HashMap<u64, usize> = purchases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.order_no, i))
+            .collect();
+        for c in contacts.iter_mut() {
+            if let ContactOrigin::Card(pi) | ContactOrigin::CardAndPhone(pi) = &mut c.origin {
+                *pi = at[&before[*pi]];
+            }
+        }
+    }
+    // Gifts (to single people, each receiving at most one), parcel
+    // stations (each serving mostly one shop), placeholder phones.
+    let mut gifted = vec![false; n];
+    let shops = config.shops.len().max(1);
+    for p in purchases.iter_mut() {
+        let r = rng.random::<f64>();
+        if r < h.gift_orders {
+            let to = rng.random_range(0..n as u32);
+            // Each single person is in one gift at most, as sender or
+            // receiver: chains of gifts would join more people than a
+            // household.
+            if to != p.person
+                && single(persons, to)
+                && single(persons, p.person)
+                && !gifted[to as usize]
+                && !gifted[p.person as usize]
+            {
+                gifted[to as usize] = true;
+                gifted[p.person as usize] = true;
+                p.ship_to = ShipTo::Gift(to);
+            }
+        } else if r < h.gift_orders + h.courier_orders && h.courier_stations > 0 {
+            let station = rng.random_range(0..h.courier_stations);
+            if p.shop == station % shops || rng.random_bool(0.2) {
+                p.ship_to = ShipTo::Courier(station);
+            }
+        }
+    }
+    for _ in 0..h.placeholder_orders.min(purchases.len()) {
+        let i = rng.random_range(0..purchases.len());
+        if purchases[i].ship_to == ShipTo::Own {
+            purchases[i].ship_to =
+                ShipTo::Placeholder(rng.random_range(0..PLACEHOLDER_PHONES.len()));
+        }
+    }
+    let erp: Vec<usize> = (0..purchases.len())
+        .filter(|&i| purchases[i].channel == Channel::Jushuitan)
+        .collect();
+    for _ in 0..h.test_buyer_orders.min(erp.len()) {
+        let i = erp[rng.random_range(0..erp.len())];
+        purchases[i].test_buyer = true;
+    }
+    // Batch cards.
+    let reps = config.reps.len().max(1);
+    for c in contacts.iter_mut() {
+        let card = matches!(
+            c.origin,
+            ContactOrigin::Card(_) | ContactOrigin::CardAndPhone(_)
+        );
+        if card && rng.random_bool(h.batch_cards.clamp(0.0, 1.0)) {
+            let prefix = ["dy_batch", "tb_618batch", "jd_card", "ks_batch"][rng.random_range(0..4)];
+            c.batch_card = Some(format!("{prefix}{:02}", rng.random_range(1..12)));
+        }
+    }
+    // Gift cards: the receiver scans the card in the gifted parcel.
+    let has_contact: std::collections::HashSet<u32> = contacts.iter().map(|c| c.person).collect();
+    for (i, p) in purchases.iter().enumerate() {
+        if let ShipTo::Gift(to) = p.ship_to {
+            if !has_contact.contains(&to) && rng.random_bool(h.gift_cards.clamp(0.0, 1.0)) {
+                contacts.push(Contact {
+                    person: to,
+                    rep: rng.random_range(0..reps),
+                    origin: ContactOrigin::Card(i),
+                    added: p.created + Duration::hours(rng.random_range(72..240)),
+                    batch_card: None,
+                    crm_phone: CrmPhone::Own,
+                });
+            }
+        }
+    }
+    // Store walk-ins and junk CRM phones among the private-only contacts;
+    // more walk-ins join when there are too few.
+    let mut private: Vec<usize> = (0..contacts.len())
+        .filter(|&i| {
+            contacts[i].origin == ContactOrigin::PrivateOnly && single(persons, contacts[i].person)
+        })
+        .collect();
+    let needed: usize = h.store_walk_ins.iter().sum::<usize>() + h.bad_crm_phones;
+    let mut busy: std::collections::HashSet<u32> = contacts.iter().map(|c| c.person).collect();
+    for p in purchases.iter() {
+        busy.insert(p.person);
+        if let ShipTo::Gift(to) = p.ship_to {
+            busy.insert(to);
+        }
+    }
+    let mut tries = 0;
+    while private.len() < needed && tries < n * 4 {
+        tries += 1;
+        let person = rng.random_range(0..n as u32);
+        if busy.contains(&person) || !single(persons, person) {
+            continue;
+        }
+        busy.insert(person);
+        contacts.push(Contact {
+            person,
+            rep: rng.random_range(0..reps),
+            origin: ContactOrigin::PrivateOnly,
+            added: config.start + Duration::seconds(rng.random_range(0..span_secs) as i64),
+            batch_card: None,
+            crm_phone: CrmPhone::Own,
+        });
+        private.push(contacts.len() - 1);
+    }
+    let mut k = 0;
+    for (store, &walk_ins) in h.store_walk_ins.iter().enumerate() {
+        for _ in 0..walk_ins {
+            if let Some(&ci) = private.get(k) {
+                contacts[ci].crm_phone = CrmPhone::Store(store);
+            }
+            k += 1;
+        }
+    }
+    for &ci in private.iter().skip(k).take(h.bad_crm_phones) {
+        contacts[ci].crm_phone = CrmPhone::Invalid(rng.random_range(0..BAD_PHONES.len()));
+    }
+}
+
+/// One record as a perfect identity sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TruthRecord {
+    /// `order`, `wecom_external_userid` or `crm_member`.
+    pub id_type: &'static str,
+    /// The identifier as the lake holds it (`taobao:3100...` for orders).
+    pub id_value: String,
+    /// The person it really belongs to.
+    pub person: u32,
+    /// The customer a perfect identity puts it in.
+    pub customer: u32,
+}
+
+/// The ground truth of a world at one time.
+#[derive(Debug, Clone)]
+pub struct Truth {
+    /// Every record identity reads.
+    pub records: Vec<TruthRecord>,
+    /// The number of customers a perfect identity finds.
+    pub customers: usize,
+    /// The customer of every identifier that links: `p:<phone>`,
+    /// `o:<channel>:<order id>`, `c:<person>` (WeCom contact), `m:<person>`
+    /// (CRM member), `b:<person>:<shop>`, `u:<unionid>`.
+    pub nodes: HashMap<String, u32>,
+}
+
+/// The external_userid WeCom gives a person in the sandbox corp.
+pub fn external_userid(person: u32, seed: u64) -> String {
+    format!(
+        "wmSbx{:012x}{:08x}",
+        mix(seed ^ u64::from(person)) & 0xffff_ffff_ffff,
+        person
+    )
+}
+
+/// Union-find over named nodes: the prediction's graph.
+#[derive(Default)]
+struct Oracle {
+    index: HashMap<String, u32>,
+    parent: Vec<u32>,
+}
+
+impl Oracle {
+    fn node(&mut self, key: String) -> u32 {
+        let n = self.parent.len() as u32;
+        let i = *self.index.entry(key).or_insert(n);
+        if i == n {
+            self.parent.push(n);
+        }
+        i
+    }
+
+    fn root(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let p = self.parent[self.parent[x as usize] as usize];
+            self.parent[x as usize] = p;
+            x = p;
         }
         x
     }
-    for &(a, b) in edges {
-        let (ra, rb) = (find(&mut parent, pos(a)), find(&mut parent, pos(b)));
-        parent[ra] = rb;
+
+    fn link(&mut self, a: u32, b: u32) {
+        let (ra, rb) = (self.root(a), self.root(b));
+        if ra != rb {
+            self.parent[ra as usize] = rb;
+        }
     }
-    let mut roots: Vec<usize> = nodes.iter().map(|&n| find(&mut parent, pos(n))).collect();
-    roots.sort_unstable();
-    roots.dedup();
-    roots.len()
+
+    fn components(&mut self) -> usize {
+        (0..self.parent.len() as u32)
+            .filter(|&x| self.root(x) == x)
+            .count()
+    }
 }
 
 /// A stable 64-bit mix (splitmix64).
@@ -603,8 +1101,10 @@ mod tests {
     #[test]
     fn same_seed_same_world_and_phones_are_valid_and_unique() {
         let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
-        let a = World::generate(WorldConfig::demo(now, 500));
-        let b = World::generate(WorldConfig::demo(now, 500));
+        let mut clean = WorldConfig::demo(now, 500);
+        clean.hazards = Hazards::none();
+        let a = World::generate(clean.clone());
+        let b = World::generate(clean);
         assert_eq!(a.purchases.len(), 500);
         assert_eq!(
             a.purchases.iter().map(|p| p.order_no).collect::<Vec<_>>(),
@@ -630,5 +1130,57 @@ mod tests {
         let decrypted = a.expected_unified_customers(now, &[Channel::Pdd, Channel::Jd]);
         assert!(decrypted < expected, "decrypted phones join buyers");
         assert!(expected > 0 && expected <= a.persons.len() * 3);
+    }
+
+    #[test]
+    fn hazards_are_in_the_world_and_out_of_the_truth() {
+        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
+        let w = World::generate(WorldConfig::demo(now, 20_000));
+        let n = |f: &dyn Fn(&Purchase) -> bool| w.purchases.iter().filter(|p| f(p)).count();
+        assert!(n(&|p| matches!(p.ship_to, ShipTo::Gift(_))) > 100);
+        assert!(n(&|p| matches!(p.ship_to, ShipTo::Courier(_))) > 50);
+        assert!(n(&|p| matches!(p.ship_to, ShipTo::Placeholder(_))) > 20);
+        assert!(n(&|p| p.test_buyer) > 10);
+        assert!(w.persons.iter().filter(|p| p.household.is_some()).count() > 200);
+        assert!(w.contacts.iter().filter(|c| c.batch_card.is_some()).count() > 50);
+        for (store, &k) in w.config.hazards.store_walk_ins.iter().enumerate() {
+            let at = w
+                .contacts
+                .iter()
+                .filter(|c| c.crm_phone == CrmPhone::Store(store))
+                .count();
+            assert_eq!(at, k, "store {store}");
+        }
+        // Card indices survive the re-sort after heavy buyers were added.
+        for c in &w.contacts {
+            if let ContactOrigin::Card(i) | ContactOrigin::CardAndPhone(i) = c.origin {
+                let p = &w.purchases[i];
+                assert!(p.person == c.person || p.ship_to == ShipTo::Gift(c.person));
+                assert!(p.created < c.added);
+            }
+        }
+        let heavy = w.config.hazards.heavy_orders;
+        let mut per: HashMap<u32, usize> = HashMap::new();
+        for p in w.purchases.iter().filter(|p| p.channel == Channel::Pdd) {
+            *per.entry(p.person).or_default() += 1;
+        }
+        assert!(per.values().filter(|&&k| k >= heavy).count() >= w.config.hazards.heavy_pdd_buyers);
+        // Receivers decrypt back; hazard phones are never a person's.
+        for p in w.purchases.iter().take(2000) {
+            let r = w.receiver(p);
+            // (A household shares one phone: the token stands for the phone.)
+            let back = w.receiver_by_cipher(&w.cipher_token(p)).map(|x| &x.phone);
+            assert_eq!(back, Some(&r.phone));
+        }
+        let own: std::collections::HashSet<&str> =
+            w.persons.iter().map(|p| p.phone.as_str()).collect();
+        assert!(!own.contains(station_phone(0).as_str()) && !own.contains(store_phone(0).as_str()));
+        // The truth: more customers than people who link nothing, fewer
+        // than records.
+        let t = w.truth(now, &[Channel::Taobao, Channel::Pdd]);
+        assert!(t.customers > 0 && t.customers < t.records.len());
+        let mut keys: Vec<_> = t.records.iter().map(|r| (r.id_type, &r.id_value)).collect();
+        keys.dedup();
+        assert_eq!(keys.len(), t.records.len(), "one record per identifier");
     }
 }
