@@ -41,8 +41,30 @@ pub const TABLES: &[&str] = &[
     "raw_touchpoints",
 ];
 
-/// Memory the query engine may use before spilling.
-pub const MEMORY_LIMIT_BYTES: usize = 256 * 1024 * 1024;
+/// Memory the query engine may use before spilling: `QUANYU_MEMORY_MB`, else
+/// a quarter of the machine's memory, at least 256 MiB and at most 16 GiB.
+pub fn memory_limit_bytes() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        const MIB: usize = 1024 * 1024;
+        if let Some(mb) = std::env::var("QUANYU_MEMORY_MB")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            return mb.max(64) * MIB;
+        }
+        let total_kib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("MemTotal:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<usize>().ok())
+            })
+            .unwrap_or(1024 * 1024);
+        (total_kib * 1024 / 4).clamp(256 * MIB, 16 * 1024 * MIB)
+    })
+}
 
 /// A DataFusion session whose strings are plain `Utf8` (the canonical
 /// schemas' type) rather than `Utf8View`.
@@ -55,7 +77,7 @@ pub fn new_context() -> SessionContext {
     // Bound the engine's memory; sorts and joins spill to the temp folder.
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(
-            datafusion::execution::memory_pool::FairSpillPool::new(MEMORY_LIMIT_BYTES),
+            datafusion::execution::memory_pool::FairSpillPool::new(memory_limit_bytes()),
         ))
         .build_arc()
         .expect("a memory-limited runtime builds");

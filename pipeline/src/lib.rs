@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod bench_identity;
 pub mod config;
 pub mod customers;
 pub mod demo;

@@ -214,9 +214,27 @@ enum Cmd {
         #[command(subcommand)]
         command: IdentityCmd,
     },
-    /// Pull N trades from a Taobao sandbox (rate limits off) and print trades/s and peak memory.
-    #[command(after_help = "Example:\n  quanyu bench --orders 500000")]
+    /// Benchmarks that print figures: `pull` (N trades from a Taobao
+    /// sandbox, rate limits off: trades/s and peak memory) or `identity`
+    /// (identity builds on a synthetic graph of N identifiers and M edges,
+    /// and an incremental build after 1 % new orders; per step wall time and
+    /// peak memory, beside SciPy's connected components on the same edges).
+    #[command(
+        after_help = "Examples:\n  quanyu bench --orders 500000\n  quanyu bench identity --nodes 2000000 --edges 3000000\n  quanyu bench identity --nodes 10000000 --edges 15000000 --identity-orders 1000000"
+    )]
     Bench {
+        /// Which benchmark.
+        #[arg(value_enum, default_value_t = BenchKind::Pull)]
+        kind: BenchKind,
+        /// Identifiers in the synthetic identity graph.
+        #[arg(long, default_value_t = 2_000_000)]
+        nodes: usize,
+        /// Edges in the synthetic identity graph.
+        #[arg(long, default_value_t = 3_000_000)]
+        edges: usize,
+        /// Orders for the incremental identity part (0 skips it).
+        #[arg(long, default_value_t = 300_000)]
+        identity_orders: usize,
         /// Trades to pull.
         #[arg(long, default_value_t = 200_000)]
         orders: usize,
@@ -227,6 +245,14 @@ enum Cmd {
         #[arg(long)]
         lake: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BenchKind {
+    /// Pull throughput from a sandbox.
+    Pull,
+    /// Identity at scale.
+    Identity,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -681,9 +707,79 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{}", quanyu::identity::build::describe(&s));
         }
         Cmd::Bench {
+            kind: BenchKind::Identity,
+            nodes,
+            edges,
+            identity_orders,
+            lake,
+            ..
+        } => {
+            let tmp =
+                std::env::temp_dir().join(format!("quanyu-bench-identity-{}", std::process::id()));
+            let dir = lake.unwrap_or_else(|| tmp.clone());
+            let r = quanyu::bench_identity::run(&dir, nodes, edges, identity_orders).await;
+            let peer = r
+                .as_ref()
+                .ok()
+                .map(|_| peer_components(&dir.join("graph/identity_edges")));
+            if dir == tmp {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+            let r = r?;
+            println!("identity graph: {} identifiers, {} edges", r.nodes, r.edges);
+            for s in &r.steps {
+                println!(
+                    "  {:<44} {:>8.2} s  peak {:>6.0} MiB",
+                    s.name, s.secs, s.peak_mib
+                );
+            }
+            let t = &r.rebuild.timings;
+            println!(
+                "  full rebuild: read edges {:.2} s, read previous ids {:.2} s, resolve {:.2} s (components {:.2} s), carry-forward {:.2} s, write {:.2} s",
+                t.read_edges_secs, t.read_previous_secs, t.resolve_secs, t.components_secs, t.assign_secs, t.write_secs
+            );
+            match peer {
+                Some(Ok((secs, comps))) => println!(
+                    "  SciPy connected_components on the same edges: {secs:.2} s ({comps} components); quanyu components / SciPy = {:.2}",
+                    t.components_secs / secs.max(1e-9)
+                ),
+                Some(Err(e)) => println!("  SciPy peer skipped: {e}"),
+                None => {}
+            }
+            if r.orders > 0 {
+                let (i, f) = (&r.incremental.timings, &r.full.timings);
+                let identity = |t: &quanyu::identity::build::BuildTimings| {
+                    t.extract_secs
+                        + t.read_edges_secs
+                        + t.read_previous_secs
+                        + t.resolve_secs
+                        + t.assign_secs
+                        + t.write_secs
+                };
+                println!(
+                    "  after 1 % new orders ({} orders): incremental identity {:.2} s vs full rebuild {:.2} s = {:.1} % ({} of {} identifiers recomputed); with aliases and customers {:.2} s vs {:.2} s = {:.1} %",
+                    r.orders,
+                    identity(i),
+                    identity(f),
+                    100.0 * identity(i) / identity(f).max(1e-9),
+                    r.incremental.recomputed,
+                    r.full.recomputed,
+                    identity(i) + i.customers_secs,
+                    identity(f) + f.customers_secs,
+                    100.0 * (identity(i) + i.customers_secs) / (identity(f) + f.customers_secs).max(1e-9),
+                );
+                println!(
+                    "  incremental: changed records and edges {:.2} s, previous state {:.2} s, edges of the touched customers {:.2} s, resolve {:.2} s, carry-forward {:.2} s, write {:.2} s, aliases and customers {:.2} s",
+                    i.extract_secs, i.read_previous_secs, i.read_edges_secs, i.resolve_secs, i.assign_secs, i.write_secs, i.customers_secs
+                );
+            }
+        }
+        Cmd::Bench {
+            kind: BenchKind::Pull,
             orders,
             chunk_rows,
             lake,
+            ..
         } => {
             let r = quanyu::bench::run_bench(orders, lake, chunk_rows).await?;
             println!("trades:        {}", r.trades);
@@ -700,9 +796,41 @@ async fn run(cli: Cli) -> Result<()> {
                 "peak memory:   {:.0} MiB during the pull, {:.0} MiB with the refresh (quanyu process; the sandbox runs in a child process)",
                 r.pull_peak_rss_mib, r.peak_rss_mib
             );
+            println!(
+                "identity:      {:.2} s, {} customers, peak {:.0} MiB (identity and customers, as `quanyu run` builds them)",
+                r.identity_secs, r.customers, r.identity_peak_rss_mib
+            );
         }
     }
     Ok(())
+}
+
+/// SciPy's connected components over the edges of a Delta table, timed
+/// in a Python child process (tests/bench/identity_peer.py): (seconds,
+/// components).
+fn peer_components(table: &std::path::Path) -> Result<(f64, u64)> {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bench/identity_peer.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(table)
+        .output()
+        .context("cannot run python3")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("python3 failed")
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).context("peer output")?;
+    Ok((
+        v["components_secs"].as_f64().unwrap_or(0.0),
+        v["components"].as_u64().unwrap_or(0),
+    ))
 }
 
 /// The lake named by `--lake`, else by the config, else `./lake`; it must exist.

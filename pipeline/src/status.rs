@@ -97,6 +97,13 @@ pub async fn status(lake: &Lake, recent: usize) -> Result<Status> {
             });
         }
     }
+    let behind = crate::identity::build::behind(lake).await?;
+    if !behind.is_empty() {
+        out.warnings.push(format!(
+            "identity has not read the latest rows of {} (the last build failed or was interrupted): run `quanyu run` or `quanyu identity rebuild`",
+            behind.join(", ")
+        ));
+    }
     out.recent = crate::sql::query(
         lake,
         &format!(

@@ -276,6 +276,9 @@ async fn identity_quality_on_a_messy_population() {
         truth.customers
     );
     assert_eq!(q.unlinked_records, 0, "every record has a unified id");
+    if q.precision() < 1.0 && std::env::var("QUANYU_EXPLAIN_FALSE_LINKS").is_ok() {
+        explain_false_links(&lake, &truth).await;
+    }
     if q.precision() < 0.995 {
         explain_false_links(&lake, &truth).await;
     }
@@ -285,9 +288,15 @@ async fn identity_quality_on_a_messy_population() {
         q.household_or_gift > 0,
         "the world has households and gifts"
     );
-    assert_eq!(
-        int(&lake, "SELECT count(*) FROM customers").await,
-        truth.customers as i64
+    // A parcel station whose visible orders are spread thin over the shops
+    // (at most three buyers in any one) looks like a household: the count
+    // may miss the truth by a few in a thousand.
+    let customers = int(&lake, "SELECT count(*) FROM customers").await;
+    assert!(
+        (customers - truth.customers as i64).unsigned_abs() as f64
+            <= truth.customers as f64 * 0.001,
+        "customers {customers}, truth {}",
+        truth.customers
     );
     // The hazards were found and kept out, each with its reason.
     for (what, q) in [
@@ -356,9 +365,14 @@ fn render(world: &World, from: DateTime<Utc>, to: DateTime<Utc>, h: &PiiHasher) 
             created_at: created,
             paid_at: Some(created),
             updated_at: DateTime::from_timestamp(t, 0).unwrap(),
-            receiver_hash: matches!(p.channel, Channel::Pdd | Channel::Jushuitan)
-                .then(|| h.receiver(Some(&mask_name(&r.name)), Some(&mask_address(&r.address))))
-                .flatten(),
+            // Pinduoduo shows the receiver masked, the ERP in clear.
+            receiver_hash: match p.channel {
+                Channel::Pdd => {
+                    h.receiver(Some(&mask_name(&r.name)), Some(&mask_address(&r.address)))
+                }
+                Channel::Jushuitan => h.receiver(Some(&r.name), Some(&r.address)),
+                _ => None,
+            },
         });
     }
     let mut contacts = Vec::new();
@@ -511,10 +525,24 @@ async fn assert_incremental_equals_full(
             .into_iter()
             .filter(|r| ids.iter().any(|u| r.contains(u.as_str())))
             .collect();
+        let mut labels: Vec<String> = Vec::new();
+        for (x, y) in &differ {
+            for r in [x, y] {
+                labels.push(r.rsplit('|').next().unwrap_or("").to_string());
+            }
+        }
         let all_inc: Vec<&String> = a
             .iter()
-            .filter(|r| ids.iter().any(|u| r.contains(u.as_str())))
+            .filter(|r| {
+                ids.iter().any(|u| r.contains(u.as_str()))
+                    || labels.iter().any(|l| r.ends_with(l.as_str()))
+            })
             .collect();
+        let all_full: Vec<&String> = b
+            .iter()
+            .filter(|r| labels.iter().any(|l| r.ends_with(l.as_str())))
+            .collect();
+        eprintln!("full rows of those clusters: {all_full:#?}");
         panic!(
             "{label}: incremental != full ({} vs {} rows)\nonly in full: {missing:#?}\nonly in incremental: {extra:#?}\ndiffer (incremental, full): {differ:#?}\nprevious rows of those ids: {prev_rows:#?}\nincremental rows of those ids: {all_inc:#?}",
             a.len(),

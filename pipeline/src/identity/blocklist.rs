@@ -48,6 +48,9 @@ const JUNK_PATTERNS: &[&str] = &[
 /// placeholder phones.
 pub struct Blocklist {
     values: HashSet<String>,
+    /// The longest value in `values`, in bytes: longer ones skip the lookup.
+    longest_value: usize,
+    builtin: RegexSet,
     patterns: RegexSet,
     phone_hashes: HashSet<String>,
     phone_packed: HashSet<Vec<u8>>,
@@ -93,19 +96,20 @@ impl Blocklist {
                 }
             }
         }
-        let patterns: Vec<String> = JUNK_PATTERNS
-            .iter()
-            .map(|p| p.to_string())
-            .chain(cfg.blocklist_patterns.iter().cloned())
-            .map(|p| format!("(?i)^(?:{p})$"))
-            .collect();
-        let patterns = RegexSet::new(&patterns).context("identity.blocklist_patterns")?;
+        let anchored = |p: &str| format!("(?i)^(?:{p})$");
+        let builtin = RegexSet::new(JUNK_PATTERNS.iter().map(|p| anchored(p)))
+            .expect("the built-in patterns compile");
+        let patterns = RegexSet::new(cfg.blocklist_patterns.iter().map(|p| anchored(p)))
+            .context("identity.blocklist_patterns")?;
+        let longest_value = values.iter().map(String::len).max().unwrap_or(0);
         let phone_packed = phone_hashes
             .iter()
             .filter_map(|h| hex::decode(h).ok())
             .collect();
         Ok(Blocklist {
             values,
+            longest_value,
+            builtin,
             patterns,
             phone_hashes,
             phone_packed,
@@ -127,13 +131,18 @@ impl Blocklist {
                 .contains(value)
                 .then_some(BlockReason::PlaceholderPhone);
         }
-        let base = base_value(id_type, value).trim().to_lowercase();
-        if self.values.contains(&base) || one_char_repeated(&base) {
+        let base = base_value(id_type, value).trim();
+        // Junk values are short; most identifiers skip the lookup.
+        if (base.len() <= self.longest_value && self.values.contains(&base.to_lowercase()))
+            || one_char_repeated(base)
+        {
             return Some(BlockReason::JunkValue);
         }
-        self.patterns
-            .is_match(&base)
-            .then_some(BlockReason::JunkPattern)
+        // The built-in patterns all start with t, d, s, 测 or 演.
+        let first = base.chars().next().map(|c| c.to_ascii_lowercase());
+        let builtin =
+            matches!(first, Some('t' | 'd' | 's' | '测' | '演')) && self.builtin.is_match(base);
+        (builtin || self.patterns.is_match(base)).then_some(BlockReason::JunkPattern)
     }
 }
 
@@ -186,9 +195,9 @@ pub fn placeholder_phones() -> impl Iterator<Item = String> {
     })
 }
 
-/// `0000`, `xxx`, `———`: one character three or more times.
+/// `0000`, `xxx`, `———`: one character three or more times (case aside).
 fn one_char_repeated(s: &str) -> bool {
-    let mut chars = s.chars();
+    let mut chars = s.chars().map(|c| c.to_ascii_lowercase());
     match chars.next() {
         Some(first) => s.chars().count() >= 3 && chars.all(|c| c == first),
         None => false,

@@ -44,8 +44,37 @@ fn raw_app(table: &str) -> String {
     format!("quanyu:identity:raw_{table}")
 }
 
+/// Where one build's time went, in seconds.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct BuildTimings {
+    /// Source tables → `identity_edges` (full builds).
+    pub extract_secs: f64,
+    /// `identity_edges` → the in-memory graph.
+    pub read_edges_secs: f64,
+    /// The previous `identity_map` (ids to carry forward).
+    pub read_previous_secs: f64,
+    /// Guardrails, components and caps.
+    pub resolve_secs: f64,
+    /// Union-find and grouping alone (part of `resolve_secs`).
+    pub components_secs: f64,
+    /// Carrying ids forward.
+    pub assign_secs: f64,
+    /// Writing `identity_map` and the logs.
+    pub write_secs: f64,
+    /// `identity_aliases` and `customers` after the map (downstream of
+    /// identity, timed apart).
+    pub customers_secs: f64,
+}
+
+/// Seconds since `clock`; restarts it.
+fn lap(clock: &mut std::time::Instant) -> f64 {
+    let s = clock.elapsed().as_secs_f64();
+    *clock = std::time::Instant::now();
+    s
+}
+
 /// What one identity build did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct IdentitySummary {
     /// The build number (1 for the first build of a lake).
     pub build: i64,
@@ -61,6 +90,9 @@ pub struct IdentitySummary {
     pub excluded: usize,
     /// Recomputed identifiers cut from oversize customers.
     pub cut: usize,
+    /// Recomputed buyer ids whose links to receiver phones are not used
+    /// (they ship to more people than allowed).
+    pub links_cut: usize,
     /// Unified customers after the build (distinct unified ids).
     pub customers: usize,
     /// Recomputed customers that kept an id.
@@ -73,12 +105,33 @@ pub struct IdentitySummary {
     pub split: usize,
     /// Ids retired as dissolved.
     pub dissolved: usize,
+    /// Where the time went.
+    pub timings: BuildTimings,
+}
+
+/// Source tables with rows the latest identity build has not read (a
+/// crash or a failure between the import and identity leaves them; the next
+/// build reads them).
+pub async fn behind(lake: &Lake) -> Result<Vec<&'static str>> {
+    let state = read_state(lake).await?;
+    let mut out = Vec::new();
+    for (t, _) in SOURCES {
+        let refreshed = lake
+            .txn_version(t, RAW_VERSION_APP_ID)
+            .await?
+            .map(|v| v as u64);
+        let read = state.as_ref().and_then(|s| s.raw.get(t).copied().flatten());
+        if refreshed.is_some() && refreshed != read {
+            out.push(*t);
+        }
+    }
+    Ok(out)
 }
 
 /// One line saying what a build did.
 pub fn describe(s: &IdentitySummary) -> String {
     format!(
-        "identity build {} ({}): {} records changed, {} identifiers recomputed over {} edges; {} excluded, {} cut; {} customers ({} kept their id, {} new, {} merged away, {} split off, {} dissolved)",
+        "identity build {} ({}): {} records changed, {} identifiers recomputed over {} edges; {} excluded, {} cut, {} buyer ids without receiver links; {} customers ({} kept their id, {} new, {} merged away, {} split off, {} dissolved)",
         s.build,
         if s.full { "full" } else { "incremental" },
         s.changed_records,
@@ -86,6 +139,7 @@ pub fn describe(s: &IdentitySummary) -> String {
         s.edges,
         s.excluded,
         s.cut,
+        s.links_cut,
         s.customers,
         s.carried_forward,
         s.minted,
@@ -202,13 +256,11 @@ async fn build(
         None => false,
     };
     let blocklist = Blocklist::new(hasher, cfg)?;
+    // Incremental needs the previous build's state under the same rules;
+    // a source table first seen now is read whole (all its rows changed).
     let incremental = match &state {
         Some(s) if !force_full && map_is_v2 && s.config == Some(cfg.fingerprint()) => {
-            s.edges_version.is_some()
-                && src.tables.iter().all(|t| {
-                    src.refreshed[t].is_some()
-                        && (s.raw[t].is_some() || src.refreshed[t] == s.raw[t])
-                })
+            s.edges_version.is_some() && lake.version("identity_edges").await?.is_some()
         }
         _ => false,
     };
@@ -253,7 +305,9 @@ async fn build(
         return Ok(summary);
     };
     summary.customers = customers;
+    let t = std::time::Instant::now();
     catch_up(lake, build_no).await?;
+    summary.timings.customers_secs = t.elapsed().as_secs_f64();
     tracing::info!(?summary, "identity built");
     Ok(summary)
 }
@@ -288,6 +342,7 @@ async fn full_build(
     summary: &mut IdentitySummary,
 ) -> Result<Option<usize>> {
     // Edges of every record, streamed from the sources into the table.
+    let started = std::time::Instant::now();
     let sql = edges_sql(&EdgeSources {
         rules: &cfg.state_rules,
         tables: src.tables.clone(),
@@ -307,6 +362,28 @@ async fn full_build(
         },
     )
     .await?;
+    summary.timings.extract_secs = started.elapsed().as_secs_f64();
+    from_edges(
+        lake, src, state, map_is_v2, cfg, blocklist, build_no, summary,
+    )
+    .await
+}
+
+/// A full build from `identity_edges` as it stands: every identifier
+/// recomputed, previous ids carried forward, `identity_map` rewritten.
+#[allow(clippy::too_many_arguments)]
+async fn from_edges(
+    lake: &Lake,
+    src: &Sources,
+    state: Option<&State>,
+    map_is_v2: bool,
+    cfg: &IdentityConfig,
+    blocklist: &Blocklist,
+    build_no: i64,
+    summary: &mut IdentitySummary,
+) -> Result<Option<usize>> {
+    let ctx = &crate::lake::new_context();
+    let t = std::time::Instant::now();
     let edges_version = lake.version("identity_edges").await?.unwrap_or(0);
     let rctx = crate::lake::new_context();
     lake.register_at(&rctx, "identity_edges", edges_version, "identity_edges")
@@ -320,7 +397,9 @@ async fn full_build(
     )
     .await?;
     summary.changed_records = 0;
+    summary.timings.read_edges_secs = t.elapsed().as_secs_f64();
     // The previous ids of every identifier, and every id ever issued.
+    let t = std::time::Instant::now();
     let mut old = OldIds::default();
     let mut old_rule: HashMap<NodeId, String> = HashMap::new();
     if state.is_some() || lake.try_open("identity_map").await?.is_some() {
@@ -340,13 +419,20 @@ async fn full_build(
             )
             .await?;
         }
-        read_issued(lake, &mut old).await?;
+        read_issued(lake, &mut old, true).await?;
     }
+    summary.timings.read_previous_secs = t.elapsed().as_secs_f64();
+    let t = std::time::Instant::now();
     let res = resolve(&g, cfg, blocklist);
+    summary.timings.resolve_secs = t.elapsed().as_secs_f64();
+    summary.timings.components_secs = res.components_secs;
+    let t = std::time::Instant::now();
     let ids = assign(&g, &res, &mut old, build_no);
     drop(old);
+    summary.timings.assign_secs = t.elapsed().as_secs_f64();
     summarize(&g, &res, &ids, summary);
     let customers = res.pieces();
+    let t = std::time::Instant::now();
     let out = Arc::new(MapRows::new(g, res, ids, build_no));
     write_logs(lake, &out, &old_rule, build_no).await?;
     // identity_map, streamed from memory.
@@ -369,7 +455,46 @@ async fn full_build(
         },
     )
     .await?;
+    summary.timings.write_secs = t.elapsed().as_secs_f64();
     Ok(Some(customers))
+}
+
+/// A full build from `identity_edges` as it stands, without reading the
+/// source tables (benchmarks on a synthetic graph).
+pub async fn build_from_edges(
+    lake: &Lake,
+    hasher: &PiiHasher,
+    cfg: &IdentityConfig,
+) -> Result<IdentitySummary> {
+    cfg.validate()?;
+    let blocklist = Blocklist::new(hasher, cfg)?;
+    let state = read_state(lake).await?;
+    let map_is_v2 = state.is_some();
+    let build_no = state.as_ref().map_or(0, |s| s.build) + 1;
+    let mut summary = IdentitySummary {
+        build: build_no,
+        full: true,
+        ..Default::default()
+    };
+    let src = Sources {
+        tables: vec![],
+        refreshed: BTreeMap::new(),
+        orders_receiver: false,
+    };
+    let customers = from_edges(
+        lake,
+        &src,
+        state.as_ref(),
+        map_is_v2,
+        cfg,
+        &blocklist,
+        build_no,
+        &mut summary,
+    )
+    .await?
+    .unwrap_or(0);
+    summary.customers = customers;
+    Ok(summary)
 }
 
 fn state_txns(
@@ -396,6 +521,11 @@ fn state_txns(
 fn summarize(g: &Graph, res: &Resolved, ids: &Assigned, summary: &mut IdentitySummary) {
     summary.recomputed = g.in_scope.iter().filter(|&&s| s).count();
     summary.excluded = res.decision.iter().filter(|d| d.is_guarded()).count();
+    summary.links_cut = res
+        .decision
+        .iter()
+        .filter(|&&d| d == Decision::LinksCut)
+        .count();
     summary.cut = res
         .decision
         .iter()
@@ -521,11 +651,12 @@ async fn read_old(
     Ok(())
 }
 
-/// Every id ever issued: current ids (all of them) and retired ones.
-async fn read_issued(lake: &Lake, old: &mut OldIds) -> Result<()> {
+/// Every id ever issued: current ids (all of them, unless `map_read`
+/// says the caller read the whole map already) and retired ones.
+async fn read_issued(lake: &Lake, old: &mut OldIds, map_read: bool) -> Result<()> {
     let ctx = crate::lake::new_context();
     let mut queries = Vec::new();
-    if lake.register(&ctx, "identity_map").await? {
+    if !map_read && lake.register(&ctx, "identity_map").await? {
         queries.push("SELECT DISTINCT unified_id FROM identity_map WHERE unified_id IS NOT NULL");
     }
     if lake.register(&ctx, "identity_aliases").await? {
@@ -551,17 +682,23 @@ struct MapRows {
     res: Resolved,
     ids: Assigned,
     build: i64,
-    cluster_label: Vec<String>,
+    /// Per cluster: a fingerprint of its smallest identifier (unique within
+    /// a build; it only groups rows for incremental builds).
+    labels: Vec<u64>,
 }
 
 impl MapRows {
     fn new(g: Graph, res: Resolved, ids: Assigned, build: i64) -> Self {
-        let cluster_label = res
+        let mut key = Vec::new();
+        let labels = res
             .cluster_min
             .iter()
             .map(|&m| {
-                let id = super::ids::mint_id(g.dict.type_name(m), &g.dict.value(m), 0);
-                format!("K{}", &id[1..])
+                key.clear();
+                key.extend_from_slice(g.dict.type_name(m).as_bytes());
+                key.push(0x1f);
+                key.extend_from_slice(g.dict.value(m).as_bytes());
+                g.dict.fingerprint(&key)
             })
             .collect();
         MapRows {
@@ -569,7 +706,7 @@ impl MapRows {
             res,
             ids,
             build,
-            cluster_label,
+            labels,
         }
     }
 
@@ -604,7 +741,7 @@ impl MapRows {
                 uid.append_null();
                 since.append_null();
             } else {
-                uid.append_value(&self.ids.uid[p as usize]);
+                uid.append_value(self.ids.id(p));
                 since.append_value(self.ids.since[p as usize]);
             }
             why.append_option(res.reasons.get(&x));
@@ -613,7 +750,8 @@ impl MapRows {
             partners.append_value(res.partners[x as usize].min(i32::MAX as u32) as i32);
             evidence.append_value(res.evidence[x as usize].min(i32::MAX as u32) as i32);
             let c = res.cluster_of[x as usize];
-            cluster.append_option((c != NONE).then(|| self.cluster_label[c as usize].as_str()));
+            cluster
+                .append_option((c != NONE).then(|| format!("K{:016x}", self.labels[c as usize])));
             build.append_value(self.build);
         }
         let cols: Vec<ArrayRef> = vec![
@@ -647,6 +785,11 @@ async fn cause_records(
     if keys.is_empty() || !lake.register(&ctx, "identity_edges").await? {
         return Ok(out);
     }
+    // Many causes (a rebuild after a config change): a join that spills.
+    ctx.sql("SET datafusion.optimizer.prefer_hash_join = false")
+        .await?
+        .collect()
+        .await?;
     let schema = Arc::new(Schema::new(
         ["a_type", "a_value", "b_type", "b_value", "rule"]
             .iter()
@@ -800,10 +943,10 @@ async fn write_logs(
                 x,
                 build_no,
                 now,
-                if d == Decision::ComponentCap {
-                    "cut"
-                } else {
-                    "excluded"
+                match d {
+                    Decision::ComponentCap => "cut",
+                    Decision::LinksCut => "links_cut",
+                    _ => "excluded",
                 },
                 now_rule,
             ),
@@ -1045,6 +1188,128 @@ async fn collect_edges(
     Ok(out)
 }
 
+/// Most records whose edges one `replace_where` commit replaces; above
+/// it, the table is rewritten in one pass (a long key list would nest a
+/// predicate thousands deep).
+const REPLACE_WHERE_KEYS: usize = 256;
+
+/// Bring `identity_edges` to the new edges of the `rewrite` records.
+/// Idempotent: after a crash mid-way, the next build compares with the
+/// table as it is now and writes only what is missing.
+#[allow(clippy::too_many_arguments)]
+async fn write_changed_edges(
+    lake: &Lake,
+    ctx: &SessionContext,
+    edges_version: u64,
+    rewrite: &[(String, String)],
+    new: &HashMap<(String, String), Vec<EdgeKey>>,
+    old: &HashMap<(String, String), Vec<EdgeKey>>,
+    cols: &str,
+    filter: &str,
+) -> Result<()> {
+    let latest = lake.version("identity_edges").await?;
+    let current = if latest == Some(edges_version) {
+        old.clone()
+    } else {
+        lake.register(ctx, "identity_edges").await?;
+        collect_edges(
+            ctx,
+            &format!("SELECT {cols} FROM identity_edges WHERE {filter}"),
+        )
+        .await?
+    };
+    let empty = Vec::new();
+    let (mut append, mut replace) = (Vec::new(), Vec::new());
+    for k in rewrite {
+        let (want, have) = (
+            new.get(k).unwrap_or(&empty),
+            current.get(k).unwrap_or(&empty),
+        );
+        if want == have {
+            continue;
+        }
+        if have.is_empty() {
+            append.push(k.clone());
+        } else {
+            replace.push(k.clone());
+        }
+    }
+    let select = |keys: &[(String, String)]| -> Result<()> {
+        ctx.register_table("keys", node_table(keys)?)?;
+        Ok(())
+    };
+    let new_of_keys = "SELECT * FROM new_edges e WHERE EXISTS (SELECT 1 FROM keys r WHERE r.t = e.source_table AND r.v = e.record_key)";
+    if !append.is_empty() {
+        // New records: their edges are appended.
+        let _ = ctx.deregister_table("keys");
+        select(&append)?;
+        let df = conform_frame(ctx.sql(new_of_keys).await?, &identity_edges_schema())?;
+        lake.write_plan(
+            "identity_edges",
+            &identity_edges_schema(),
+            ctx,
+            df,
+            Commit {
+                append: true,
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    if replace.is_empty() {
+        return Ok(());
+    }
+    let _ = ctx.deregister_table("keys");
+    select(&replace)?;
+    if replace.len() <= REPLACE_WHERE_KEYS {
+        // Records whose identifiers changed: one commit replaces their edges.
+        let by_table: BTreeMap<&str, Vec<&str>> =
+            replace.iter().fold(BTreeMap::new(), |mut m, (t, k)| {
+                m.entry(t.as_str()).or_default().push(k.as_str());
+                m
+            });
+        let predicate = by_table
+            .iter()
+            .map(|(t, keys)| {
+                col("source_table")
+                    .eq(lit(*t))
+                    .and(col("record_key").in_list(keys.iter().map(|k| lit(*k)).collect(), false))
+            })
+            .reduce(Expr::or)
+            .expect("some records");
+        let df = conform_frame(ctx.sql(new_of_keys).await?, &identity_edges_schema())?;
+        lake.write_plan(
+            "identity_edges",
+            &identity_edges_schema(),
+            ctx,
+            df,
+            Commit {
+                replace_where: Some(predicate),
+                ..Default::default()
+            },
+        )
+        .await
+    } else {
+        // Many: the table without their old edges, plus their new ones.
+        lake.register(ctx, "identity_edges").await?;
+        let df = ctx
+            .sql(&format!(
+                "SELECT * FROM identity_edges e WHERE NOT EXISTS (SELECT 1 FROM keys r WHERE r.t = e.source_table AND r.v = e.record_key)
+                 UNION ALL {new_of_keys}"
+            ))
+            .await?;
+        let df = conform_frame(df, &identity_edges_schema())?;
+        lake.write_plan(
+            "identity_edges",
+            &identity_edges_schema(),
+            ctx,
+            df,
+            Commit::default(),
+        )
+        .await
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn incremental_build(
     lake: &Lake,
@@ -1058,6 +1323,7 @@ async fn incremental_build(
 ) -> Result<Option<usize>> {
     // 1. Records changed since the last build: keys of raw rows committed in
     //    the raw versions the refresh has read since.
+    let mut clock = std::time::Instant::now();
     let mut changed_any = false;
     for (table, key_sql) in SOURCES {
         let mut keys: Vec<String> = Vec::new();
@@ -1142,35 +1408,15 @@ async fn incremental_build(
     touched.sort();
     touched.dedup();
     if !rewrite.is_empty() {
-        // One commit replaces the changed records' edges.
-        let by_table: BTreeMap<&str, Vec<&str>> =
-            rewrite.iter().fold(BTreeMap::new(), |mut m, (t, k)| {
-                m.entry(t.as_str()).or_default().push(k.as_str());
-                m
-            });
-        let predicate = by_table
-            .iter()
-            .map(|(t, keys)| {
-                col("source_table")
-                    .eq(lit(*t))
-                    .and(col("record_key").in_list(keys.iter().map(|k| lit(*k)).collect(), false))
-            })
-            .reduce(Expr::or)
-            .expect("some records");
-        ctx.register_table("rewrite", node_table(&rewrite)?)?;
-        let df = ctx
-            .sql("SELECT * FROM new_edges e WHERE EXISTS (SELECT 1 FROM rewrite r WHERE r.t = e.source_table AND r.v = e.record_key)")
-            .await?;
-        let df = conform_frame(df, &identity_edges_schema())?;
-        lake.write_plan(
-            "identity_edges",
-            &identity_edges_schema(),
+        write_changed_edges(
+            lake,
             ctx,
-            df,
-            Commit {
-                replace_where: Some(predicate),
-                ..Default::default()
-            },
+            edges_version,
+            &rewrite,
+            &new,
+            &old,
+            cols,
+            &filter,
         )
         .await?;
     }
@@ -1178,6 +1424,7 @@ async fn incremental_build(
         .version("identity_edges")
         .await?
         .unwrap_or(edges_version);
+    summary.timings.extract_secs = lap(&mut clock);
     let map_ctx = crate::lake::new_context();
     lake.register(&map_ctx, "identity_map").await?;
     if touched.is_empty() {
@@ -1244,6 +1491,7 @@ async fn incremental_build(
         lake.register_at(&ectx, "identity_edges", edges_version, "identity_edges")
             .await?;
         let mut g = Graph::new();
+        summary.timings.read_previous_secs += lap(&mut clock);
         summary.edges = load_edges(
             &ectx,
             "SELECT a_type, a_value, b_type, b_value, rule, signal FROM identity_edges",
@@ -1251,19 +1499,26 @@ async fn incremental_build(
             Some(&scope),
         )
         .await?;
+        summary.timings.read_edges_secs += lap(&mut clock);
         // Touched identifiers with no edge left are gone: their rows are
         // dropped below and their ids carried on or retired.
         let res = resolve(&g, cfg, blocklist);
+        summary.timings.resolve_secs += lap(&mut clock);
+        summary.timings.components_secs += res.components_secs;
         // Identifiers linkable now whose neighbours lie outside: those
         // neighbours' clusters join (an exclusion lifted).
         let mut outside: Vec<(String, String)> = Vec::new();
         for x in 0..g.dict.len() as u32 {
-            if res.decision[x as usize] != Decision::Linked {
+            // Linkable identifiers, cut ones too (clusters are formed before
+            // cuts): their neighbours outside join.
+            let d = res.decision[x as usize];
+            if !d.links() && d != Decision::ComponentCap {
                 continue;
             }
             for &e in res.adjacency.of(x) {
                 let y = super::graph::other(&g.edges, e, x);
-                if !g.in_scope[y as usize] && !res.decision[y as usize].is_guarded() {
+                let cut_phone = d == Decision::LinksCut && g.dict.type_name(y) == "phone_hash";
+                if !g.in_scope[y as usize] && !res.decision[y as usize].is_guarded() && !cut_phone {
                     outside.push((
                         g.dict.type_name(y).to_string(),
                         g.dict.value(y).into_owned(),
@@ -1293,8 +1548,10 @@ async fn incremental_build(
         &mut old_rule,
     )
     .await?;
-    read_issued(lake, &mut old).await?;
+    read_issued(lake, &mut old, false).await?;
+    summary.timings.read_previous_secs += lap(&mut clock);
     let ids = assign(&g, &res, &mut old, build_no);
+    summary.timings.assign_secs = lap(&mut clock);
     summarize(&g, &res, &ids, summary);
     let retired = ids.retired.len() as i64;
     let customers = (state.customers + ids.minted as i64 - retired).max(0) as usize;
@@ -1327,5 +1584,6 @@ async fn incremental_build(
         },
     )
     .await?;
+    summary.timings.write_secs = lap(&mut clock);
     Ok(Some(customers))
 }

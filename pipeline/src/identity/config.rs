@@ -123,8 +123,8 @@ pub struct IdentityConfig {
     /// Most people one customer may stand for before it is cut, counted
     /// like `max_people` over the whole customer (distinct phones, buyer
     /// ids of one shop, contacts, members, receivers of one marketplace):
-    /// a household of three with a second phone fits in 4; a parcel
-    /// station's phone joining ten buyers does not.
+    /// a household of three fits; a parcel station's phone joining ten
+    /// buyers does not.
     pub max_component_people: u32,
     /// Extra junk values: exact values of any type (case-insensitive; phones
     /// are normalized and hashed before matching).
@@ -172,7 +172,7 @@ impl Default for IdentityConfig {
             .collect(),
             max_component_identifiers: 60,
             max_component_evidence: 50_000,
-            max_component_people: 4,
+            max_component_people: 3,
             blocklist: vec![],
             blocklist_patterns: vec![],
         }

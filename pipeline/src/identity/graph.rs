@@ -22,28 +22,26 @@ fn hash_seed() -> foldhash::fast::FixedState {
     foldhash::fast::FixedState::with_seed(0x5175_616e_7975)
 }
 
-/// Interned strings of one small vocabulary (types, rules, uids).
+/// Interned strings of one small vocabulary (identifier types, edge
+/// rules): a linear scan beats hashing for a dozen names.
 #[derive(Default, Debug, Clone)]
 pub struct Vocab {
     names: Vec<String>,
-    index: std::collections::HashMap<String, u32>,
 }
 
 impl Vocab {
     /// The index of `name`, adding it when new.
     pub fn intern(&mut self, name: &str) -> u32 {
-        if let Some(&i) = self.index.get(name) {
+        if let Some(i) = self.get(name) {
             return i;
         }
-        let i = self.names.len() as u32;
         self.names.push(name.to_string());
-        self.index.insert(name.to_string(), i);
-        i
+        (self.names.len() - 1) as u32
     }
 
     /// The index of `name`, if known.
     pub fn get(&self, name: &str) -> Option<u32> {
-        self.index.get(name).copied()
+        self.names.iter().position(|n| n == name).map(|i| i as u32)
     }
 
     /// The name at `i`.
@@ -257,6 +255,34 @@ impl NodeDict {
             + self.offsets.capacity() * 8
             + self.node_type.capacity() * 2
             + self.table.capacity() * 5
+    }
+}
+
+/// A set of strings held in one arena (unified ids): index ↔ text.
+#[derive(Default)]
+pub struct Names {
+    dict: NodeDict,
+}
+
+impl Names {
+    /// The index of `s`, adding it when new.
+    pub fn intern(&mut self, s: &str) -> u32 {
+        self.dict.intern("", s).0
+    }
+
+    /// The text at `i`.
+    pub fn name(&self, i: u32) -> Cow<'_, str> {
+        self.dict.value(i)
+    }
+
+    /// Number of strings.
+    pub fn len(&self) -> usize {
+        self.dict.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.dict.is_empty()
     }
 }
 

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
-use super::graph::{other, Vocab, NONE};
+use super::graph::{other, Names, NONE};
 use super::resolve::{Decision, Graph, KeyOrder, Resolved};
 
 /// The previous build's view of the identifiers this build recomputes.
@@ -22,7 +22,7 @@ pub struct OldIds {
     /// Per graph identifier: index into `uids` of its previous unified id.
     pub old_uid: Vec<u32>,
     /// The previous unified ids of the recomputed identifiers.
-    pub uids: Vocab,
+    pub uids: Names,
     /// Per previous id: the build that minted it.
     pub since: Vec<i64>,
     /// Fingerprints of every id ever issued (current and retired).
@@ -36,10 +36,10 @@ impl OldIds {
         let u = self.uids.intern(uid);
         if u as usize == self.since.len() {
             self.since.push(since);
+            self.issued.insert(uid_fingerprint(uid));
         } else {
             self.since[u as usize] = self.since[u as usize].min(since);
         }
-        self.issued.insert(uid_fingerprint(uid));
         u
     }
 
@@ -57,10 +57,13 @@ impl OldIds {
     }
 }
 
-/// A stable 64-bit fingerprint of an id (the issued set).
+/// A 64-bit fingerprint of an id (the issued set). Equal ids always agree;
+/// a rare collision only salts a new id once more.
 pub fn uid_fingerprint(uid: &str) -> u64 {
-    let d = Sha256::digest(uid.as_bytes());
-    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0x1d5).build_hasher();
+    h.write(uid.as_bytes());
+    h.finish()
 }
 
 /// What caused a change.
@@ -103,8 +106,10 @@ pub struct Retired {
 
 /// The ids of one build.
 pub struct Assigned {
-    /// Per customer: its unified id.
-    pub uid: Vec<String>,
+    /// Per customer: its unified id (index into `names`).
+    pub uid: Vec<u32>,
+    /// The ids given out.
+    pub names: Names,
     /// Per customer: the build that minted its id.
     pub since: Vec<i64>,
     /// Changes, in a deterministic order.
@@ -115,6 +120,13 @@ pub struct Assigned {
     pub carried: usize,
     /// Customers given a new id.
     pub minted: usize,
+}
+
+impl Assigned {
+    /// The unified id of customer `p`.
+    pub fn id(&self, p: u32) -> std::borrow::Cow<'_, str> {
+        self.names.name(self.uid[p as usize])
+    }
 }
 
 /// The id minted for a customer whose smallest identifier is `(ty, value)`,
@@ -195,18 +207,17 @@ pub fn assign(g: &Graph, res: &Resolved, old: &mut OldIds, build: i64) -> Assign
             homed.entry(p).or_default().push(u as u32);
         }
     }
-    let mut uid: Vec<String> = vec![String::new(); pieces];
+    let mut names = Names::default();
+    let mut uid: Vec<u32> = vec![NONE; pieces];
     let mut since = vec![build; pieces];
     let mut changes = Vec::new();
     let mut retired = Vec::new();
     let (mut carried, mut minted) = (0, 0);
     let mut minted_now: HashSet<u64> = HashSet::new();
-    // Customers in key order: mints and logs come out the same whatever
-    // the graph's numbering (full and incremental builds agree).
-    let mut order: Vec<u32> = (0..pieces as u32).collect();
-    order.sort_by(|&a, &b| keys.cmp(dict, piece_min[a as usize], piece_min[b as usize]));
+    // Every choice below depends on keys, not on the graph's numbering:
+    // full and incremental builds agree.
     let adj = &res.adjacency;
-    for &p in &order {
+    for p in 0..pieces as u32 {
         let members = res.members(p);
         if let Some(us) = homed.get_mut(&p) {
             us.sort_by(|&a, &b| {
@@ -214,10 +225,11 @@ pub fn assign(g: &Graph, res: &Resolved, old: &mut OldIds, build: i64) -> Assign
                     .1
                     .cmp(&home[a as usize].1)
                     .then(old.since[a as usize].cmp(&old.since[b as usize]))
-                    .then_with(|| old.uids.name(a).cmp(old.uids.name(b)))
+                    .then_with(|| old.uids.name(a).cmp(&old.uids.name(b)))
             });
             let keep = us[0];
-            uid[p as usize] = old.uids.name(keep).to_string();
+            let kept = old.uids.name(keep).into_owned();
+            uid[p as usize] = names.intern(&kept);
             since[p as usize] = old.since[keep as usize];
             carried += 1;
             for &gone in &us[1..] {
@@ -232,14 +244,14 @@ pub fn assign(g: &Graph, res: &Resolved, old: &mut OldIds, build: i64) -> Assign
                     .map_or(Cause::Unknown, |(_, e)| Cause::Edge(e));
                 changes.push(Change {
                     kind: "merge",
-                    unified_id: uid[p as usize].clone(),
+                    unified_id: kept.clone(),
                     other_id: Some(old.uids.name(gone).to_string()),
                     members: members.len() as u64,
                     cause,
                 });
                 retired.push(Retired {
                     retired_id: old.uids.name(gone).to_string(),
-                    current_id: Some(uid[p as usize].clone()),
+                    current_id: Some(kept.clone()),
                     reason: "merged",
                 });
             }
@@ -257,7 +269,7 @@ pub fn assign(g: &Graph, res: &Resolved, old: &mut OldIds, build: i64) -> Assign
             }
             salt += 1;
         };
-        uid[p as usize] = id;
+        uid[p as usize] = names.intern(&id);
         minted += 1;
         // Split from the previous id holding most of it, if any.
         let from = votes
@@ -265,7 +277,7 @@ pub fn assign(g: &Graph, res: &Resolved, old: &mut OldIds, build: i64) -> Assign
             .filter(|v| v.1 == p)
             .max_by(|a, b| {
                 a.2.cmp(&b.2)
-                    .then_with(|| old.uids.name(b.0).cmp(old.uids.name(a.0)))
+                    .then_with(|| old.uids.name(b.0).cmp(&old.uids.name(a.0)))
             })
             .map(|v| v.0);
         match from {
@@ -276,13 +288,13 @@ pub fn assign(g: &Graph, res: &Resolved, old: &mut OldIds, build: i64) -> Assign
                     .find(|&(x, e)| {
                         let y = other(&g.edges, e, x);
                         res.piece_of[y as usize] != p && old.of(y) == u
-                            || res.decision[y as usize] != Decision::Linked
+                            || !res.decision[y as usize].links()
                                 && res.decision[y as usize] != Decision::Context
                     })
                     .map_or(Cause::Unknown, |(_, e)| Cause::Edge(e));
                 changes.push(Change {
                     kind: "split",
-                    unified_id: uid[p as usize].clone(),
+                    unified_id: id.clone(),
                     other_id: Some(old.uids.name(u).to_string()),
                     members: members.len() as u64,
                     cause,
@@ -290,13 +302,12 @@ pub fn assign(g: &Graph, res: &Resolved, old: &mut OldIds, build: i64) -> Assign
             }
             None => changes.push(Change {
                 kind: "mint",
-                unified_id: uid[p as usize].clone(),
+                unified_id: id,
                 other_id: None,
                 members: members.len() as u64,
-                cause: adj
-                    .of(first)
-                    .first()
-                    .map_or(Cause::Node(first), |&e| Cause::Edge(e)),
+                // New identifiers: the customer's smallest one names it (its
+                // records: `quanyu explain`).
+                cause: Cause::Node(first),
             }),
         }
     }
@@ -304,7 +315,7 @@ pub fn assign(g: &Graph, res: &Resolved, old: &mut OldIds, build: i64) -> Assign
     let mut dissolved: Vec<u32> = (0..nu as u32)
         .filter(|&u| home[u as usize].0 == NONE)
         .collect();
-    dissolved.sort_by(|&a, &b| old.uids.name(a).cmp(old.uids.name(b)));
+    dissolved.sort_by(|&a, &b| old.uids.name(a).cmp(&old.uids.name(b)));
     // An identifier that held it and is still here (excluded or cut now).
     let mut holder = vec![NONE; nu];
     for x in 0..g.dict.len() as u32 {
@@ -333,10 +344,176 @@ pub fn assign(g: &Graph, res: &Resolved, old: &mut OldIds, build: i64) -> Assign
     }
     Assigned {
         uid,
+        names,
         since,
         changes,
         retired,
         carried,
         minted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::blocklist::Blocklist;
+    use crate::identity::config::IdentityConfig;
+    use crate::identity::resolve::resolve;
+    use quanyu_schemas::{LakeKey, PiiHasher};
+
+    /// A graph of `edges` between named identifiers (`t:v`).
+    fn graph(edges: &[(&str, &str)]) -> Graph {
+        let mut g = Graph::new();
+        for (a, b) in edges {
+            let (at, av) = a.split_once(':').unwrap();
+            let (bt, bv) = b.split_once(':').unwrap();
+            let x = g.node(at, av, true);
+            let y = g.node(bt, bv, true);
+            g.edges.push(x, y, "r", 0);
+        }
+        g
+    }
+
+    fn run(g: &Graph, old: &[(&str, &str, i64)]) -> (Assigned, Resolved, OldIds) {
+        let h = PiiHasher::new(&LakeKey::from_bytes([1; 32]));
+        let cfg = IdentityConfig::default();
+        let res = resolve(g, &cfg, &Blocklist::new(&h, &cfg).unwrap());
+        let mut ids = OldIds::default();
+        for (node, uid, since) in old {
+            let (t, v) = node.split_once(':').unwrap();
+            match g.dict.get(t, v) {
+                Some(x) => ids.set(x, uid, *since),
+                None => {
+                    ids.seen(uid, *since);
+                }
+            }
+        }
+        let a = assign(g, &res, &mut ids, 9);
+        (a, res, ids)
+    }
+
+    fn uid_of(g: &Graph, res: &Resolved, a: &Assigned, node: &str) -> Option<String> {
+        let (t, v) = node.split_once(':').unwrap();
+        let p = res.piece_of[g.dict.get(t, v).unwrap() as usize];
+        (p != NONE).then(|| a.id(p).into_owned())
+    }
+
+    #[test]
+    fn a_merge_keeps_the_id_carrying_more_evidence_and_retires_the_other() {
+        let g = graph(&[
+            ("order:tb:1", "taobao_buyer:b1@s"),
+            ("order:tb:2", "taobao_buyer:b1@s"),
+            ("taobao_buyer:b1@s", "phone_hash:p1"),
+            ("wecom_external_userid:w1", "phone_hash:p1"),
+        ]);
+        let (a, res, _) = run(
+            &g,
+            &[
+                ("order:tb:1", "CBIG", 1),
+                ("order:tb:2", "CBIG", 1),
+                ("taobao_buyer:b1@s", "CBIG", 1),
+                ("wecom_external_userid:w1", "CSMALL", 1),
+            ],
+        );
+        assert_eq!(
+            uid_of(&g, &res, &a, "wecom_external_userid:w1").as_deref(),
+            Some("CBIG")
+        );
+        assert_eq!(
+            a.retired,
+            vec![Retired {
+                retired_id: "CSMALL".into(),
+                current_id: Some("CBIG".into()),
+                reason: "merged"
+            }]
+        );
+        let merge = a.changes.iter().find(|c| c.kind == "merge").unwrap();
+        assert_eq!(merge.other_id.as_deref(), Some("CSMALL"));
+        // The cause: the edge joining the retired part to the rest.
+        let Cause::Edge(e) = merge.cause else {
+            panic!("{merge:?}")
+        };
+        let ends =
+            [g.edges.a[e as usize], g.edges.b[e as usize]].map(|x| g.dict.value(x).into_owned());
+        assert!(ends.contains(&"w1".to_string()), "{ends:?}");
+    }
+
+    #[test]
+    fn ties_go_to_the_older_id() {
+        let g = graph(&[("unionid:u1", "phone_hash:p1")]);
+        let (a, _, _) = run(
+            &g,
+            &[("unionid:u1", "CNEW", 5), ("phone_hash:p1", "COLD", 2)],
+        );
+        assert_eq!(a.id(0), "COLD");
+        assert_eq!(a.retired[0].retired_id, "CNEW");
+    }
+
+    #[test]
+    fn a_split_keeps_the_id_where_most_evidence_stays_and_never_mints_a_taken_id() {
+        // Before: one customer {a, b, c, d} whose id was minted from `a`.
+        let minted = mint_id("crm_member", "a", 0);
+        // Now `a` stands alone; b, c, d still link.
+        let g = graph(&[
+            ("crm_member:a", "crm_member:a"),
+            ("crm_member:b", "phone_hash:p"),
+            ("crm_member:c", "phone_hash:p"),
+            ("unionid:d", "crm_member:c"),
+        ]);
+        let old: Vec<(&str, &str, i64)> = [
+            "crm_member:a",
+            "crm_member:b",
+            "crm_member:c",
+            "unionid:d",
+            "phone_hash:p",
+        ]
+        .into_iter()
+        .map(|n| (n, minted.as_str(), 1))
+        .collect();
+        let (a, res, _) = run(&g, &old);
+        let big = uid_of(&g, &res, &a, "crm_member:b").unwrap();
+        let alone = uid_of(&g, &res, &a, "crm_member:a").unwrap();
+        assert_eq!(big, minted, "the part holding most of it keeps the id");
+        assert_ne!(alone, minted, "a split-off part never gets an id in use");
+        assert_eq!(
+            alone,
+            mint_id("crm_member", "a", 1),
+            "salted after the collision"
+        );
+        let split = a.changes.iter().find(|c| c.kind == "split").unwrap();
+        assert_eq!(split.other_id.as_deref(), Some(minted.as_str()));
+        assert!(a.retired.is_empty());
+    }
+
+    #[test]
+    fn an_id_whose_identifiers_are_all_gone_or_excluded_is_dissolved() {
+        // `z` was a customer's only identifier; it is now gone.
+        let g = graph(&[("unionid:u1", "phone_hash:p1")]);
+        let (a, _, _) = run(
+            &g,
+            &[("unionid:u1", "CKEEP", 1), ("crm_member:z", "CGONE", 1)],
+        );
+        assert_eq!(a.id(0), "CKEEP");
+        assert_eq!(
+            a.retired,
+            vec![Retired {
+                retired_id: "CGONE".into(),
+                current_id: None,
+                reason: "dissolved"
+            }]
+        );
+        assert!(a
+            .changes
+            .iter()
+            .any(|c| c.kind == "retire" && c.unified_id == "CGONE"));
+    }
+
+    #[test]
+    fn new_customers_mint_ids_from_their_smallest_identifier() {
+        let g = graph(&[("phone_hash:p9", "crm_member:m9")]);
+        let (a, _, _) = run(&g, &[]);
+        assert_eq!(a.id(0), mint_id("crm_member", "m9", 0));
+        assert_eq!(a.minted, 1);
+        assert_eq!(a.changes[0].kind, "mint");
     }
 }

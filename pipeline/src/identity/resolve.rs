@@ -25,6 +25,10 @@ pub enum Decision {
     Blocked(BlockReason),
     /// Stands for more people than its type's limit.
     PeopleLimit,
+    /// A buyer id shipping to more people than the limit (an agent, a
+    /// staff account): still linked to its orders, but its links to
+    /// receiver phones are not used.
+    LinksCut,
     /// Cut from a cluster that exceeded the component cap.
     ComponentCap,
     /// Seen only as a neighbour of recomputed identifiers (incremental
@@ -38,9 +42,14 @@ impl Decision {
         match self {
             Decision::Linked | Decision::Context => None,
             Decision::Blocked(_) => Some("blocklist"),
-            Decision::PeopleLimit => Some("people_limit"),
+            Decision::PeopleLimit | Decision::LinksCut => Some("people_limit"),
             Decision::ComponentCap => Some("component_cap"),
         }
+    }
+
+    /// True for identifiers that link (possibly with some links cut).
+    pub fn links(self) -> bool {
+        matches!(self, Decision::Linked | Decision::LinksCut)
     }
 
     /// True for identifiers kept out of stitching by the blocklist or the
@@ -116,6 +125,8 @@ pub struct Resolved {
     pub clusters_cut: usize,
     /// Incident edges per identifier.
     pub adjacency: Adjacency,
+    /// Seconds spent in union-find and grouping (the components step).
+    pub components_secs: f64,
 }
 
 impl Resolved {
@@ -167,8 +178,6 @@ impl KeyOrder {
     }
 }
 
-const ORDER_SCOPE_UNKNOWN: u64 = 0x0D0E_0000_0000_0001;
-
 /// Resolve `g` under `cfg`: guardrails, clusters, caps.
 pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolved {
     let n = g.dict.len();
@@ -178,11 +187,12 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
     let order_t = dict.types().get("order");
     let phone_t = dict.types().get("phone_hash");
     let is_order = |x: NodeId| Some(dict.type_id(x)) == order_t;
+    let is_phone = |x: NodeId| Some(dict.type_id(x)) == phone_t;
 
     // Blocklist, evidence.
     let mut decision: Vec<Decision> = (0..n as u32)
         .map(|i| {
-            let reason = if dict.packed(i) && Some(dict.type_id(i)) == phone_t {
+            let reason = if dict.packed(i) && is_phone(i) {
                 blocklist.placeholder_packed(dict.raw(i))
             } else {
                 blocklist.reason(dict.type_name(i), &dict.value(i))
@@ -205,6 +215,11 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
     let scopes = Scopes::new(dict);
     let scope_of = |y: NodeId| scopes.of(dict, y);
     let receiver_scope = |order: NodeId| scopes.receiver(dict, order);
+    let blocked_now: Vec<bool> = decision
+        .iter()
+        .map(|d| matches!(d, Decision::Blocked(_)))
+        .collect();
+    let blocked = |y: NodeId| blocked_now[y as usize];
     let mut people = vec![0u32; n];
     let mut partners = vec![0u32; n];
     let mut reasons = HashMap::new();
@@ -223,7 +238,7 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
         ys.clear();
         for &e in edges {
             let y = other(list, e, x);
-            if matches!(decision[y as usize], Decision::Blocked(_)) {
+            if blocked(y) {
                 continue;
             }
             ys.push(y);
@@ -231,11 +246,13 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
                 if is_order(x) {
                     continue;
                 }
+                // An order counts through its receiver. Without one (a call
+                // log naming an order) it says nothing of who: its buyer is
+                // counted where it links, and the customer's cap catches a
+                // phone joining different buyers' orders.
                 let s = list.signal[e as usize];
                 if s != 0 {
                     pairs.push((receiver_scope(y), s, y));
-                } else if Some(dict.type_id(x)) == phone_t {
-                    pairs.push((ORDER_SCOPE_UNKNOWN, u64::from(y), y));
                 }
             } else {
                 pairs.push((scope_of(y), u64::from(y), y));
@@ -266,11 +283,8 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
         let ty = dict.type_name(x);
         if let Some(limit) = cfg.people_limit(ty) {
             if best > limit {
-                decision[x as usize] = Decision::PeopleLimit;
-                let (scope, _, y) = pairs[best_at];
-                let what = if scope == ORDER_SCOPE_UNKNOWN {
-                    "orders with neither buyer id nor receiver".to_string()
-                } else if is_order(y) {
+                let (_, _, y) = pairs[best_at];
+                let what = if is_order(y) {
                     let v = dict.value(y);
                     format!(
                         "receivers of {} orders",
@@ -285,10 +299,19 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
                         _ => format!("{t} ids"),
                     }
                 };
-                reasons.insert(
-                    x,
-                    format!("stands for {best} people, more than the {limit} allowed for {ty}: {best} distinct {what}"),
-                );
+                let why = format!("stands for {best} people, more than the {limit} allowed for {ty}: {best} distinct {what}");
+                // A buyer account shipping to many people keeps its orders;
+                // only its links to their phones go.
+                if ty.ends_with("_buyer") {
+                    decision[x as usize] = Decision::LinksCut;
+                    reasons.insert(
+                        x,
+                        format!("{why}; its links to receiver phones are not used"),
+                    );
+                } else {
+                    decision[x as usize] = Decision::PeopleLimit;
+                    reasons.insert(x, why);
+                }
             }
         }
     }
@@ -297,32 +320,42 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
             (Decision::Blocked(r), true) => {
                 reasons.insert(x as u32, r.text().to_string());
             }
-            (Decision::Linked, false) => *d = Decision::Context,
+            (Decision::Linked | Decision::LinksCut, false) => *d = Decision::Context,
             _ => {}
         }
     }
 
-    // Clusters: union over edges between linkable, recomputed identifiers.
-    let linkable = |x: NodeId| decision[x as usize] == Decision::Linked;
+    let gifts = Gifts::new(g, &adj, &decision);
+
+    // Clusters: union over the edges that link recomputed identifiers.
+    let components_started = std::time::Instant::now();
+    let links = Links {
+        decision: &decision,
+        list,
+        phone_t,
+        dict,
+        gifts: &gifts,
+    };
     let mut uf = UnionFind::new(n);
-    for (&a, &b) in list.a.iter().zip(&list.b) {
-        if a != b && linkable(a) && linkable(b) {
-            uf.union(a, b);
+    for e in 0..list.len() as u32 {
+        if links.usable(e) {
+            uf.union(list.a[e as usize], list.b[e as usize]);
         }
     }
     let keys = KeyOrder::new(dict);
     let mut cluster_of = vec![NONE; n];
     let mut cluster_min: Vec<NodeId> = Vec::new();
-    let mut root_cluster: HashMap<u32, u32> = HashMap::new();
+    let mut root_cluster = vec![NONE; n];
     for x in 0..n as u32 {
-        if !linkable(x) {
+        if !decision[x as usize].links() {
             continue;
         }
-        let r = uf.find(x);
-        let c = *root_cluster.entry(r).or_insert_with(|| {
+        let r = uf.find(x) as usize;
+        if root_cluster[r] == NONE {
+            root_cluster[r] = cluster_min.len() as u32;
             cluster_min.push(x);
-            (cluster_min.len() - 1) as u32
-        });
+        }
+        let c = root_cluster[r];
         cluster_of[x as usize] = c;
         if keys.cmp(dict, x, cluster_min[c as usize]).is_lt() {
             cluster_min[c as usize] = x;
@@ -332,6 +365,7 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
     drop(uf);
     let clusters = cluster_min.len();
     let (c_off, c_mem) = group(&cluster_of, clusters);
+    let components_secs = components_started.elapsed().as_secs_f64();
 
     // Caps: person-level identifiers, evidence and people per cluster.
     let sizer = Sizer {
@@ -341,16 +375,12 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
         evidence: &evidence,
         order_t,
     };
-    let over = |size: Size| {
-        size.ids > cfg.max_component_identifiers
-            || size.evidence > u64::from(cfg.max_component_evidence)
-            || size.people > cfg.max_component_people
-    };
     let mut piece_of = cluster_of.clone();
     let mut next_piece = clusters as u32;
     let mut clusters_cut = 0;
     let mut local = vec![NONE; n];
     let mut scratch = Vec::new();
+    let mut cuts: Vec<(u32, Vec<NodeId>, Size)> = Vec::new();
     for c in 0..clusters {
         let members = &c_mem[c_off[c] as usize..c_off[c + 1] as usize];
         if members.len() < 2 {
@@ -359,26 +389,30 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
         for (i, &m) in members.iter().enumerate() {
             local[m as usize] = i as u32;
         }
-        let size = sizer.size(members, &|_| true, &local, &mut scratch);
-        if !over(size) {
-            for &m in members {
-                local[m as usize] = NONE;
-            }
-            continue;
+        let all: Vec<u32> = (0..members.len() as u32).collect();
+        let size = sizer.size(members, &all, &|_| true, &local, &mut scratch);
+        if over(cfg, size) {
+            let cut = cut_cluster(
+                members,
+                &sizer,
+                &links,
+                &people,
+                cfg,
+                &keys,
+                &local,
+                &mut scratch,
+            );
+            cuts.push((c as u32, cut, size));
         }
+        for &m in members {
+            local[m as usize] = NONE;
+        }
+    }
+    for (c, cut, size) in cuts {
         clusters_cut += 1;
-        let cut = cut_cluster(
-            members,
-            &sizer,
-            &people,
-            cfg,
-            &keys,
-            &local,
-            &over,
-            &mut scratch,
-        );
+        let members = &c_mem[c_off[c as usize] as usize..c_off[c as usize + 1] as usize];
         let note = format!(
-            "cut from a customer of {} person-level identifiers, {} evidence rows and about {} people (caps {}, {} and {}): its least trusted identifier bridging the most parts goes first",
+            "cut from a customer of {} person-level identifiers, {} evidence rows and about {} people (caps {}, {} and {}): the least trusted identifiers that separate the most people for the least evidence go first",
             size.ids,
             size.evidence,
             size.people,
@@ -392,14 +426,21 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
             reasons.insert(x, note.clone());
         }
         // The pieces left: each a customer of its own.
+        let links = Links {
+            decision: &decision,
+            list,
+            phone_t,
+            dict,
+            gifts: &gifts,
+        };
+        for (i, &m) in members.iter().enumerate() {
+            local[m as usize] = i as u32;
+        }
         let mut luf = UnionFind::new(members.len());
         for &m in members {
-            if decision[m as usize] != Decision::Linked {
-                continue;
-            }
             for &e in adj.of(m) {
                 let y = other(list, e, m);
-                if local[y as usize] != NONE && decision[y as usize] == Decision::Linked {
+                if local[y as usize] != NONE && links.usable(e) {
                     luf.union(local[m as usize], local[y as usize]);
                 }
             }
@@ -407,14 +448,14 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
         let mut root_piece: HashMap<u32, u32> = HashMap::new();
         let mut first = true;
         for (i, &m) in members.iter().enumerate() {
-            if decision[m as usize] != Decision::Linked {
+            if !decision[m as usize].links() {
                 continue;
             }
             let r = luf.find(i as u32);
             let p = *root_piece.entry(r).or_insert_with(|| {
                 if first {
                     first = false;
-                    c as u32
+                    c
                 } else {
                     next_piece += 1;
                     next_piece - 1
@@ -453,7 +494,127 @@ pub fn resolve(g: &Graph, cfg: &IdentityConfig, blocklist: &Blocklist) -> Resolv
         piece_offsets,
         clusters_cut,
         adjacency: adj,
+        components_secs,
     }
+}
+
+/// Which edges link: both ends linkable, not a self-loop, and not a
+/// receiver-phone link of a buyer id whose phone links are cut.
+pub struct Links<'a> {
+    decision: &'a [Decision],
+    list: &'a EdgeList,
+    phone_t: Option<u32>,
+    dict: &'a NodeDict,
+    gifts: &'a Gifts,
+}
+
+impl Links<'_> {
+    /// Whether edge `e` links its ends.
+    pub fn usable(&self, e: u32) -> bool {
+        let (a, b) = (self.list.a[e as usize], self.list.b[e as usize]);
+        let (da, db) = (self.decision[a as usize], self.decision[b as usize]);
+        if a == b || !da.links() || !db.links() {
+            return false;
+        }
+        let phone = |x: NodeId| Some(self.dict.type_id(x)) == self.phone_t;
+        if da == Decision::LinksCut && phone(b) || db == Decision::LinksCut && phone(a) {
+            return false;
+        }
+        !self.gifts.is_gift_link(self.list, e)
+    }
+}
+
+/// Gifts, told by the receiver: a buyer id ships mostly to its owner (its
+/// dominant receiver: the most frequent receiver hash of its orders, on two
+/// orders at least and more than any other). An order shipped to another
+/// receiver is a gift: its phone does not link the buyer, and a contact who
+/// scanned its card is the receiver, not the buyer. Without receiver hashes
+/// (platforms that show none) nothing is told apart.
+pub struct Gifts {
+    /// Per buyer id: its dominant receiver (fingerprint).
+    dominant: HashMap<NodeId, u64>,
+    /// Orders shipped to someone other than their buyer's dominant receiver.
+    gift_orders: std::collections::HashSet<NodeId>,
+    rule_buyer_phone: Option<u8>,
+    rule_order_buyer: Option<u8>,
+    rule_card: [Option<u8>; 2],
+}
+
+impl Gifts {
+    fn new(g: &Graph, adj: &Adjacency, decision: &[Decision]) -> Self {
+        let (dict, list) = (&g.dict, &g.edges);
+        let rule = |name: &str| list.rules.get(name).map(|r| r as u8);
+        let mut gifts = Gifts {
+            dominant: HashMap::new(),
+            gift_orders: Default::default(),
+            rule_buyer_phone: rule("buyer_phone"),
+            rule_order_buyer: rule("order_buyer"),
+            rule_card: [rule("contact_state_order"), rule("touch_contact_order")],
+        };
+        if gifts.rule_order_buyer.is_none() {
+            return gifts;
+        }
+        let mut counts: Vec<(u64, u32)> = Vec::new();
+        for b in 0..dict.len() as u32 {
+            if !g.in_scope[b as usize]
+                || decision[b as usize] != Decision::Linked
+                || !dict.type_name(b).ends_with("_buyer")
+            {
+                continue;
+            }
+            counts.clear();
+            for &e in adj.of(b) {
+                let s = list.signal[e as usize];
+                if s != 0 && Some(list.rule[e as usize]) == gifts.rule_order_buyer {
+                    match counts.iter_mut().find(|(x, _)| *x == s) {
+                        Some(c) => c.1 += 1,
+                        None => counts.push((s, 1)),
+                    }
+                }
+            }
+            counts.sort_unstable_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+            let dominant = match counts.as_slice() {
+                [(s, n)] if *n >= 2 => *s,
+                [(s, n), (_, m), ..] if *n >= 2 && n > m => *s,
+                _ => continue,
+            };
+            gifts.dominant.insert(b, dominant);
+            for &e in adj.of(b) {
+                let s = list.signal[e as usize];
+                if s != 0 && s != dominant && Some(list.rule[e as usize]) == gifts.rule_order_buyer
+                {
+                    gifts.gift_orders.insert(other(list, e, b));
+                }
+            }
+        }
+        gifts
+    }
+
+    /// Whether edge `e` is a gift's link (not to be used).
+    fn is_gift_link(&self, list: &EdgeList, e: u32) -> bool {
+        if self.dominant.is_empty() {
+            return false;
+        }
+        let r = Some(list.rule[e as usize]);
+        let (a, b) = (list.a[e as usize], list.b[e as usize]);
+        if r == self.rule_buyer_phone {
+            let s = list.signal[e as usize];
+            return s != 0
+                && [a, b]
+                    .iter()
+                    .any(|x| self.dominant.get(x).is_some_and(|&d| d != s));
+        }
+        if self.rule_card.contains(&r) {
+            return self.gift_orders.contains(&a) || self.gift_orders.contains(&b);
+        }
+        false
+    }
+}
+
+fn over(cfg: &IdentityConfig, size: Size) -> bool {
+    size.ids > cfg.max_component_identifiers
+        || size.evidence > u64::from(cfg.max_component_evidence)
+        || size.people > cfg.max_component_people
 }
 
 /// Members grouped by label (labels `< groups`, [`NONE`] skipped), flat.
@@ -536,28 +697,39 @@ struct Sizer<'a> {
 }
 
 impl Sizer<'_> {
-    /// The size of the members for which `keep(local index)` holds; `local`
-    /// maps a member to its local index (others: [`NONE`]).
+    /// The size of the members at local indices `part` (`inside` tells the
+    /// same for any local index); `local` maps a member to its local index
+    /// (others: [`NONE`]).
     fn size(
         &self,
         members: &[NodeId],
-        keep: &dyn Fn(u32) -> bool,
+        part: &[u32],
+        inside: &dyn Fn(u32) -> bool,
         local: &[u32],
         pairs: &mut Vec<(u64, u64)>,
     ) -> Size {
         let (dict, list) = (&self.g.dict, &self.g.edges);
         let mut s = Size::default();
         pairs.clear();
-        for (i, &m) in members.iter().enumerate() {
-            if !keep(i as u32) {
-                continue;
-            }
+        for &i in part {
+            let m = members[i as usize];
             let is_order = Some(dict.type_id(m)) == self.order_t;
             if is_order {
-                for &e in self.adj.of(m) {
-                    let sig = list.signal[e as usize];
-                    if sig != 0 {
-                        pairs.push((self.scopes.receiver(dict, m), sig));
+                // An order with a buyer id is that buyer's (counted through
+                // it: an agent's or a gift-giver's receivers are not its
+                // people); without one (Pinduoduo), its receiver stands for
+                // the person.
+                let has_buyer = self
+                    .adj
+                    .of(m)
+                    .iter()
+                    .any(|&e| dict.type_name(other(list, e, m)).ends_with("_buyer"));
+                if !has_buyer {
+                    for &e in self.adj.of(m) {
+                        let sig = list.signal[e as usize];
+                        if sig != 0 {
+                            pairs.push((self.scopes.receiver(dict, m), sig));
+                        }
                     }
                 }
             } else {
@@ -568,7 +740,7 @@ impl Sizer<'_> {
             for &e in self.adj.of(m) {
                 let y = other(list, e, m);
                 let j = local[y as usize];
-                if j != NONE && keep(j) && list.a[e as usize] == m {
+                if j != NONE && inside(j) && list.a[e as usize] == m {
                     s.evidence += 1;
                 }
             }
@@ -589,25 +761,27 @@ impl Sizer<'_> {
 }
 
 /// Cut shared identifiers out of an oversize cluster until every piece is
-/// within the caps: least trusted type first; within a type, the one whose
-/// removal leaves the most separate parts (a parcel station's phone, not a
-/// household's), then most people, then key. One at a time (a whole trust
-/// rank at once in huge clusters).
+/// within the caps. In each oversize piece, the least trusted type with a
+/// useful candidate goes first; among its identifiers, the one whose
+/// removal lowers the piece's excess the most per evidence row split off
+/// the main part (a gift's receiver phone before the buyer's own phone, a
+/// parcel station's phone before a household's). Huge clusters cut a whole
+/// trust rank at a time.
 #[allow(clippy::too_many_arguments)]
 fn cut_cluster(
     members: &[NodeId],
     sizer: &Sizer,
+    links: &Links,
     people: &[u32],
     cfg: &IdentityConfig,
     keys: &KeyOrder,
     local: &[u32],
-    over: &dyn Fn(Size) -> bool,
     scratch: &mut Vec<(u64, u64)>,
 ) -> Vec<NodeId> {
     let g = sizer.g;
     let (dict, list, adj) = (&g.dict, &g.edges, sizer.adj);
     let m = members.len();
-    // Distinct neighbours inside the cluster, per member.
+    // Neighbours inside the cluster through linking edges, per member.
     let mut nb: Vec<u32> = Vec::new();
     let inner: Vec<Vec<u32>> = members
         .iter()
@@ -615,7 +789,7 @@ fn cut_cluster(
             nb.clear();
             for &e in adj.of(x) {
                 let j = local[other(list, e, x) as usize];
-                if j != NONE {
+                if j != NONE && links.usable(e) {
                     nb.push(j);
                 }
             }
@@ -624,95 +798,446 @@ fn cut_cluster(
             nb.clone()
         })
         .collect();
-    let parts = |cut: &[bool]| -> UnionFind {
+    // Pieces of the members in `part` without the `cut` ones.
+    let pieces = |part: &[u32], cut: &[bool]| -> Vec<Vec<u32>> {
         let mut uf = UnionFind::new(m);
-        for i in 0..m {
-            if cut[i] {
+        for &i in part {
+            if cut[i as usize] {
                 continue;
             }
-            for &j in &inner[i] {
+            for &j in &inner[i as usize] {
                 if !cut[j as usize] {
-                    uf.union(i as u32, j);
+                    uf.union(i, j);
                 }
             }
         }
-        uf
+        let mut by_root: HashMap<u32, Vec<u32>> = HashMap::new();
+        for &i in part {
+            if !cut[i as usize] {
+                by_root.entry(uf.find(i)).or_default().push(i);
+            }
+        }
+        let mut out: Vec<Vec<u32>> = by_root.into_values().collect();
+        out.sort_by_key(|p| p[0]);
+        out
     };
-    let batch = m > 20_000;
+    let rank = |i: u32| cfg.priority_rank(dict.type_name(members[i as usize]));
     let mut cand: Vec<u32> = (0..m as u32)
         .filter(|&i| inner[i as usize].len() >= 2)
         .collect();
-    // How many parts each candidate alone would leave around it.
-    let mut bridging = vec![0u32; m];
-    if !batch {
-        let mut cut = vec![false; m];
-        for &c in &cand {
-            cut[c as usize] = true;
-            let mut uf = parts(&cut);
-            let mut roots: Vec<u32> = inner[c as usize].iter().map(|&j| uf.find(j)).collect();
-            roots.sort_unstable();
-            roots.dedup();
-            bridging[c as usize] = roots.len() as u32;
-            cut[c as usize] = false;
-        }
-    }
-    let rank = |i: u32| cfg.priority_rank(dict.type_name(members[i as usize]));
     cand.sort_by(|&i, &j| {
         let (x, y) = (members[i as usize], members[j as usize]);
         rank(j)
             .cmp(&rank(i))
-            .then(bridging[j as usize].cmp(&bridging[i as usize]))
-            .then(people[y as usize].cmp(&people[x as usize]))
             .then(inner[j as usize].len().cmp(&inner[i as usize].len()))
+            .then(people[y as usize].cmp(&people[x as usize]))
             .then_with(|| keys.cmp(dict, x, y))
     });
     let mut is_cut = vec![false; m];
     let mut cut = Vec::new();
-    let mut next = 0;
+    let all: Vec<u32> = (0..m as u32).collect();
+    let mut label = vec![NONE; m];
+    let batch = m > 20_000;
     loop {
-        // Pieces without the cut identifiers, and which are too big.
-        let mut uf = parts(&is_cut);
-        let mut by_root: HashMap<u32, Vec<u32>> = HashMap::new();
-        for i in 0..m as u32 {
-            if !is_cut[i as usize] {
-                by_root.entry(uf.find(i)).or_default().push(i);
+        let mut progressed = false;
+        for part in pieces(&all, &is_cut) {
+            let mut in_part = vec![false; m];
+            part.iter().for_each(|&i| in_part[i as usize] = true);
+            let size = sizer.size(members, &part, &|i| in_part[i as usize], local, scratch);
+            if !over(cfg, size) {
+                continue;
             }
-        }
-        let mut oversize: std::collections::HashSet<u32> = std::collections::HashSet::new();
-        for (&r, piece) in &by_root {
-            let in_piece: std::collections::HashSet<u32> = piece.iter().copied().collect();
-            let size = sizer.size(members, &|i| in_piece.contains(&i), local, scratch);
-            if over(size) {
-                oversize.insert(r);
-            }
-        }
-        if oversize.is_empty() {
-            break;
-        }
-        // The next candidate inside an oversize piece.
-        while next < cand.len()
-            && (is_cut[cand[next] as usize] || !oversize.contains(&uf.find(cand[next])))
-        {
-            next += 1;
-        }
-        if next >= cand.len() {
-            break;
-        }
-        let first = cand[next];
-        let r0 = rank(first);
-        is_cut[first as usize] = true;
-        cut.push(members[first as usize]);
-        next += 1;
-        if batch {
-            while next < cand.len() && rank(cand[next]) == r0 {
-                let i = cand[next];
-                if !is_cut[i as usize] && oversize.contains(&uf.find(i)) {
+            // The measure the piece exceeds: people, identifiers or evidence.
+            let measure = |s: Size| -> u64 {
+                if size.people > cfg.max_component_people {
+                    u64::from(s.people)
+                } else if size.ids > cfg.max_component_identifiers {
+                    u64::from(s.ids)
+                } else {
+                    s.evidence
+                }
+            };
+            let here: Vec<u32> = cand
+                .iter()
+                .copied()
+                .filter(|&i| in_part[i as usize] && !is_cut[i as usize])
+                .collect();
+            let Some(&fallback) = here.first() else {
+                continue;
+            };
+            let mut chosen = None;
+            if batch {
+                let r0 = rank(fallback);
+                for &i in here.iter().take_while(|&&i| rank(i) == r0) {
                     is_cut[i as usize] = true;
                     cut.push(members[i as usize]);
                 }
-                next += 1;
+                progressed = true;
+                continue;
             }
+            let mut start = 0;
+            while start < here.len() && chosen.is_none() {
+                let r = rank(here[start]);
+                let end = start + here[start..].iter().take_while(|&&i| rank(i) == r).count();
+                // Score the first 64 of this rank: (excess removed) per
+                // (evidence split off the largest remaining part).
+                let mut best: Option<(f64, u32)> = None;
+                for &c in here[start..end].iter().take(64) {
+                    is_cut[c as usize] = true;
+                    let subs = pieces(&part, &is_cut);
+                    is_cut[c as usize] = false;
+                    let mut worst = 0;
+                    let mut largest = 0;
+                    let mut total = 0;
+                    for (k, sub) in subs.iter().enumerate() {
+                        sub.iter().for_each(|&i| label[i as usize] = k as u32);
+                        let s = sizer.size(
+                            members,
+                            sub,
+                            &|i| label[i as usize] == k as u32,
+                            local,
+                            scratch,
+                        );
+                        worst = worst.max(measure(s));
+                        largest = largest.max(s.evidence);
+                        total += s.evidence;
+                    }
+                    subs.iter()
+                        .flatten()
+                        .for_each(|&i| label[i as usize] = NONE);
+                    let reduction = measure(size).saturating_sub(worst);
+                    if reduction == 0 {
+                        continue;
+                    }
+                    let score = reduction as f64 / (1 + total - largest) as f64;
+                    if best.is_none_or(|(b, _)| score > b) {
+                        best = Some((score, c));
+                    }
+                }
+                chosen = best.map(|(_, c)| c);
+                start = end;
+            }
+            let c = chosen.unwrap_or(fallback);
+            is_cut[c as usize] = true;
+            cut.push(members[c as usize]);
+            progressed = true;
+        }
+        if !progressed {
+            break;
         }
     }
     cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quanyu_schemas::{LakeKey, PiiHasher};
+
+    /// A graph of (a, b, rule, receiver) edges between `type:value` names.
+    fn graph(edges: &[(String, String, &str, u64)]) -> Graph {
+        let mut g = Graph::new();
+        for (a, b, rule, signal) in edges {
+            let (at, av) = a.split_once(':').unwrap();
+            let (bt, bv) = b.split_once(':').unwrap();
+            let x = g.node(at, av, true);
+            let y = g.node(bt, bv, true);
+            g.edges.push(x, y, rule, *signal);
+        }
+        g
+    }
+
+    fn e(a: &str, b: &str, rule: &'static str, signal: u64) -> (String, String, &'static str, u64) {
+        (a.to_string(), b.to_string(), rule, signal)
+    }
+
+    fn run(g: &Graph) -> Resolved {
+        let h = PiiHasher::new(&LakeKey::from_bytes([2; 32]));
+        let cfg = IdentityConfig::default();
+        resolve(g, &cfg, &Blocklist::new(&h, &cfg).unwrap())
+    }
+
+    fn id(g: &Graph, name: &str) -> NodeId {
+        let (t, v) = name.split_once(':').unwrap();
+        g.dict.get(t, v).unwrap()
+    }
+
+    fn decision(g: &Graph, r: &Resolved, name: &str) -> Decision {
+        r.decision[id(g, name) as usize]
+    }
+
+    fn together(g: &Graph, r: &Resolved, a: &str, b: &str) -> bool {
+        let (x, y) = (r.piece_of[id(g, a) as usize], r.piece_of[id(g, b) as usize]);
+        x != NONE && x == y
+    }
+
+    #[test]
+    fn a_loyal_pinduoduo_buyers_phone_is_one_person() {
+        let edges: Vec<_> = (0..60)
+            .map(|i| {
+                e(
+                    &format!("order:pdd:240601-{i:015}"),
+                    "phone_hash:p",
+                    "order_phone",
+                    7,
+                )
+            })
+            .collect();
+        let g = graph(&edges);
+        let r = run(&g);
+        assert_eq!(r.people[id(&g, "phone_hash:p") as usize], 1);
+        assert_eq!(decision(&g, &r, "phone_hash:p"), Decision::Linked);
+        assert!(together(
+            &g,
+            &r,
+            "order:pdd:240601-000000000000000",
+            "order:pdd:240601-000000000000059"
+        ));
+        assert_eq!(r.pieces(), 1);
+    }
+
+    #[test]
+    fn a_store_phone_on_many_members_is_kept_out() {
+        let mut edges: Vec<_> = (0..45)
+            .map(|i| {
+                e(
+                    &format!("crm_member:m{i}"),
+                    "phone_hash:store",
+                    "contact_phone",
+                    0,
+                )
+            })
+            .collect();
+        edges.push(e("crm_member:m0", "unionid:u0", "contact_unionid", 0));
+        let g = graph(&edges);
+        let r = run(&g);
+        assert_eq!(decision(&g, &r, "phone_hash:store"), Decision::PeopleLimit);
+        assert_eq!(r.people[id(&g, "phone_hash:store") as usize], 45);
+        assert!(r.reasons[&id(&g, "phone_hash:store")].contains("45 distinct crm_member"));
+        assert!(!together(&g, &r, "crm_member:m0", "crm_member:m1"));
+        assert!(
+            together(&g, &r, "crm_member:m0", "unionid:u0"),
+            "its other links stay"
+        );
+    }
+
+    #[test]
+    fn orders_seen_without_a_receiver_count_as_their_buyer() {
+        // A buyer's phone, and AI-call records naming ten of its orders and
+        // the phone: one person, not eleven.
+        let mut edges = Vec::new();
+        for i in 0..10 {
+            let o = format!("order:taobao:31000000{i:08}");
+            edges.push(e(&o, "taobao_buyer:b@s", "order_buyer", 0));
+            edges.push(e("taobao_buyer:b@s", "phone_hash:p", "buyer_phone", 0));
+            edges.push(e(&o, "phone_hash:p", "touch_order_phone", 0));
+        }
+        let g = graph(&edges);
+        let r = run(&g);
+        assert_eq!(r.people[id(&g, "phone_hash:p") as usize], 1);
+        assert_eq!(r.pieces(), 1);
+    }
+
+    #[test]
+    fn a_buyer_shipping_to_many_people_keeps_its_orders() {
+        let mut edges = Vec::new();
+        for i in 0..25u64 {
+            let o = format!("order:taobao:31000000{i:08}");
+            let p = format!("phone_hash:p{i}");
+            edges.push(e(&o, "taobao_buyer:agent@s", "order_buyer", 100 + i));
+            edges.push(e("taobao_buyer:agent@s", &p, "buyer_phone", 100 + i));
+            edges.push(e(
+                &format!("wecom_external_userid:w{i}"),
+                &p,
+                "contact_phone",
+                0,
+            ));
+        }
+        let g = graph(&edges);
+        let r = run(&g);
+        assert_eq!(decision(&g, &r, "taobao_buyer:agent@s"), Decision::LinksCut);
+        assert!(together(
+            &g,
+            &r,
+            "order:taobao:3100000000000000",
+            "order:taobao:3100000000000024"
+        ));
+        assert!(!together(
+            &g,
+            &r,
+            "order:taobao:3100000000000000",
+            "wecom_external_userid:w0"
+        ));
+        assert!(together(
+            &g,
+            &r,
+            "phone_hash:p3",
+            "wecom_external_userid:w3"
+        ));
+    }
+
+    #[test]
+    fn gifts_are_told_by_the_receiver() {
+        let (g_self, f_self) = (11, 22);
+        let mut edges = Vec::new();
+        // G: three orders to itself, one gift to F's phone in F's name.
+        for i in 0..3 {
+            let o = format!("order:jushuitan:g{i}");
+            edges.push(e(&o, "jushuitan_buyer:g@s", "order_buyer", g_self));
+            edges.push(e(
+                "jushuitan_buyer:g@s",
+                "phone_hash:pg",
+                "buyer_phone",
+                g_self,
+            ));
+        }
+        edges.push(e(
+            "order:jushuitan:gift",
+            "jushuitan_buyer:g@s",
+            "order_buyer",
+            f_self,
+        ));
+        edges.push(e(
+            "jushuitan_buyer:g@s",
+            "phone_hash:pf",
+            "buyer_phone",
+            f_self,
+        ));
+        // F: its own order, and the card in the gift parcel it scanned.
+        edges.push(e(
+            "order:jushuitan:f0",
+            "jushuitan_buyer:f@s",
+            "order_buyer",
+            f_self,
+        ));
+        edges.push(e(
+            "jushuitan_buyer:f@s",
+            "phone_hash:pf",
+            "buyer_phone",
+            f_self,
+        ));
+        edges.push(e(
+            "wecom_external_userid:wf",
+            "order:jushuitan:gift",
+            "contact_state_order",
+            0,
+        ));
+        edges.push(e(
+            "wecom_external_userid:wf",
+            "phone_hash:pf",
+            "contact_phone",
+            0,
+        ));
+        let g = graph(&edges);
+        let r = run(&g);
+        assert!(
+            together(&g, &r, "order:jushuitan:gift", "jushuitan_buyer:g@s"),
+            "the gift is G's order"
+        );
+        assert!(!together(
+            &g,
+            &r,
+            "jushuitan_buyer:g@s",
+            "jushuitan_buyer:f@s"
+        ));
+        assert!(together(
+            &g,
+            &r,
+            "wecom_external_userid:wf",
+            "order:jushuitan:f0"
+        ));
+        assert!(!together(
+            &g,
+            &r,
+            "wecom_external_userid:wf",
+            "order:jushuitan:gift"
+        ));
+    }
+
+    #[test]
+    fn the_cap_cuts_a_gift_receivers_phone_before_the_buyers_own() {
+        // A heavy buyer (no receiver names: gifts cannot be told) sent one
+        // gift each to five friends; each friend has their own orders.
+        let mut edges = Vec::new();
+        for i in 0..40 {
+            let o = format!("order:taobao:h{i}");
+            edges.push(e(&o, "taobao_buyer:h@s", "order_buyer", 0));
+            edges.push(e("taobao_buyer:h@s", "phone_hash:ph", "buyer_phone", 0));
+            edges.push(e(
+                &format!("order:jd:h{i}"),
+                "jd_buyer:h@j",
+                "order_buyer",
+                0,
+            ));
+            edges.push(e("jd_buyer:h@j", "phone_hash:ph", "buyer_phone", 0));
+        }
+        for f in 0..5 {
+            let phone = format!("phone_hash:pf{f}");
+            edges.push(e("taobao_buyer:h@s", &phone, "buyer_phone", 0));
+            for k in 0..3 {
+                let o = format!("order:taobao:f{f}k{k}");
+                let b = format!("taobao_buyer:f{f}@s");
+                edges.push(e(&o, &b, "order_buyer", 0));
+                edges.push(e(&b, &phone, "buyer_phone", 0));
+            }
+        }
+        let g = graph(&edges);
+        let r = run(&g);
+        assert!(r.clusters_cut >= 1);
+        assert_eq!(
+            decision(&g, &r, "phone_hash:ph"),
+            Decision::Linked,
+            "the buyer's own phone stays"
+        );
+        assert!(
+            together(&g, &r, "order:taobao:h0", "order:jd:h39"),
+            "the buyer's orders stay together"
+        );
+        // Friends are cut off until the customer fits (4 people: the buyer
+        // and three); each friend keeps their own orders.
+        let still: Vec<_> = (0..5)
+            .filter(|f| together(&g, &r, "order:taobao:h0", &format!("order:taobao:f{f}k0")))
+            .collect();
+        assert!(still.len() <= 3, "{still:?}");
+        for f in 0..5 {
+            assert!(together(
+                &g,
+                &r,
+                &format!("order:taobao:f{f}k0"),
+                &format!("order:taobao:f{f}k2")
+            ));
+        }
+    }
+
+    #[test]
+    fn a_batch_card_scanned_by_many_names_no_one() {
+        let mut edges: Vec<_> = (0..6)
+            .map(|i| {
+                e(
+                    &format!("wecom_external_userid:w{i}"),
+                    "order:douyin:batch07",
+                    "contact_state_order",
+                    0,
+                )
+            })
+            .collect();
+        edges.push(e(
+            "order:douyin:batch07",
+            "douyin_buyer:d@s",
+            "order_buyer",
+            0,
+        ));
+        let g = graph(&edges);
+        let r = run(&g);
+        assert_eq!(
+            decision(&g, &r, "order:douyin:batch07"),
+            Decision::PeopleLimit
+        );
+        assert!(!together(
+            &g,
+            &r,
+            "wecom_external_userid:w0",
+            "wecom_external_userid:w1"
+        ));
+    }
 }

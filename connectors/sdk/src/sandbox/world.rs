@@ -692,6 +692,41 @@ impl World {
         let mut g = Oracle::default();
         let mut records = Vec::new();
         let visible = |p: &Purchase| self.listed_at(p).is_some_and(|t| t <= as_of.timestamp());
+        // Gifts identity can tell: where orders carry the receiver's name
+        // and address beside a buyer id (the ERP's), a buyer id ships mostly
+        // to its owner; an order to another receiver is a gift and links
+        // nobody through its phone or its card.
+        let receiver_key = |p: &Purchase| {
+            let r = self.receiver(p);
+            format!("{}\u{1f}{}", r.name, r.address)
+        };
+        let told = |p: &Purchase| p.channel == Channel::Jushuitan && !p.test_buyer;
+        let mut by_buyer: HashMap<(u32, usize), HashMap<String, u32>> = HashMap::new();
+        for p in self.purchases.iter().filter(|p| told(p) && visible(p)) {
+            *by_buyer
+                .entry((p.person, p.shop))
+                .or_default()
+                .entry(receiver_key(p))
+                .or_default() += 1;
+        }
+        let dominant: HashMap<(u32, usize), String> = by_buyer
+            .into_iter()
+            .filter_map(|(b, counts)| {
+                let mut v: Vec<(String, u32)> = counts.into_iter().collect();
+                v.sort_by_key(|x| std::cmp::Reverse(x.1));
+                match v.as_slice() {
+                    [(k, n)] if *n >= 2 => Some((b, k.clone())),
+                    [(k, n), (_, m), ..] if *n >= 2 && n > m => Some((b, k.clone())),
+                    _ => None,
+                }
+            })
+            .collect();
+        let gift = |p: &Purchase| {
+            told(p)
+                && dominant
+                    .get(&(p.person, p.shop))
+                    .is_some_and(|d| *d != receiver_key(p))
+        };
         for p in &self.purchases {
             if !visible(p) {
                 continue;
@@ -708,7 +743,7 @@ impl World {
                 }
                 let b = g.node(format!("b:{}:{}", p.person, p.shop));
                 g.link(o, b);
-                if let Some(ph) = phone {
+                if let Some(ph) = phone.filter(|_| !gift(p)) {
                     g.link(b, ph);
                 }
             } else if let Some(ph) = phone {
@@ -769,7 +804,7 @@ impl World {
             }
             if let ContactOrigin::Card(i) | ContactOrigin::CardAndPhone(i) = c.origin {
                 let p = &self.purchases[i];
-                if c.batch_card.is_none() && p.created <= as_of {
+                if c.batch_card.is_none() && p.created <= as_of && !(gift(p) && visible(p)) {
                     let o = g.node(format!("o:{}:{}", p.channel, self.order_id(p)));
                     g.link(node, o);
                 }
