@@ -556,10 +556,20 @@ impl Gifts {
         }
         let mut counts: Vec<(u64, u32)> = Vec::new();
         for b in 0..dict.len() as u32 {
-            if !g.in_scope[b as usize]
-                || decision[b as usize] != Decision::Linked
-                || !dict.type_name(b).ends_with("_buyer")
-            {
+            if !g.in_scope[b as usize] || !dict.type_name(b).ends_with("_buyer") {
+                continue;
+            }
+            // A buyer id shipping to many people (an agent): every order is
+            // for someone else, and so is every card in its parcels.
+            if decision[b as usize] == Decision::LinksCut {
+                for &e in adj.of(b) {
+                    if Some(list.rule[e as usize]) == gifts.rule_order_buyer {
+                        gifts.gift_orders.insert(other(list, e, b));
+                    }
+                }
+                continue;
+            }
+            if decision[b as usize] != Decision::Linked {
                 continue;
             }
             counts.clear();
@@ -592,7 +602,7 @@ impl Gifts {
 
     /// Whether edge `e` is a gift's link (not to be used).
     fn is_gift_link(&self, list: &EdgeList, e: u32) -> bool {
-        if self.dominant.is_empty() {
+        if self.dominant.is_empty() && self.gift_orders.is_empty() {
             return false;
         }
         let r = Some(list.rule[e as usize]);
@@ -1056,6 +1066,32 @@ mod tests {
         let g = graph(&edges);
         let r = run(&g);
         assert_eq!(decision(&g, &r, "taobao_buyer:agent@s"), Decision::LinksCut);
+        // Recipients who scanned the cards in the agent's parcels stay
+        // themselves.
+        let mut edges2 = edges.clone();
+        for i in 0..10u64 {
+            edges2.push(e(
+                &format!("wecom_external_userid:w{i}"),
+                &format!("order:taobao:31000000{i:08}"),
+                "contact_state_order",
+                0,
+            ));
+        }
+        let g2 = graph(&edges2);
+        let r2 = run(&g2);
+        assert!(together(
+            &g2,
+            &r2,
+            "order:taobao:3100000000000000",
+            "order:taobao:3100000000000024"
+        ));
+        assert!(!together(
+            &g2,
+            &r2,
+            "order:taobao:3100000000000003",
+            "wecom_external_userid:w3"
+        ));
+        assert_eq!(r2.clusters_cut, 0, "nothing to cut");
         assert!(together(
             &g,
             &r,
