@@ -401,7 +401,8 @@ pub async fn run(
     Ok(out)
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+/// Copy a folder recursively (a lake, to rebuild a copy of one state).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for e in std::fs::read_dir(from)? {
         let e = e?;

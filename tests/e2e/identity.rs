@@ -457,16 +457,7 @@ async fn land(lake: &Lake, orders: &[OrderRow], contacts: &[ContactRow]) {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
+    quanyu::bench_identity::copy_dir(from, to).unwrap();
 }
 
 /// identity_map as sorted rows, for comparing two lakes.

@@ -326,6 +326,17 @@ async fn catch_up(lake: &Lake, build: i64) -> Result<()> {
     Ok(())
 }
 
+/// A session for reading whole tables into memory: larger batches, less
+/// overhead per row.
+async fn bulk_context() -> Result<SessionContext> {
+    let ctx = crate::lake::new_context();
+    ctx.sql("SET datafusion.execution.batch_size = 65536")
+        .await?
+        .collect()
+        .await?;
+    Ok(ctx)
+}
+
 /// Rows per batch when writing from memory.
 const BATCH: usize = 64 * 1024;
 
@@ -385,7 +396,7 @@ async fn from_edges(
     let ctx = &crate::lake::new_context();
     let t = std::time::Instant::now();
     let edges_version = lake.version("identity_edges").await?.unwrap_or(0);
-    let rctx = crate::lake::new_context();
+    let rctx = bulk_context().await?;
     lake.register_at(&rctx, "identity_edges", edges_version, "identity_edges")
         .await?;
     let mut g = Graph::new();
@@ -403,7 +414,7 @@ async fn from_edges(
     let mut old = OldIds::default();
     let mut old_rule: HashMap<NodeId, String> = HashMap::new();
     if state.is_some() || lake.try_open("identity_map").await?.is_some() {
-        let octx = crate::lake::new_context();
+        let octx = bulk_context().await?;
         if lake.register(&octx, "identity_map").await? {
             let cols = if map_is_v2 {
                 "id_type, id_value, unified_id, COALESCE(unified_since, 0), rule"
@@ -573,6 +584,19 @@ async fn load_edges(
     g: &mut Graph,
     scope: Option<&NodeDict>,
 ) -> Result<usize> {
+    // The whole table: size the graph once (its edge count comes from the
+    // files' statistics).
+    if scope.is_none() {
+        let rows = ctx
+            .sql("SELECT count(*) FROM identity_edges")
+            .await?
+            .collect()
+            .await?;
+        let n = crate::status::first_count(&rows).max(0) as usize;
+        g.edges.reserve(n);
+        g.dict.reserve(n * 2 / 3, 36);
+        g.in_scope.reserve(n * 2 / 3);
+    }
     let mut stream = ctx.sql(sql).await?.execute_stream().await?;
     let mut n = 0;
     while let Some(b) = stream.next().await {
@@ -1487,7 +1511,7 @@ async fn incremental_build(
         for (t, v) in &scope_nodes {
             scope.intern(t, v);
         }
-        let ectx = crate::lake::new_context();
+        let ectx = bulk_context().await?;
         lake.register_at(&ectx, "identity_edges", edges_version, "identity_edges")
             .await?;
         let mut g = Graph::new();

@@ -105,6 +105,18 @@ impl Default for NodeDict {
     }
 }
 
+/// The hash of node `j` of an arena, for the table's rehashing.
+fn rehash(
+    state: &foldhash::fast::FixedState,
+    node_type: &[u16],
+    offsets: &[u64],
+    bytes: &[u8],
+    j: u32,
+) -> u64 {
+    let (s, e) = (offsets[j as usize], offsets[j as usize + 1]);
+    key_hash(state, node_type[j as usize], &bytes[s as usize..e as usize])
+}
+
 fn key_hash(state: &foldhash::fast::FixedState, ty: u16, bytes: &[u8]) -> u64 {
     let mut h = state.build_hasher();
     h.write_u16(ty);
@@ -116,6 +128,23 @@ impl NodeDict {
     /// Number of nodes.
     pub fn len(&self) -> usize {
         self.node_type.len()
+    }
+
+    /// Room for `nodes` more identifiers of about `bytes_each` bytes: one
+    /// allocation instead of many doublings (each a copy of the arena).
+    pub fn reserve(&mut self, nodes: usize, bytes_each: usize) {
+        self.node_type.reserve(nodes);
+        self.offsets.reserve(nodes);
+        self.bytes.reserve(nodes * bytes_each);
+        let NodeDict {
+            node_type,
+            offsets,
+            bytes,
+            table,
+            state,
+            ..
+        } = self;
+        table.reserve(nodes, |&j| rehash(state, node_type, offsets, bytes, j));
     }
 
     /// True when empty.
@@ -184,10 +213,7 @@ impl NodeDict {
         bytes.extend_from_slice(key);
         offsets.push(bytes.len() as u64);
         let (node_type, offsets, bytes) = (&*node_type, &*offsets, &*bytes);
-        table.insert_unique(h, i, |&j| {
-            let (s, e) = (offsets[j as usize], offsets[j as usize + 1]);
-            key_hash(state, node_type[j as usize], &bytes[s as usize..e as usize])
-        });
+        table.insert_unique(h, i, |&j| rehash(state, node_type, offsets, bytes, j));
         (i, true)
     }
 
@@ -351,6 +377,14 @@ impl EdgeList {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.a.is_empty()
+    }
+
+    /// Room for `n` more edges.
+    pub fn reserve(&mut self, n: usize) {
+        self.a.reserve(n);
+        self.b.reserve(n);
+        self.rule.reserve(n);
+        self.signal.reserve(n);
     }
 
     /// Add an edge.

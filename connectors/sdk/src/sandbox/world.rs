@@ -421,6 +421,22 @@ pub struct Contact {
     pub crm_phone: CrmPhone,
 }
 
+impl Contact {
+    /// A person who never bought, signed up in store or through ads at a
+    /// random time of the world's span.
+    fn private_only(person: u32, rng: &mut StdRng, config: &WorldConfig) -> Self {
+        let span_secs = (config.days.max(1) * 86_400) as u64;
+        Contact {
+            person,
+            rep: rng.random_range(0..config.reps.len().max(1)),
+            origin: ContactOrigin::PrivateOnly,
+            added: config.start + Duration::seconds(rng.random_range(0..span_secs) as i64),
+            batch_card: None,
+            crm_phone: CrmPhone::Own,
+        }
+    }
+}
+
 /// The generated world.
 #[derive(Debug, Clone)]
 pub struct World {
@@ -543,14 +559,7 @@ impl World {
             {
                 continue;
             }
-            contacts.push(Contact {
-                person,
-                rep: rng.random_range(0..reps),
-                origin: ContactOrigin::PrivateOnly,
-                added: config.start + Duration::seconds(rng.random_range(0..span_secs) as i64),
-                batch_card: None,
-                crm_phone: CrmPhone::Own,
-            });
+            contacts.push(Contact::private_only(person, &mut rng, &config));
         }
         let mut persons = persons;
         apply_hazards(&config, &mut persons, &mut purchases, &mut contacts);
@@ -1006,14 +1015,7 @@ fn apply_hazards(
             continue;
         }
         busy.insert(person);
-        contacts.push(Contact {
-            person,
-            rep: rng.random_range(0..reps),
-            origin: ContactOrigin::PrivateOnly,
-            added: config.start + Duration::seconds(rng.random_range(0..span_secs) as i64),
-            batch_card: None,
-            crm_phone: CrmPhone::Own,
-        });
+        contacts.push(Contact::private_only(person, &mut rng, config));
         private.push(contacts.len() - 1);
     }
     let mut k = 0;
