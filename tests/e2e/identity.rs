@@ -867,3 +867,49 @@ async fn incremental_equals_full_over_random_sequences() {
         assert!(kinds[k] > 0, "the sequences exercised no {k}: {kinds:?}");
     }
 }
+
+/// More changed records than one `replace_where` commit takes (the 24 k
+/// key list that overflowed the stack): 400 orders all move to other
+/// phones, and the incremental build still equals a full rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_changed_records_rewrite_edges_in_one_pass() {
+    let h = hasher();
+    let cfg = IdentityConfig::default();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(&dir.path().join("lake")).unwrap();
+    let t0 = DateTime::from_timestamp(1_760_000_000, 0).unwrap();
+    let order = |i: u64, phone: u64, at: DateTime<Utc>| OrderRow {
+        channel: Channel::Taobao,
+        shop_id: "s1".into(),
+        order_id: format!("{}", 3_100_000_000_000_000 + i),
+        buyer_id: Some(format!("b{i}@s1")),
+        phone_hash: h.phone_text(&format!("139{:08}", 50_000 + phone * 7)),
+        phone_masked: None,
+        status: OrderStatus::Paid,
+        platform_status: "paid".into(),
+        amount_fen: 1,
+        item_count: 1,
+        province: None,
+        city: None,
+        created_at: t0,
+        paid_at: None,
+        updated_at: at,
+        receiver_hash: None,
+    };
+    let first: Vec<_> = (0..400).map(|i| order(i, i, t0)).collect();
+    land(&lake, &first, &[]).await;
+    assert!(build_identity(&lake, &h, &cfg).await.unwrap().full);
+    // Every order now ships to a new phone shared with its neighbour.
+    let later = t0 + Duration::hours(1);
+    let moved: Vec<_> = (0..400).map(|i| order(i, 1_000 + i / 2, later)).collect();
+    land(&lake, &moved, &[]).await;
+    let before = tempfile::tempdir().unwrap();
+    copy_dir(lake.root(), before.path());
+    let s = build_identity(&lake, &h, &cfg).await.unwrap();
+    assert!(!s.full, "{s:?}");
+    assert_eq!(s.changed_records, 400);
+    assert_eq!(s.customers, 200, "{s:?}");
+    assert_eq!(int(&lake, "SELECT count(*) FROM identity_edges").await, 800);
+    assert_incremental_equals_full(before.path(), &lake, &h, &cfg, "400 moved orders").await;
+    assert_one_component_per_id(&lake).await;
+}

@@ -451,7 +451,7 @@ async fn from_edges(
     let rows = {
         let out = out.clone();
         futures::stream::iter((0..n).step_by(BATCH))
-            .map(move |start| out.batch(start, (start + BATCH).min(n), |_| true))
+            .map(move |start| out.batch(start, (start + BATCH).min(n)))
     };
     let df = crate::lake::stream_frame(ctx, identity_map_schema(), rows)?;
     lake.write_plan(
@@ -734,13 +734,9 @@ impl MapRows {
         }
     }
 
-    /// Rows `start..end` of recomputed identifiers that `keep` accepts.
-    fn batch(
-        &self,
-        start: usize,
-        end: usize,
-        keep: impl Fn(NodeId) -> bool,
-    ) -> Result<RecordBatch> {
+    /// Rows of the recomputed identifiers among `start..end` that still
+    /// have evidence.
+    fn batch(&self, start: usize, end: usize) -> Result<RecordBatch> {
         let (g, res) = (&self.g, &self.res);
         let mut ty = StringBuilder::new();
         let mut val = StringBuilder::new();
@@ -755,7 +751,7 @@ impl MapRows {
         let mut build = Int64Builder::new();
         for x in start as u32..end as u32 {
             let d = res.decision[x as usize];
-            if !g.in_scope[x as usize] || res.evidence[x as usize] == 0 || !keep(x) {
+            if !g.in_scope[x as usize] || res.evidence[x as usize] == 0 {
                 continue;
             }
             ty.append_value(g.dict.type_name(x));
@@ -1233,14 +1229,16 @@ async fn write_changed_edges(
 ) -> Result<()> {
     let latest = lake.version("identity_edges").await?;
     let current = if latest == Some(edges_version) {
-        old.clone()
+        std::borrow::Cow::Borrowed(old)
     } else {
         lake.register(ctx, "identity_edges").await?;
-        collect_edges(
-            ctx,
-            &format!("SELECT {cols} FROM identity_edges WHERE {filter}"),
+        std::borrow::Cow::Owned(
+            collect_edges(
+                ctx,
+                &format!("SELECT {cols} FROM identity_edges WHERE {filter}"),
+            )
+            .await?,
         )
-        .await?
     };
     let empty = Vec::new();
     let (mut append, mut replace) = (Vec::new(), Vec::new());
@@ -1259,13 +1257,13 @@ async fn write_changed_edges(
         }
     }
     let select = |keys: &[(String, String)]| -> Result<()> {
+        let _ = ctx.deregister_table("keys");
         ctx.register_table("keys", node_table(keys)?)?;
         Ok(())
     };
     let new_of_keys = "SELECT * FROM new_edges e WHERE EXISTS (SELECT 1 FROM keys r WHERE r.t = e.source_table AND r.v = e.record_key)";
     if !append.is_empty() {
         // New records: their edges are appended.
-        let _ = ctx.deregister_table("keys");
         select(&append)?;
         let df = conform_frame(ctx.sql(new_of_keys).await?, &identity_edges_schema())?;
         lake.write_plan(
@@ -1283,7 +1281,6 @@ async fn write_changed_edges(
     if replace.is_empty() {
         return Ok(());
     }
-    let _ = ctx.deregister_table("keys");
     select(&replace)?;
     if replace.len() <= REPLACE_WHERE_KEYS {
         // Records whose identifiers changed: one commit replaces their edges.
@@ -1586,7 +1583,7 @@ async fn incremental_build(
     let n = out.g.dict.len();
     let mut batches = Vec::new();
     for start in (0..n).step_by(BATCH) {
-        batches.push(out.batch(start, (start + BATCH).min(n), |_| true)?);
+        batches.push(out.batch(start, (start + BATCH).min(n))?);
     }
     map_ctx.register_table(
         "recomputed",

@@ -274,14 +274,6 @@ impl NodeDict {
         h.write(s);
         h.finish() | 1
     }
-
-    /// Heap bytes held.
-    pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity()
-            + self.offsets.capacity() * 8
-            + self.node_type.capacity() * 2
-            + self.table.capacity() * 5
-    }
 }
 
 /// A set of strings held in one arena (unified ids): index ↔ text.
