@@ -116,6 +116,7 @@ async fn bench_against(
     let opts = RunOptions {
         chunk_rows,
         progress: true,
+        ..Default::default()
     };
     // Pull only (the refresh is timed separately below).
     let mut rows = 0;

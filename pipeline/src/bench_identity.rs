@@ -28,7 +28,7 @@ use crate::lake::{Commit, Lake};
 
 /// Resident memory: the high-water mark (`VmHWM`) and the current
 /// (`VmRSS`), MiB.
-fn rss() -> (f64, f64) {
+pub(crate) fn rss() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -43,7 +43,7 @@ fn rss() -> (f64, f64) {
 
 /// Reset the high-water mark to the current resident size, so the next
 /// reading is one step's peak.
-fn reset_peak() {
+pub(crate) fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
@@ -77,8 +77,9 @@ pub struct IdentityBench {
     pub full: IdentitySummary,
 }
 
-async fn step<T>(
-    out: &mut IdentityBench,
+/// Run one step, print and record its wall time and peak memory.
+pub(crate) async fn step<T>(
+    steps: &mut Vec<Step>,
     name: &str,
     f: impl std::future::Future<Output = Result<T>>,
 ) -> Result<T> {
@@ -88,7 +89,7 @@ async fn step<T>(
     let secs = t.elapsed().as_secs_f64();
     let peak_mib = rss().0;
     eprintln!("  {name}: {secs:.2} s, peak {peak_mib:.0} MiB");
-    out.steps.push(Step {
+    steps.push(Step {
         name: name.to_string(),
         secs,
         peak_mib,
@@ -344,13 +345,13 @@ pub async fn run(
     let graph = Lake::open(&dir.join("graph"))?;
     eprintln!("part 1: synthetic identity graph");
     out.edges = step(
-        &mut out,
+        &mut out.steps,
         "write the synthetic identity_edges",
         write_graph(&graph, nodes, edges),
     )
     .await?;
     let first = step(
-        &mut out,
+        &mut out.steps,
         "first build (no previous ids)",
         crate::identity::build::build_from_edges(&graph, &h, &cfg),
     )
@@ -358,7 +359,7 @@ pub async fn run(
     out.nodes = first.recomputed;
     eprintln!("    {}", crate::identity::build::describe(&first));
     out.rebuild = step(
-        &mut out,
+        &mut out.steps,
         "full rebuild (carrying every id forward)",
         crate::identity::build::build_from_edges(&graph, &h, &cfg),
     )
@@ -370,20 +371,25 @@ pub async fn run(
         let persons = (orders_n as u64 / 6).max(1);
         let base = orders(0, persons, None, &h);
         out.orders = base.len();
-        step(&mut out, "land orders", land_orders(&lake, &base)).await?;
+        step(&mut out.steps, "land orders", land_orders(&lake, &base)).await?;
         step(
-            &mut out,
+            &mut out.steps,
             "first build from orders",
             crate::identity::build_identity(&lake, &h, &cfg),
         )
         .await?;
         // 1 %: half new people, half an extra order of existing buyers.
         let more = orders(persons, persons / 200, Some(200), &h);
-        step(&mut out, "land 1 % more orders", land_orders(&lake, &more)).await?;
+        step(
+            &mut out.steps,
+            "land 1 % more orders",
+            land_orders(&lake, &more),
+        )
+        .await?;
         let copy = dir.join("orders-copy");
         copy_dir(lake.root(), &copy)?;
         out.incremental = step(
-            &mut out,
+            &mut out.steps,
             "incremental build",
             crate::identity::build_identity(&lake, &h, &cfg),
         )
@@ -391,7 +397,7 @@ pub async fn run(
         eprintln!("    {}", crate::identity::build::describe(&out.incremental));
         let full = Lake::open(&copy)?;
         out.full = step(
-            &mut out,
+            &mut out.steps,
             "full rebuild of the same state",
             crate::identity::rebuild_identity(&full, &h, &cfg),
         )

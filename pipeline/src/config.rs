@@ -115,14 +115,22 @@ pub struct RunConfig {
     /// Rows buffered per commit; bounds memory.
     #[serde(default = "default_chunk_rows")]
     pub chunk_rows: usize,
+    /// Streams (shops, platforms) pulled at once.
+    #[serde(default = "default_parallel_streams")]
+    pub parallel_streams: usize,
 }
 
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
             chunk_rows: default_chunk_rows(),
+            parallel_streams: default_parallel_streams(),
         }
     }
+}
+
+fn default_parallel_streams() -> usize {
+    4
 }
 
 fn default_chunk_rows() -> usize {

@@ -9,60 +9,10 @@ use crate::lake::Lake;
 /// cursor `built` (application id, identity build) is committed with it.
 pub async fn build_customers(lake: &Lake, built: (&str, i64)) -> Result<()> {
     let ctx = crate::lake::new_context();
-    // Joins of whole tables: sort-merge joins spill where hash joins cannot.
-    ctx.sql("SET datafusion.optimizer.prefer_hash_join = false")
-        .await?
-        .collect()
-        .await?;
     lake.register(&ctx, "identity_map").await?;
     let has_orders = lake.register(&ctx, "orders").await?;
     let has_contacts = lake.register(&ctx, "contacts").await?;
-    let paid = "('paid','shipped','delivered','completed')";
-    let orders = if has_orders {
-        format!(
-            "SELECT m.unified_id, o.channel, 1 AS is_order, CASE WHEN o.status IN {paid} THEN o.amount_fen ELSE 0 END AS gmv_fen,
-                    o.created_at AS order_at, CAST(NULL AS VARCHAR) AS owner_userid, CAST(NULL AS TIMESTAMP) AS contact_at
-             FROM orders o JOIN identity_map m ON m.id_type = 'order' AND m.id_value = o.channel || ':' || o.order_id"
-        )
-    } else {
-        String::new()
-    };
-    let contacts = if has_contacts {
-        "SELECT m.unified_id, c.channel, 0, 0, CAST(NULL AS TIMESTAMP), c.owner_userid, c.created_at
-         FROM contacts c JOIN identity_map m
-           ON m.id_type = CASE WHEN c.channel = 'wecom' THEN 'wecom_external_userid' ELSE c.channel || '_member' END
-          AND m.id_value = c.contact_id"
-            .to_string()
-    } else {
-        String::new()
-    };
-    let mut facts = [orders, contacts]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
-    if facts.is_empty() {
-        // Only touchpoints so far: customers without orders or contacts.
-        facts = "SELECT CAST(NULL AS VARCHAR) AS unified_id, CAST(NULL AS VARCHAR) AS channel, 0 AS is_order, 0 AS gmv_fen,
-                        CAST(NULL AS TIMESTAMP) AS order_at, CAST(NULL AS VARCHAR) AS owner_userid, CAST(NULL AS TIMESTAMP) AS contact_at
-                 WHERE false"
-            .into();
-    }
-    let sql = format!(
-        "WITH facts AS ({facts}),
-         ids AS (SELECT DISTINCT unified_id FROM identity_map WHERE unified_id IS NOT NULL)
-         SELECT ids.unified_id,
-                array_sort(array_agg(DISTINCT f.channel) FILTER (WHERE f.channel IS NOT NULL)) AS channels,
-                CAST(count(DISTINCT f.channel) FILTER (WHERE f.is_order = 1) AS BIGINT) AS marketplace_count,
-                CAST(COALESCE(sum(f.is_order), 0) AS BIGINT) AS order_count,
-                CAST(COALESCE(sum(f.gmv_fen), 0) AS BIGINT) AS gmv_fen,
-                min(f.order_at) AS first_order_at,
-                max(f.order_at) AS last_order_at,
-                bool_or(f.channel = 'wecom') IS TRUE AS in_private,
-                last_value(f.owner_userid ORDER BY f.contact_at NULLS FIRST) FILTER (WHERE f.owner_userid IS NOT NULL) AS owner_userid
-         FROM ids LEFT JOIN facts f ON f.unified_id = ids.unified_id
-         GROUP BY ids.unified_id"
-    );
+    let sql = customers_sql(has_orders, has_contacts);
     let df = ctx.sql(&sql).await?;
     let schema = crate::lake::plain_types(df.schema().as_arrow());
     let exprs: Vec<datafusion::prelude::Expr> = schema
@@ -90,6 +40,119 @@ pub async fn build_customers(lake: &Lake, built: (&str, i64)) -> Result<()> {
     )
     .await?;
     build_bridges(lake).await
+}
+
+const TS: &str = "arrow_cast(NULL, 'Timestamp(Microsecond, Some(\"UTC\"))')";
+
+/// The `customers` query. Records meet their unified id by grouping on
+/// the record key (identity_map's rows and the orders and contacts they
+/// name, side by side), not by joins: a grouped aggregation spills to disk
+/// under memory pressure, so the build holds on any lake that fits on disk.
+/// Every unified id gets a row, also one with neither orders nor contacts.
+fn customers_sql(has_orders: bool, has_contacts: bool) -> String {
+    let paid = "('paid','shipped','delivered','completed')";
+    let str_null = "CAST(NULL AS VARCHAR)";
+    let zero = "CAST(0 AS BIGINT)";
+    // One row per record: (type, key, unified id, channel, orders, paid
+    // fen, order time, contacts, owner, contact time).
+    let record = |cols: [&str; 10]| -> String {
+        let names = [
+            "k_type",
+            "k",
+            "unified_id",
+            "channel",
+            "orders",
+            "gmv_fen",
+            "order_at",
+            "contacts",
+            "owner_userid",
+            "contact_at",
+        ];
+        cols.iter()
+            .zip(names)
+            .map(|(c, n)| format!("{c} AS {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut records = vec![format!(
+        "SELECT {} FROM identity_map
+         WHERE id_type = 'order' OR id_type = 'wecom_external_userid' OR ends_with(id_type, '_member')",
+        record(["id_type", "id_value", "unified_id", str_null, zero, zero, TS, zero, str_null, TS])
+    )];
+    if has_orders {
+        let gmv =
+            format!("CAST(CASE WHEN o.status IN {paid} THEN o.amount_fen ELSE 0 END AS BIGINT)");
+        records.push(format!(
+            "SELECT {} FROM orders o",
+            record([
+                "'order'",
+                "o.channel || ':' || o.order_id",
+                str_null,
+                "o.channel",
+                "CAST(1 AS BIGINT)",
+                &gmv,
+                "o.created_at",
+                zero,
+                str_null,
+                TS,
+            ])
+        ));
+    }
+    if has_contacts {
+        records.push(format!(
+            "SELECT {} FROM contacts c",
+            record([
+                "CASE WHEN c.channel = 'wecom' THEN 'wecom_external_userid' ELSE c.channel || '_member' END",
+                "c.contact_id",
+                str_null,
+                "c.channel",
+                zero,
+                zero,
+                TS,
+                "CAST(1 AS BIGINT)",
+                "c.owner_userid",
+                "c.created_at",
+            ])
+        ));
+    }
+    let records = records.join(" UNION ALL ");
+    format!(
+        "WITH per_record AS (
+           SELECT max(unified_id) AS unified_id, max(channel) AS channel,
+                  sum(orders) AS orders, sum(gmv_fen) AS gmv_fen, min(order_at) AS first_at, max(order_at) AS last_at,
+                  sum(contacts) AS contacts,
+                  last_value(owner_userid ORDER BY contact_at NULLS FIRST) FILTER (WHERE owner_userid IS NOT NULL) AS owner_userid,
+                  max(contact_at) AS contact_at
+           FROM ({records})
+           GROUP BY k_type, k
+         ),
+         facts AS (
+           SELECT unified_id, channel, 1 AS is_order, sum(orders) AS orders, sum(gmv_fen) AS gmv_fen,
+                  min(first_at) AS first_at, max(last_at) AS last_at,
+                  {str_null} AS owner_userid, {TS} AS contact_at
+           FROM per_record WHERE unified_id IS NOT NULL AND orders > 0
+           GROUP BY unified_id, channel
+           UNION ALL
+           SELECT unified_id, channel, 0 AS is_order, {zero} AS orders, {zero} AS gmv_fen, {TS} AS first_at,
+                  {TS} AS last_at, owner_userid, contact_at
+           FROM per_record WHERE unified_id IS NOT NULL AND contacts > 0
+           UNION ALL
+           SELECT unified_id, {str_null} AS channel, 0 AS is_order, {zero} AS orders, {zero} AS gmv_fen,
+                  {TS} AS first_at, {TS} AS last_at, {str_null} AS owner_userid, {TS} AS contact_at
+           FROM identity_map WHERE unified_id IS NOT NULL
+         )
+         SELECT unified_id,
+                array_sort(array_distinct(array_agg(channel) FILTER (WHERE channel IS NOT NULL))) AS channels,
+                CAST(sum(is_order) AS BIGINT) AS marketplace_count,
+                CAST(sum(orders) AS BIGINT) AS order_count,
+                CAST(sum(gmv_fen) AS BIGINT) AS gmv_fen,
+                min(first_at) AS first_order_at,
+                max(last_at) AS last_order_at,
+                bool_or(channel = 'wecom') IS TRUE AS in_private,
+                last_value(owner_userid ORDER BY contact_at NULLS FIRST) FILTER (WHERE owner_userid IS NOT NULL) AS owner_userid
+         FROM facts
+         GROUP BY unified_id"
+    )
 }
 
 /// Rebuild `bridges`: per bridge (card, AI call, ...), its touchpoints and

@@ -71,6 +71,7 @@ pub async fn import_locked(
         RunOptions {
             chunk_rows: cfg.run.chunk_rows,
             progress,
+            parallel_streams: cfg.run.parallel_streams,
         },
     )
     .await?;

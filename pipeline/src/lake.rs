@@ -66,6 +66,110 @@ pub fn memory_limit_bytes() -> usize {
     })
 }
 
+/// The engine's memory pool: DataFusion's fair pool (spilling operators
+/// share what the others leave), where one spilling operator, or one sort's
+/// merge of its spill files, may hold at most a quarter of the budget's share per core.
+/// Without that cap, a sort that runs first takes most of the budget for its
+/// merge and keeps it while it streams its output, and the sort beside it
+/// (the other side of a sort-merge join) finds nothing left, not even room
+/// to spill. Errors name the five largest consumers.
+#[derive(Debug)]
+pub struct CappedPool {
+    inner: datafusion::execution::memory_pool::TrackConsumersPool<
+        datafusion::execution::memory_pool::FairSpillPool,
+    >,
+    cap: usize,
+}
+
+impl CappedPool {
+    /// A pool of `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+        CappedPool {
+            inner: TrackConsumersPool::new(
+                FairSpillPool::new(limit),
+                std::num::NonZeroUsize::new(5).expect("five"),
+            ),
+            // Four per partition: the two sorts of a join, their merges.
+            cap: limit / (4 * std::thread::available_parallelism().map_or(1, |n| n.get())),
+        }
+    }
+}
+
+impl std::fmt::Display for CappedPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "capped({})", self.inner)
+    }
+}
+
+impl datafusion::execution::memory_pool::MemoryPool for CappedPool {
+    fn name(&self) -> &str {
+        "capped-fair"
+    }
+
+    fn register(&self, consumer: &datafusion::execution::memory_pool::MemoryConsumer) {
+        self.inner.register(consumer)
+    }
+
+    fn unregister(&self, consumer: &datafusion::execution::memory_pool::MemoryConsumer) {
+        self.inner.unregister(consumer)
+    }
+
+    fn grow(
+        &self,
+        reservation: &datafusion::execution::memory_pool::MemoryReservation,
+        additional: usize,
+    ) {
+        self.inner.grow(reservation, additional)
+    }
+
+    fn shrink(
+        &self,
+        reservation: &datafusion::execution::memory_pool::MemoryReservation,
+        shrink: usize,
+    ) {
+        self.inner.shrink(reservation, shrink)
+    }
+
+    fn try_grow(
+        &self,
+        reservation: &datafusion::execution::memory_pool::MemoryReservation,
+        additional: usize,
+    ) -> datafusion::error::Result<()> {
+        // A sort's merge of its spill files takes what memory it can get, and
+        // cannot give it back while it streams: it is capped too (it merges
+        // fewer files per pass instead).
+        let consumer = reservation.consumer();
+        if consumer.name().starts_with("RepartitionExec") {
+            // A repartition never spills: DataFusion 55 can deadlock in its
+            // spill channel under memory pressure (every thread parked, no
+            // progress, no error). Its buffers are bounded by its channels'
+            // gate (about a batch per partition), so it may run over.
+            self.inner.grow(reservation, additional);
+            return Ok(());
+        }
+        let capped = consumer.can_spill() || consumer.name().starts_with("ExternalSorterMerge");
+        if capped && reservation.size() + additional > self.cap {
+            return Err(datafusion::error::DataFusionError::ResourcesExhausted(
+                format!(
+                    "{} may hold at most {} bytes of the memory budget: spill",
+                    reservation.consumer().name(),
+                    self.cap
+                ),
+            ));
+        }
+        self.inner.try_grow(reservation, additional)
+    }
+
+    fn reserved(&self) -> usize {
+        self.inner.reserved()
+    }
+
+    fn memory_limit(&self) -> datafusion::execution::memory_pool::MemoryLimit {
+        self.inner.memory_limit()
+    }
+}
+
 /// A DataFusion session whose strings are plain `Utf8` (the canonical
 /// schemas' type) rather than `Utf8View`.
 pub fn new_context() -> SessionContext {
@@ -76,9 +180,7 @@ pub fn new_context() -> SessionContext {
     cfg.options_mut().execution.sort_spill_reservation_bytes = 2 * 1024 * 1024;
     // Bound the engine's memory; sorts and joins spill to the temp folder.
     let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(
-            datafusion::execution::memory_pool::FairSpillPool::new(memory_limit_bytes()),
-        ))
+        .with_memory_pool(Arc::new(CappedPool::new(memory_limit_bytes())))
         .build_arc()
         .expect("a memory-limited runtime builds");
     // Delta's planner lets the same session drive Delta writes.
@@ -89,6 +191,30 @@ pub fn new_context() -> SessionContext {
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .build();
     SessionContext::new_with_state(state)
+}
+
+/// True when `e` is the engine running out of its memory budget (an
+/// operator that cannot spill, such as a hash join's build side).
+pub fn out_of_memory(e: &datafusion::error::DataFusionError) -> bool {
+    use datafusion::error::DataFusionError as E;
+    match e {
+        E::ResourcesExhausted(_) => true,
+        E::Context(_, inner) => out_of_memory(inner),
+        E::Shared(inner) => out_of_memory(inner),
+        E::External(inner) => inner.downcast_ref::<E>().is_some_and(out_of_memory),
+        E::Collection(v) => v.iter().any(out_of_memory),
+        _ => false,
+    }
+}
+
+/// Plan equi-joins in `ctx` as sort-merge joins, which spill to disk, rather
+/// than hash joins, which must hold their build side in memory.
+pub async fn prefer_spilling_joins(ctx: &SessionContext) -> Result<()> {
+    ctx.sql("SET datafusion.optimizer.prefer_hash_join = false")
+        .await?
+        .collect()
+        .await?;
+    Ok(())
 }
 
 /// A lake rooted at a local folder.
@@ -282,6 +408,9 @@ impl Lake {
         if let Some(p) = commit.replace_where {
             op = op.with_replace_where(p);
         }
+        if let Some(size) = commit.target_file_size {
+            op = op.with_target_file_size(std::num::NonZeroU64::new(size));
+        }
         op.await
             .with_context(|| format!("cannot write table {name}"))?;
         Ok(())
@@ -321,22 +450,26 @@ impl Lake {
         txn: Option<(&str, i64)>,
     ) -> Result<()> {
         let table = self.table(name, schema).await?;
-        let props = commit_properties(txn);
-        let batches = if batches.is_empty() {
-            vec![RecordBatch::new_empty(schema.clone())]
-        } else {
-            batches
+        write_to(table, name, schema, batches, mode, txn).await?;
+        Ok(())
+    }
+
+    /// [`Lake::append`] through `cache`, the table as the previous append
+    /// left it: a run's many commits to one raw table do not reopen it
+    /// (and replay its log) each time.
+    pub async fn append_cached(
+        &self,
+        cache: &mut Option<DeltaTable>,
+        name: &str,
+        schema: &SchemaRef,
+        batches: Vec<RecordBatch>,
+        txn: Option<(&str, i64)>,
+    ) -> Result<()> {
+        let table = match cache.take() {
+            Some(t) => t,
+            None => self.table(name, schema).await?,
         };
-        let mut op = table
-            .write(batches)
-            .with_save_mode(mode)
-            .with_commit_properties(props);
-        if mode == SaveMode::Append {
-            // Tables gain nullable columns over time (`runs`): merge them in.
-            op = op.with_schema_mode(SchemaMode::Merge);
-        }
-        op.await
-            .with_context(|| format!("cannot write table {name}"))?;
+        *cache = Some(write_to(table, name, schema, batches, SaveMode::Append, txn).await?);
         Ok(())
     }
 
@@ -374,10 +507,13 @@ pub struct Commit {
     pub replace_schema: bool,
     /// Cursors committed with the data: (application id, version).
     pub txns: Vec<(String, i64)>,
+    /// Data files of about this many bytes (the writer's default if `None`).
+    pub target_file_size: Option<u64>,
 }
 
 impl Commit {
-    fn properties(&self) -> CommitProperties {
+    /// The commit properties carrying the cursors.
+    pub fn properties(&self) -> CommitProperties {
         CommitProperties::default().with_application_transactions(
             self.txns
                 .iter()
@@ -385,6 +521,33 @@ impl Commit {
                 .collect(),
         )
     }
+}
+
+/// Write `batches` to `table` in one commit; returns the table as of it.
+async fn write_to(
+    table: DeltaTable,
+    name: &str,
+    schema: &SchemaRef,
+    batches: Vec<RecordBatch>,
+    mode: SaveMode,
+    txn: Option<(&str, i64)>,
+) -> Result<DeltaTable> {
+    let props = commit_properties(txn);
+    let batches = if batches.is_empty() {
+        vec![RecordBatch::new_empty(schema.clone())]
+    } else {
+        batches
+    };
+    let mut op = table
+        .write(batches)
+        .with_save_mode(mode)
+        .with_commit_properties(props);
+    if mode == SaveMode::Append {
+        // Tables gain nullable columns over time (`runs`): merge them in.
+        op = op.with_schema_mode(SchemaMode::Merge);
+    }
+    op.await
+        .with_context(|| format!("cannot write table {name}"))
 }
 
 /// Commit properties carrying an optional cursor as a Delta application

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod bench_identity;
+pub mod bench_lake;
 pub mod config;
 pub mod customers;
 pub mod demo;

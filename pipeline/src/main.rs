@@ -244,6 +244,13 @@ enum Cmd {
         /// Keep the lake here instead of a temporary folder.
         #[arg(long)]
         lake: Option<PathBuf>,
+        /// `lake`: the lake exists (from an earlier `--lake` run): run the
+        /// queries only.
+        #[arg(long)]
+        queries_only: bool,
+        /// `lake`: skip the DuckDB peer.
+        #[arg(long)]
+        no_peer: bool,
     },
 }
 
@@ -253,6 +260,9 @@ enum BenchKind {
     Pull,
     /// Identity at scale.
     Identity,
+    /// A generated lake of N orders: refresh, identity, customers and the
+    /// analysts' queries, beside DuckDB on the same Parquet files.
+    Lake,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -406,6 +416,7 @@ async fn run(cli: Cli) -> Result<()> {
             let opts = quanyu::runner::RunOptions {
                 chunk_rows: cfg.run.chunk_rows,
                 progress,
+                parallel_streams: cfg.run.parallel_streams,
             };
             let records = quanyu::runner::run_streams(&lake, &streams, &ctx, opts).await?;
             let ids = quanyu::identity::build_identity(&lake, &hasher, &cfg.identity).await?;
@@ -775,6 +786,93 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Bench {
+            kind: BenchKind::Lake,
+            orders,
+            lake,
+            queries_only,
+            no_peer,
+            ..
+        } => {
+            let tmp =
+                std::env::temp_dir().join(format!("quanyu-bench-lake-{}", std::process::id()));
+            let dir = lake.unwrap_or_else(|| tmp.clone());
+            let r = quanyu::bench_lake::run(&dir, orders as u64, queries_only).await;
+            let peer = match (&r, no_peer) {
+                (Ok(_), false) => Some(peer_queries(&dir)),
+                _ => None,
+            };
+            if dir == tmp {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+            let r = r?;
+            println!(
+                "lake of {} orders, {} customers; memory budget {} MiB (QUANYU_MEMORY_MB)",
+                r.orders,
+                r.customers,
+                quanyu::lake::memory_limit_bytes() / (1024 * 1024)
+            );
+            for s in &r.steps {
+                println!(
+                    "  {:<40} {:>8.2} s  peak {:>6.0} MiB",
+                    s.name, s.secs, s.peak_mib
+                );
+            }
+            let secs = |name: &str| {
+                r.steps
+                    .iter()
+                    .find(|s| s.name == name)
+                    .map_or(0.0, |s| s.secs)
+            };
+            if let Some(m) = &r.merge {
+                println!(
+                    "  after 1 % more: refresh {:.1} % of the first ({} new rows, {} of {} files rewritten{}); identity and customers {:.1} % of the first",
+                    100.0 * secs("refresh orders after 1 % more") / secs("refresh orders").max(1e-9),
+                    m.raw_rows,
+                    m.files_rewritten,
+                    m.files_before,
+                    if m.whole_table { ", whole table" } else { "" },
+                    100.0 * secs("identity and customers after 1 % more") / secs("identity and customers").max(1e-9),
+                );
+            }
+            println!(
+                "  {:<16} {:>9} {:>10} {:>9} {:>10} {:>8}  same answer",
+                "query", "quanyu s", "peak MiB", "DuckDB s", "peak MiB", "ratio"
+            );
+            for q in &r.queries {
+                let theirs = match &peer {
+                    Some(Ok(v)) => v.get(&q.name),
+                    _ => None,
+                };
+                match theirs {
+                    Some(t) => println!(
+                        "  {:<16} {:>9.2} {:>10.0} {:>9.2} {:>10.0} {:>7.2}x  {}",
+                        q.name,
+                        q.secs,
+                        q.peak_mib,
+                        t.secs,
+                        t.peak_mib,
+                        q.secs / t.secs.max(1e-9),
+                        if t.answer == q.answer { "yes" } else { "NO" }
+                    ),
+                    None => println!("  {:<16} {:>9.2} {:>10.0}", q.name, q.secs, q.peak_mib),
+                }
+            }
+            match peer {
+                Some(Err(e)) => println!("  DuckDB peer skipped: {e:#}"),
+                Some(Ok(v)) => {
+                    for q in &r.queries {
+                        if let Some(t) = v.get(&q.name).filter(|t| t.answer != q.answer) {
+                            println!(
+                                "  {}: quanyu answered\n{}  DuckDB answered\n{}",
+                                q.name, q.answer, t.answer
+                            );
+                        }
+                    }
+                }
+                None => {}
+            }
+        }
+        Cmd::Bench {
             kind: BenchKind::Pull,
             orders,
             chunk_rows,
@@ -831,6 +929,47 @@ fn peer_components(table: &std::path::Path) -> Result<(f64, u64)> {
         v["components_secs"].as_f64().unwrap_or(0.0),
         v["components"].as_u64().unwrap_or(0),
     ))
+}
+
+/// One query as the DuckDB peer ran it.
+struct PeerQuery {
+    secs: f64,
+    peak_mib: f64,
+    answer: String,
+}
+
+/// DuckDB on the lake's Parquet files (tests/bench/duckdb_queries.py, in a
+/// child process): each query's time, peak memory and CSV answer.
+fn peer_queries(lake: &std::path::Path) -> Result<std::collections::HashMap<String, PeerQuery>> {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bench/duckdb_queries.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(lake)
+        .output()
+        .context("cannot run python3")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("python3 failed")
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("DuckDB peer output")?;
+    let mut m = std::collections::HashMap::new();
+    for (name, q) in v.as_object().into_iter().flatten() {
+        m.insert(
+            name.clone(),
+            PeerQuery {
+                secs: q["secs"].as_f64().unwrap_or(0.0),
+                peak_mib: q["peak_mib"].as_f64().unwrap_or(0.0),
+                answer: q["answer"].as_str().unwrap_or("").to_string(),
+            },
+        );
+    }
+    Ok(m)
 }
 
 /// The lake named by `--lake`, else by the config, else `./lake`; it must exist.

@@ -10,6 +10,8 @@ use anyhow::Result;
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use deltalake::DeltaTable;
+use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use quanyu_connector_sdk::source::SinkError;
 use quanyu_connector_sdk::{
@@ -29,6 +31,8 @@ pub struct RunOptions {
     pub chunk_rows: usize,
     /// Draw progress bars (only when stderr is a terminal).
     pub progress: bool,
+    /// Streams pulled at once (each within its own rate limits).
+    pub parallel_streams: usize,
 }
 
 impl Default for RunOptions {
@@ -36,6 +40,7 @@ impl Default for RunOptions {
         RunOptions {
             chunk_rows: 100_000,
             progress: true,
+            parallel_streams: 4,
         }
     }
 }
@@ -67,12 +72,19 @@ struct ChunkSink<'a> {
     rows_out: u64,
     quarantined: u64,
     progress: ProgressBar,
+    /// The commit being written while the next chunk is pulled: the raw
+    /// table as it leaves it, and the rows it lands.
+    writing: Option<tokio::task::JoinHandle<Result<(Option<DeltaTable>, usize)>>>,
+    /// The raw table as the last commit left it (not reopened per commit).
+    raw: Option<DeltaTable>,
 }
 
 impl ChunkSink<'_> {
     /// Commit what is pending; with `cursor`, in the same commit as the rows.
     /// Quarantine rows are committed first, so a crash can repeat them but
-    /// never lose them.
+    /// never lose them. The commit runs in the background while the pull
+    /// goes on; commits stay in order (each waits for the one before), so a
+    /// cursor is never committed before the rows that precede it.
     async fn flush(&mut self, cursor: Option<(&str, i64)>) -> Result<()> {
         if !self.quarantine.is_empty() {
             let mut b = QuarantineBuilder::new(&self.run_id, Utc::now());
@@ -86,19 +98,34 @@ impl ChunkSink<'_> {
         if self.pending.is_empty() && cursor.is_none() {
             return Ok(());
         }
+        self.settle().await?;
         let batches = std::mem::take(&mut self.pending);
-        self.lake
-            .append(
-                &raw_table(self.table),
-                &self.table.schema(),
-                batches,
-                cursor,
-            )
-            .await?;
-        self.rows_out += self.pending_rows as u64;
-        self.pending_rows = 0;
+        let rows = std::mem::take(&mut self.pending_rows);
+        let lake = self.lake.clone();
+        let name = raw_table(self.table);
+        let schema = self.table.schema();
+        let mut cache = self.raw.take();
+        let cursor = cursor.map(|(app, v)| (app.to_string(), v));
         if cursor.is_some() {
             self.rows_since_cursor = 0;
+        }
+        self.writing = Some(tokio::spawn(async move {
+            let txn = cursor.as_ref().map(|(a, v)| (a.as_str(), *v));
+            lake.append_cached(&mut cache, &name, &schema, batches, txn)
+                .await?;
+            Ok((cache, rows))
+        }));
+        Ok(())
+    }
+
+    /// Wait for the commit in the background, if any.
+    async fn settle(&mut self) -> Result<()> {
+        if let Some(w) = self.writing.take() {
+            let (cache, rows) = w
+                .await
+                .map_err(|e| anyhow::anyhow!("lake write task: {e}"))??;
+            self.raw = cache;
+            self.rows_out += rows as u64;
         }
         Ok(())
     }
@@ -218,6 +245,8 @@ async fn pull_windows(
         rows_out: 0,
         quarantined: 0,
         progress: bar.clone(),
+        writing: None,
+        raw: None,
     };
     let n = windows.len();
     let mut completeness = Completeness::default();
@@ -274,6 +303,7 @@ async fn pull_windows(
         // deduplicates when the window is pulled again.
         sink.flush(None).await?;
     }
+    sink.settle().await?;
     record.rows_in = sink.rows_in as i64;
     record.rows_out = sink.rows_out as i64;
     record.rows_quarantined = sink.quarantined as i64;
@@ -356,37 +386,52 @@ pub async fn run_streams(
     let style =
         ProgressStyle::with_template("{spinner} {prefix:<32} {pos:>9} records {per_sec:>12} {msg}")
             .expect("valid template");
-    let mut records = Vec::new();
+    // Every table the streams write exists before they run side by side
+    // (creating one is not a commit that can be retried).
     let mut touched = Vec::new();
     for stream in streams {
+        if !touched.contains(&stream.table()) {
+            touched.push(stream.table());
+            lake.table(&raw_table(stream.table()), &stream.table().schema())
+                .await?;
+        }
+    }
+    lake.table("runs", &runs_schema()).await?;
+    lake.table("quarantine", &quarantine_schema()).await?;
+    let runs = streams.iter().map(|stream| {
         let bar = multi.add(
             ProgressBar::new_spinner()
                 .with_style(style.clone())
                 .with_prefix(stream.id().to_string()),
         );
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        let rec = run_stream(lake, stream, ctx, opts, bar).await;
-        tracing::info!(
-            stream = %stream.id(), status = %rec.status, rows_in = rec.rows_in, rows_out = rec.rows_out,
-            quarantined = rec.rows_quarantined, pages = rec.pages, requests = rec.requests, retries = rec.retries,
-            error = rec.error.as_deref().unwrap_or(""), "stream finished"
-        );
-        lake.append(
-            "runs",
-            &runs_schema(),
-            vec![runs_batch(std::slice::from_ref(&rec))],
-            None,
-        )
-        .await?;
-        if !touched.contains(&stream.table()) {
-            touched.push(stream.table());
+        async move {
+            let rec = run_stream(lake, stream, ctx, opts, bar).await;
+            tracing::info!(
+                stream = %stream.id(), status = %rec.status, rows_in = rec.rows_in, rows_out = rec.rows_out,
+                quarantined = rec.rows_quarantined, pages = rec.pages, requests = rec.requests, retries = rec.retries,
+                error = rec.error.as_deref().unwrap_or(""), "stream finished"
+            );
+            lake.append(
+                "runs",
+                &runs_schema(),
+                vec![runs_batch(std::slice::from_ref(&rec))],
+                None,
+            )
+            .await?;
+            Ok::<_, anyhow::Error>(rec)
         }
-        records.push(rec);
-    }
+    });
+    // Concurrent appends to one raw table commit one after another (Delta's
+    // optimistic concurrency: appends never conflict).
+    let records: Vec<RunRecord> = futures::stream::iter(runs)
+        .buffered(opts.parallel_streams.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
     for kind in touched {
         crate::refresh::refresh_current(lake, kind).await?;
     }
-    // Tables analysts expect even when no source fed them yet.
-    lake.table("quarantine", &quarantine_schema()).await?;
     Ok(records)
 }

@@ -301,6 +301,7 @@ pub fn add_section(cfg: &mut Config, ann: &SandboxAnnouncement, initial_days: i6
             sign_method: quanyu_taobao::SignMethod::HmacSha256,
             qps: 0,
             page_size: 100,
+            concurrency: 4,
             window_minutes: 24 * 60,
             lookback_minutes: 60,
             initial_days,

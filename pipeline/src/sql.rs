@@ -20,11 +20,26 @@ pub enum Format {
     Json,
 }
 
-/// Run `query` against the lake.
+/// Run `query` against the lake. Hash joins are fastest while their build
+/// side fits in the memory budget; when one does not, the query runs again
+/// with sort-merge joins, which spill to disk, instead of failing.
 pub async fn query(lake: &Lake, query: &str) -> Result<Vec<RecordBatch>> {
     let ctx = lake.session().await?;
     let df = ctx.sql(query).await.context("SQL error")?;
-    Ok(df.collect().await?)
+    match df.collect().await {
+        Ok(b) => Ok(b),
+        Err(e) if crate::lake::out_of_memory(&e) => {
+            tracing::warn!(
+                "the query's hash joins do not fit in the memory budget ({} MiB): running it again with joins that spill to disk",
+                crate::lake::memory_limit_bytes() / (1024 * 1024)
+            );
+            let ctx = lake.session().await?;
+            crate::lake::prefer_spilling_joins(&ctx).await?;
+            let df = ctx.sql(query).await.context("SQL error")?;
+            Ok(df.collect().await?)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Write `batches` in `format`.

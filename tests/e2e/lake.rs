@@ -27,6 +27,7 @@ fn opts() -> RunOptions {
     RunOptions {
         chunk_rows: 300,
         progress: false,
+        ..Default::default()
     }
 }
 
@@ -147,6 +148,7 @@ async fn a_crashed_run_resumes_without_loss_or_duplicates() {
     let small = RunOptions {
         chunk_rows: 100,
         progress: false,
+        ..Default::default()
     };
     let rec = run_stream(&lake, &crashing, &ctx(), small, bar.clone()).await;
     assert!(rec.rows_out > 0, "{rec:?}");
@@ -275,4 +277,186 @@ async fn refresh_over_many_small_raw_files_fits_in_memory() {
         .expect("the refresh fits the memory pool");
     assert_eq!(n, 60 * 800);
     assert_eq!(count(&lake, "select count(*) from orders").await, 12_000);
+}
+
+/// An order row of shop `shop` created at `t0 + n` minutes, last updated at `updated`.
+fn order(
+    n: i64,
+    status: quanyu_schemas::OrderStatus,
+    updated: chrono::DateTime<Utc>,
+) -> quanyu_schemas::OrderRow {
+    let t0 = chrono::DateTime::from_timestamp(1_735_000_000, 0).unwrap();
+    let created = t0 + Duration::minutes(n);
+    quanyu_schemas::OrderRow {
+        channel: quanyu_schemas::Channel::Taobao,
+        shop_id: format!("shop{}", n % 3),
+        buyer_id: Some(format!("b{n}")),
+        order_id: format!("{}{n:08}", created.timestamp()),
+        phone_hash: None,
+        phone_masked: None,
+        status,
+        platform_status: status.as_str().into(),
+        amount_fen: 100 + n,
+        item_count: 1,
+        province: None,
+        city: None,
+        created_at: created,
+        paid_at: Some(created),
+        updated_at: updated,
+        receiver_hash: None,
+    }
+}
+
+/// Land `rows` in raw_orders in one commit, stamped as ingested at `at`.
+async fn land(lake: &Lake, rows: &[quanyu_schemas::OrderRow], at: chrono::DateTime<Utc>) {
+    for chunk in rows.chunks(50_000) {
+        let mut b = quanyu_schemas::OrdersBuilder::new("r", at);
+        chunk.iter().for_each(|o| b.append(o));
+        lake.append(
+            "raw_orders",
+            &TableKind::Orders.schema(),
+            vec![b.finish()],
+            None,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// Every current row as text, in key order.
+async fn current_rows(lake: &Lake) -> Vec<String> {
+    let b = quanyu::sql::query(
+        lake,
+        "SELECT channel, shop_id, order_id, status, amount_fen, updated_at FROM orders ORDER BY channel, shop_id, order_id",
+    )
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    quanyu::sql::write(&b, quanyu::sql::Format::Csv, &mut out).unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A refresh after a few new rows merges them: it rewrites only the files
+/// holding their keys, adds the new keys, and leaves the table exactly as
+/// a whole rewrite of the same raw rows would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_refresh_merges_into_few_files_and_equals_a_rewrite() {
+    use quanyu_schemas::OrderStatus::*;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(&dir.path().join("merge")).unwrap();
+    let t = chrono::DateTime::from_timestamp(1_736_000_000, 0).unwrap();
+    // 300,000 orders over 208 days, one refresh: several files.
+    let base: Vec<_> = (0..300_000).map(|n| order(n, Paid, t)).collect();
+    land(&lake, &base, t).await;
+    // Small files, so that the table has many.
+    const FILE: u64 = 512 * 1024;
+    let first = quanyu::refresh::refresh_with_file_size(&lake, TableKind::Orders, FILE)
+        .await
+        .unwrap();
+    assert!(first.whole_table);
+    assert_eq!(first.raw_rows, 300_000);
+    // A later pull: the newest 500 orders completed, an old one refunded,
+    // 500 new orders, and one order seen again unchanged.
+    let later = t + Duration::hours(1);
+    let mut more: Vec<_> = (299_500..300_000)
+        .map(|n| order(n, Completed, later))
+        .collect();
+    more.push(order(7, Refunded, later));
+    more.extend((300_000..300_500).map(|n| order(n, Paid, later)));
+    more.push(order(100_000, Paid, t));
+    land(&lake, &more, later).await;
+    let merged = quanyu::refresh::refresh_with_file_size(&lake, TableKind::Orders, FILE)
+        .await
+        .unwrap();
+    assert!(!merged.whole_table, "{merged:?}");
+    assert_eq!(merged.raw_rows, more.len() as u64);
+    assert!(merged.files_before >= 3, "{merged:?}");
+    assert!(
+        merged.files_rewritten < merged.files_before,
+        "only the files holding changed keys: {merged:?}"
+    );
+    assert_eq!(count(&lake, "select count(*) from orders").await, 300_500);
+    assert_eq!(
+        count(
+            &lake,
+            "select count(*) from orders where status = 'completed'"
+        )
+        .await,
+        500
+    );
+    assert_eq!(
+        count(
+            &lake,
+            "select count(*) from orders where status = 'refunded'"
+        )
+        .await,
+        1
+    );
+    // The same raw rows into a fresh lake, refreshed once as a whole.
+    let whole = Lake::open(&dir.path().join("whole")).unwrap();
+    land(&whole, &base, t).await;
+    land(&whole, &more, later).await;
+    assert!(
+        quanyu::refresh::refresh(&whole, TableKind::Orders)
+            .await
+            .unwrap()
+            .whole_table
+    );
+    assert_eq!(current_rows(&lake).await, current_rows(&whole).await);
+    // Nothing new: nothing read, nothing written.
+    let again = quanyu::refresh::refresh(&lake, TableKind::Orders)
+        .await
+        .unwrap();
+    assert_eq!(again.raw_rows, 0);
+}
+
+/// Rows landed by a writer whose clock is two hours behind (an NTP step, a
+/// second host) still reach the current table: the refresh follows the raw
+/// table's versions, not timestamps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_with_a_clock_behind_still_reaches_the_current_table() {
+    use quanyu_schemas::OrderStatus::*;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let now = Utc::now();
+    land(
+        &lake,
+        &(0..100).map(|n| order(n, Paid, now)).collect::<Vec<_>>(),
+        now,
+    )
+    .await;
+    quanyu::refresh::refresh(&lake, TableKind::Orders)
+        .await
+        .unwrap();
+    let behind = now - Duration::hours(2);
+    let late: Vec<_> = (100..200).map(|n| order(n, Paid, behind)).collect();
+    land(&lake, &late, behind).await;
+    let r = quanyu::refresh::refresh(&lake, TableKind::Orders)
+        .await
+        .unwrap();
+    assert_eq!(r.raw_rows, 100);
+    assert_eq!(count(&lake, "select count(*) from orders").await, 200);
+    // And a status change stamped by the slow clock still wins over an
+    // older update of the same order.
+    land(
+        &lake,
+        &[order(5, Completed, now + Duration::minutes(1))],
+        behind,
+    )
+    .await;
+    quanyu::refresh::refresh(&lake, TableKind::Orders)
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            &lake,
+            "select count(*) from orders where status = 'completed'"
+        )
+        .await,
+        1
+    );
 }

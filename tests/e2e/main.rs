@@ -5,6 +5,7 @@ mod cli;
 mod identity;
 mod lake;
 mod listen;
+mod scale;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -114,6 +114,25 @@ impl TopClient {
         session: &Secret,
         biz: &[(&str, String)],
     ) -> Result<Bytes> {
+        self.call_with(ctx, method, session, biz, |body| {
+            check_envelope(ctx, body)?;
+            Ok(body.clone())
+        })
+        .await
+    }
+
+    /// [`TopClient::call`], reading the answer with `read` inside the retry
+    /// loop: one parse per answer, and an answer cut off mid-way (not JSON)
+    /// is retried like a transient fault.
+    pub async fn call_with<T>(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        session: &Secret,
+        biz: &[(&str, String)],
+        read: impl Fn(&Bytes) -> Result<T>,
+    ) -> Result<T> {
+        let read = &read;
         self.api
             .call(ctx, |_attempt| async move {
                 let timestamp = quanyu_schemas::time::format_beijing(chrono::Utc::now());
@@ -138,8 +157,19 @@ impl TopClient {
                 query.push(("sign", &signature));
                 let req = self.api.http().post(&self.gateway).query(&query).form(biz);
                 let body = self.api.send(ctx, req).await?;
-                check_envelope(ctx, &body)?;
-                Ok(body)
+                if memchr::memmem::find(&body, b"\"error_response\"").is_some() {
+                    check_envelope(ctx, &body)?;
+                }
+                read(&body).map_err(|e| {
+                    match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                        Ok(_) => e,
+                        Err(j) => ConnectorError::new(
+                            ctx,
+                            ErrorKind::Transient,
+                            format!("answer is not a JSON object: {j}"),
+                        ),
+                    }
+                })
             })
             .await
     }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
+use mapping::{MappedTrade, Rejected};
 use quanyu_connector_sdk::{
     ApiClient, ConfigError, ConnectorError, ConnectorSetup, CursorMode, ErrorKind, NormalizedPage,
     PageSink, PullContext, PullError, PullReport, RequestContext, Secret, SecretRef, Stream,
@@ -63,6 +64,9 @@ pub struct TaobaoConfig {
     /// Trades per page (1–100).
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// Pages of one window requested at once (1–32), within `qps`.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
     /// Window length in minutes (TOP allows at most one day).
     #[serde(default = "default_window_minutes")]
     pub window_minutes: i64,
@@ -106,6 +110,9 @@ fn default_qps() -> u32 {
 fn default_page_size() -> u32 {
     100
 }
+fn default_concurrency() -> u32 {
+    4
+}
 fn default_window_minutes() -> i64 {
     24 * 60
 }
@@ -129,6 +136,7 @@ pub fn build_streams(
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
     let app = cfg.app_key.as_str();
     ConfigError::check_range("taobao", app, "page_size", cfg.page_size, 1..=100, "")?;
+    ConfigError::check_range("taobao", app, "concurrency", cfg.concurrency, 1..=32, "")?;
     ConfigError::check_range(
         "taobao",
         app,
@@ -192,6 +200,7 @@ pub fn build_streams(
                 client: client.clone(),
                 decryptor: decryptor.clone(),
                 page_size: cfg.page_size,
+                concurrency: cfg.concurrency as usize,
                 plan,
             }) as Arc<dyn Stream>)
         })
@@ -297,6 +306,7 @@ pub struct TaobaoOrders {
     client: TopClient,
     decryptor: Option<Decryptor>,
     page_size: u32,
+    concurrency: usize,
     plan: WindowPlan,
 }
 
@@ -322,6 +332,74 @@ struct TradeList<'a> {
 /// A guard against a gateway that never says "no more pages".
 const MAX_PAGES_PER_WINDOW: u64 = 100_000;
 
+/// One page, parsed once and mapped: `total_results` and each trade in page
+/// order, mapped or rejected (with its raw text, for the quarantine).
+struct MappedPage {
+    total: u64,
+    trades: Vec<Result<MappedTrade, (Rejected, String)>>,
+}
+
+/// Reads and maps the pages of one window; shared by the page tasks.
+struct PageReader {
+    client: TopClient,
+    session: Secret,
+    shop: String,
+    page_size: u32,
+    start: String,
+    end: String,
+    hasher: quanyu_schemas::PiiHasher,
+}
+
+impl PageReader {
+    /// Fetch page `page_no`, parse it once and map its trades.
+    async fn read(&self, page_no: u64) -> Result<MappedPage, ConnectorError> {
+        let rctx = RequestContext::new("taobao", Some(&self.shop), INCREMENT_API);
+        let biz = [
+            ("fields", FIELDS.to_string()),
+            ("start_modified", self.start.clone()),
+            ("end_modified", self.end.clone()),
+            ("page_no", page_no.to_string()),
+            ("page_size", self.page_size.to_string()),
+        ];
+        self.client
+            .call_with(&rctx, INCREMENT_API, &self.session, &biz, |body| {
+                self.map(&rctx, body)
+            })
+            .await
+    }
+
+    fn map(&self, rctx: &RequestContext, body: &[u8]) -> Result<MappedPage, ConnectorError> {
+        let env: IncrementEnvelope = serde_json::from_slice(body).map_err(|e| {
+            ConnectorError::new(
+                rctx,
+                ErrorKind::Protocol,
+                format!("unreadable trades answer: {e}"),
+            )
+        })?;
+        let resp = env.trades_sold_increment_get_response.ok_or_else(|| {
+            ConnectorError::new(
+                rctx,
+                ErrorKind::Protocol,
+                "answer has no trades_sold_increment_get_response",
+            )
+        })?;
+        let total = resp.total_results.ok_or_else(|| {
+            ConnectorError::new(rctx, ErrorKind::Protocol, "answer has no total_results")
+        })?;
+        let trades = resp
+            .trades
+            .map(|t| t.trade)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|raw| {
+                mapping::map_trade_with_oaid(raw.get(), &self.shop, &self.hasher)
+                    .map_err(|rej| (rej, raw.get().to_string()))
+            })
+            .collect();
+        Ok(MappedPage { total, trades })
+    }
+}
+
 #[async_trait]
 impl Stream for TaobaoOrders {
     fn id(&self) -> &StreamId {
@@ -346,14 +424,22 @@ impl Stream for TaobaoOrders {
         ctx: &PullContext,
         sink: &mut dyn PageSink,
     ) -> Result<PullReport, PullError> {
+        use futures::StreamExt;
         let rctx = RequestContext::new("taobao", Some(&self.shop), INCREMENT_API);
         // TOP takes inclusive bounds with one-second resolution: [start, end - 1s].
-        let start = format_beijing(window.start);
-        let end = format_beijing(window.end - Duration::seconds(1));
+        let reader = Arc::new(PageReader {
+            client: self.client.clone(),
+            session: self.session.clone(),
+            shop: self.shop.clone(),
+            page_size: self.page_size,
+            start: format_beijing(window.start),
+            end: format_beijing(window.end - Duration::seconds(1)),
+            hasher: ctx.hasher.clone(),
+        });
         let mut report = PullReport::default();
         let mut seen = HashSet::new();
-        let first = self.fetch(&rctx, &start, &end, 1).await?;
-        let total = first.0;
+        let first = reader.read(1).await?;
+        let total = first.total;
         report.reported_total = Some(total);
         let pages = total.div_ceil(u64::from(self.page_size));
         if pages > MAX_PAGES_PER_WINDOW {
@@ -365,97 +451,62 @@ impl Stream for TaobaoOrders {
             .into());
         }
         if pages <= 1 {
-            self.emit(&first.1, ctx, &mut seen, &mut report, sink)
-                .await?;
+            self.emit(first, ctx, &mut seen, &mut report, sink).await?;
             return Ok(report);
         }
+        drop(first);
         // Newest first: read from the last page back to the first, so a
         // trade modified meanwhile (which moves to the front) shifts the
-        // unread ones towards us, never past us.
-        for page_no in (1..=pages).rev() {
-            let page = self.fetch(&rctx, &start, &end, page_no).await?;
-            self.emit(&page.1, ctx, &mut seen, &mut report, sink)
-                .await?;
+        // unread ones towards us, never past us. Up to `concurrency` pages
+        // are fetched and mapped at once, on the runtime's worker threads;
+        // they are handed over in page order.
+        let mut pages = futures::stream::iter((1..=pages).rev())
+            .map(|page_no| {
+                let reader = reader.clone();
+                let rctx = rctx.clone();
+                async move {
+                    tokio::spawn(async move { reader.read(page_no).await })
+                        .await
+                        .map_err(|e| {
+                            ConnectorError::new(
+                                &rctx,
+                                ErrorKind::Protocol,
+                                format!("page task failed: {e}"),
+                            )
+                        })?
+                }
+            })
+            .buffered(self.concurrency.max(1));
+        while let Some(page) = pages.next().await {
+            self.emit(page?, ctx, &mut seen, &mut report, sink).await?;
         }
         Ok(report)
     }
 }
 
 impl TaobaoOrders {
-    /// One page: (total_results, the page's body).
-    async fn fetch(
-        &self,
-        rctx: &RequestContext,
-        start: &str,
-        end: &str,
-        page_no: u64,
-    ) -> Result<(u64, quanyu_connector_sdk::Bytes), ConnectorError> {
-        let biz = [
-            ("fields", FIELDS.to_string()),
-            ("start_modified", start.to_string()),
-            ("end_modified", end.to_string()),
-            ("page_no", page_no.to_string()),
-            ("page_size", self.page_size.to_string()),
-        ];
-        let body = self
-            .client
-            .call(rctx, INCREMENT_API, &self.session, &biz)
-            .await?;
-        let env: IncrementEnvelope = serde_json::from_slice(&body).map_err(|e| {
-            ConnectorError::new(
-                rctx,
-                ErrorKind::Protocol,
-                format!("unreadable trades answer: {e}"),
-            )
-        })?;
-        let resp = env.trades_sold_increment_get_response.ok_or_else(|| {
-            ConnectorError::new(
-                rctx,
-                ErrorKind::Protocol,
-                "answer has no trades_sold_increment_get_response",
-            )
-        })?;
-        let total = resp.total_results.ok_or_else(|| {
-            ConnectorError::new(rctx, ErrorKind::Protocol, "answer has no total_results")
-        })?;
-        Ok((total, body))
-    }
-
-    /// Map, decrypt and hand over one page, skipping trades already seen in
-    /// this window.
+    /// Decrypt and hand over one mapped page, skipping trades already seen
+    /// in this window.
     async fn emit(
         &self,
-        body: &[u8],
+        page: MappedPage,
         ctx: &PullContext,
         seen: &mut HashSet<String>,
         report: &mut PullReport,
         sink: &mut dyn PageSink,
     ) -> Result<(), PullError> {
-        let rctx = RequestContext::new("taobao", Some(&self.shop), INCREMENT_API);
-        let env: IncrementEnvelope = serde_json::from_slice(body).map_err(|e| {
-            ConnectorError::new(
-                &rctx,
-                ErrorKind::Protocol,
-                format!("unreadable trades answer: {e}"),
-            )
-        })?;
-        let trades = env
-            .trades_sold_increment_get_response
-            .and_then(|r| r.trades)
-            .map(|t| t.trade)
-            .unwrap_or_default();
-        let mut rows = Vec::with_capacity(trades.len());
+        let mut rows = Vec::with_capacity(page.trades.len());
         let mut quarantine = Vec::new();
         let mut records_in = 0;
-        for raw in &trades {
-            match mapping::map_trade_with_oaid(raw.get(), &self.shop, &ctx.hasher) {
+        for t in page.trades {
+            match t {
                 Ok(m) => {
                     if seen.insert(m.row.order_id.clone()) {
                         rows.push((m.row, m.oaid));
                         records_in += 1;
                     }
                 }
-                Err(rej) => {
+                Err((rej, raw)) => {
                     if rej.key.as_ref().is_some_and(|k| !seen.insert(k.clone())) {
                         continue;
                     }
@@ -464,7 +515,7 @@ impl TaobaoOrders {
                         &self.id,
                         TableKind::Orders,
                         rej.key,
-                        raw.get(),
+                        &raw,
                         rej.reason,
                     ))
                 }

@@ -51,6 +51,7 @@ impl Top {
             sign_method: self.sign_method,
             qps: 0,
             page_size: 50,
+            concurrency: 3,
             window_minutes: 12 * 60,
             lookback_minutes: 60,
             initial_days: 6,

@@ -806,10 +806,7 @@ async fn cause_records(
         return Ok(out);
     }
     // Many causes (a rebuild after a config change): a join that spills.
-    ctx.sql("SET datafusion.optimizer.prefer_hash_join = false")
-        .await?
-        .collect()
-        .await?;
+    crate::lake::prefer_spilling_joins(&ctx).await?;
     let schema = Arc::new(Schema::new(
         ["a_type", "a_value", "b_type", "b_value", "rule"]
             .iter()
