@@ -113,12 +113,12 @@ struct People {
 /// Days of orders that a later pull sees again or anew.
 const RECENT_DAYS: u64 = 2;
 
-impl People {
-    fn phone(&self, p: u64) -> Option<String> {
-        self.hasher
-            .phone_text(&format!("13{:09}", mix(p ^ 0x9e37) % 1_000_000_000))
-    }
+/// Person `p`'s phone, hashed: the same on every marketplace and in WeCom.
+fn phone(hasher: &PiiHasher, p: u64) -> Option<String> {
+    hasher.phone_text(&format!("13{:09}", mix(p ^ 0x9e37) % 1_000_000_000))
+}
 
+impl People {
     /// The next batch of about `rows` orders, `None` when all are out.
     fn orders(&mut self, rows: usize) -> Option<RecordBatch> {
         let mut b = OrdersBuilder::new("bench-lake", self.ingested_at);
@@ -131,7 +131,7 @@ impl People {
             }
             let p = self.person;
             self.person += 1;
-            let phone = self.phone(p);
+            let phone = phone(&self.hasher, p);
             let home = market(mix(p));
             let second = (mix(p ^ 5) % 10 < 3).then(|| market(mix(p ^ 6)));
             let count = 1 + mix(p ^ 7) % 9;
@@ -203,7 +203,7 @@ impl Contacts {
         while n < rows && self.person < self.people {
             let p = self.person;
             self.person += 1;
-            if mix(p ^ 11) % 7 != 0 {
+            if !mix(p ^ 11).is_multiple_of(7) {
                 continue;
             }
             let added = as_of() - Duration::seconds((mix(p ^ 12) % (300 * 86_400)) as i64);
@@ -211,9 +211,7 @@ impl Contacts {
                 channel: Channel::Wecom,
                 contact_id: format!("wm{:028x}", mix(p ^ 13) as u128 * 0x1_0000_0001),
                 unionid: None,
-                phone_hash: self
-                    .hasher
-                    .phone_text(&format!("13{:09}", mix(p ^ 0x9e37) % 1_000_000_000)),
+                phone_hash: phone(&self.hasher, p),
                 owner_userid: format!("staff{}", p % 40),
                 add_way: Some(1),
                 state: None,

@@ -208,12 +208,16 @@ pub fn out_of_memory(e: &datafusion::error::DataFusionError) -> bool {
 }
 
 /// Plan equi-joins in `ctx` as sort-merge joins, which spill to disk, rather
-/// than hash joins, which must hold their build side in memory.
+/// than hash joins, which must hold their build side in memory; with small
+/// batches, so that the many sorts such a plan runs at once (and their
+/// merges of spill files) each need little memory to make progress.
 pub async fn prefer_spilling_joins(ctx: &SessionContext) -> Result<()> {
-    ctx.sql("SET datafusion.optimizer.prefer_hash_join = false")
-        .await?
-        .collect()
-        .await?;
+    for set in [
+        "SET datafusion.optimizer.prefer_hash_join = false",
+        "SET datafusion.execution.batch_size = 1024",
+    ] {
+        ctx.sql(set).await?.collect().await?;
+    }
     Ok(())
 }
 

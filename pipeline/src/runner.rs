@@ -58,6 +58,10 @@ pub async fn stream_cursor(lake: &Lake, stream: &dyn Stream) -> Result<Option<Da
     Ok(v.and_then(DateTime::from_timestamp_millis))
 }
 
+/// A background commit's result: the raw table as it left it, and the
+/// rows it landed.
+type Landed = (Option<DeltaTable>, usize);
+
 struct ChunkSink<'a> {
     lake: &'a Lake,
     table: TableKind,
@@ -74,7 +78,7 @@ struct ChunkSink<'a> {
     progress: ProgressBar,
     /// The commit being written while the next chunk is pulled: the raw
     /// table as it leaves it, and the rows it lands.
-    writing: Option<tokio::task::JoinHandle<Result<(Option<DeltaTable>, usize)>>>,
+    writing: Option<tokio::task::JoinHandle<Result<Landed>>>,
     /// The raw table as the last commit left it (not reopened per commit).
     raw: Option<DeltaTable>,
 }

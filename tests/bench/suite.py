@@ -96,7 +96,7 @@ class Top:
             "v": "2.0",
             "sign_method": "md5",
         }
-        p.update(biz)
+        p.update({k: str(v) for k, v in biz.items()})
         p["sign"] = top_sign(p, self.secret)
         return p
 
@@ -156,29 +156,33 @@ def duckdb_convert(pages_dir, out):
 
 
 def dlt_pull(ann, work):
-    """dlt's rest_api source (page-number paginator, TOP signing as a
-    requests auth hook) into Parquet files. Returns (rows, seconds)."""
+    """dlt's rest_api source (page-number paginator; TOP signing in the
+    client's requests session) into Parquet files. Returns (rows, seconds)."""
     import dlt
+    import requests
     from dlt.sources.rest_api import rest_api_source
-    from requests.auth import AuthBase
 
     top = Top(ann)
 
-    class TopAuth(AuthBase):
-        def __init__(self, session):
-            self.session = session
+    class SigningSession(requests.Session):
+        """Signs each request's parameters as TOP wants."""
 
-        def __call__(self, r):
-            from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+        def __init__(self, session_key):
+            super().__init__()
+            self.session_key = session_key
 
-            parts = urlsplit(r.url)
-            params = dict(parse_qsl(parts.query))
-            signed = top.params(self.session, params)
-            r.url = urlunsplit(parts._replace(query=urlencode(signed)))
-            return r
+        def prepare_request(self, request):
+            request.params = top.params(self.session_key, dict(request.params or {}))
+            return super().prepare_request(request)
 
-    resources = []
+    fields = (
+        "tid,tid_str,status,type,created,modified,pay_time,payment,total_fee,post_fee,"
+        "buyer_open_uid,receiver_name,receiver_address,receiver_mobile,receiver_phone,"
+        "receiver_state,receiver_city,oaid,orders.oid,orders.num"
+    )
+    sources = []
     for shop in ann["shops"]:
+        resources = []
         for i, (start, end) in enumerate(windows(31)):
             resources.append(
                 {
@@ -187,10 +191,7 @@ def dlt_pull(ann, work):
                     "endpoint": {
                         "path": "router/rest",
                         "params": {
-                            "fields": "tid,tid_str,status,type,created,modified,pay_time,payment,"
-                            "total_fee,post_fee,buyer_open_uid,receiver_name,receiver_address,"
-                            "receiver_mobile,receiver_phone,receiver_state,receiver_city,oaid,"
-                            "orders.oid,orders.num",
+                            "fields": fields,
                             "start_modified": fmt(start),
                             "end_modified": fmt(end - timedelta(seconds=1)),
                             "page_size": "100",
@@ -203,13 +204,22 @@ def dlt_pull(ann, work):
                             "total_path": None,
                             "stop_after_empty_page": True,
                         },
-                        "auth": TopAuth(shop["access_token"]),
                     },
                 }
             )
-    source = rest_api_source({"client": {"base_url": ann["base_url"] + "/"}, "resources": resources})
+        sources.append(
+            rest_api_source(
+                {
+                    "client": {
+                        "base_url": ann["base_url"] + "/",
+                        "session": SigningSession(shop["access_token"]),
+                    },
+                    "resources": resources,
+                },
+                name=f"top_{len(sources)}",
+            )
+        )
     os.environ["DESTINATION__FILESYSTEM__BUCKET_URL"] = str(work / "dlt")
-    os.environ["DATA_WRITER__DISABLE_COMPRESSION"] = "false"
     pipe = dlt.pipeline(
         pipeline_name="quanyu_peer",
         destination="filesystem",
@@ -217,10 +227,9 @@ def dlt_pull(ann, work):
         pipelines_dir=str(work / "dlt-pipelines"),
     )
     t = time.perf_counter()
-    info = pipe.run(source, loader_file_format="parquet")
+    pipe.run(sources, loader_file_format="parquet")
     secs = time.perf_counter() - t
     rows = pipe.last_trace.last_normalize_info.row_counts.get("trades", 0)
-    del info
     return rows, secs
 
 
