@@ -134,7 +134,7 @@ fn default_parallel_streams() -> usize {
 }
 
 fn default_chunk_rows() -> usize {
-    100_000
+    25_000
 }
 
 impl Config {

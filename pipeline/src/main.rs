@@ -239,7 +239,7 @@ enum Cmd {
         #[arg(long, default_value_t = 200_000)]
         orders: usize,
         /// Rows per commit.
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(long, default_value_t = 25_000)]
         chunk_rows: usize,
         /// Keep the lake here instead of a temporary folder.
         #[arg(long)]

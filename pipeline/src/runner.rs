@@ -38,7 +38,7 @@ pub struct RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
-            chunk_rows: 100_000,
+            chunk_rows: 25_000,
             progress: true,
             parallel_streams: 4,
         }
