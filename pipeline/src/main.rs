@@ -907,11 +907,22 @@ async fn run(cli: Cli) -> Result<()> {
 /// in a Python child process (tests/bench/identity_peer.py): (seconds,
 /// components).
 fn peer_components(table: &std::path::Path) -> Result<(f64, u64)> {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bench/identity_peer.py");
+    let v = run_peer("identity_peer.py", table)?;
+    Ok((
+        v["components_secs"].as_f64().unwrap_or(0.0),
+        v["components"].as_u64().unwrap_or(0),
+    ))
+}
+
+/// Run the peer script `tests/bench/<script>` on `arg` with python3; its
+/// stdout as JSON (its last stderr line as the error when it fails).
+fn run_peer(script: &str, arg: &std::path::Path) -> Result<serde_json::Value> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/bench")
+        .join(script);
     let out = std::process::Command::new("python3")
         .arg(&script)
-        .arg(table)
+        .arg(arg)
         .output()
         .context("cannot run python3")?;
     if !out.status.success() {
@@ -923,12 +934,7 @@ fn peer_components(table: &std::path::Path) -> Result<(f64, u64)> {
                 .unwrap_or("python3 failed")
         );
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim()).context("peer output")?;
-    Ok((
-        v["components_secs"].as_f64().unwrap_or(0.0),
-        v["components"].as_u64().unwrap_or(0),
-    ))
+    serde_json::from_slice(&out.stdout).with_context(|| format!("output of {}", script.display()))
 }
 
 /// One query as the DuckDB peer ran it.
@@ -941,23 +947,7 @@ struct PeerQuery {
 /// DuckDB on the lake's Parquet files (tests/bench/duckdb_queries.py, in a
 /// child process): each query's time, peak memory and CSV answer.
 fn peer_queries(lake: &std::path::Path) -> Result<std::collections::HashMap<String, PeerQuery>> {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/bench/duckdb_queries.py");
-    let out = std::process::Command::new("python3")
-        .arg(&script)
-        .arg(lake)
-        .output()
-        .context("cannot run python3")?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("python3 failed")
-        );
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("DuckDB peer output")?;
+    let v = run_peer("duckdb_queries.py", lake)?;
     let mut m = std::collections::HashMap::new();
     for (name, q) in v.as_object().into_iter().flatten() {
         m.insert(

@@ -8,9 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Run the built `quanyu` with `args` under a 256 MiB engine budget; fails
-/// the test on an error, and on a stall: a run that makes no progress for
-/// `deadline` is killed (DataFusion can deadlock under memory pressure, and
-/// a stuck run is worse than a failed one). Returns stdout.
+/// the test on an error, and on a stall: a run still going after `deadline`
+/// (far beyond its normal time) is killed (DataFusion can deadlock under
+/// memory pressure, and a stuck run is worse than a failed one). Returns
+/// stdout.
 fn quanyu_within(args: &[&str], deadline: Duration) -> String {
     let dir = tempfile::tempdir().unwrap();
     let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
