@@ -25,6 +25,9 @@ pub struct BenchResult {
     pub trades: i64,
     /// Seconds for the pull (all windows, commits included).
     pub pull_secs: f64,
+    /// CPU seconds (user and system, all threads of this process) the pull
+    /// used; the sandbox's are its child process's.
+    pub pull_cpu_secs: f64,
     /// Seconds for refreshing the current `orders` table.
     pub refresh_secs: f64,
     /// Peak resident memory of this process during the pull, MiB.
@@ -51,6 +54,21 @@ pub fn peak_rss_mib() -> f64 {
         })
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// CPU seconds (user and system, all threads) this process has used, from
+/// `/proc/self/stat` (in `USER_HZ` ticks, 100 per second on Linux).
+pub fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    ticks.iter().sum::<f64>() / 100.0
 }
 
 /// Run the benchmark with `orders` trades.
@@ -113,6 +131,7 @@ async fn bench_against(
         hasher,
     };
     let started = Instant::now();
+    let cpu_before = cpu_secs();
     let opts = RunOptions {
         chunk_rows,
         progress: true,
@@ -129,6 +148,7 @@ async fn bench_against(
         rows += rec.rows_out;
     }
     let pull_secs = started.elapsed().as_secs_f64();
+    let pull_cpu_secs = cpu_secs() - cpu_before;
     let pull_peak_rss_mib = peak_rss_mib();
     let t = Instant::now();
     crate::refresh::refresh_current(&lake, quanyu_schemas::TableKind::Orders).await?;
@@ -146,6 +166,7 @@ async fn bench_against(
     Ok(BenchResult {
         trades: rows,
         pull_secs,
+        pull_cpu_secs,
         refresh_secs,
         pull_peak_rss_mib,
         peak_rss_mib,

@@ -7,6 +7,7 @@
 //! seen yet, keeping one row per business key, the latest by `updated_at`;
 //! its own `txn` records how far it has read.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -73,12 +74,30 @@ pub fn memory_limit_bytes() -> usize {
 /// merge and keeps it while it streams its output, and the sort beside it
 /// (the other side of a sort-merge join) finds nothing left, not even room
 /// to spill. Errors name the five largest consumers.
+///
+/// Repartitions are the exception: they never spill (DataFusion 55 can
+/// deadlock in a repartition's spill pool when two of its inputs spill at
+/// once, apache/datafusion#24883: every thread parked, no error) and their
+/// queues are not bounded (a queue grows while its consumer is busy, e.g.
+/// spilling, as long as another queue is empty). They are charged to the
+/// pool up to a quarter of the budget; what they hold beyond that is not
+/// charged, so a backlog cannot starve the sorts and merges that drain it.
 #[derive(Debug)]
 pub struct CappedPool {
     inner: datafusion::execution::memory_pool::TrackConsumersPool<
         datafusion::execution::memory_pool::FairSpillPool,
     >,
     cap: usize,
+    repartition_share: usize,
+    repartitions: std::sync::Mutex<RepartitionLedger>,
+}
+
+/// What the repartitions hold: charged to the pool (all of them together)
+/// and uncharged beyond their share (per consumer id).
+#[derive(Debug, Default)]
+struct RepartitionLedger {
+    charged: usize,
+    uncharged: HashMap<usize, usize>,
 }
 
 impl CappedPool {
@@ -92,6 +111,60 @@ impl CappedPool {
             ),
             // Four per partition: the two sorts of a join, their merges.
             cap: limit / (4 * std::thread::available_parallelism().map_or(1, |n| n.get())),
+            repartition_share: limit / 4,
+            repartitions: Default::default(),
+        }
+    }
+
+    fn is_repartition(consumer: &datafusion::execution::memory_pool::MemoryConsumer) -> bool {
+        consumer.name().starts_with("RepartitionExec")
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, RepartitionLedger> {
+        self.repartitions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Grow a repartition's reservation (always succeeds): charged while the
+    /// repartitions together stay inside their share, uncharged beyond it.
+    fn grow_repartition(
+        &self,
+        reservation: &datafusion::execution::memory_pool::MemoryReservation,
+        additional: usize,
+    ) {
+        use datafusion::execution::memory_pool::MemoryPool;
+        let mut ledger = self.ledger();
+        if ledger.charged + additional <= self.repartition_share
+            && self.inner.try_grow(reservation, additional).is_ok()
+        {
+            ledger.charged += additional;
+        } else {
+            *ledger
+                .uncharged
+                .entry(reservation.consumer().id())
+                .or_default() += additional;
+        }
+    }
+
+    /// Shrink a repartition's reservation: its uncharged bytes first.
+    fn shrink_repartition(
+        &self,
+        reservation: &datafusion::execution::memory_pool::MemoryReservation,
+        shrink: usize,
+    ) {
+        use datafusion::execution::memory_pool::MemoryPool;
+        let mut ledger = self.ledger();
+        let id = reservation.consumer().id();
+        let over = ledger.uncharged.get(&id).copied().unwrap_or(0);
+        let from_over = over.min(shrink);
+        if from_over == over {
+            ledger.uncharged.remove(&id);
+        } else {
+            ledger.uncharged.insert(id, over - from_over);
+        }
+        let charged = shrink - from_over;
+        if charged > 0 {
+            ledger.charged = ledger.charged.saturating_sub(charged);
+            self.inner.shrink(reservation, charged);
         }
     }
 }
@@ -120,6 +193,9 @@ impl datafusion::execution::memory_pool::MemoryPool for CappedPool {
         reservation: &datafusion::execution::memory_pool::MemoryReservation,
         additional: usize,
     ) {
+        if Self::is_repartition(reservation.consumer()) {
+            return self.grow_repartition(reservation, additional);
+        }
         self.inner.grow(reservation, additional)
     }
 
@@ -128,6 +204,9 @@ impl datafusion::execution::memory_pool::MemoryPool for CappedPool {
         reservation: &datafusion::execution::memory_pool::MemoryReservation,
         shrink: usize,
     ) {
+        if Self::is_repartition(reservation.consumer()) {
+            return self.shrink_repartition(reservation, shrink);
+        }
         self.inner.shrink(reservation, shrink)
     }
 
@@ -140,12 +219,9 @@ impl datafusion::execution::memory_pool::MemoryPool for CappedPool {
         // cannot give it back while it streams: it is capped too (it merges
         // fewer files per pass instead).
         let consumer = reservation.consumer();
-        if consumer.name().starts_with("RepartitionExec") {
-            // A repartition never spills: DataFusion 55 can deadlock in its
-            // spill channel under memory pressure (every thread parked, no
-            // progress, no error). Its buffers are bounded by its channels'
-            // gate (about a batch per partition), so it may run over.
-            self.inner.grow(reservation, additional);
+        if Self::is_repartition(consumer) {
+            // Never refused: see the type's documentation.
+            self.grow_repartition(reservation, additional);
             return Ok(());
         }
         let capped = consumer.can_spill() || consumer.name().starts_with("ExternalSorterMerge");
@@ -668,7 +744,40 @@ pub fn strings(col: &arrow::array::ArrayRef) -> Result<arrow::array::StringArray
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
     use quanyu_schemas::tables::orders_schema;
+
+    #[test]
+    fn a_repartition_backlog_cannot_starve_the_sorts_that_drain_it() {
+        const MIB: usize = 1024 * 1024;
+        let pool: Arc<dyn MemoryPool> = Arc::new(CappedPool::new(64 * MIB));
+        let queue = MemoryConsumer::new("RepartitionExec[1]")
+            .with_can_spill(true)
+            .register(&pool);
+        // A backlog of four budgets: never refused, charged up to a quarter.
+        for _ in 0..256 {
+            queue.try_grow(MIB).expect("a repartition is never refused");
+        }
+        assert_eq!(queue.size(), 256 * MIB);
+        assert_eq!(pool.reserved(), 16 * MIB);
+        // A sort still gets memory to sort and to merge its spill files.
+        let sort = MemoryConsumer::new("ExternalSorter[0]")
+            .with_can_spill(true)
+            .register(&pool);
+        sort.try_grow(4 * MIB).expect("room beside the backlog");
+        let merge = MemoryConsumer::new("ExternalSorterMerge[0]").register(&pool);
+        merge.try_grow(4 * MIB).expect("room for a merge");
+        // Draining gives back the uncharged part first, then the charged.
+        queue.shrink(250 * MIB);
+        assert_eq!(pool.reserved(), 14 * MIB);
+        queue.free();
+        sort.free();
+        merge.free();
+        assert_eq!(pool.reserved(), 0);
+        // The share is there again for the next backlog.
+        queue.try_grow(16 * MIB).expect("never refused");
+        assert_eq!(pool.reserved(), 16 * MIB);
+    }
 
     #[test]
     fn one_writer_at_a_time() {

@@ -887,6 +887,11 @@ async fn run(cli: Cli) -> Result<()> {
                 r.trades as f64 / r.pull_secs.max(1e-9)
             );
             println!(
+                "pull CPU:      {:.2} s  ({:.1} µs per trade, all threads)",
+                r.pull_cpu_secs,
+                r.pull_cpu_secs * 1e6 / (r.trades.max(1) as f64)
+            );
+            println!(
                 "refresh:       {:.2} s  (orders current table)",
                 r.refresh_secs
             );

@@ -11,7 +11,9 @@ Parts:
           in a child process per side) beside, against one sandbox of the
           same seeded world: a plain Python fetch loop on one connection
           (fetch and parse, no output), DuckDB's read_json -> Parquet over
-          the pages that loop saved, and dlt's rest_api source -> Parquet.
+          the same server's pages (httpfs, signed GET URLs) and over the
+          pages that loop saved to disk (no HTTP: DuckDB's parsing and
+          writing alone), and dlt's rest_api source -> Parquet.
   lake    `quanyu bench lake --orders M`: a generated lake through refresh,
           identity and customers, then the analysts' queries of
           tests/bench/queries beside DuckDB on the same Parquet files.
@@ -100,7 +102,8 @@ class Top:
         p["sign"] = top_sign(p, self.secret)
         return p
 
-    def page(self, session, start, end, page_no):
+    def request(self, session, start, end, page_no):
+        """The URL and signed form of one page's request."""
         biz = {
             "fields": "tid,tid_str,status,type,created,modified,pay_time,payment,total_fee,post_fee,"
             "buyer_open_uid,receiver_name,receiver_address,receiver_mobile,receiver_phone,receiver_state,"
@@ -110,18 +113,24 @@ class Top:
             "page_no": str(page_no),
             "page_size": "100",
         }
-        r = self.http.post(self.url, data=self.params(session, biz))
+        return self.url, self.params(session, biz)
+
+    def page(self, session, start, end, page_no):
+        url, data = self.request(session, start, end, page_no)
+        r = self.http.post(url, data=data)
         r.raise_for_status()
         return r.content
 
 
 def fetch_loop(ann, out_dir):
     """The plain fetch loop: every page of every window, parsed; pages saved
-    (for DuckDB) outside the timed part. Returns (trades, seconds)."""
+    (for DuckDB) outside the timed part. Returns (trades, seconds, pages),
+    pages being every (session, start, end, page_no) it fetched."""
     top = Top(ann)
     trades = 0
     secs = 0.0
     n = 0
+    plan = []
     for shop in ann["shops"]:
         for start, end in windows(31):
             page_no, pages = 1, 1
@@ -134,25 +143,54 @@ def fetch_loop(ann, out_dir):
                 pages = -(-resp["total_results"] // 100)
                 trades += len(resp.get("trades", {}).get("trade", []))
                 (out_dir / f"page-{n:07}.json").write_bytes(body)
+                plan.append((shop["access_token"], start, end, page_no))
                 n += 1
                 page_no += 1
-    return trades, secs
+    return trades, secs, plan
 
 
-def duckdb_convert(pages_dir, out):
+def duckdb_connect():
+    """DuckDB with its httpfs extension from PyPI (duckdb-ext-httpfs): no
+    download from extensions.duckdb.org."""
     import duckdb
+    import duckdb_ext
 
-    con = duckdb.connect()
+    ext_dir = pathlib.Path(duckdb_ext.__path__[0]) / "extensions"
+    con = duckdb.connect(config={"extension_directory": str(ext_dir), "autoinstall_known_extensions": False})
+    con.execute("LOAD httpfs")
+    # Whole pages, no range requests: the API serves each page once.
+    con.execute("SET force_download = true")
+    return con
+
+
+def duckdb_convert(sources, out):
+    """DuckDB's read_json over `sources` (a glob or a list of URLs) into one
+    Parquet file of trades. Returns (rows, seconds)."""
+    con = duckdb_connect()
     t = time.perf_counter()
     con.execute(
         f"""COPY (
               SELECT unnest(trades_sold_increment_get_response.trades.trade, recursive := true)
-              FROM read_json('{pages_dir}/page-*.json', maximum_object_size = 100000000)
-            ) TO '{out}' (FORMAT parquet)"""
+              FROM read_json(?, maximum_object_size = 100000000)
+            ) TO '{out}' (FORMAT parquet)""",
+        [sources],
     )
     secs = time.perf_counter() - t
     rows = con.execute(f"SELECT count(*) FROM read_parquet('{out}')").fetchone()[0]
     return rows, secs
+
+
+def signed_urls(ann, plan):
+    """GET URLs (TOP takes its parameters in the query string too), signed
+    now, for every page the fetch loop found."""
+    from urllib.parse import urlencode
+
+    top = Top(ann)
+    urls = []
+    for session, start, end, page_no in plan:
+        _, data = top.request(session, start, end, page_no)
+        urls.append(f"{top.url}?{urlencode(data)}")
+    return urls
 
 
 def dlt_pull(ann, work):
@@ -250,15 +288,18 @@ def ingest(bin_, trades, work, skip_dlt):
     pulled = int(re.search(r"trades:\s+(\d+)", out).group(1))
     q_secs, q_rate = float(m.group(1)), int(m.group(2))
     pull_peak = float(re.search(r"peak memory:\s+(\d+) MiB during the pull", out).group(1))
+    cpu_us = float(re.search(r"pull CPU:\s+[\d.]+ s\s+\(([\d.]+) µs per trade", out).group(1))
     sandbox, ann = start_sandbox(bin_, trades)
     rows = []
     try:
         pages = work / "pages"
         pages.mkdir()
-        f_trades, f_secs = fetch_loop(ann, pages)
+        f_trades, f_secs, plan = fetch_loop(ann, pages)
         rows.append(("plain Python fetch loop (fetch + parse)", f_trades, f_secs, None))
-        d_rows, d_secs = duckdb_convert(pages, work / "duckdb.parquet")
-        rows.append(("DuckDB read_json -> Parquet (from saved pages)", d_rows, d_secs, None))
+        d_rows, d_secs = duckdb_convert(signed_urls(ann, plan), work / "duckdb-http.parquet")
+        rows.append(("DuckDB read_json -> Parquet (the same server, httpfs)", d_rows, d_secs, None))
+        d_rows, d_secs = duckdb_convert(f"{pages}/page-*.json", work / "duckdb.parquet")
+        rows.append(("DuckDB read_json -> Parquet (pages saved to disk, no HTTP)", d_rows, d_secs, None))
         if not skip_dlt:
             l_rows, l_secs = dlt_pull(ann, work)
             rows.append(("dlt rest_api -> Parquet", l_rows, l_secs, None))
@@ -266,7 +307,7 @@ def ingest(bin_, trades, work, skip_dlt):
         sandbox.kill()
     print(f"| tool | rows | seconds | rows/s | quanyu ÷ tool |")
     print(f"|---|---:|---:|---:|---:|")
-    print(f"| quanyu pull -> Delta (peak {pull_peak:.0f} MiB) | {pulled} | {q_secs:.2f} | {q_rate} | 1.00 |")
+    print(f"| quanyu pull -> Delta (peak {pull_peak:.0f} MiB, {cpu_us:.1f} µs CPU per trade) | {pulled} | {q_secs:.2f} | {q_rate} | 1.00 |")
     for name, n, s, _ in rows:
         rate = n / s if s else 0
         print(f"| {name} | {n} | {s:.2f} | {rate:.0f} | {q_rate / rate if rate else 0:.2f} |")
