@@ -99,7 +99,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     // The bridges: vendors' exports rendered from the same world, imported
     // with the mappings examples/quanyu.toml documents.
     let world_now =
-        quanyu_connector_sdk::sandbox::world::World::generate(demo_world(as_of, opts.orders));
+        quanyu_connector_sdk::sandbox::world::World::shared(&demo_world(as_of, opts.orders));
     // They hold raw phones, as real exports do: written outside the lake and
     // removed once imported (only hashes land).
     let sample_dir =
@@ -128,7 +128,29 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     .await;
     let _ = std::fs::remove_dir_all(&sample_dir);
     imported?;
+    // What the sandboxes showed, noted before they stop: the identity
+    // build then runs without the seeded world in memory.
+    let visible: Vec<(quanyu_schemas::Channel, usize)> = sb
+        .marketplaces
+        .iter()
+        .map(|(m, _)| (m.channel(), m.visible_orders()))
+        .collect();
+    let expected_orders = sb.visible_orders();
+    let expected_contacts = sb.wecom.visible_contacts().len()
+        + world_now
+            .contacts
+            .iter()
+            .filter(|c| {
+                c.origin == quanyu_connector_sdk::sandbox::world::ContactOrigin::PrivateOnly
+                    && c.added <= as_of
+            })
+            .count();
+    let expected_customers = world_now.expected_unified_customers(as_of, DECRYPT_CHANNELS);
+    sb.stop().await;
+    drop(world_now);
     build_identity(&lake, &hasher, &cfg.identity).await?;
+    // Every count from one session (each table opened once).
+    let session = lake.session().await?;
     let mut counts = Vec::new();
     for t in [
         "orders",
@@ -139,50 +161,28 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         "quarantine",
         "runs",
     ] {
-        let b = crate::sql::query(&lake, &format!("SELECT count(*) FROM {t}")).await?;
-        let n = b
-            .first()
-            .map(|b| {
-                arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(b.column(0))
-                    .value(0)
-            })
-            .unwrap_or(0);
+        let n = count(&session, &format!("SELECT count(*) FROM {t}")).await?;
         counts.push((t.to_string(), n));
     }
     let mut orders_by_channel = Vec::new();
-    for (m, _) in &sb.marketplaces {
-        let ch = m.channel();
-        let n = crate::status::first_count(
-            &crate::sql::query(
-                &lake,
-                &format!("SELECT count(*) FROM orders WHERE channel = '{ch}'"),
-            )
-            .await?,
-        );
-        orders_by_channel.push((ch.to_string(), n, m.visible_orders()));
-    }
-    let multi = crate::status::first_count(
-        &crate::sql::query(
-            &lake,
-            "SELECT count(*) FROM customers WHERE marketplace_count > 1",
+    for (ch, shown) in visible {
+        let n = count(
+            &session,
+            &format!("SELECT count(*) FROM orders WHERE channel = '{ch}'"),
         )
-        .await?,
-    );
-    let world =
-        quanyu_connector_sdk::sandbox::world::World::generate(demo_world(as_of, opts.orders));
+        .await?;
+        orders_by_channel.push((ch.to_string(), n, shown));
+    }
+    let multi = count(
+        &session,
+        "SELECT count(*) FROM customers WHERE marketplace_count > 1",
+    )
+    .await?;
     let summary = DemoSummary {
         counts,
-        expected_orders: sb.visible_orders(),
-        expected_contacts: sb.wecom.visible_contacts().len()
-            + world
-                .contacts
-                .iter()
-                .filter(|c| {
-                    c.origin == quanyu_connector_sdk::sandbox::world::ContactOrigin::PrivateOnly
-                        && c.added <= as_of
-                })
-                .count(),
-        expected_customers: world.expected_unified_customers(as_of, DECRYPT_CHANNELS),
+        expected_orders,
+        expected_contacts,
+        expected_customers,
         orders_by_channel,
         multi_marketplace_customers: multi,
         failed_streams: records
@@ -200,8 +200,13 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
             .collect(),
         as_of,
     };
-    sb.stop().await;
     Ok(summary)
+}
+
+/// The single count `sql` returns.
+async fn count(session: &datafusion::prelude::SessionContext, sql: &str) -> Result<i64> {
+    let batches = session.sql(sql).await?.collect().await?;
+    Ok(crate::status::first_count(&batches))
 }
 
 /// The marketplaces whose phones the demo decrypts (those with a decrypt API).

@@ -107,7 +107,7 @@ fn token_of(c: &str) -> Option<String> {
 impl DouyinSandbox {
     /// Generate the world and index it.
     pub fn new(cfg: DouyinSandboxConfig) -> Self {
-        let world = Arc::new(World::generate(cfg.world.clone()));
+        let world = World::shared(&cfg.world);
         let book = OrderBook::new(world, Channel::Douyin, cfg.as_of);
         let issuer = TokenIssuer::new(
             &format!("dy-{}", cfg.world.seed),

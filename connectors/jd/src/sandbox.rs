@@ -167,7 +167,7 @@ fn token_of(c: &str) -> Option<String> {
 impl JdSandbox {
     /// Generate the world and index it.
     pub fn new(cfg: JdSandboxConfig) -> Self {
-        let world = Arc::new(World::generate(cfg.world.clone()));
+        let world = World::shared(&cfg.world);
         let book = OrderBook::new(world, Channel::Jd, cfg.as_of);
         let issuer = TokenIssuer::new(
             &format!("jd-{}", cfg.world.seed),

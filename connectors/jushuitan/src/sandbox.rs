@@ -95,7 +95,7 @@ fn error(code: i64, msg: &str) -> Response {
 impl JushuitanSandbox {
     /// Generate the world and index it.
     pub fn new(cfg: JushuitanSandboxConfig) -> Self {
-        let world = Arc::new(World::generate(cfg.world.clone()));
+        let world = World::shared(&cfg.world);
         let book = OrderBook::new(world, Channel::Jushuitan, cfg.as_of);
         // One ERP company: one token for all its shops.
         let tokens = TokenIssuer::new("jst", 1, cfg.token_ttl_secs);

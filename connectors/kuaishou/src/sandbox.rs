@@ -124,7 +124,7 @@ fn decode_cursor(c: &str) -> Option<(i64, u64)> {
 impl KuaishouSandbox {
     /// Generate the world and index it.
     pub fn new(cfg: KuaishouSandboxConfig) -> Self {
-        let world = Arc::new(World::generate(cfg.world.clone()));
+        let world = World::shared(&cfg.world);
         let book = OrderBook::new(world, Channel::Kuaishou, cfg.as_of);
         let issuer = TokenIssuer::new(
             &format!("ks-{}", cfg.world.seed),

@@ -126,7 +126,7 @@ fn yuan(fen: i64) -> serde_json::Value {
 impl PddSandbox {
     /// Generate the world and index it.
     pub fn new(cfg: PddSandboxConfig) -> Self {
-        let world = Arc::new(World::generate(cfg.world.clone()));
+        let world = World::shared(&cfg.world);
         let book = OrderBook::new(world, Channel::Pdd, cfg.as_of);
         let issuer = TokenIssuer::new(
             &format!("pdd-{}", cfg.world.seed),

@@ -98,7 +98,7 @@ pub struct TopSandbox {
 impl TopSandbox {
     /// Generate the world and index it.
     pub fn new(cfg: TopSandboxConfig) -> Self {
-        let world = Arc::new(World::generate(cfg.world.clone()));
+        let world = World::shared(&cfg.world);
         let book = OrderBook::new(world, Channel::Taobao, cfg.as_of);
         let sessions = (0..book.shops().len())
             .map(|i| (cfg.session_for(i), i))

@@ -46,7 +46,7 @@ pub struct WecomSandboxConfig {
 
 struct Inner {
     cfg: WecomSandboxConfig,
-    world: World,
+    world: Arc<World>,
     tokens: Mutex<HashMap<String, DateTime<Utc>>>,
     as_of: RwLock<Option<DateTime<Utc>>>,
     faults: FaultInjector,
@@ -65,7 +65,7 @@ pub use quanyu_connector_sdk::sandbox::world::external_userid;
 impl WecomSandbox {
     /// Generate the world.
     pub fn new(cfg: WecomSandboxConfig) -> Self {
-        let world = World::generate(cfg.world.clone());
+        let world = World::shared(&cfg.world);
         let faults = FaultInjector::new(cfg.faults);
         let as_of = cfg.as_of;
         WecomSandbox {

@@ -9,7 +9,7 @@
 //! customers identity must find.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use chrono::{DateTime, Duration, Utc};
 use quanyu_schemas::Channel;
@@ -36,7 +36,7 @@ pub const REGIONS: &[(&str, &str)] = &[
 ];
 
 /// The size and shape of a world.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorldConfig {
     /// Seed: same seed, same world.
     pub seed: u64,
@@ -466,6 +466,31 @@ pub struct Receiver {
 }
 
 impl World {
+    /// The world for `config`, generated once while anyone in the process
+    /// holds it: the sandboxes of one demo (every marketplace and WeCom)
+    /// share one copy instead of each generating its own.
+    pub fn shared(config: &WorldConfig) -> Arc<World> {
+        static WORLDS: Mutex<Vec<(WorldConfig, Weak<World>)>> = Mutex::new(Vec::new());
+        let find = |worlds: &mut Vec<(WorldConfig, Weak<World>)>| {
+            worlds.retain(|(_, w)| w.strong_count() > 0);
+            worlds
+                .iter()
+                .find(|(c, _)| c == config)
+                .and_then(|(_, w)| w.upgrade())
+        };
+        if let Some(w) = find(&mut WORLDS.lock().unwrap_or_else(|e| e.into_inner())) {
+            return w;
+        }
+        // Generated outside the lock: other worlds are not held up.
+        let world = Arc::new(World::generate(config.clone()));
+        let mut worlds = WORLDS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = find(&mut worlds) {
+            return w;
+        }
+        worlds.push((config.clone(), Arc::downgrade(&world)));
+        world
+    }
+
     /// Generate the world for `config`; the same config gives the same world.
     pub fn generate(config: WorldConfig) -> World {
         let mut rng = StdRng::seed_from_u64(config.seed);
