@@ -308,13 +308,35 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let cli = Cli::parse();
-    init_logging(&cli);
-    if let Err(e) = run(cli).await {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
+fn main() {
+    limit_malloc_arenas();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the async runtime starts");
+    runtime.block_on(async {
+        let cli = Cli::parse();
+        init_logging(&cli);
+        if let Err(e) = run(cli).await {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    });
+}
+
+/// Two malloc arenas instead of glibc's eight per core: the threads that
+/// pull, write and query then reuse each other's freed memory (peak memory
+/// of a 200,000-order demo 574 MB instead of 766 MB, of a 1 M-trade pull 137
+/// MiB instead of 157, for about a tenth of the pull's speed). Before any
+/// thread starts; `MALLOC_ARENA_MAX` in the environment overrides it.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; no thread is
+        // running yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
     }
 }
 
