@@ -41,16 +41,42 @@ ROOT = HERE.parent.parent
 BEIJING = timezone(timedelta(hours=8))
 
 
-def timed_peak(cmd):
-    """Run `cmd`; (stdout, seconds, peak RSS MiB) via wait4's rusage."""
+def vm_hwm_mib(pid):
+    """The process's own peak resident memory (VmHWM, MiB), or None once it
+    is gone. Not wait4's ru_maxrss: Linux folds the forking parent's
+    resident size (this Python process, with DuckDB's buffers) into the
+    child's at exec."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def run_peak(cmd, **popen):
+    """Run `cmd` to its end; (seconds, peak MiB, exit status). The peak is
+    read every 20 ms while it runs (VmHWM only grows)."""
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    out = p.stdout.read()
-    _, status, usage = os.wait4(p.pid, 0)
-    secs = time.perf_counter() - t
+    p = subprocess.Popen(cmd, **popen)
+    peak = 0.0
+    while p.poll() is None:
+        peak = max(peak, vm_hwm_mib(p.pid) or 0.0)
+        time.sleep(0.02)
+    return time.perf_counter() - t, peak, p.returncode
+
+
+def timed_peak(cmd):
+    """Run `cmd`; (stdout, seconds, peak RSS MiB)."""
+    with tempfile.TemporaryFile(mode="w+") as out:
+        secs, peak, status = run_peak(cmd, stdout=out, stderr=subprocess.DEVNULL, text=True)
+        out.seek(0)
+        text = out.read()
     if status != 0:
         sys.exit(f"{' '.join(map(str, cmd))} failed (status {status})")
-    return out, secs, usage.ru_maxrss / 1024
+    return text, secs, peak
 
 
 # ---------------------------------------------------------------- ingest
@@ -325,16 +351,13 @@ def demo(bin_, orders, work):
     print(f"\n## demo: quanyu demo --orders {orders}\n", flush=True)
     d = work / "demo"
     d.mkdir()
-    t = time.perf_counter()
-    p = subprocess.Popen(
+    secs, peak, status = run_peak(
         [bin_, "--log-level", "error", "demo", "--orders", str(orders)],
         cwd=d,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _, status, usage = os.wait4(p.pid, 0)
-    secs = time.perf_counter() - t
-    print(f"quanyu demo --orders {orders}: {secs:.1f} s, peak {usage.ru_maxrss / 1024:.0f} MiB, exit {status}")
+    print(f"quanyu demo --orders {orders}: {secs:.1f} s, peak {peak:.0f} MiB, exit {status}")
 
 
 def main():

@@ -577,13 +577,18 @@ impl World {
             });
         }
         let private = (n as f64 * config.private_only_share) as usize;
+        // Who has a contact already (a lookup, not a scan of every contact:
+        // that was quadratic, minutes for a world of 10 M orders).
+        let mut has_contact = vec![false; n];
+        for c in &contacts {
+            has_contact[c.person as usize] = true;
+        }
         for _ in 0..private {
             let person = rng.random_range(0..n as u32);
-            if first_purchase[person as usize].is_some()
-                || contacts.iter().any(|c| c.person == person)
-            {
+            if first_purchase[person as usize].is_some() || has_contact[person as usize] {
                 continue;
             }
+            has_contact[person as usize] = true;
             contacts.push(Contact::private_only(person, &mut rng, &config));
         }
         let mut persons = persons;
@@ -1159,6 +1164,24 @@ fn phone_for(seed: u64, id: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_config_one_shared_world_while_held() {
+        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
+        let config = WorldConfig::demo(now, 300);
+        let a = World::shared(&config);
+        let b = World::shared(&config);
+        assert!(Arc::ptr_eq(&a, &b), "the same config shares one world");
+        let mut other = config.clone();
+        other.seed += 1;
+        let c = World::shared(&other);
+        assert!(!Arc::ptr_eq(&a, &c), "another config gets its own world");
+        let weak = Arc::downgrade(&a);
+        drop((a, b));
+        assert!(weak.upgrade().is_none(), "freed once nobody holds it");
+        let d = World::shared(&config);
+        assert_eq!(d.purchases.len(), World::generate(config).purchases.len());
+    }
 
     #[test]
     fn same_seed_same_world_and_phones_are_valid_and_unique() {
