@@ -215,15 +215,15 @@ impl datafusion::execution::memory_pool::MemoryPool for CappedPool {
         reservation: &datafusion::execution::memory_pool::MemoryReservation,
         additional: usize,
     ) -> datafusion::error::Result<()> {
-        // A sort's merge of its spill files takes what memory it can get, and
-        // cannot give it back while it streams: it is capped too (it merges
-        // fewer files per pass instead).
         let consumer = reservation.consumer();
         if Self::is_repartition(consumer) {
             // Never refused: see the type's documentation.
             self.grow_repartition(reservation, additional);
             return Ok(());
         }
+        // A sort's merge of its spill files takes what memory it can get, and
+        // cannot give it back while it streams: it is capped too (it merges
+        // fewer files per pass instead).
         let capped = consumer.can_spill() || consumer.name().starts_with("ExternalSorterMerge");
         if capped && reservation.size() + additional > self.cap {
             return Err(datafusion::error::DataFusionError::ResourcesExhausted(
