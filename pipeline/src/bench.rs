@@ -59,7 +59,12 @@ pub fn peak_rss_mib() -> f64 {
 /// CPU seconds (user and system, all threads) this process has used, from
 /// `/proc/self/stat` (in `USER_HZ` ticks, 100 per second on Linux).
 pub fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_secs_in("/proc/self/stat")
+}
+
+/// User and system CPU seconds in a `/proc/.../stat` file.
+fn cpu_secs_in(stat_file: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_file).unwrap_or_default();
     // Fields after the command name (which may hold spaces), from field 3.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let ticks: Vec<f64> = rest
@@ -184,4 +189,32 @@ fn tempfile_dir() -> Result<PathBuf> {
     ));
     std::fs::create_dir_all(&p)?;
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_counts_the_work_of_every_thread() {
+        // Spin until this thread itself has used `secs` of CPU.
+        fn spin(secs: f64) -> u64 {
+            let start = cpu_secs_in("/proc/thread-self/stat");
+            let mut x = 0u64;
+            while cpu_secs_in("/proc/thread-self/stat") - start < secs {
+                for _ in 0..100_000 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+            }
+            x
+        }
+        let before = cpu_secs();
+        // 0.2 s on this thread and 0.2 s on another one.
+        let other = std::thread::spawn(|| spin(0.2));
+        spin(0.2);
+        other.join().unwrap();
+        let used = cpu_secs() - before;
+        // Both threads count (ticks are 10 ms).
+        assert!(used >= 0.38, "{used} CPU seconds for two threads of 0.2 s");
+    }
 }

@@ -323,6 +323,9 @@ def ingest(bin_, trades, work, skip_dlt):
         f_trades, f_secs, plan = fetch_loop(ann, pages)
         rows.append(("plain Python fetch loop (fetch + parse)", f_trades, f_secs, None))
         d_rows, d_secs = duckdb_convert(signed_urls(ann, plan), work / "duckdb-http.parquet")
+        if d_rows != f_trades:
+            # An error page (an expired signature, say) has no trades.
+            sys.exit(f"DuckDB read {d_rows} trades over HTTP, the fetch loop {f_trades}")
         rows.append(("DuckDB read_json -> Parquet (the same server, httpfs)", d_rows, d_secs, None))
         d_rows, d_secs = duckdb_convert(f"{pages}/page-*.json", work / "duckdb.parquet")
         rows.append(("DuckDB read_json -> Parquet (pages saved to disk, no HTTP)", d_rows, d_secs, None))

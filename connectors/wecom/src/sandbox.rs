@@ -63,7 +63,8 @@ pub struct WecomSandbox {
 pub use quanyu_connector_sdk::sandbox::world::external_userid;
 
 impl WecomSandbox {
-    /// Generate the world.
+    /// A sandbox over the seeded world of `cfg` (shared with the other
+    /// sandboxes of the process that use the same world).
     pub fn new(cfg: WecomSandboxConfig) -> Self {
         let world = World::shared(&cfg.world);
         let faults = FaultInjector::new(cfg.faults);
