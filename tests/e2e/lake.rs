@@ -460,3 +460,67 @@ async fn a_writer_with_a_clock_behind_still_reaches_the_current_table() {
         1
     );
 }
+
+/// Analysts' SQL is read-only: writes, files and settings are refused with
+/// a clear error (also inside `EXPLAIN ANALYZE`, which would run them), the
+/// lake is unchanged and no file appears; queries, `EXPLAIN` and `DESCRIBE`
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analysts_sql_cannot_write_the_lake_or_read_files() {
+    use quanyu_schemas::OrderStatus::*;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(&dir.path().join("lake")).unwrap();
+    let now = Utc::now();
+    land(
+        &lake,
+        &(0..10).map(|n| order(n, Paid, now)).collect::<Vec<_>>(),
+        now,
+    )
+    .await;
+    quanyu::refresh::refresh(&lake, TableKind::Orders)
+        .await
+        .unwrap();
+    let version = lake.version("orders").await.unwrap();
+    let copied = dir.path().join("copied.csv");
+    let inside = dir.path().join("lake").join("orders").join("x.parquet");
+    let refused = [
+        "INSERT INTO orders SELECT * FROM orders".to_string(),
+        format!("COPY orders TO '{}'", copied.display()),
+        format!(
+            "COPY (SELECT * FROM orders) TO '{}' STORED AS PARQUET",
+            inside.display()
+        ),
+        "CREATE EXTERNAL TABLE pw (line VARCHAR) STORED AS CSV LOCATION '/etc/passwd'".into(),
+        "CREATE TABLE t AS SELECT 1".into(),
+        "CREATE VIEW v AS SELECT * FROM orders".into(),
+        "DROP TABLE orders".into(),
+        "DELETE FROM orders".into(),
+        "UPDATE orders SET amount_fen = 0".into(),
+        "SET datafusion.execution.batch_size = 1".into(),
+        "EXPLAIN ANALYZE INSERT INTO orders SELECT * FROM orders".into(),
+    ];
+    for q in &refused {
+        let err = quanyu::sql::query(&lake, q).await.expect_err(q).to_string();
+        assert!(err.contains("read-only"), "{q}: {err}");
+    }
+    for q in [
+        "SELECT * FROM '/etc/passwd'",
+        "SELECT * FROM read_csv('/etc/passwd')",
+    ] {
+        assert!(quanyu::sql::query(&lake, q).await.is_err(), "{q}");
+    }
+    assert_eq!(lake.version("orders").await.unwrap(), version);
+    assert_eq!(count(&lake, "select count(*) from orders").await, 10);
+    assert!(!copied.exists() && !inside.exists());
+    for q in [
+        "SELECT count(*) FROM orders",
+        "EXPLAIN SELECT count(*) FROM orders",
+        "DESCRIBE orders",
+        "SHOW TABLES",
+    ] {
+        assert!(
+            !quanyu::sql::query(&lake, q).await.unwrap().is_empty(),
+            "{q}"
+        );
+    }
+}
