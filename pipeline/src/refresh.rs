@@ -316,7 +316,9 @@ async fn write_rows(
     file_bytes: u64,
 ) -> Result<Vec<deltalake::kernel::Add>> {
     let mut rows = ctx.sql(sql).await?.execute_stream().await?;
-    let mut writer = RecordBatchWriter::for_table(table)?.with_target_file_size(file_bytes);
+    let mut writer = RecordBatchWriter::for_table(table)?
+        .with_target_file_size(file_bytes)
+        .with_writer_properties(crate::lake::writer_properties());
     while let Some(b) = rows.next().await {
         writer.write(crate::lake::conform(&b?, schema)?).await?;
     }

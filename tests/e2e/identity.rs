@@ -913,3 +913,112 @@ async fn many_changed_records_rewrite_edges_in_one_pass() {
     assert_incremental_equals_full(before.path(), &lake, &h, &cfg, "400 moved orders").await;
     assert_one_component_per_id(&lake).await;
 }
+
+/// A brand that starts from WeCom and its CRM, without any orders yet:
+/// identity builds, and `customers` holds the contacts' facts, the owner
+/// being the one of the latest contact (equal times: the greatest owner;
+/// untimed contacts rank below timed ones). Orders arriving later join the
+/// same customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customers_from_contacts_alone_then_with_orders() {
+    let h = hasher();
+    let cfg = IdentityConfig::default();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(&dir.path().join("lake")).unwrap();
+    let t0 = DateTime::from_timestamp(1_760_000_000, 0).unwrap();
+    let contact =
+        |channel, id: &str, phone: u64, owner: &str, at: Option<DateTime<Utc>>| ContactRow {
+            channel,
+            contact_id: id.into(),
+            unionid: None,
+            phone_hash: h.phone_text(&format!("139{:08}", 70_000 + phone)),
+            owner_userid: owner.into(),
+            add_way: None,
+            state: None,
+            tags: vec![],
+            created_at: at,
+            updated_at: at.unwrap_or(t0),
+        };
+    land(
+        &lake,
+        &[],
+        &[
+            // Person 1: one WeCom contact kept by two reps, the later one
+            // (zoe) wins over the earlier (yan); and a CRM member.
+            contact(Channel::Wecom, "wmP1", 1, "yan", Some(t0)),
+            contact(
+                Channel::Wecom,
+                "wmP1",
+                1,
+                "zoe",
+                Some(t0 + Duration::days(3)),
+            ),
+            contact(Channel::Crm, "VIP1", 1, "", Some(t0)),
+            // Person 2: two reps at the same time (the greatest wins) and
+            // one without a time (ranks below both).
+            contact(Channel::Wecom, "wmP2", 2, "amy", Some(t0)),
+            contact(Channel::Wecom, "wmP2", 2, "bob", Some(t0)),
+            contact(Channel::Wecom, "wmP2", 2, "zed", None),
+            // Person 3: an untimed WeCom contact, and a later CRM member
+            // that has no owner (an empty owner is no owner).
+            contact(Channel::Wecom, "wmP3", 3, "kim", None),
+            contact(Channel::Crm, "VIP3", 3, "", Some(t0 + Duration::days(9))),
+        ],
+    )
+    .await;
+    let s = build_identity(&lake, &h, &cfg).await.unwrap();
+    assert_eq!(s.customers, 3, "{s:?}");
+    let rows = |q: &'static str| {
+        let lake = lake.clone();
+        async move {
+            let mut out = Vec::new();
+            let b = quanyu::sql::query(&lake, q).await.unwrap();
+            quanyu::sql::write(&b, quanyu::sql::Format::Csv, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        }
+    };
+    let q = "SELECT m.id_value, c.owner_userid, c.in_private, c.order_count, c.marketplace_count, \
+             array_to_string(c.channels, '+') AS channels \
+             FROM customers c JOIN identity_map m ON m.unified_id = c.unified_id \
+             WHERE m.id_type = 'wecom_external_userid' ORDER BY m.id_value";
+    assert_eq!(
+        rows(q).await,
+        "id_value,owner_userid,in_private,order_count,marketplace_count,channels\n\
+         wmP1,zoe,true,0,0,crm+wecom\n\
+         wmP2,bob,true,0,0,wecom\n\
+         wmP3,kim,true,0,0,crm+wecom\n"
+    );
+    // Orders to person 1's phone join their customer.
+    let order = |i: u64| OrderRow {
+        channel: Channel::Jd,
+        shop_id: "s1".into(),
+        order_id: format!("{}", 4_100_000_000 + i),
+        buyer_id: None,
+        phone_hash: h.phone_text("13900070001"),
+        phone_masked: None,
+        status: OrderStatus::Paid,
+        platform_status: "paid".into(),
+        amount_fen: 1_000,
+        item_count: 1,
+        province: None,
+        city: None,
+        created_at: t0,
+        paid_at: Some(t0),
+        updated_at: t0,
+        receiver_hash: None,
+    };
+    land(&lake, &[order(1), order(2)], &[]).await;
+    let s = build_identity(&lake, &h, &cfg).await.unwrap();
+    assert_eq!(s.customers, 3, "{s:?}");
+    assert_eq!(
+        rows(q).await,
+        "id_value,owner_userid,in_private,order_count,marketplace_count,channels\n\
+         wmP1,zoe,true,2,1,crm+jd+wecom\n\
+         wmP2,bob,true,0,0,wecom\n\
+         wmP3,kim,true,0,0,crm+wecom\n"
+    );
+    assert_eq!(
+        int(&lake, "SELECT sum(gmv_fen) FROM customers").await,
+        2_000
+    );
+}
