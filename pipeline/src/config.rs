@@ -145,15 +145,63 @@ impl Config {
         Self::parse(&text).with_context(|| format!("invalid config {}", path.display()))
     }
 
-    /// Parse config text.
+    /// Parse config text. A parse error names the line, the column and
+    /// what was wrong, never the values written there: a secret pasted in
+    /// the wrong place must not reach a terminal or a log.
     pub fn parse(text: &str) -> Result<Config> {
-        Ok(toml::from_str(text)?)
+        toml::from_str(text).map_err(|e| anyhow::anyhow!(describe_toml_error(text, &e)))
+    }
+}
+
+/// `line L, column C: message`, with every value of `text` (strings,
+/// numbers, dates, in any position) replaced by `<value>` in the message,
+/// and without toml's echo of the source line.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let mut message = e.message().trim().to_string();
+    let mut values = Vec::new();
+    if let Ok(table) = text.parse::<toml::Table>() {
+        collect_values(&toml::Value::Table(table), &mut values);
+    }
+    // Longest first, so that a value inside a longer one cannot survive.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in &values {
+        for quoted in [
+            format!("{v:?}"),
+            format!("\"{v}\""),
+            format!("`{v}`"),
+            format!("'{v}'"),
+        ] {
+            message = message.replace(&quoted, "<value>");
+        }
+    }
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
+/// Every scalar value in `v`, as text.
+fn collect_values(v: &toml::Value, out: &mut Vec<String>) {
+    match v {
+        toml::Value::String(s) => out.push(s.clone()),
+        toml::Value::Integer(i) => out.push(i.to_string()),
+        toml::Value::Float(f) => out.push(f.to_string()),
+        toml::Value::Datetime(d) => out.push(d.to_string()),
+        toml::Value::Boolean(_) => {}
+        toml::Value::Array(a) => a.iter().for_each(|x| collect_values(x, out)),
+        toml::Value::Table(t) => t.values().for_each(|x| collect_values(x, out)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quanyu_connector_sdk::SecretRef;
 
     #[test]
     fn the_example_config_parses() {
@@ -170,14 +218,38 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_and_inline_secrets_are_rejected() {
-        assert!(Config::parse("[lake]\nrooot = 'x'").is_err());
-        let inline = "[[wecom]]\ncorp_id = 'ww1'\nsecret = 'plain-text-secret'\n";
-        let err = format!("{:#}", Config::parse(inline).unwrap_err());
+    fn unknown_fields_and_inline_secrets_are_rejected_without_echoing_values() {
+        let err = format!("{:#}", Config::parse("[lake]\nrooot = 'x'").unwrap_err());
         assert!(
-            !err.contains("plain-text-secret") || err.contains("secret"),
+            err.starts_with("line 2, column 1:") && err.contains("rooot"),
             "{err}"
         );
-        assert!(Config::parse("[[wecom]]\ncorp_id = 'ww1'\nsecret = { env = 'X' }\n").is_ok());
+        // A secret where a secret goes, in an unknown field, in a known
+        // field of another type, as a number, unquoted, inside a source.
+        let wecom = "[[wecom]]\ncorp_id = 'ww1'\n";
+        for (text, secret) in [
+            (format!("{wecom}secret = 'Pl41nTextSecret'\n"), "Pl41nTextSecret"),
+            (format!("{wecom}secret = \"Pl41nTextSecret\"\n"), "Pl41nTextSecret"),
+            (format!("{wecom}secret = {{ env = 'X' }}\nsecrte = 'Pl41nTextSecret'\n"), "Pl41nTextSecret"),
+            ("[[taobao]]\napp_key = 'k'\napp_secret = { env = 'X' }\nqps = 'Pl41nTextSecret'\nshops = []\n".to_string(), "Pl41nTextSecret"),
+            (format!("{wecom}secret = 98127361283\n"), "98127361283"),
+            (format!("{wecom}secret = Pl41nTextSecret\n"), "Pl41nTextSecret"),
+            (format!("{wecom}secret = {{ env = 98127361283 }}\n"), "98127361283"),
+            (format!("{wecom}secret = {{ value = 'Pl41nTextSecret' }}\n"), "Pl41nTextSecret"),
+            ("[[taobao]]\napp_key = 'k'\napp_secret = 'Pl41nTextSecret'\nshops = []\n".to_string(), "Pl41nTextSecret"),
+        ] {
+            let err = format!("{:#}", Config::parse(&text).unwrap_err());
+            assert!(!err.contains(secret), "{text}: {err}");
+            assert!(err.starts_with("line "), "{text}: {err}");
+        }
+        let err = format!(
+            "{:#}",
+            Config::parse(&format!("{wecom}secret = 'Pl41nTextSecret'\n")).unwrap_err()
+        );
+        assert!(err.contains("never written in the config"), "{err}");
+        let ok = Config::parse(&format!("{wecom}secret = {{ env = 'X' }}\n")).unwrap();
+        assert_eq!(ok.wecom[0].secret, SecretRef::Env("X".into()));
+        let ok = Config::parse(&format!("{wecom}secret = {{ file = '/run/s' }}\n")).unwrap();
+        assert_eq!(ok.wecom[0].secret, SecretRef::File("/run/s".into()));
     }
 }

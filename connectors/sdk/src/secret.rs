@@ -42,15 +42,15 @@ mod tests {
 
 /// Where a secret comes from: an environment variable or a file (never the
 /// config text itself).
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+/// A value written in its place (a secret pasted inline by mistake) is
+/// refused with an error that does not repeat it.
+#[derive(Clone, PartialEq, Eq)]
 pub enum SecretRef {
     /// Read from this environment variable: `{ env = "TAOBAO_APP_SECRET" }`.
     Env(String),
     /// Read from this file, trailing newline trimmed: `{ file = "/run/secrets/x" }`.
     File(std::path::PathBuf),
     /// Given by code (the demo and tests); cannot be written in a config file.
-    #[serde(skip)]
     Inline(Secret),
 }
 
@@ -61,6 +61,72 @@ impl fmt::Debug for SecretRef {
             SecretRef::File(p) => write!(f, "file:{}", p.display()),
             SecretRef::Inline(_) => f.write_str("inline:<redacted>"),
         }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SecretRefVisitor)
+    }
+}
+
+/// Reads `{ env = "VAR" }` or `{ file = "/path" }`; anything else (a secret
+/// written inline by mistake) is refused without echoing the value.
+struct SecretRefVisitor;
+
+const SECRET_HELP: &str = "a secret is never written in the config: write { env = \"VAR\" } or { file = \"/path/to/secret\" }";
+
+impl<'de> serde::de::Visitor<'de> for SecretRefVisitor {
+    type Value = SecretRef;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{ env = \"VAR\" } or { file = \"/path\" }")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<SecretRef, A::Error> {
+        use serde::de::Error;
+        let Some(key) = map.next_key::<String>()? else {
+            return Err(A::Error::custom(SECRET_HELP));
+        };
+        let out = match key.as_str() {
+            "env" => SecretRef::Env(map.next_value()?),
+            "file" => SecretRef::File(map.next_value()?),
+            other => {
+                return Err(A::Error::custom(format!(
+                    "unknown secret source `{other}`: {SECRET_HELP}"
+                )))
+            }
+        };
+        if map.next_key::<String>()?.is_some() {
+            return Err(A::Error::custom(format!(
+                "one source per secret: {SECRET_HELP}"
+            )));
+        }
+        Ok(out)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretRef, E> {
+        Err(E::custom(SECRET_HELP))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<SecretRef, E> {
+        Err(E::custom(SECRET_HELP))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<SecretRef, E> {
+        Err(E::custom(SECRET_HELP))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<SecretRef, E> {
+        Err(E::custom(SECRET_HELP))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<SecretRef, E> {
+        Err(E::custom(SECRET_HELP))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<SecretRef, A::Error> {
+        Err(<A::Error as serde::de::Error>::custom(SECRET_HELP))
     }
 }
 
