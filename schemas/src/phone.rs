@@ -79,16 +79,13 @@ pub fn normalize_phone(raw: &str) -> Result<NormalizedPhone, PhoneError> {
     }
     let mut digits = String::with_capacity(16);
     for c in trimmed.chars() {
-        match c {
-            '0'..='9' => digits.push(c),
-            '+' | ' ' | '-' | '.' | '(' | ')' | '\u{3000}' | '\t' => {}
-            // Full-width digits appear in hand-typed CRM exports.
-            '０'..='９' => digits.push(char::from(b'0' + (c as u32 - '０' as u32) as u8)),
-            _ => {
-                return Err(PhoneError::Invalid {
-                    digits: digits.len(),
-                })
-            }
+        // Full-width digits and separators appear in hand-typed CRM exports.
+        if let Some(d) = digit(c) {
+            digits.push(d);
+        } else if !is_separator(c) {
+            return Err(PhoneError::Invalid {
+                digits: digits.len(),
+            });
         }
     }
     if digits.is_empty() {
@@ -109,33 +106,107 @@ pub fn normalize_phone(raw: &str) -> Result<NormalizedPhone, PhoneError> {
     }
 }
 
-/// True when `text` contains a run of digits that normalizes to a mobile
-/// number; used to scrub free text such as quarantined raw records.
+/// The spans (byte ranges) of `text` that hold a mobile number in any form
+/// [`normalize_phone`] accepts: plain, grouped by spaces, dashes, dots or
+/// brackets (`139 1234 0101`, `139-1234-0101`, `(+86) 139.1234.0101`),
+/// full-width (`１３９１２３４０１０１`, `＋86`), with a `86` or `0086`
+/// prefix. Used to scrub free text such as quarantined raw records.
+/// Numbers are matched on whole digit groups, so a longer id that
+/// contains eleven digits (an order id) is not a phone.
 pub fn find_phones(text: &str) -> Vec<(usize, usize)> {
-    let bytes = text.as_bytes();
+    // Digit groups: (start, end, digits), with whether the gap before the
+    // next group is a separator run short enough to join them.
+    let mut groups: Vec<(usize, usize, String)> = Vec::new();
+    let mut joins: Vec<bool> = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    let mut gap = 0usize; // separator characters since the last group
+    let mut gap_ok = false;
+    while let Some((at, c)) = chars.next() {
+        if let Some(d) = digit(c) {
+            let mut digits = String::from(d);
+            let mut end = at + c.len_utf8();
+            while let Some(&(i, c)) = chars.peek() {
+                match digit(c) {
+                    Some(d) => {
+                        digits.push(d);
+                        end = i + c.len_utf8();
+                        chars.next();
+                    }
+                    None => break,
+                }
+            }
+            if !groups.is_empty() {
+                joins.push(gap_ok && gap <= 3);
+            }
+            groups.push((at, end, digits));
+            gap = 0;
+            gap_ok = true;
+        } else if is_separator(c) {
+            gap += 1;
+        } else {
+            gap_ok = false;
+        }
+    }
     let mut spans = Vec::new();
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i].is_ascii_digit() {
-            let start = i;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
+    while i < groups.len() {
+        let mut digits = String::new();
+        let mut found = None;
+        for j in i..groups.len() {
+            if j > i && !joins[j - 1] {
+                break;
             }
-            let run = &text[start..i];
-            let candidate = match run.len() {
-                11 => Some(run),
-                13 if run.starts_with("86") => Some(&run[2..]),
-                15 if run.starts_with("0086") => Some(&run[4..]),
+            digits.push_str(&groups[j].2);
+            let candidate = match digits.len() {
+                11 => Some(&digits[..]),
+                13 if digits.starts_with("86") => Some(&digits[2..]),
+                15 if digits.starts_with("0086") => Some(&digits[4..]),
+                n if n > 15 => break,
                 _ => None,
             };
             if candidate.is_some_and(|c| normalize_phone(c).is_ok()) {
-                spans.push((start, i));
+                found = Some(j);
+                break;
             }
-        } else {
-            i += 1;
+        }
+        match found {
+            Some(j) => {
+                spans.push((groups[i].0, groups[j].1));
+                i = j + 1;
+            }
+            None => i += 1,
         }
     }
     spans
+}
+
+/// An ASCII or full-width digit, as ASCII.
+fn digit(c: char) -> Option<char> {
+    match c {
+        '0'..='9' => Some(c),
+        '０'..='９' => char::from_u32('0' as u32 + (c as u32 - '０' as u32)),
+        _ => None,
+    }
+}
+
+/// What may stand between the digit groups of one written phone number.
+fn is_separator(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '-'
+            | '.'
+            | '('
+            | ')'
+            | '+'
+            | '\u{3000}'
+            | '\t'
+            | '－'
+            | '＋'
+            | '（'
+            | '）'
+            | '．'
+            | '\u{a0}'
+    )
 }
 
 #[cfg(test)]
@@ -219,6 +290,49 @@ mod tests {
         for real in ["13912345679", "13800138001", "18612345977"] {
             assert!(!normalize_phone(real).unwrap().is_placeholder(), "{real}");
         }
+    }
+
+    #[test]
+    fn finds_phones_in_every_written_form() {
+        for written in [
+            "13912340101",
+            "139 1234 0101",
+            "139-1234-0101",
+            "139.1234.0101",
+            "(+86) 139.1234.0101",
+            "+86 139 1234 0101",
+            "＋86 139 1234 0101",
+            "0086-13912340101",
+            "8613912340101",
+            "１３９１２３４０１０１",
+            "１３９－１２３４－０１０１",
+            "139\u{3000}1234\u{3000}0101",
+        ] {
+            let text = format!(r#"{{"tel":"{written}","n":2}}"#);
+            let spans = find_phones(&text);
+            assert_eq!(spans.len(), 1, "{written}");
+            let found = &text[spans[0].0..spans[0].1];
+            assert_eq!(
+                normalize_phone(found).unwrap().digits(),
+                "13912340101",
+                "{written}: {found}"
+            );
+            assert!(written.ends_with(found), "{written}: {found}");
+        }
+        // Not phones: order ids, a phone's digits inside a longer id, two
+        // numbers apart, landlines.
+        for text in [
+            "3100000000001",
+            "tid 313912340101",
+            "010-88886666",
+            "13912340101999",
+            "1391234 and then 0101",
+        ] {
+            assert!(find_phones(text).is_empty(), "{text}");
+        }
+        // Beside other numbers.
+        let text = "order 3100000000001 13912340101, 2 items, 18612345977";
+        assert_eq!(find_phones(text).len(), 2);
     }
 
     #[test]

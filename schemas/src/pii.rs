@@ -116,10 +116,11 @@ impl PiiHasher {
         let mut last = 0;
         for (start, end) in spans {
             out.push_str(&text[last..start]);
-            let run = &text[start..end];
-            let national = &run[run.len() - 11..];
             out.push_str("phone:");
-            out.push_str(&self.hash(national));
+            match normalize_phone(&text[start..end]) {
+                Ok(p) => out.push_str(&self.hash(p.digits())),
+                Err(_) => out.push_str("unreadable"),
+            }
             last = end;
         }
         out.push_str(&text[last..]);
@@ -192,5 +193,14 @@ mod tests {
         assert!(!out.contains("13912345678"));
         assert!(out.contains(&format!("phone:{}", h.phone_text("13912345678").unwrap())));
         assert!(out.contains("3000000000001"));
+        let tagged = format!("phone:{}", h.phone_text("13912340101").unwrap());
+        for (written, kept) in [
+            ("139 1234 0101", ""),
+            ("＋86 １３９-1234-0101", "＋"),
+            ("(86) 139.1234.0101", "("),
+        ] {
+            let out = h.scrub(&format!("tel={written};"));
+            assert_eq!(out, format!("tel={kept}{tagged};"), "{written}");
+        }
     }
 }

@@ -76,7 +76,7 @@ pub struct PullContext {
 
 impl PullContext {
     /// A quarantine row for a record of `stream` that could not be mapped;
-    /// phones in `raw` are replaced by their hashes.
+    /// phones in `raw`, the key and the reason are replaced by their hashes.
     pub fn reject(
         &self,
         stream: &StreamId,
@@ -88,9 +88,9 @@ impl PullContext {
         QuarantineRow {
             source: stream.to_string(),
             target_table: table.name().into(),
-            record_key: key,
+            record_key: key.map(|k| self.hasher.scrub(&k)),
             raw: self.hasher.scrub(raw),
-            reason,
+            reason: self.hasher.scrub(&reason),
             field: None,
         }
     }
@@ -107,16 +107,16 @@ impl PullContext {
         QuarantineRow {
             source: stream.to_string(),
             target_table: table.name().into(),
-            record_key: key,
+            record_key: key.map(|k| self.hasher.scrub(&k)),
             raw: format!(
                 "{}=hash:{}",
                 problem.field,
                 self.hasher.hash(&problem.value)
             ),
-            reason: format!(
+            reason: self.hasher.scrub(&format!(
                 "{}: {}; the row landed without it",
                 problem.field, problem.reason
-            ),
+            )),
             field: Some(problem.field.clone()),
         }
     }

@@ -148,6 +148,38 @@ pub struct RowMapper {
 #[error("{0}")]
 pub struct MappingError(pub String);
 
+/// A header row as an error may show it: when the first row is data (a
+/// file without a header), cells holding numbers, mail addresses or long
+/// text (more than 16 characters) are not repeated.
+fn header_for_errors(header: &[String]) -> String {
+    let plausible = |h: &str| {
+        let digits = h
+            .chars()
+            .filter(|c| c.is_ascii_digit() || ('０'..='９').contains(c))
+            .count();
+        h.chars().count() <= 16 && digits < 5 && !h.contains('@')
+    };
+    let shown: Vec<&str> = header
+        .iter()
+        .take(40)
+        .map(|h| {
+            if plausible(h) {
+                h.as_str()
+            } else {
+                "<value not shown>"
+            }
+        })
+        .collect();
+    let mut out = shown.join(", ");
+    if header.len() > shown.len() {
+        out.push_str(&format!(", ... ({} columns)", header.len()));
+    }
+    if header.iter().any(|h| !plausible(h)) {
+        out.push_str(" (the first row looks like data: does the file have a header row?)");
+    }
+    out
+}
+
 impl RowMapper {
     /// Compile `columns` against a file's `header`.
     pub fn new(
@@ -172,7 +204,7 @@ impl RowMapper {
             let idx = header.iter().position(|h| *h == col).ok_or_else(|| {
                 MappingError(format!(
                     "column {col:?} (for {field}) is not in the header: {}",
-                    header.join(", ")
+                    header_for_errors(&header)
                 ))
             })?;
             let (parser, map) = match spec {
@@ -467,5 +499,48 @@ impl Fields<'_> {
             cost_fen,
             source: String::new(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quanyu_schemas::LakeKey;
+
+    /// A file whose first row is data: the error says so and repeats no
+    /// phone, mail address or long value from it; a real header is shown.
+    #[test]
+    fn a_missing_column_error_does_not_repeat_a_data_row() {
+        let columns = BTreeMap::from([("phone".to_string(), ColumnSpec::Name("被叫号码".into()))]);
+        let hasher = PiiHasher::new(&LakeKey::from_bytes([3; 32]));
+        let new = |header: &[&str]| {
+            let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+            RowMapper::new(
+                TableKind::Touchpoints,
+                &columns,
+                &BTreeMap::new(),
+                None,
+                &header,
+                hasher.clone(),
+            )
+            .err()
+            .expect("the column is missing")
+            .0
+        };
+        let err = new(&[
+            "139 1234 0101",
+            "a.b@example.com",
+            "浙江省杭州市西湖区文三路一百二十号三单元",
+            "CALL8812345",
+        ]);
+        for leaked in ["1234", "example", "文三路", "8812345"] {
+            assert!(!err.contains(leaked), "{err}");
+        }
+        assert!(err.contains("does the file have a header row"), "{err}");
+        let err = new(&["通话ID", "号码", "呼叫时间"]);
+        assert!(
+            err.contains("通话ID, 号码, 呼叫时间") && !err.contains("header row?"),
+            "{err}"
+        );
     }
 }
