@@ -151,8 +151,15 @@ fn cell_text(v: &DataRef<'_>) -> String {
     }
 }
 
+/// Excel's own limit: 16,384 columns (`A` to `XFD`). A cell claiming a
+/// column beyond it (a hostile `ZZZZZZ1`) refuses the file instead of
+/// growing a row to hundreds of millions of cells.
+pub const XLSX_MAX_COLUMNS: usize = 16_384;
+
 /// Read one sheet of an XLSX workbook (the first when `sheet` is `None`):
 /// `header(cells)` for its first row, then `row(row_number, cells)` per row.
+/// Excel does not store empty cells, so a row whose last cells are empty
+/// is padded to the header's width.
 pub fn read_xlsx(
     path: &Path,
     sheet: Option<&str>,
@@ -175,14 +182,19 @@ pub fn read_xlsx(
     let mut current: Option<u32> = None;
     let mut values: Vec<String> = Vec::new();
     let mut seen_header = false;
+    let mut width = 0;
     let mut flush =
-        |r: u32, values: Vec<String>, seen_header: &mut bool| -> Result<(), ReadError> {
+        |r: u32, mut values: Vec<String>, seen_header: &mut bool| -> Result<(), ReadError> {
             if !*seen_header {
                 *seen_header = true;
+                width = values.len();
                 return header(values);
             }
             if values.iter().all(String::is_empty) {
                 return Ok(());
+            }
+            if values.len() < width {
+                values.resize(width, String::new());
             }
             row(u64::from(r) + 1, values)
         };
@@ -198,6 +210,13 @@ pub fn read_xlsx(
             current = Some(r);
         }
         let c = c as usize;
+        if c >= XLSX_MAX_COLUMNS {
+            return Err(ReadError::Xlsx(format!(
+                "row {}: a cell in column {} (Excel stops at {XLSX_MAX_COLUMNS})",
+                r + 1,
+                c + 1
+            )));
+        }
         if values.len() <= c {
             values.resize(c + 1, String::new());
         }
@@ -226,5 +245,80 @@ mod tests {
         // A head cut inside a UTF-8 character is still UTF-8.
         let s = "被叫号码".as_bytes();
         assert_eq!(detect(&s[..s.len() - 1]), encoding_rs::UTF_8);
+    }
+
+    /// A workbook with a 5-column header, a full row, and a row whose last
+    /// two cells are empty (Excel does not store them).
+    fn workbook(path: &Path) {
+        let mut wb = rust_xlsxwriter::Workbook::new();
+        let ws = wb.add_worksheet();
+        for c in 0..5u16 {
+            ws.write_string(0, c, format!("h{c}")).unwrap();
+            ws.write_string(1, c, format!("v{c}")).unwrap();
+        }
+        for c in 0..3u16 {
+            ws.write_string(2, c, format!("w{c}")).unwrap();
+        }
+        wb.save(path).unwrap();
+    }
+
+    fn rows(path: &Path) -> Result<Vec<Vec<String>>, ReadError> {
+        let out = std::cell::RefCell::new(Vec::new());
+        read_xlsx(
+            path,
+            None,
+            &mut |h| {
+                out.borrow_mut().push(h);
+                Ok(())
+            },
+            &mut |_, r| {
+                out.borrow_mut().push(r);
+                Ok(())
+            },
+        )?;
+        Ok(out.into_inner())
+    }
+
+    #[test]
+    fn xlsx_rows_with_empty_last_cells_are_padded_to_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.xlsx");
+        workbook(&path);
+        let rows = rows(&path).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[2], ["w0", "w1", "w2", "", ""]);
+    }
+
+    /// One cell moved to column `ZZZZZZ` (321 million): the file is refused
+    /// with a clear error, without allocating a row that wide.
+    #[test]
+    fn an_xlsx_cell_beyond_excels_last_column_refuses_the_file() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("w.xlsx");
+        workbook(&good);
+        let bad = dir.path().join("zzzzzz.xlsx");
+        let mut src = zip::ZipArchive::new(File::open(&good).unwrap()).unwrap();
+        let mut dst = zip::ZipWriter::new(File::create(&bad).unwrap());
+        let mut moved = false;
+        for i in 0..src.len() {
+            let mut entry = src.by_index(i).unwrap();
+            let name = entry.name().to_string();
+            let mut body = Vec::new();
+            entry.read_to_end(&mut body).unwrap();
+            if name.starts_with("xl/worksheets/sheet") {
+                let xml = String::from_utf8(body).unwrap();
+                let xml = xml.replacen("r=\"C3\"", "r=\"ZZZZZZ3\"", 1);
+                moved = xml.contains("ZZZZZZ3");
+                body = xml.into_bytes();
+            }
+            dst.start_file(name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            dst.write_all(&body).unwrap();
+        }
+        dst.finish().unwrap();
+        assert!(moved);
+        let err = rows(&bad).unwrap_err().to_string();
+        assert!(err.contains("321272406") && err.contains("16384"), "{err}");
     }
 }
