@@ -56,6 +56,17 @@ pub async fn import_locked(
         streams.push((p.clone(), stream));
     }
     if streams.is_empty() {
+        // Every file is in the raw table already. A run killed between its
+        // raw commit and the refresh left rows that only a refresh brings
+        // into the current table: catch up now (it reads only the raw
+        // versions it has not seen, so it costs nothing when none are new).
+        let caught_up = crate::refresh::refresh_current(lake, import.table.kind()).await?;
+        if caught_up > 0 {
+            lines.push(format!(
+                "{caught_up} rows imported earlier but not yet in {} were brought in",
+                import.table.kind().name()
+            ));
+        }
         return Ok(lines);
     }
     let ctx = PullContext {

@@ -524,3 +524,80 @@ async fn analysts_sql_cannot_write_the_lake_or_read_files() {
         );
     }
 }
+
+/// A killed `quanyu import` whose raw commit landed but whose refresh did
+/// not: importing the same file again says it is already imported and
+/// brings its rows into the current table (before, they stayed hidden).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_before_its_refresh_is_caught_up_by_the_next() {
+    use quanyu_connector_sdk::declarative::ColumnSpec;
+    use quanyu_files::{Encoding, ImportConfig, TargetTable};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(&dir.path().join("lake")).unwrap();
+    let file = dir.path().join("calls.csv");
+    let mut csv = String::from("通话ID,被叫号码,呼叫时间\n");
+    for i in 0..60 {
+        csv.push_str(&format!(
+            "C{i:03},139{:08},2026-06-01 10:{:02}:00\n",
+            10_000 + i * 7,
+            i
+        ));
+    }
+    std::fs::write(&file, csv).unwrap();
+    let import = ImportConfig {
+        name: "calls".into(),
+        table: TargetTable::Touchpoints,
+        format: None,
+        encoding: Encoding::Auto,
+        delimiter: None,
+        sheet: None,
+        watch: None,
+        values: [("channel", "ai_call"), ("event_type", "call")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        columns: [
+            ("event_id", "通话ID"),
+            ("phone", "被叫号码"),
+            ("occurred_at", "呼叫时间"),
+        ]
+        .iter()
+        .map(|(f, c)| (f.to_string(), ColumnSpec::Name(c.to_string())))
+        .collect(),
+        cost: None,
+    };
+    // The killed import: its stream committed rows and cursor, no refresh.
+    let stream = quanyu_files::file_stream(&import, &file).unwrap();
+    let rec = run_stream(
+        &lake,
+        &stream,
+        &ctx(),
+        opts(),
+        indicatif::ProgressBar::hidden(),
+    )
+    .await;
+    assert_eq!((rec.status.as_str(), rec.rows_out), ("succeeded", 60));
+    assert_eq!(
+        count(&lake, "select count(*) from raw_touchpoints").await,
+        60
+    );
+    assert_eq!(lake.version("touchpoints").await.unwrap(), None);
+    let cfg = quanyu::config::Config::parse("").unwrap();
+    let hasher = PiiHasher::new(&LakeKey::from_bytes([5; 32]));
+    let lines =
+        quanyu::imports::import_locked(&lake, &cfg, &import, &[file.clone()], &hasher, false)
+            .await
+            .unwrap();
+    assert!(lines[0].contains("already imported"), "{lines:?}");
+    assert!(lines[1].contains("60 rows"), "{lines:?}");
+    assert_eq!(count(&lake, "select count(*) from touchpoints").await, 60);
+    // Once caught up, a third import has nothing to bring in.
+    let lines = quanyu::imports::import_locked(&lake, &cfg, &import, &[file], &hasher, false)
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        count(&lake, "select count(*) from raw_touchpoints").await,
+        60
+    );
+}
