@@ -11,6 +11,17 @@ fn beijing() -> chrono::FixedOffset {
     chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset")
 }
 
+/// A cell as an error may quote it: escaped (no control bytes reach a
+/// terminal) and cut to 40 characters (a 10 MB cell of binary garbage is
+/// not repeated whole).
+pub fn quoted(cell: &str) -> String {
+    const MAX: usize = 40;
+    match cell.char_indices().nth(MAX) {
+        None => format!("{cell:?}"),
+        Some((cut, _)) => format!("{:?}… ({} characters)", &cell[..cut], cell.chars().count()),
+    }
+}
+
 const DATETIME_FORMATS: &[&str] = &[
     "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%d %H:%M",
@@ -38,13 +49,26 @@ pub fn parse_datetime(cell: &str) -> Result<DateTime<Utc>, String> {
     }
     // Unix seconds (10 digits) or milliseconds (13 digits).
     if s.bytes().all(|b| b.is_ascii_digit()) && (s.len() == 10 || s.len() == 13) {
-        let n: i64 = s.parse().map_err(|_| format!("bad timestamp {s:?}"))?;
+        let n: i64 = s
+            .parse()
+            .map_err(|_| format!("bad timestamp {}", quoted(s)))?;
         let t = if s.len() == 13 {
             DateTime::from_timestamp_millis(n)
         } else {
             DateTime::from_timestamp(n, 0)
         };
-        return t.ok_or_else(|| format!("timestamp out of range {s:?}"));
+        return t.ok_or_else(|| format!("timestamp out of range {}", quoted(s)));
+    }
+    // An Excel date serial in an unstyled cell (`46327`, `46327.5`): five
+    // digits of days (1927 to 2173), an optional fraction of a day.
+    if let Some((days, frac)) = s.split_once('.').or(Some((s, "0"))) {
+        let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        if days.len() == 5 && digits(days) && digits(frac) {
+            let serial: f64 = s
+                .parse()
+                .map_err(|_| format!("bad date serial {}", quoted(s)))?;
+            return excel_serial(serial);
+        }
     }
     // An offset given explicitly (RFC 3339, or a database's `+08`) wins.
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -62,12 +86,12 @@ pub fn parse_datetime(cell: &str) -> Result<DateTime<Utc>, String> {
                 .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
                 .and_then(|d| d.and_hms_opt(0, 0, 0))
         })
-        .ok_or_else(|| format!("unrecognized date/time {s:?}"))?;
+        .ok_or_else(|| format!("unrecognized date/time {}", quoted(s)))?;
     beijing()
         .from_local_datetime(&local)
         .single()
         .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| format!("invalid local time {s:?}"))
+        .ok_or_else(|| format!("invalid local time {}", quoted(s)))
 }
 
 /// An Excel date serial (days since 1899-12-30, fraction = time of day), in
@@ -97,7 +121,7 @@ pub fn parse_yuan(cell: &str) -> Result<i64, String> {
         .chars()
         .filter(|c| *c != ',' && !c.is_whitespace())
         .collect();
-    yuan_to_fen(&cleaned).map_err(|e| format!("amount {cell:?}: {e}"))
+    yuan_to_fen(&cleaned).map_err(|e| format!("amount {}: {e}", quoted(cell)))
 }
 
 /// An integer cell (`12`, `12.0` from spreadsheets).
@@ -108,7 +132,7 @@ pub fn parse_int(cell: &str) -> Result<i64, String> {
     }
     match s.strip_suffix(".0").map(str::parse::<i64>) {
         Some(Ok(n)) => Ok(n),
-        _ => Err(format!("not an integer {s:?}")),
+        _ => Err(format!("not an integer {}", quoted(s))),
     }
 }
 
@@ -119,18 +143,40 @@ pub fn parse_duration(cell: &str) -> Result<i64, String> {
     if s.is_empty() {
         return Err("empty duration".into());
     }
+    let bad = || format!("bad duration {}", quoted(s));
+    // A call or visit lasts less than a year; more is a broken cell, and
+    // sums that overflow must not wrap to a small number.
+    const MAX_SECS: i64 = 366 * 86_400;
+    let checked = |secs: Option<i64>| match secs {
+        Some(n) if (0..=MAX_SECS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "duration {} is negative or longer than a year",
+            quoted(s)
+        )),
+    };
     if let Ok(n) = parse_int(s) {
-        return Ok(n);
+        return checked(Some(n));
     }
     if s.contains(':') {
-        let parts: Result<Vec<i64>, _> = s.split(':').map(|p| p.trim().parse::<i64>()).collect();
-        return match parts.map_err(|_| format!("bad duration {s:?}"))?.as_slice() {
-            [m, sec] => Ok(m * 60 + sec),
-            [h, m, sec] => Ok(h * 3600 + m * 60 + sec),
-            _ => Err(format!("bad duration {s:?}")),
+        let parts: Vec<i64> = s
+            .split(':')
+            .map(|p| p.trim().parse::<i64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?;
+        if parts.iter().any(|p| *p < 0) {
+            return Err(bad());
+        }
+        let secs = match parts.as_slice() {
+            [m, sec] => m.checked_mul(60).and_then(|m| m.checked_add(*sec)),
+            [h, m, sec] => h
+                .checked_mul(3600)
+                .and_then(|h| m.checked_mul(60).and_then(|m| h.checked_add(m)))
+                .and_then(|hm| hm.checked_add(*sec)),
+            _ => return Err(bad()),
         };
+        return checked(secs);
     }
-    let mut total = 0i64;
+    let mut total = Some(0i64);
     let mut num = String::new();
     for c in s.chars() {
         if c.is_ascii_digit() {
@@ -142,19 +188,19 @@ pub fn parse_duration(cell: &str) -> Result<i64, String> {
             '分' => 60,
             '秒' => 1,
             '钟' => continue,
-            _ => return Err(format!("bad duration {s:?}")),
+            _ => return Err(bad()),
         };
         if c == '小' {
             continue; // 小时: the unit is read at 时
         }
-        let n: i64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-        total += n * unit;
+        let n: i64 = num.parse().map_err(|_| bad())?;
+        total = total.and_then(|t| n.checked_mul(unit).and_then(|x| t.checked_add(x)));
         num.clear();
     }
     if !num.is_empty() {
-        return Err(format!("bad duration {s:?}"));
+        return Err(bad());
     }
-    Ok(total)
+    checked(total)
 }
 
 #[cfg(test)]
@@ -201,6 +247,20 @@ mod tests {
         assert!(parse_datetime("18/03/2024").is_err());
         assert!(parse_datetime("").is_err());
         assert_eq!(excel_serial(45369.4201388889).unwrap().to_rfc3339(), want);
+        // Unstyled serials, as an XLSX reader hands them over.
+        assert_eq!(
+            parse_datetime("45369.4201388889").unwrap().to_rfc3339(),
+            want
+        );
+        assert_eq!(
+            parse_datetime("46327").unwrap(),
+            excel_serial(46327.0).unwrap()
+        );
+        assert_eq!(
+            parse_datetime("46327.5").unwrap() - parse_datetime("46327").unwrap(),
+            Duration::hours(12)
+        );
+        assert!(parse_datetime("2024").is_err());
     }
 
     #[test]
@@ -217,5 +277,32 @@ mod tests {
         assert_eq!(parse_duration("01:23").unwrap(), 83);
         assert_eq!(parse_duration("00:01:23").unwrap(), 83);
         assert!(parse_duration("1分钟多").is_err());
+        // Overflow and nonsense are errors, never a wrapped small number.
+        for bad in [
+            "9223372036854775807:59",
+            "3074457345618258602:00:00",
+            "99999999999999小时",
+            "-5",
+            "00:-1:00",
+            "400天",
+            "9000:00:00",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_duration("100:00:00").unwrap(), 360_000);
+    }
+
+    #[test]
+    fn errors_quote_a_cell_escaped_and_short() {
+        let garbage: String = "\u{1b}[2J\u{0}".repeat(5_000);
+        for err in [
+            parse_int(&garbage).unwrap_err(),
+            parse_datetime(&garbage).unwrap_err(),
+            parse_duration(&garbage).unwrap_err(),
+            parse_yuan(&garbage).unwrap_err(),
+        ] {
+            assert!(err.len() < 600, "{} bytes", err.len());
+            assert!(!err.contains('\u{1b}') && !err.contains('\u{0}'), "{err}");
+        }
     }
 }
