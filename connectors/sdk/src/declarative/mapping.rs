@@ -207,6 +207,19 @@ impl RowMapper {
                     header_for_errors(&header)
                 ))
             })?;
+            let twice: Vec<usize> = header
+                .iter()
+                .enumerate()
+                .filter(|(_, h)| **h == col)
+                .map(|(i, _)| i + 1)
+                .collect();
+            if twice.len() > 1 {
+                return Err(MappingError(format!(
+                    "column {col:?} (for {field}) appears {} times in the header (columns {}): which one is meant is not clear",
+                    twice.len(),
+                    twice.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")
+                )));
+            }
             let (parser, map) = match spec {
                 ColumnSpec::Name(_) => (nat, BTreeMap::new()),
                 ColumnSpec::Full { parse, map, .. } => (parse.unwrap_or(nat), map.clone()),
@@ -537,6 +550,11 @@ mod tests {
             assert!(!err.contains(leaked), "{err}");
         }
         assert!(err.contains("does the file have a header row"), "{err}");
+        let err = new(&["被叫号码", "时间", "被叫号码"]);
+        assert!(
+            err.contains("appears 2 times") && err.contains("columns 1, 3"),
+            "{err}"
+        );
         let err = new(&["通话ID", "号码", "呼叫时间"]);
         assert!(
             err.contains("通话ID, 号码, 呼叫时间") && !err.contains("header row?"),
