@@ -268,6 +268,15 @@ impl Stream for FileImport {
         match reader.await {
             Ok(Ok(())) => Ok(report),
             Ok(Err(msg)) => Err(ConnectorError::new(&rctx, ErrorKind::InvalidRequest, msg).into()),
+            // A reader library that panics on a malformed file (a shared
+            // string index out of bounds) refuses the file, as any
+            // unreadable file is refused; the run goes on.
+            Err(e) if e.is_panic() => Err(ConnectorError::new(
+                &rctx,
+                ErrorKind::InvalidRequest,
+                "the file is corrupt or not the format it claims: its reader stopped on it",
+            )
+            .into()),
             Err(e) => Err(ConnectorError::new(
                 &rctx,
                 ErrorKind::Protocol,

@@ -250,3 +250,57 @@ async fn xlsx_card_scans_with_excel_dates() {
         "2024-06-01T01:30:00+00:00"
     );
 }
+
+/// A workbook whose sheet points past its shared strings (a corrupt or
+/// hostile file): the import of that file fails with a clear error, the
+/// process and the run go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_xlsx_with_a_shared_string_out_of_bounds_is_refused() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.xlsx");
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    for (c, h) in ["通话ID", "被叫号码", "呼叫时间"].iter().enumerate() {
+        ws.write_string(0, c as u16, *h).unwrap();
+    }
+    ws.write_string(1, 0, "C1").unwrap();
+    ws.write_string(1, 1, "13912340101").unwrap();
+    ws.write_string(1, 2, "2024-06-01 10:00:00").unwrap();
+    wb.save(&good).unwrap();
+    let bad = dir.path().join("calls.xlsx");
+    let mut src = zip::ZipArchive::new(std::fs::File::open(&good).unwrap()).unwrap();
+    let mut dst = zip::ZipWriter::new(std::fs::File::create(&bad).unwrap());
+    let mut broken = false;
+    for i in 0..src.len() {
+        let mut entry = src.by_index(i).unwrap();
+        let name = entry.name().to_string();
+        let mut body = Vec::new();
+        entry.read_to_end(&mut body).unwrap();
+        if name.starts_with("xl/worksheets/sheet") {
+            let xml = String::from_utf8(body).unwrap();
+            let xml = xml.replace("t=\"s\"><v>4</v>", "t=\"s\"><v>99999</v>");
+            broken = xml.contains("99999");
+            body = xml.into_bytes();
+        }
+        dst.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        dst.write_all(&body).unwrap();
+    }
+    dst.finish().unwrap();
+    assert!(broken);
+    let mut cfg = calls_config();
+    cfg.columns
+        .retain(|f, _| ["event_id", "phone", "occurred_at"].contains(&f.as_str()));
+    let mut lake = MemoryLake::default();
+    let stream = file_stream(&cfg, &bad).unwrap();
+    let err = match lake.run(&[stream], None).await {
+        Err(e) => format!("{e:?}"),
+        Ok(errors) => {
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            format!("{:?}", errors[0])
+        }
+    };
+    assert!(err.contains("the file is corrupt"), "{err}");
+    assert!(!err.contains("13912340101"), "{err}");
+}
