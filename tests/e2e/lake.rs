@@ -584,10 +584,16 @@ async fn an_import_killed_before_its_refresh_is_caught_up_by_the_next() {
     assert_eq!(lake.version("touchpoints").await.unwrap(), None);
     let cfg = quanyu::config::Config::parse("").unwrap();
     let hasher = PiiHasher::new(&LakeKey::from_bytes([5; 32]));
-    let lines =
-        quanyu::imports::import_locked(&lake, &cfg, &import, &[file.clone()], &hasher, false)
-            .await
-            .unwrap();
+    let lines = quanyu::imports::import_locked(
+        &lake,
+        &cfg,
+        &import,
+        std::slice::from_ref(&file),
+        &hasher,
+        false,
+    )
+    .await
+    .unwrap();
     assert!(lines[0].contains("already imported"), "{lines:?}");
     assert!(lines[1].contains("60 rows"), "{lines:?}");
     assert_eq!(count(&lake, "select count(*) from touchpoints").await, 60);
