@@ -93,6 +93,36 @@ pub fn resolve(path: &Path, declared: Encoding) -> Result<&'static Enc, ReadErro
     })
 }
 
+/// The longest CSV record read: a file with an unclosed quote makes the
+/// rest of the file one record, which would otherwise be held whole.
+pub const CSV_MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A reader that fails once more than `max` bytes were read since the
+/// caller last reset `since` (at each record).
+struct Bounded<R> {
+    inner: R,
+    since: std::rc::Rc<std::cell::Cell<u64>>,
+    max: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let since = self.since.get() + n as u64;
+        self.since.set(since);
+        if since > self.max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "a record longer than {} MiB (an unclosed quote?)",
+                    self.max / (1024 * 1024)
+                ),
+            ));
+        }
+        Ok(n)
+    }
+}
+
 /// Read a CSV file: `header(cells)` once, then `row(line, cells)` per record
 /// (`line` is the file line the record starts on). A record with invalid
 /// bytes for the encoding has U+FFFD in its cells; the caller rejects it.
@@ -107,6 +137,12 @@ pub fn read_csv(
         .encoding(Some(encoding))
         .bom_override(true)
         .build(BufReader::new(File::open(path)?));
+    let since = std::rc::Rc::new(std::cell::Cell::new(0));
+    let decoded = Bounded {
+        inner: decoded,
+        since: since.clone(),
+        max: CSV_MAX_RECORD_BYTES,
+    };
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(false)
@@ -115,6 +151,7 @@ pub fn read_csv(
     let mut rec = csv::StringRecord::new();
     let mut first = true;
     while rdr.read_record(&mut rec)? {
+        since.set(0);
         let cells: Vec<String> = rec.iter().map(|c| c.trim().to_string()).collect();
         if first {
             first = false;
@@ -245,6 +282,49 @@ mod tests {
         // A head cut inside a UTF-8 character is still UTF-8.
         let s = "被叫号码".as_bytes();
         assert_eq!(detect(&s[..s.len() - 1]), encoding_rs::UTF_8);
+    }
+
+    /// An unclosed quote makes the rest of a file one record: reading
+    /// stops with a clear error after 16 MiB instead of holding it all;
+    /// records before it were read, and a long but closed cell is fine.
+    #[test]
+    fn a_csv_with_an_unclosed_quote_stops_at_the_record_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("unclosed.csv");
+        let mut text = String::from("a,b\n1,2\n3,\"");
+        text.push_str(&"x,y\n".repeat(6 * 1024 * 1024));
+        std::fs::write(&path, &text).unwrap();
+        let mut rows = 0;
+        let err = read_csv(
+            &path,
+            encoding_rs::UTF_8,
+            b',',
+            &mut |_| Ok(()),
+            &mut |_, _| {
+                rows += 1;
+                Ok(())
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unclosed quote"), "{err}");
+        assert_eq!(rows, 1);
+        let path = dir.path().join("long.csv");
+        let long = "z".repeat(10 * 1024 * 1024);
+        std::fs::write(&path, format!("a,b\n1,\"{long}\"\n2,3\n")).unwrap();
+        let mut cells = Vec::new();
+        read_csv(
+            &path,
+            encoding_rs::UTF_8,
+            b',',
+            &mut |_| Ok(()),
+            &mut |_, c| {
+                cells.push(c[1].len());
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(cells, [long.len(), 1]);
     }
 
     /// A workbook with a 5-column header, a full row, and a row whose last
