@@ -14,6 +14,7 @@ pub mod imports;
 pub mod keys;
 pub mod lake;
 pub mod listen;
+pub mod quarantine;
 pub mod refresh;
 pub mod registry;
 pub mod runner;

@@ -19,7 +19,7 @@ use quanyu_connector_sdk::{
     Window,
 };
 use quanyu_schemas::tables::quarantine_schema;
-use quanyu_schemas::{QuarantineBuilder, QuarantineRow, TableKind};
+use quanyu_schemas::{QuarantineRow, TableKind};
 
 use crate::lake::Lake;
 use crate::runs::{runs_batch, runs_schema, RunRecord};
@@ -86,18 +86,13 @@ struct ChunkSink<'a> {
 impl ChunkSink<'_> {
     /// Commit what is pending; with `cursor`, in the same commit as the rows.
     /// Quarantine rows are committed first, so a crash can repeat them but
-    /// never lose them. The commit runs in the background while the pull
+    /// never lose them (and a repeated rejection is not added twice). The commit runs in the background while the pull
     /// goes on; commits stay in order (each waits for the one before), so a
     /// cursor is never committed before the rows that precede it.
     async fn flush(&mut self, cursor: Option<(&str, i64)>) -> Result<()> {
         if !self.quarantine.is_empty() {
-            let mut b = QuarantineBuilder::new(&self.run_id, Utc::now());
-            for q in self.quarantine.drain(..) {
-                b.append(&q);
-            }
-            self.lake
-                .append("quarantine", &quarantine_schema(), vec![b.finish()], None)
-                .await?;
+            let rows = std::mem::take(&mut self.quarantine);
+            crate::quarantine::append_new(self.lake, &self.run_id, rows).await?;
         }
         if self.pending.is_empty() && cursor.is_none() {
             return Ok(());

@@ -135,6 +135,9 @@ pub fn quarantine_schema() -> SchemaRef {
             utf8("run_id", false),
             Field::new("quarantined_at", ts(), false),
             utf8("field", true),
+            // What makes two rows the same rejection (see
+            // `QuarantineRow::fingerprint`); nullable so older lakes merge.
+            utf8("fingerprint", true),
         ]))
     })
     .clone()
@@ -219,6 +222,35 @@ pub struct QuarantineRow {
     /// For a field-level problem, the field: the row itself landed without
     /// that field's value. `None` when the whole record was rejected.
     pub field: Option<String>,
+}
+
+impl QuarantineRow {
+    /// What makes two rows the same rejection: the SHA-256 (hex) of source,
+    /// target table, key, raw record, reason and field. A record pulled
+    /// again (a look-back window, a run repeated after a crash) has the
+    /// same fingerprint, and is quarantined once.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [
+            Some(self.source.as_str()),
+            Some(self.target_table.as_str()),
+            self.record_key.as_deref(),
+            Some(self.raw.as_str()),
+            Some(self.reason.as_str()),
+            self.field.as_deref(),
+        ] {
+            // Absent and empty differ; parts are length-prefixed.
+            match part {
+                Some(p) => {
+                    h.update((p.len() as u64 + 1).to_le_bytes());
+                    h.update(p.as_bytes());
+                }
+                None => h.update(0u64.to_le_bytes()),
+            }
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -446,6 +478,7 @@ pub struct QuarantineBuilder {
     raw: StringBuilder,
     reason: StringBuilder,
     field: StringBuilder,
+    fingerprint: StringBuilder,
     len: usize,
 }
 
@@ -461,6 +494,7 @@ impl QuarantineBuilder {
             raw: StringBuilder::new(),
             reason: StringBuilder::new(),
             field: StringBuilder::new(),
+            fingerprint: StringBuilder::new(),
             len: 0,
         }
     }
@@ -473,6 +507,7 @@ impl QuarantineBuilder {
         self.raw.append_value(&r.raw);
         self.reason.append_value(&r.reason);
         self.field.append_option(r.field.as_deref());
+        self.fingerprint.append_value(r.fingerprint());
         self.len += 1;
     }
 
@@ -504,6 +539,7 @@ impl QuarantineBuilder {
             Arc::new(run.finish()),
             Arc::new(at.finish()),
             Arc::new(self.field.finish()),
+            Arc::new(self.fingerprint.finish()),
         ];
         RecordBatch::try_new(quarantine_schema(), columns)
             .expect("builder columns match the schema")

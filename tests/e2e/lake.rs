@@ -607,3 +607,57 @@ async fn an_import_killed_before_its_refresh_is_caught_up_by_the_next() {
         60
     );
 }
+
+/// A rejection is quarantined once: the same records rejected again (a
+/// look-back window, pages repeated after a crash) add nothing; a record
+/// rejected twice in one chunk lands once; a different reason is new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_repeated_is_quarantined_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let row = |key: &str, reason: &str| quanyu_schemas::QuarantineRow {
+        source: "taobao.orders@s1".into(),
+        target_table: "orders".into(),
+        record_key: Some(key.into()),
+        raw: format!("{{\"tid\":\"{key}\"}}"),
+        reason: reason.into(),
+        field: None,
+    };
+    let first = vec![
+        row("1", "bad time"),
+        row("2", "bad time"),
+        row("1", "bad time"),
+    ];
+    assert_eq!(
+        quanyu::quarantine::append_new(&lake, "r1", first.clone())
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        quanyu::quarantine::append_new(&lake, "r2", first)
+            .await
+            .unwrap(),
+        0
+    );
+    let later = vec![
+        row("2", "bad time"),
+        row("2", "bad amount"),
+        row("3", "bad time"),
+    ];
+    assert_eq!(
+        quanyu::quarantine::append_new(&lake, "r3", later)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(count(&lake, "select count(*) from quarantine").await, 4);
+    assert_eq!(
+        count(&lake, "select count(distinct fingerprint) from quarantine").await,
+        4
+    );
+    assert_eq!(
+        count(&lake, "select count(*) from quarantine where run_id = 'r1'").await,
+        2
+    );
+}
