@@ -342,6 +342,18 @@ impl Lake {
         }
     }
 
+    /// True while a process holds the lake's writer lock (a run or an
+    /// import is under way).
+    pub fn writer_active(&self) -> bool {
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .open(self.root.join("_quanyu.lock"))
+        else {
+            return false;
+        };
+        matches!(f.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+    }
+
     /// The lake's folder.
     pub fn root(&self) -> &Path {
         &self.root

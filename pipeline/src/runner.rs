@@ -397,6 +397,11 @@ pub async fn run_streams(
     }
     lake.table("runs", &runs_schema()).await?;
     lake.table("quarantine", &quarantine_schema()).await?;
+    // Runs killed before they recorded their results get their row now;
+    // this one is marked until its own results are in.
+    crate::runs::record_interrupted(lake).await?;
+    let ids: Vec<_> = streams.iter().map(|s| s.id().clone()).collect();
+    let marker = crate::runs::RunMarker::start(lake, &ctx.run_id, &ids)?;
     let runs = streams.iter().map(|stream| {
         let bar = multi.add(
             ProgressBar::new_spinner()
@@ -429,6 +434,7 @@ pub async fn run_streams(
         .await
         .into_iter()
         .collect::<Result<_>>()?;
+    marker.finish()?;
     for kind in touched {
         crate::refresh::refresh_current(lake, kind).await?;
     }

@@ -139,3 +139,153 @@ pub fn runs_batch(records: &[RunRecord]) -> RecordBatch {
     )
     .expect("columns match the runs schema")
 }
+
+/// A run in progress, marked by `<lake>/_runs/<run_id>.json` until its
+/// results are in `runs`. A run killed before that leaves its marker:
+/// `quanyu status` reports it and the next run records its streams in
+/// `runs` as `interrupted`.
+#[derive(Debug)]
+pub struct RunMarker {
+    path: std::path::PathBuf,
+}
+
+/// What a marker holds.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct UnfinishedRun {
+    /// The run.
+    pub run_id: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Its streams, as (connector, stream, scope).
+    pub streams: Vec<(String, String, String)>,
+}
+
+fn markers_dir(lake: &crate::lake::Lake) -> std::path::PathBuf {
+    lake.root().join("_runs")
+}
+
+impl RunMarker {
+    /// Mark run `run_id` of `streams` as started (written and synced).
+    pub fn start(
+        lake: &crate::lake::Lake,
+        run_id: &str,
+        streams: &[quanyu_connector_sdk::StreamId],
+    ) -> anyhow::Result<RunMarker> {
+        use std::io::Write;
+        let dir = markers_dir(lake);
+        std::fs::create_dir_all(&dir)?;
+        let body = UnfinishedRun {
+            run_id: run_id.to_string(),
+            started_at: Utc::now(),
+            streams: streams
+                .iter()
+                .map(|s| (s.connector.clone(), s.stream.clone(), s.scope.clone()))
+                .collect(),
+        };
+        // Written whole under a temporary name, then renamed: a marker is
+        // either complete or absent.
+        let path = dir.join(format!("{run_id}.json"));
+        let tmp = dir.join(format!(".{run_id}.json.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(&body)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(RunMarker { path })
+    }
+
+    /// The run's results are in `runs`: remove the marker.
+    pub fn finish(self) -> anyhow::Result<()> {
+        match std::fs::remove_file(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The runs whose marker is still there (killed, or running now), oldest
+/// first, with each marker's path.
+pub fn unfinished_runs(
+    lake: &crate::lake::Lake,
+) -> anyhow::Result<Vec<(std::path::PathBuf, UnfinishedRun)>> {
+    let dir = markers_dir(lake);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(vec![]);
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let path = e?.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        // A marker that cannot be read is left for an operator to see.
+        if let Ok(run) = serde_json::from_slice::<UnfinishedRun>(&std::fs::read(&path)?) {
+            out.push((path, run));
+        }
+    }
+    out.sort_by_key(|(_, r)| r.started_at);
+    Ok(out)
+}
+
+/// Record every run left unfinished (its marker still there) in `runs`, one
+/// `interrupted` row per stream, and remove its marker. Call with the
+/// writer lock held, before a new run starts.
+pub async fn record_interrupted(lake: &crate::lake::Lake) -> anyhow::Result<usize> {
+    let runs = unfinished_runs(lake)?;
+    if runs.is_empty() {
+        return Ok(0);
+    }
+    let mut records = Vec::new();
+    for (_, run) in &runs {
+        // Streams of that run that did record their result before the kill.
+        let done = crate::sql::query(
+            lake,
+            &format!(
+                "SELECT connector || '.' || stream || '@' || scope FROM runs WHERE run_id = '{}'",
+                run.run_id.replace('\'', "''")
+            ),
+        )
+        .await?;
+        let mut recorded = std::collections::HashSet::new();
+        for b in &done {
+            let col = crate::lake::strings(b.column(0))?;
+            recorded.extend(col.iter().flatten().map(str::to_string));
+        }
+        for (connector, stream, scope) in &run.streams {
+            if recorded.contains(&format!("{connector}.{stream}@{scope}")) {
+                continue;
+            }
+            records.push(RunRecord {
+                run_id: run.run_id.clone(),
+                connector: connector.clone(),
+                stream: stream.clone(),
+                scope: scope.clone(),
+                window_start: None,
+                window_end: None,
+                rows_in: 0,
+                rows_out: 0,
+                rows_quarantined: 0,
+                pages: 0,
+                requests: 0,
+                retries: 0,
+                status: "interrupted".into(),
+                error: Some(INTERRUPTED.into()),
+                reported_total: None,
+                completeness: "incomplete".into(),
+                completeness_note: None,
+                started_at: run.started_at,
+                finished_at: run.started_at,
+            });
+        }
+    }
+    if !records.is_empty() {
+        lake.append("runs", &runs_schema(), vec![runs_batch(&records)], None)
+            .await?;
+    }
+    for (path, _) in &runs {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(records.len())
+}
+
+/// Why an `interrupted` run has no results.
+pub const INTERRUPTED: &str = "the process stopped before this run finished (killed or crashed); what it committed is kept and the next run resumes from the committed cursor";

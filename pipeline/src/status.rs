@@ -41,8 +41,35 @@ pub struct Status {
 
 /// Read the status of the lake at `lake`, with the `recent` latest stream runs.
 pub async fn status(lake: &Lake, recent: usize) -> Result<Status> {
+    let mut unfinished = Vec::new();
+    let active = lake.writer_active();
+    for (_, run) in crate::runs::unfinished_runs(lake)? {
+        let streams: Vec<String> = run
+            .streams
+            .iter()
+            .map(|(c, s, sc)| format!("{c}.{s}@{sc}"))
+            .collect();
+        unfinished.push(if active {
+            format!(
+                "run {} is under way (started {}): {}",
+                run.run_id,
+                format_beijing(run.started_at),
+                streams.join(", ")
+            )
+        } else {
+            format!(
+                "run {} started {} did not finish (killed or crashed): {}; its streams resume from their committed cursors at the next run",
+                run.run_id,
+                format_beijing(run.started_at),
+                streams.join(", ")
+            )
+        });
+    }
     if lake.try_open("runs").await?.is_none() {
-        return Ok(Status::default());
+        return Ok(Status {
+            warnings: unfinished,
+            ..Status::default()
+        });
     }
     // The latest run of every stream.
     let latest = crate::sql::query(
@@ -53,7 +80,10 @@ pub async fn status(lake: &Lake, recent: usize) -> Result<Status> {
          WHERE rn = 1 ORDER BY connector, stream, scope",
     )
     .await?;
-    let mut out = Status::default();
+    let mut out = Status {
+        warnings: unfinished,
+        ..Status::default()
+    };
     for b in &latest {
         let col = |n: &str| text_column(b, n);
         let (conn, stream, scope) = (col("connector")?, col("stream")?, col("scope")?);
@@ -78,7 +108,12 @@ pub async fn status(lake: &Lake, recent: usize) -> Result<Status> {
             }
             if st.value(i) != "succeeded" {
                 out.warnings.push(format!(
-                    "{id}: last run failed: {}",
+                    "{id}: last run {}: {}",
+                    if st.value(i) == "interrupted" {
+                        "was interrupted"
+                    } else {
+                        "failed"
+                    },
                     if err.is_valid(i) { err.value(i) } else { "" }
                 ));
             }
@@ -132,6 +167,9 @@ pub fn render(s: &Status) -> Result<String> {
     let mut out = String::new();
     if s.streams.is_empty() {
         writeln!(out, "no runs yet: run `quanyu run` or `quanyu demo`")?;
+        for w in &s.warnings {
+            writeln!(out, "  WARNING {w}")?;
+        }
         return Ok(out);
     }
     writeln!(out, "Streams (cursor in Beijing time):")?;

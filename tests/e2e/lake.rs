@@ -661,3 +661,83 @@ async fn a_rejection_repeated_is_quarantined_once() {
         2
     );
 }
+
+/// A run killed before it recorded its results: `status` shows it did not
+/// finish, and the next run records its streams in `runs` as
+/// `interrupted` (streams that had recorded theirs keep only that row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_shows_in_status_and_then_in_runs() {
+    use quanyu_connector_sdk::StreamId;
+    let sb = sandboxes(FaultConfig::default(), 300).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let streams = taobao_streams(&sb);
+    let ids: Vec<StreamId> = streams.iter().map(|s| s.id().clone()).collect();
+    // The killed run: marked, one stream recorded, then nothing.
+    let marker = quanyu::runs::RunMarker::start(&lake, "killed-run", &ids).unwrap();
+    drop(marker);
+    let mut done = quanyu::runs::RunRecord {
+        run_id: "killed-run".into(),
+        connector: ids[0].connector.clone(),
+        stream: ids[0].stream.clone(),
+        scope: ids[0].scope.clone(),
+        window_start: None,
+        window_end: None,
+        rows_in: 1,
+        rows_out: 1,
+        rows_quarantined: 0,
+        pages: 1,
+        requests: 1,
+        retries: 0,
+        status: "succeeded".into(),
+        error: None,
+        reported_total: None,
+        completeness: "unreported".into(),
+        completeness_note: None,
+        started_at: Utc::now(),
+        finished_at: Utc::now(),
+    };
+    done.finished_at = done.started_at;
+    lake.append(
+        "runs",
+        &quanyu::runs::runs_schema(),
+        vec![quanyu::runs::runs_batch(&[done])],
+        None,
+    )
+    .await
+    .unwrap();
+    let s = quanyu::status::status(&lake, 5).await.unwrap();
+    assert!(
+        s.warnings
+            .iter()
+            .any(|w| w.contains("killed-run") && w.contains("did not finish")),
+        "{:?}",
+        s.warnings
+    );
+    // While a writer holds the lock, the same marker is a run under way.
+    let lock = lake.lock_writer().unwrap();
+    let s = quanyu::status::status(&lake, 5).await.unwrap();
+    assert!(
+        s.warnings.iter().any(|w| w.contains("under way")),
+        "{:?}",
+        s.warnings
+    );
+    drop(lock);
+    // The next run records the streams that had no result.
+    run_streams(&lake, &streams, &ctx(), opts()).await.unwrap();
+    assert_eq!(
+        count(
+            &lake,
+            "select count(*) from runs where run_id = 'killed-run' and status = 'interrupted'"
+        )
+        .await,
+        ids.len() as i64 - 1
+    );
+    assert!(quanyu::runs::unfinished_runs(&lake).unwrap().is_empty());
+    let s = quanyu::status::status(&lake, 5).await.unwrap();
+    assert!(
+        s.warnings.iter().all(|w| !w.contains("killed-run")),
+        "{:?}",
+        s.warnings
+    );
+}
