@@ -98,6 +98,7 @@ impl Marketplace {
         as_of: DateTime<Utc>,
         faults: FaultConfig,
     ) -> Result<Self> {
+        let faults = faults_for(channel, faults);
         Ok(match channel {
             Channel::Taobao => Marketplace::Taobao(TopSandbox::new(TopSandboxConfig {
                 app_key: APP_KEY.into(),
@@ -537,5 +538,45 @@ impl Sandboxes {
             h.stop().await;
         }
         self.wecom_handle.stop().await;
+    }
+}
+
+/// `faults` with a seed of its own for `channel`'s sandbox: with one seed
+/// for all, every platform drew the same fault sequence, and long pulls
+/// hit their retry limits in lockstep.
+pub fn faults_for(channel: Channel, faults: FaultConfig) -> FaultConfig {
+    let salt = channel
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    FaultConfig {
+        seed: faults.seed ^ salt,
+        ..faults
+    }
+}
+
+#[cfg(test)]
+mod fault_seed_tests {
+    use super::*;
+
+    #[test]
+    fn every_marketplace_draws_its_own_fault_sequence() {
+        let base = FaultConfig::chaos(0.2, 7);
+        let seeds: std::collections::HashSet<u64> = [
+            Channel::Taobao,
+            Channel::Jd,
+            Channel::Pdd,
+            Channel::Douyin,
+            Channel::Kuaishou,
+            Channel::Jushuitan,
+        ]
+        .into_iter()
+        .map(|c| faults_for(c, base).seed)
+        .collect();
+        assert_eq!(seeds.len(), 6);
+        assert_eq!(faults_for(Channel::Jd, base), faults_for(Channel::Jd, base));
+        assert_eq!(faults_for(Channel::Jd, base).throttle, 0.2);
     }
 }

@@ -68,6 +68,7 @@ pub fn fast_retry_policy() -> crate::http::RetryPolicy {
         max_delay: std::time::Duration::from_millis(50),
         request_timeout: std::time::Duration::from_millis(800),
         max_retry_after: std::time::Duration::from_secs(5),
+        retry_for: std::time::Duration::ZERO,
     }
 }
 

@@ -71,6 +71,10 @@ pub struct RetryPolicy {
     /// A platform asking us to wait longer than this (Taobao bans last hours)
     /// fails the call instead of sleeping.
     pub max_retry_after: Duration,
+    /// A call whose `max_attempts` are spent still retries transient errors
+    /// until this long after its first attempt: an outage of minutes costs
+    /// time, not the run. `Duration::ZERO` counts attempts only.
+    pub retry_for: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -81,6 +85,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(30),
             request_timeout: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),
+            retry_for: Duration::from_secs(300),
         }
     }
 }
@@ -183,6 +188,7 @@ impl ApiClient {
         async {
             let mut refresh = false;
             let mut n = 1;
+            let first = Instant::now();
             loop {
                 for l in &self.limiters {
                     l.until_ready().await;
@@ -207,7 +213,11 @@ impl ApiClient {
                         tracing::debug!(attempt = n, elapsed_ms = started.elapsed().as_millis() as u64, "ok");
                         return Ok(v);
                     }
-                    Err(e) if e.is_retryable() && n < self.policy.max_attempts => {
+                    Err(e)
+                        if e.is_retryable()
+                            && (n < self.policy.max_attempts
+                                || first.elapsed() < self.policy.retry_for) =>
+                    {
                         if let Some(ra) = e.retry_after {
                             if ra > self.policy.max_retry_after {
                                 tracing::warn!(error = %e, "platform asks to wait longer than allowed; giving up");
@@ -302,6 +312,7 @@ mod tests {
             max_delay: Duration::from_millis(5),
             request_timeout: Duration::from_millis(200),
             max_retry_after: Duration::from_secs(1),
+            retry_for: Duration::ZERO,
         }
     }
 
@@ -357,6 +368,57 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Transient);
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    /// An outage longer than the attempts allow: with a time budget the
+    /// call keeps retrying past `max_attempts` and gets through; without,
+    /// it gives up at `max_attempts`.
+    #[tokio::test]
+    async fn a_time_budget_outlasts_an_outage_longer_than_the_attempts() {
+        let outage = |calls: &AtomicU32| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 12 {
+                    Err(ConnectorError::new(&ctx(), ErrorKind::Transient, "down"))
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        let calls = AtomicU32::new(0);
+        let budget = RetryPolicy {
+            retry_for: Duration::from_secs(30),
+            ..fast()
+        };
+        let got = ApiClient::new(vec![], budget)
+            .call(&ctx(), |_| outage(&calls))
+            .await
+            .unwrap();
+        assert_eq!(got, 12);
+        let calls = AtomicU32::new(0);
+        let err = ApiClient::new(vec![], fast())
+            .call(&ctx(), |_| outage(&calls))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Transient);
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        // The budget does not retry what is not retryable.
+        let calls = AtomicU32::new(0);
+        let budget = RetryPolicy {
+            retry_for: Duration::from_secs(30),
+            ..fast()
+        };
+        let err = ApiClient::new(vec![], budget)
+            .call(&ctx(), |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), _>(ConnectorError::new(&ctx(), ErrorKind::Auth, "bad sign")) }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.kind, calls.load(Ordering::SeqCst)),
+            (ErrorKind::Auth, 1)
+        );
     }
 
     #[tokio::test]
