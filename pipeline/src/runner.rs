@@ -163,27 +163,7 @@ pub async fn run_stream(
 ) -> RunRecord {
     let started_at = Utc::now();
     let id = stream.id().clone();
-    let mut record = RunRecord {
-        run_id: ctx.run_id.clone(),
-        connector: id.connector.clone(),
-        stream: id.stream.clone(),
-        scope: id.scope.clone(),
-        window_start: None,
-        window_end: None,
-        rows_in: 0,
-        rows_out: 0,
-        rows_quarantined: 0,
-        pages: 0,
-        requests: 0,
-        retries: 0,
-        status: "succeeded".into(),
-        error: None,
-        reported_total: None,
-        completeness: "unreported".into(),
-        completeness_note: None,
-        started_at,
-        finished_at: started_at,
-    };
+    let mut record = RunRecord::new(&ctx.run_id, &id, started_at);
     let (req0, retry0) = stream.request_stats();
     let result = pull_windows(lake, stream, ctx, opts, &bar, &mut record).await;
     let (req1, retry1) = stream.request_stats();

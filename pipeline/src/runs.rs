@@ -54,6 +54,38 @@ pub struct RunRecord {
     pub finished_at: DateTime<Utc>,
 }
 
+impl RunRecord {
+    /// A run of `stream` in run `run_id` that started at `started_at` and
+    /// has done nothing yet: `succeeded`, `unreported`, every count 0.
+    pub fn new(
+        run_id: &str,
+        stream: &quanyu_connector_sdk::StreamId,
+        started_at: DateTime<Utc>,
+    ) -> Self {
+        RunRecord {
+            run_id: run_id.to_string(),
+            connector: stream.connector.clone(),
+            stream: stream.stream.clone(),
+            scope: stream.scope.clone(),
+            window_start: None,
+            window_end: None,
+            rows_in: 0,
+            rows_out: 0,
+            rows_quarantined: 0,
+            pages: 0,
+            requests: 0,
+            retries: 0,
+            status: "succeeded".into(),
+            error: None,
+            reported_total: None,
+            completeness: "unreported".into(),
+            completeness_note: None,
+            started_at,
+            finished_at: started_at,
+        }
+    }
+}
+
 /// Schema of `runs`.
 pub fn runs_schema() -> SchemaRef {
     static S: OnceLock<SchemaRef> = OnceLock::new();
@@ -254,26 +286,12 @@ pub async fn record_interrupted(lake: &crate::lake::Lake) -> anyhow::Result<usiz
             if recorded.contains(&format!("{connector}.{stream}@{scope}")) {
                 continue;
             }
+            let id = quanyu_connector_sdk::StreamId::new(connector, stream, scope);
             records.push(RunRecord {
-                run_id: run.run_id.clone(),
-                connector: connector.clone(),
-                stream: stream.clone(),
-                scope: scope.clone(),
-                window_start: None,
-                window_end: None,
-                rows_in: 0,
-                rows_out: 0,
-                rows_quarantined: 0,
-                pages: 0,
-                requests: 0,
-                retries: 0,
                 status: "interrupted".into(),
                 error: Some(INTERRUPTED.into()),
-                reported_total: None,
                 completeness: "incomplete".into(),
-                completeness_note: None,
-                started_at: run.started_at,
-                finished_at: run.started_at,
+                ..RunRecord::new(&run.run_id, &id, run.started_at)
             });
         }
     }

@@ -676,28 +676,13 @@ async fn a_killed_run_shows_in_status_and_then_in_runs() {
     // The killed run: marked, one stream recorded, then nothing.
     let marker = quanyu::runs::RunMarker::start(&lake, "killed-run", &ids).unwrap();
     drop(marker);
-    let mut done = quanyu::runs::RunRecord {
-        run_id: "killed-run".into(),
-        connector: ids[0].connector.clone(),
-        stream: ids[0].stream.clone(),
-        scope: ids[0].scope.clone(),
-        window_start: None,
-        window_end: None,
+    let done = quanyu::runs::RunRecord {
         rows_in: 1,
         rows_out: 1,
-        rows_quarantined: 0,
         pages: 1,
         requests: 1,
-        retries: 0,
-        status: "succeeded".into(),
-        error: None,
-        reported_total: None,
-        completeness: "unreported".into(),
-        completeness_note: None,
-        started_at: Utc::now(),
-        finished_at: Utc::now(),
+        ..quanyu::runs::RunRecord::new("killed-run", &ids[0], Utc::now())
     };
-    done.finished_at = done.started_at;
     lake.append(
         "runs",
         &quanyu::runs::runs_schema(),

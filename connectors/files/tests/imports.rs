@@ -256,7 +256,6 @@ async fn xlsx_card_scans_with_excel_dates() {
 /// process and the run go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_xlsx_with_a_shared_string_out_of_bounds_is_refused() {
-    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.xlsx");
     let mut wb = rust_xlsxwriter::Workbook::new();
@@ -269,26 +268,9 @@ async fn an_xlsx_with_a_shared_string_out_of_bounds_is_refused() {
     ws.write_string(1, 2, "2024-06-01 10:00:00").unwrap();
     wb.save(&good).unwrap();
     let bad = dir.path().join("calls.xlsx");
-    let mut src = zip::ZipArchive::new(std::fs::File::open(&good).unwrap()).unwrap();
-    let mut dst = zip::ZipWriter::new(std::fs::File::create(&bad).unwrap());
-    let mut broken = false;
-    for i in 0..src.len() {
-        let mut entry = src.by_index(i).unwrap();
-        let name = entry.name().to_string();
-        let mut body = Vec::new();
-        entry.read_to_end(&mut body).unwrap();
-        if name.starts_with("xl/worksheets/sheet") {
-            let xml = String::from_utf8(body).unwrap();
-            let xml = xml.replace("t=\"s\"><v>4</v>", "t=\"s\"><v>99999</v>");
-            broken = xml.contains("99999");
-            body = xml.into_bytes();
-        }
-        dst.start_file(name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        dst.write_all(&body).unwrap();
-    }
-    dst.finish().unwrap();
-    assert!(broken);
+    rewrite_sheet(&good, &bad, |xml| {
+        xml.replace("t=\"s\"><v>4</v>", "t=\"s\"><v>99999</v>")
+    });
     let mut cfg = calls_config();
     cfg.columns
         .retain(|f, _| ["event_id", "phone", "occurred_at"].contains(&f.as_str()));
@@ -303,4 +285,53 @@ async fn an_xlsx_with_a_shared_string_out_of_bounds_is_refused() {
     };
     assert!(err.contains("the file is corrupt"), "{err}");
     assert!(!err.contains("13912340101"), "{err}");
+}
+
+/// Copy the workbook `from` to `to` with its sheet XML passed through
+/// `edit` (a crafted, hostile file); panics when `edit` changed nothing.
+fn rewrite_sheet(from: &Path, to: &Path, edit: impl Fn(&str) -> String) {
+    use std::io::{Read, Write};
+    let mut src = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
+    let mut dst = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
+    let mut changed = false;
+    for i in 0..src.len() {
+        let mut entry = src.by_index(i).unwrap();
+        let name = entry.name().to_string();
+        let mut body = Vec::new();
+        entry.read_to_end(&mut body).unwrap();
+        if name.starts_with("xl/worksheets/sheet") {
+            let xml = String::from_utf8(body).unwrap();
+            let edited = edit(&xml);
+            changed |= edited != xml;
+            body = edited.into_bytes();
+        }
+        dst.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        dst.write_all(&body).unwrap();
+    }
+    dst.finish().unwrap();
+    assert!(changed, "the sheet was not edited");
+}
+
+/// One cell moved to column `ZZZZZZ` (321 million): the file is refused
+/// with a clear error, without allocating a row that wide.
+#[test]
+fn an_xlsx_cell_beyond_excels_last_column_refuses_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("w.xlsx");
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    for c in 0..5u16 {
+        ws.write_string(0, c, format!("h{c}")).unwrap();
+        ws.write_string(1, c, format!("v{c}")).unwrap();
+    }
+    wb.save(&good).unwrap();
+    let bad = dir.path().join("zzzzzz.xlsx");
+    rewrite_sheet(&good, &bad, |xml| {
+        xml.replacen("r=\"C2\"", "r=\"ZZZZZZ2\"", 1)
+    });
+    let err = quanyu_files::read::read_xlsx(&bad, None, &mut |_| Ok(()), &mut |_, _| Ok(()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("321272406") && err.contains("16384"), "{err}");
 }

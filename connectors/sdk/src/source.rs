@@ -206,3 +206,38 @@ pub trait Stream: Send + Sync {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quanyu_schemas::LakeKey;
+
+    /// A phone in any written form leaves neither the raw record nor the
+    /// key nor the reason of a quarantine row; each names its hash.
+    #[test]
+    fn a_rejection_keeps_no_phone_in_raw_key_or_reason() {
+        let hasher = PiiHasher::new(&LakeKey::from_bytes([9; 32]));
+        let ctx = PullContext {
+            run_id: "r".into(),
+            ingested_at: Utc::now(),
+            hasher: hasher.clone(),
+        };
+        let stream = StreamId::new("import", "calls", "f");
+        let tagged = format!("phone:{}", hasher.phone_text("13912340101").unwrap());
+        let q = ctx.reject(
+            &stream,
+            TableKind::Touchpoints,
+            Some("139-1234-0101".into()),
+            r#"{"tel":"＋86 139 1234 0101"}"#,
+            "no call id for (+86) 139.1234.0101".into(),
+        );
+        for (what, text) in [
+            ("key", q.record_key.as_deref().unwrap()),
+            ("raw", &q.raw),
+            ("reason", &q.reason),
+        ] {
+            assert!(!text.contains("1234"), "{what}: {text}");
+            assert!(text.contains(&tagged), "{what}: {text}");
+        }
+    }
+}
