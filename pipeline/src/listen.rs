@@ -3,13 +3,18 @@
 //! callbacks, checks
 //! `msg_signature`, decrypts the AES payload, answers the URL check, and
 //! lands `change_external_contact` events in `raw_touchpoints`. An event is
-//! acknowledged (`success`) only after its Delta commit; a replayed event
-//! has the same `event_id` (a digest of its fields), so it is skipped here
-//! and collapses in the `touchpoints` refresh. The listener needs no lake
+//! acknowledged (`success`) only after the Delta commit that holds it; events
+//! arriving while a commit is under way wait for the next one and share it
+//! (group commit), so a burst of a thousand events is a handful of commits
+//! and is acknowledged well within WeCom's 5 s. A replayed event has the same
+//! `event_id` (a digest of its fields), so it is skipped here and collapses
+//! in the `touchpoints` refresh. A WeCom message whose signed timestamp is
+//! outside the freshness window (`[listen] max_clock_skew_secs`) is refused,
+//! so a captured message cannot be replayed later. The listener needs no lake
 //! writer lock: it only appends to `raw_touchpoints`; it refreshes
 //! `touchpoints` when no `quanyu run` holds the lake.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -28,7 +33,7 @@ use quanyu_schemas::{
 use quanyu_wecom::callback::{parse_envelope, parse_event, CallbackCrypto, Event};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::identity::{StateRule, StateRules};
 use crate::lake::Lake;
@@ -68,14 +73,38 @@ pub struct CallsListenConfig {
 }
 
 /// `[listen]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListenConfig {
     /// WeCom corps whose callbacks this listener receives.
     pub wecom: Vec<WecomListenConfig>,
     /// AI-call vendor accounts whose call records this listener receives.
     pub calls: Vec<CallsListenConfig>,
+    /// A WeCom message whose signed timestamp is further than this from the
+    /// listener's clock is refused (a replay of a captured message, or a
+    /// clock that needs fixing). Default 300 s.
+    pub max_clock_skew_secs: u64,
 }
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            wecom: Vec::new(),
+            calls: Vec::new(),
+            max_clock_skew_secs: DEFAULT_MAX_CLOCK_SKEW_SECS,
+        }
+    }
+}
+
+/// The default freshness window of signed WeCom messages.
+pub const DEFAULT_MAX_CLOCK_SKEW_SECS: u64 = 300;
+
+/// Most events one group commit takes; the rest wait for the next.
+pub const GROUP_COMMIT_MAX_EVENTS: usize = 5_000;
+
+/// Event ids remembered to acknowledge replays without a commit (older
+/// replays still collapse in the `touchpoints` refresh).
+const SEEN_CAPACITY: usize = 200_000;
 
 /// `[[bridges]]`: which bridge and campaign a contact way's `state` belongs
 /// to (the longest matching prefix wins).
@@ -199,15 +228,47 @@ struct CallAccount {
     mapping: quanyu_aicall::CallMapping,
 }
 
+/// Event ids recently landed by this process, the oldest forgotten first.
+#[derive(Default)]
+struct SeenIds {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl SeenIds {
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    fn insert(&mut self, id: String) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+            while self.order.len() > SEEN_CAPACITY {
+                if let Some(old) = self.order.pop_front() {
+                    self.ids.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// An event waiting for a group commit, and who to tell how it went.
+struct Pending {
+    row: TouchpointRow,
+    landed: oneshot::Sender<std::result::Result<(), String>>,
+}
+
 struct Listener {
-    lake: Lake,
     hasher: PiiHasher,
     corps: HashMap<String, CallbackCrypto>,
     /// (vendor, account) → settings.
     calls: HashMap<(String, String), CallAccount>,
     states: StateMapper,
+    max_skew_secs: i64,
     /// Event ids landed by this process (replays are acknowledged at once).
-    seen: Mutex<HashSet<String>>,
+    seen: Arc<Mutex<SeenIds>>,
+    /// The group committer's queue.
+    commits: mpsc::Sender<Pending>,
 }
 
 /// The callback query string.
@@ -220,7 +281,8 @@ struct CallbackQuery {
 }
 
 /// Build the listener's router: `GET|POST /wecom/{corp_id}` and
-/// `POST /calls/{vendor}/{account}`.
+/// `POST /calls/{vendor}/{account}`. Starts the group committer, so it must
+/// be called within a Tokio runtime.
 pub fn router(
     lake: Lake,
     hasher: PiiHasher,
@@ -264,13 +326,17 @@ pub fn router(
     if corps.is_empty() && calls.is_empty() {
         anyhow::bail!("nothing to listen for: configure [[listen.wecom]] or [[listen.calls]]");
     }
+    let seen = Arc::new(Mutex::new(SeenIds::default()));
+    let (commits, queue) = mpsc::channel(GROUP_COMMIT_MAX_EVENTS * 2);
+    tokio::spawn(group_commits(lake, queue, seen.clone()));
     let state = Arc::new(Listener {
-        lake,
         hasher,
         corps,
         calls,
         states: StateMapper::new(bridges, state_rules)?,
-        seen: Mutex::new(HashSet::new()),
+        max_skew_secs: i64::try_from(cfg.max_clock_skew_secs).unwrap_or(i64::MAX),
+        seen,
+        commits,
     });
     Ok(Router::new()
         .route("/wecom/{corp}", get(url_check).post(receive))
@@ -296,7 +362,10 @@ async fn url_check(
         return refuse(StatusCode::BAD_REQUEST, "missing echostr");
     };
     match crypto.open(&q.msg_signature, &q.timestamp, &q.nonce, echo) {
-        Ok(plain) => plain.into_response(),
+        Ok(plain) => match l.stale(&q.timestamp) {
+            Some(why) => refuse(StatusCode::FORBIDDEN, &why),
+            None => plain.into_response(),
+        },
         Err(e) => refuse(StatusCode::FORBIDDEN, &e.to_string()),
     }
 }
@@ -322,6 +391,9 @@ async fn receive(
         Ok(p) => p,
         Err(e) => return refuse(StatusCode::FORBIDDEN, &e.to_string()),
     };
+    if let Some(why) = l.stale(&q.timestamp) {
+        return refuse(StatusCode::FORBIDDEN, &why);
+    }
     let event = match parse_event(&plain) {
         Ok(e) => e,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
@@ -334,35 +406,90 @@ async fn receive(
 }
 
 impl Listener {
-    /// Commit `row` to `raw_touchpoints`, then acknowledge with `ack`; a
-    /// replay already landed by this process is acknowledged at once. One
-    /// commit at a time.
+    /// Why a signed message's `timestamp` is refused: not a Unix time, or
+    /// further from this listener's clock than the freshness window.
+    fn stale(&self, timestamp: &str) -> Option<String> {
+        let Ok(at) = timestamp.trim().parse::<i64>() else {
+            return Some("timestamp is not a Unix time".into());
+        };
+        let skew = Utc::now().timestamp().saturating_sub(at);
+        (skew.saturating_abs() > self.max_skew_secs).then(|| {
+            format!(
+                "timestamp is {} s {} this listener's clock (window {} s): a replayed message or a skewed clock",
+                skew.saturating_abs(),
+                if skew > 0 { "behind" } else { "ahead of" },
+                self.max_skew_secs
+            )
+        })
+    }
+
+    /// Queue `row` for the next group commit and acknowledge with `ack`
+    /// once it is durable; a replay already landed by this process is
+    /// acknowledged at once.
     async fn land(&self, row: TouchpointRow, ack: &'static str) -> Response {
-        let mut seen = self.seen.lock().await;
-        if seen.contains(&row.event_id) {
+        if self.seen.lock().await.contains(&row.event_id) {
             return ack.into_response();
         }
-        let id = row.event_id.clone();
-        let source = row.source.clone();
+        let (landed, outcome) = oneshot::channel();
+        if self.commits.send(Pending { row, landed }).await.is_err() {
+            return refuse(StatusCode::SERVICE_UNAVAILABLE, "the committer has stopped");
+        }
+        match outcome.await {
+            Ok(Ok(())) => ack.into_response(),
+            // Not acknowledged: the sender delivers it again.
+            Ok(Err(e)) => refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("could not land the event: {e}"),
+            ),
+            Err(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, "the committer has stopped"),
+        }
+    }
+}
+
+/// The group committer: takes every event queued since its last commit (up
+/// to [`GROUP_COMMIT_MAX_EVENTS`]) into one `raw_touchpoints` commit, then
+/// tells each sender how it went. Events arriving during a commit wait for
+/// the next one, so commits never overlap and a burst costs a few commits.
+async fn group_commits(lake: Lake, mut queue: mpsc::Receiver<Pending>, seen: Arc<Mutex<SeenIds>>) {
+    let schema = quanyu_schemas::TableKind::Touchpoints.schema();
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < GROUP_COMMIT_MAX_EVENTS {
+            match queue.try_recv() {
+                Ok(p) => group.push(p),
+                Err(_) => break,
+            }
+        }
         let now = Utc::now();
         let mut b = TouchpointsBuilder::new(&format!("listen-{}", now.format("%Y%m%d")), now);
-        b.append(row);
-        let schema = quanyu_schemas::TableKind::Touchpoints.schema();
-        match self
-            .lake
-            .append("raw_touchpoints", &schema, vec![b.finish()], None)
-            .await
+        let mut fresh = HashSet::new();
         {
-            Ok(()) => {
-                seen.insert(id);
-                tracing::info!(%source, "callback landed");
-                ack.into_response()
+            let seen = seen.lock().await;
+            for p in &group {
+                if !seen.contains(&p.row.event_id) && fresh.insert(p.row.event_id.clone()) {
+                    b.append(p.row.clone());
+                }
             }
-            // Not acknowledged: the sender delivers it again.
-            Err(e) => refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("could not land the event: {e:#}"),
-            ),
+        }
+        let outcome = if fresh.is_empty() {
+            Ok(())
+        } else {
+            lake.append("raw_touchpoints", &schema, vec![b.finish()], None)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        };
+        match &outcome {
+            Ok(()) => {
+                let mut seen = seen.lock().await;
+                for id in fresh {
+                    seen.insert(id);
+                }
+                tracing::info!(events = group.len(), "callbacks landed");
+            }
+            Err(e) => tracing::warn!(events = group.len(), "callbacks not landed: {e}"),
+        }
+        for p in group {
+            let _ = p.landed.send(outcome.clone());
         }
     }
 }
