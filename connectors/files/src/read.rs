@@ -193,16 +193,88 @@ fn cell_text(v: &DataRef<'_>) -> String {
 /// growing a row to hundreds of millions of cells.
 pub const XLSX_MAX_COLUMNS: usize = 16_384;
 
+/// The most a workbook part other than a worksheet may hold unpacked
+/// (shared strings, styles: calamine loads them whole, at about twice their
+/// XML size in memory). 64 MiB of shared strings is some two million
+/// distinct cells.
+pub const XLSX_MAX_PART_BYTES: u64 = 64 << 20;
+
+/// A worksheet unpacking to more than this, at more than
+/// [`XLSX_MAX_SHEET_RATIO`] times its packed size, is a zip bomb: real sheets
+/// pack 5 to 30 times, and calamine holds a cell's text whole.
+pub const XLSX_BOMB_SHEET_BYTES: u64 = 256 << 20;
+
+/// See [`XLSX_BOMB_SHEET_BYTES`].
+pub const XLSX_MAX_SHEET_RATIO: u64 = 100;
+
+/// Unpack every part of the workbook at `path` into nothing, counting bytes
+/// (constant memory), and refuse the file before calamine loads anything
+/// when a part is over [`XLSX_MAX_PART_BYTES`] or a sheet is a zip bomb.
+/// The sizes the zip declares are not trusted: they are what a bomb lies
+/// about.
+pub fn check_xlsx_parts(path: &Path) -> Result<(), ReadError> {
+    let mut zip = zip::ZipArchive::new(BufReader::new(File::open(path)?))
+        .map_err(|e| ReadError::Xlsx(format!("not a readable workbook: {e}")))?;
+    for i in 0..zip.len() {
+        let mut part = zip
+            .by_index(i)
+            .map_err(|e| ReadError::Xlsx(format!("part {i}: {e}")))?;
+        let name = part.name().to_string();
+        let packed = part.compressed_size().max(1);
+        let sheet = name.starts_with("xl/worksheets/");
+        let limit = if sheet { u64::MAX } else { XLSX_MAX_PART_BYTES };
+        let mut unpacked = 0u64;
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let n = match part.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n as u64,
+                Err(e) => {
+                    return Err(ReadError::Xlsx(format!(
+                        "part {} is corrupt: {e}",
+                        quoted_name(&name)
+                    )))
+                }
+            };
+            unpacked += n;
+            if unpacked > limit {
+                return Err(ReadError::Xlsx(format!(
+                    "part {} unpacks to more than {} MiB (the limit for a workbook part): save the sheet as CSV",
+                    quoted_name(&name),
+                    limit >> 20
+                )));
+            }
+            if sheet && unpacked > XLSX_BOMB_SHEET_BYTES && unpacked / packed > XLSX_MAX_SHEET_RATIO
+            {
+                return Err(ReadError::Xlsx(format!(
+                    "sheet part {} unpacks to over {} times its packed size (a zip bomb?)",
+                    quoted_name(&name),
+                    XLSX_MAX_SHEET_RATIO
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A part name as it may appear in an error: printable, at most 60 chars.
+fn quoted_name(name: &str) -> String {
+    let clean: String = name.chars().filter(|c| !c.is_control()).take(60).collect();
+    format!("{clean:?}")
+}
+
 /// Read one sheet of an XLSX workbook (the first when `sheet` is `None`):
 /// `header(cells)` for its first row, then `row(row_number, cells)` per row.
 /// Excel does not store empty cells, so a row whose last cells are empty
-/// is padded to the header's width.
+/// is padded to the header's width. The workbook's parts are sized first
+/// ([`check_xlsx_parts`]).
 pub fn read_xlsx(
     path: &Path,
     sheet: Option<&str>,
     header: &mut dyn FnMut(Vec<String>) -> Result<(), ReadError>,
     row: &mut dyn FnMut(u64, Vec<String>) -> Result<(), ReadError>,
 ) -> Result<(), ReadError> {
+    check_xlsx_parts(path)?;
     let mut wb: Xlsx<_> =
         Xlsx::new(BufReader::new(File::open(path)?)).map_err(|e| ReadError::Xlsx(e.to_string()))?;
     let name = match sheet {

@@ -313,6 +313,76 @@ fn rewrite_sheet(from: &Path, to: &Path, edit: impl Fn(&str) -> String) {
     assert!(changed, "the sheet was not edited");
 }
 
+/// Copy the workbook `from` to `to` with the part named `part` replaced by
+/// `body` written in 1 MiB pieces (hundreds of MiB without holding them).
+fn replace_part(from: &Path, to: &Path, part: &str, body: &mut dyn FnMut(&mut dyn std::io::Write)) {
+    use std::io::{Read, Write};
+    let mut src = zip::ZipArchive::new(std::fs::File::open(from).unwrap()).unwrap();
+    let mut dst = zip::ZipWriter::new(std::fs::File::create(to).unwrap());
+    let opts = zip::write::SimpleFileOptions::default().large_file(true);
+    for i in 0..src.len() {
+        let mut entry = src.by_index(i).unwrap();
+        let name = entry.name().to_string();
+        dst.start_file(name.as_str(), opts).unwrap();
+        if name == part {
+            body(&mut dst);
+        } else {
+            let mut buf = Vec::new();
+            entry.read_to_end(&mut buf).unwrap();
+            dst.write_all(&buf).unwrap();
+        }
+    }
+    dst.finish().unwrap();
+}
+
+/// A few KB that unpack to hundreds of MiB: shared strings beyond the part
+/// limit, and a sheet whose one cell is a 300 MiB run of one letter, are
+/// refused by their unpacked size before calamine loads them.
+#[test]
+fn an_xlsx_that_unpacks_to_hundreds_of_mib_is_refused_before_loading() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("w.xlsx");
+    let mut wb = rust_xlsxwriter::Workbook::new();
+    let ws = wb.add_worksheet();
+    ws.write_string(0, 0, "通话ID").unwrap();
+    ws.write_string(1, 0, "C1").unwrap();
+    wb.save(&good).unwrap();
+    let strings = dir.path().join("strings.xlsx");
+    replace_part(&good, &strings, "xl/sharedStrings.xml", &mut |w| {
+        w.write_all(br#"<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">"#).unwrap();
+        let chunk = "<si><t>x</t></si>".repeat(60_000);
+        for _ in 0..80 {
+            w.write_all(chunk.as_bytes()).unwrap();
+        }
+        w.write_all(b"</sst>").unwrap();
+    });
+    assert!(std::fs::metadata(&strings).unwrap().len() < 2 << 20);
+    let err = quanyu_files::read::check_xlsx_parts(&strings)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sharedStrings.xml") && err.contains("64 MiB"),
+        "{err}"
+    );
+
+    let bomb = dir.path().join("bomb.xlsx");
+    replace_part(&good, &bomb, "xl/worksheets/sheet1.xml", &mut |w| {
+        w.write_all(br#"<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"><c r="A1" t="inlineStr"><is><t>"#).unwrap();
+        let chunk = vec![b'a'; 1 << 20];
+        for _ in 0..300 {
+            w.write_all(&chunk).unwrap();
+        }
+        w.write_all(b"</t></is></c></row></sheetData></worksheet>")
+            .unwrap();
+    });
+    let err = quanyu_files::read::check_xlsx_parts(&bomb)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("zip bomb"), "{err}");
+    // The workbook they were made from passes.
+    quanyu_files::read::check_xlsx_parts(&good).unwrap();
+}
+
 /// One cell moved to column `ZZZZZZ` (321 million): the file is refused
 /// with a clear error, without allocating a row that wide.
 #[test]
