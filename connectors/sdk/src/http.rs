@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -123,6 +123,11 @@ pub struct ClientStats {
     pub requests: AtomicU64,
     /// Attempts that were retried.
     pub retries: AtomicU64,
+    /// Attempts of any call of this client that failed (retryably) since
+    /// its last success: how widely the platform is failing right now.
+    pub failing: AtomicU32,
+    /// Milliseconds spent waiting between attempts.
+    pub backoff_ms: AtomicU64,
 }
 
 /// The HTTP client wrapper. Cheap to clone.
@@ -173,7 +178,13 @@ impl ApiClient {
     /// Run one logical API call: `attempt` builds, signs, sends and decodes a
     /// request (signing again each time, since timestamps move). Retryable
     /// errors are retried with backoff; `TokenExpired` sets
-    /// [`Attempt::refresh_token`] for the next try.
+    /// [`Attempt::refresh_token`] for the next try and is retried at once.
+    ///
+    /// The backoff grows with the failures of this call, but only as far as
+    /// the client's failures since any of its calls last succeeded: a call
+    /// that is unlucky while its siblings get through (failures that are
+    /// independent, as a busy gateway's are) retries at the base delay, while
+    /// an outage, where every call fails, backs every call off together.
     pub async fn call<T, F, Fut>(&self, ctx: &RequestContext, mut attempt: F) -> Result<T>
     where
         F: FnMut(Attempt) -> Fut,
@@ -188,6 +199,7 @@ impl ApiClient {
         async {
             let mut refresh = false;
             let mut n = 1;
+            let mut failures = 0u32;
             let first = Instant::now();
             loop {
                 for l in &self.limiters {
@@ -210,6 +222,7 @@ impl ApiClient {
                 };
                 match res {
                     Ok(v) => {
+                        self.stats.failing.store(0, Ordering::Relaxed);
                         tracing::debug!(attempt = n, elapsed_ms = started.elapsed().as_millis() as u64, "ok");
                         return Ok(v);
                     }
@@ -227,10 +240,15 @@ impl ApiClient {
                         let delay = if e.kind == ErrorKind::TokenExpired {
                             Duration::ZERO
                         } else {
-                            self.policy.backoff(n, e.retry_after)
+                            failures += 1;
+                            let failing = self.stats.failing.fetch_add(1, Ordering::Relaxed) + 1;
+                            self.policy.backoff(failures.min(failing), e.retry_after)
                         };
                         tracing::warn!(attempt = n, kind = ?e.kind, code = e.code.as_deref().unwrap_or(""), delay_ms = delay.as_millis() as u64, "retrying: {}", e.message);
                         self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                        self.stats
+                            .backoff_ms
+                            .fetch_add(delay.as_millis() as u64, Ordering::Relaxed);
                         refresh = e.kind == ErrorKind::TokenExpired;
                         tokio::time::sleep(delay).await;
                         n += 1;
@@ -368,6 +386,48 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Transient);
         assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    /// A call that fails again and again while the client's other calls get
+    /// through retries at the base delay; the same failures with nothing
+    /// getting through (an outage) back off exponentially.
+    #[tokio::test]
+    async fn isolated_failures_retry_quickly_and_an_outage_backs_off() {
+        let policy = RetryPolicy {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(2),
+            max_delay: Duration::from_secs(1),
+            ..fast()
+        };
+        let flaky = |others_succeed: bool| async move {
+            let client = ApiClient::new(vec![], policy);
+            let calls = AtomicU32::new(0);
+            client
+                .call(&ctx(), |_| {
+                    let client = client.clone();
+                    let n = calls.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if others_succeed {
+                            // A sibling call gets through meanwhile.
+                            client.call(&ctx(), |_| async { Ok(0) }).await?;
+                        }
+                        if n < 7 {
+                            Err(ConnectorError::new(&ctx(), ErrorKind::Transient, "busy"))
+                        } else {
+                            Ok(n)
+                        }
+                    }
+                })
+                .await
+                .unwrap();
+            client.stats.backoff_ms.load(Ordering::SeqCst)
+        };
+        // Seven waits at the base delay (equal jitter: 1-2 ms each).
+        let isolated = flaky(true).await;
+        assert!(isolated <= 7 * 2, "{isolated} ms");
+        // At least half of 2 + 4 + ... + 128 ms.
+        let outage = flaky(false).await;
+        assert!(outage >= 127, "{outage} ms");
     }
 
     /// An outage longer than the attempts allow: with a time budget the
