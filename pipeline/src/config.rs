@@ -118,6 +118,10 @@ pub struct RunConfig {
     /// Streams (shops, platforms) pulled at once.
     #[serde(default = "default_parallel_streams")]
     pub parallel_streams: usize,
+    /// Windows of one stream pulled at once, within its rate limits (the
+    /// cursor moves past windows finished in order).
+    #[serde(default = "default_windows_at_once")]
+    pub windows_at_once: usize,
 }
 
 impl Default for RunConfig {
@@ -125,12 +129,17 @@ impl Default for RunConfig {
         RunConfig {
             chunk_rows: default_chunk_rows(),
             parallel_streams: default_parallel_streams(),
+            windows_at_once: default_windows_at_once(),
         }
     }
 }
 
 fn default_parallel_streams() -> usize {
     4
+}
+
+fn default_windows_at_once() -> usize {
+    32
 }
 
 fn default_chunk_rows() -> usize {

@@ -83,6 +83,7 @@ pub async fn import_locked(
             chunk_rows: cfg.run.chunk_rows,
             progress,
             parallel_streams: cfg.run.parallel_streams,
+            windows_at_once: cfg.run.windows_at_once,
         },
     )
     .await?;

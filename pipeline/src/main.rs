@@ -440,6 +440,7 @@ async fn run(cli: Cli) -> Result<()> {
                 chunk_rows: cfg.run.chunk_rows,
                 progress,
                 parallel_streams: cfg.run.parallel_streams,
+                windows_at_once: cfg.run.windows_at_once,
             };
             let records = quanyu::runner::run_streams(&lake, &streams, &ctx, opts).await?;
             let ids = quanyu::identity::build_identity(&lake, &hasher, &cfg.identity).await?;

@@ -33,7 +33,17 @@ pub struct RunOptions {
     pub progress: bool,
     /// Streams pulled at once (each within its own rate limits).
     pub parallel_streams: usize,
+    /// Windows of one stream pulled at once (within its rate limits); pages
+    /// land as they come, the cursor moves past windows finished in order.
+    pub windows_at_once: usize,
 }
+
+/// Pages per window pulled at once that may wait for the run loop.
+const PAGES_AHEAD: usize = 4;
+
+/// How far past the first unfinished window pulls may start: bounds what a
+/// crash makes the next run pull again while one window is stuck retrying.
+const MAX_WINDOW_SPREAD: usize = 512;
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -41,6 +51,7 @@ impl Default for RunOptions {
             chunk_rows: 25_000,
             progress: true,
             parallel_streams: 4,
+            windows_at_once: 32,
         }
     }
 }
@@ -231,28 +242,101 @@ async fn pull_windows(
     let mut completeness = Completeness::default();
     let mut last_commit = Instant::now();
     let mut outcome = Ok(());
-    for (i, w) in windows.into_iter().enumerate() {
-        bar.set_message(format!("window {}/{}", i + 1, n));
-        match stream.pull(w, ctx, &mut sink).await {
-            Ok(report) => {
-                record.pages += report.pages as i64;
-                completeness.add(w, &report);
+    // Windows are pulled side by side (a platform that allows only
+    // 30-minute windows makes a month 1,488 of them, each a round trip and,
+    // under faults, its retries), and their pages land as they come. The
+    // cursor moves only to the end of the windows finished without a gap,
+    // so a crash re-pulls every window after it (the lake collapses what
+    // lands twice).
+    let windows: Vec<Window> = windows;
+    let at_once = opts.windows_at_once.max(1);
+    let (events, mut inbox) = tokio::sync::mpsc::channel::<WindowEvent>(PAGES_AHEAD * at_once);
+    let mut tasks = Vec::new();
+    let mut started = 0;
+    let mut running = 0;
+    let mut finished = std::collections::BTreeSet::new();
+    let mut prefix = 0;
+    let mut cursor_moved = false;
+    // The earliest window that failed: later ones stop, earlier ones finish.
+    let mut failed_at: Option<(usize, PullError)> = None;
+    loop {
+        while failed_at.is_none()
+            && running < at_once
+            && started < n
+            && started < prefix + MAX_WINDOW_SPREAD
+        {
+            tasks.push(start_window(
+                stream,
+                ctx,
+                started,
+                windows[started],
+                events.clone(),
+            ));
+            started += 1;
+            running += 1;
+        }
+        let settled = match &failed_at {
+            Some((f, _)) => prefix >= *f,
+            None => running == 0,
+        };
+        if settled {
+            break;
+        }
+        let Some(event) = inbox.recv().await else {
+            break;
+        };
+        match event {
+            WindowEvent::Page(page) => {
+                if let Err(e) = sink.page(page).await {
+                    failed_at = Some((0, PullError::Sink(e)));
+                    break;
+                }
             }
-            Err(e) => {
-                outcome = Err(pull_failure(e));
-                break;
+            WindowEvent::Done(i, result) => {
+                running -= 1;
+                match result {
+                    Ok(report) => {
+                        record.pages += report.pages as i64;
+                        completeness.add(windows[i], &report);
+                        finished.insert(i);
+                        while finished.remove(&prefix) {
+                            prefix += 1;
+                            cursor_moved = true;
+                        }
+                        bar.set_message(format!("window {prefix}/{n}"));
+                    }
+                    Err(e) if failed_at.as_ref().is_none_or(|(f, _)| i < *f) => {
+                        for t in tasks.iter().skip(i + 1) {
+                            t.abort();
+                        }
+                        failed_at = Some((i, e));
+                    }
+                    Err(_) => {}
+                }
             }
         }
         // Commit the cursor with the rows when a chunk is full, every few
         // seconds, and at the end; a crash re-pulls at most those windows.
-        let last = i + 1 == n;
-        if last || sink.rows_since_cursor >= sink.chunk_rows || last_commit.elapsed().as_secs() >= 5
+        if cursor_moved
+            && failed_at.is_none()
+            && (prefix == n
+                || sink.rows_since_cursor >= sink.chunk_rows
+                || last_commit.elapsed().as_secs() >= 5)
         {
-            sink.flush(Some((&app_id, w.end.timestamp_millis())))
-                .await?;
-            record.window_end = Some(w.end);
+            let end = windows[prefix - 1].end;
+            sink.flush(Some((&app_id, end.timestamp_millis()))).await?;
+            record.window_end = Some(end);
             last_commit = Instant::now();
+            cursor_moved = false;
         }
+    }
+    if let Some((_, e)) = failed_at {
+        outcome = Err(pull_failure(e));
+    }
+    // After a failure, the pulls still running stop; what they landed
+    // stays (the cursor does not cover it). A sink failure stops at once.
+    for t in tasks {
+        t.abort();
     }
     if sequence {
         // Batches after the last committed value; each batch's rows and its
@@ -278,9 +362,16 @@ async fn pull_windows(
         record.window_end = Some(Utc::now());
     }
     if outcome.is_err() {
-        // Land what was pulled so far without moving the cursor: the lake
-        // deduplicates when the window is pulled again.
-        sink.flush(None).await?;
+        // Land what was pulled so far, with the cursor at the end of the
+        // windows finished in order (their rows are all in the sink); the
+        // rest is pulled again next time and the lake collapses repeats.
+        if cursor_moved {
+            let end = windows[prefix - 1].end;
+            sink.flush(Some((&app_id, end.timestamp_millis()))).await?;
+            record.window_end = Some(end);
+        } else {
+            sink.flush(None).await?;
+        }
     }
     sink.settle().await?;
     record.rows_in = sink.rows_in as i64;
@@ -288,6 +379,49 @@ async fn pull_windows(
     record.rows_quarantined = sink.quarantined as i64;
     completeness.apply(stream.id(), record);
     outcome
+}
+
+/// What a window pulled in the background reports: a page, or its end
+/// (its index and report).
+enum WindowEvent {
+    Page(NormalizedPage),
+    Done(usize, Result<PullReport, PullError>),
+}
+
+/// Hands a window's pages to the run loop (waits while the loop is
+/// PAGES_AHEAD pages per window behind).
+struct ChannelSink(tokio::sync::mpsc::Sender<WindowEvent>);
+
+#[async_trait]
+impl PageSink for ChannelSink {
+    async fn page(&mut self, page: NormalizedPage) -> Result<(), SinkError> {
+        self.0
+            .send(WindowEvent::Page(page))
+            .await
+            .map_err(|_| "the run stopped taking pages".into())
+    }
+}
+
+/// Start pulling window `i` (`w`) of `stream` in the background; it ends
+/// with a `Done` event, also when the pull panics.
+fn start_window(
+    stream: &Arc<dyn Stream>,
+    ctx: &PullContext,
+    i: usize,
+    w: Window,
+    events: tokio::sync::mpsc::Sender<WindowEvent>,
+) -> tokio::task::JoinHandle<()> {
+    use futures::FutureExt;
+    let stream = stream.clone();
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let mut sink = ChannelSink(events.clone());
+        let pulled = std::panic::AssertUnwindSafe(stream.pull(w, &ctx, &mut sink))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(PullError::Sink("the pull of a window panicked".into())));
+        let _ = events.send(WindowEvent::Done(i, pulled)).await;
+    })
 }
 
 /// A failed pull as the run's error.

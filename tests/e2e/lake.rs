@@ -181,6 +181,140 @@ async fn a_crashed_run_resumes_without_loss_or_duplicates() {
     );
 }
 
+/// Wraps a stream: the first window is slow, the fourth fails, and the
+/// pulls under way at once are counted.
+struct Uneven {
+    inner: Arc<dyn Stream>,
+    failing_start: chrono::DateTime<Utc>,
+    first_start: chrono::DateTime<Utc>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most_at_once: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Stream for Uneven {
+    fn id(&self) -> &StreamId {
+        self.inner.id()
+    }
+    fn table(&self) -> TableKind {
+        self.inner.table()
+    }
+    fn cursor_mode(&self) -> CursorMode {
+        self.inner.cursor_mode()
+    }
+    fn request_stats(&self) -> (u64, u64) {
+        self.inner.request_stats()
+    }
+    async fn pull(
+        &self,
+        w: Window,
+        ctx: &PullContext,
+        sink: &mut dyn PageSink,
+    ) -> Result<PullReport, PullError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most_at_once.fetch_max(now, SeqCst);
+        if w.start == self.first_start {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        let out = if w.start == self.failing_start {
+            Err(PullError::Sink("the fourth window fails".into()))
+        } else {
+            self.inner.pull(w, ctx, sink).await
+        };
+        self.in_flight.fetch_sub(1, SeqCst);
+        out
+    }
+}
+
+/// Windows are pulled side by side and land as they finish, but the cursor
+/// only moves past windows finished in order: a slow first window does not
+/// hold the others back, a failed fourth window leaves the cursor at the
+/// end of the third (though later windows' rows landed), and the next run
+/// completes the set exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_pulled_side_by_side_move_the_cursor_in_order() {
+    let sb = sandboxes(FaultConfig::default(), 1500).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let stream = taobao_streams(&sb).remove(0);
+    let CursorMode::Windows(plan) = stream.cursor_mode() else {
+        panic!("Taobao pulls windows")
+    };
+    let failing_start = plan.initial_start + plan.max_window * 3;
+    let uneven = Arc::new(Uneven {
+        inner: stream.clone(),
+        failing_start,
+        first_start: plan.initial_start,
+        in_flight: 0.into(),
+        most_at_once: 0.into(),
+    });
+    let as_stream: Arc<dyn Stream> = uneven.clone();
+    let opts = RunOptions {
+        windows_at_once: 6,
+        ..opts()
+    };
+    let rec = run_stream(
+        &lake,
+        &as_stream,
+        &ctx(),
+        opts,
+        indicatif::ProgressBar::hidden(),
+    )
+    .await;
+    assert_eq!(rec.status, "failed");
+    assert!(rec.error.as_deref().unwrap().contains("fourth window"));
+    let most = uneven
+        .most_at_once
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=6).contains(&most), "{most} windows at once");
+    assert_eq!(
+        stream_cursor(&lake, stream.as_ref())
+            .await
+            .unwrap()
+            .map(|c| c.timestamp_millis()),
+        Some(failing_start.timestamp_millis()),
+        "the cursor stops at the failed window"
+    );
+    let after = count(
+        &lake,
+        &format!(
+            "select count(*) from raw_orders where updated_at >= to_timestamp_micros({})",
+            (failing_start + plan.max_window).timestamp_micros()
+        ),
+    )
+    .await;
+    assert!(
+        after > 0,
+        "windows after the failed one were pulled and landed"
+    );
+    let rec = run_stream(
+        &lake,
+        &stream,
+        &ctx(),
+        opts,
+        indicatif::ProgressBar::hidden(),
+    )
+    .await;
+    assert_eq!(rec.status, "succeeded", "{:?}", rec.error);
+    quanyu::refresh::refresh_current(&lake, TableKind::Orders)
+        .await
+        .unwrap();
+    let shop = stream.id().scope.clone();
+    let expected = sb
+        .taobao()
+        .unwrap()
+        .visible_trades()
+        .iter()
+        .filter(|t| t.shop == shop)
+        .count() as i64;
+    assert_eq!(count(&lake, "select count(*) from orders").await, expected);
+    assert_eq!(
+        count(&lake, "select count(distinct order_id) from orders").await,
+        expected
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_repull_keeps_one_current_row_with_the_latest_status() {
     let sb = sandboxes(FaultConfig::default(), 1500).await;
