@@ -112,21 +112,34 @@ pub fn excel_serial(days: f64) -> Result<DateTime<Utc>, String> {
         .ok_or_else(|| "invalid local time".into())
 }
 
-/// Yuan text (`188`, `188.5`, `¥1,288.00`, `188元`) to fen, exactly.
+/// Full-width ASCII (`１２．５０`, typed with a Chinese input method) as
+/// ASCII; other characters unchanged.
+fn half_width(c: char) -> char {
+    match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        '\u{3000}' => ' ',
+        _ => c,
+    }
+}
+
+/// Yuan text (`188`, `188.5`, `¥1,288.00`, `188元`, full-width digits) to
+/// fen, exactly.
 pub fn parse_yuan(cell: &str) -> Result<i64, String> {
     let cleaned: String = cell
         .trim()
         .trim_start_matches(['¥', '￥'])
         .trim_end_matches('元')
         .chars()
+        .map(half_width)
         .filter(|c| *c != ',' && !c.is_whitespace())
         .collect();
     yuan_to_fen(&cleaned).map_err(|e| format!("amount {}: {e}", quoted(cell)))
 }
 
-/// An integer cell (`12`, `12.0` from spreadsheets).
+/// An integer cell (`12`, `12.0` from spreadsheets, full-width digits).
 pub fn parse_int(cell: &str) -> Result<i64, String> {
-    let s = cell.trim();
+    let s: String = cell.trim().chars().map(half_width).collect();
+    let s = s.as_str();
     if let Ok(n) = s.parse::<i64>() {
         return Ok(n);
     }
@@ -304,5 +317,14 @@ mod tests {
             assert!(err.len() < 600, "{} bytes", err.len());
             assert!(!err.contains('\u{1b}') && !err.contains('\u{0}'), "{err}");
         }
+    }
+
+    #[test]
+    fn full_width_digits_read_as_numbers() {
+        assert_eq!(parse_yuan("１２．５０").unwrap(), 1250);
+        assert_eq!(parse_yuan("￥１，２８８元").unwrap(), 128_800);
+        assert_eq!(parse_int("６５").unwrap(), 65);
+        assert_eq!(parse_duration("６５").unwrap(), 65);
+        assert!(parse_yuan("１２．５０５").is_err());
     }
 }
