@@ -310,6 +310,7 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config> {
 
 fn main() {
     limit_malloc_arenas();
+    quiet_panics();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -322,6 +323,42 @@ fn main() {
             std::process::exit(1);
         }
     });
+}
+
+/// A panic (a reader stopping on a corrupt file is caught and reported as
+/// that file's error) prints one line: where, and its message with any
+/// phone masked (a string-slicing panic quotes the string); the backtrace
+/// only when `RUST_BACKTRACE` asks for it.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let mut masked = String::new();
+        let mut at = 0;
+        for (start, end) in quanyu_schemas::phone::find_phones(&msg) {
+            masked.push_str(&msg[at..start]);
+            masked.push_str("<phone>");
+            at = end;
+        }
+        masked.push_str(&msg[at..]);
+        let masked: String = masked.chars().take(300).collect();
+        let thread = std::thread::current();
+        let place = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "quanyu: internal error in thread '{}' at {place}: {masked}",
+            thread.name().unwrap_or("?")
+        );
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
+    }));
 }
 
 /// Two malloc arenas instead of glibc's eight per core: the threads that
