@@ -2,6 +2,7 @@
 //! engine in-process where a test must reach inside a run (crash, quarantine).
 
 mod cli;
+mod hostile;
 mod identity;
 mod lake;
 mod listen;
