@@ -69,6 +69,10 @@ pub enum PhoneError {
     },
 }
 
+/// The most separators that may stand between two digit groups of one
+/// written number (`(+86) 139`: `) ` is two).
+const MAX_SEPARATOR_RUN: usize = 3;
+
 /// Normalize a phone number: strip blanks and separators (` -.()`), a leading
 /// `+86`, `0086` or `86` country prefix, then require `1[3-9]` followed by nine
 /// more digits.
@@ -78,11 +82,22 @@ pub fn normalize_phone(raw: &str) -> Result<NormalizedPhone, PhoneError> {
         return Err(PhoneError::Masked);
     }
     let mut digits = String::with_capacity(16);
+    // Separators since the last digit: more than three between two digits
+    // is not one written number (and `find_phones` would not join them).
+    let mut gap = 0;
     for c in trimmed.chars() {
         // Full-width digits and separators appear in hand-typed CRM exports.
         if let Some(d) = digit(c) {
+            if gap > MAX_SEPARATOR_RUN && !digits.is_empty() {
+                return Err(PhoneError::Invalid {
+                    digits: digits.len(),
+                });
+            }
             digits.push(d);
-        } else if !is_separator(c) {
+            gap = 0;
+        } else if is_separator(c) {
+            gap += 1;
+        } else {
             return Err(PhoneError::Invalid {
                 digits: digits.len(),
             });
@@ -136,7 +151,7 @@ pub fn find_phones(text: &str) -> Vec<(usize, usize)> {
                 }
             }
             if !groups.is_empty() {
-                joins.push(gap_ok && gap <= 3);
+                joins.push(gap_ok && gap <= MAX_SEPARATOR_RUN);
             }
             groups.push((at, end, digits));
             gap = 0;
@@ -212,6 +227,21 @@ fn is_separator(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `phone` fuzz target: digits scattered over long runs of
+    /// separators normalized to a phone that `find_phones` (and so scrubbing)
+    /// did not see. Whatever normalizes is found.
+    #[test]
+    fn what_normalizes_is_what_scrubbing_finds() {
+        let scattered = format!(".15 -+73)7{}0.15 -+73)7", "\t".repeat(33));
+        assert!(normalize_phone(&scattered).is_err());
+        assert!(find_phones(&scattered).is_empty());
+        for raw in ["139 1234 0101", "(+86) 139.1234.0101", "139 - 1234 - 0101"] {
+            assert!(normalize_phone(raw).is_ok(), "{raw}");
+            assert_eq!(find_phones(raw).len(), 1, "{raw}");
+        }
+        assert!(normalize_phone("139    1234 0101").is_err());
+    }
 
     #[test]
     fn strips_prefixes_and_separators() {
