@@ -106,7 +106,9 @@ impl PiiHasher {
     }
 
     /// Replace every mobile number in free text (a raw record bound for
-    /// quarantine) by `phone:<hash>`, so it can be traced without leaking.
+    /// quarantine) by `[phone:<hash>]`, so it can be traced without leaking.
+    /// The brackets keep the hash's digits from joining the digits around
+    /// it into something that reads as a phone again.
     pub fn scrub(&self, text: &str) -> String {
         let spans = find_phones(text);
         if spans.is_empty() {
@@ -116,11 +118,12 @@ impl PiiHasher {
         let mut last = 0;
         for (start, end) in spans {
             out.push_str(&text[last..start]);
-            out.push_str("phone:");
+            out.push_str("[phone:");
             match normalize_phone(&text[start..end]) {
                 Ok(p) => out.push_str(&self.hash(p.digits())),
                 Err(_) => out.push_str("unreadable"),
             }
+            out.push(']');
             last = end;
         }
         out.push_str(&text[last..]);
@@ -193,7 +196,7 @@ mod tests {
         assert!(!out.contains("13912345678"));
         assert!(out.contains(&format!("phone:{}", h.phone_text("13912345678").unwrap())));
         assert!(out.contains("3000000000001"));
-        let tagged = format!("phone:{}", h.phone_text("13912340101").unwrap());
+        let tagged = format!("[phone:{}]", h.phone_text("13912340101").unwrap());
         for (written, kept) in [
             ("139 1234 0101", ""),
             ("＋86 １３９-1234-0101", "＋"),
@@ -202,5 +205,24 @@ mod tests {
             let out = h.scrub(&format!("tel={written};"));
             assert_eq!(out, format!("tel={kept}{tagged};"), "{written}");
         }
+    }
+
+    /// Found by the `phone` fuzz target: a hash ending in digits, joined by
+    /// separators to the digits after it, read as a phone again.
+    #[test]
+    fn a_scrubbed_phone_does_not_join_its_neighbours_into_another() {
+        let h = hasher();
+        let text = "*1-17-20+7150-0)+13-0502-77310+-050";
+        for seed in 0..200u8 {
+            let h2 = PiiHasher::new(&crate::LakeKey::from_bytes([seed; 32]));
+            let out = h2.scrub(text);
+            let outside: String = out
+                .split('[')
+                .map(|p| p.split_once(']').map_or(p, |(_, rest)| rest))
+                .collect::<Vec<_>>()
+                .join("|");
+            assert!(find_phones(&outside).is_empty(), "{out}");
+        }
+        assert!(h.scrub(text).contains("[phone:"));
     }
 }

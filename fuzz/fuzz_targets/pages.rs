@@ -1,0 +1,72 @@
+//! Every platform's answer parsing: the envelope check (error codes,
+//! throttling, token expiry) and the record mapping, on arbitrary bytes.
+//! The first byte picks the platform. A rejection's reason never holds a
+//! phone that was in the record.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use quanyu_connector_sdk::RequestContext;
+use quanyu_schemas::phone::find_phones;
+use quanyu_schemas::{LakeKey, PiiHasher};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
+    let hasher = PiiHasher::new(&LakeKey::from_bytes([7; 32]));
+    let text = String::from_utf8_lossy(body);
+    let ctx = RequestContext::new("fuzz", Some("shop"), "api");
+    let reason = match which % 9 {
+        0 => {
+            let _ = quanyu_taobao::client::check_envelope(&ctx, body);
+            quanyu_taobao::mapping::map_trade(&text, "shop", &hasher).err().map(|r| r.reason)
+        }
+        1 => {
+            let _ = quanyu_jd::client::check_envelope(&ctx, body);
+            quanyu_jd::mapping::map_order(&text, "shop", &hasher).err().map(|r| r.reason)
+        }
+        2 => {
+            let _ = quanyu_pdd::client::check_envelope(&ctx, body);
+            quanyu_pdd::mapping::map_order(&text, "shop", &hasher).err().map(|r| r.reason)
+        }
+        3 => {
+            let _ = quanyu_douyin::client::check_envelope(&ctx, body);
+            quanyu_douyin::mapping::map_order(&text, "shop", &hasher).err().map(|r| r.reason)
+        }
+        4 => {
+            let _ = quanyu_kuaishou::client::check_envelope(&ctx, body);
+            quanyu_kuaishou::mapping::map_order(&text, "shop", &hasher).err().map(|r| r.reason)
+        }
+        5 => {
+            let _ = quanyu_jushuitan::client::check_envelope(&ctx, body);
+            quanyu_jushuitan::mapping::map_order(&text, "shop", &hasher).err().map(|r| r.reason)
+        }
+        6 => quanyu_wecom::mapping::map_contact(&text, chrono_now(), &hasher).err().map(|r| r.reason),
+        7 => {
+            let _ = quanyu_wecom::callback::parse_envelope(&text);
+            quanyu_wecom::callback::parse_event(&text).err().map(|e| e.to_string())
+        }
+        _ => {
+            let mapping = quanyu_aicall::CallMapping::default();
+            for vendor in [quanyu_aicall::Vendor::Baiying, quanyu_aicall::Vendor::Yiwise] {
+                let _ = quanyu_aicall::map_callback(vendor, body, "acct", &mapping, &hasher);
+            }
+            None
+        }
+    };
+    if let Some(reason) = reason {
+        // What a rejection says goes to quarantine after scrubbing; outside
+        // its `[phone:<hash>]` tokens the scrubbed reason holds no phone.
+        let scrubbed = hasher.scrub(&reason);
+        let outside: String = scrubbed
+            .split("[phone:")
+            .enumerate()
+            .map(|(i, p)| if i == 0 { p } else { p.split_once(']').map_or("", |(_, r)| r) })
+            .collect::<Vec<_>>()
+            .join("|");
+        assert!(find_phones(&outside).is_empty(), "{reason:?}");
+    }
+});
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap()
+}
