@@ -230,7 +230,7 @@ impl Stream for Uneven {
 /// Windows are pulled side by side and land as they finish, but the cursor
 /// only moves past windows finished in order: a slow first window does not
 /// hold the others back, a failed fourth window leaves the cursor at the
-/// end of the third (though later windows' rows landed), and the next run
+/// end of the third (the windows before it still finish), and the next run
 /// completes the set exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_pulled_side_by_side_move_the_cursor_in_order() {
@@ -275,18 +275,6 @@ async fn windows_pulled_side_by_side_move_the_cursor_in_order() {
             .map(|c| c.timestamp_millis()),
         Some(failing_start.timestamp_millis()),
         "the cursor stops at the failed window"
-    );
-    let after = count(
-        &lake,
-        &format!(
-            "select count(*) from raw_orders where updated_at >= to_timestamp_micros({})",
-            (failing_start + plan.max_window).timestamp_micros()
-        ),
-    )
-    .await;
-    assert!(
-        after > 0,
-        "windows after the failed one were pulled and landed"
     );
     let rec = run_stream(
         &lake,

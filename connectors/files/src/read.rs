@@ -366,14 +366,24 @@ mod tests {
     #[test]
     fn rows_are_numbered_by_record_whatever_ends_the_lines() {
         let dir = tempfile::tempdir().unwrap();
-        for text in ["a,b\r1,2\r3,4\r", "a,b\n1,\"x\ny\"\n3,4\n", "a,b\r\n1,2\r\n3,4"] {
+        for text in [
+            "a,b\r1,2\r3,4\r",
+            "a,b\n1,\"x\ny\"\n3,4\n",
+            "a,b\r\n1,2\r\n3,4",
+        ] {
             let path = dir.path().join("f.csv");
             std::fs::write(&path, text).unwrap();
             let mut numbers = Vec::new();
-            read_csv(&path, encoding_rs::UTF_8, b',', &mut |_| Ok(()), &mut |n, _| {
-                numbers.push(n);
-                Ok(())
-            })
+            read_csv(
+                &path,
+                encoding_rs::UTF_8,
+                b',',
+                &mut |_| Ok(()),
+                &mut |n, _| {
+                    numbers.push(n);
+                    Ok(())
+                },
+            )
             .unwrap();
             assert_eq!(numbers, [2, 3], "{text:?}");
         }

@@ -63,6 +63,27 @@ pub enum CursorMode {
     Sequence,
 }
 
+/// The most of a rejected record quarantine keeps (a record with a 10 MB
+/// cell keeps its first 16 KiB and says how long it was).
+pub const QUARANTINE_RAW_BYTES: usize = 16 * 1024;
+
+/// The most of a rejected record's key quarantine keeps.
+pub const QUARANTINE_KEY_BYTES: usize = 256;
+
+/// `text` cut to at most `max` bytes at a character boundary, saying how
+/// long it was. Cut after scrubbing, so no phone is cut into a visible
+/// part.
+fn bounded(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [{} bytes in all]", &text[..end], text.len())
+}
+
 /// Everything a stream needs to normalize records in one run.
 #[derive(Debug, Clone)]
 pub struct PullContext {
@@ -88,9 +109,9 @@ impl PullContext {
         QuarantineRow {
             source: stream.to_string(),
             target_table: table.name().into(),
-            record_key: key.map(|k| self.hasher.scrub(&k)),
-            raw: self.hasher.scrub(raw),
-            reason: self.hasher.scrub(&reason),
+            record_key: key.map(|k| bounded(self.hasher.scrub(&k), QUARANTINE_KEY_BYTES)),
+            raw: bounded(self.hasher.scrub(raw), QUARANTINE_RAW_BYTES),
+            reason: bounded(self.hasher.scrub(&reason), QUARANTINE_RAW_BYTES),
             field: None,
         }
     }
@@ -107,7 +128,7 @@ impl PullContext {
         QuarantineRow {
             source: stream.to_string(),
             target_table: table.name().into(),
-            record_key: key.map(|k| self.hasher.scrub(&k)),
+            record_key: key.map(|k| bounded(self.hasher.scrub(&k), QUARANTINE_KEY_BYTES)),
             raw: format!(
                 "{}=hash:{}",
                 problem.field,
@@ -239,5 +260,34 @@ mod tests {
             assert!(!text.contains("1234"), "{what}: {text}");
             assert!(text.contains(&tagged), "{what}: {text}");
         }
+    }
+
+    /// A record with a 10 MB cell: quarantine keeps 16 KiB of it (cut after
+    /// scrubbing: a phone at the cut is hashed whole) and its length.
+    #[test]
+    fn a_huge_rejected_record_is_kept_in_part() {
+        let hasher = PiiHasher::new(&LakeKey::from_bytes([3; 32]));
+        let ctx = PullContext {
+            run_id: "r".into(),
+            ingested_at: Utc::now(),
+            hasher: hasher.clone(),
+        };
+        let stream = StreamId::new("import", "calls", "f");
+        let mut raw = "x".repeat(QUARANTINE_RAW_BYTES - 5);
+        raw.push_str("139 1234 0101");
+        raw.push_str(&"y".repeat(10 << 20));
+        let q = ctx.reject(
+            &stream,
+            TableKind::Touchpoints,
+            Some("k".repeat(1000)),
+            &raw,
+            "too long".into(),
+        );
+        assert!(q.raw.len() < QUARANTINE_RAW_BYTES + 64, "{}", q.raw.len());
+        assert!(q
+            .raw
+            .ends_with(&format!("[{} bytes in all]", hasher.scrub(&raw).len())));
+        assert!(!q.raw.contains("139 12") && !q.raw.contains("1391"));
+        assert!(q.record_key.unwrap().len() < QUARANTINE_KEY_BYTES + 32);
     }
 }

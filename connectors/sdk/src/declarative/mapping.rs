@@ -66,6 +66,11 @@ impl ColumnSpec {
     }
 }
 
+/// The longest text a canonical field takes (ids, campaigns, states): a
+/// 10 MB cell is a broken export, and one such row would not fit the
+/// sort of a refresh at a small memory budget.
+pub const MAX_TEXT_BYTES: usize = 4096;
+
 /// How a call / SMS is billed when the log has no cost column.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,6 +250,12 @@ impl RowMapper {
 
     fn parse(&self, parser: Parser, raw: &str) -> Result<Value, String> {
         Ok(match parser {
+            Parser::Text if raw.len() > MAX_TEXT_BYTES => {
+                return Err(format!(
+                    "{} bytes of text (a field holds at most {MAX_TEXT_BYTES})",
+                    raw.len()
+                ))
+            }
             Parser::Text => Value::Text(raw.to_string()),
             Parser::Int => Value::Int(parse_int(raw)?),
             Parser::Yuan => Value::Int(parse_yuan(raw)?),
