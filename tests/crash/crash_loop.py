@@ -12,7 +12,10 @@ refreshed by quanyu and persisted, so kills land between a token refresh and
 its save) and WeCom (corp tokens fetched with the secret). Each trial starts
 a `run` (or, every third trial, an `import` of a 60,000-row GBK call log with
 bad rows carrying phones) and kills it with SIGKILL after a random delay
-within the measured length of an uninterrupted one. After every kill:
+within the measured length of an uninterrupted one; every fourth run is
+instead killed the moment its log says a shop token was issued (Douyin's
+`token.create` / `token.refresh`: the platform has
+issued, and may have rotated, the tokens, and quanyu is about to save them). After every kill:
 
 - no key appears twice in orders, contacts or touchpoints;
 - no quarantine row appears twice (by fingerprint).
@@ -141,6 +144,26 @@ class Harness:
         return subprocess.Popen(self.command(phase), env=self.env, stdout=subprocess.DEVNULL,
                                 stderr=log, start_new_session=True)
 
+    def kill_at_token_answer(self, log_path, timeout):
+        """Run, reading the JSON log as it is written; SIGKILL the moment a
+        token answer is logged. True when the kill landed there."""
+        p = subprocess.Popen(self.command("run"), env=self.env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, start_new_session=True)
+        hit = False
+        deadline = time.time() + timeout
+        with open(log_path, "wb") as log:
+            for line in p.stderr:
+                log.write(line)
+                if b"token issued; saving it" in line:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    hit = True
+                    break
+                if time.time() > deadline:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    break
+        p.wait()
+        return hit
+
     def finish(self, phase):
         with open(self.work / f"{phase}-final.log", "ab") as log:
             for _ in range(3):
@@ -252,6 +275,14 @@ class Harness:
             delay = rng.uniform(0.05, lengths[phase])
             markers_before = set((self.lake / "_runs").glob("*.json")) if (self.lake / "_runs").exists() else set()
             log_path = logs / f"{trial:03d}-{phase}.log"
+            if phase == "run" and trial % 4 == 3:
+                if self.kill_at_token_answer(log_path, lengths["run"] * 2):
+                    token_kills += 1
+                    kills["run"] += 1
+                    after = set((self.lake / "_runs").glob("*.json")) if (self.lake / "_runs").exists() else set()
+                    marked += len(after - markers_before)
+                self.check_no_duplicates(f"trial {trial} (run, killed at a token answer)")
+                continue
             with open(log_path, "wb") as log:
                 p = self.start(phase, log)
                 try:
@@ -266,11 +297,6 @@ class Harness:
                 if phase == "run" and (self.lake / "_runs").exists():
                     after = set((self.lake / "_runs").glob("*.json"))
                     marked += len(after - markers_before)
-                text = log_path.read_text(errors="replace")
-                # Killed while a shop token was being renewed (between the
-                # platform's answer and the token file's rename).
-                if phase == "run" and re.search(r'"api":"token\.(create|refresh)"', text.splitlines()[-1] if text else ""):
-                    token_kills += 1
             self.check_no_duplicates(f"trial {trial} ({phase}, {'finished' if finished else f'killed at {delay:.2f}s'})")
         self.finish("run")
         self.finish("import")
@@ -278,7 +304,7 @@ class Harness:
         interrupted = self.check_final(marked)
         figures = {"trials": self.args.trials, "kills": kills["run"] + kills["import"],
                    "kills_run": kills["run"], "kills_import": kills["import"],
-                   "kills_during_token_renewal": token_kills, "interrupted_runs_recorded": interrupted,
+                   "kills_at_a_token_answer": token_kills, "interrupted_runs_recorded": interrupted,
                    "orders": self.truth["orders"], "contacts": self.truth["contacts"],
                    "calls": self.args.calls, "faults": self.args.faults,
                    "run_seconds": round(lengths["run"], 2), "import_seconds": round(lengths["import"], 2),

@@ -203,6 +203,10 @@ impl ShopToken {
             }
         }
         let fresh = fetch(cur.clone()).await?;
+        // The platform has issued (and may have rotated) the tokens: a crash
+        // from here until the file is renamed loses them (the crash harness
+        // kills at this line).
+        tracing::debug!(shop = %self.key, "token issued; saving it");
         let stored = Stored {
             origin: self.origin.clone(),
             access_token: fresh.access_token.expose().to_string(),
