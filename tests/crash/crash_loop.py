@@ -10,8 +10,8 @@ Sandboxes (`quanyu sandbox`, separate processes that outlive every kill):
 Taobao (session keys), Douyin (a self-built app: its tokens are created and
 refreshed by quanyu and persisted, so kills land between a token refresh and
 its save) and WeCom (corp tokens fetched with the secret). Each trial starts
-a `run` (or, every third trial, an `import` of a 60,000-row GBK call log with
-bad rows carrying phones) and kills it with SIGKILL after a random delay
+a `run` (or, every third trial, an `import` of its own part of a 60,000-row
+GBK call log with bad rows carrying phones) and kills it with SIGKILL after a random delay
 within the measured length of an uninterrupted one; every fourth run is
 instead killed the moment its log says a shop token was issued (Douyin's
 `token.create` / `token.refresh`: the platform has
@@ -128,20 +128,30 @@ class Harness:
             rows.append(f"C{i:08d},{phone},{when},{i % 300}")
         self.truth["touchpoints"] = self.args.calls - bad
         self.truth["quarantine"] = bad
-        self.call_log = self.work / "calls.csv"
-        self.call_log.write_bytes(
-            ("通话ID,被叫号码,呼叫时间,通话时长(秒)\n" + "\n".join(rows) + "\n").encode("gbk"))
+        # One part per import trial (an import already done is skipped by
+        # its content hash: each trial must bring a file of its own); the
+        # last import takes them all.
+        parts = max(1, self.args.trials // 3 + 1)
+        size = -(-len(rows) // parts)
+        self.call_logs = []
+        for k in range(parts):
+            path = self.work / f"calls-{k:03d}.csv"
+            chunk = rows[k * size:(k + 1) * size]
+            path.write_bytes(("通话ID,被叫号码,呼叫时间,通话时长(秒)\n" + "\n".join(chunk) + "\n").encode("gbk"))
+            self.call_logs.append(path)
+        self.next_part = 0
 
     # -- running -------------------------------------------------------------
 
-    def command(self, phase):
+    def command(self, phase, files=None):
         if phase == "import":
-            return [self.quanyu, "import", "calls", str(self.call_log), "--config", str(self.config)]
+            files = files or self.call_logs
+            return [self.quanyu, "import", "calls", *map(str, files), "--config", str(self.config)]
         return [self.quanyu, "run", "--config", str(self.config),
                 "--log-format", "json", "--log-level", "debug"]
 
-    def start(self, phase, log):
-        return subprocess.Popen(self.command(phase), env=self.env, stdout=subprocess.DEVNULL,
+    def start(self, phase, log, files=None):
+        return subprocess.Popen(self.command(phase, files), env=self.env, stdout=subprocess.DEVNULL,
                                 stderr=log, start_new_session=True)
 
     def kill_at_token_answer(self, log_path, timeout):
@@ -255,7 +265,7 @@ class Harness:
         scratch.mkdir()
         path = scratch / "quanyu.toml"
         path.write_text(cfg)
-        cmd = [c if c != str(self.config) else str(path) for c in self.command(phase)]
+        cmd = [c if c != str(self.config) else str(path) for c in self.command(phase, self.call_logs[:1])]
         t = time.time()
         subprocess.run(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return time.time() - t
@@ -283,8 +293,12 @@ class Harness:
                     marked += len(after - markers_before)
                 self.check_no_duplicates(f"trial {trial} (run, killed at a token answer)")
                 continue
+            files = None
+            if phase == "import":
+                files = [self.call_logs[min(self.next_part, len(self.call_logs) - 1)]]
+                self.next_part += 1
             with open(log_path, "wb") as log:
-                p = self.start(phase, log)
+                p = self.start(phase, log, files)
                 try:
                     p.wait(timeout=delay)
                     finished = True
