@@ -18,36 +18,55 @@ fuzz_target!(|data: &[u8]| {
     let reason = match which % 9 {
         0 => {
             let _ = quanyu_taobao::client::check_envelope(&ctx, body);
-            quanyu_taobao::mapping::map_trade(&text, "shop", &hasher).err().map(|r| r.reason)
+            quanyu_taobao::mapping::map_trade(&text, "shop", &hasher)
+                .err()
+                .map(|r| r.reason)
         }
         1 => {
             let _ = quanyu_jd::client::check_envelope(&ctx, body);
-            quanyu_jd::mapping::map_order(&text, "shop", &hasher).err().map(|r| r.reason)
+            quanyu_jd::mapping::map_order(&text, "shop", &hasher)
+                .err()
+                .map(|r| r.reason)
         }
         2 => {
             let _ = quanyu_pdd::client::check_envelope(&ctx, body);
-            quanyu_pdd::mapping::map_order(&text, "shop", &hasher).err().map(|r| r.reason)
+            quanyu_pdd::mapping::map_order(&text, "shop", &hasher)
+                .err()
+                .map(|r| r.reason)
         }
         3 => {
             let _ = quanyu_douyin::client::check_envelope(&ctx, body);
-            quanyu_douyin::mapping::map_order(&text, "shop", &hasher).err().map(|r| r.reason)
+            quanyu_douyin::mapping::map_order(&text, "shop", &hasher)
+                .err()
+                .map(|r| r.reason)
         }
         4 => {
             let _ = quanyu_kuaishou::client::check_envelope(&ctx, body);
-            quanyu_kuaishou::mapping::map_order(&text, "shop", &hasher).err().map(|r| r.reason)
+            quanyu_kuaishou::mapping::map_order(&text, "shop", &hasher)
+                .err()
+                .map(|r| r.reason)
         }
         5 => {
             let _ = quanyu_jushuitan::client::check_envelope(&ctx, body);
-            quanyu_jushuitan::mapping::map_order(&text, "shop", &hasher).err().map(|r| r.reason)
+            quanyu_jushuitan::mapping::map_order(&text, "shop", &hasher)
+                .err()
+                .map(|r| r.reason)
         }
-        6 => quanyu_wecom::mapping::map_contact(&text, chrono_now(), &hasher).err().map(|r| r.reason),
+        6 => quanyu_wecom::mapping::map_contact(&text, chrono_now(), &hasher)
+            .err()
+            .map(|r| r.reason),
         7 => {
             let _ = quanyu_wecom::callback::parse_envelope(&text);
-            quanyu_wecom::callback::parse_event(&text).err().map(|e| e.to_string())
+            quanyu_wecom::callback::parse_event(&text)
+                .err()
+                .map(|e| e.to_string())
         }
         _ => {
             let mapping = quanyu_aicall::CallMapping::default();
-            for vendor in [quanyu_aicall::Vendor::Baiying, quanyu_aicall::Vendor::Yiwise] {
+            for vendor in [
+                quanyu_aicall::Vendor::Baiying,
+                quanyu_aicall::Vendor::Yiwise,
+            ] {
                 let _ = quanyu_aicall::map_callback(vendor, body, "acct", &mapping, &hasher);
             }
             None
@@ -60,7 +79,13 @@ fuzz_target!(|data: &[u8]| {
         let outside: String = scrubbed
             .split("[phone:")
             .enumerate()
-            .map(|(i, p)| if i == 0 { p } else { p.split_once(']').map_or("", |(_, r)| r) })
+            .map(|(i, p)| {
+                if i == 0 {
+                    p
+                } else {
+                    p.split_once(']').map_or("", |(_, r)| r)
+                }
+            })
             .collect::<Vec<_>>()
             .join("|");
         assert!(find_phones(&outside).is_empty(), "{reason:?}");

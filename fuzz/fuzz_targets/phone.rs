@@ -29,13 +29,24 @@ fuzz_target!(|data: &[u8]| {
     }
     let spans = find_phones(text);
     for &(start, end) in &spans {
-        assert!(start <= end && end <= text.len() && text.is_char_boundary(start) && text.is_char_boundary(end));
+        assert!(
+            start <= end
+                && end <= text.len()
+                && text.is_char_boundary(start)
+                && text.is_char_boundary(end)
+        );
     }
     if normalize_phone(text).is_ok() {
-        assert!(!spans.is_empty(), "{text:?} normalizes to a phone that find_phones misses");
+        assert!(
+            !spans.is_empty(),
+            "{text:?} normalizes to a phone that find_phones misses"
+        );
     }
     let hasher = PiiHasher::new(&LakeKey::from_bytes([7; 32]));
     let scrubbed = hasher.scrub(text);
     let left = outside_tokens(&scrubbed);
-    assert!(find_phones(&left).is_empty(), "{text:?} → {scrubbed:?} still holds a phone");
+    assert!(
+        find_phones(&left).is_empty(),
+        "{text:?} → {scrubbed:?} still holds a phone"
+    );
 });
