@@ -563,6 +563,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn replay_ids_are_bounded_and_forget_the_oldest() {
+        let mut seen = SeenIds::default();
+        for i in 0..SEEN_CAPACITY + 10 {
+            seen.insert(format!("e{i}"));
+        }
+        seen.insert("e20".into());
+        assert_eq!(seen.ids.len(), SEEN_CAPACITY);
+        assert_eq!(seen.order.len(), SEEN_CAPACITY);
+        assert!(!seen.contains("e0") && !seen.contains("e9"));
+        assert!(seen.contains("e10") && seen.contains(&format!("e{}", SEEN_CAPACITY + 9)));
+    }
+
+    #[test]
     fn states_map_to_bridges_campaigns_and_orders() {
         let rules = crate::identity::IdentityConfig::default().state_rules;
         let m = StateMapper::new(

@@ -248,7 +248,6 @@ async fn pull_windows(
     // cursor moves only to the end of the windows finished without a gap,
     // so a crash re-pulls every window after it (the lake collapses what
     // lands twice).
-    let windows: Vec<Window> = windows;
     let at_once = opts.windows_at_once.max(1);
     let (events, mut inbox) = tokio::sync::mpsc::channel::<WindowEvent>(PAGES_AHEAD * at_once);
     let mut tasks = Vec::new();

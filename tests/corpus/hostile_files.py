@@ -27,7 +27,9 @@ import time
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from quanyu_binary import binary  # noqa: E402
+
 MEMORY_LIMIT_MB = 256
 HEADER = ["通话ID", "被叫号码", "呼叫时间", "通话时长", "费用"]
 PHONES = [f"139{n:08d}" for n in range(12340100, 12340100 + 50)]
@@ -47,17 +49,6 @@ occurred_at = "呼叫时间"
 duration_secs = "通话时长"
 cost = "费用"
 """
-
-
-def binary(arg):
-    if arg:
-        return arg
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    for profile in ("release", "debug"):
-        p = target / profile / "quanyu"
-        if p.exists():
-            return str(p)
-    sys.exit("no quanyu binary: cargo build -p quanyu (or pass --quanyu)")
 
 
 # -- writers -------------------------------------------------------------------

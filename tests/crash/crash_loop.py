@@ -44,18 +44,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from quanyu_binary import binary  # noqa: E402
 
-
-def binary(arg):
-    if arg:
-        return arg
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    for profile in ("release", "debug"):
-        p = target / profile / "quanyu"
-        if p.exists():
-            return str(p)
-    sys.exit("no quanyu binary: cargo build --release -p quanyu (or pass --quanyu)")
 
 
 class Harness:

@@ -111,6 +111,13 @@ fn hasher() -> quanyu_schemas::PiiHasher {
     quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([9; 32]))
 }
 
+/// A listener on `lake` with [`config`], on a free loopback port.
+async fn listen(lake: &Lake) -> quanyu_connector_sdk::sandbox::SandboxHandle {
+    let rules = quanyu::identity::IdentityConfig::default().state_rules;
+    let app = router(lake.clone(), hasher(), &config(), &[], &rules).unwrap();
+    serve(app, loopback_any_port()).await.unwrap()
+}
+
 async fn count(lake: &Lake, sql: &str) -> i64 {
     quanyu::status::first_count(&quanyu::sql::query(lake, sql).await.unwrap())
 }
@@ -119,9 +126,7 @@ async fn count(lake: &Lake, sql: &str) -> i64 {
 async fn wecom_events_land_once_and_bad_signatures_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(dir.path()).unwrap();
-    let rules = quanyu::identity::IdentityConfig::default().state_rules;
-    let app = router(lake.clone(), hasher(), &config(), &[], &rules).unwrap();
-    let handle = serve(app, loopback_any_port()).await.unwrap();
+    let handle = listen(&lake).await;
     let base = handle.base_url();
 
     // URL check: the decrypted echostr comes back.
@@ -191,8 +196,7 @@ async fn wecom_events_land_once_and_bad_signatures_are_refused() {
     handle.stop().await;
 
     // After a restart, WeCom redelivers the first event: still one row.
-    let app = router(lake.clone(), hasher(), &config(), &[], &rules).unwrap();
-    let handle = serve(app, loopback_any_port()).await.unwrap();
+    let handle = listen(&lake).await;
     assert_eq!(post(&handle.base_url(), &added).await.0, 200);
     handle.stop().await;
     quanyu::refresh::refresh_current(&lake, quanyu_schemas::TableKind::Touchpoints)
@@ -222,9 +226,7 @@ async fn wecom_events_land_once_and_bad_signatures_are_refused() {
 async fn a_message_signed_outside_the_freshness_window_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(dir.path()).unwrap();
-    let rules = quanyu::identity::IdentityConfig::default().state_rules;
-    let app = router(lake.clone(), hasher(), &config(), &[], &rules).unwrap();
-    let handle = serve(app, loopback_any_port()).await.unwrap();
+    let handle = listen(&lake).await;
     let base = handle.base_url();
     let now = chrono::Utc::now().timestamp();
     let xml = event_xml("add_external_contact", "wmOLD", "", now - 7_200);
@@ -269,9 +271,7 @@ async fn a_burst_of_a_thousand_events_shares_a_few_group_commits() {
     const EVENTS: usize = 1_000;
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(dir.path()).unwrap();
-    let rules = quanyu::identity::IdentityConfig::default().state_rules;
-    let app = router(lake.clone(), hasher(), &config(), &[], &rules).unwrap();
-    let handle = serve(app, loopback_any_port()).await.unwrap();
+    let handle = listen(&lake).await;
     let base = handle.base_url();
     let now = chrono::Utc::now().timestamp();
     let messages: Vec<_> = (0..EVENTS)

@@ -35,7 +35,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from quanyu_binary import binary  # noqa: E402
+
 PLATFORMS = ["taobao", "jd", "pdd", "douyin", "kuaishou", "jushuitan", "wecom"]
 TOKEN = re.compile(r"\b[a-z]+-(?:at|rt)-\d+-[0-9a-f]{6,}\b")
 INLINE_SECRET = "s3cr3t-inline-9f8e7d6c5b4a"
@@ -43,17 +45,6 @@ INLINE_SECRET = "s3cr3t-inline-9f8e7d6c5b4a"
 # `wmSbxfaff918a15150000008e` or a hex hash holds digit runs that are not
 # phones); Chinese text around it still counts.
 PHONE = re.compile(r"(?<![0-9A-Za-z])1[3-9]\d{9}(?![0-9A-Za-z])")
-
-
-def binary(arg):
-    if arg:
-        return arg
-    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-    for profile in ("release", "debug"):
-        p = target / profile / "quanyu"
-        if p.exists():
-            return str(p)
-    sys.exit("no quanyu binary: cargo build -p quanyu (or pass --quanyu)")
 
 
 def digits_only(text):

@@ -430,6 +430,41 @@ mod tests {
         assert!(outage >= 127, "{outage} ms");
     }
 
+    /// Token expiries are retried at once and do not grow the backoff of
+    /// the failures after them (the exponent counted them before).
+    #[tokio::test]
+    async fn token_expiries_do_not_grow_the_backoff() {
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(2),
+            max_delay: Duration::from_secs(1),
+            ..fast()
+        };
+        let client = ApiClient::new(vec![], policy);
+        let calls = AtomicU32::new(0);
+        client
+            .call(&ctx(), |_| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    match n {
+                        0..=5 => Err(ConnectorError::new(
+                            &ctx(),
+                            ErrorKind::TokenExpired,
+                            "expired",
+                        )),
+                        6 => Err(ConnectorError::new(&ctx(), ErrorKind::Transient, "busy")),
+                        _ => Ok(n),
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        // One wait, at the base delay (1–2 ms), not the seventh attempt's.
+        let waited = client.stats.backoff_ms.load(Ordering::SeqCst);
+        assert!(waited <= 2, "{waited} ms");
+        assert_eq!(client.stats(), (8, 7));
+    }
+
     /// An outage longer than the attempts allow: with a time budget the
     /// call keeps retrying past `max_attempts` and gets through; without,
     /// it gives up at `max_attempts`.
