@@ -212,7 +212,7 @@ impl Marketplace {
                     .enumerate()
                     .map(|(i, id)| AnnouncedShop {
                         id,
-                        access_token: s.config().session_for(i),
+                        access_token: s.session_for(i),
                         refresh_token: None,
                     })
                     .collect(),

@@ -12,10 +12,12 @@
 //! parameters, 40004 bad signature or app key, 50002 / 90000 quota or
 //! flow control, 80000 environment risk (refused).
 
+use async_trait::async_trait;
 use chrono::Utc;
+use quanyu_connector_sdk::market::TokenGateway;
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
-    ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, ShopToken, TokenSet,
+    ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
 };
 use serde::Deserialize;
 
@@ -150,6 +152,7 @@ pub struct DyClient {
     app_key: String,
     app_secret: Secret,
     sign_method: SignMethod,
+    self_shop_id: Option<String>,
 }
 
 impl DyClient {
@@ -167,12 +170,17 @@ impl DyClient {
             app_key: app_key.to_string(),
             app_secret,
             sign_method,
+            self_shop_id: None,
         }
     }
 
-    /// The wrapped HTTP client (for its counters).
-    pub fn api(&self) -> &ApiClient {
-        &self.api
+    /// The same client for a shop whose token the app may create itself
+    /// (`authorization_self` by Douyin's shop id), when `self_shop_id` is given.
+    pub fn for_shop(&self, self_shop_id: Option<&str>) -> Self {
+        DyClient {
+            self_shop_id: self_shop_id.map(str::to_string),
+            ..self.clone()
+        }
     }
 
     /// The same client with another HTTP wrapper (other limiters).
@@ -313,40 +321,29 @@ impl DyClient {
         )
         .await
     }
+}
 
-    /// Call `method` for the shop whose tokens are `token`, with the
-    /// business `param`. Creates the token when there is none (self-built
-    /// apps), refreshes it when the previous attempt saw it expired (or it
-    /// is about to), signs every attempt anew, and turns the failure
-    /// envelope into a typed error.
-    pub async fn call(
+#[async_trait]
+impl TokenGateway for DyClient {
+    type Params = serde_json::Value;
+
+    fn api(&self) -> &ApiClient {
+        &self.api
+    }
+
+    async fn attempt(
         &self,
         ctx: &RequestContext,
         method: &str,
-        token: &ShopToken,
-        self_shop_id: Option<&str>,
-        param: &serde_json::Value,
+        access_token: &str,
+        params: &serde_json::Value,
     ) -> Result<Bytes> {
-        self.api
-            .call(ctx, |attempt| async move {
-                let tokens = match token.get().await {
-                    Some(t) if !attempt.refresh_token && !t.expiring() => t,
-                    Some(t) => {
-                        let stale = t.access_token.clone();
-                        token
-                            .renew(Some(&stale), |prev| self.renew(ctx, prev, self_shop_id))
-                            .await?
-                    }
-                    None => {
-                        token
-                            .renew(None, |prev| self.renew(ctx, prev, self_shop_id))
-                            .await?
-                    }
-                };
-                self.post(ctx, method, Some(tokens.access_token.expose()), param)
-                    .await
-            })
-            .await
+        self.post(ctx, method, Some(access_token), params).await
+    }
+
+    /// Refresh the shop's token, or create it for a self-built app.
+    async fn refresh(&self, ctx: &RequestContext, prev: Option<TokenSet>) -> Result<TokenSet> {
+        self.renew(ctx, prev, self.self_shop_id.as_deref()).await
     }
 }
 

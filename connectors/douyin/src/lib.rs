@@ -18,17 +18,18 @@ pub mod mapping;
 pub mod sandbox;
 pub mod sign;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
-use quanyu_connector_sdk::{
-    ApiClient, ConfigError, ConnectorError, ConnectorSetup, CursorMode, ErrorKind, NormalizedPage,
-    PageSink, PullContext, PullError, PullReport, RequestContext, SecretRef, ShopToken, Stream,
-    StreamId, TokenSet, Window, WindowPlan,
+use quanyu_connector_sdk::market::{
+    AppWiring, ListPage, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt, TokenGateway,
 };
-use quanyu_schemas::{normalize_phone, OrderRow, OrdersBuilder, TableKind};
+use quanyu_connector_sdk::{
+    ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef, ShopToken,
+    Stream, TokenSet, Window, WindowPlan,
+};
+use quanyu_schemas::PiiHasher;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -142,32 +143,25 @@ pub fn build_streams(
     cfg: &DouyinConfig,
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    let app = cfg.app_key.as_str();
-    ConfigError::check_range("douyin", app, "page_size", cfg.page_size, 1..=100, "")?;
-    ConfigError::check_range(
-        "douyin",
-        app,
+    let wiring = AppWiring::new("douyin", &cfg.app_key, setup, cfg.qps);
+    wiring.check_range("page_size", cfg.page_size, 1..=100, "")?;
+    wiring.check_range(
         "window_minutes",
         cfg.window_minutes,
         1..=MAX_WINDOW_MINUTES,
         " (at most seven days)",
     )?;
-    ConfigError::check_range(
-        "douyin",
-        app,
+    wiring.check_range(
         "initial_days",
         cfg.initial_days,
         1..=180,
         " (order.searchList reaches back about six months)",
     )?;
-    let secret = ConfigError::secret("douyin", app, &cfg.app_secret)?;
-    let app_limiter = setup
-        .limiters
-        .get(&format!("douyin/{app}"), (cfg.qps > 0).then_some(cfg.qps));
+    let secret = wiring.secret(&cfg.app_secret)?;
     let base = DyClient::new(
-        ApiClient::new(app_limiter.iter().cloned().collect(), setup.policy),
+        wiring.app_api(),
         &cfg.gateway,
-        app,
+        &cfg.app_key,
         secret,
         cfg.sign_method,
     );
@@ -182,78 +176,58 @@ pub fn build_streams(
         .map(|shop| {
             let configured = match &shop.access_token {
                 Some(a) => Some(TokenSet::configured(
-                    ConfigError::secret("douyin", app, a)?,
-                    match &shop.refresh_token {
-                        Some(r) => Some(ConfigError::secret("douyin", app, r)?),
-                        None => None,
-                    },
+                    wiring.secret(a)?,
+                    wiring.optional_secret(shop.refresh_token.as_ref())?,
                 )),
                 None if shop.self_authorize => None,
                 None => {
-                    return Err(ConfigError::new(
-                        "douyin",
-                        app,
-                        format!(
-                            "shop {}: needs an access_token (or self_authorize = true for a self-built app)",
-                            shop.id
-                        ),
-                    ))
+                    return Err(wiring.error(format!(
+                        "shop {}: needs an access_token (or self_authorize = true for a self-built app)",
+                        shop.id
+                    )))
                 }
             };
-            let token = ShopToken::open(
-                &setup.tokens,
-                &format!("douyin/{app}/{}", shop.id),
-                configured,
-            )
-            .map_err(|e| {
-                ConfigError::new("douyin", app, format!("shop {}: token store: {e}", shop.id))
-            })?;
-            let shop_limiter = setup.limiters.get(
-                &format!("douyin/{app}/{}", shop.id),
-                (cfg.shop_qps > 0).then_some(cfg.shop_qps),
+            let token = wiring.shop_token(&shop.id, configured)?;
+            let client = base.for_shop(
+                shop.self_authorize
+                    .then(|| shop.shop_id.as_deref().unwrap_or(&shop.id)),
             );
-            let limiters: Vec<_> = app_limiter
-                .iter()
-                .chain(shop_limiter.iter())
-                .cloned()
-                .collect();
-            let client = base.with_api(ApiClient::new(limiters.clone(), setup.policy));
-            let decryptor = cfg.decrypt.then(|| {
-                let own = setup.limiters.get(
-                    &format!("douyin/{app}/{}/decrypt", shop.id),
-                    (cfg.decrypt_qps > 0).then_some(cfg.decrypt_qps),
-                );
-                base.with_api(ApiClient::new(
-                    limiters.iter().chain(own.iter()).cloned().collect(),
-                    setup.policy,
-                ))
+            let decrypt = cfg.decrypt.then(|| {
+                Arc::new(Decrypt {
+                    client: client.with_api(wiring.decrypt_api(
+                        &shop.id,
+                        cfg.shop_qps,
+                        cfg.decrypt_qps,
+                    )),
+                    token: token.clone(),
+                    shop: shop.id.clone(),
+                }) as Arc<dyn PhoneDecrypt>
             });
-            Ok(Arc::new(DouyinOrders {
-                id: StreamId::new("douyin", "orders", &shop.id),
+            let list = SearchList {
+                client: client.with_api(wiring.shop_api(&shop.id, cfg.shop_qps)),
+                token,
                 shop: shop.id.clone(),
-                self_shop_id: shop
-                    .self_authorize
-                    .then(|| shop.shop_id.clone().unwrap_or_else(|| shop.id.clone())),
-                token: Arc::new(token),
-                client,
-                decryptor,
                 page_size: cfg.page_size,
+            };
+            Ok(OrderStream::new(
+                "douyin",
+                &shop.id,
+                list,
+                Paging::backward(0, cfg.page_size),
                 plan,
-            }) as Arc<dyn Stream>)
+            )
+            .decrypting(decrypt)
+            .shared())
         })
         .collect()
 }
 
-/// Orders of one shop.
-pub struct DouyinOrders {
-    id: StreamId,
-    shop: String,
-    self_shop_id: Option<String>,
-    token: Arc<ShopToken>,
+/// `order.searchList` of one shop.
+struct SearchList {
     client: DyClient,
-    decryptor: Option<DyClient>,
+    token: Arc<ShopToken>,
+    shop: String,
     page_size: u32,
-    plan: WindowPlan,
 }
 
 #[derive(Deserialize)]
@@ -267,6 +241,68 @@ struct ListData<'a> {
     total: Option<u64>,
     #[serde(borrow, default)]
     shop_order_list: Option<Vec<&'a RawValue>>,
+}
+
+#[async_trait]
+impl OrderList for SearchList {
+    fn api(&self) -> &'static str {
+        SEARCH_API
+    }
+
+    fn max_window(&self) -> Option<Duration> {
+        Some(Duration::minutes(MAX_WINDOW_MINUTES))
+    }
+
+    fn stats(&self) -> (u64, u64) {
+        self.client.api().stats()
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        hasher: &PiiHasher,
+    ) -> Result<ListPage, ConnectorError> {
+        let rctx = RequestContext::new("douyin", Some(&self.shop), SEARCH_API);
+        // Inclusive second bounds: [start, end - 1 s] (one second at least).
+        let start = window.start.timestamp();
+        let param = serde_json::json!({
+            "page": at.number(&rctx)?,
+            "size": self.page_size,
+            "update_time_start": start,
+            "update_time_end": (window.end.timestamp() - 1).max(start),
+            "order_by": "update_time",
+            "order_asc": false,
+        });
+        self.client
+            .call_with(&rctx, SEARCH_API, &self.token, &param, |body| {
+                let env: ListEnvelope = serde_json::from_slice(body).map_err(|e| {
+                    ConnectorError::new(
+                        &rctx,
+                        ErrorKind::Protocol,
+                        format!("unreadable order list answer: {e}"),
+                    )
+                })?;
+                let data = env.data.ok_or_else(|| {
+                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
+                })?;
+                Ok(ListPage {
+                    total: data.total,
+                    next: None,
+                    records: ListPage::mapped(data.shop_order_list.unwrap_or_default(), |raw| {
+                        mapping::map_order_with_cipher(raw, &self.shop, hasher)
+                    }),
+                })
+            })
+            .await
+    }
+}
+
+/// `order.batchDecrypt` for one shop, under its own budget.
+struct Decrypt {
+    client: DyClient,
+    token: Arc<ShopToken>,
+    shop: String,
 }
 
 #[derive(Deserialize)]
@@ -288,247 +324,90 @@ struct Decrypted {
     err_no: Option<i64>,
 }
 
-/// A guard against a window too full to page through.
-const MAX_PAGES: u64 = 10_000;
-
 #[async_trait]
-impl Stream for DouyinOrders {
-    fn id(&self) -> &StreamId {
-        &self.id
+impl PhoneDecrypt for Decrypt {
+    fn batch(&self) -> usize {
+        DECRYPT_BATCH
     }
 
-    fn table(&self) -> TableKind {
-        TableKind::Orders
+    fn stats(&self) -> (u64, u64) {
+        self.client.api().stats()
     }
 
-    fn cursor_mode(&self) -> CursorMode {
-        CursorMode::Windows(self.plan)
-    }
-
-    fn request_stats(&self) -> (u64, u64) {
-        let (a, b) = self.client.api().stats();
-        let (c, d) = self
-            .decryptor
-            .as_ref()
-            .map(|d| d.api().stats())
-            .unwrap_or((0, 0));
-        (a + c, b + d)
-    }
-
-    async fn pull(
-        &self,
-        window: Window,
-        ctx: &PullContext,
-        sink: &mut dyn PageSink,
-    ) -> Result<PullReport, PullError> {
-        let rctx = RequestContext::new("douyin", Some(&self.shop), SEARCH_API);
-        if window.len() > Duration::minutes(MAX_WINDOW_MINUTES) {
-            return Err(ConnectorError::new(
+    async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
+        let rctx = RequestContext::new("douyin", Some(&self.shop), DECRYPT_API);
+        let list: Vec<serde_json::Value> = items
+            .iter()
+            .map(|(id, cipher)| serde_json::json!({ "auth_id": id, "cipher_text": cipher }))
+            .collect();
+        let param = serde_json::json!({ "cipher_infos": list });
+        let body = self
+            .client
+            .call(&rctx, DECRYPT_API, &self.token, &param)
+            .await?;
+        let env: DecryptEnvelope = serde_json::from_slice(&body).map_err(|e| {
+            ConnectorError::new(
                 &rctx,
-                ErrorKind::InvalidRequest,
-                "windows longer than seven days are not asked for",
+                ErrorKind::Protocol,
+                format!("unreadable decrypt answer: {e}"),
             )
-            .into());
-        }
-        // Inclusive second bounds: [start, end - 1 s] (one second at least).
-        let start = window.start.timestamp();
-        let end = (window.end.timestamp() - 1).max(start);
-        let mut report = PullReport::default();
-        let mut seen = HashSet::new();
-        let first = self.fetch(&rctx, start, end, 0).await?;
-        let (total, orders) = Self::parse(&rctx, &first)?;
-        report.reported_total = Some(total);
-        let pages = total.div_ceil(u64::from(self.page_size));
-        if pages > MAX_PAGES {
-            return Err(ConnectorError::new(
-                &rctx,
-                ErrorKind::InvalidRequest,
-                format!("{total} orders in one window: use shorter windows"),
-            )
-            .into());
-        }
-        if pages <= 1 {
-            self.emit(&orders, ctx, &mut seen, &mut report, sink)
-                .await?;
-            return Ok(report);
-        }
-        for page in (0..pages).rev() {
-            let body = self.fetch(&rctx, start, end, page).await?;
-            let (_, orders) = Self::parse(&rctx, &body)?;
-            self.emit(&orders, ctx, &mut seen, &mut report, sink)
-                .await?;
-        }
-        Ok(report)
+        })?;
+        let results = env.data.map(|d| d.decrypt_infos).unwrap_or_default();
+        Ok(items
+            .iter()
+            .map(|(id, cipher)| {
+                results
+                    .iter()
+                    .find(|r| {
+                        r.auth_id.as_deref() == Some(*id)
+                            && r.cipher_text.as_deref() == Some(*cipher)
+                    })
+                    .filter(|r| r.err_no.is_none_or(|c| c == 0))
+                    .and_then(|r| r.decrypt_text.clone())
+            })
+            .collect())
     }
 }
 
-impl DouyinOrders {
-    async fn fetch(
-        &self,
-        rctx: &RequestContext,
-        start: i64,
-        end: i64,
-        page: u64,
-    ) -> Result<quanyu_connector_sdk::Bytes, ConnectorError> {
-        let param = serde_json::json!({
-            "page": page,
-            "size": self.page_size,
-            "update_time_start": start,
-            "update_time_end": end,
-            "order_by": "update_time",
-            "order_asc": false,
-        });
-        self.client
-            .call(
-                rctx,
-                SEARCH_API,
-                &self.token,
-                self.self_shop_id.as_deref(),
-                &param,
-            )
-            .await
+/// The Douyin connector, as the engine registers it.
+pub struct Douyin;
+
+impl quanyu_connector_sdk::Connector for Douyin {
+    fn name(&self) -> &'static str {
+        "douyin"
     }
 
-    fn parse<'a>(
-        rctx: &RequestContext,
-        body: &'a [u8],
-    ) -> Result<(u64, Vec<&'a RawValue>), ConnectorError> {
-        let env: ListEnvelope = serde_json::from_slice(body).map_err(|e| {
-            ConnectorError::new(
-                rctx,
-                ErrorKind::Protocol,
-                format!("unreadable order list answer: {e}"),
-            )
-        })?;
-        let data = env
-            .data
-            .ok_or_else(|| ConnectorError::new(rctx, ErrorKind::Protocol, "answer has no data"))?;
-        let total = data
-            .total
-            .ok_or_else(|| ConnectorError::new(rctx, ErrorKind::Protocol, "answer has no total"))?;
-        Ok((total, data.shop_order_list.unwrap_or_default()))
+    fn about(&self) -> &'static str {
+        "Douyin shop (抖店) orders"
     }
 
-    /// Map, decrypt and hand over one page, skipping orders already seen in
-    /// this window.
-    async fn emit(
+    fn channel(&self) -> quanyu_schemas::Channel {
+        quanyu_schemas::Channel::Douyin
+    }
+
+    fn streams(
         &self,
-        orders: &[&RawValue],
-        ctx: &PullContext,
-        seen: &mut HashSet<String>,
-        report: &mut PullReport,
-        sink: &mut dyn PageSink,
-    ) -> Result<(), PullError> {
-        let mut rows = Vec::with_capacity(orders.len());
-        let mut quarantine = Vec::new();
-        let mut records_in = 0;
-        for raw in orders {
-            match mapping::map_order_with_cipher(raw.get(), &self.shop, &ctx.hasher) {
-                Ok(m) => {
-                    if seen.insert(m.row.order_id.clone()) {
-                        rows.push((m.row, m.encrypted_tel));
-                        records_in += 1;
-                    }
-                }
-                Err(rej) => {
-                    if rej.key.as_ref().is_some_and(|k| !seen.insert(k.clone())) {
-                        continue;
-                    }
-                    records_in += 1;
-                    quarantine.push(ctx.reject(
-                        &self.id,
-                        TableKind::Orders,
-                        rej.key,
-                        raw.get(),
-                        rej.reason,
-                    ))
-                }
-            }
-        }
-        if let Some(d) = &self.decryptor {
-            self.decrypt(d, &mut rows, ctx).await?;
-        }
-        let mut builder = OrdersBuilder::new(&ctx.run_id, ctx.ingested_at);
-        for (row, _) in &rows {
-            builder.append(row);
-        }
-        report.pages += 1;
-        report.records += records_in as u64;
-        let batch = (!builder.is_empty()).then(|| builder.finish());
-        sink.page(NormalizedPage {
-            batch,
-            quarantine,
-            records_in,
+        section: serde_json::Value,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        build_streams(
+            &quanyu_connector_sdk::connector::parse_section("douyin", section)?,
+            setup,
+        )
+    }
+
+    fn decrypts(&self) -> bool {
+        true
+    }
+
+    fn order_ids(&self) -> Option<quanyu_connector_sdk::connector::OrderIds> {
+        Some(quanyu_connector_sdk::connector::OrderIds {
+            state_prefix: "dy_",
+            pattern: Some("[0-9]{16,20}"),
         })
-        .await
-        .map_err(PullError::Sink)
     }
 
-    /// Decrypt the phones of `rows` that have a ciphertext and no hash, in
-    /// batches of at most 50, and hash them at once.
-    async fn decrypt(
-        &self,
-        client: &DyClient,
-        rows: &mut [(OrderRow, Option<String>)],
-        ctx: &PullContext,
-    ) -> Result<(), ConnectorError> {
-        let rctx = RequestContext::new("douyin", Some(&self.shop), DECRYPT_API);
-        let wanted: Vec<usize> = (0..rows.len())
-            .filter(|&i| rows[i].0.phone_hash.is_none() && rows[i].1.is_some())
-            .collect();
-        for chunk in wanted.chunks(DECRYPT_BATCH) {
-            let list: Vec<serde_json::Value> = chunk
-                .iter()
-                .map(|&i| {
-                    serde_json::json!({
-                        "auth_id": rows[i].0.order_id,
-                        "cipher_text": rows[i].1,
-                    })
-                })
-                .collect();
-            let param = serde_json::json!({ "cipher_infos": list });
-            let body = client
-                .call(
-                    &rctx,
-                    DECRYPT_API,
-                    &self.token,
-                    self.self_shop_id.as_deref(),
-                    &param,
-                )
-                .await?;
-            let env: DecryptEnvelope = serde_json::from_slice(&body).map_err(|e| {
-                ConnectorError::new(
-                    &rctx,
-                    ErrorKind::Protocol,
-                    format!("unreadable decrypt answer: {e}"),
-                )
-            })?;
-            let results = env.data.map(|d| d.decrypt_infos).unwrap_or_default();
-            for &i in chunk {
-                let id = &rows[i].0.order_id;
-                let cipher = rows[i].1.as_deref();
-                let phone = results
-                    .iter()
-                    .find(|r| {
-                        r.auth_id.as_deref() == Some(id.as_str())
-                            && r.cipher_text.as_deref() == cipher
-                    })
-                    .filter(|r| r.err_no.is_none_or(|c| c == 0))
-                    .and_then(|r| r.decrypt_text.as_deref())
-                    .map(normalize_phone);
-                match phone {
-                    Some(Ok(p)) => {
-                        rows[i].0.phone_hash = Some(ctx.hasher.phone(&p));
-                        rows[i].0.phone_masked = Some(p.masked());
-                    }
-                    _ => tracing::warn!(
-                        shop = %self.shop,
-                        order = %id,
-                        "decrypt returned no usable mobile for this order"
-                    ),
-                }
-            }
-        }
-        Ok(())
+    fn sandbox(&self) -> Option<&dyn quanyu_connector_sdk::connector::SandboxKit> {
+        Some(&sandbox::Kit)
     }
 }

@@ -53,23 +53,7 @@ pub fn map_status(status: i64, paid: bool) -> Option<OrderStatus> {
     })
 }
 
-/// Why an order was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    /// The order id, when it could be read.
-    pub key: Option<String>,
-    /// Why.
-    pub reason: String,
-}
-
-/// A mapped order and its receiver-phone ciphertext (for the decrypt API).
-#[derive(Debug, Clone)]
-pub struct MappedOrder {
-    /// The canonical row.
-    pub row: OrderRow,
-    /// `encrypt_post_tel`, when present. Never stored.
-    pub encrypted_tel: Option<String>,
-}
+pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
 fn int_of(v: &serde_json::Value) -> Option<i64> {
     match v {
@@ -176,7 +160,7 @@ pub fn map_order_with_cipher(
             .map(|m| m.trim().to_string())
             .filter(|m| !m.is_empty());
     }
-    let encrypted_tel = o.encrypt_post_tel.filter(|c| !c.trim().is_empty());
+    let cipher = o.encrypt_post_tel.filter(|c| !c.trim().is_empty());
     let (province, city) = match o.post_addr {
         Some(a) => (
             a.province.and_then(|p| p.name).filter(|s| !s.is_empty()),
@@ -205,7 +189,7 @@ pub fn map_order_with_cipher(
         updated_at,
         receiver_hash: None,
     };
-    Ok(MappedOrder { row, encrypted_tel })
+    Ok(MappedOrder { row, cipher })
 }
 
 #[cfg(test)]
@@ -243,7 +227,7 @@ mod tests {
         assert_eq!(r.created_at.to_rfc3339(), "2024-03-18T02:00:00+00:00");
         assert_eq!(r.province.as_deref(), Some("浙江省"));
         assert_eq!(r.city.as_deref(), Some("杭州市"));
-        assert_eq!(m.encrypted_tel.as_deref(), Some("$dGVzdA==$3$$"));
+        assert_eq!(m.cipher.as_deref(), Some("$dGVzdA==$3$$"));
     }
 
     #[test]

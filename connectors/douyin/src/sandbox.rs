@@ -27,10 +27,16 @@ use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::sandbox::orders::{mask_phone, OrderBook, Stage, VisibleOrder};
-use quanyu_connector_sdk::sandbox::tokens::{TokenIssuer, TokenProblem};
-use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, FaultInjector, SandboxHandle};
+use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
+use quanyu_connector_sdk::connector::{
+    ClearPhones, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit, SandboxPull,
+};
+use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
+use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
+use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
+use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::{ConfigError, ConnectorSetup, SecretRef, Stream};
 use quanyu_schemas::time::parse_beijing;
 use quanyu_schemas::Channel;
 use serde_json::json;
@@ -72,11 +78,7 @@ pub fn dy_status(stage: Stage) -> i64 {
 
 struct Inner {
     cfg: DouyinSandboxConfig,
-    book: OrderBook,
-    issuer: TokenIssuer,
-    faults: FaultInjector,
-    requests: AtomicU64,
-    refreshes: AtomicU64,
+    core: MarketCore,
     creates: AtomicU64,
 }
 
@@ -84,6 +86,16 @@ struct Inner {
 #[derive(Clone)]
 pub struct DouyinSandbox {
     inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for DouyinSandbox {
+    type Target = MarketCore;
+
+    /// The order book, tokens, faults and counters every marketplace
+    /// sandbox has (shops, tokens_for, visible_orders, requests...).
+    fn deref(&self) -> &MarketCore {
+        &self.inner.core
+    }
 }
 
 /// A ciphertext in Douyin's style: separator, base64 payload, key version,
@@ -107,22 +119,18 @@ fn token_of(c: &str) -> Option<String> {
 impl DouyinSandbox {
     /// Generate the world and index it.
     pub fn new(cfg: DouyinSandboxConfig) -> Self {
-        let world = World::shared(&cfg.world);
-        let book = OrderBook::new(world, Channel::Douyin, cfg.as_of);
-        let issuer = TokenIssuer::new(
-            &format!("dy-{}", cfg.world.seed),
-            book.shops().len(),
+        let core = MarketCore::new(
+            &cfg.world,
+            Channel::Douyin,
+            cfg.as_of,
+            cfg.faults,
+            "dy",
             cfg.token_ttl_secs,
         );
-        let faults = FaultInjector::new(cfg.faults);
         DouyinSandbox {
             inner: Arc::new(Inner {
                 cfg,
-                book,
-                issuer,
-                faults,
-                requests: AtomicU64::new(0),
-                refreshes: AtomicU64::new(0),
+                core,
                 creates: AtomicU64::new(0),
             }),
         }
@@ -133,57 +141,9 @@ impl DouyinSandbox {
         &self.inner.cfg
     }
 
-    /// The world the orders come from.
-    pub fn world(&self) -> &World {
-        self.inner.book.world()
-    }
-
-    /// The Douyin shop ids served, in token order (also the `shop_id` that
-    /// `authorization_self` takes).
-    pub fn shops(&self) -> Vec<String> {
-        (0..self.inner.book.shops().len())
-            .map(|i| self.inner.book.shop_id(i).to_string())
-            .collect()
-    }
-
-    /// The (access, refresh) pair the authorization of shop `i` handed out.
-    pub fn tokens_for(&self, i: usize) -> (String, String) {
-        self.inner.issuer.initial(i)
-    }
-
-    /// Expire every access token (tests: "a week later").
-    pub fn expire_tokens(&self) {
-        self.inner.issuer.expire_all();
-    }
-
-    /// Requests answered so far.
-    pub fn requests(&self) -> u64 {
-        self.inner.requests.load(Ordering::Relaxed)
-    }
-
-    /// Successful token refreshes so far.
-    pub fn refreshes(&self) -> u64 {
-        self.inner.refreshes.load(Ordering::Relaxed)
-    }
-
     /// Tokens created through `/token/create` so far.
     pub fn creates(&self) -> u64 {
         self.inner.creates.load(Ordering::Relaxed)
-    }
-
-    /// Move the sandbox clock.
-    pub fn set_as_of(&self, t: DateTime<Utc>) {
-        self.inner.book.set_as_of(t);
-    }
-
-    /// The sandbox clock now.
-    pub fn as_of(&self) -> DateTime<Utc> {
-        self.inner.book.as_of()
-    }
-
-    /// Every order as the platform shows it at the sandbox clock.
-    pub fn visible_orders(&self) -> Vec<VisibleOrder> {
-        self.inner.book.visible()
     }
 
     /// The axum router.
@@ -203,7 +163,7 @@ impl DouyinSandbox {
 
     /// One order JSON as `order.searchList` shows it.
     fn render_order(&self, i: usize, ev: usize, corrupt: bool) -> serde_json::Value {
-        let book = &self.inner.book;
+        let book = &self.inner.core.book;
         let world = book.world();
         let p = &world.purchases[i];
         let lc = book.lifecycle(i);
@@ -339,7 +299,7 @@ fn verify(
     query: Option<String>,
     body: &[u8],
 ) -> Result<Verified, Response> {
-    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    sb.inner.core.count_request();
     let params: Vec<(String, String)> = query
         .map(|q| {
             url::form_urlencoded::parse(q.as_bytes())
@@ -448,6 +408,7 @@ fn verify(
 async fn authorize(sb: &DouyinSandbox, v: &Verified) -> Result<usize, Response> {
     let shop = match sb
         .inner
+        .core
         .issuer
         .check(get(&v.params, "access_token").unwrap_or(""))
     {
@@ -469,7 +430,7 @@ async fn authorize(sb: &DouyinSandbox, v: &Verified) -> Result<usize, Response> 
             ))
         }
     };
-    match sb.inner.faults.draw(true) {
+    match sb.inner.core.faults.draw(true) {
         Some(Fault::Throttle) => Err(dy_error(
             CODE_FLOW_LIMIT,
             "流量受限",
@@ -543,7 +504,7 @@ async fn search_route(
         .get("order_asc")
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
-    let idx = sb.inner.book.snapshot();
+    let idx = sb.inner.core.book.snapshot();
     let mut list: Vec<(usize, usize)> = idx
         .window(shop, start, end)
         .iter()
@@ -555,7 +516,7 @@ async fn search_route(
     let total = list.len();
     let from = ((page as usize) * size as usize).min(total);
     let to = (from + size as usize).min(total);
-    let corrupt_at = (to > from && sb.inner.faults.draw_malformed())
+    let corrupt_at = (to > from && sb.inner.core.faults.draw_malformed())
         .then(|| from + (sb.requests() as usize) % (to - from));
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| sb.render_order(list[k].0, list[k].1, corrupt_at == Some(k)))
@@ -601,6 +562,7 @@ async fn decrypt_route(
             "cipher_infos最多50条",
         );
     }
+    sb.inner.core.count_decrypt();
     let world = sb.world();
     let out: Vec<serde_json::Value> = list
         .iter()
@@ -630,7 +592,7 @@ fn token_answer(
     sb: &DouyinSandbox,
     issued: quanyu_connector_sdk::sandbox::tokens::Issued,
 ) -> Response {
-    let shop_id = sb.inner.book.shop_id(issued.shop).to_string();
+    let shop_id = sb.inner.core.book.shop_id(issued.shop).to_string();
     json_response(
         json!({
             "code": CODE_OK,
@@ -656,7 +618,7 @@ fn token_answer(
 }
 
 fn token_faults(sb: &DouyinSandbox) -> Option<Response> {
-    match sb.inner.faults.draw(false) {
+    match sb.inner.core.faults.draw(false) {
         Some(Fault::Throttle) => Some(dy_error(
             CODE_FLOW_LIMIT,
             "流量受限",
@@ -726,7 +688,7 @@ async fn create_route(
     match shop {
         Some(s) => {
             sb.inner.creates.fetch_add(1, Ordering::Relaxed);
-            token_answer(&sb, sb.inner.issuer.issue(s))
+            token_answer(&sb, sb.inner.core.issuer.issue(s))
         }
         None => dy_error(
             CODE_PARAM,
@@ -763,9 +725,9 @@ async fn refresh_route(
         .get("refresh_token")
         .and_then(serde_json::Value::as_str)
         .unwrap_or("");
-    match sb.inner.issuer.refresh(rt) {
+    match sb.inner.core.issuer.refresh(rt) {
         Some(i) => {
-            sb.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+            sb.inner.core.count_refresh();
             token_answer(&sb, i)
         }
         None => dy_error(
@@ -774,6 +736,112 @@ async fn refresh_route(
             "isv.refresh-token-invalid",
             "refresh_token已过期或已使用",
         ),
+    }
+}
+
+/// How the demo, `quanyu sandbox` and the shared suite start and pull this
+/// sandbox.
+pub struct Kit;
+
+impl Kit {
+    /// The config that pulls an announced sandbox as `pull` asks.
+    pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::DouyinConfig {
+        let inline = |s: &str| SecretRef::inline(s.to_string());
+        crate::DouyinConfig {
+            gateway: ann.base_url.clone(),
+            app_key: ann.app_key.clone(),
+            app_secret: inline(&ann.app_secret),
+            sign_method: crate::SignMethod::HmacSha256,
+            qps: pull.app_qps,
+            shop_qps: 0,
+            page_size: 100,
+            window_minutes: 24 * 60,
+            lookback_minutes: 60,
+            initial_days: pull.initial_days,
+            decrypt: pull.decrypt,
+            decrypt_qps: 0,
+            shops: ann
+                .shops
+                .iter()
+                .map(|s| crate::DouyinShop {
+                    id: s.id.clone(),
+                    shop_id: None,
+                    self_authorize: false,
+                    access_token: Some(inline(&s.access_token)),
+                    refresh_token: s.refresh_token.as_deref().map(inline),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl SandboxKit for Kit {
+    fn create(
+        &self,
+        world: WorldConfig,
+        as_of: DateTime<Utc>,
+        faults: FaultConfig,
+    ) -> Box<dyn RunningSandbox> {
+        Box::new(DouyinSandbox::new(DouyinSandboxConfig {
+            app_key: APP_KEY.into(),
+            app_secret: APP_SECRET.into(),
+            world,
+            faults,
+            as_of: Some(as_of),
+            token_ttl_secs: 7 * 86_400,
+        }))
+    }
+
+    fn streams(
+        &self,
+        ann: &SandboxAnnouncement,
+        pull: SandboxPull,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        crate::build_streams(&Self::config(ann, pull), setup)
+    }
+
+    fn facts(&self) -> SandboxFacts {
+        SandboxFacts {
+            list_api: SEARCH_API,
+            bad_signature: ("40004", "签名错误"),
+            refresh_api: Some("token.refresh"),
+            clear_phones: ClearPhones::None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RunningSandbox for DouyinSandbox {
+    async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+        self.serve(addr).await
+    }
+
+    fn orders_shown(&self) -> usize {
+        self.inner.core.visible_orders().len()
+    }
+
+    fn announce(&self, base_url: &str) -> SandboxAnnouncement {
+        #[allow(unused_mut)]
+        let mut a = self.inner.core.announce(
+            Channel::Douyin,
+            base_url,
+            &self.inner.cfg.app_key,
+            &self.inner.cfg.app_secret,
+        );
+        a
+    }
+
+    fn describe(&self, base_url: &str) -> String {
+        format!("Douyin shop (抖店) open platform sandbox at {base_url}/order/searchList")
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn market(&self) -> Option<&MarketCore> {
+        Some(&self.inner.core)
     }
 }
 
@@ -809,7 +877,7 @@ mod tests {
         assert_eq!(v["order_status"], 1);
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
         let m = crate::mapping::map_order_with_cipher(&v.to_string(), "x", &hasher).unwrap();
-        let c = m.encrypted_tel.unwrap();
+        let c = m.cipher.unwrap();
         let person = sb
             .world()
             .receiver_by_cipher(&token_of(&c).unwrap())

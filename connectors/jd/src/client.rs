@@ -10,11 +10,12 @@
 //! refreshes), 21 无效App Key and 24 该商家无权调用API (auth), 33/65/66/67
 //! platform timeouts / backend faults (transient). JD sends no retry-after.
 
+use async_trait::async_trait;
 use chrono::Utc;
-use quanyu_connector_sdk::token::missing_token;
+use quanyu_connector_sdk::market::{refresh_token_of, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
-    ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, ShopToken, TokenSet,
+    ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
 };
 use quanyu_schemas::time::format_beijing;
 use serde::Deserialize;
@@ -255,11 +256,6 @@ impl JdClient {
         }
     }
 
-    /// The wrapped HTTP client (for its counters).
-    pub fn api(&self) -> &ApiClient {
-        &self.api
-    }
-
     /// The same client with another HTTP wrapper (other limiters).
     pub fn with_api(&self, api: ApiClient) -> Self {
         JdClient {
@@ -267,20 +263,60 @@ impl JdClient {
             ..self.clone()
         }
     }
+}
+
+#[async_trait]
+impl TokenGateway for JdClient {
+    /// The `360buy_param_json` text.
+    type Params = str;
+
+    fn api(&self) -> &ApiClient {
+        &self.api
+    }
+
+    /// One signed attempt: system parameters and the signature in the
+    /// query, `360buy_param_json` in the form.
+    async fn attempt(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        access_token: &str,
+        param_json: &str,
+    ) -> Result<Bytes> {
+        let timestamp = format_beijing(Utc::now());
+        let mut system: Vec<(&str, &str)> = vec![
+            ("method", method),
+            ("app_key", &self.app_key),
+            ("access_token", access_token),
+            ("timestamp", &timestamp),
+            ("v", "2.0"),
+        ];
+        let signature = sign(
+            system
+                .iter()
+                .copied()
+                .chain([("360buy_param_json", param_json)]),
+            self.app_secret.expose(),
+        );
+        system.push(("sign", &signature));
+        let req = self
+            .api
+            .http()
+            .post(&self.gateway)
+            .query(&system)
+            .form(&[("360buy_param_json", param_json)]);
+        let body = self.api.send(ctx, req).await?;
+        check_envelope(ctx, &body)?;
+        Ok(body)
+    }
 
     /// Exchange the shop's refresh token:
     /// GET `<oauth>/oauth2/refresh_token?app_key&app_secret&grant_type=refresh_token&refresh_token`,
     /// answered `{access_token, expires_in, refresh_token, scope, open_id, …}`
     /// or `{code, msg}` on failure.
-    pub async fn refresh(&self, ctx: &RequestContext, prev: Option<TokenSet>) -> Result<TokenSet> {
+    async fn refresh(&self, ctx: &RequestContext, prev: Option<TokenSet>) -> Result<TokenSet> {
         let rctx = RequestContext::new(&ctx.connector, ctx.scope.as_deref(), REFRESH_API);
-        let Some(rt) = prev.and_then(|p| p.refresh_token) else {
-            return Err(ConnectorError::new(
-                &rctx,
-                ErrorKind::Auth,
-                "the access token is invalid or expired and the shop has no refresh token: authorize the shop again",
-            ));
-        };
+        let rt = refresh_token_of(&rctx, prev)?;
         let req = self
             .api
             .http()
@@ -338,57 +374,6 @@ impl JdClient {
                 .with_code(code))
             }
         }
-    }
-
-    /// Call `method` for the shop whose tokens are `token`, with the business
-    /// parameters as one JSON text (`360buy_param_json`). System parameters
-    /// and the signature go in the query, the JSON in the POST form (as
-    /// JD's Java SDK sends them). Refreshes the token when the previous
-    /// attempt saw it invalid (or it is about to expire), signs every
-    /// attempt anew, and turns both error layers into typed errors.
-    pub async fn call(
-        &self,
-        ctx: &RequestContext,
-        method: &str,
-        token: &ShopToken,
-        param_json: &str,
-    ) -> Result<Bytes> {
-        self.api
-            .call(ctx, |attempt| async move {
-                let mut tokens = token.get().await.ok_or_else(|| missing_token(ctx))?;
-                if attempt.refresh_token || tokens.expiring() {
-                    let stale = tokens.access_token.clone();
-                    tokens = token
-                        .renew(Some(&stale), |prev| self.refresh(ctx, prev))
-                        .await?;
-                }
-                let timestamp = format_beijing(Utc::now());
-                let mut system: Vec<(&str, &str)> = vec![
-                    ("method", method),
-                    ("app_key", &self.app_key),
-                    ("access_token", tokens.access_token.expose()),
-                    ("timestamp", &timestamp),
-                    ("v", "2.0"),
-                ];
-                let signature = sign(
-                    system
-                        .iter()
-                        .copied()
-                        .chain([("360buy_param_json", param_json)]),
-                    self.app_secret.expose(),
-                );
-                system.push(("sign", &signature));
-                let req = self
-                    .api
-                    .http()
-                    .post(&self.gateway)
-                    .query(&system)
-                    .form(&[("360buy_param_json", param_json)]);
-                let body = self.api.send(ctx, req).await?;
-                check_envelope(ctx, &body)?;
-                Ok(body)
-            })
-            .await
     }
 }
 

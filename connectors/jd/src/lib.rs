@@ -20,18 +20,20 @@ pub mod mapping;
 pub mod sandbox;
 pub mod sign;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
+use quanyu_connector_sdk::market::{
+    AppWiring, ListPage, MappedOrder, OrderList, OrderStream, PageAt, Paging, TokenGateway,
+    TokenShop,
+};
 use quanyu_connector_sdk::{
-    ApiClient, ConfigError, ConnectorError, ConnectorSetup, CursorMode, ErrorKind, NormalizedPage,
-    PageSink, PullContext, PullError, PullReport, RequestContext, SecretRef, ShopToken, Stream,
-    StreamId, TokenSet, Window, WindowPlan,
+    ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef, ShopToken,
+    Stream, Window, WindowPlan,
 };
 use quanyu_schemas::time::format_beijing;
-use quanyu_schemas::{OrdersBuilder, TableKind};
+use quanyu_schemas::PiiHasher;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -89,18 +91,8 @@ pub struct JdConfig {
     pub shops: Vec<JdShop>,
 }
 
-/// One authorized shop.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JdShop {
-    /// The shop id used in the lake (the venderId or a name of your choice).
-    pub id: String,
-    /// The shop's access token (from the OAuth2 authorization).
-    pub access_token: SecretRef,
-    /// The shop's refresh token (needed to refresh an invalid access token).
-    #[serde(default)]
-    pub refresh_token: Option<SecretRef>,
-}
+/// One authorized shop: its id in the lake and its tokens.
+pub type JdShop = TokenShop;
 
 fn default_gateway() -> String {
     DEFAULT_GATEWAY.into()
@@ -129,34 +121,26 @@ pub fn build_streams(
     cfg: &JdConfig,
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    let app = cfg.app_key.as_str();
-    ConfigError::check_range("jd", app, "page_size", cfg.page_size, 1..=100, "")?;
-    ConfigError::check_range(
-        "jd",
-        app,
+    let wiring = AppWiring::new("jd", &cfg.app_key, setup, cfg.qps);
+    wiring.check_range("page_size", cfg.page_size, 1..=100, "")?;
+    wiring.check_range(
         "window_minutes",
         cfg.window_minutes,
         1..=MAX_WINDOW_MINUTES,
         " (JD allows one month, 30 days)",
     )?;
-    ConfigError::check_range(
-        "jd",
-        app,
+    wiring.check_range(
         "initial_days",
         cfg.initial_days,
         1..=90,
         " (JD searches modification times of the last three months)",
     )?;
-    let secret = ConfigError::secret("jd", app, &cfg.app_secret)?;
-    let app_limiter = setup
-        .limiters
-        .get(&format!("jd/{app}"), (cfg.qps > 0).then_some(cfg.qps));
     let base = JdClient::new(
-        ApiClient::new(app_limiter.iter().cloned().collect(), setup.policy),
+        wiring.app_api(),
         &cfg.gateway,
         &cfg.oauth_base,
-        app,
-        secret,
+        &cfg.app_key,
+        wiring.secret(&cfg.app_secret)?,
     );
     let plan = WindowPlan {
         max_window: Duration::minutes(cfg.window_minutes),
@@ -168,48 +152,30 @@ pub fn build_streams(
     cfg.shops
         .iter()
         .map(|shop| {
-            let access = ConfigError::secret("jd", app, &shop.access_token)?;
-            let refresh = match &shop.refresh_token {
-                Some(r) => Some(ConfigError::secret("jd", app, r)?),
-                None => None,
-            };
-            let token = ShopToken::open(
-                &setup.tokens,
-                &format!("jd/{app}/{}", shop.id),
-                Some(TokenSet::configured(access, refresh)),
-            )
-            .map_err(|e| {
-                ConfigError::new("jd", app, format!("shop {}: token store: {e}", shop.id))
-            })?;
-            let shop_limiter = setup.limiters.get(
-                &format!("jd/{app}/{}", shop.id),
-                (cfg.shop_qps > 0).then_some(cfg.shop_qps),
-            );
-            let limiters: Vec<_> = app_limiter
-                .iter()
-                .chain(shop_limiter.iter())
-                .cloned()
-                .collect();
-            Ok(Arc::new(JdOrders {
-                id: StreamId::new("jd", "orders", &shop.id),
+            let list = OrderSearch {
+                client: base.with_api(wiring.shop_api(&shop.id, cfg.shop_qps)),
+                token: wiring.token_of(shop)?,
                 shop: shop.id.clone(),
-                token: Arc::new(token),
-                client: base.with_api(ApiClient::new(limiters, setup.policy)),
                 page_size: cfg.page_size,
+            };
+            Ok(OrderStream::new(
+                "jd",
+                &shop.id,
+                list,
+                Paging::backward(1, cfg.page_size),
                 plan,
-            }) as Arc<dyn Stream>)
+            )
+            .shared())
         })
         .collect()
 }
 
-/// Orders of one shop.
-pub struct JdOrders {
-    id: StreamId,
-    shop: String,
-    token: Arc<ShopToken>,
+/// `jingdong.pop.order.search` of one shop.
+struct OrderSearch {
     client: JdClient,
+    token: Arc<ShopToken>,
+    shop: String,
     page_size: u32,
-    plan: WindowPlan,
 }
 
 #[derive(Deserialize)]
@@ -240,80 +206,10 @@ enum Count {
     Text(String),
 }
 
-/// A guard against a window too full to page through.
-const MAX_PAGES: u64 = 10_000;
-
-#[async_trait]
-impl Stream for JdOrders {
-    fn id(&self) -> &StreamId {
-        &self.id
-    }
-
-    fn table(&self) -> TableKind {
-        TableKind::Orders
-    }
-
-    fn cursor_mode(&self) -> CursorMode {
-        CursorMode::Windows(self.plan)
-    }
-
-    fn request_stats(&self) -> (u64, u64) {
-        self.client.api().stats()
-    }
-
-    async fn pull(
-        &self,
-        window: Window,
-        ctx: &PullContext,
-        sink: &mut dyn PageSink,
-    ) -> Result<PullReport, PullError> {
-        let rctx = RequestContext::new("jd", Some(&self.shop), SEARCH_API);
-        if window.len() > Duration::minutes(MAX_WINDOW_MINUTES) {
-            return Err(ConnectorError::new(
-                &rctx,
-                ErrorKind::InvalidRequest,
-                "windows longer than one month (30 days) are refused by JD",
-            )
-            .into());
-        }
-        // Inclusive second bounds in Beijing time: [start, end - 1 s] (one
-        // second at least, for a window shorter than a second).
-        let start = window.start;
-        let end = (window.end - Duration::seconds(1)).max(start);
-        let (start, end) = (format_beijing(start), format_beijing(end));
-        let mut report = PullReport::default();
-        let mut seen = HashSet::new();
-        let first = self.fetch(&rctx, &start, &end, 1).await?;
-        let (total, orders) = Self::parse(&rctx, &first)?;
-        report.reported_total = Some(total);
-        let pages = total.div_ceil(u64::from(self.page_size));
-        if pages > MAX_PAGES {
-            return Err(ConnectorError::new(
-                &rctx,
-                ErrorKind::InvalidRequest,
-                format!("{total} orders in one window: use shorter windows"),
-            )
-            .into());
-        }
-        if pages <= 1 {
-            self.emit(&orders, ctx, &mut seen, &mut report, sink)
-                .await?;
-            return Ok(report);
-        }
-        for page in (1..=pages).rev() {
-            let body = self.fetch(&rctx, &start, &end, page).await?;
-            let (_, orders) = Self::parse(&rctx, &body)?;
-            self.emit(&orders, ctx, &mut seen, &mut report, sink)
-                .await?;
-        }
-        Ok(report)
-    }
-}
-
-impl JdOrders {
+impl OrderSearch {
     /// The business parameters of one page, as the JSON text sent in
     /// `360buy_param_json`.
-    pub fn search_params(&self, start: &str, end: &str, page: u64) -> String {
+    fn search_params(&self, start: &str, end: &str, page: u64) -> String {
         serde_json::json!({
             "start_date": start,
             "end_date": end,
@@ -327,23 +223,12 @@ impl JdOrders {
         .to_string()
     }
 
-    async fn fetch(
+    fn read(
         &self,
         rctx: &RequestContext,
-        start: &str,
-        end: &str,
-        page: u64,
-    ) -> Result<quanyu_connector_sdk::Bytes, ConnectorError> {
-        let param = self.search_params(start, end, page);
-        self.client
-            .call(rctx, SEARCH_API, &self.token, &param)
-            .await
-    }
-
-    fn parse<'a>(
-        rctx: &RequestContext,
-        body: &'a [u8],
-    ) -> Result<(u64, Vec<&'a RawValue>), ConnectorError> {
+        body: &[u8],
+        hasher: &PiiHasher,
+    ) -> Result<ListPage, ConnectorError> {
         let protocol = |m: String| ConnectorError::new(rctx, ErrorKind::Protocol, m);
         let env: ListEnvelope = serde_json::from_slice(body)
             .map_err(|e| protocol(format!("unreadable order search answer: {e}")))?;
@@ -363,54 +248,95 @@ impl JdOrders {
                 .map_err(|_| protocol("orderTotal is not a count".into()))?,
             None => return Err(protocol("answer has no orderTotal".into())),
         };
-        Ok((total, data.order_info_list.unwrap_or_default()))
+        Ok(ListPage {
+            total: Some(total),
+            next: None,
+            records: ListPage::mapped(data.order_info_list.unwrap_or_default(), |raw| {
+                // JD's receivers are TDE ciphertext with no decrypt API in
+                // scope: the row keeps the mask only.
+                mapping::map_order(raw, &self.shop, hasher)
+                    .map(|row| MappedOrder { row, cipher: None })
+            }),
+        })
+    }
+}
+
+#[async_trait]
+impl OrderList for OrderSearch {
+    fn api(&self) -> &'static str {
+        SEARCH_API
     }
 
-    /// Map and hand over one page, skipping orders already seen in this
-    /// window.
-    async fn emit(
+    fn max_window(&self) -> Option<Duration> {
+        Some(Duration::minutes(MAX_WINDOW_MINUTES))
+    }
+
+    fn stats(&self) -> (u64, u64) {
+        self.client.api().stats()
+    }
+
+    async fn page(
         &self,
-        orders: &[&RawValue],
-        ctx: &PullContext,
-        seen: &mut HashSet<String>,
-        report: &mut PullReport,
-        sink: &mut dyn PageSink,
-    ) -> Result<(), PullError> {
-        let mut builder = OrdersBuilder::new(&ctx.run_id, ctx.ingested_at);
-        let mut quarantine = Vec::new();
-        let mut records_in = 0;
-        for raw in orders {
-            match mapping::map_order(raw.get(), &self.shop, &ctx.hasher) {
-                Ok(row) => {
-                    if seen.insert(row.order_id.clone()) {
-                        builder.append(&row);
-                        records_in += 1;
-                    }
-                }
-                Err(rej) => {
-                    if rej.key.as_ref().is_some_and(|k| !seen.insert(k.clone())) {
-                        continue;
-                    }
-                    records_in += 1;
-                    quarantine.push(ctx.reject(
-                        &self.id,
-                        TableKind::Orders,
-                        rej.key,
-                        raw.get(),
-                        rej.reason,
-                    ))
-                }
-            }
-        }
-        report.pages += 1;
-        report.records += records_in as u64;
-        let batch = (!builder.is_empty()).then(|| builder.finish());
-        sink.page(NormalizedPage {
-            batch,
-            quarantine,
-            records_in,
+        window: Window,
+        at: PageAt<'_>,
+        hasher: &PiiHasher,
+    ) -> Result<ListPage, ConnectorError> {
+        let rctx = RequestContext::new("jd", Some(&self.shop), SEARCH_API);
+        // Inclusive second bounds in Beijing time: [start, end - 1 s] (one
+        // second at least, for a window shorter than a second).
+        let end = (window.end - Duration::seconds(1)).max(window.start);
+        let param = self.search_params(
+            &format_beijing(window.start),
+            &format_beijing(end),
+            at.number(&rctx)?,
+        );
+        self.client
+            .call_with(&rctx, SEARCH_API, &self.token, param.as_str(), |body| {
+                self.read(&rctx, body, hasher)
+            })
+            .await
+    }
+}
+
+/// The JD connector, as the engine registers it.
+pub struct Jd;
+
+impl quanyu_connector_sdk::Connector for Jd {
+    fn name(&self) -> &'static str {
+        "jd"
+    }
+
+    fn about(&self) -> &'static str {
+        "JD (京东) POP orders"
+    }
+
+    fn channel(&self) -> quanyu_schemas::Channel {
+        quanyu_schemas::Channel::Jd
+    }
+
+    fn streams(
+        &self,
+        section: serde_json::Value,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        build_streams(
+            &quanyu_connector_sdk::connector::parse_section("jd", section)?,
+            setup,
+        )
+    }
+
+    fn decrypts(&self) -> bool {
+        false
+    }
+
+    fn order_ids(&self) -> Option<quanyu_connector_sdk::connector::OrderIds> {
+        Some(quanyu_connector_sdk::connector::OrderIds {
+            state_prefix: "jd_",
+            pattern: Some("[0-9]{9,15}"),
         })
-        .await
-        .map_err(PullError::Sink)
+    }
+
+    fn sandbox(&self) -> Option<&dyn quanyu_connector_sdk::connector::SandboxKit> {
+        Some(&sandbox::Kit)
     }
 }

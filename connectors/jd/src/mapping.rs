@@ -76,14 +76,7 @@ pub fn map_status(state: &str, paid: bool) -> Option<OrderStatus> {
     })
 }
 
-/// Why an order was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    /// The orderId, when it could be read.
-    pub key: Option<String>,
-    /// Why.
-    pub reason: String,
-}
+pub use quanyu_connector_sdk::market::Rejected;
 
 /// JD writes an unset time as empty text or as a sentinel year.
 fn unset_time(t: &str) -> bool {

@@ -21,7 +21,6 @@
 //! corrupt order) are injected on request.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -32,10 +31,15 @@ use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, OrderBook, Stage, VisibleOrder};
-use quanyu_connector_sdk::sandbox::tokens::TokenIssuer;
-use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, FaultInjector, SandboxHandle};
+use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
+use quanyu_connector_sdk::connector::{
+    ClearPhones, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit, SandboxPull,
+};
+use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, Stage};
+use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
+use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::{ConfigError, ConnectorSetup, SecretRef, Stream};
 use quanyu_schemas::time::{format_beijing, parse_beijing};
 use quanyu_schemas::Channel;
 use serde_json::json;
@@ -122,17 +126,23 @@ const STATES: [&str; 11] = [
 
 struct Inner {
     cfg: JdSandboxConfig,
-    book: OrderBook,
-    issuer: TokenIssuer,
-    faults: FaultInjector,
-    requests: AtomicU64,
-    refreshes: AtomicU64,
+    core: MarketCore,
 }
 
 /// The JD open-platform emulator. Cheap to clone.
 #[derive(Clone)]
 pub struct JdSandbox {
     inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for JdSandbox {
+    type Target = MarketCore;
+
+    /// The order book, tokens, faults and counters every marketplace
+    /// sandbox has (shops, tokens_for, visible_orders, requests...).
+    fn deref(&self) -> &MarketCore {
+        &self.inner.core
+    }
 }
 
 /// The sandbox's 16-byte TDE key id.
@@ -167,23 +177,16 @@ fn token_of(c: &str) -> Option<String> {
 impl JdSandbox {
     /// Generate the world and index it.
     pub fn new(cfg: JdSandboxConfig) -> Self {
-        let world = World::shared(&cfg.world);
-        let book = OrderBook::new(world, Channel::Jd, cfg.as_of);
-        let issuer = TokenIssuer::new(
-            &format!("jd-{}", cfg.world.seed),
-            book.shops().len(),
+        let core = MarketCore::new(
+            &cfg.world,
+            Channel::Jd,
+            cfg.as_of,
+            cfg.faults,
+            "jd",
             cfg.token_ttl_secs,
         );
-        let faults = FaultInjector::new(cfg.faults);
         JdSandbox {
-            inner: Arc::new(Inner {
-                cfg,
-                book,
-                issuer,
-                faults,
-                requests: AtomicU64::new(0),
-                refreshes: AtomicU64::new(0),
-            }),
+            inner: Arc::new(Inner { cfg, core }),
         }
     }
 
@@ -192,56 +195,9 @@ impl JdSandbox {
         &self.inner.cfg
     }
 
-    /// The world the orders come from.
-    pub fn world(&self) -> &World {
-        self.inner.book.world()
-    }
-
-    /// The JD shop ids served, in token order.
-    pub fn shops(&self) -> Vec<String> {
-        (0..self.inner.book.shops().len())
-            .map(|i| self.inner.book.shop_id(i).to_string())
-            .collect()
-    }
-
     /// The venderId JD shows for local shop `i`.
     pub fn vender_id(&self, i: usize) -> String {
         (10_080_000 + i).to_string()
-    }
-
-    /// The (access, refresh) pair the authorization of shop `i` handed out.
-    pub fn tokens_for(&self, i: usize) -> (String, String) {
-        self.inner.issuer.initial(i)
-    }
-
-    /// Expire every access token (tests: "a year later").
-    pub fn expire_tokens(&self) {
-        self.inner.issuer.expire_all();
-    }
-
-    /// Requests answered so far (gateway and OAuth).
-    pub fn requests(&self) -> u64 {
-        self.inner.requests.load(Ordering::Relaxed)
-    }
-
-    /// Successful token refreshes so far.
-    pub fn refreshes(&self) -> u64 {
-        self.inner.refreshes.load(Ordering::Relaxed)
-    }
-
-    /// Move the sandbox clock.
-    pub fn set_as_of(&self, t: DateTime<Utc>) {
-        self.inner.book.set_as_of(t);
-    }
-
-    /// The sandbox clock now.
-    pub fn as_of(&self) -> DateTime<Utc> {
-        self.inner.book.as_of()
-    }
-
-    /// Every order as the platform shows it at the sandbox clock.
-    pub fn visible_orders(&self) -> Vec<VisibleOrder> {
-        self.inner.book.visible()
     }
 
     /// The axum router.
@@ -260,7 +216,7 @@ impl JdSandbox {
 
     /// One order JSON as `jingdong.pop.order.search` shows it (all fields).
     fn render_order(&self, i: usize, ev: usize, corrupt: bool) -> serde_json::Value {
-        let book = &self.inner.book;
+        let book = &self.inner.core.book;
         let world = book.world();
         let p = &world.purchases[i];
         let lc = book.lifecycle(i);
@@ -391,7 +347,7 @@ fn parse_timestamp(t: &str) -> Option<DateTime<Utc>> {
 /// `/routerjson`: system parameters, signature, freshness, token, faults;
 /// then the API.
 async fn router_route(State(sb): State<JdSandbox>, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    sb.inner.core.count_request();
     let params = params_of(q, &body);
     let p = |k: &str| get(&params, k);
     let Some(method) = p("method") else {
@@ -440,10 +396,10 @@ async fn router_route(State(sb): State<JdSandbox>, RawQuery(q): RawQuery, body: 
         );
     };
     // JD answers 19 for an unknown, replaced or expired token alike.
-    let Ok(shop) = sb.inner.issuer.check(access_token) else {
+    let Ok(shop) = sb.inner.core.issuer.check(access_token) else {
         return jd_error(CODE_BAD_TOKEN, "无效access_token", "Invalid access_token");
     };
-    match sb.inner.faults.draw(true) {
+    match sb.inner.core.faults.draw(true) {
         Some(Fault::Throttle) => {
             return jd_error(
                 CODE_CALL_LIMITED,
@@ -549,7 +505,7 @@ fn search(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Response {
     };
     let fields: Option<Vec<String>> = text_of(param, "optional_fields")
         .map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
-    let book = &sb.inner.book;
+    let book = &sb.inner.core.book;
     let idx = book.snapshot();
     // (sort time, purchase, event), newest first.
     let mut list: Vec<(i64, usize, usize)> = if by_created {
@@ -581,7 +537,7 @@ fn search(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Response {
     let total = list.len();
     let from = (page.saturating_sub(1)).saturating_mul(size).min(total);
     let to = (from + size).min(total);
-    let corrupt_at = (to > from && sb.inner.faults.draw_malformed())
+    let corrupt_at = (to > from && sb.inner.core.faults.draw_malformed())
         .then(|| from + (sb.requests() as usize) % (to - from));
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| {
@@ -631,7 +587,7 @@ fn oauth_gate(sb: &JdSandbox, params: &[(String, String)]) -> Option<Response> {
     {
         return Some(oauth_error(OAUTH_BAD_CLIENT, "app_key或app_secret无效"));
     }
-    match sb.inner.faults.draw(false) {
+    match sb.inner.core.faults.draw(false) {
         Some(Fault::Throttle) => Some(
             (
                 StatusCode::TOO_MANY_REQUESTS,
@@ -647,7 +603,7 @@ fn oauth_gate(sb: &JdSandbox, params: &[(String, String)]) -> Option<Response> {
 }
 
 fn token_answer(sb: &JdSandbox, i: quanyu_connector_sdk::sandbox::tokens::Issued) -> Response {
-    let shop = sb.inner.book.shop_id(i.shop).to_string();
+    let shop = sb.inner.core.book.shop_id(i.shop).to_string();
     json_response(
         json!({
             "access_token": i.access_token,
@@ -671,7 +627,7 @@ async fn refresh_route(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    sb.inner.core.count_request();
     let params = params_of(q, &body);
     if let Some(r) = oauth_gate(&sb, &params) {
         return r;
@@ -682,9 +638,9 @@ async fn refresh_route(
     let Some(rt) = get(&params, "refresh_token") else {
         return oauth_error(OAUTH_BAD_REQUEST, "refresh_token不能为空");
     };
-    match sb.inner.issuer.refresh(rt) {
+    match sb.inner.core.issuer.refresh(rt) {
         Some(i) => {
-            sb.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+            sb.inner.core.count_refresh();
             token_answer(&sb, i)
         }
         None => oauth_error(OAUTH_BAD_GRANT, "refresh_token无效或已过期"),
@@ -698,7 +654,7 @@ async fn access_token_route(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    sb.inner.core.count_request();
     let params = params_of(q, &body);
     if let Some(r) = oauth_gate(&sb, &params) {
         return r;
@@ -709,10 +665,112 @@ async fn access_token_route(
     let shop = get(&params, "code")
         .and_then(|c| c.strip_prefix("sandbox-code-"))
         .and_then(|n| n.parse::<usize>().ok())
-        .filter(|&n| n < sb.inner.book.shops().len());
+        .filter(|&n| n < sb.inner.core.book.shops().len());
     match shop {
-        Some(s) => token_answer(&sb, sb.inner.issuer.issue(s)),
+        Some(s) => token_answer(&sb, sb.inner.core.issuer.issue(s)),
         None => oauth_error(OAUTH_BAD_GRANT, "code无效或已过期"),
+    }
+}
+
+/// How the demo, `quanyu sandbox` and the shared suite start and pull this
+/// sandbox.
+pub struct Kit;
+
+impl Kit {
+    /// The config that pulls an announced sandbox as `pull` asks.
+    pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JdConfig {
+        let inline = |s: &str| SecretRef::inline(s.to_string());
+        crate::JdConfig {
+            gateway: format!("{}/routerjson", ann.base_url),
+            oauth_base: ann.base_url.clone(),
+            app_key: ann.app_key.clone(),
+            app_secret: inline(&ann.app_secret),
+            qps: pull.app_qps,
+            shop_qps: 0,
+            page_size: 100,
+            window_minutes: 7 * 24 * 60,
+            lookback_minutes: 60,
+            initial_days: pull.initial_days,
+            shops: ann
+                .shops
+                .iter()
+                .map(|s| crate::JdShop {
+                    id: s.id.clone(),
+                    access_token: inline(&s.access_token),
+                    refresh_token: s.refresh_token.as_deref().map(inline),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl SandboxKit for Kit {
+    fn create(
+        &self,
+        world: WorldConfig,
+        as_of: DateTime<Utc>,
+        faults: FaultConfig,
+    ) -> Box<dyn RunningSandbox> {
+        Box::new(JdSandbox::new(JdSandboxConfig {
+            app_key: APP_KEY.into(),
+            app_secret: APP_SECRET.into(),
+            world,
+            faults,
+            as_of: Some(as_of),
+            token_ttl_secs: 30 * 86_400,
+        }))
+    }
+
+    fn streams(
+        &self,
+        ann: &SandboxAnnouncement,
+        pull: SandboxPull,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        crate::build_streams(&Self::config(ann, pull), setup)
+    }
+
+    fn facts(&self) -> SandboxFacts {
+        SandboxFacts {
+            list_api: crate::SEARCH_API,
+            bad_signature: ("12", "无效签名"),
+            refresh_api: Some(crate::client::REFRESH_API),
+            clear_phones: ClearPhones::None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RunningSandbox for JdSandbox {
+    async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+        self.serve(addr).await
+    }
+
+    fn orders_shown(&self) -> usize {
+        self.inner.core.visible_orders().len()
+    }
+
+    fn announce(&self, base_url: &str) -> SandboxAnnouncement {
+        #[allow(unused_mut)]
+        let mut a = self.inner.core.announce(
+            Channel::Jd,
+            base_url,
+            &self.inner.cfg.app_key,
+            &self.inner.cfg.app_secret,
+        );
+        a
+    }
+
+    fn describe(&self, base_url: &str) -> String {
+        format!("JD (JOS) gateway sandbox at {base_url}/routerjson")
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn market(&self) -> Option<&MarketCore> {
+        Some(&self.inner.core)
     }
 }
 
@@ -741,13 +799,13 @@ mod tests {
     fn rendered_orders_map_and_ciphertexts_resolve() {
         let sb = sandbox();
         let hasher = PiiHasher::new(&LakeKey::from_bytes([0; 32]));
-        let snap = sb.inner.book.snapshot();
+        let snap = sb.inner.core.book.snapshot();
         let mut seen_states = std::collections::HashSet::new();
         for e in snap.per_shop.iter().flatten() {
             let i = e.purchase as usize;
             let v = sb.render_order(i, usize::from(e.event), false);
             let row = crate::mapping::map_order(&v.to_string(), "x", &hasher).unwrap();
-            let lc = sb.inner.book.lifecycle(i);
+            let lc = sb.inner.core.book.lifecycle(i);
             let stage = lc.events[usize::from(e.event)].1;
             let want = match stage {
                 Stage::Created => OrderStatus::PendingPayment,
@@ -794,7 +852,7 @@ mod tests {
         let as_of = sb.as_of();
         let start = format_beijing(as_of - chrono::Duration::days(20));
         let end = format_beijing(as_of);
-        let book = &sb.inner.book;
+        let book = &sb.inner.core.book;
         let world = sb.world();
         let created_in = |i: usize| {
             let c = book.lifecycle(i).created();

@@ -8,11 +8,12 @@
 //! 199 call frequency exceeded (Throttled), 500 / 9999 system busy
 //! (Transient), anything else non-zero a bad request.
 
+use async_trait::async_trait;
 use chrono::Utc;
-use quanyu_connector_sdk::token::missing_token;
+use quanyu_connector_sdk::market::TokenGateway;
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
-    ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, ShopToken, TokenSet,
+    ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
 };
 use serde::Deserialize;
 
@@ -117,11 +118,6 @@ impl JstClient {
         }
     }
 
-    /// The wrapped HTTP client (for its counters).
-    pub fn api(&self) -> &ApiClient {
-        &self.api
-    }
-
     /// Post a signed form to `path`.
     async fn post(
         &self,
@@ -142,9 +138,42 @@ impl JstClient {
             .form(&params);
         self.api.send(ctx, req).await
     }
+}
+
+#[async_trait]
+impl TokenGateway for JstClient {
+    /// The `biz` JSON text.
+    type Params = str;
+
+    fn api(&self) -> &ApiClient {
+        &self.api
+    }
+
+    /// One signed POST of `path` (the method) with the account's token.
+    async fn attempt(
+        &self,
+        ctx: &RequestContext,
+        path: &str,
+        access_token: &str,
+        biz: &str,
+    ) -> Result<Bytes> {
+        let body = self
+            .post(
+                ctx,
+                path,
+                vec![
+                    ("access_token", access_token),
+                    ("version", "2"),
+                    ("biz", biz),
+                ],
+            )
+            .await?;
+        check_envelope(ctx, &body)?;
+        Ok(body)
+    }
 
     /// Exchange the refresh token (`grant_type=refresh_token`, `scope=all`).
-    pub async fn refresh(&self, ctx: &RequestContext, prev: Option<TokenSet>) -> Result<TokenSet> {
+    async fn refresh(&self, ctx: &RequestContext, prev: Option<TokenSet>) -> Result<TokenSet> {
         let rctx = RequestContext::new(
             "jushuitan",
             ctx.scope.as_deref(),
@@ -200,42 +229,6 @@ impl JstClient {
                 Err(e)
             }
         }
-    }
-
-    /// Call `path` with business JSON `biz` under the company's token:
-    /// refreshes when the previous attempt saw the token expired (or it is
-    /// about to), signs every attempt anew.
-    pub async fn call(
-        &self,
-        ctx: &RequestContext,
-        path: &str,
-        token: &ShopToken,
-        biz: &str,
-    ) -> Result<Bytes> {
-        self.api
-            .call(ctx, |attempt| async move {
-                let mut tokens = token.get().await.ok_or_else(|| missing_token(ctx))?;
-                if attempt.refresh_token || tokens.expiring() {
-                    let stale = tokens.access_token.clone();
-                    tokens = token
-                        .renew(Some(&stale), |prev| self.refresh(ctx, prev))
-                        .await?;
-                }
-                let body = self
-                    .post(
-                        ctx,
-                        path,
-                        vec![
-                            ("access_token", tokens.access_token.expose()),
-                            ("version", "2"),
-                            ("biz", biz),
-                        ],
-                    )
-                    .await?;
-                check_envelope(ctx, &body)?;
-                Ok(body)
-            })
-            .await
     }
 }
 

@@ -17,18 +17,19 @@ pub mod mapping;
 pub mod sandbox;
 pub mod sign;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
+use quanyu_connector_sdk::market::{
+    AppWiring, ListPage, MappedOrder, OrderList, OrderStream, PageAt, Paging, TokenGateway,
+};
 use quanyu_connector_sdk::{
-    ApiClient, ConfigError, ConnectorError, ConnectorSetup, CursorMode, ErrorKind, NormalizedPage,
-    PageSink, PullContext, PullError, PullReport, RequestContext, SecretRef, ShopToken, Stream,
-    StreamId, TokenSet, Window, WindowPlan,
+    ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef, ShopToken,
+    Stream, TokenSet, Window, WindowPlan,
 };
 use quanyu_schemas::time::format_beijing;
-use quanyu_schemas::{OrdersBuilder, TableKind};
+use quanyu_schemas::PiiHasher;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -108,39 +109,27 @@ pub fn build_streams(
     cfg: &JushuitanConfig,
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    let app = cfg.app_key.as_str();
-    ConfigError::check_range("jushuitan", app, "page_size", cfg.page_size, 1..=100, "")?;
-    ConfigError::check_range(
-        "jushuitan",
-        app,
+    let wiring = AppWiring::new("jushuitan", &cfg.app_key, setup, cfg.qps);
+    wiring.check_range("page_size", cfg.page_size, 1..=100, "")?;
+    wiring.check_range(
         "window_minutes",
         cfg.window_minutes,
         1..=7 * 24 * 60,
         " (Jushuitan allows 7 days)",
     )?;
-    let secret = ConfigError::secret("jushuitan", app, &cfg.app_secret)?;
-    let access = ConfigError::secret("jushuitan", app, &cfg.access_token)?;
-    let refresh = match &cfg.refresh_token {
-        Some(r) => Some(ConfigError::secret("jushuitan", app, r)?),
-        None => None,
-    };
-    let token = Arc::new(
-        ShopToken::open(
-            &setup.tokens,
-            &format!("jushuitan/{app}/company"),
-            Some(TokenSet::configured(access, refresh)),
-        )
-        .map_err(|e| ConfigError::new("jushuitan", app, format!("token store: {e}")))?,
-    );
-    let limiter = setup.limiters.get(
-        &format!("jushuitan/{app}"),
-        (cfg.qps > 0).then_some(cfg.qps),
-    );
+    // One token for the whole ERP account (company), shared by its shops.
+    let token = wiring.shop_token(
+        "company",
+        Some(TokenSet::configured(
+            wiring.secret(&cfg.access_token)?,
+            wiring.optional_secret(cfg.refresh_token.as_ref())?,
+        )),
+    )?;
     let client = JstClient::new(
-        ApiClient::new(limiter.into_iter().collect(), setup.policy),
+        wiring.app_api(),
         &cfg.gateway,
-        app,
-        secret,
+        &cfg.app_key,
+        wiring.secret(&cfg.app_secret)?,
     );
     let plan = WindowPlan {
         max_window: Duration::minutes(cfg.window_minutes),
@@ -152,26 +141,30 @@ pub fn build_streams(
         .shops
         .iter()
         .map(|s| {
-            Arc::new(JushuitanOrders {
-                id: StreamId::new("jushuitan", "orders", &s.id),
-                shop: s.clone(),
+            let list = OrderQuery {
                 client: client.clone(),
                 token: token.clone(),
+                shop: s.clone(),
                 page_size: cfg.page_size,
+            };
+            OrderStream::new(
+                "jushuitan",
+                &s.id,
+                list,
+                Paging::backward(1, cfg.page_size),
                 plan,
-            }) as Arc<dyn Stream>
+            )
+            .shared()
         })
         .collect())
 }
 
-/// Orders of one ERP shop.
-pub struct JushuitanOrders {
-    id: StreamId,
-    shop: JushuitanShop,
+/// `orders/single/query` of one ERP shop.
+struct OrderQuery {
     client: JstClient,
     token: Arc<ShopToken>,
+    shop: JushuitanShop,
     page_size: u32,
-    plan: WindowPlan,
 }
 
 #[derive(Deserialize)]
@@ -187,149 +180,99 @@ struct Data<'a> {
     orders: Vec<&'a RawValue>,
 }
 
-/// A guard against a gateway that never runs out of pages.
-const MAX_PAGES: u64 = 100_000;
-
-impl JushuitanOrders {
-    async fn fetch(
-        &self,
-        rctx: &RequestContext,
-        start: &str,
-        end: &str,
-        page: u64,
-    ) -> Result<quanyu_connector_sdk::Bytes, ConnectorError> {
-        let biz = serde_json::json!({
-            "shop_id": self.shop.shop_id,
-            "modified_begin": start,
-            "modified_end": end,
-            "date_type": 0,
-            "page_index": page,
-            "page_size": self.page_size,
-        })
-        .to_string();
-        self.client.call(rctx, ORDERS_PATH, &self.token, &biz).await
-    }
-
-    fn parse<'a>(
-        rctx: &RequestContext,
-        body: &'a [u8],
-    ) -> Result<(u64, Vec<&'a RawValue>), ConnectorError> {
-        let a: Answer = serde_json::from_slice(body).map_err(|e| {
-            ConnectorError::new(
-                rctx,
-                ErrorKind::Protocol,
-                format!("unreadable orders answer: {e}"),
-            )
-        })?;
-        let d = a
-            .data
-            .ok_or_else(|| ConnectorError::new(rctx, ErrorKind::Protocol, "answer has no data"))?;
-        let total = d.data_count.ok_or_else(|| {
-            ConnectorError::new(rctx, ErrorKind::Protocol, "answer has no data_count")
-        })?;
-        Ok((total, d.orders))
-    }
-
-    async fn emit(
-        &self,
-        orders: &[&RawValue],
-        ctx: &PullContext,
-        seen: &mut HashSet<String>,
-        report: &mut PullReport,
-        sink: &mut dyn PageSink,
-    ) -> Result<(), PullError> {
-        let mut b = OrdersBuilder::new(&ctx.run_id, ctx.ingested_at);
-        let mut quarantine = Vec::new();
-        let mut records_in = 0;
-        for raw in orders {
-            match mapping::map_order(raw.get(), &self.shop.id, &ctx.hasher) {
-                Ok(row) => {
-                    if seen.insert(row.order_id.clone()) {
-                        b.append(&row);
-                        records_in += 1;
-                    }
-                }
-                Err(rej) => {
-                    if rej.key.as_ref().is_some_and(|k| !seen.insert(k.clone())) {
-                        continue;
-                    }
-                    records_in += 1;
-                    quarantine.push(ctx.reject(
-                        &self.id,
-                        TableKind::Orders,
-                        rej.key,
-                        raw.get(),
-                        rej.reason,
-                    ));
-                }
-            }
-        }
-        report.pages += 1;
-        report.records += records_in as u64;
-        let batch = (!b.is_empty()).then(|| b.finish());
-        sink.page(NormalizedPage {
-            batch,
-            quarantine,
-            records_in,
-        })
-        .await
-        .map_err(PullError::Sink)
-    }
-}
-
 #[async_trait]
-impl Stream for JushuitanOrders {
-    fn id(&self) -> &StreamId {
-        &self.id
+impl OrderList for OrderQuery {
+    fn api(&self) -> &'static str {
+        "orders/single/query"
     }
 
-    fn table(&self) -> TableKind {
-        TableKind::Orders
-    }
-
-    fn cursor_mode(&self) -> CursorMode {
-        CursorMode::Windows(self.plan)
-    }
-
-    fn request_stats(&self) -> (u64, u64) {
+    fn stats(&self) -> (u64, u64) {
         self.client.api().stats()
     }
 
-    async fn pull(
+    async fn page(
         &self,
         window: Window,
-        ctx: &PullContext,
-        sink: &mut dyn PageSink,
-    ) -> Result<PullReport, PullError> {
-        let rctx = RequestContext::new("jushuitan", Some(&self.shop.id), "orders/single/query");
+        at: PageAt<'_>,
+        hasher: &PiiHasher,
+    ) -> Result<ListPage, ConnectorError> {
+        let rctx = RequestContext::new("jushuitan", Some(&self.shop.id), self.api());
         // Inclusive bounds with one-second resolution: [start, end - 1s].
-        let start = format_beijing(window.start);
-        let end = format_beijing(window.end - Duration::seconds(1));
-        let mut report = PullReport::default();
-        let mut seen = HashSet::new();
-        let first = self.fetch(&rctx, &start, &end, 1).await?;
-        let (total, orders) = Self::parse(&rctx, &first)?;
-        report.reported_total = Some(total);
-        let pages = total.div_ceil(u64::from(self.page_size));
-        if pages > MAX_PAGES {
-            return Err(ConnectorError::new(
-                &rctx,
-                ErrorKind::InvalidRequest,
-                format!("{total} orders in one window: use shorter windows"),
-            )
-            .into());
-        }
-        if pages <= 1 {
-            self.emit(&orders, ctx, &mut seen, &mut report, sink)
-                .await?;
-            return Ok(report);
-        }
-        for page in (1..=pages).rev() {
-            let body = self.fetch(&rctx, &start, &end, page).await?;
-            let (_, orders) = Self::parse(&rctx, &body)?;
-            self.emit(&orders, ctx, &mut seen, &mut report, sink)
-                .await?;
-        }
-        Ok(report)
+        let biz = serde_json::json!({
+            "shop_id": self.shop.shop_id,
+            "modified_begin": format_beijing(window.start),
+            "modified_end": format_beijing(window.end - Duration::seconds(1)),
+            "date_type": 0,
+            "page_index": at.number(&rctx)?,
+            "page_size": self.page_size,
+        })
+        .to_string();
+        self.client
+            .call_with(&rctx, ORDERS_PATH, &self.token, biz.as_str(), |body| {
+                let a: Answer = serde_json::from_slice(body).map_err(|e| {
+                    ConnectorError::new(
+                        &rctx,
+                        ErrorKind::Protocol,
+                        format!("unreadable orders answer: {e}"),
+                    )
+                })?;
+                let d = a.data.ok_or_else(|| {
+                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
+                })?;
+                Ok(ListPage {
+                    total: d.data_count,
+                    next: None,
+                    records: ListPage::mapped(d.orders, |raw| {
+                        // The ERP has no decrypt API: phones come as the
+                        // source channel gave them.
+                        mapping::map_order(raw, &self.shop.id, hasher)
+                            .map(|row| MappedOrder { row, cipher: None })
+                    }),
+                })
+            })
+            .await
+    }
+}
+
+/// The Jushuitan connector, as the engine registers it.
+pub struct Jushuitan;
+
+impl quanyu_connector_sdk::Connector for Jushuitan {
+    fn name(&self) -> &'static str {
+        "jushuitan"
+    }
+
+    fn about(&self) -> &'static str {
+        "Jushuitan (聚水潭) ERP orders"
+    }
+
+    fn channel(&self) -> quanyu_schemas::Channel {
+        quanyu_schemas::Channel::Jushuitan
+    }
+
+    fn streams(
+        &self,
+        section: serde_json::Value,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        build_streams(
+            &quanyu_connector_sdk::connector::parse_section("jushuitan", section)?,
+            setup,
+        )
+    }
+
+    fn decrypts(&self) -> bool {
+        false
+    }
+
+    fn order_ids(&self) -> Option<quanyu_connector_sdk::connector::OrderIds> {
+        Some(quanyu_connector_sdk::connector::OrderIds {
+            state_prefix: "jst_",
+            pattern: None,
+        })
+    }
+
+    fn sandbox(&self) -> Option<&dyn quanyu_connector_sdk::connector::SandboxKit> {
+        Some(&sandbox::Kit)
     }
 }

@@ -11,14 +11,7 @@ use quanyu_schemas::{normalize_phone, Channel, OrderRow, OrderStatus, PhoneError
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// Why an order was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    /// The order id, when it could be read.
-    pub key: Option<String>,
-    /// Why.
-    pub reason: String,
-}
+pub use quanyu_connector_sdk::market::Rejected;
 
 #[derive(Deserialize)]
 struct Order<'a> {

@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -19,10 +18,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
-use quanyu_connector_sdk::sandbox::orders::{fen_text, OrderBook, Stage, VisibleOrder};
+use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
+use quanyu_connector_sdk::connector::{
+    AnnouncedShop, ClearPhones, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit,
+    SandboxPull,
+};
+use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::orders::{fen_text, OrderBook, Stage};
 use quanyu_connector_sdk::sandbox::tokens::{TokenIssuer, TokenProblem};
 use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, FaultInjector, SandboxHandle};
+use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::{ConfigError, ConnectorSetup, SecretRef, Stream};
 use quanyu_schemas::time::{format_beijing, parse_beijing};
 use quanyu_schemas::Channel;
 use serde_json::json;
@@ -67,17 +73,23 @@ pub fn erp_shop_id(i: usize) -> i64 {
 
 struct Inner {
     cfg: JushuitanSandboxConfig,
-    book: OrderBook,
-    tokens: TokenIssuer,
-    faults: FaultInjector,
-    requests: AtomicU64,
-    refreshes: AtomicU64,
+    core: MarketCore,
 }
 
 /// The Jushuitan emulator. Cheap to clone.
 #[derive(Clone)]
 pub struct JushuitanSandbox {
     inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for JushuitanSandbox {
+    type Target = MarketCore;
+
+    /// The order book, tokens, faults and counters every marketplace
+    /// sandbox has (shops, tokens_for, visible_orders, requests...).
+    fn deref(&self) -> &MarketCore {
+        &self.inner.core
+    }
 }
 
 fn reply(code: i64, msg: &str, data: serde_json::Value) -> Response {
@@ -95,20 +107,12 @@ fn error(code: i64, msg: &str) -> Response {
 impl JushuitanSandbox {
     /// Generate the world and index it.
     pub fn new(cfg: JushuitanSandboxConfig) -> Self {
-        let world = World::shared(&cfg.world);
-        let book = OrderBook::new(world, Channel::Jushuitan, cfg.as_of);
+        let book = OrderBook::new(World::shared(&cfg.world), Channel::Jushuitan, cfg.as_of);
         // One ERP company: one token for all its shops.
-        let tokens = TokenIssuer::new("jst", 1, cfg.token_ttl_secs);
-        let faults = FaultInjector::new(cfg.faults);
+        let issuer = TokenIssuer::new("jst", 1, cfg.token_ttl_secs);
+        let core = MarketCore::with_issuer(book, issuer, cfg.faults);
         JushuitanSandbox {
-            inner: Arc::new(Inner {
-                cfg,
-                book,
-                tokens,
-                faults,
-                requests: AtomicU64::new(0),
-                refreshes: AtomicU64::new(0),
-            }),
+            inner: Arc::new(Inner { cfg, core }),
         }
     }
 
@@ -117,51 +121,16 @@ impl JushuitanSandbox {
         &self.inner.cfg
     }
 
-    /// The world.
-    pub fn world(&self) -> &World {
-        self.inner.book.world()
-    }
-
     /// (lake shop id, ERP shop_id) of every shop served.
     pub fn shops(&self) -> Vec<(String, i64)> {
-        (0..self.inner.book.shops().len())
-            .map(|i| (self.inner.book.shop_id(i).to_string(), erp_shop_id(i)))
+        (0..self.inner.core.book.shops().len())
+            .map(|i| (self.inner.core.book.shop_id(i).to_string(), erp_shop_id(i)))
             .collect()
     }
 
     /// The company's (access, refresh) tokens as an authorization gave them.
     pub fn tokens(&self) -> (String, String) {
-        self.inner.tokens.initial(0)
-    }
-
-    /// Expire every access token.
-    pub fn expire_tokens(&self) {
-        self.inner.tokens.expire_all();
-    }
-
-    /// Requests answered so far.
-    pub fn requests(&self) -> u64 {
-        self.inner.requests.load(Ordering::Relaxed)
-    }
-
-    /// Successful token refreshes so far.
-    pub fn refreshes(&self) -> u64 {
-        self.inner.refreshes.load(Ordering::Relaxed)
-    }
-
-    /// Move the clock.
-    pub fn set_as_of(&self, t: DateTime<Utc>) {
-        self.inner.book.set_as_of(t);
-    }
-
-    /// The clock.
-    pub fn as_of(&self) -> DateTime<Utc> {
-        self.inner.book.as_of()
-    }
-
-    /// Every order as the ERP shows it now.
-    pub fn visible_orders(&self) -> Vec<VisibleOrder> {
-        self.inner.book.visible()
+        self.inner.core.issuer.initial(0)
     }
 
     /// The router.
@@ -178,7 +147,7 @@ impl JushuitanSandbox {
     }
 
     fn render(&self, i: usize, ev: usize, local_shop: usize, corrupt: bool) -> serde_json::Value {
-        let book = &self.inner.book;
+        let book = &self.inner.core.book;
         let world = book.world();
         let p = &world.purchases[i];
         let lc = book.lifecycle(i);
@@ -249,7 +218,7 @@ fn checked(
 }
 
 async fn refresh(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
-    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    sb.inner.core.count_request();
     let map = match checked(&sb, &body) {
         Ok(m) => m,
         Err((code, msg)) => return error(code, msg),
@@ -259,10 +228,10 @@ async fn refresh(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
     }
     match map
         .get("refresh_token")
-        .and_then(|rt| sb.inner.tokens.refresh(rt))
+        .and_then(|rt| sb.inner.core.issuer.refresh(rt))
     {
         Some(t) => {
-            sb.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+            sb.inner.core.count_refresh();
             reply(
                 0,
                 "执行成功",
@@ -274,18 +243,22 @@ async fn refresh(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
 }
 
 async fn orders(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
-    let n = sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    sb.inner.core.count_request();
+    let n = sb.inner.core.requests();
     let map = match checked(&sb, &body) {
         Ok(m) => m,
         Err((code, msg)) => return error(code, msg),
     };
-    match map.get("access_token").map(|t| sb.inner.tokens.check(t)) {
+    match map
+        .get("access_token")
+        .map(|t| sb.inner.core.issuer.check(t))
+    {
         None => return error(CODE_BAD_TOKEN, "缺少access_token"),
         Some(Err(TokenProblem::Unknown)) => return error(CODE_BAD_TOKEN, "access_token无效"),
         Some(Err(TokenProblem::Expired)) => return error(CODE_TOKEN_EXPIRED, "access_token已过期"),
         Some(Ok(_)) => {}
     }
-    match sb.inner.faults.draw(true) {
+    match sb.inner.core.faults.draw(true) {
         Some(Fault::Throttle) => return error(CODE_QPS, "调用频率超限，请稍后再试"),
         Some(Fault::ServiceError) => return error(CODE_BUSY, "系统繁忙"),
         Some(Fault::Http5xx(c)) => {
@@ -321,12 +294,12 @@ async fn orders(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
         return error(CODE_BAD_PARAM, "page_index从1开始，page_size不能超过100");
     }
     let shops: Vec<usize> = match biz.get("shop_id").and_then(|v| v.as_i64()) {
-        Some(id) => (0..sb.inner.book.shops().len())
+        Some(id) => (0..sb.inner.core.book.shops().len())
             .filter(|&i| erp_shop_id(i) == id)
             .collect(),
-        None => (0..sb.inner.book.shops().len()).collect(),
+        None => (0..sb.inner.core.book.shops().len()).collect(),
     };
-    let snap = sb.inner.book.snapshot();
+    let snap = sb.inner.core.book.snapshot();
     let mut list: Vec<(usize, quanyu_connector_sdk::sandbox::orders::Entry)> = shops
         .iter()
         .flat_map(|&i| {
@@ -343,8 +316,8 @@ async fn orders(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
     let total = list.len() as u64;
     let from = ((page - 1) * size).min(total) as usize;
     let to = (from as u64 + size).min(total) as usize;
-    let corrupt =
-        (to > from && sb.inner.faults.draw_malformed()).then(|| from + (n as usize % (to - from)));
+    let corrupt = (to > from && sb.inner.core.faults.draw_malformed())
+        .then(|| from + (n as usize % (to - from)));
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| {
             let (shop, e) = list[k];
@@ -368,6 +341,125 @@ async fn orders(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
             "orders": orders,
         }),
     )
+}
+
+/// How the demo, `quanyu sandbox` and the shared suite start and pull this
+/// sandbox.
+pub struct Kit;
+
+impl Kit {
+    /// The config that pulls an announced sandbox as `pull` asks.
+    pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JushuitanConfig {
+        let inline = |s: &str| SecretRef::inline(s.to_string());
+        // One company token for all ERP shops; each shop's ERP shop_id rides
+        // in its announced id as `<id>#<shop_id>`.
+        let first = ann.shops.first();
+        crate::JushuitanConfig {
+            gateway: ann.base_url.clone(),
+            app_key: ann.app_key.clone(),
+            app_secret: inline(&ann.app_secret),
+            access_token: inline(first.map(|s| s.access_token.as_str()).unwrap_or_default()),
+            refresh_token: first.and_then(|s| s.refresh_token.as_deref()).map(inline),
+            qps: pull.app_qps,
+            page_size: 100,
+            window_minutes: 24 * 60,
+            lookback_minutes: 60,
+            initial_days: pull.initial_days,
+            shops: ann
+                .shops
+                .iter()
+                .filter_map(|s| {
+                    let (id, shop_id) = s.id.split_once('#')?;
+                    Some(crate::JushuitanShop {
+                        id: id.to_string(),
+                        shop_id: shop_id.parse().ok()?,
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+impl SandboxKit for Kit {
+    fn create(
+        &self,
+        world: WorldConfig,
+        as_of: DateTime<Utc>,
+        faults: FaultConfig,
+    ) -> Box<dyn RunningSandbox> {
+        Box::new(JushuitanSandbox::new(JushuitanSandboxConfig {
+            app_key: APP_KEY.into(),
+            app_secret: APP_SECRET.into(),
+            world,
+            faults,
+            as_of: Some(as_of),
+            token_ttl_secs: 30 * 86_400,
+        }))
+    }
+
+    fn streams(
+        &self,
+        ann: &SandboxAnnouncement,
+        pull: SandboxPull,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        crate::build_streams(&Self::config(ann, pull), setup)
+    }
+
+    fn facts(&self) -> SandboxFacts {
+        SandboxFacts {
+            list_api: "orders/single/query",
+            bad_signature: ("100", "签名错误"),
+            refresh_api: Some("openWeb/auth/refreshToken"),
+            clear_phones: ClearPhones::All,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RunningSandbox for JushuitanSandbox {
+    async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+        self.serve(addr).await
+    }
+
+    fn orders_shown(&self) -> usize {
+        self.inner.core.visible_orders().len()
+    }
+
+    fn announce(&self, base_url: &str) -> SandboxAnnouncement {
+        #[allow(unused_mut)]
+        let mut a = self.inner.core.announce(
+            Channel::Jushuitan,
+            base_url,
+            &self.inner.cfg.app_key,
+            &self.inner.cfg.app_secret,
+        );
+        // One company token for every ERP shop; the shop's ERP shop_id
+        // rides in its id as `<id>#<shop_id>`.
+        let (at, rt) = self.tokens();
+        a.shops = self
+            .shops()
+            .into_iter()
+            .map(|(id, shop_id)| AnnouncedShop {
+                id: format!("{id}#{shop_id}"),
+                access_token: at.clone(),
+                refresh_token: Some(rt.clone()),
+            })
+            .collect();
+        a
+    }
+
+    fn describe(&self, base_url: &str) -> String {
+        format!("Jushuitan open API sandbox at {base_url}/open/orders/single/query")
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn market(&self) -> Option<&MarketCore> {
+        Some(&self.inner.core)
+    }
 }
 
 #[cfg(test)]

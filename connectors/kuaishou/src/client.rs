@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::Utc;
-use quanyu_connector_sdk::token::missing_token;
+use quanyu_connector_sdk::market::{refresh_token_of, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
-    ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, ShopToken, TokenSet,
+    ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
 };
 use serde::Deserialize;
 
@@ -171,11 +172,6 @@ impl KsClient {
         }
     }
 
-    /// The wrapped HTTP client (for its counters).
-    pub fn api(&self) -> &ApiClient {
-        &self.api
-    }
-
     /// The same client with another HTTP wrapper (other limiters).
     pub fn with_api(&self, api: ApiClient) -> Self {
         KsClient {
@@ -183,19 +179,80 @@ impl KsClient {
             ..self.clone()
         }
     }
+}
+
+/// The business parameters of one call: the `param` JSON and whether it
+/// goes as a POST form (the decrypt API) or a GET query (the lists).
+#[derive(Debug, Clone)]
+pub struct KsParam {
+    /// The `param` JSON text.
+    pub json: String,
+    /// POST (form) rather than GET (query).
+    pub post: bool,
+}
+
+impl KsParam {
+    /// A GET call with `json` as its `param`.
+    pub fn get(json: String) -> Self {
+        KsParam { json, post: false }
+    }
+
+    /// A POST call with `json` as its `param`.
+    pub fn post(json: String) -> Self {
+        KsParam { json, post: true }
+    }
+}
+
+#[async_trait]
+impl TokenGateway for KsClient {
+    type Params = KsParam;
+
+    fn api(&self) -> &ApiClient {
+        &self.api
+    }
+
+    /// One signed attempt: system parameters, `param` and the signature in
+    /// the query (GET) or form (POST) of `{gateway}/{method with / for .}`.
+    async fn attempt(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        access_token: &str,
+        param: &KsParam,
+    ) -> Result<Bytes> {
+        let timestamp = Utc::now().timestamp_millis().to_string();
+        let mut params: Vec<(&str, &str)> = vec![
+            ("appkey", &self.app_key),
+            ("method", method),
+            ("version", "1"),
+            ("access_token", access_token),
+            ("timestamp", &timestamp),
+            ("signMethod", self.sign_method.as_str()),
+            ("param", &param.json),
+        ];
+        let signature = sign(
+            params.iter().copied(),
+            self.sign_secret.expose(),
+            self.sign_method,
+        );
+        params.push(("sign", &signature));
+        let url = format!("{}/{}", self.gateway, method.replace('.', "/"));
+        let req = if param.post {
+            self.api.http().post(&url).form(&params)
+        } else {
+            self.api.http().get(&url).query(&params)
+        };
+        let body = self.api.send(ctx, req).await?;
+        check_envelope(ctx, &body)?;
+        Ok(body)
+    }
 
     /// Exchange the shop's refresh token:
     /// GET `<oauth>/oauth2/refresh_token?app_id&app_secret&grant_type=refresh_token&refresh_token`.
-    pub async fn refresh(&self, ctx: &RequestContext, prev: Option<TokenSet>) -> Result<TokenSet> {
+    async fn refresh(&self, ctx: &RequestContext, prev: Option<TokenSet>) -> Result<TokenSet> {
         let rctx =
             RequestContext::new(&ctx.connector, ctx.scope.as_deref(), "oauth2.refresh_token");
-        let Some(rt) = prev.and_then(|p| p.refresh_token) else {
-            return Err(ConnectorError::new(
-                &rctx,
-                ErrorKind::Auth,
-                "the access token expired and the shop has no refresh token: authorize the shop again",
-            ));
-        };
+        let rt = refresh_token_of(&rctx, prev)?;
         let req = self
             .api
             .http()
@@ -242,56 +299,6 @@ impl KsClient {
                 .with_code(code))
             }
         }
-    }
-
-    /// Call `method` for the shop whose tokens are `token`, with the business
-    /// JSON `param`, as a GET query or a POST form. Refreshes the token when
-    /// the previous attempt saw it expired (or it is about to), signs every
-    /// attempt anew, and turns the error envelope into a typed error.
-    pub async fn call(
-        &self,
-        ctx: &RequestContext,
-        method: &str,
-        token: &ShopToken,
-        param: &str,
-        post: bool,
-    ) -> Result<Bytes> {
-        self.api
-            .call(ctx, |attempt| async move {
-                let mut tokens = token.get().await.ok_or_else(|| missing_token(ctx))?;
-                if attempt.refresh_token || tokens.expiring() {
-                    let stale = tokens.access_token.clone();
-                    tokens = token
-                        .renew(Some(&stale), |prev| self.refresh(ctx, prev))
-                        .await?;
-                }
-                let timestamp = Utc::now().timestamp_millis().to_string();
-                let mut params: Vec<(&str, &str)> = vec![
-                    ("appkey", &self.app_key),
-                    ("method", method),
-                    ("version", "1"),
-                    ("access_token", tokens.access_token.expose()),
-                    ("timestamp", &timestamp),
-                    ("signMethod", self.sign_method.as_str()),
-                    ("param", param),
-                ];
-                let signature = sign(
-                    params.iter().copied(),
-                    self.sign_secret.expose(),
-                    self.sign_method,
-                );
-                params.push(("sign", &signature));
-                let url = format!("{}/{}", self.gateway, method.replace('.', "/"));
-                let req = if post {
-                    self.api.http().post(&url).form(&params)
-                } else {
-                    self.api.http().get(&url).query(&params)
-                };
-                let body = self.api.send(ctx, req).await?;
-                check_envelope(ctx, &body)?;
-                Ok(body)
-            })
-            .await
     }
 }
 

@@ -11,21 +11,23 @@ pub mod mapping;
 pub mod sandbox;
 pub mod sign;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
-use quanyu_connector_sdk::{
-    ApiClient, ConfigError, ConnectorError, ConnectorSetup, CursorMode, ErrorKind, NormalizedPage,
-    PageSink, PullContext, PullError, PullReport, RequestContext, SecretRef, ShopToken, Stream,
-    StreamId, TokenSet, Window, WindowPlan,
+use quanyu_connector_sdk::market::{
+    AppWiring, ListPage, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt, TokenGateway,
+    TokenShop,
 };
-use quanyu_schemas::{normalize_phone, OrderRow, OrdersBuilder, TableKind};
+use quanyu_connector_sdk::{
+    ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef, ShopToken,
+    Stream, Window, WindowPlan,
+};
+use quanyu_schemas::PiiHasher;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-pub use client::KsClient;
+pub use client::{KsClient, KsParam};
 pub use sign::SignMethod;
 
 /// The production gateway (also the OAuth host).
@@ -90,18 +92,8 @@ pub struct KuaishouConfig {
     pub shops: Vec<KuaishouShop>,
 }
 
-/// One authorized shop.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KuaishouShop {
-    /// The shop id used in the lake.
-    pub id: String,
-    /// The shop's access token (from the authorization).
-    pub access_token: SecretRef,
-    /// The shop's refresh token (needed to refresh an expired access token).
-    #[serde(default)]
-    pub refresh_token: Option<SecretRef>,
-}
+/// One authorized shop: its id in the lake and its tokens.
+pub type KuaishouShop = TokenShop;
 
 fn default_gateway() -> String {
     DEFAULT_GATEWAY.into()
@@ -130,36 +122,27 @@ pub fn build_streams(
     cfg: &KuaishouConfig,
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    let app = cfg.app_key.as_str();
-    ConfigError::check_range("kuaishou", app, "page_size", cfg.page_size, 1..=50, "")?;
-    ConfigError::check_range(
-        "kuaishou",
-        app,
+    let wiring = AppWiring::new("kuaishou", &cfg.app_key, setup, cfg.qps);
+    wiring.check_range("page_size", cfg.page_size, 1..=50, "")?;
+    wiring.check_range(
         "window_minutes",
         cfg.window_minutes,
         1..=MAX_WINDOW_MINUTES,
         " (Kuaishou allows seven days)",
     )?;
-    ConfigError::check_range(
-        "kuaishou",
-        app,
+    wiring.check_range(
         "initial_days",
         cfg.initial_days,
         1..=90,
         " (Kuaishou lists updates of the last 90 days)",
     )?;
-    let app_secret = ConfigError::secret("kuaishou", app, &cfg.app_secret)?;
-    let sign_secret = ConfigError::secret("kuaishou", app, &cfg.sign_secret)?;
-    let app_limiter = setup
-        .limiters
-        .get(&format!("kuaishou/{app}"), (cfg.qps > 0).then_some(cfg.qps));
     let base = KsClient::new(
-        ApiClient::new(app_limiter.iter().cloned().collect(), setup.policy),
+        wiring.app_api(),
         &cfg.gateway,
         cfg.oauth_base.as_deref().unwrap_or(&cfg.gateway),
-        app,
-        app_secret,
-        sign_secret,
+        &cfg.app_key,
+        wiring.secret(&cfg.app_secret)?,
+        wiring.secret(&cfg.sign_secret)?,
         cfg.sign_method,
     );
     let plan = WindowPlan {
@@ -171,65 +154,39 @@ pub fn build_streams(
     cfg.shops
         .iter()
         .map(|shop| {
-            let access = ConfigError::secret("kuaishou", app, &shop.access_token)?;
-            let refresh = match &shop.refresh_token {
-                Some(r) => Some(ConfigError::secret("kuaishou", app, r)?),
-                None => None,
-            };
-            let token = ShopToken::open(
-                &setup.tokens,
-                &format!("kuaishou/{app}/{}", shop.id),
-                Some(TokenSet::configured(access, refresh)),
-            )
-            .map_err(|e| {
-                ConfigError::new(
-                    "kuaishou",
-                    app,
-                    format!("shop {}: token store: {e}", shop.id),
-                )
-            })?;
-            let shop_limiter = setup.limiters.get(
-                &format!("kuaishou/{app}/{}", shop.id),
-                (cfg.shop_qps > 0).then_some(cfg.shop_qps),
-            );
-            let limiters: Vec<_> = app_limiter
-                .iter()
-                .chain(shop_limiter.iter())
-                .cloned()
-                .collect();
-            let client = base.with_api(ApiClient::new(limiters.clone(), setup.policy));
-            let decryptor = cfg.decrypt.then(|| {
-                let own = setup.limiters.get(
-                    &format!("kuaishou/{app}/{}/decrypt", shop.id),
-                    (cfg.decrypt_qps > 0).then_some(cfg.decrypt_qps),
-                );
-                base.with_api(ApiClient::new(
-                    limiters.iter().chain(own.iter()).cloned().collect(),
-                    setup.policy,
-                ))
+            let token = wiring.token_of(shop)?;
+            let decrypt = cfg.decrypt.then(|| {
+                Arc::new(Decrypt {
+                    client: base.with_api(wiring.decrypt_api(
+                        &shop.id,
+                        cfg.shop_qps,
+                        cfg.decrypt_qps,
+                    )),
+                    token: token.clone(),
+                    shop: shop.id.clone(),
+                }) as Arc<dyn PhoneDecrypt>
             });
-            Ok(Arc::new(KuaishouOrders {
-                id: StreamId::new("kuaishou", "orders", &shop.id),
+            let list = CursorList {
+                client: base.with_api(wiring.shop_api(&shop.id, cfg.shop_qps)),
+                token,
                 shop: shop.id.clone(),
-                token: Arc::new(token),
-                client,
-                decryptor,
                 page_size: cfg.page_size,
-                plan,
-            }) as Arc<dyn Stream>)
+            };
+            Ok(
+                OrderStream::new("kuaishou", &shop.id, list, Paging::Cursor, plan)
+                    .decrypting(decrypt)
+                    .shared(),
+            )
         })
         .collect()
 }
 
-/// Orders of one shop.
-pub struct KuaishouOrders {
-    id: StreamId,
-    shop: String,
-    token: Arc<ShopToken>,
+/// `open.order.cursor.list` of one shop.
+struct CursorList {
     client: KsClient,
-    decryptor: Option<KsClient>,
+    token: Arc<ShopToken>,
+    shop: String,
     page_size: u32,
-    plan: WindowPlan,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +201,71 @@ struct ListData<'a> {
     cursor: Option<String>,
     #[serde(borrow, default)]
     order_list: Option<Vec<&'a RawValue>>,
+}
+
+#[async_trait]
+impl OrderList for CursorList {
+    fn api(&self) -> &'static str {
+        CURSOR_LIST_API
+    }
+
+    fn max_window(&self) -> Option<Duration> {
+        Some(Duration::minutes(MAX_WINDOW_MINUTES))
+    }
+
+    fn stats(&self) -> (u64, u64) {
+        self.client.api().stats()
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        hasher: &PiiHasher,
+    ) -> Result<ListPage, ConnectorError> {
+        let rctx = RequestContext::new("kuaishou", Some(&self.shop), CURSOR_LIST_API);
+        // Inclusive millisecond bounds: [start, end - 1 ms].
+        let param = KsParam::get(
+            serde_json::json!({
+                "orderViewStatus": 1,
+                "pageSize": self.page_size,
+                "sort": 1,
+                "queryType": 2,
+                "beginTime": window.start.timestamp_millis(),
+                "endTime": window.end.timestamp_millis() - 1,
+                "cursor": at.cursor(&rctx)?,
+            })
+            .to_string(),
+        );
+        self.client
+            .call_with(&rctx, CURSOR_LIST_API, &self.token, &param, |body| {
+                let env: ListEnvelope = serde_json::from_slice(body).map_err(|e| {
+                    ConnectorError::new(
+                        &rctx,
+                        ErrorKind::Protocol,
+                        format!("unreadable order list answer: {e}"),
+                    )
+                })?;
+                let data = env.data.ok_or_else(|| {
+                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
+                })?;
+                Ok(ListPage {
+                    total: None,
+                    next: data.cursor.filter(|c| c != NO_MORE),
+                    records: ListPage::mapped(data.order_list.unwrap_or_default(), |raw| {
+                        mapping::map_order_with_cipher(raw, &self.shop, hasher)
+                    }),
+                })
+            })
+            .await
+    }
+}
+
+/// `open.order.decrypt.batch` for one shop, under its own budget.
+struct Decrypt {
+    client: KsClient,
+    token: Arc<ShopToken>,
+    shop: String,
 }
 
 #[derive(Deserialize)]
@@ -267,229 +289,97 @@ struct Decrypted {
     error_code: Option<i64>,
 }
 
-/// A guard against a gateway whose cursor never ends.
-const MAX_PAGES_PER_WINDOW: u64 = 100_000;
-
 #[async_trait]
-impl Stream for KuaishouOrders {
-    fn id(&self) -> &StreamId {
-        &self.id
+impl PhoneDecrypt for Decrypt {
+    fn batch(&self) -> usize {
+        DECRYPT_BATCH
     }
 
-    fn table(&self) -> TableKind {
-        TableKind::Orders
+    fn stats(&self) -> (u64, u64) {
+        self.client.api().stats()
     }
 
-    fn cursor_mode(&self) -> CursorMode {
-        CursorMode::Windows(self.plan)
-    }
-
-    fn request_stats(&self) -> (u64, u64) {
-        let (a, b) = self.client.api().stats();
-        let (c, d) = self
-            .decryptor
-            .as_ref()
-            .map(|d| d.api().stats())
-            .unwrap_or((0, 0));
-        (a + c, b + d)
-    }
-
-    async fn pull(
-        &self,
-        window: Window,
-        ctx: &PullContext,
-        sink: &mut dyn PageSink,
-    ) -> Result<PullReport, PullError> {
-        let rctx = RequestContext::new("kuaishou", Some(&self.shop), CURSOR_LIST_API);
-        if window.len() > Duration::minutes(MAX_WINDOW_MINUTES) {
-            return Err(ConnectorError::new(
+    async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
+        let rctx = RequestContext::new("kuaishou", Some(&self.shop), DECRYPT_API);
+        let list: Vec<serde_json::Value> = items
+            .iter()
+            .map(|(id, cipher)| serde_json::json!({ "bizId": id, "encryptedData": cipher }))
+            .collect();
+        let param = KsParam::post(serde_json::json!({ "batchDecryptList": list }).to_string());
+        let body = self
+            .client
+            .call(&rctx, DECRYPT_API, &self.token, &param)
+            .await?;
+        let env: DecryptEnvelope = serde_json::from_slice(&body).map_err(|e| {
+            ConnectorError::new(
                 &rctx,
-                ErrorKind::InvalidRequest,
-                "windows longer than seven days are refused by Kuaishou",
+                ErrorKind::Protocol,
+                format!("unreadable decrypt answer: {e}"),
             )
-            .into());
-        }
-        // Inclusive millisecond bounds: [start, end - 1 ms].
-        let begin = window.start.timestamp_millis();
-        let end = window.end.timestamp_millis() - 1;
-        let mut report = PullReport::default();
-        let mut seen = HashSet::new();
-        let mut cursor = String::new();
-        let mut pages = 0u64;
-        loop {
-            pages += 1;
-            if pages > MAX_PAGES_PER_WINDOW {
-                return Err(ConnectorError::new(
-                    &rctx,
-                    ErrorKind::Protocol,
-                    format!("the cursor did not end after {MAX_PAGES_PER_WINDOW} pages"),
-                )
-                .into());
-            }
-            let param = serde_json::json!({
-                "orderViewStatus": 1,
-                "pageSize": self.page_size,
-                "sort": 1,
-                "queryType": 2,
-                "beginTime": begin,
-                "endTime": end,
-                "cursor": cursor,
+        })?;
+        let results = env.data.map(|d| d.decrypt_list).unwrap_or_default();
+        Ok(items
+            .iter()
+            .map(|(id, cipher)| {
+                results
+                    .iter()
+                    .find(|r| {
+                        let biz = match &r.biz_id {
+                            Some(serde_json::Value::String(s)) => s.clone(),
+                            Some(serde_json::Value::Number(n)) => n.to_string(),
+                            _ => String::new(),
+                        };
+                        biz == *id
+                            && (r.encrypted_data.is_none()
+                                || r.encrypted_data.as_deref() == Some(*cipher))
+                    })
+                    // Kuaishou's per-item success code is 1.
+                    .filter(|r| r.error_code.is_none_or(|c| c == 1))
+                    .and_then(|r| r.decrypted_data.clone())
             })
-            .to_string();
-            let body = self
-                .client
-                .call(&rctx, CURSOR_LIST_API, &self.token, &param, false)
-                .await?;
-            let env: ListEnvelope = serde_json::from_slice(&body).map_err(|e| {
-                ConnectorError::new(
-                    &rctx,
-                    ErrorKind::Protocol,
-                    format!("unreadable order list answer: {e}"),
-                )
-            })?;
-            let data = env.data.ok_or_else(|| {
-                ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
-            })?;
-            let orders = data.order_list.unwrap_or_default();
-            self.emit(&orders, ctx, &mut seen, &mut report, sink)
-                .await?;
-            let next = data.cursor.unwrap_or_default();
-            if next.is_empty() || next == NO_MORE {
-                break;
-            }
-            if next == cursor {
-                return Err(ConnectorError::new(
-                    &rctx,
-                    ErrorKind::Protocol,
-                    "the gateway returned the same cursor again",
-                )
-                .into());
-            }
-            cursor = next;
-        }
-        Ok(report)
+            .collect())
     }
 }
 
-impl KuaishouOrders {
-    /// Map, decrypt and hand over one page, skipping orders already seen in
-    /// this window.
-    async fn emit(
-        &self,
-        orders: &[&RawValue],
-        ctx: &PullContext,
-        seen: &mut HashSet<String>,
-        report: &mut PullReport,
-        sink: &mut dyn PageSink,
-    ) -> Result<(), PullError> {
-        let mut rows = Vec::with_capacity(orders.len());
-        let mut quarantine = Vec::new();
-        let mut records_in = 0;
-        for raw in orders {
-            match mapping::map_order_with_cipher(raw.get(), &self.shop, &ctx.hasher) {
-                Ok(m) => {
-                    if seen.insert(m.row.order_id.clone()) {
-                        rows.push((m.row, m.encrypted_mobile));
-                        records_in += 1;
-                    }
-                }
-                Err(rej) => {
-                    if rej.key.as_ref().is_some_and(|k| !seen.insert(k.clone())) {
-                        continue;
-                    }
-                    records_in += 1;
-                    quarantine.push(ctx.reject(
-                        &self.id,
-                        TableKind::Orders,
-                        rej.key,
-                        raw.get(),
-                        rej.reason,
-                    ))
-                }
-            }
-        }
-        if let Some(d) = &self.decryptor {
-            self.decrypt(d, &mut rows, ctx).await?;
-        }
-        let mut builder = OrdersBuilder::new(&ctx.run_id, ctx.ingested_at);
-        for (row, _) in &rows {
-            builder.append(row);
-        }
-        report.pages += 1;
-        report.records += records_in as u64;
-        let batch = (!builder.is_empty()).then(|| builder.finish());
-        sink.page(NormalizedPage {
-            batch,
-            quarantine,
-            records_in,
-        })
-        .await
-        .map_err(PullError::Sink)
+/// The Kuaishou connector, as the engine registers it.
+pub struct Kuaishou;
+
+impl quanyu_connector_sdk::Connector for Kuaishou {
+    fn name(&self) -> &'static str {
+        "kuaishou"
     }
 
-    /// Decrypt the phones of `rows` that have a ciphertext and no hash, in
-    /// batches of at most 100, and hash them at once.
-    async fn decrypt(
+    fn about(&self) -> &'static str {
+        "Kuaishou shop (快手电商) orders"
+    }
+
+    fn channel(&self) -> quanyu_schemas::Channel {
+        quanyu_schemas::Channel::Kuaishou
+    }
+
+    fn streams(
         &self,
-        client: &KsClient,
-        rows: &mut [(OrderRow, Option<String>)],
-        ctx: &PullContext,
-    ) -> Result<(), ConnectorError> {
-        let rctx = RequestContext::new("kuaishou", Some(&self.shop), DECRYPT_API);
-        let wanted: Vec<usize> = (0..rows.len())
-            .filter(|&i| rows[i].0.phone_hash.is_none() && rows[i].1.is_some())
-            .collect();
-        for chunk in wanted.chunks(DECRYPT_BATCH) {
-            let list: Vec<serde_json::Value> = chunk
-                .iter()
-                .map(|&i| {
-                    serde_json::json!({
-                        "bizId": rows[i].0.order_id,
-                        "encryptedData": rows[i].1,
-                    })
-                })
-                .collect();
-            let param = serde_json::json!({ "batchDecryptList": list }).to_string();
-            let body = client
-                .call(&rctx, DECRYPT_API, &self.token, &param, true)
-                .await?;
-            let env: DecryptEnvelope = serde_json::from_slice(&body).map_err(|e| {
-                ConnectorError::new(
-                    &rctx,
-                    ErrorKind::Protocol,
-                    format!("unreadable decrypt answer: {e}"),
-                )
-            })?;
-            let results = env.data.map(|d| d.decrypt_list).unwrap_or_default();
-            for &i in chunk {
-                let id = &rows[i].0.order_id;
-                let cipher = rows[i].1.as_deref();
-                let hit = results.iter().find(|r| {
-                    let biz = match &r.biz_id {
-                        Some(serde_json::Value::String(s)) => s.clone(),
-                        Some(serde_json::Value::Number(n)) => n.to_string(),
-                        _ => String::new(),
-                    };
-                    biz == *id
-                        && (r.encrypted_data.is_none() || r.encrypted_data.as_deref() == cipher)
-                });
-                let phone = hit
-                    .filter(|r| r.error_code.is_none_or(|c| c == 1))
-                    .and_then(|r| r.decrypted_data.as_deref())
-                    .map(normalize_phone);
-                match phone {
-                    Some(Ok(p)) => {
-                        rows[i].0.phone_hash = Some(ctx.hasher.phone(&p));
-                        rows[i].0.phone_masked = Some(p.masked());
-                    }
-                    _ => tracing::warn!(
-                        shop = %self.shop,
-                        order = %id,
-                        "decrypt returned no usable mobile for this order"
-                    ),
-                }
-            }
-        }
-        Ok(())
+        section: serde_json::Value,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        build_streams(
+            &quanyu_connector_sdk::connector::parse_section("kuaishou", section)?,
+            setup,
+        )
+    }
+
+    fn decrypts(&self) -> bool {
+        true
+    }
+
+    fn order_ids(&self) -> Option<quanyu_connector_sdk::connector::OrderIds> {
+        Some(quanyu_connector_sdk::connector::OrderIds {
+            state_prefix: "ks_",
+            pattern: Some("[0-9]{14,20}"),
+        })
+    }
+
+    fn sandbox(&self) -> Option<&dyn quanyu_connector_sdk::connector::SandboxKit> {
+        Some(&sandbox::Kit)
     }
 }

@@ -89,23 +89,7 @@ pub fn map_status(status: i64, paid: bool, refunds: bool) -> Option<OrderStatus>
     })
 }
 
-/// Why an order was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    /// The order id, when it could be read.
-    pub key: Option<String>,
-    /// Why.
-    pub reason: String,
-}
-
-/// A mapped order and its receiver-phone ciphertext (for the decrypt API).
-#[derive(Debug, Clone)]
-pub struct MappedOrder {
-    /// The canonical row.
-    pub row: OrderRow,
-    /// `orderAddress.encryptedMobile`, when present. Never stored.
-    pub encrypted_mobile: Option<String>,
-}
+pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
 /// Map one raw order of `shop` into a row (see [`map_order_with_cipher`]).
 pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, Rejected> {
@@ -193,7 +177,7 @@ pub fn map_order_with_cipher(
                 Err(_) => (None, None),
             },
         };
-    let encrypted_mobile = addr
+    let cipher = addr
         .as_ref()
         .and_then(|a| a.encrypted_mobile.clone())
         .filter(|c| !c.is_empty());
@@ -225,10 +209,7 @@ pub fn map_order_with_cipher(
         updated_at,
         receiver_hash: None,
     };
-    Ok(MappedOrder {
-        row,
-        encrypted_mobile,
-    })
+    Ok(MappedOrder { row, cipher })
 }
 
 #[cfg(test)]
@@ -261,7 +242,7 @@ mod tests {
         assert_eq!(r.phone_masked.as_deref(), Some("139****5678"));
         assert_eq!(r.created_at.to_rfc3339(), "2024-03-18T02:00:00+00:00");
         assert_eq!(r.province.as_deref(), Some("浙江省"));
-        assert_eq!(m.encrypted_mobile.as_deref(), Some("$QUJD$1$"));
+        assert_eq!(m.cipher.as_deref(), Some("$QUJD$1$"));
     }
 
     #[test]

@@ -16,7 +16,6 @@
 //! injected on request.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -27,10 +26,16 @@ use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::sandbox::orders::{mask_phone, OrderBook, Stage, VisibleOrder};
-use quanyu_connector_sdk::sandbox::tokens::{TokenIssuer, TokenProblem};
-use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, FaultInjector, SandboxHandle};
+use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET, SIGN_SECRET};
+use quanyu_connector_sdk::connector::{
+    ClearPhones, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit, SandboxPull,
+};
+use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
+use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
+use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
+use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::{ConfigError, ConnectorSetup, SecretRef, Stream};
 use quanyu_schemas::Channel;
 use serde_json::json;
 
@@ -73,17 +78,23 @@ pub fn ks_status(stage: Stage) -> i64 {
 
 struct Inner {
     cfg: KuaishouSandboxConfig,
-    book: OrderBook,
-    issuer: TokenIssuer,
-    faults: FaultInjector,
-    requests: AtomicU64,
-    refreshes: AtomicU64,
+    core: MarketCore,
 }
 
 /// The Kuaishou open-platform emulator. Cheap to clone.
 #[derive(Clone)]
 pub struct KuaishouSandbox {
     inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for KuaishouSandbox {
+    type Target = MarketCore;
+
+    /// The order book, tokens, faults and counters every marketplace
+    /// sandbox has (shops, tokens_for, visible_orders, requests...).
+    fn deref(&self) -> &MarketCore {
+        &self.inner.core
+    }
 }
 
 /// A ciphertext in Kuaishou's style: separator, base64 payload, key
@@ -124,76 +135,22 @@ fn decode_cursor(c: &str) -> Option<(i64, u64)> {
 impl KuaishouSandbox {
     /// Generate the world and index it.
     pub fn new(cfg: KuaishouSandboxConfig) -> Self {
-        let world = World::shared(&cfg.world);
-        let book = OrderBook::new(world, Channel::Kuaishou, cfg.as_of);
-        let issuer = TokenIssuer::new(
-            &format!("ks-{}", cfg.world.seed),
-            book.shops().len(),
+        let core = MarketCore::new(
+            &cfg.world,
+            Channel::Kuaishou,
+            cfg.as_of,
+            cfg.faults,
+            "ks",
             cfg.token_ttl_secs,
         );
-        let faults = FaultInjector::new(cfg.faults);
         KuaishouSandbox {
-            inner: Arc::new(Inner {
-                cfg,
-                book,
-                issuer,
-                faults,
-                requests: AtomicU64::new(0),
-                refreshes: AtomicU64::new(0),
-            }),
+            inner: Arc::new(Inner { cfg, core }),
         }
     }
 
     /// The configuration.
     pub fn config(&self) -> &KuaishouSandboxConfig {
         &self.inner.cfg
-    }
-
-    /// The world the orders come from.
-    pub fn world(&self) -> &World {
-        self.inner.book.world()
-    }
-
-    /// The Kuaishou shop ids served, in token order.
-    pub fn shops(&self) -> Vec<String> {
-        (0..self.inner.book.shops().len())
-            .map(|i| self.inner.book.shop_id(i).to_string())
-            .collect()
-    }
-
-    /// The (access, refresh) pair the authorization of shop `i` handed out.
-    pub fn tokens_for(&self, i: usize) -> (String, String) {
-        self.inner.issuer.initial(i)
-    }
-
-    /// Expire every access token (tests: "a week later").
-    pub fn expire_tokens(&self) {
-        self.inner.issuer.expire_all();
-    }
-
-    /// Requests answered so far.
-    pub fn requests(&self) -> u64 {
-        self.inner.requests.load(Ordering::Relaxed)
-    }
-
-    /// Successful token refreshes so far.
-    pub fn refreshes(&self) -> u64 {
-        self.inner.refreshes.load(Ordering::Relaxed)
-    }
-
-    /// Move the sandbox clock.
-    pub fn set_as_of(&self, t: DateTime<Utc>) {
-        self.inner.book.set_as_of(t);
-    }
-
-    /// The sandbox clock now.
-    pub fn as_of(&self) -> DateTime<Utc> {
-        self.inner.book.as_of()
-    }
-
-    /// Every order as the platform shows it at the sandbox clock.
-    pub fn visible_orders(&self) -> Vec<VisibleOrder> {
-        self.inner.book.visible()
     }
 
     /// The axum router.
@@ -218,7 +175,7 @@ impl KuaishouSandbox {
 
     /// One order JSON as `open.order.cursor.list` shows it.
     fn render_order(&self, i: usize, ev: usize, corrupt: bool) -> serde_json::Value {
-        let book = &self.inner.book;
+        let book = &self.inner.core.book;
         let world = book.world();
         let p = &world.purchases[i];
         let lc = book.lifecycle(i);
@@ -359,7 +316,7 @@ async fn decrypt_route(
 
 /// Authentication, signature, freshness, token and faults; then dispatch.
 async fn api(sb: KuaishouSandbox, path_method: &str, params: Vec<(String, String)>) -> Response {
-    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    sb.inner.core.count_request();
     let p = |k: &str| get(&params, k);
     if p("method") != Some(path_method) {
         return ks_error(CODE_BUSINESS, "method无效");
@@ -392,12 +349,12 @@ async fn api(sb: KuaishouSandbox, path_method: &str, params: Vec<(String, String
     if !fresh {
         return ks_error(CODE_BUSINESS, "timestamp无效或与服务器时间相差超过10分钟");
     }
-    let shop = match sb.inner.issuer.check(p("access_token").unwrap_or("")) {
+    let shop = match sb.inner.core.issuer.check(p("access_token").unwrap_or("")) {
         Ok(s) => s,
         Err(TokenProblem::Expired) => return ks_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
         Err(TokenProblem::Unknown) => return ks_error(CODE_BAD_TOKEN, "access_token无效"),
     };
-    match sb.inner.faults.draw(true) {
+    match sb.inner.core.faults.draw(true) {
         Some(Fault::Throttle) => return ks_error(CODE_QPS, "调用频率超过限制"),
         Some(Fault::ServiceError) => return ks_error(CODE_SYSTEM, "系统繁忙，请稍后重试"),
         Some(Fault::Http5xx(code)) => {
@@ -469,7 +426,7 @@ fn cursor_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
             None => return ks_error(CODE_BUSINESS, "cursor无效"),
         },
     };
-    let idx = sb.inner.book.snapshot();
+    let idx = sb.inner.core.book.snapshot();
     // Entries modified in [ceil(begin s), floor(end s)].
     let lo = begin.div_euclid(1000) + i64::from(begin.rem_euclid(1000) != 0);
     let hi = end.div_euclid(1000);
@@ -483,7 +440,7 @@ fn cursor_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
                 (e.modified * 1000, sb.oid(i), i, usize::from(e.event))
             })
             .filter(|&(_, _, i, ev)| {
-                wanted.is_none_or(|w| ks_status(sb.inner.book.lifecycle(i).events[ev].1) == w)
+                wanted.is_none_or(|w| ks_status(sb.inner.core.book.lifecycle(i).events[ev].1) == w)
             })
             .collect()
     };
@@ -503,7 +460,7 @@ fn cursor_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
     };
     let to = (start + page_size).min(list.len());
     let page = &list[start..to];
-    let corrupt_at = (!page.is_empty() && sb.inner.faults.draw_malformed())
+    let corrupt_at = (!page.is_empty() && sb.inner.core.faults.draw_malformed())
         .then(|| (sb.requests() as usize) % page.len());
     let orders: Vec<serde_json::Value> = page
         .iter()
@@ -531,6 +488,7 @@ fn cursor_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
 
 /// `open.order.decrypt.batch`: at most 100 `{bizId, encryptedData}`.
 fn decrypt(sb: &KuaishouSandbox, param: &serde_json::Value) -> Response {
+    sb.inner.core.count_decrypt();
     let Some(list) = param
         .get("batchDecryptList")
         .and_then(serde_json::Value::as_array)
@@ -572,7 +530,7 @@ fn issued_answer(sb: &KuaishouSandbox, shop: usize, refresh: bool) -> Response {
     let issued = if refresh {
         None
     } else {
-        Some(sb.inner.issuer.issue(shop))
+        Some(sb.inner.core.issuer.issue(shop))
     };
     let Some(i) = issued else {
         return oauth_error(CODE_BUSINESS, "invalid_grant", "refresh_token无效");
@@ -584,7 +542,7 @@ fn issued_answer(sb: &KuaishouSandbox, shop: usize, refresh: bool) -> Response {
             "expires_in": i.expires_in,
             "refresh_token": i.refresh_token,
             "refresh_token_expires_in": i.refresh_expires_in,
-            "open_id": format!("seller-{}", sb.inner.book.shop_id(shop)),
+            "open_id": format!("seller-{}", sb.inner.core.book.shop_id(shop)),
             "scopes": ["merchant_order", "merchant_user"],
         })
         .to_string(),
@@ -601,7 +559,7 @@ fn check_client(sb: &KuaishouSandbox, params: &[(String, String)]) -> Option<Res
             "app_id或app_secret无效",
         ));
     }
-    match sb.inner.faults.draw(false) {
+    match sb.inner.core.faults.draw(false) {
         Some(Fault::Throttle) => Some(oauth_error(CODE_QPS, "rate_limited", "调用频率超过限制")),
         Some(Fault::ServiceError) => Some(oauth_error(CODE_SYSTEM, "server_error", "系统繁忙")),
         Some(Fault::Http5xx(code)) => Some(
@@ -621,7 +579,7 @@ async fn refresh_route(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    sb.inner.core.count_request();
     let params = params_of(q, &body);
     if let Some(r) = check_client(&sb, &params) {
         return r;
@@ -632,9 +590,9 @@ async fn refresh_route(
     let Some(rt) = get(&params, "refresh_token") else {
         return oauth_error(CODE_BUSINESS, "invalid_request", "refresh_token不能为空");
     };
-    match sb.inner.issuer.refresh(rt) {
+    match sb.inner.core.issuer.refresh(rt) {
         Some(i) => {
-            sb.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+            sb.inner.core.count_refresh();
             json_response(
                 json!({
                     "result": 1,
@@ -642,7 +600,7 @@ async fn refresh_route(
                     "expires_in": i.expires_in,
                     "refresh_token": i.refresh_token,
                     "refresh_token_expires_in": i.refresh_expires_in,
-                    "open_id": format!("seller-{}", sb.inner.book.shop_id(i.shop)),
+                    "open_id": format!("seller-{}", sb.inner.core.book.shop_id(i.shop)),
                     "scopes": ["merchant_order", "merchant_user"],
                 })
                 .to_string(),
@@ -659,7 +617,7 @@ async fn access_token_route(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    sb.inner.core.count_request();
     let params = params_of(q, &body);
     if let Some(r) = check_client(&sb, &params) {
         return r;
@@ -673,10 +631,118 @@ async fn access_token_route(
     let shop = get(&params, "code")
         .and_then(|c| c.strip_prefix("sandbox-code-"))
         .and_then(|n| n.parse::<usize>().ok())
-        .filter(|&n| n < sb.inner.book.shops().len());
+        .filter(|&n| n < sb.inner.core.book.shops().len());
     match shop {
         Some(s) => issued_answer(&sb, s, false),
         None => oauth_error(CODE_BUSINESS, "invalid_grant", "code无效"),
+    }
+}
+
+/// How the demo, `quanyu sandbox` and the shared suite start and pull this
+/// sandbox.
+pub struct Kit;
+
+impl Kit {
+    /// The config that pulls an announced sandbox as `pull` asks.
+    pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::KuaishouConfig {
+        let inline = |s: &str| SecretRef::inline(s.to_string());
+        crate::KuaishouConfig {
+            gateway: ann.base_url.clone(),
+            oauth_base: None,
+            app_key: ann.app_key.clone(),
+            app_secret: inline(&ann.app_secret),
+            sign_secret: inline(ann.sign_secret.as_deref().unwrap_or_default()),
+            sign_method: crate::SignMethod::HmacSha256,
+            qps: pull.app_qps,
+            shop_qps: 0,
+            page_size: 50,
+            window_minutes: 7 * 24 * 60,
+            lookback_minutes: 60,
+            initial_days: pull.initial_days,
+            decrypt: pull.decrypt,
+            decrypt_qps: 0,
+            shops: ann
+                .shops
+                .iter()
+                .map(|s| crate::KuaishouShop {
+                    id: s.id.clone(),
+                    access_token: inline(&s.access_token),
+                    refresh_token: s.refresh_token.as_deref().map(inline),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl SandboxKit for Kit {
+    fn create(
+        &self,
+        world: WorldConfig,
+        as_of: DateTime<Utc>,
+        faults: FaultConfig,
+    ) -> Box<dyn RunningSandbox> {
+        Box::new(KuaishouSandbox::new(KuaishouSandboxConfig {
+            app_key: APP_KEY.into(),
+            app_secret: APP_SECRET.into(),
+            sign_secret: SIGN_SECRET.into(),
+            world,
+            faults,
+            as_of: Some(as_of),
+            token_ttl_secs: 7 * 86_400,
+        }))
+    }
+
+    fn streams(
+        &self,
+        ann: &SandboxAnnouncement,
+        pull: SandboxPull,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        crate::build_streams(&Self::config(ann, pull), setup)
+    }
+
+    fn facts(&self) -> SandboxFacts {
+        SandboxFacts {
+            list_api: crate::CURSOR_LIST_API,
+            bad_signature: ("24", "签名验证失败"),
+            refresh_api: Some("oauth2.refresh_token"),
+            clear_phones: ClearPhones::None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RunningSandbox for KuaishouSandbox {
+    async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+        self.serve(addr).await
+    }
+
+    fn orders_shown(&self) -> usize {
+        self.inner.core.visible_orders().len()
+    }
+
+    fn announce(&self, base_url: &str) -> SandboxAnnouncement {
+        #[allow(unused_mut)]
+        let mut a = self.inner.core.announce(
+            Channel::Kuaishou,
+            base_url,
+            &self.inner.cfg.app_key,
+            &self.inner.cfg.app_secret,
+        );
+        a.sign_secret = Some(self.inner.cfg.sign_secret.clone());
+        a
+    }
+
+    fn describe(&self, base_url: &str) -> String {
+        format!("Kuaishou open platform sandbox at {base_url}/open/order/cursor/list")
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn market(&self) -> Option<&MarketCore> {
+        Some(&self.inner.core)
     }
 }
 
@@ -713,7 +779,7 @@ mod tests {
         assert_eq!(v["orderBaseInfo"]["status"], 10);
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
         let m = crate::mapping::map_order_with_cipher(&v.to_string(), "x", &hasher).unwrap();
-        let c = m.encrypted_mobile.unwrap();
+        let c = m.cipher.unwrap();
         let person = sb
             .world()
             .receiver_by_cipher(&token_of(&c).unwrap())

@@ -9,11 +9,12 @@
 //! bad signature, 10014 unknown access token, 52101 throttled (also any
 //! 5210x and 70031, and a message saying 限流 / 频繁), 50000 system busy.
 
+use async_trait::async_trait;
 use chrono::Utc;
-use quanyu_connector_sdk::token::missing_token;
+use quanyu_connector_sdk::market::{refresh_refused, refresh_token_of, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
-    ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, ShopToken, TokenSet,
+    ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
 };
 use serde::Deserialize;
 
@@ -151,11 +152,6 @@ impl PddClient {
         }
     }
 
-    /// The wrapped HTTP client (for its counters).
-    pub fn api(&self) -> &ApiClient {
-        &self.api
-    }
-
     /// The same client with another HTTP wrapper (other limiters).
     pub fn with_api(&self, api: ApiClient) -> Self {
         PddClient {
@@ -192,28 +188,35 @@ impl PddClient {
         check_envelope(ctx, &body)?;
         Ok(body)
     }
+}
+
+#[async_trait]
+impl TokenGateway for PddClient {
+    type Params = [(&'static str, String)];
+
+    fn api(&self) -> &ApiClient {
+        &self.api
+    }
+
+    async fn attempt(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        access_token: &str,
+        params: &Self::Params,
+    ) -> Result<Bytes> {
+        let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.post(ctx, method, Some(access_token), &pairs).await
+    }
 
     /// Exchange the shop's refresh token through `pdd.pop.auth.token.refresh`.
-    pub async fn refresh(&self, ctx: &RequestContext, prev: Option<TokenSet>) -> Result<TokenSet> {
+    async fn refresh(&self, ctx: &RequestContext, prev: Option<TokenSet>) -> Result<TokenSet> {
         let rctx = RequestContext::new(&ctx.connector, ctx.scope.as_deref(), REFRESH_API);
-        let Some(rt) = prev.and_then(|p| p.refresh_token) else {
-            return Err(ConnectorError::new(
-                &rctx,
-                ErrorKind::Auth,
-                "the access token expired and the shop has no refresh token: authorize the shop again",
-            ));
-        };
+        let rt = refresh_token_of(&rctx, prev)?;
         let body = self
             .post(&rctx, REFRESH_API, None, &[("refresh_token", rt.expose())])
             .await
-            .map_err(|mut e| {
-                if matches!(e.kind, ErrorKind::InvalidRequest | ErrorKind::TokenExpired) {
-                    e.kind = ErrorKind::Auth;
-                    e.message
-                        .push_str(" (token refresh refused: authorize the shop again)");
-                }
-                e
-            })?;
+            .map_err(refresh_refused)?;
         let answer = serde_json::from_slice::<RefreshEnvelope>(&body)
             .ok()
             .and_then(|e| e.pop_auth_token_refresh_response);
@@ -233,32 +236,6 @@ impl PddClient {
                 "the refresh answer has no access_token",
             )),
         }
-    }
-
-    /// Call `api_type` for the shop whose tokens are `token`, with the
-    /// business `params`. Refreshes the token when the previous attempt saw
-    /// it expired (or it is about to), signs every attempt anew, and turns
-    /// the error envelope into a typed error.
-    pub async fn call(
-        &self,
-        ctx: &RequestContext,
-        api_type: &str,
-        token: &ShopToken,
-        params: &[(&str, &str)],
-    ) -> Result<Bytes> {
-        self.api
-            .call(ctx, |attempt| async move {
-                let mut tokens = token.get().await.ok_or_else(|| missing_token(ctx))?;
-                if attempt.refresh_token || tokens.expiring() {
-                    let stale = tokens.access_token.clone();
-                    tokens = token
-                        .renew(Some(&stale), |prev| self.refresh(ctx, prev))
-                        .await?;
-                }
-                self.post(ctx, api_type, Some(tokens.access_token.expose()), params)
-                    .await
-            })
-            .await
     }
 }
 

@@ -16,17 +16,19 @@ pub mod mapping;
 pub mod sandbox;
 pub mod sign;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
-use quanyu_connector_sdk::{
-    ApiClient, ConfigError, ConnectorError, ConnectorSetup, CursorMode, ErrorKind, NormalizedPage,
-    PageSink, PullContext, PullError, PullReport, RequestContext, SecretRef, ShopToken, Stream,
-    StreamId, TokenSet, Window, WindowPlan,
+use quanyu_connector_sdk::market::{
+    AppWiring, ListPage, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt, TokenGateway,
+    TokenShop,
 };
-use quanyu_schemas::{normalize_phone, OrderRow, OrdersBuilder, TableKind};
+use quanyu_connector_sdk::{
+    ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef, ShopToken,
+    Stream, Window, WindowPlan,
+};
+use quanyu_schemas::PiiHasher;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -84,18 +86,9 @@ pub struct PddConfig {
     pub shops: Vec<PddShop>,
 }
 
-/// One authorized shop (mall).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PddShop {
-    /// The shop id used in the lake (the mall id or a name of your choice).
-    pub id: String,
-    /// The shop's access token (from `pdd.pop.auth.token.create`).
-    pub access_token: SecretRef,
-    /// The shop's refresh token (needed to refresh an expired access token).
-    #[serde(default)]
-    pub refresh_token: Option<SecretRef>,
-}
+/// One authorized shop (mall): its id in the lake and its tokens (from
+/// `pdd.pop.auth.token.create`).
+pub type PddShop = TokenShop;
 
 fn default_router() -> String {
     DEFAULT_ROUTER.into()
@@ -124,34 +117,22 @@ pub fn build_streams(
     cfg: &PddConfig,
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    let app = cfg.client_id.as_str();
-    ConfigError::check_range("pdd", app, "page_size", cfg.page_size, 1..=100, "")?;
-    ConfigError::check_range(
-        "pdd",
-        app,
+    let wiring = AppWiring::new("pdd", &cfg.client_id, setup, cfg.qps);
+    wiring.check_range("page_size", cfg.page_size, 1..=100, "")?;
+    wiring.check_range(
         "window_minutes",
         cfg.window_minutes,
         1..=MAX_WINDOW_MINUTES,
         " (Pinduoduo allows 30 minutes)",
     )?;
-    ConfigError::check_range(
-        "pdd",
-        app,
+    wiring.check_range(
         "initial_days",
         cfg.initial_days,
         1..=90,
         " (Pinduoduo lists updates of the last 90 days)",
     )?;
-    let secret = ConfigError::secret("pdd", app, &cfg.client_secret)?;
-    let app_limiter = setup
-        .limiters
-        .get(&format!("pdd/{app}"), (cfg.qps > 0).then_some(cfg.qps));
-    let base = PddClient::new(
-        ApiClient::new(app_limiter.iter().cloned().collect(), setup.policy),
-        &cfg.router,
-        app,
-        secret,
-    );
+    let secret = wiring.secret(&cfg.client_secret)?;
+    let base = PddClient::new(wiring.app_api(), &cfg.router, &cfg.client_id, secret);
     let plan = WindowPlan {
         max_window: Duration::minutes(cfg.window_minutes),
         lookback: Duration::minutes(cfg.lookback_minutes.max(0)),
@@ -162,65 +143,43 @@ pub fn build_streams(
     cfg.shops
         .iter()
         .map(|shop| {
-            let access = ConfigError::secret("pdd", app, &shop.access_token)?;
-            let refresh = match &shop.refresh_token {
-                Some(r) => Some(ConfigError::secret("pdd", app, r)?),
-                None => None,
-            };
-            let token = ShopToken::open(
-                &setup.tokens,
-                &format!("pdd/{app}/{}", shop.id),
-                Some(TokenSet::configured(access, refresh)),
-            )
-            .map_err(|e| {
-                ConfigError::new("pdd", app, format!("shop {}: token store: {e}", shop.id))
-            })?;
-            let shop_limiter = setup.limiters.get(
-                &format!("pdd/{app}/{}", shop.id),
-                (cfg.shop_qps > 0).then_some(cfg.shop_qps),
-            );
-            let limiters: Vec<_> = app_limiter
-                .iter()
-                .chain(shop_limiter.iter())
-                .cloned()
-                .collect();
-            let client = base.with_api(ApiClient::new(limiters.clone(), setup.policy));
-            let decryptor = cfg.decrypt.then(|| {
-                let own = (cfg.decrypt_interval_secs > 0)
-                    .then(|| {
-                        setup.limiters.get_every(
-                            &format!("pdd/{app}/{}/decrypt", shop.id),
-                            std::time::Duration::from_secs(cfg.decrypt_interval_secs),
-                        )
-                    })
-                    .flatten();
-                base.with_api(ApiClient::new(
-                    limiters.iter().chain(own.iter()).cloned().collect(),
-                    setup.policy,
-                ))
+            let token = wiring.token_of(shop)?;
+            let decrypt = cfg.decrypt.then(|| {
+                Arc::new(Decrypt {
+                    client: base.with_api(wiring.decrypt_api_every(
+                        &shop.id,
+                        cfg.shop_qps,
+                        std::time::Duration::from_secs(cfg.decrypt_interval_secs),
+                    )),
+                    token: token.clone(),
+                    shop: shop.id.clone(),
+                }) as Arc<dyn PhoneDecrypt>
             });
-            Ok(Arc::new(PddOrders {
-                id: StreamId::new("pdd", "orders", &shop.id),
+            let list = Increments {
+                client: base.with_api(wiring.shop_api(&shop.id, cfg.shop_qps)),
+                token,
                 shop: shop.id.clone(),
-                token: Arc::new(token),
-                client,
-                decryptor,
                 page_size: cfg.page_size,
+            };
+            Ok(OrderStream::new(
+                "pdd",
+                &shop.id,
+                list,
+                Paging::backward(1, cfg.page_size),
                 plan,
-            }) as Arc<dyn Stream>)
+            )
+            .decrypting(decrypt)
+            .shared())
         })
         .collect()
 }
 
-/// Orders of one shop.
-pub struct PddOrders {
-    id: StreamId,
-    shop: String,
-    token: Arc<ShopToken>,
+/// The increment list of one shop.
+struct Increments {
     client: PddClient,
-    decryptor: Option<PddClient>,
+    token: Arc<ShopToken>,
+    shop: String,
     page_size: u32,
-    plan: WindowPlan,
 }
 
 #[derive(Deserialize)]
@@ -234,6 +193,76 @@ struct ListData<'a> {
     total_count: Option<u64>,
     #[serde(borrow, default)]
     order_sn_list: Option<Vec<&'a RawValue>>,
+}
+
+#[async_trait]
+impl OrderList for Increments {
+    fn api(&self) -> &'static str {
+        INCREMENT_API
+    }
+
+    fn max_window(&self) -> Option<Duration> {
+        Some(Duration::minutes(MAX_WINDOW_MINUTES))
+    }
+
+    fn stats(&self) -> (u64, u64) {
+        self.client.api().stats()
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        hasher: &PiiHasher,
+    ) -> Result<ListPage, ConnectorError> {
+        // Inclusive second bounds: [start, end - 1 s] (one second at least,
+        // for a window shorter than a second).
+        let start = window.start.timestamp();
+        let end = (window.end.timestamp() - 1).max(start);
+        let rctx = RequestContext::new("pdd", Some(&self.shop), INCREMENT_API);
+        let page = at.number(&rctx)?;
+        let params = [
+            ("start_updated_at", start.to_string()),
+            ("end_updated_at", end.to_string()),
+            ("is_lucky_flag", "0".into()),
+            ("order_status", "5".into()),
+            ("refund_status", "5".into()),
+            ("page", page.to_string()),
+            ("page_size", self.page_size.to_string()),
+        ];
+        self.client
+            .call_with(&rctx, INCREMENT_API, &self.token, &params, |body| {
+                let env: ListEnvelope = serde_json::from_slice(body).map_err(|e| {
+                    ConnectorError::new(
+                        &rctx,
+                        ErrorKind::Protocol,
+                        format!("unreadable order list answer: {e}"),
+                    )
+                })?;
+                let data = env.order_sn_increment_get_response.ok_or_else(|| {
+                    ConnectorError::new(
+                        &rctx,
+                        ErrorKind::Protocol,
+                        "answer has no order_sn_increment_get_response",
+                    )
+                })?;
+                Ok(ListPage {
+                    total: data.total_count,
+                    next: None,
+                    records: ListPage::mapped(data.order_sn_list.unwrap_or_default(), |raw| {
+                        mapping::map_order_with_cipher(raw, &self.shop, hasher)
+                    }),
+                })
+            })
+            .await
+    }
+}
+
+/// `pdd.open.decrypt.batch` for one shop, under its own interval.
+struct Decrypt {
+    client: PddClient,
+    token: Arc<ShopToken>,
+    shop: String,
 }
 
 #[derive(Deserialize)]
@@ -255,260 +284,93 @@ struct Decrypted {
     error_code: Option<i64>,
 }
 
-/// A guard against a window too full to page through.
-const MAX_PAGES: u64 = 10_000;
-
 #[async_trait]
-impl Stream for PddOrders {
-    fn id(&self) -> &StreamId {
-        &self.id
+impl PhoneDecrypt for Decrypt {
+    fn batch(&self) -> usize {
+        DECRYPT_BATCH
     }
 
-    fn table(&self) -> TableKind {
-        TableKind::Orders
+    fn stats(&self) -> (u64, u64) {
+        self.client.api().stats()
     }
 
-    fn cursor_mode(&self) -> CursorMode {
-        CursorMode::Windows(self.plan)
-    }
-
-    fn request_stats(&self) -> (u64, u64) {
-        let (a, b) = self.client.api().stats();
-        let (c, d) = self
-            .decryptor
-            .as_ref()
-            .map(|d| d.api().stats())
-            .unwrap_or((0, 0));
-        (a + c, b + d)
-    }
-
-    async fn pull(
-        &self,
-        window: Window,
-        ctx: &PullContext,
-        sink: &mut dyn PageSink,
-    ) -> Result<PullReport, PullError> {
-        let rctx = RequestContext::new("pdd", Some(&self.shop), INCREMENT_API);
-        if window.len() > Duration::minutes(MAX_WINDOW_MINUTES) {
-            return Err(ConnectorError::new(
+    async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
+        let rctx = RequestContext::new("pdd", Some(&self.shop), DECRYPT_API);
+        let list: Vec<serde_json::Value> = items
+            .iter()
+            .map(|(id, cipher)| serde_json::json!({ "data_tag": id, "encrypted_data": cipher }))
+            .collect();
+        let params = [("data_list", serde_json::Value::Array(list).to_string())];
+        let body = self
+            .client
+            .call(&rctx, DECRYPT_API, &self.token, &params)
+            .await?;
+        let env: DecryptEnvelope = serde_json::from_slice(&body).map_err(|e| {
+            ConnectorError::new(
                 &rctx,
-                ErrorKind::InvalidRequest,
-                "windows longer than 30 minutes are refused by Pinduoduo",
+                ErrorKind::Protocol,
+                format!("unreadable decrypt answer: {e}"),
             )
-            .into());
-        }
-        // Inclusive second bounds: [start, end - 1 s] (one second at least,
-        // for a window shorter than a second).
-        let start = window.start.timestamp();
-        let end = (window.end.timestamp() - 1).max(start);
-        let mut report = PullReport::default();
-        let mut seen = HashSet::new();
-        let first = self.fetch(&rctx, start, end, 1).await?;
-        let (total, orders) = Self::parse(&rctx, &first)?;
-        report.reported_total = Some(total);
-        let pages = total.div_ceil(u64::from(self.page_size));
-        if pages > MAX_PAGES {
-            return Err(ConnectorError::new(
-                &rctx,
-                ErrorKind::InvalidRequest,
-                format!("{total} orders in one window: use shorter windows"),
-            )
-            .into());
-        }
-        if pages <= 1 {
-            self.emit(&orders, ctx, &mut seen, &mut report, sink)
-                .await?;
-            return Ok(report);
-        }
-        for page in (1..=pages).rev() {
-            let body = self.fetch(&rctx, start, end, page).await?;
-            let (_, orders) = Self::parse(&rctx, &body)?;
-            self.emit(&orders, ctx, &mut seen, &mut report, sink)
-                .await?;
-        }
-        Ok(report)
+        })?;
+        let results = env
+            .open_decrypt_batch_response
+            .map(|d| d.data_decrypt_list)
+            .unwrap_or_default();
+        Ok(items
+            .iter()
+            .map(|(id, cipher)| {
+                results
+                    .iter()
+                    .find(|r| {
+                        r.data_tag.as_deref() == Some(*id)
+                            && r.encrypted_data.as_deref() == Some(*cipher)
+                    })
+                    .filter(|r| r.error_code.is_none_or(|c| c == 0))
+                    .and_then(|r| r.decrypted_data.clone())
+            })
+            .collect())
     }
 }
 
-impl PddOrders {
-    async fn fetch(
-        &self,
-        rctx: &RequestContext,
-        start: i64,
-        end: i64,
-        page: u64,
-    ) -> Result<quanyu_connector_sdk::Bytes, ConnectorError> {
-        let (start, end, page, size) = (
-            start.to_string(),
-            end.to_string(),
-            page.to_string(),
-            self.page_size.to_string(),
-        );
-        self.client
-            .call(
-                rctx,
-                INCREMENT_API,
-                &self.token,
-                &[
-                    ("start_updated_at", &start),
-                    ("end_updated_at", &end),
-                    ("is_lucky_flag", "0"),
-                    ("order_status", "5"),
-                    ("refund_status", "5"),
-                    ("page", &page),
-                    ("page_size", &size),
-                ],
-            )
-            .await
+/// The Pinduoduo connector, as the engine registers it.
+pub struct Pdd;
+
+impl quanyu_connector_sdk::Connector for Pdd {
+    fn name(&self) -> &'static str {
+        "pdd"
     }
 
-    fn parse<'a>(
-        rctx: &RequestContext,
-        body: &'a [u8],
-    ) -> Result<(u64, Vec<&'a RawValue>), ConnectorError> {
-        let env: ListEnvelope = serde_json::from_slice(body).map_err(|e| {
-            ConnectorError::new(
-                rctx,
-                ErrorKind::Protocol,
-                format!("unreadable order list answer: {e}"),
-            )
-        })?;
-        let data = env.order_sn_increment_get_response.ok_or_else(|| {
-            ConnectorError::new(
-                rctx,
-                ErrorKind::Protocol,
-                "answer has no order_sn_increment_get_response",
-            )
-        })?;
-        let orders = data.order_sn_list.unwrap_or_default();
-        let total = data.total_count.ok_or_else(|| {
-            ConnectorError::new(rctx, ErrorKind::Protocol, "answer has no total_count")
-        })?;
-        Ok((total, orders))
+    fn about(&self) -> &'static str {
+        "Pinduoduo (拼多多) orders"
     }
 
-    /// Map, decrypt and hand over one page, skipping orders already seen in
-    /// this window.
-    async fn emit(
+    fn channel(&self) -> quanyu_schemas::Channel {
+        quanyu_schemas::Channel::Pdd
+    }
+
+    fn streams(
         &self,
-        orders: &[&RawValue],
-        ctx: &PullContext,
-        seen: &mut HashSet<String>,
-        report: &mut PullReport,
-        sink: &mut dyn PageSink,
-    ) -> Result<(), PullError> {
-        let mut rows = Vec::with_capacity(orders.len());
-        let mut quarantine = Vec::new();
-        let mut records_in = 0;
-        for raw in orders {
-            match mapping::map_order_with_cipher(raw.get(), &self.shop, &ctx.hasher) {
-                Ok(m) => {
-                    if seen.insert(m.row.order_id.clone()) {
-                        rows.push((m.row, m.encrypted_phone));
-                        records_in += 1;
-                    }
-                }
-                Err(rej) => {
-                    if rej.key.as_ref().is_some_and(|k| !seen.insert(k.clone())) {
-                        continue;
-                    }
-                    records_in += 1;
-                    quarantine.push(ctx.reject(
-                        &self.id,
-                        TableKind::Orders,
-                        rej.key,
-                        raw.get(),
-                        rej.reason,
-                    ))
-                }
-            }
-        }
-        if let Some(d) = &self.decryptor {
-            self.decrypt(d, &mut rows, ctx).await?;
-        }
-        let mut builder = OrdersBuilder::new(&ctx.run_id, ctx.ingested_at);
-        for (row, _) in &rows {
-            builder.append(row);
-        }
-        report.pages += 1;
-        report.records += records_in as u64;
-        let batch = (!builder.is_empty()).then(|| builder.finish());
-        sink.page(NormalizedPage {
-            batch,
-            quarantine,
-            records_in,
+        section: serde_json::Value,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        build_streams(
+            &quanyu_connector_sdk::connector::parse_section("pdd", section)?,
+            setup,
+        )
+    }
+
+    fn decrypts(&self) -> bool {
+        true
+    }
+
+    fn order_ids(&self) -> Option<quanyu_connector_sdk::connector::OrderIds> {
+        Some(quanyu_connector_sdk::connector::OrderIds {
+            state_prefix: "pdd_",
+            pattern: Some("[0-9]{6}-[0-9]{10,20}"),
         })
-        .await
-        .map_err(PullError::Sink)
     }
 
-    /// Decrypt the phones of `rows` that have a ciphertext and no hash, in
-    /// batches of at most 100, and hash them at once.
-    async fn decrypt(
-        &self,
-        client: &PddClient,
-        rows: &mut [(OrderRow, Option<String>)],
-        ctx: &PullContext,
-    ) -> Result<(), ConnectorError> {
-        let rctx = RequestContext::new("pdd", Some(&self.shop), DECRYPT_API);
-        let wanted: Vec<usize> = (0..rows.len())
-            .filter(|&i| rows[i].0.phone_hash.is_none() && rows[i].1.is_some())
-            .collect();
-        for chunk in wanted.chunks(DECRYPT_BATCH) {
-            let list: Vec<serde_json::Value> = chunk
-                .iter()
-                .map(|&i| {
-                    serde_json::json!({
-                        "data_tag": rows[i].0.order_id,
-                        "encrypted_data": rows[i].1,
-                    })
-                })
-                .collect();
-            let data_list = serde_json::Value::Array(list).to_string();
-            let body = client
-                .call(
-                    &rctx,
-                    DECRYPT_API,
-                    &self.token,
-                    &[("data_list", &data_list)],
-                )
-                .await?;
-            let env: DecryptEnvelope = serde_json::from_slice(&body).map_err(|e| {
-                ConnectorError::new(
-                    &rctx,
-                    ErrorKind::Protocol,
-                    format!("unreadable decrypt answer: {e}"),
-                )
-            })?;
-            let results = env
-                .open_decrypt_batch_response
-                .map(|d| d.data_decrypt_list)
-                .unwrap_or_default();
-            for &i in chunk {
-                let id = &rows[i].0.order_id;
-                let cipher = rows[i].1.as_deref();
-                let phone = results
-                    .iter()
-                    .find(|r| {
-                        r.data_tag.as_deref() == Some(id.as_str())
-                            && r.encrypted_data.as_deref() == cipher
-                    })
-                    .filter(|r| r.error_code.is_none_or(|c| c == 0))
-                    .and_then(|r| r.decrypted_data.as_deref())
-                    .map(normalize_phone);
-                match phone {
-                    Some(Ok(p)) => {
-                        rows[i].0.phone_hash = Some(ctx.hasher.phone(&p));
-                        rows[i].0.phone_masked = Some(p.masked());
-                    }
-                    _ => tracing::warn!(
-                        shop = %self.shop,
-                        order = %id,
-                        "decrypt returned no usable mobile for this order"
-                    ),
-                }
-            }
-        }
-        Ok(())
+    fn sandbox(&self) -> Option<&dyn quanyu_connector_sdk::connector::SandboxKit> {
+        Some(&sandbox::Kit)
     }
 }

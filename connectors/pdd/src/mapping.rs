@@ -47,23 +47,7 @@ pub fn map_status(order_status: i64, refund_status: i64) -> Option<OrderStatus> 
     })
 }
 
-/// Why an order was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    /// The order_sn, when it could be read.
-    pub key: Option<String>,
-    /// Why.
-    pub reason: String,
-}
-
-/// A mapped order and its receiver-phone ciphertext (for the decrypt API).
-#[derive(Debug, Clone)]
-pub struct MappedOrder {
-    /// The canonical row.
-    pub row: OrderRow,
-    /// `receiver_phone` when it is ciphertext. Never stored.
-    pub encrypted_phone: Option<String>,
-}
+pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
 fn int_of(v: &serde_json::Value) -> Option<i64> {
     match v {
@@ -154,7 +138,7 @@ pub fn map_order_with_cipher(
     // Outside 多多云 the phone is ciphertext (`$…$…$`); inside it, or for
     // some order types, it may come in clear.
     let receiver = o.receiver_phone.as_deref().map(str::trim).unwrap_or("");
-    let (mut phone_hash, mut phone_masked, mut encrypted_phone) = (None, None, None);
+    let (mut phone_hash, mut phone_masked, mut cipher) = (None, None, None);
     if !receiver.is_empty() {
         match normalize_phone(receiver) {
             Ok(p) => {
@@ -162,7 +146,7 @@ pub fn map_order_with_cipher(
                 phone_masked = Some(p.masked());
             }
             Err(PhoneError::Masked) => phone_masked = Some(receiver.to_string()),
-            Err(_) => encrypted_phone = Some(receiver.to_string()),
+            Err(_) => cipher = Some(receiver.to_string()),
         }
     }
     if phone_masked.is_none() {
@@ -194,10 +178,7 @@ pub fn map_order_with_cipher(
         updated_at,
         receiver_hash,
     };
-    Ok(MappedOrder {
-        row,
-        encrypted_phone,
-    })
+    Ok(MappedOrder { row, cipher })
 }
 
 #[cfg(test)]
@@ -236,7 +217,7 @@ mod tests {
         assert_eq!(r.created_at.to_rfc3339(), "2024-03-18T02:00:00+00:00");
         assert_eq!(r.paid_at.unwrap().to_rfc3339(), "2024-03-18T02:05:00+00:00");
         assert_eq!(r.city.as_deref(), Some("杭州市"));
-        assert_eq!(m.encrypted_phone.as_deref(), Some("$Y/YK1$AgAAAAEx$0$$"));
+        assert_eq!(m.cipher.as_deref(), Some("$Y/YK1$AgAAAAEx$0$$"));
     }
 
     #[test]
@@ -287,11 +268,11 @@ mod tests {
         let m = map_order_with_cipher(&raw, "s", &hasher()).unwrap();
         assert_eq!(m.row.phone_hash, hasher().phone_text("13912345678"));
         assert_eq!(m.row.phone_masked.as_deref(), Some("139****5678"));
-        assert_eq!(m.encrypted_phone, None);
+        assert_eq!(m.cipher, None);
         let raw = ORDER.replace("$Y/YK1$AgAAAAEx$0$$", "");
         let m = map_order_with_cipher(&raw, "s", &hasher()).unwrap();
         assert_eq!(m.row.phone_hash, None);
-        assert_eq!(m.encrypted_phone, None);
+        assert_eq!(m.cipher, None);
         assert_eq!(m.row.phone_masked.as_deref(), Some("1*********5"));
     }
 }

@@ -14,7 +14,6 @@
 //! are injected on request.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -25,10 +24,16 @@ use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::sandbox::orders::{OrderBook, Stage, VisibleOrder};
-use quanyu_connector_sdk::sandbox::tokens::{TokenIssuer, TokenProblem};
-use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, FaultInjector, SandboxHandle};
+use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
+use quanyu_connector_sdk::connector::{
+    ClearPhones, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit, SandboxPull,
+};
+use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::orders::Stage;
+use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
+use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
+use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::{ConfigError, ConnectorSetup, SecretRef, Stream};
 use quanyu_schemas::time::format_beijing;
 use quanyu_schemas::Channel;
 use serde_json::json;
@@ -73,18 +78,23 @@ pub fn pdd_status(stage: Stage) -> (i64, i64) {
 
 struct Inner {
     cfg: PddSandboxConfig,
-    book: OrderBook,
-    issuer: TokenIssuer,
-    faults: FaultInjector,
-    requests: AtomicU64,
-    refreshes: AtomicU64,
-    decrypts: AtomicU64,
+    core: MarketCore,
 }
 
 /// The Pinduoduo router emulator. Cheap to clone.
 #[derive(Clone)]
 pub struct PddSandbox {
     inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for PddSandbox {
+    type Target = MarketCore;
+
+    /// The order book, tokens, faults and counters every marketplace
+    /// sandbox has (shops, tokens_for, visible_orders, requests...).
+    fn deref(&self) -> &MarketCore {
+        &self.inner.core
+    }
 }
 
 /// A ciphertext in Pinduoduo's style, e.g. `$Y/YK$AgAAAA…$0$$` for phones,
@@ -126,82 +136,22 @@ fn yuan(fen: i64) -> serde_json::Value {
 impl PddSandbox {
     /// Generate the world and index it.
     pub fn new(cfg: PddSandboxConfig) -> Self {
-        let world = World::shared(&cfg.world);
-        let book = OrderBook::new(world, Channel::Pdd, cfg.as_of);
-        let issuer = TokenIssuer::new(
-            &format!("pdd-{}", cfg.world.seed),
-            book.shops().len(),
+        let core = MarketCore::new(
+            &cfg.world,
+            Channel::Pdd,
+            cfg.as_of,
+            cfg.faults,
+            "pdd",
             cfg.token_ttl_secs,
         );
-        let faults = FaultInjector::new(cfg.faults);
         PddSandbox {
-            inner: Arc::new(Inner {
-                cfg,
-                book,
-                issuer,
-                faults,
-                requests: AtomicU64::new(0),
-                refreshes: AtomicU64::new(0),
-                decrypts: AtomicU64::new(0),
-            }),
+            inner: Arc::new(Inner { cfg, core }),
         }
     }
 
     /// The configuration.
     pub fn config(&self) -> &PddSandboxConfig {
         &self.inner.cfg
-    }
-
-    /// The world the orders come from.
-    pub fn world(&self) -> &World {
-        self.inner.book.world()
-    }
-
-    /// The Pinduoduo shop ids served, in token order.
-    pub fn shops(&self) -> Vec<String> {
-        (0..self.inner.book.shops().len())
-            .map(|i| self.inner.book.shop_id(i).to_string())
-            .collect()
-    }
-
-    /// The (access, refresh) pair the authorization of shop `i` handed out.
-    pub fn tokens_for(&self, i: usize) -> (String, String) {
-        self.inner.issuer.initial(i)
-    }
-
-    /// Expire every access token (tests: "a day later").
-    pub fn expire_tokens(&self) {
-        self.inner.issuer.expire_all();
-    }
-
-    /// Requests answered so far.
-    pub fn requests(&self) -> u64 {
-        self.inner.requests.load(Ordering::Relaxed)
-    }
-
-    /// Successful token refreshes so far.
-    pub fn refreshes(&self) -> u64 {
-        self.inner.refreshes.load(Ordering::Relaxed)
-    }
-
-    /// Successful decrypt calls so far.
-    pub fn decrypt_calls(&self) -> u64 {
-        self.inner.decrypts.load(Ordering::Relaxed)
-    }
-
-    /// Move the sandbox clock.
-    pub fn set_as_of(&self, t: DateTime<Utc>) {
-        self.inner.book.set_as_of(t);
-    }
-
-    /// The sandbox clock now.
-    pub fn as_of(&self) -> DateTime<Utc> {
-        self.inner.book.as_of()
-    }
-
-    /// Every order as the platform shows it at the sandbox clock (paid ones).
-    pub fn visible_orders(&self) -> Vec<VisibleOrder> {
-        self.inner.book.visible()
     }
 
     /// The axum router.
@@ -218,7 +168,7 @@ impl PddSandbox {
 
     /// One order JSON as the increment API shows it.
     fn render_order(&self, i: usize, ev: usize, corrupt: bool) -> serde_json::Value {
-        let book = &self.inner.book;
+        let book = &self.inner.core.book;
         let world = book.world();
         let p = &world.purchases[i];
         let lc = book.lifecycle(i);
@@ -335,7 +285,7 @@ async fn router_route(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    sb.inner.requests.fetch_add(1, Ordering::Relaxed);
+    sb.inner.core.count_request();
     let mut params: Vec<(String, String)> = Vec::new();
     if let Some(q) = q {
         params.extend(url::form_urlencoded::parse(q.as_bytes()).into_owned());
@@ -374,12 +324,12 @@ async fn router_route(
         INCREMENT_API | DECRYPT_API => {}
         other => return pdd_error(CODE_PUBLIC_PARAM, &format!("公共参数错误:type {other}")),
     }
-    let shop = match sb.inner.issuer.check(p("access_token").unwrap_or("")) {
+    let shop = match sb.inner.core.issuer.check(p("access_token").unwrap_or("")) {
         Ok(s) => s,
         Err(TokenProblem::Expired) => return pdd_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
         Err(TokenProblem::Unknown) => return pdd_error(CODE_BAD_TOKEN, "access_token不存在"),
     };
-    match sb.inner.faults.draw(true) {
+    match sb.inner.core.faults.draw(true) {
         Some(Fault::Throttle) => {
             return pdd_error(CODE_THROTTLED, "当前接口您已被限流，请求过于频繁")
         }
@@ -439,20 +389,20 @@ fn increment(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Respo
         Some(Ok(s @ 1..=4)) => Some(s),
         Some(_) => return pdd_error(CODE_PARAM, "参数错误:refund_status"),
     };
-    let idx = sb.inner.book.snapshot();
+    let idx = sb.inner.core.book.snapshot();
     let list: Vec<(usize, usize)> = idx
         .window(shop, start, end)
         .iter()
         .map(|e| (e.purchase as usize, usize::from(e.event)))
         .filter(|&(i, ev)| {
-            let (os, rs) = pdd_status(sb.inner.book.lifecycle(i).events[ev].1);
+            let (os, rs) = pdd_status(sb.inner.core.book.lifecycle(i).events[ev].1);
             order_status.is_none_or(|w| w == os) && refund_status.is_none_or(|w| w == rs)
         })
         .collect();
     let total = list.len();
     let from = ((page - 1) * size).min(total);
     let to = (from + size).min(total);
-    let corrupt_at = (to > from && sb.inner.faults.draw_malformed())
+    let corrupt_at = (to > from && sb.inner.core.faults.draw_malformed())
         .then(|| from + (sb.requests() as usize) % (to - from));
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| sb.render_order(list[k].0, list[k].1, corrupt_at == Some(k)))
@@ -481,7 +431,7 @@ fn decrypt(sb: &PddSandbox, params: &[(String, String)]) -> Response {
     if list.is_empty() || list.len() > 100 {
         return pdd_error(CODE_PARAM, "参数错误:data_list条数为1到100");
     }
-    sb.inner.decrypts.fetch_add(1, Ordering::Relaxed);
+    sb.inner.core.count_decrypt();
     let world = sb.world();
     let out: Vec<serde_json::Value> = list
         .iter()
@@ -517,7 +467,7 @@ fn decrypt(sb: &PddSandbox, params: &[(String, String)]) -> Response {
 /// {refresh_token}`: the sandbox's authorization codes are
 /// `sandbox-code-<shop index>`; a refresh rotates the pair.
 fn token_api(sb: &PddSandbox, api: &str, params: &[(String, String)]) -> Response {
-    match sb.inner.faults.draw(false) {
+    match sb.inner.core.faults.draw(false) {
         Some(Fault::Throttle) => {
             return pdd_error(CODE_THROTTLED, "当前接口您已被限流，请求过于频繁")
         }
@@ -535,22 +485,25 @@ fn token_api(sb: &PddSandbox, api: &str, params: &[(String, String)]) -> Respons
         let Some(rt) = get(params, "refresh_token") else {
             return pdd_error(CODE_PARAM, "参数错误:refresh_token");
         };
-        let Some(i) = sb.inner.issuer.refresh(rt) else {
+        let Some(i) = sb.inner.core.issuer.refresh(rt) else {
             return pdd_error(CODE_PARAM, "refresh_token已过期或无效");
         };
-        sb.inner.refreshes.fetch_add(1, Ordering::Relaxed);
+        sb.inner.core.count_refresh();
         (i, "pop_auth_token_refresh_response")
     } else {
         let shop = get(params, "code")
             .and_then(|c| c.strip_prefix("sandbox-code-"))
             .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&n| n < sb.inner.book.shops().len());
+            .filter(|&n| n < sb.inner.core.book.shops().len());
         let Some(s) = shop else {
             return pdd_error(CODE_PARAM, "code无效或已过期");
         };
-        (sb.inner.issuer.issue(s), "pop_auth_token_create_response")
+        (
+            sb.inner.core.issuer.issue(s),
+            "pop_auth_token_create_response",
+        )
     };
-    let shop_id = sb.inner.book.shop_id(issued.shop).to_string();
+    let shop_id = sb.inner.core.book.shop_id(issued.shop).to_string();
     json_response(
         json!({
             root: {
@@ -568,6 +521,111 @@ fn token_api(sb: &PddSandbox, api: &str, params: &[(String, String)]) -> Respons
         })
         .to_string(),
     )
+}
+
+/// How the demo, `quanyu sandbox` and the shared suite start and pull this
+/// sandbox.
+pub struct Kit;
+
+impl Kit {
+    /// The config that pulls an announced sandbox as `pull` asks.
+    pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::PddConfig {
+        let inline = |s: &str| SecretRef::inline(s.to_string());
+        crate::PddConfig {
+            router: format!("{}/api/router", ann.base_url),
+            client_id: ann.app_key.clone(),
+            client_secret: inline(&ann.app_secret),
+            qps: pull.app_qps,
+            shop_qps: 0,
+            page_size: 100,
+            window_minutes: crate::MAX_WINDOW_MINUTES,
+            lookback_minutes: 30,
+            initial_days: pull.initial_days,
+            decrypt: pull.decrypt,
+            // The sandbox keeps no decrypt quota; against the real router
+            // leave the default (one call per 10 s outside 多多云).
+            decrypt_interval_secs: 0,
+            shops: ann
+                .shops
+                .iter()
+                .map(|s| crate::PddShop {
+                    id: s.id.clone(),
+                    access_token: inline(&s.access_token),
+                    refresh_token: s.refresh_token.as_deref().map(inline),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl SandboxKit for Kit {
+    fn create(
+        &self,
+        world: WorldConfig,
+        as_of: DateTime<Utc>,
+        faults: FaultConfig,
+    ) -> Box<dyn RunningSandbox> {
+        Box::new(PddSandbox::new(PddSandboxConfig {
+            client_id: APP_KEY.into(),
+            client_secret: APP_SECRET.into(),
+            world,
+            faults,
+            as_of: Some(as_of),
+            token_ttl_secs: 86_400,
+        }))
+    }
+
+    fn streams(
+        &self,
+        ann: &SandboxAnnouncement,
+        pull: SandboxPull,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        crate::build_streams(&Self::config(ann, pull), setup)
+    }
+
+    fn facts(&self) -> SandboxFacts {
+        SandboxFacts {
+            list_api: INCREMENT_API,
+            bad_signature: ("20004", "签名错误"),
+            refresh_api: Some(REFRESH_API),
+            clear_phones: ClearPhones::None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RunningSandbox for PddSandbox {
+    async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+        self.serve(addr).await
+    }
+
+    fn orders_shown(&self) -> usize {
+        self.inner.core.visible_orders().len()
+    }
+
+    fn announce(&self, base_url: &str) -> SandboxAnnouncement {
+        #[allow(unused_mut)]
+        let mut a = self.inner.core.announce(
+            Channel::Pdd,
+            base_url,
+            &self.inner.cfg.client_id,
+            &self.inner.cfg.client_secret,
+        );
+        a
+    }
+
+    fn describe(&self, base_url: &str) -> String {
+        format!("Pinduoduo router sandbox at {base_url}/api/router")
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn market(&self) -> Option<&MarketCore> {
+        Some(&self.inner.core)
+    }
 }
 
 #[cfg(test)]
@@ -592,13 +650,13 @@ mod tests {
     #[test]
     fn rendered_orders_map_and_ciphertexts_resolve() {
         let sb = sandbox();
-        let snap = sb.inner.book.snapshot();
+        let snap = sb.inner.core.book.snapshot();
         let e = snap.per_shop[0][0];
         let i = e.purchase as usize;
         let v = sb.render_order(i, usize::from(e.event), false);
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
         let m = crate::mapping::map_order_with_cipher(&v.to_string(), "x", &hasher).unwrap();
-        let c = m.encrypted_phone.unwrap();
+        let c = m.cipher.unwrap();
         let person = sb
             .world()
             .receiver_by_cipher(&token_of(&c).unwrap())
@@ -608,7 +666,7 @@ mod tests {
             sb.world().receiver(&sb.world().purchases[i]).phone
         );
         assert!(!v.to_string().contains(&person.phone), "no clear phone");
-        assert_eq!(m.row.amount_fen, sb.inner.book.lifecycle(i).payment());
+        assert_eq!(m.row.amount_fen, sb.inner.core.book.lifecycle(i).payment());
         assert_eq!(
             token_of(&cipher('~', "tok", 5)),
             None,

@@ -11,9 +11,11 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod connector;
 pub mod declarative;
 pub mod error;
 pub mod http;
+pub mod market;
 pub mod sandbox;
 pub mod secret;
 pub mod setup;
@@ -23,6 +25,7 @@ pub mod window;
 
 /// Response bodies, re-exported so connectors need no direct dependency.
 pub use bytes::Bytes;
+pub use connector::Connector;
 pub use error::{ConnectorError, ErrorKind, RequestContext, Result};
 pub use http::{ApiClient, Attempt, LimiterRegistry, RetryPolicy};
 pub use secret::{Secret, SecretRef};

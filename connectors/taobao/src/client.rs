@@ -103,6 +103,14 @@ impl TopClient {
         &self.api
     }
 
+    /// The same client with another HTTP wrapper (other limiters).
+    pub fn with_api(&self, api: ApiClient) -> Self {
+        TopClient {
+            api,
+            ..self.clone()
+        }
+    }
+
     /// Call `method` for the shop whose user token is `session`, with business
     /// parameters `biz` in the form body. Returns the body of a successful
     /// answer; the error envelope becomes a typed error. Retries per the

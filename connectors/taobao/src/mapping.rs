@@ -68,23 +68,7 @@ pub fn map_status(status: &str) -> Option<OrderStatus> {
     })
 }
 
-/// Why a trade was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    /// The order id, when it could be read.
-    pub key: Option<String>,
-    /// Why.
-    pub reason: String,
-}
-
-/// A mapped trade and its OAID (the key to decrypt its receiver).
-#[derive(Debug, Clone)]
-pub struct MappedTrade {
-    /// The canonical row.
-    pub row: OrderRow,
-    /// The trade's Open Addressee ID, when TOP returned one.
-    pub oaid: Option<String>,
-}
+pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
 /// Map one raw trade JSON object of `shop` into an order row.
 ///
@@ -100,7 +84,7 @@ pub fn map_trade_with_oaid(
     raw: &str,
     shop: &str,
     hasher: &PiiHasher,
-) -> Result<MappedTrade, Rejected> {
+) -> Result<MappedOrder, Rejected> {
     let t: Trade = serde_json::from_str(raw).map_err(|e| Rejected {
         key: None,
         reason: format!("trade is not a valid TOP trade object: {e}"),
@@ -175,7 +159,7 @@ pub fn map_trade_with_oaid(
         updated_at: updated,
         receiver_hash: None,
     };
-    Ok(MappedTrade { row, oaid })
+    Ok(MappedOrder { row, cipher: oaid })
 }
 
 #[cfg(test)]

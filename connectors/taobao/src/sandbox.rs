@@ -11,10 +11,8 @@
 //! time, code 15 `isp.*` errors, HTTP 5xx, slow answers, a corrupt trade)
 //! are injected on request.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -24,9 +22,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
-use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, OrderBook, Stage};
-use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, FaultInjector, SandboxHandle};
+use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
+use quanyu_connector_sdk::connector::{
+    ClearPhones, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit, SandboxPull,
+};
+use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, Stage};
+use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
+use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
+use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::{ConfigError, ConnectorSetup, SecretRef, Stream};
 use quanyu_schemas::time::{format_beijing, parse_beijing};
 use quanyu_schemas::Channel;
 
@@ -48,13 +53,9 @@ pub struct TopSandboxConfig {
     pub as_of: Option<DateTime<Utc>>,
 }
 
-impl TopSandboxConfig {
-    /// The session key the sandbox issues for shop `i`.
-    /// (`i` indexes the world's Taobao shops.)
-    pub fn session_for(&self, i: usize) -> String {
-        format!("sandbox-session-{i}-{}", self.world.seed)
-    }
-}
+/// How long a session key lives: TOP's sessions outlive any test (the
+/// shop renews the authorization on the platform).
+const SESSION_TTL_SECS: i64 = 30 * 86_400;
 
 /// TOP's status for a stage.
 fn top_status(stage: Stage) -> &'static str {
@@ -70,10 +71,7 @@ fn top_status(stage: Stage) -> &'static str {
 
 struct Inner {
     cfg: TopSandboxConfig,
-    book: OrderBook,
-    sessions: HashMap<String, usize>,
-    faults: FaultInjector,
-    requests: AtomicU64,
+    core: MarketCore,
 }
 
 /// One order as the gateway shows it at a time: the ground truth for tests.
@@ -95,23 +93,30 @@ pub struct TopSandbox {
     inner: Arc<Inner>,
 }
 
+impl std::ops::Deref for TopSandbox {
+    type Target = MarketCore;
+
+    /// The order book, session keys, faults and counters every marketplace
+    /// sandbox has (shops, visible_orders, requests...).
+    fn deref(&self) -> &MarketCore {
+        &self.inner.core
+    }
+}
+
 impl TopSandbox {
     /// Generate the world and index it.
     pub fn new(cfg: TopSandboxConfig) -> Self {
-        let world = World::shared(&cfg.world);
-        let book = OrderBook::new(world, Channel::Taobao, cfg.as_of);
-        let sessions = (0..book.shops().len())
-            .map(|i| (cfg.session_for(i), i))
-            .collect();
-        let faults = FaultInjector::new(cfg.faults);
+        // Session keys are the shops' access tokens.
+        let core = MarketCore::new(
+            &cfg.world,
+            Channel::Taobao,
+            cfg.as_of,
+            cfg.faults,
+            "top-session",
+            SESSION_TTL_SECS,
+        );
         TopSandbox {
-            inner: Arc::new(Inner {
-                cfg,
-                book,
-                sessions,
-                faults,
-                requests: AtomicU64::new(0),
-            }),
+            inner: Arc::new(Inner { cfg, core }),
         }
     }
 
@@ -120,36 +125,15 @@ impl TopSandbox {
         &self.inner.cfg
     }
 
-    /// The world the trades come from.
-    pub fn world(&self) -> &World {
-        self.inner.book.world()
-    }
-
-    /// The Taobao shop ids served, in session order.
-    pub fn shops(&self) -> Vec<String> {
-        (0..self.inner.book.shops().len())
-            .map(|i| self.inner.book.shop_id(i).to_string())
-            .collect()
-    }
-
-    /// Requests answered so far.
-    pub fn requests(&self) -> u64 {
-        self.inner.requests.load(Ordering::Relaxed)
-    }
-
-    /// Move the sandbox clock (tests: "later that week").
-    pub fn set_as_of(&self, t: DateTime<Utc>) {
-        self.inner.book.set_as_of(t);
-    }
-
-    /// The sandbox clock now.
-    pub fn as_of(&self) -> DateTime<Utc> {
-        self.inner.book.as_of()
+    /// The session key the shop `i` authorization gave.
+    pub fn session_for(&self, i: usize) -> String {
+        self.tokens_for(i).0
     }
 
     /// Every trade as the gateway shows it at the sandbox clock.
     pub fn visible_trades(&self) -> Vec<VisibleTrade> {
         self.inner
+            .core
             .book
             .visible()
             .into_iter()
@@ -175,7 +159,7 @@ impl TopSandbox {
     }
 
     fn render_trade(&self, out: &mut String, i: usize, ev: usize, corrupt: bool) {
-        let book = &self.inner.book;
+        let book = &self.inner.core.book;
         let world = book.world();
         let p = &world.purchases[i];
         let lc = book.lifecycle(i);
@@ -257,7 +241,8 @@ fn json_response(body: String) -> Response {
 }
 
 async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: Bytes) -> Response {
-    let rid = sb.inner.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    sb.inner.core.count_request();
+    let rid = sb.inner.core.requests();
     let mut params: Vec<(String, String)> = Vec::new();
     if let Some(q) = query {
         params.extend(url::form_urlencoded::parse(q.as_bytes()).into_owned());
@@ -323,20 +308,32 @@ async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: B
     let Some(session) = get("session") else {
         return top_error(26, "Missing Session", None, None, rid);
     };
-    let Some(&shop) = sb.inner.sessions.get(session) else {
-        return top_error(
-            27,
-            "Invalid session",
-            Some("invalid-sessionkey"),
-            Some("SessionKey非法"),
-            rid,
-        );
+    let shop = match sb.inner.core.issuer.check(session) {
+        Ok(shop) => shop,
+        Err(TokenProblem::Expired) => {
+            return top_error(
+                27,
+                "Invalid session",
+                Some("session-expired"),
+                Some("SessionKey过期"),
+                rid,
+            )
+        }
+        Err(TokenProblem::Unknown) => {
+            return top_error(
+                27,
+                "Invalid session",
+                Some("invalid-sessionkey"),
+                Some("SessionKey非法"),
+                rid,
+            )
+        }
     };
     if method != crate::INCREMENT_API && method != crate::DECRYPT_API {
         return top_error(22, "Invalid Method", None, None, rid);
     }
     // Faults come after authentication, as the real gateway's flow control does.
-    match sb.inner.faults.draw(false) {
+    match sb.inner.core.faults.draw(false) {
         Some(Fault::Throttle) => {
             return top_error(
                 7,
@@ -373,6 +370,7 @@ async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: B
 
 /// `taobao.top.oaid.decrypt`: `query_list` of at most 20 `{tid, oaid, scene}`.
 fn oaid_decrypt<'a>(sb: &TopSandbox, get: &impl Fn(&str) -> Option<&'a str>, rid: u64) -> Response {
+    sb.inner.core.count_decrypt();
     let invalid = |msg: &str| {
         top_error(
             41,
@@ -480,13 +478,13 @@ fn increment_get<'a>(
     };
     let use_has_next = get("use_has_next") == Some("true");
 
-    let idx = sb.inner.book.snapshot();
+    let idx = sb.inner.core.book.snapshot();
     let list = idx.window(shop, start.timestamp(), end.timestamp());
     let (lo, hi) = (0, list.len());
     let total = hi;
     let from = (lo + (page_no - 1) * page_size).min(hi);
     let to = (from + page_size).min(hi);
-    let corrupt_at = (to > from && sb.inner.faults.draw_malformed())
+    let corrupt_at = (to > from && sb.inner.core.faults.draw_malformed())
         .then(|| from + (rid as usize % (to - from)));
 
     let mut out = String::with_capacity(64 + (to - from) * 900);
@@ -510,6 +508,113 @@ fn increment_get<'a>(
     }
     let _ = write!(out, r#"]}},"request_id":"{rid:x}"}}}}"#);
     json_response(out)
+}
+
+/// How the demo, `quanyu sandbox` and the shared suite start and pull this
+/// sandbox.
+pub struct Kit;
+
+impl Kit {
+    /// The config that pulls an announced sandbox as `pull` asks.
+    pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::TaobaoConfig {
+        let inline = |s: &str| SecretRef::inline(s.to_string());
+        crate::TaobaoConfig {
+            gateway: format!("{}/router/rest", ann.base_url),
+            app_key: ann.app_key.clone(),
+            app_secret: inline(&ann.app_secret),
+            sign_method: crate::SignMethod::HmacSha256,
+            qps: pull.app_qps,
+            page_size: 100,
+            concurrency: 4,
+            window_minutes: 24 * 60,
+            lookback_minutes: 60,
+            initial_days: pull.initial_days,
+            decrypt: pull.decrypt,
+            decrypt_qps: 0,
+            decrypt_scene: "2002".into(),
+            shops: ann
+                .shops
+                .iter()
+                .map(|s| crate::TaobaoShop {
+                    id: s.id.clone(),
+                    session: inline(&s.access_token),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl SandboxKit for Kit {
+    fn create(
+        &self,
+        world: WorldConfig,
+        as_of: DateTime<Utc>,
+        faults: FaultConfig,
+    ) -> Box<dyn RunningSandbox> {
+        Box::new(TopSandbox::new(TopSandboxConfig {
+            app_key: APP_KEY.into(),
+            app_secret: APP_SECRET.into(),
+            world,
+            faults,
+            as_of: Some(as_of),
+        }))
+    }
+
+    fn streams(
+        &self,
+        ann: &SandboxAnnouncement,
+        pull: SandboxPull,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        crate::build_streams(&Self::config(ann, pull), setup)
+    }
+
+    fn facts(&self) -> SandboxFacts {
+        SandboxFacts {
+            list_api: crate::INCREMENT_API,
+            bad_signature: ("25", "Invalid signature"),
+            refresh_api: None,
+            clear_phones: ClearPhones::Some,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RunningSandbox for TopSandbox {
+    async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+        self.serve(addr).await
+    }
+
+    fn orders_shown(&self) -> usize {
+        self.inner.core.visible_orders().len()
+    }
+
+    fn announce(&self, base_url: &str) -> SandboxAnnouncement {
+        #[allow(unused_mut)]
+        let mut a = self.inner.core.announce(
+            Channel::Taobao,
+            base_url,
+            &self.inner.cfg.app_key,
+            &self.inner.cfg.app_secret,
+        );
+        // Session keys are not refreshed by the connector.
+        for s in &mut a.shops {
+            s.refresh_token = None;
+        }
+        a
+    }
+
+    fn describe(&self, base_url: &str) -> String {
+        format!("TOP gateway sandbox at {base_url}/router/rest")
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn market(&self) -> Option<&MarketCore> {
+        Some(&self.inner.core)
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! into it deterministically. [`world`] seeds the people that every
 //! sandbox draws its records from, so that records match across channels.
 
+pub mod market;
 pub mod orders;
 pub mod tokens;
 pub mod world;

@@ -28,6 +28,8 @@ use crate::source::{
 };
 use crate::window::plan_windows;
 
+pub mod market;
+
 /// A business key: the table's key columns as text.
 pub type Key = Vec<String>;
 

@@ -1,0 +1,535 @@
+//! The marketplace suite: one call runs every check a marketplace
+//! connector must pass against its own sandbox, beyond [`run_all`]: a bad
+//! signature answered with the platform's envelope, a later pull updating
+//! orders without duplicates, refreshed tokens persisting across a
+//! restart, decrypt on and off, shops of one app key within one budget.
+//!
+//! It needs nothing but the registered [`Connector`]: its sandbox kit
+//! starts the emulator, says what it answers ([`SandboxFacts`]) and builds
+//! the streams that pull it. A platform's test file is one call to
+//! [`run_market_suite`] plus the checks that are its own, which start a
+//! sandbox with [`Started::start`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use quanyu_schemas::{LakeKey, PiiHasher};
+
+use super::{fast_retry_policy, run_all, Harness, Key, MemoryLake, Running};
+use crate::connector::{
+    ClearPhones, Connector, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit,
+    SandboxPull,
+};
+use crate::sandbox::market::MarketCore;
+use crate::sandbox::world::{WorldConfig, WorldShop};
+use crate::sandbox::{loopback_any_port, FaultConfig, SandboxHandle};
+use crate::secret::Secret;
+use crate::setup::ConnectorSetup;
+use crate::source::{
+    CursorMode, NormalizedPage, PageSink, PullContext, PullError, SinkError, Stream,
+};
+use crate::token::{ShopToken, TokenSet, TokenStore};
+use crate::window::Window;
+
+/// How many days the suite's world spans (orders are modified over them).
+pub const WORLD_DAYS: i64 = 2;
+
+/// A connector's sandbox started for a check, on loopback.
+pub struct Started {
+    /// The connector.
+    pub connector: &'static dyn Connector,
+    /// The created sandbox.
+    pub sandbox: Box<dyn RunningSandbox>,
+    /// Its server.
+    pub handle: SandboxHandle,
+    /// What it announced: URL, credentials, shops and their tokens.
+    pub announcement: SandboxAnnouncement,
+}
+
+impl Started {
+    /// Start `connector`'s sandbox over a world of about `orders` orders
+    /// in its own shops, modified over [`WORLD_DAYS`] days; the sandbox
+    /// clock runs ten minutes behind the client, so no end lag hides a
+    /// change.
+    pub async fn start(
+        connector: &'static dyn Connector,
+        faults: FaultConfig,
+        orders: usize,
+    ) -> Self {
+        let kit = Self::kit_of(connector);
+        let as_of = Utc::now() - Duration::minutes(10);
+        let mut world = WorldConfig::demo(as_of, orders);
+        world.start = as_of - Duration::days(WORLD_DAYS);
+        world.days = WORLD_DAYS;
+        world.shops = WorldShop::only(connector.channel());
+        let sandbox = kit.create(world, as_of, faults);
+        let handle = sandbox
+            .serve_on(loopback_any_port())
+            .await
+            .expect("the sandbox serves on loopback");
+        let announcement = sandbox.announce(&handle.base_url());
+        Started {
+            connector,
+            sandbox,
+            handle,
+            announcement,
+        }
+    }
+
+    fn kit_of(connector: &'static dyn Connector) -> &'static dyn SandboxKit {
+        connector
+            .sandbox()
+            .unwrap_or_else(|| panic!("{} has no sandbox", connector.name()))
+    }
+
+    /// What the sandbox answers.
+    pub fn facts(&self) -> SandboxFacts {
+        Self::kit_of(self.connector).facts()
+    }
+
+    /// Its order book, tokens and counters.
+    pub fn core(&self) -> &MarketCore {
+        self.sandbox
+            .market()
+            .expect("a marketplace sandbox has an order book")
+    }
+
+    /// Streams pulling the sandbox as `pull` asks (the first pull reaches
+    /// back over the whole world).
+    pub fn streams(&self, pull: SandboxPull, setup: &ConnectorSetup) -> Vec<Arc<dyn Stream>> {
+        self.streams_for(&self.announcement, pull, setup)
+    }
+
+    /// Streams signing with wrong secrets.
+    pub fn streams_with_wrong_secrets(&self) -> Vec<Arc<dyn Stream>> {
+        let mut wrong = self.announcement.clone();
+        wrong.app_secret = "wrong-app-secret".into();
+        if wrong.sign_secret.is_some() {
+            wrong.sign_secret = Some("wrong-sign-secret".into());
+        }
+        self.streams_for(&wrong, SandboxPull::default(), &setup())
+    }
+
+    fn streams_for(
+        &self,
+        announcement: &SandboxAnnouncement,
+        pull: SandboxPull,
+        setup: &ConnectorSetup,
+    ) -> Vec<Arc<dyn Stream>> {
+        let pull = SandboxPull {
+            initial_days: WORLD_DAYS + 1,
+            ..pull
+        };
+        Self::kit_of(self.connector)
+            .streams(announcement, pull, setup)
+            .expect("the sandbox's streams build")
+    }
+
+    /// The sandbox as its own type (for its own counters).
+    pub fn concrete<T: 'static>(&self) -> &T {
+        self.sandbox
+            .as_any()
+            .downcast_ref()
+            .expect("the connector's own sandbox type")
+    }
+
+    /// The first shop's tokens as a live token (in memory), for calling the
+    /// gateway directly.
+    pub fn first_shop_token(&self) -> ShopToken {
+        let shop = &self.announcement.shops[0];
+        ShopToken::open(
+            &TokenStore::memory(),
+            "direct",
+            Some(TokenSet::configured(
+                Secret::new(&shop.access_token),
+                shop.refresh_token.as_deref().map(Secret::new),
+            )),
+        )
+        .expect("an in-memory token")
+    }
+
+    /// The secrets the good streams use (none may leak).
+    pub fn secrets(&self) -> Vec<String> {
+        let a = &self.announcement;
+        std::iter::once(a.app_secret.clone())
+            .chain(a.sign_secret.clone())
+            .collect()
+    }
+
+    /// The order keys the sandbox shows now.
+    pub fn expected_keys(&self) -> BTreeSet<Key> {
+        let connector = self.connector.name();
+        self.core()
+            .visible_orders()
+            .into_iter()
+            .map(|o| vec![connector.to_string(), o.shop, o.order_id])
+            .collect()
+    }
+
+    /// Stop the server.
+    pub async fn stop(self) {
+        self.handle.stop().await;
+    }
+}
+
+/// A setup with the suites' short retries and in-memory tokens.
+pub fn setup() -> ConnectorSetup {
+    ConnectorSetup::new(fast_retry_policy())
+}
+
+struct AsRunning(Started);
+
+#[async_trait]
+impl Running for AsRunning {
+    fn streams(&self, good_credentials: bool) -> Vec<Arc<dyn Stream>> {
+        if good_credentials {
+            self.0.streams(SandboxPull::default(), &setup())
+        } else {
+            self.0.streams_with_wrong_secrets()
+        }
+    }
+    fn expected_keys(&self) -> BTreeSet<Key> {
+        self.0.expected_keys()
+    }
+    fn secret(&self) -> String {
+        self.0.announcement.app_secret.clone()
+    }
+    fn expire_tokens(&self) -> bool {
+        if self.0.facts().refresh_api.is_none() {
+            return false;
+        }
+        self.0.core().expire_tokens();
+        true
+    }
+    async fn stop(self: Box<Self>) {
+        self.0.stop().await
+    }
+}
+
+/// A connector's sandbox as a plain [`Harness`] (300 orders), for running
+/// the base suite's single checks.
+pub fn as_harness(connector: &'static dyn Connector) -> impl Harness {
+    AsHarness(connector)
+}
+
+struct AsHarness(&'static dyn Connector);
+
+#[async_trait]
+impl Harness for AsHarness {
+    async fn start(&self, faults: FaultConfig) -> Box<dyn Running> {
+        Box::new(AsRunning(Started::start(self.0, faults, 300).await))
+    }
+}
+
+/// Keeps the batches of every page.
+#[derive(Default)]
+pub struct Batches(pub Vec<RecordBatch>);
+
+#[async_trait]
+impl PageSink for Batches {
+    async fn page(&mut self, page: NormalizedPage) -> Result<(), SinkError> {
+        self.0.extend(page.batch);
+        Ok(())
+    }
+}
+
+/// A pull context with a fixed lake key.
+pub fn pull_context() -> PullContext {
+    PullContext {
+        run_id: "suite".into(),
+        ingested_at: Utc::now(),
+        hasher: PiiHasher::new(&LakeKey::from_bytes([7; 32])),
+    }
+}
+
+/// Windows of `len` ending at `end`, back to `start`, newest last.
+fn windows(start: DateTime<Utc>, end: DateTime<Utc>, len: Duration) -> Vec<Window> {
+    let mut out = Vec::new();
+    let mut e = end;
+    while e > start {
+        let s = (e - len).max(start);
+        out.push(Window { start: s, end: e });
+        e = s;
+    }
+    out.reverse();
+    out
+}
+
+/// Every check of [`run_all`], then every marketplace check, against
+/// `connector`'s own sandbox.
+pub async fn run_market_suite(connector: &'static dyn Connector) {
+    run_all(&as_harness(connector)).await;
+    check_bad_signature(connector).await;
+    check_later_pull_updates(connector).await;
+    check_tokens_persist_across_restart(connector).await;
+    check_decrypt_on_and_off(connector).await;
+    check_shops_share_one_budget(connector).await;
+}
+
+/// A wrong secret is answered with the platform's own envelope, and the
+/// error names connector, shop and API, never a secret.
+pub async fn check_bad_signature(connector: &'static dyn Connector) {
+    let sb = Started::start(connector, FaultConfig::default(), 100).await;
+    let facts = sb.facts();
+    let err = MemoryLake::default()
+        .run(&sb.streams_with_wrong_secrets(), None)
+        .await
+        .expect_err("a wrong secret must fail");
+    let PullError::Connector(e) = err else {
+        panic!("expected a connector error, got {err}")
+    };
+    assert_eq!(e.kind, crate::ErrorKind::Auth, "{e}");
+    assert_eq!(e.code.as_deref(), Some(facts.bad_signature.0), "{e}");
+    let text = e.to_string();
+    assert!(text.contains(connector.name()), "{text}");
+    assert!(text.contains(facts.list_api), "{text}");
+    assert!(text.contains(facts.bad_signature.1), "{text}");
+    assert!(
+        sb.core().shops().iter().any(|s| text.contains(s.as_str())),
+        "{text}"
+    );
+    for secret in sb
+        .secrets()
+        .iter()
+        .map(String::as_str)
+        .chain(["wrong-app-secret", "wrong-sign-secret"])
+    {
+        assert!(!text.contains(secret), "{text}");
+    }
+    sb.stop().await;
+}
+
+/// A pull a day ago, then one now: every order once, some modified since.
+pub async fn check_later_pull_updates(connector: &'static dyn Connector) {
+    let sb = Started::start(connector, FaultConfig::default(), 300).await;
+    let streams = sb.streams(SandboxPull::default(), &setup());
+    let core = sb.core();
+    let now = core.as_of();
+    core.set_as_of(now - Duration::days(1));
+    let mut lake = MemoryLake::default();
+    lake.run_at(
+        &streams,
+        None,
+        now - Duration::days(1) + Duration::minutes(10),
+    )
+    .await
+    .expect("the first pull");
+    let first = lake.rows.clone();
+    core.set_as_of(now);
+    lake.run(&streams, None).await.expect("the later pull");
+    let expected = sb.expected_keys();
+    assert!(
+        lake.keys() == expected,
+        "one row per order after the re-pull: {} landed, {} expected",
+        lake.keys().len(),
+        expected.len()
+    );
+    let changed = first
+        .iter()
+        .filter(|(k, v)| lake.rows.get(*k) != Some(v))
+        .count();
+    assert!(changed > 0, "some orders must have been modified again");
+    sb.stop().await;
+}
+
+/// Expired tokens are refreshed (once per token) through the platform's
+/// flow; a restart with the same (stale) configured tokens uses the
+/// persisted pair; without the store the spent tokens fail with an auth
+/// error naming the refresh API.
+pub async fn check_tokens_persist_across_restart(connector: &'static dyn Connector) {
+    let sb = Started::start(connector, FaultConfig::default(), 200).await;
+    let Some(refresh_api) = sb.facts().refresh_api else {
+        sb.stop().await;
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!(
+        "quanyu-{}-tokens-{}-{}",
+        connector.name(),
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ));
+    let stored = || {
+        let mut s = setup();
+        s.tokens = TokenStore::in_dir(&dir);
+        s
+    };
+    let core = sb.core();
+    let before = core.refreshes();
+    let run = |setup: ConnectorSetup| {
+        let streams = sb.streams(SandboxPull::default(), &setup);
+        async move {
+            let mut lake = MemoryLake::default();
+            lake.run(&streams, None).await.map(|_| lake)
+        }
+    };
+    run(stored()).await.expect("a first run");
+    assert_eq!(core.refreshes(), before, "fresh tokens need no refresh");
+    core.expire_tokens();
+    run(stored()).await.expect("expired tokens are refreshed");
+    let refreshed = core.refreshes() - before;
+    assert!(refreshed >= 1, "the expired tokens were refreshed");
+    assert!(
+        refreshed <= core.shops().len() as u64,
+        "one refresh per token at most: {refreshed}"
+    );
+    let lake = run(stored())
+        .await
+        .expect("the persisted tokens work after a restart");
+    assert_eq!(core.refreshes() - before, refreshed, "no further refresh");
+    assert!(lake.keys() == sb.expected_keys());
+    let err = run(setup())
+        .await
+        .expect_err("without the store the spent tokens fail");
+    let PullError::Connector(e) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(e.kind, crate::ErrorKind::Auth, "{e}");
+    assert!(e.to_string().contains(refresh_api), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+    sb.stop().await;
+}
+
+/// The longest window the stream asks for.
+fn max_window(stream: &dyn Stream) -> Duration {
+    match stream.cursor_mode() {
+        CursorMode::Windows(plan) => plan.max_window,
+        _ => Duration::days(1),
+    }
+}
+
+/// With decrypt on, every row carries the hash of its receiver's phone in
+/// the world and keeps the mask; off (the default), no decrypt call is made
+/// and only phones the platform sends in clear are hashed. A platform
+/// without decrypt is checked off only.
+pub async fn check_decrypt_on_and_off(connector: &'static dyn Connector) {
+    let sb = Started::start(connector, FaultConfig::default(), 150).await;
+    let facts = sb.facts();
+    let ctx = pull_context();
+    let core = sb.core();
+    let world = core.world();
+    let expected: HashMap<String, Option<String>> = world
+        .purchases
+        .iter()
+        .filter(|o| o.channel == connector.channel())
+        .map(|o| {
+            (
+                world.order_id(o),
+                ctx.hasher.phone_text(&world.receiver(o).phone),
+            )
+        })
+        .collect();
+    let as_of = core.as_of();
+    let start = world.config.start - Duration::days(1);
+    let modes: &[bool] = if connector.decrypts() {
+        &[false, true]
+    } else {
+        &[false]
+    };
+    for &decrypt in modes {
+        let pull = SandboxPull {
+            decrypt,
+            ..SandboxPull::default()
+        };
+        let streams = sb.streams(pull, &setup());
+        let calls_before = core.decrypt_calls();
+        let mut rows = Batches::default();
+        for s in &streams {
+            for w in windows(start, as_of + Duration::seconds(1), max_window(s.as_ref())) {
+                s.pull(w, &ctx, &mut rows).await.expect("a pull");
+            }
+        }
+        let (mut hashed, mut masked, mut total) = (0, 0, 0);
+        for b in &rows.0 {
+            let col = |n: &str| b.column_by_name(n).expect(n).as_string::<i32>().clone();
+            let (ids, hashes, masks) = (col("order_id"), col("phone_hash"), col("phone_masked"));
+            for i in 0..b.num_rows() {
+                total += 1;
+                if masks.is_valid(i) {
+                    masked += 1;
+                    assert!(masks.value(i).contains("****"), "{}", masks.value(i));
+                }
+                if hashes.is_valid(i) {
+                    hashed += 1;
+                    assert_eq!(
+                        Some(hashes.value(i).to_string()),
+                        expected[ids.value(i)],
+                        "the hash of the world's phone"
+                    );
+                }
+            }
+        }
+        assert_eq!(total, core.visible_orders().len(), "every order pulled");
+        assert_eq!(masked, total, "every row keeps the mask");
+        if decrypt {
+            assert_eq!(hashed, total, "every receiver decrypted and hashed");
+            assert!(core.decrypt_calls() > calls_before);
+            continue;
+        }
+        assert_eq!(core.decrypt_calls(), calls_before, "no decrypt call");
+        match facts.clear_phones {
+            ClearPhones::None => assert_eq!(hashed, 0, "ciphertext only: no hash"),
+            ClearPhones::Some => assert!(
+                0 < hashed && hashed < total,
+                "only the clear phones are hashed: {hashed} of {total}"
+            ),
+            ClearPhones::All => assert_eq!(hashed, total, "every clear phone is hashed"),
+        }
+    }
+    sb.stop().await;
+}
+
+/// Two shops of one app key share its one budget: at 4 requests per
+/// second the two shops' calls together never exceed it.
+pub async fn check_shops_share_one_budget(connector: &'static dyn Connector) {
+    let sb = Started::start(connector, FaultConfig::default(), 20).await;
+    let pull = SandboxPull {
+        app_qps: 4,
+        ..SandboxPull::default()
+    };
+    let streams = sb.streams(pull, &setup());
+    assert!(
+        streams.len() >= 2,
+        "the world has two shops of {}",
+        connector.name()
+    );
+    let core = sb.core();
+    let as_of = core.as_of();
+    let before = core.requests();
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = streams
+        .iter()
+        .take(2)
+        .map(|s| {
+            let s = s.clone();
+            let ctx = pull_context();
+            let len = max_window(s.as_ref()).min(Duration::hours(1));
+            tokio::spawn(async move {
+                for k in 0..6 {
+                    let w = Window {
+                        start: as_of - len * (k + 1),
+                        end: as_of - len * k,
+                    };
+                    s.pull(w, &ctx, &mut Batches::default())
+                        .await
+                        .expect("a pull");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("the pull task");
+    }
+    let calls = core.requests() - before;
+    assert!(calls >= 12, "{calls}");
+    // 4 at once (the burst), then 4 per second.
+    let floor = (calls - 4) as f64 / 4.0;
+    assert!(
+        started.elapsed().as_secs_f64() >= floor - 0.3,
+        "{calls} calls in {:?}",
+        started.elapsed()
+    );
+    sb.stop().await;
+}

@@ -1,0 +1,214 @@
+//! What a connector tells the rest of the system, so that adding one is a
+//! folder and one registration line: its name and channel, how its config
+//! section becomes streams, whether it decrypts, how package-insert cards
+//! and identity name its orders, and its sandbox for the demo.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use quanyu_schemas::Channel;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::sandbox::world::WorldConfig;
+use crate::sandbox::{FaultConfig, SandboxHandle};
+use crate::setup::{ConfigError, ConnectorSetup};
+use crate::source::Stream;
+
+/// How a channel's order ids look and how a card's `state` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderIds {
+    /// The prefix of a contact-way `state` that names one of its orders
+    /// (`tb_` + order id).
+    pub state_prefix: &'static str,
+    /// A regular expression a well-formed order id matches whole (a card
+    /// naming anything else is not trusted as an order).
+    pub pattern: Option<&'static str>,
+}
+
+/// A connector: one value of a type implementing this, registered once.
+pub trait Connector: Send + Sync + 'static {
+    /// The config section (`[[pdd]]`) and the connector name in stream ids.
+    fn name(&self) -> &'static str;
+
+    /// What it pulls, in a few words (for listings and errors).
+    fn about(&self) -> &'static str;
+
+    /// The channel its rows carry.
+    fn channel(&self) -> Channel;
+
+    /// The streams of one config section, given as a generic value (unknown
+    /// fields are an error that names them).
+    fn streams(
+        &self,
+        section: serde_json::Value,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError>;
+
+    /// Whether it can decrypt receiver phones (`decrypt = true`).
+    fn decrypts(&self) -> bool {
+        false
+    }
+
+    /// How its order ids look and how cards name them, where it has orders.
+    fn order_ids(&self) -> Option<OrderIds> {
+        None
+    }
+
+    /// Its sandbox, where it has one for the demo, `quanyu sandbox` and the
+    /// bench.
+    fn sandbox(&self) -> Option<&dyn SandboxKit> {
+        None
+    }
+}
+
+/// Read a config section into the connector's typed config; a problem
+/// names the section and the field, never a value.
+pub fn parse_section<C: DeserializeOwned>(
+    connector: &'static str,
+    section: serde_json::Value,
+) -> Result<C, ConfigError> {
+    let app = section
+        .get("app_key")
+        .or_else(|| section.get("client_id"))
+        .or_else(|| section.get("corp_id"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("?")
+        .to_string();
+    serde_json::from_value(section).map_err(|e| ConfigError::new(connector, &app, e.to_string()))
+}
+
+/// One shop a sandbox serves, with the tokens an authorization gave it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AnnouncedShop {
+    /// Shop id (a platform may add its own part after `#`).
+    pub id: String,
+    /// Access token (Taobao: session key).
+    pub access_token: String,
+    /// Refresh token, where the platform has one.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+}
+
+/// What a started sandbox says of itself: every credential it accepts
+/// (sandbox values only, never real ones). `quanyu sandbox <platform>`
+/// prints it as its first stdout line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxAnnouncement {
+    /// The channel (`taobao`, `kuaishou`, ...).
+    pub platform: Channel,
+    /// `http://127.0.0.1:PORT`
+    pub base_url: String,
+    /// The app key.
+    pub app_key: String,
+    /// The app secret.
+    pub app_secret: String,
+    /// A separate signing secret (Kuaishou).
+    #[serde(default)]
+    pub sign_secret: Option<String>,
+    /// The shops.
+    pub shops: Vec<AnnouncedShop>,
+    /// Orders it serves now.
+    pub orders: usize,
+}
+
+/// The credentials every marketplace sandbox accepts by default.
+pub mod sandbox_credentials {
+    /// The app key.
+    pub const APP_KEY: &str = "12345678";
+    /// The app secret.
+    pub const APP_SECRET: &str = "sandbox-app-secret";
+    /// A separate signing secret (Kuaishou).
+    pub const SIGN_SECRET: &str = "sandbox-sign-secret";
+}
+
+/// How a connector's sandbox is started and connected to.
+pub trait SandboxKit: Send + Sync {
+    /// A sandbox over `world` at `as_of`, accepting the default credentials
+    /// ([`sandbox_credentials`]).
+    fn create(
+        &self,
+        world: WorldConfig,
+        as_of: DateTime<Utc>,
+        faults: FaultConfig,
+    ) -> Box<dyn RunningSandbox>;
+
+    /// The streams that pull an announced sandbox as `pull` asks (the
+    /// sandbox's secrets are given in code, never through a config section).
+    fn streams(
+        &self,
+        announcement: &SandboxAnnouncement,
+        pull: SandboxPull,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError>;
+
+    /// What the marketplace suite checks of this sandbox.
+    fn facts(&self) -> SandboxFacts;
+}
+
+/// How the streams pulling a sandbox are set up.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxPull {
+    /// How many days back the first pull starts.
+    pub initial_days: i64,
+    /// Decrypt receiver phones where the platform can.
+    pub decrypt: bool,
+    /// The app key's requests per second (0 = no limit).
+    pub app_qps: u32,
+}
+
+impl Default for SandboxPull {
+    fn default() -> Self {
+        SandboxPull {
+            initial_days: 31,
+            decrypt: false,
+            app_qps: 0,
+        }
+    }
+}
+
+/// Which receiver phones a platform sends in clear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearPhones {
+    /// None: masks and ciphertexts only.
+    None,
+    /// Some (a buyer's own phone on some orders), the rest encrypted.
+    Some,
+    /// All (an ERP relaying its own shops' orders).
+    All,
+}
+
+/// What a marketplace sandbox answers, for the shared suite's checks.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxFacts {
+    /// The order list API, named in errors.
+    pub list_api: &'static str,
+    /// The code and a word of the message the platform answers a bad
+    /// signature with.
+    pub bad_signature: (&'static str, &'static str),
+    /// The token-refresh API, named when a refresh is refused; `None` where
+    /// shop tokens are not refreshed by the connector.
+    pub refresh_api: Option<&'static str>,
+    /// Which receiver phones come in clear.
+    pub clear_phones: ClearPhones,
+}
+
+/// A created sandbox.
+#[async_trait::async_trait]
+pub trait RunningSandbox: Send + Sync {
+    /// Serve it on `addr` in the background.
+    async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle>;
+    /// How many orders it shows now.
+    fn orders_shown(&self) -> usize;
+    /// What it accepts, served at `base_url`.
+    fn announce(&self, base_url: &str) -> SandboxAnnouncement;
+    /// One line saying what it emulates and where.
+    fn describe(&self, base_url: &str) -> String;
+    /// The sandbox itself, for tests that read its own counters.
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// Its order book, tokens and counters (marketplaces).
+    fn market(&self) -> Option<&crate::sandbox::market::MarketCore> {
+        None
+    }
+}

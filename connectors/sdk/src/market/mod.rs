@@ -1,0 +1,28 @@
+//! The marketplace kit: everything a marketplace's order connector has in
+//! common, so that a platform's folder holds only what is its own (request
+//! parameters, envelope and error codes, signing, mapping, the emulator).
+//!
+//! - [`OrderList`]: the one thing a platform implements for its order
+//!   list: fetch one page of a window and map its records.
+//! - [`Paging`]: how the list pages (numbered pages read backwards by the
+//!   total, 0- or 1-based; or a forward cursor), with one page guard.
+//! - [`OrderStream`]: the windowed order stream built from the two: it
+//!   pages, deduplicates within the window, quarantines what does not map,
+//!   decrypts phones in batches ([`PhoneDecrypt`]), builds Arrow and hands
+//!   the page to the sink (the one page emitter).
+//! - [`TokenGateway`]: a signed gateway whose provided `call` refreshes the
+//!   shop token when the platform says it expired, and persists it.
+//! - [`AppWiring`]: one limiter per app key shared by its shops, per-shop
+//!   and decrypt limiters, shop tokens opened from the token store.
+
+mod decrypt;
+mod gateway;
+mod paging;
+mod stream;
+mod wiring;
+
+pub use decrypt::{decrypt_phones, PhoneDecrypt};
+pub use gateway::{refresh_refused, refresh_token_of, TokenGateway};
+pub use paging::{Paging, MAX_PAGES_PER_WINDOW};
+pub use stream::{ListPage, MappedOrder, OrderList, OrderStream, PageAt, Rejected};
+pub use wiring::{AppWiring, TokenShop};

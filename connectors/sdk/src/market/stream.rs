@@ -1,0 +1,624 @@
+//! The windowed order stream and its one page emitter.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use quanyu_schemas::{OrderRow, OrdersBuilder, PiiHasher, TableKind};
+use serde_json::value::RawValue;
+
+use crate::error::{ConnectorError, ErrorKind, RequestContext};
+use crate::source::{
+    CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport, Stream, StreamId,
+};
+use crate::window::{Window, WindowPlan};
+
+use super::decrypt::{decrypt_phones, PhoneDecrypt};
+use super::paging::{Paging, MAX_PAGES_PER_WINDOW};
+
+/// A mapped order and its phone ciphertext, when the platform sent one
+/// (for the decrypt API; never stored).
+#[derive(Debug, Clone)]
+pub struct MappedOrder {
+    /// The canonical row.
+    pub row: OrderRow,
+    /// The receiver phone's ciphertext, when it came encrypted.
+    pub cipher: Option<String>,
+}
+
+/// Why a record could not be mapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The record's key (order id), when it could be read.
+    pub key: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+impl Rejected {
+    /// A rejection of the record keyed `key`.
+    pub fn new(key: Option<&str>, reason: impl Into<String>) -> Self {
+        Rejected {
+            key: key.map(str::to_string),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Which page of a window to fetch.
+#[derive(Debug, Clone, Copy)]
+pub enum PageAt<'a> {
+    /// A numbered page.
+    Number(u64),
+    /// The page at a cursor (`""` for the first).
+    Cursor(&'a str),
+}
+
+impl<'a> PageAt<'a> {
+    /// The page number; asking a numbered listing by cursor is a bug the
+    /// platform would answer with an error, so it is one here too.
+    pub fn number(self, ctx: &RequestContext) -> Result<u64, ConnectorError> {
+        match self {
+            PageAt::Number(n) => Ok(n),
+            PageAt::Cursor(_) => Err(ConnectorError::new(
+                ctx,
+                ErrorKind::InvalidRequest,
+                "this list pages by number, not by cursor",
+            )),
+        }
+    }
+
+    /// The cursor (`""` for the first page).
+    pub fn cursor(self, ctx: &RequestContext) -> Result<&'a str, ConnectorError> {
+        match self {
+            PageAt::Cursor(c) => Ok(c),
+            PageAt::Number(_) => Err(ConnectorError::new(
+                ctx,
+                ErrorKind::InvalidRequest,
+                "this list pages by cursor, not by number",
+            )),
+        }
+    }
+}
+
+/// One page of an order list, parsed once and mapped.
+#[derive(Debug, Default)]
+pub struct ListPage {
+    /// The platform's count of orders in the window (numbered paging needs it).
+    pub total: Option<u64>,
+    /// The cursor of the next page (cursor paging); `None` when the listing ended.
+    pub next: Option<String>,
+    /// Each record in page order: mapped, or rejected with its raw text.
+    pub records: Vec<Result<MappedOrder, (Rejected, String)>>,
+}
+
+impl ListPage {
+    /// Map each raw record with `map`, keeping the raw text of those rejected.
+    pub fn mapped<'r>(
+        raws: impl IntoIterator<Item = &'r RawValue>,
+        map: impl Fn(&str) -> Result<MappedOrder, Rejected>,
+    ) -> Vec<Result<MappedOrder, (Rejected, String)>> {
+        raws.into_iter()
+            .map(|raw| map(raw.get()).map_err(|r| (r, raw.get().to_string())))
+            .collect()
+    }
+}
+
+/// What a platform implements for its order list.
+#[async_trait]
+pub trait OrderList: Send + Sync + 'static {
+    /// The list API's name (for errors and spans).
+    fn api(&self) -> &'static str;
+
+    /// The longest window the list API takes, when it limits it (a longer
+    /// one fails before any request).
+    fn max_window(&self) -> Option<chrono::Duration> {
+        None
+    }
+
+    /// Fetch the page `at` of the orders modified in `window` and map it
+    /// (phones hashed with `hasher`).
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        hasher: &PiiHasher,
+    ) -> Result<ListPage, ConnectorError>;
+
+    /// (requests, retries) of the list client.
+    fn stats(&self) -> (u64, u64);
+}
+
+/// The orders of one shop: windows by modification time, paged as the
+/// platform pages, each page deduplicated within the window, quarantined
+/// where it does not map, decrypted, built into Arrow and handed over.
+pub struct OrderStream<L> {
+    id: StreamId,
+    list: Arc<L>,
+    paging: Paging,
+    plan: WindowPlan,
+    decrypt: Option<Arc<dyn PhoneDecrypt>>,
+}
+
+impl<L: OrderList> OrderStream<L> {
+    /// The `orders` stream of `connector` for `shop`.
+    pub fn new(connector: &str, shop: &str, list: L, paging: Paging, plan: WindowPlan) -> Self {
+        OrderStream {
+            id: StreamId::new(connector, "orders", shop),
+            list: Arc::new(list),
+            paging,
+            plan,
+            decrypt: None,
+        }
+    }
+
+    /// Decrypt phones through `decrypt` (when given) after mapping each page.
+    pub fn decrypting(mut self, decrypt: Option<Arc<dyn PhoneDecrypt>>) -> Self {
+        self.decrypt = decrypt;
+        self
+    }
+
+    /// As a shared [`Stream`].
+    pub fn shared(self) -> Arc<dyn Stream> {
+        Arc::new(self)
+    }
+
+    fn request_context(&self) -> RequestContext {
+        RequestContext::new(&self.id.connector, Some(&self.id.scope), self.list.api())
+    }
+
+    async fn numbered(
+        &self,
+        window: Window,
+        (first, size, ahead): (u64, u32, usize),
+        emit: &mut Emitter<'_>,
+    ) -> Result<(), PullError> {
+        let rctx = self.request_context();
+        let page = self
+            .list
+            .page(window, PageAt::Number(first), &emit.ctx.hasher)
+            .await?;
+        let total = page.total.ok_or_else(|| {
+            ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no total")
+        })?;
+        emit.report.reported_total = Some(total);
+        let pages = total.div_ceil(u64::from(size.max(1)));
+        if pages > MAX_PAGES_PER_WINDOW {
+            return Err(ConnectorError::new(
+                &rctx,
+                ErrorKind::InvalidRequest,
+                format!(
+                    "{total} orders in one window is more than {MAX_PAGES_PER_WINDOW} pages: use shorter windows"
+                ),
+            )
+            .into());
+        }
+        if pages <= 1 {
+            return emit.page(self, page).await;
+        }
+        drop(page);
+        // Up to `ahead` pages are fetched and mapped at once on the
+        // runtime's workers; they are handed over in page order.
+        let mut pages = futures::stream::iter((first..first + pages).rev())
+            .map(|n| {
+                let list = self.list.clone();
+                let hasher = emit.ctx.hasher.clone();
+                let rctx = rctx.clone();
+                async move {
+                    tokio::spawn(async move { list.page(window, PageAt::Number(n), &hasher).await })
+                        .await
+                        .map_err(|e| {
+                            ConnectorError::new(
+                                &rctx,
+                                ErrorKind::Protocol,
+                                format!("page task failed: {e}"),
+                            )
+                        })?
+                }
+            })
+            .buffered(ahead.max(1));
+        while let Some(page) = pages.next().await {
+            emit.page(self, page?).await?;
+        }
+        Ok(())
+    }
+
+    async fn by_cursor(&self, window: Window, emit: &mut Emitter<'_>) -> Result<(), PullError> {
+        let rctx = self.request_context();
+        let mut cursor = String::new();
+        for _ in 0..MAX_PAGES_PER_WINDOW {
+            let page = self
+                .list
+                .page(window, PageAt::Cursor(&cursor), &emit.ctx.hasher)
+                .await?;
+            let next = page.next.clone().filter(|n| !n.is_empty());
+            emit.page(self, page).await?;
+            match next {
+                None => return Ok(()),
+                Some(n) if n == cursor => {
+                    return Err(ConnectorError::new(
+                        &rctx,
+                        ErrorKind::Protocol,
+                        "the gateway returned the same cursor again",
+                    )
+                    .into())
+                }
+                Some(n) => cursor = n,
+            }
+        }
+        Err(ConnectorError::new(
+            &rctx,
+            ErrorKind::Protocol,
+            format!("the cursor did not end after {MAX_PAGES_PER_WINDOW} pages"),
+        )
+        .into())
+    }
+}
+
+/// `max` in the largest whole unit: `30 days`, `12 hours`, `30 minutes`.
+fn span_text(max: chrono::Duration) -> String {
+    let m = max.num_minutes();
+    match m {
+        60 => "1 hour".into(),
+        1440 => "1 day".into(),
+        _ if m > 0 && m % (24 * 60) == 0 => format!("{} days", m / (24 * 60)),
+        _ if m > 0 && m % 60 == 0 => format!("{} hours", m / 60),
+        _ => format!("{m} minutes"),
+    }
+}
+
+/// Hands the pages of one window to the sink: skips orders already seen in
+/// the window, quarantines rejections, decrypts, builds Arrow, counts.
+struct Emitter<'a> {
+    ctx: &'a PullContext,
+    sink: &'a mut dyn PageSink,
+    seen: HashSet<String>,
+    report: PullReport,
+}
+
+impl Emitter<'_> {
+    async fn page<L>(&mut self, stream: &OrderStream<L>, page: ListPage) -> Result<(), PullError> {
+        let mut orders = Vec::with_capacity(page.records.len());
+        let mut quarantine = Vec::new();
+        let mut records_in = 0;
+        for record in page.records {
+            match record {
+                Ok(m) => {
+                    if self.seen.insert(m.row.order_id.clone()) {
+                        orders.push(m);
+                        records_in += 1;
+                    }
+                }
+                Err((rejected, raw)) => {
+                    if rejected
+                        .key
+                        .as_ref()
+                        .is_some_and(|k| !self.seen.insert(k.clone()))
+                    {
+                        continue;
+                    }
+                    records_in += 1;
+                    quarantine.push(self.ctx.reject(
+                        &stream.id,
+                        TableKind::Orders,
+                        rejected.key,
+                        &raw,
+                        rejected.reason,
+                    ));
+                }
+            }
+        }
+        if let Some(d) = &stream.decrypt {
+            decrypt_phones(d.as_ref(), &stream.id.scope, &mut orders, &self.ctx.hasher).await?;
+        }
+        let mut builder = OrdersBuilder::new(&self.ctx.run_id, self.ctx.ingested_at);
+        for m in &orders {
+            builder.append(&m.row);
+        }
+        self.report.pages += 1;
+        self.report.records += records_in as u64;
+        let batch = (!builder.is_empty()).then(|| builder.finish());
+        self.sink
+            .page(NormalizedPage {
+                batch,
+                quarantine,
+                records_in,
+            })
+            .await
+            .map_err(PullError::Sink)
+    }
+}
+
+#[async_trait]
+impl<L: OrderList> Stream for OrderStream<L> {
+    fn id(&self) -> &StreamId {
+        &self.id
+    }
+
+    fn table(&self) -> TableKind {
+        TableKind::Orders
+    }
+
+    fn cursor_mode(&self) -> CursorMode {
+        CursorMode::Windows(self.plan)
+    }
+
+    fn request_stats(&self) -> (u64, u64) {
+        let (a, b) = self.list.stats();
+        let (c, d) = self.decrypt.as_ref().map_or((0, 0), |d| d.stats());
+        (a + c, b + d)
+    }
+
+    async fn pull(
+        &self,
+        window: Window,
+        ctx: &PullContext,
+        sink: &mut dyn PageSink,
+    ) -> Result<PullReport, PullError> {
+        if let Some(max) = self.list.max_window().filter(|m| window.len() > *m) {
+            return Err(ConnectorError::new(
+                &self.request_context(),
+                ErrorKind::InvalidRequest,
+                format!(
+                    "windows longer than {} are refused by {}",
+                    span_text(max),
+                    self.id.connector
+                ),
+            )
+            .into());
+        }
+        let mut emit = Emitter {
+            ctx,
+            sink,
+            seen: HashSet::new(),
+            report: PullReport::default(),
+        };
+        match self.paging {
+            Paging::Backward { first, size, ahead } => {
+                self.numbered(window, (first, size, ahead), &mut emit)
+                    .await?
+            }
+            Paging::Cursor => self.by_cursor(window, &mut emit).await?,
+        }
+        Ok(emit.report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use chrono::{TimeZone, Utc};
+    use quanyu_schemas::{Channel, LakeKey, OrderStatus};
+
+    use super::*;
+    use crate::conformance::market::Batches;
+
+    /// An order list over fixed records, recording which pages were asked.
+    struct Fake {
+        /// Order ids per page (numbered from `first`), or per cursor step.
+        pages: Vec<Vec<&'static str>>,
+        first: u64,
+        total: u64,
+        cursor_stuck: bool,
+        asked: Mutex<Vec<String>>,
+    }
+
+    fn row(id: &str) -> OrderRow {
+        let t = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap();
+        OrderRow {
+            channel: Channel::Pdd,
+            shop_id: "s".into(),
+            order_id: id.into(),
+            buyer_id: None,
+            status: OrderStatus::Paid,
+            platform_status: "1".into(),
+            amount_fen: 100,
+            created_at: t,
+            paid_at: Some(t),
+            updated_at: t,
+            item_count: 1,
+            phone_hash: None,
+            phone_masked: None,
+            province: None,
+            city: None,
+            receiver_hash: None,
+        }
+    }
+
+    #[async_trait]
+    impl OrderList for Fake {
+        fn api(&self) -> &'static str {
+            "fake.list"
+        }
+
+        fn max_window(&self) -> Option<chrono::Duration> {
+            Some(chrono::Duration::hours(1))
+        }
+
+        fn stats(&self) -> (u64, u64) {
+            (0, 0)
+        }
+
+        async fn page(
+            &self,
+            _window: Window,
+            at: PageAt<'_>,
+            _hasher: &PiiHasher,
+        ) -> Result<ListPage, ConnectorError> {
+            let (index, next) = match at {
+                PageAt::Number(n) => ((n - self.first) as usize, None),
+                PageAt::Cursor(c) => {
+                    let i = c.parse::<usize>().unwrap_or(0);
+                    let next = if self.cursor_stuck {
+                        Some(i.to_string())
+                    } else {
+                        (i + 1 < self.pages.len()).then(|| (i + 1).to_string())
+                    };
+                    (i, next)
+                }
+            };
+            self.asked.lock().unwrap().push(format!("{at:?}"));
+            let records = self.pages[index]
+                .iter()
+                .map(|id| match *id {
+                    "bad" => Err((Rejected::new(None, "unreadable"), "{}".to_string())),
+                    id => Ok(MappedOrder {
+                        row: row(id),
+                        cipher: None,
+                    }),
+                })
+                .collect();
+            Ok(ListPage {
+                total: Some(self.total),
+                next,
+                records,
+            })
+        }
+    }
+
+    fn ctx() -> PullContext {
+        PullContext {
+            run_id: "r".into(),
+            ingested_at: Utc::now(),
+            hasher: PiiHasher::new(&LakeKey::from_bytes([1; 32])),
+        }
+    }
+
+    fn window(minutes: i64) -> Window {
+        let end = Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap();
+        Window {
+            start: end - chrono::Duration::minutes(minutes),
+            end,
+        }
+    }
+
+    fn stream(fake: Fake, paging: Paging) -> OrderStream<Fake> {
+        let plan = WindowPlan {
+            max_window: chrono::Duration::hours(1),
+            lookback: chrono::Duration::zero(),
+            initial_start: Utc::now(),
+            end_lag: chrono::Duration::zero(),
+        };
+        OrderStream::new("fake", "s", fake, paging, plan)
+    }
+
+    fn ids(b: &Batches) -> Vec<String> {
+        use arrow::array::AsArray;
+        b.0.iter()
+            .flat_map(|b| {
+                let c = b.column_by_name("order_id").unwrap().as_string::<i32>();
+                (0..b.num_rows())
+                    .map(|i| c.value(i).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Numbered pages: the first, then the last back to the first; an
+    /// order that moved to an earlier page meanwhile lands once; a record
+    /// that does not map is counted and quarantined.
+    #[tokio::test]
+    async fn numbered_pages_are_read_backwards_and_deduplicated() {
+        let fake = Fake {
+            pages: vec![vec!["a", "b"], vec!["c", "a"], vec!["d", "bad"]],
+            first: 1,
+            total: 6,
+            cursor_stuck: false,
+            asked: Mutex::default(),
+        };
+        let s = stream(fake, Paging::backward(1, 2));
+        let mut out = Batches::default();
+        let report = s.pull(window(30), &ctx(), &mut out).await.unwrap();
+        assert_eq!(
+            s.list.asked.lock().unwrap().clone(),
+            ["Number(1)", "Number(3)", "Number(2)", "Number(1)"]
+        );
+        assert_eq!(ids(&out), ["d", "c", "a", "b"]);
+        assert_eq!(report.reported_total, Some(6));
+        assert_eq!(report.records, 5, "four orders and one rejected record");
+        assert_eq!(report.pages, 3);
+    }
+
+    /// Zero-based pages start at 0; one page is read once.
+    #[tokio::test]
+    async fn a_single_zero_based_page_is_read_once() {
+        let fake = Fake {
+            pages: vec![vec!["a", "b"]],
+            first: 0,
+            total: 2,
+            cursor_stuck: false,
+            asked: Mutex::default(),
+        };
+        let s = stream(fake, Paging::backward(0, 100));
+        let mut out = Batches::default();
+        s.pull(window(30), &ctx(), &mut out).await.unwrap();
+        assert_eq!(s.list.asked.lock().unwrap().clone(), ["Number(0)"]);
+        assert_eq!(ids(&out), ["a", "b"]);
+    }
+
+    /// A cursor is followed until it ends; one handed back unchanged is an
+    /// error, not an endless loop.
+    #[tokio::test]
+    async fn a_cursor_is_followed_to_its_end_and_a_stuck_one_fails() {
+        let pages = vec![vec!["a"], vec!["b"], vec!["c"]];
+        let fake = Fake {
+            pages: pages.clone(),
+            first: 0,
+            total: 0,
+            cursor_stuck: false,
+            asked: Mutex::default(),
+        };
+        let s = stream(fake, Paging::Cursor);
+        let mut out = Batches::default();
+        s.pull(window(30), &ctx(), &mut out).await.unwrap();
+        assert_eq!(ids(&out), ["a", "b", "c"]);
+        let stuck = Fake {
+            pages,
+            first: 0,
+            total: 0,
+            cursor_stuck: true,
+            asked: Mutex::default(),
+        };
+        let s = stream(stuck, Paging::Cursor);
+        let err = s
+            .pull(window(30), &ctx(), &mut Batches::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("same cursor"), "{err}");
+    }
+
+    /// A window longer than the platform takes fails before any request; a
+    /// total needing more pages than the guard fails with advice.
+    #[tokio::test]
+    async fn window_and_page_guards() {
+        let fake = Fake {
+            pages: vec![vec!["a"]],
+            first: 1,
+            total: 1,
+            cursor_stuck: false,
+            asked: Mutex::default(),
+        };
+        let s = stream(fake, Paging::backward(1, 100));
+        let err = s
+            .pull(window(61), &ctx(), &mut Batches::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("longer than 1 hour"), "{err}");
+        assert!(s.list.asked.lock().unwrap().is_empty());
+        let huge = Fake {
+            pages: vec![vec!["a"]],
+            first: 1,
+            total: (MAX_PAGES_PER_WINDOW + 1) * 100,
+            cursor_stuck: false,
+            asked: Mutex::default(),
+        };
+        let s = stream(huge, Paging::backward(1, 100));
+        let err = s
+            .pull(window(30), &ctx(), &mut Batches::default())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("use shorter windows"), "{err}");
+    }
+}

@@ -1,0 +1,162 @@
+//! What every marketplace emulator has: the order book it renders from,
+//! the shop tokens it issues, the faults it injects, and the counters the
+//! tests read. A platform's sandbox holds one [`MarketCore`] and derefs to
+//! it, so the accessors are written once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use quanyu_schemas::Channel;
+
+use super::orders::{OrderBook, VisibleOrder};
+use super::tokens::TokenIssuer;
+use super::world::{World, WorldConfig};
+use super::{FaultConfig, FaultInjector};
+use crate::connector::{AnnouncedShop, SandboxAnnouncement};
+
+/// The order book, token issuer, fault injector and counters of one
+/// marketplace emulator.
+pub struct MarketCore {
+    /// The orders of the platform's shops, rendered at the sandbox clock.
+    pub book: OrderBook,
+    /// The shop tokens the platform's authorization handed out.
+    pub issuer: TokenIssuer,
+    /// The faults injected into answers.
+    pub faults: FaultInjector,
+    requests: AtomicU64,
+    refreshes: AtomicU64,
+    decrypts: AtomicU64,
+}
+
+impl MarketCore {
+    /// The world `world` seen through `channel`, with one token per shop
+    /// (prefixed `token_prefix`, living `token_ttl_secs`).
+    pub fn new(
+        world: &WorldConfig,
+        channel: Channel,
+        as_of: Option<DateTime<Utc>>,
+        faults: FaultConfig,
+        token_prefix: &str,
+        token_ttl_secs: i64,
+    ) -> Self {
+        let book = OrderBook::new(World::shared(world), channel, as_of);
+        let issuer = TokenIssuer::new(
+            &format!("{token_prefix}-{}", world.seed),
+            book.shops().len(),
+            token_ttl_secs,
+        );
+        Self::with_issuer(book, issuer, faults)
+    }
+
+    /// A core with its own token issuer (an ERP account with one token for
+    /// all shops).
+    pub fn with_issuer(book: OrderBook, issuer: TokenIssuer, faults: FaultConfig) -> Self {
+        MarketCore {
+            book,
+            issuer,
+            faults: FaultInjector::new(faults),
+            requests: AtomicU64::new(0),
+            refreshes: AtomicU64::new(0),
+            decrypts: AtomicU64::new(0),
+        }
+    }
+
+    /// The world the orders come from.
+    pub fn world(&self) -> &World {
+        self.book.world()
+    }
+
+    /// The platform's shop ids served, in token order.
+    pub fn shops(&self) -> Vec<String> {
+        (0..self.book.shops().len())
+            .map(|i| self.book.shop_id(i).to_string())
+            .collect()
+    }
+
+    /// The (access, refresh) pair the authorization of shop `i` handed out.
+    pub fn tokens_for(&self, i: usize) -> (String, String) {
+        self.issuer.initial(i)
+    }
+
+    /// Expire every access token (tests: "a day later").
+    pub fn expire_tokens(&self) {
+        self.issuer.expire_all();
+    }
+
+    /// Move the sandbox clock.
+    pub fn set_as_of(&self, t: DateTime<Utc>) {
+        self.book.set_as_of(t);
+    }
+
+    /// The sandbox clock now.
+    pub fn as_of(&self) -> DateTime<Utc> {
+        self.book.as_of()
+    }
+
+    /// Every order as the platform shows it at the sandbox clock.
+    pub fn visible_orders(&self) -> Vec<VisibleOrder> {
+        self.book.visible()
+    }
+
+    /// What a sandbox whose shops hold refreshable tokens announces: every
+    /// shop with the pair its authorization gave, at `base_url`.
+    pub fn announce(
+        &self,
+        platform: Channel,
+        base_url: &str,
+        app_key: &str,
+        app_secret: &str,
+    ) -> SandboxAnnouncement {
+        SandboxAnnouncement {
+            platform,
+            base_url: base_url.into(),
+            app_key: app_key.into(),
+            app_secret: app_secret.into(),
+            sign_secret: None,
+            shops: self
+                .shops()
+                .into_iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    let (access_token, refresh_token) = self.tokens_for(i);
+                    AnnouncedShop {
+                        id,
+                        access_token,
+                        refresh_token: Some(refresh_token),
+                    }
+                })
+                .collect(),
+            orders: self.visible_orders().len(),
+        }
+    }
+
+    /// Count one request answered.
+    pub fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count one successful token refresh.
+    pub fn count_refresh(&self) {
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count one successful decrypt call.
+    pub fn count_decrypt(&self) {
+        self.decrypts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Successful token refreshes so far.
+    pub fn refreshes(&self) -> u64 {
+        self.refreshes.load(Ordering::Relaxed)
+    }
+
+    /// Successful decrypt calls so far.
+    pub fn decrypt_calls(&self) -> u64 {
+        self.decrypts.load(Ordering::Relaxed)
+    }
+}
