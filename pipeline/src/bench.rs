@@ -12,7 +12,6 @@ use chrono::Utc;
 use quanyu_connector_sdk::{ConnectorSetup, PullContext, RetryPolicy};
 use quanyu_schemas::{LakeKey, PiiHasher};
 
-use crate::config::Config;
 use crate::lake::Lake;
 use crate::runner::RunOptions;
 
@@ -122,13 +121,12 @@ async fn bench_against(
     let tmp = tempfile_dir()?;
     let lake_path = lake_dir.unwrap_or_else(|| tmp.clone());
     let lake = Lake::open(&lake_path)?;
-    let mut cfg = Config::default();
-    crate::sandboxes::add_section(&mut cfg, ann, 31, false);
-    for t in &mut cfg.taobao {
-        t.sign_method = quanyu_taobao::SignMethod::Md5;
-        t.lookback_minutes = 0;
-    }
-    let streams = crate::registry::streams(&cfg, &ConnectorSetup::new(RetryPolicy::default()))?;
+    let pull = quanyu_connector_sdk::connector::SandboxPull {
+        initial_days: 31,
+        ..Default::default()
+    };
+    let streams =
+        crate::sandboxes::streams_for(ann, pull, &ConnectorSetup::new(RetryPolicy::default()))?;
     let hasher = PiiHasher::new(&LakeKey::from_bytes(rand::random()));
     let ctx = PullContext {
         run_id: crate::demo::new_run_id(),
@@ -162,7 +160,7 @@ async fn bench_against(
     // Identity and customers, as `quanyu run` builds them after a pull.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let t = Instant::now();
-    let ids = crate::identity::build_identity(&lake, &ctx.hasher, &cfg.identity).await?;
+    let ids = crate::identity::build_identity(&lake, &ctx.hasher, &Default::default()).await?;
     let identity_secs = t.elapsed().as_secs_f64();
     let identity_peak_rss_mib = crate::bench::peak_rss_mib();
     if lake_path == tmp {

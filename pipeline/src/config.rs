@@ -8,52 +8,144 @@ use serde::Deserialize;
 
 use crate::identity::IdentityConfig;
 
-/// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+/// The whole configuration file: the engine's own sections and, for every
+/// other top-level name, the sections of the connector registered under it
+/// (`[[pdd]]`); a name no connector claims is an error naming the known ones.
+#[derive(Debug, Clone, Default)]
 pub struct Config {
     /// Where the lake lives and how PII is keyed.
-    #[serde(default)]
     pub lake: LakeConfig,
     /// How runs commit.
-    #[serde(default)]
     pub run: RunConfig,
-    /// Taobao / Tmall app keys, each with its shops.
-    #[serde(default)]
-    pub taobao: Vec<quanyu_taobao::TaobaoConfig>,
-    /// JD (JOS) app keys, each with its shops.
-    #[serde(default)]
-    pub jd: Vec<quanyu_jd::JdConfig>,
-    /// Douyin shop (抖店) app keys, each with its shops.
-    #[serde(default)]
-    pub douyin: Vec<quanyu_douyin::DouyinConfig>,
-    /// Pinduoduo apps (client_id), each with its shops.
-    #[serde(default)]
-    pub pdd: Vec<quanyu_pdd::PddConfig>,
-    /// Kuaishou app keys, each with its shops.
-    #[serde(default)]
-    pub kuaishou: Vec<quanyu_kuaishou::KuaishouConfig>,
-    /// Jushuitan ERP accounts, each with its shops.
-    #[serde(default)]
-    pub jushuitan: Vec<quanyu_jushuitan::JushuitanConfig>,
-    /// WeCom corps.
-    #[serde(default)]
-    pub wecom: Vec<quanyu_wecom::WecomConfig>,
-    /// CRM database sources (members, POS orders).
-    #[serde(default)]
-    pub crm: Vec<quanyu_crm::CrmConfig>,
     /// Identity stitching.
-    #[serde(default)]
     pub identity: IdentityConfig,
     /// Callback receivers (`quanyu listen`).
-    #[serde(default)]
     pub listen: crate::listen::ListenConfig,
     /// Which bridge and campaign each contact-way `state` prefix belongs to.
-    #[serde(default)]
     pub bridges: Vec<crate::listen::BridgeRule>,
     /// Declarative file imports (call logs, card scans, CRM exports).
-    #[serde(default)]
     pub imports: Vec<quanyu_files::ImportConfig>,
+    /// Connector sections, in file order.
+    pub connectors: Vec<ConnectorSection>,
+}
+
+/// The engine's own top-level sections.
+const ENGINE_SECTIONS: &[&str] = &["lake", "run", "identity", "listen", "bridges", "imports"];
+
+/// One `[[name]]` section of a connector.
+#[derive(Debug, Clone)]
+pub struct ConnectorSection {
+    /// The connector's name.
+    pub name: String,
+    /// The section's fields, as a generic value.
+    pub value: serde_json::Value,
+    /// Its 1-based line in the file (0 when not read from a file).
+    pub line: usize,
+    span: std::ops::Range<usize>,
+}
+
+impl ConnectorSection {
+    /// A section given in code (the demo, tests).
+    pub fn new(name: &str, value: serde_json::Value) -> Self {
+        ConnectorSection {
+            name: name.into(),
+            value,
+            line: 0,
+            span: 0..0,
+        }
+    }
+
+    /// Where the section is: `line 12 ([[pdd]])`.
+    pub fn place(&self) -> String {
+        if self.line > 0 {
+            format!("line {}, column 1: [[{}]]", self.line, self.name)
+        } else {
+            format!("[[{}]]", self.name)
+        }
+    }
+
+    /// `message` with every value written in the section replaced by
+    /// `<value>` (a secret pasted into the wrong field is never repeated).
+    pub fn scrub(&self, message: &str) -> String {
+        let mut values = Vec::new();
+        collect_json_values(&self.value, &mut values);
+        scrub_values(message.to_string(), values)
+    }
+}
+
+impl Config {
+    /// The typed configs of every `[[name]]` section (for the engine's own
+    /// use of a connector's settings, such as WeCom's callback keys).
+    pub fn sections<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Vec<T>> {
+        self.connectors
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| {
+                serde_json::from_value(s.value.clone())
+                    .map_err(|e| anyhow::anyhow!("{}: {}", s.place(), s.scrub(&e.to_string())))
+            })
+            .collect()
+    }
+}
+
+impl<'de> Deserialize<'de> for Config {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_map(ConfigVisitor)
+    }
+}
+
+struct ConfigVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ConfigVisitor {
+    type Value = Config;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a quanyu config")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Config, A::Error> {
+        use serde::de::Error;
+        let mut cfg = Config::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "lake" => cfg.lake = map.next_value()?,
+                "run" => cfg.run = map.next_value()?,
+                "identity" => cfg.identity = map.next_value()?,
+                "listen" => cfg.listen = map.next_value()?,
+                "bridges" => cfg.bridges = map.next_value()?,
+                "imports" => cfg.imports = map.next_value()?,
+                name => {
+                    let Some(connector) = crate::registry::find(name) else {
+                        return Err(A::Error::custom(format!(
+                            "unknown section `{name}`: the engine's are {}; the connectors' are {}",
+                            ENGINE_SECTIONS.join(", "),
+                            crate::registry::names().join(", ")
+                        )));
+                    };
+                    let tables: Vec<toml::Spanned<toml::Table>> = map.next_value()?;
+                    for t in tables {
+                        let span = t.span();
+                        let value =
+                            serde_json::to_value(t.into_inner()).map_err(A::Error::custom)?;
+                        let section = ConnectorSection {
+                            name: name.into(),
+                            value,
+                            line: 0,
+                            span,
+                        };
+                        connector
+                            .check(&section.value)
+                            .map_err(|e| A::Error::custom(section.scrub(&e.to_string())))?;
+                        cfg.connectors.push(section);
+                    }
+                }
+            }
+        }
+        Ok(cfg)
+    }
 }
 
 /// `[lake]`
@@ -158,7 +250,13 @@ impl Config {
     /// what was wrong, never the values written there: a secret pasted in
     /// the wrong place must not reach a terminal or a log.
     pub fn parse(text: &str) -> Result<Config> {
-        toml::from_str(text).map_err(|e| anyhow::anyhow!(describe_toml_error(text, &e)))
+        let mut cfg: Config =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!(describe_toml_error(text, &e)))?;
+        for section in &mut cfg.connectors {
+            let before = text.get(..section.span.start).unwrap_or(text);
+            section.line = before.matches('\n').count() + 1;
+        }
+        Ok(cfg)
     }
 }
 
@@ -171,18 +269,7 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     if let Ok(table) = text.parse::<toml::Table>() {
         collect_values(&toml::Value::Table(table), &mut values);
     }
-    // Longest first, so that a value inside a longer one cannot survive.
-    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-    for v in &values {
-        for quoted in [
-            format!("{v:?}"),
-            format!("\"{v}\""),
-            format!("`{v}`"),
-            format!("'{v}'"),
-        ] {
-            message = message.replace(&quoted, "<value>");
-        }
-    }
+    message = scrub_values(message, values);
     match e.span() {
         Some(span) => {
             let before = text.get(..span.start).unwrap_or(text);
@@ -195,6 +282,33 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
 }
 
 /// Every scalar value in `v`, as text.
+/// `message` with each of `values` (quoted any way) replaced by `<value>`.
+fn scrub_values(mut message: String, mut values: Vec<String>) -> String {
+    // Longest first, so that a value inside a longer one cannot survive.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in values.iter().filter(|v| !v.is_empty()) {
+        for quoted in [
+            format!("{v:?}"),
+            format!("\"{v}\""),
+            format!("`{v}`"),
+            format!("'{v}'"),
+        ] {
+            message = message.replace(&quoted, "<value>");
+        }
+    }
+    message
+}
+
+fn collect_json_values(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Number(n) => out.push(n.to_string()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_json_values(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| collect_json_values(x, out)),
+        serde_json::Value::Bool(_) | serde_json::Value::Null => {}
+    }
+}
+
 fn collect_values(v: &toml::Value, out: &mut Vec<String>) {
     match v {
         toml::Value::String(s) => out.push(s.clone()),
@@ -220,9 +334,15 @@ mod tests {
         ))
         .unwrap();
         let cfg = Config::parse(&text).unwrap();
-        assert_eq!(cfg.taobao.len(), 1);
-        assert_eq!(cfg.taobao[0].shops.len(), 2);
-        assert_eq!(cfg.wecom.len(), 1);
+        let taobao: Vec<quanyu_taobao::TaobaoConfig> = cfg.sections("taobao").unwrap();
+        assert_eq!(taobao.len(), 1);
+        assert_eq!(taobao[0].shops.len(), 2);
+        assert_eq!(
+            cfg.sections::<quanyu_wecom::WecomConfig>("wecom")
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(!cfg.identity.state_rules.is_empty());
     }
 
@@ -257,8 +377,25 @@ mod tests {
         );
         assert!(err.contains("never written in the config"), "{err}");
         let ok = Config::parse(&format!("{wecom}secret = {{ env = 'X' }}\n")).unwrap();
-        assert_eq!(ok.wecom[0].secret, SecretRef::Env("X".into()));
+        let corps: Vec<quanyu_wecom::WecomConfig> = ok.sections("wecom").unwrap();
+        assert_eq!(corps[0].secret, SecretRef::Env("X".into()));
         let ok = Config::parse(&format!("{wecom}secret = {{ file = '/run/s' }}\n")).unwrap();
-        assert_eq!(ok.wecom[0].secret, SecretRef::File("/run/s".into()));
+        let corps: Vec<quanyu_wecom::WecomConfig> = ok.sections("wecom").unwrap();
+        assert_eq!(corps[0].secret, SecretRef::File("/run/s".into()));
+    }
+
+    #[test]
+    fn an_unknown_section_names_the_known_ones_and_sections_know_their_line() {
+        let err = format!(
+            "{:#}",
+            Config::parse("[lake]\n\n[[youzann]]\nx = 1\n").unwrap_err()
+        );
+        assert!(err.contains("unknown section `youzann`"), "{err}");
+        assert!(err.contains("taobao") && err.contains("lake"), "{err}");
+        let text = "[lake]\nroot = 'l'\n\n[[wecom]]\ncorp_id = 'ww1'\nsecret = { env = 'X' }\n";
+        let cfg = Config::parse(text).unwrap();
+        assert_eq!(cfg.connectors.len(), 1);
+        assert_eq!(cfg.connectors[0].line, 4);
+        assert!(cfg.connectors[0].place().starts_with("line 4"));
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use chrono::{Duration, Utc};
+use quanyu_connector_sdk::connector::SandboxPull;
 use quanyu_connector_sdk::sandbox::world::WorldConfig;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{ConnectorSetup, PullContext, RetryPolicy};
@@ -73,12 +74,17 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     let sb = Sandboxes::start(world, as_of, faults).await?;
     // Decrypt where the platform offers it: decrypted phones join buyers
     // across platforms (hashed at once; no phone is stored).
-    let cfg: Config = sb.config(31, true);
+    let cfg = Config::default();
     let policy = RetryPolicy {
         request_timeout: std::time::Duration::from_secs(5),
         ..RetryPolicy::default()
     };
-    let streams = crate::registry::streams(&cfg, &ConnectorSetup::new(policy))?;
+    let pull = SandboxPull {
+        initial_days: 31,
+        decrypt: true,
+        app_qps: 0,
+    };
+    let streams = sb.streams(pull, &ConnectorSetup::new(policy))?;
     let lake = Lake::open(&opts.lake)?;
     let _lock = lake.lock_writer()?;
     let ctx = PullContext {
@@ -145,7 +151,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
                     && c.added <= as_of
             })
             .count();
-    let expected_customers = world_now.expected_unified_customers(as_of, DECRYPT_CHANNELS);
+    let expected_customers = world_now.expected_unified_customers(as_of, &decrypt_channels());
     sb.stop().await;
     drop(world_now);
     build_identity(&lake, &hasher, &cfg.identity).await?;
@@ -209,13 +215,15 @@ async fn count(session: &datafusion::prelude::SessionContext, sql: &str) -> Resu
     Ok(crate::status::first_count(&batches))
 }
 
-/// The marketplaces whose phones the demo decrypts (those with a decrypt API).
-pub const DECRYPT_CHANNELS: &[quanyu_schemas::Channel] = &[
-    quanyu_schemas::Channel::Taobao,
-    quanyu_schemas::Channel::Pdd,
-    quanyu_schemas::Channel::Douyin,
-    quanyu_schemas::Channel::Kuaishou,
-];
+/// The marketplaces whose phones the demo decrypts (those whose connector
+/// has a decrypt API).
+pub fn decrypt_channels() -> Vec<quanyu_schemas::Channel> {
+    crate::registry::CONNECTORS
+        .iter()
+        .filter(|c| c.decrypts())
+        .map(|c| c.channel())
+        .collect()
+}
 
 /// The demo's seeded world ending at `as_of`: its shops are those of the
 /// marketplaces whose sandboxes the demo starts.
@@ -223,7 +231,7 @@ pub fn demo_world(as_of: chrono::DateTime<Utc>, orders: usize) -> WorldConfig {
     let mut world = WorldConfig::demo(as_of, orders);
     world
         .shops
-        .retain(|s| crate::sandboxes::DEMO_CHANNELS.contains(&s.channel));
+        .retain(|s| crate::sandboxes::demo_channels().contains(&s.channel));
     world
 }
 

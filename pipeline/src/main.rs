@@ -168,12 +168,12 @@ enum Cmd {
     },
     /// Serve a platform emulator on loopback.
     #[command(
-        after_help = "Examples:\n  quanyu sandbox taobao --port 8801\n  quanyu sandbox jd --port 8807\n  quanyu sandbox pdd --port 8803\n  quanyu sandbox douyin --port 8804\n  quanyu sandbox kuaishou --port 8805\n  quanyu sandbox jushuitan --port 8806\n  quanyu sandbox wecom --port 8802 --faults 0.1\n\nThe first stdout line is JSON with every credential the sandbox accepts."
+        after_help = "Examples:\n  quanyu sandbox taobao --port 8801\n  quanyu sandbox pdd --port 8803\n  quanyu sandbox wecom --port 8802 --faults 0.1\n\nThe first stdout line is JSON with every credential the sandbox accepts."
     )]
     Sandbox {
-        /// Which platform.
-        #[arg(value_enum)]
-        platform: Platform,
+        /// Which platform: wecom, or any connector with a sandbox.
+        #[arg(value_parser = sandbox_platforms())]
+        platform: String,
         /// Port on 127.0.0.1 (0 = any free port).
         #[arg(long, default_value_t = 0)]
         port: u16,
@@ -265,29 +265,13 @@ enum BenchKind {
     Lake,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Platform {
-    Taobao,
-    Jd,
-    Pdd,
-    Douyin,
-    Kuaishou,
-    Jushuitan,
-    Wecom,
-}
-
-impl Platform {
-    fn channel(self) -> quanyu_schemas::Channel {
-        match self {
-            Platform::Taobao => quanyu_schemas::Channel::Taobao,
-            Platform::Jd => quanyu_schemas::Channel::Jd,
-            Platform::Pdd => quanyu_schemas::Channel::Pdd,
-            Platform::Douyin => quanyu_schemas::Channel::Douyin,
-            Platform::Kuaishou => quanyu_schemas::Channel::Kuaishou,
-            Platform::Jushuitan => quanyu_schemas::Channel::Jushuitan,
-            Platform::Wecom => quanyu_schemas::Channel::Wecom,
-        }
-    }
+/// The platforms `quanyu sandbox` serves: WeCom and every registered
+/// connector with a sandbox.
+fn sandbox_platforms() -> clap::builder::PossibleValuesParser {
+    let names: Vec<&'static str> = std::iter::once("wecom")
+        .chain(quanyu::registry::with_sandbox().map(|c| c.name()))
+        .collect();
+    clap::builder::PossibleValuesParser::new(names)
 }
 
 fn init_logging(cli: &Cli) {
@@ -626,8 +610,8 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 FaultConfig::default()
             };
-            match platform {
-                Platform::Wecom => {
+            match platform.as_str() {
+                "wecom" => {
                     let corp = app_key.unwrap_or_else(|| quanyu::sandboxes::WECOM_CORP_ID.into());
                     let secret =
                         app_secret.unwrap_or_else(|| quanyu::sandboxes::WECOM_SECRET.into());
@@ -652,8 +636,10 @@ async fn run(cli: Cli) -> Result<()> {
                     );
                     handle.wait().await;
                 }
-                marketplace => {
-                    let channel = marketplace.channel();
+                name => {
+                    let channel = quanyu::registry::find(name)
+                        .context("a registered connector")?
+                        .channel();
                     let mut world = world;
                     world.shops = WorldShop::only(channel);
                     let sb = quanyu::sandboxes::Marketplace::new(

@@ -1,39 +1,52 @@
-//! The connector registry: one line per connector turns its config section
-//! into streams.
+//! The connector registry: one line per connector. Everything else the
+//! engine knows of a connector (its config section, channel, streams,
+//! decrypt, order ids and sandbox) it asks the connector.
 
 use std::sync::Arc;
 
-use anyhow::Result;
-use quanyu_connector_sdk::{ConnectorSetup, Stream};
+use anyhow::{Context, Result};
+use quanyu_connector_sdk::{Connector, ConnectorSetup, Stream};
 
 use crate::config::Config;
+
+/// Every connector, by its config section name.
+pub static CONNECTORS: &[&dyn Connector] = &[
+    &quanyu_taobao::CONNECTOR,
+    &quanyu_jd::CONNECTOR,
+    &quanyu_pdd::CONNECTOR,
+    &quanyu_douyin::CONNECTOR,
+    &quanyu_kuaishou::CONNECTOR,
+    &quanyu_jushuitan::CONNECTOR,
+    &quanyu_wecom::CONNECTOR,
+    &quanyu_crm::CONNECTOR,
+];
+
+/// The connector whose config section is `name`.
+pub fn find(name: &str) -> Option<&'static dyn Connector> {
+    CONNECTORS.iter().copied().find(|c| c.name() == name)
+}
+
+/// The names of every connector's section, for error messages.
+pub fn names() -> Vec<&'static str> {
+    CONNECTORS.iter().map(|c| c.name()).collect()
+}
+
+/// The connectors that have a sandbox (the demo serves them).
+pub fn with_sandbox() -> impl Iterator<Item = &'static dyn Connector> {
+    CONNECTORS.iter().copied().filter(|c| c.sandbox().is_some())
+}
 
 /// Every stream the config defines.
 pub fn streams(cfg: &Config, setup: &ConnectorSetup) -> Result<Vec<Arc<dyn Stream>>> {
     let mut out = Vec::new();
-    for c in &cfg.taobao {
-        out.extend(quanyu_taobao::build_streams(c, setup)?);
-    }
-    for c in &cfg.jd {
-        out.extend(quanyu_jd::build_streams(c, setup)?);
-    }
-    for c in &cfg.douyin {
-        out.extend(quanyu_douyin::build_streams(c, setup)?);
-    }
-    for c in &cfg.pdd {
-        out.extend(quanyu_pdd::build_streams(c, setup)?);
-    }
-    for c in &cfg.kuaishou {
-        out.extend(quanyu_kuaishou::build_streams(c, setup)?);
-    }
-    for c in &cfg.jushuitan {
-        out.extend(quanyu_jushuitan::build_streams(c, setup)?);
-    }
-    for c in &cfg.wecom {
-        out.extend(quanyu_wecom::build_streams(c, setup)?);
-    }
-    for c in &cfg.crm {
-        out.extend(quanyu_crm::build_streams(c)?);
+    for section in &cfg.connectors {
+        let connector = find(&section.name).context("a parsed section names a connector")?;
+        let streams = connector
+            .streams(section.value.clone(), setup)
+            .map_err(|e| {
+                anyhow::anyhow!("{}: {}", section.place(), section.scrub(&e.to_string()))
+            })?;
+        out.extend(streams);
     }
     Ok(out)
 }
@@ -70,4 +83,37 @@ fn matches(stream: &dyn Stream, selector: &str) -> bool {
         None => (path, None),
     };
     id.connector == conn && st.is_none_or(|s| s == id.stream) && scope.is_none_or(|s| s == id.scope)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names, state prefixes and channels are each claimed once; every
+    /// marketplace with orders says how cards name them.
+    #[test]
+    fn registrations_do_not_collide() {
+        let mut names = names();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), CONNECTORS.len());
+        let prefixes: Vec<&str> = CONNECTORS
+            .iter()
+            .filter_map(|c| c.order_ids())
+            .map(|o| o.state_prefix)
+            .collect();
+        for p in &prefixes {
+            assert_eq!(prefixes.iter().filter(|q| q == &p).count(), 1, "{p}");
+            for q in &prefixes {
+                assert!(p == q || !q.starts_with(p), "{q} starts with {p}");
+            }
+        }
+        for c in with_sandbox() {
+            assert!(
+                c.order_ids().is_some(),
+                "{} has a sandbox of orders",
+                c.name()
+            );
+        }
+    }
 }

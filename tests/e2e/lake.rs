@@ -45,9 +45,12 @@ async fn sandboxes(faults: FaultConfig, orders: usize) -> Sandboxes {
 }
 
 fn taobao_streams(sb: &Sandboxes) -> Vec<Arc<dyn Stream>> {
-    let cfg = sb.config(31, false);
-    quanyu_taobao::build_streams(&cfg.taobao[0], &ConnectorSetup::new(RetryPolicy::default()))
-        .unwrap()
+    sb.streams_of(
+        quanyu_schemas::Channel::Taobao,
+        quanyu_connector_sdk::connector::SandboxPull::default(),
+        &ConnectorSetup::new(RetryPolicy::default()),
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,11 +146,14 @@ async fn a_crashed_run_resumes_without_loss_or_duplicates() {
         pages_left: 25.into(),
     });
     let bar = indicatif::ProgressBar::hidden();
-    // One-day windows of one page each; chunks of 100 rows commit a cursor
-    // every few windows; the crash comes at page 26.
+    // One-day windows of one page each, pulled one after another (side by
+    // side, the crash could come before the oldest window finished and no
+    // cursor would move); chunks of 100 rows commit a cursor every few
+    // windows; the crash comes at page 26.
     let small = RunOptions {
         chunk_rows: 100,
         progress: false,
+        windows_at_once: 1,
         ..Default::default()
     };
     let rec = run_stream(&lake, &crashing, &ctx(), small, bar.clone()).await;

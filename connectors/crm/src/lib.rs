@@ -584,3 +584,15 @@ impl Stream for CrmSource {
 fn beijing() -> chrono::FixedOffset {
     chrono::FixedOffset::east_opt(8 * 3600).expect("valid offset")
 }
+
+/// The connector as the engine registers it.
+pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<CrmConfig> =
+    quanyu_connector_sdk::connector::ConnectorSpec {
+        name: "crm",
+        about: "the brand's CRM database (members, POS orders)",
+        channel: quanyu_schemas::Channel::Crm,
+        build: |cfg, _setup| build_streams(cfg),
+        decrypts: false,
+        order_ids: None,
+        sandbox: None,
+    };

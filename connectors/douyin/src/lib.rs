@@ -369,45 +369,17 @@ impl PhoneDecrypt for Decrypt {
     }
 }
 
-/// The Douyin connector, as the engine registers it.
-pub struct Douyin;
-
-impl quanyu_connector_sdk::Connector for Douyin {
-    fn name(&self) -> &'static str {
-        "douyin"
-    }
-
-    fn about(&self) -> &'static str {
-        "Douyin shop (抖店) orders"
-    }
-
-    fn channel(&self) -> quanyu_schemas::Channel {
-        quanyu_schemas::Channel::Douyin
-    }
-
-    fn streams(
-        &self,
-        section: serde_json::Value,
-        setup: &ConnectorSetup,
-    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-        build_streams(
-            &quanyu_connector_sdk::connector::parse_section("douyin", section)?,
-            setup,
-        )
-    }
-
-    fn decrypts(&self) -> bool {
-        true
-    }
-
-    fn order_ids(&self) -> Option<quanyu_connector_sdk::connector::OrderIds> {
-        Some(quanyu_connector_sdk::connector::OrderIds {
+/// The connector as the engine registers it.
+pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<DouyinConfig> =
+    quanyu_connector_sdk::connector::ConnectorSpec {
+        name: "douyin",
+        about: "Douyin shop (抖店) orders",
+        channel: quanyu_schemas::Channel::Douyin,
+        build: build_streams,
+        decrypts: true,
+        order_ids: Some(quanyu_connector_sdk::connector::OrderIds {
             state_prefix: "dy_",
             pattern: Some("[0-9]{16,20}"),
-        })
-    }
-
-    fn sandbox(&self) -> Option<&dyn quanyu_connector_sdk::connector::SandboxKit> {
-        Some(&sandbox::Kit)
-    }
-}
+        }),
+        sandbox: Some(&sandbox::Kit),
+    };

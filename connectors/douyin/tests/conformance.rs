@@ -9,16 +9,16 @@ use quanyu_connector_sdk::market::TokenGateway;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{ApiClient, ErrorKind, RequestContext, Secret, TokenStore};
 use quanyu_douyin::sandbox::{DouyinSandbox, Kit};
-use quanyu_douyin::{build_streams, Douyin, DyClient, SignMethod, SEARCH_API};
+use quanyu_douyin::{build_streams, DyClient, SignMethod, CONNECTOR, SEARCH_API};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marketplace_suite() {
-    market::run_market_suite(&Douyin).await;
+    market::run_market_suite(&CONNECTOR).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_and_page_limits_are_enforced() {
-    let sb = Started::start(&Douyin, FaultConfig::default(), 50).await;
+    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 50).await;
     let setup = market::setup();
     let mut cfg = Kit::config(&sb.announcement, SandboxPull::default());
     cfg.window_minutes = 7 * 24 * 60 + 1;
@@ -67,7 +67,7 @@ async fn window_and_page_limits_are_enforced() {
 /// refreshes it when it expires, and a restart reuses the stored pair.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_authorized_tokens_are_created_persisted_and_refreshed() {
-    let sb = Started::start(&Douyin, FaultConfig::default(), 200).await;
+    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 200).await;
     let dy: &DouyinSandbox = sb.concrete();
     let dir = std::env::temp_dir().join(format!("quanyu-dy-self-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -115,7 +115,7 @@ async fn self_authorized_tokens_are_created_persisted_and_refreshed() {
 /// and gets every order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_requests_are_accepted() {
-    let sb = Started::start(&Douyin, FaultConfig::default(), 150).await;
+    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 150).await;
     let dy: &DouyinSandbox = sb.concrete();
     let as_of = dy.as_of().timestamp();
     let ann = &sb.announcement;

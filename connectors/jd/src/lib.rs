@@ -298,45 +298,17 @@ impl OrderList for OrderSearch {
     }
 }
 
-/// The JD connector, as the engine registers it.
-pub struct Jd;
-
-impl quanyu_connector_sdk::Connector for Jd {
-    fn name(&self) -> &'static str {
-        "jd"
-    }
-
-    fn about(&self) -> &'static str {
-        "JD (京东) POP orders"
-    }
-
-    fn channel(&self) -> quanyu_schemas::Channel {
-        quanyu_schemas::Channel::Jd
-    }
-
-    fn streams(
-        &self,
-        section: serde_json::Value,
-        setup: &ConnectorSetup,
-    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-        build_streams(
-            &quanyu_connector_sdk::connector::parse_section("jd", section)?,
-            setup,
-        )
-    }
-
-    fn decrypts(&self) -> bool {
-        false
-    }
-
-    fn order_ids(&self) -> Option<quanyu_connector_sdk::connector::OrderIds> {
-        Some(quanyu_connector_sdk::connector::OrderIds {
+/// The connector as the engine registers it.
+pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<JdConfig> =
+    quanyu_connector_sdk::connector::ConnectorSpec {
+        name: "jd",
+        about: "JD (京东) POP orders",
+        channel: quanyu_schemas::Channel::Jd,
+        build: build_streams,
+        decrypts: false,
+        order_ids: Some(quanyu_connector_sdk::connector::OrderIds {
             state_prefix: "jd_",
             pattern: Some("[0-9]{9,15}"),
-        })
-    }
-
-    fn sandbox(&self) -> Option<&dyn quanyu_connector_sdk::connector::SandboxKit> {
-        Some(&sandbox::Kit)
-    }
-}
+        }),
+        sandbox: Some(&sandbox::Kit),
+    };

@@ -13,7 +13,7 @@ use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{ApiClient, ErrorKind, RequestContext, Secret, ShopToken, Window};
 use quanyu_jd::sandbox::Kit;
 use quanyu_jd::sign::sign;
-use quanyu_jd::Jd;
+use quanyu_jd::CONNECTOR;
 use quanyu_jd::{build_streams, JdClient, SEARCH_API};
 use quanyu_schemas::time::format_beijing;
 use quanyu_schemas::Channel;
@@ -22,7 +22,7 @@ use quanyu_connector_sdk::connector::sandbox_credentials::APP_SECRET as SECRET;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marketplace_suite() {
-    market::run_market_suite(&Jd).await;
+    market::run_market_suite(&CONNECTOR).await;
 }
 
 /// The gateway's own checks answer with JD's system codes: a stale
@@ -30,7 +30,7 @@ async fn marketplace_suite() {
 /// unknown app key (21); the SDKs' `…SSS+zzzz` timestamp form is accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_checks_answer_with_jd_system_codes() {
-    let jd = Started::start(&Jd, FaultConfig::default(), 20).await;
+    let jd = Started::start(&CONNECTOR, FaultConfig::default(), 20).await;
     let http = ApiClient::new(vec![], conformance::fast_retry_policy());
     let (token, _) = jd.core().tokens_for(0);
     let app_key = jd.announcement.app_key.clone();
@@ -135,7 +135,7 @@ fn direct_client(jd: &Started) -> (JdClient, ShopToken) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_and_page_limits_are_enforced() {
-    let jd = Started::start(&Jd, FaultConfig::default(), 50).await;
+    let jd = Started::start(&CONNECTOR, FaultConfig::default(), 50).await;
     let setup = market::setup();
     let mut cfg = Kit::config(&jd.announcement, SandboxPull::default());
     cfg.window_minutes = 30 * 24 * 60 + 1;
@@ -204,7 +204,7 @@ async fn window_and_page_limits_are_enforced() {
 /// gets a hash, no ciphertext lands, and every row names its buyer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receivers_are_kept_as_masks_only() {
-    let jd = Started::start(&Jd, FaultConfig::default(), 200).await;
+    let jd = Started::start(&CONNECTOR, FaultConfig::default(), 200).await;
     let as_of = jd.core().as_of();
     let streams = build_streams(
         &Kit::config(&jd.announcement, SandboxPull::default()),
@@ -260,7 +260,7 @@ async fn receivers_are_kept_as_masks_only() {
 /// own requests and gets every order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_requests_are_accepted() {
-    let jd = Started::start(&Jd, FaultConfig::default(), 300).await;
+    let jd = Started::start(&CONNECTOR, FaultConfig::default(), 300).await;
     let as_of = jd.core().as_of().timestamp();
     let mut got = 0;
     for i in 0..jd.core().shops().len() {

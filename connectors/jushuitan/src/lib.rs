@@ -234,45 +234,17 @@ impl OrderList for OrderQuery {
     }
 }
 
-/// The Jushuitan connector, as the engine registers it.
-pub struct Jushuitan;
-
-impl quanyu_connector_sdk::Connector for Jushuitan {
-    fn name(&self) -> &'static str {
-        "jushuitan"
-    }
-
-    fn about(&self) -> &'static str {
-        "Jushuitan (聚水潭) ERP orders"
-    }
-
-    fn channel(&self) -> quanyu_schemas::Channel {
-        quanyu_schemas::Channel::Jushuitan
-    }
-
-    fn streams(
-        &self,
-        section: serde_json::Value,
-        setup: &ConnectorSetup,
-    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-        build_streams(
-            &quanyu_connector_sdk::connector::parse_section("jushuitan", section)?,
-            setup,
-        )
-    }
-
-    fn decrypts(&self) -> bool {
-        false
-    }
-
-    fn order_ids(&self) -> Option<quanyu_connector_sdk::connector::OrderIds> {
-        Some(quanyu_connector_sdk::connector::OrderIds {
+/// The connector as the engine registers it.
+pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<JushuitanConfig> =
+    quanyu_connector_sdk::connector::ConnectorSpec {
+        name: "jushuitan",
+        about: "Jushuitan (聚水潭) ERP orders",
+        channel: quanyu_schemas::Channel::Jushuitan,
+        build: build_streams,
+        decrypts: false,
+        order_ids: Some(quanyu_connector_sdk::connector::OrderIds {
             state_prefix: "jst_",
             pattern: None,
-        })
-    }
-
-    fn sandbox(&self) -> Option<&dyn quanyu_connector_sdk::connector::SandboxKit> {
-        Some(&sandbox::Kit)
-    }
-}
+        }),
+        sandbox: Some(&sandbox::Kit),
+    };

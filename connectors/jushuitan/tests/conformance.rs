@@ -7,16 +7,16 @@ use quanyu_connector_sdk::connector::SandboxPull;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_jushuitan::build_streams;
 use quanyu_jushuitan::sandbox::Kit;
-use quanyu_jushuitan::Jushuitan;
+use quanyu_jushuitan::CONNECTOR;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marketplace_suite() {
-    market::run_market_suite(&Jushuitan).await;
+    market::run_market_suite(&CONNECTOR).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_limit_is_checked_before_any_request() {
-    let jst = Started::start(&Jushuitan, FaultConfig::default(), 20).await;
+    let jst = Started::start(&CONNECTOR, FaultConfig::default(), 20).await;
     let mut cfg = Kit::config(&jst.announcement, SandboxPull::default());
     cfg.window_minutes = 8 * 24 * 60;
     let err = build_streams(&cfg, &market::setup()).err().unwrap();

@@ -341,45 +341,17 @@ impl PhoneDecrypt for Decrypt {
     }
 }
 
-/// The Kuaishou connector, as the engine registers it.
-pub struct Kuaishou;
-
-impl quanyu_connector_sdk::Connector for Kuaishou {
-    fn name(&self) -> &'static str {
-        "kuaishou"
-    }
-
-    fn about(&self) -> &'static str {
-        "Kuaishou shop (快手电商) orders"
-    }
-
-    fn channel(&self) -> quanyu_schemas::Channel {
-        quanyu_schemas::Channel::Kuaishou
-    }
-
-    fn streams(
-        &self,
-        section: serde_json::Value,
-        setup: &ConnectorSetup,
-    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-        build_streams(
-            &quanyu_connector_sdk::connector::parse_section("kuaishou", section)?,
-            setup,
-        )
-    }
-
-    fn decrypts(&self) -> bool {
-        true
-    }
-
-    fn order_ids(&self) -> Option<quanyu_connector_sdk::connector::OrderIds> {
-        Some(quanyu_connector_sdk::connector::OrderIds {
+/// The connector as the engine registers it.
+pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<KuaishouConfig> =
+    quanyu_connector_sdk::connector::ConnectorSpec {
+        name: "kuaishou",
+        about: "Kuaishou shop (快手电商) orders",
+        channel: quanyu_schemas::Channel::Kuaishou,
+        build: build_streams,
+        decrypts: true,
+        order_ids: Some(quanyu_connector_sdk::connector::OrderIds {
             state_prefix: "ks_",
             pattern: Some("[0-9]{14,20}"),
-        })
-    }
-
-    fn sandbox(&self) -> Option<&dyn quanyu_connector_sdk::connector::SandboxKit> {
-        Some(&sandbox::Kit)
-    }
-}
+        }),
+        sandbox: Some(&sandbox::Kit),
+    };

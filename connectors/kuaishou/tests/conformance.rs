@@ -9,16 +9,16 @@ use quanyu_connector_sdk::market::TokenGateway;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{ApiClient, ErrorKind, RequestContext, Secret};
 use quanyu_kuaishou::sandbox::Kit;
-use quanyu_kuaishou::{build_streams, KsClient, KsParam, Kuaishou, SignMethod, CURSOR_LIST_API};
+use quanyu_kuaishou::{build_streams, KsClient, KsParam, SignMethod, CONNECTOR, CURSOR_LIST_API};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marketplace_suite() {
-    market::run_market_suite(&Kuaishou).await;
+    market::run_market_suite(&CONNECTOR).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_and_page_limits_are_enforced() {
-    let sb = Started::start(&Kuaishou, FaultConfig::default(), 50).await;
+    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 50).await;
     let setup = market::setup();
     let mut cfg = Kit::config(&sb.announcement, SandboxPull::default());
     cfg.window_minutes = 8 * 24 * 60;
@@ -78,7 +78,7 @@ async fn window_and_page_limits_are_enforced() {
 /// signs its own requests and gets every order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_requests_are_accepted() {
-    let sb = Started::start(&Kuaishou, FaultConfig::default(), 300).await;
+    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 300).await;
     let as_of = sb.core().as_of().timestamp();
     let ann = &sb.announcement;
     let mut got = 0;

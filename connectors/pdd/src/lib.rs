@@ -332,45 +332,17 @@ impl PhoneDecrypt for Decrypt {
     }
 }
 
-/// The Pinduoduo connector, as the engine registers it.
-pub struct Pdd;
-
-impl quanyu_connector_sdk::Connector for Pdd {
-    fn name(&self) -> &'static str {
-        "pdd"
-    }
-
-    fn about(&self) -> &'static str {
-        "Pinduoduo (拼多多) orders"
-    }
-
-    fn channel(&self) -> quanyu_schemas::Channel {
-        quanyu_schemas::Channel::Pdd
-    }
-
-    fn streams(
-        &self,
-        section: serde_json::Value,
-        setup: &ConnectorSetup,
-    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-        build_streams(
-            &quanyu_connector_sdk::connector::parse_section("pdd", section)?,
-            setup,
-        )
-    }
-
-    fn decrypts(&self) -> bool {
-        true
-    }
-
-    fn order_ids(&self) -> Option<quanyu_connector_sdk::connector::OrderIds> {
-        Some(quanyu_connector_sdk::connector::OrderIds {
+/// The connector as the engine registers it.
+pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<PddConfig> =
+    quanyu_connector_sdk::connector::ConnectorSpec {
+        name: "pdd",
+        about: "Pinduoduo (拼多多) orders",
+        channel: quanyu_schemas::Channel::Pdd,
+        build: build_streams,
+        decrypts: true,
+        order_ids: Some(quanyu_connector_sdk::connector::OrderIds {
             state_prefix: "pdd_",
             pattern: Some("[0-9]{6}-[0-9]{10,20}"),
-        })
-    }
-
-    fn sandbox(&self) -> Option<&dyn quanyu_connector_sdk::connector::SandboxKit> {
-        Some(&sandbox::Kit)
-    }
-}
+        }),
+        sandbox: Some(&sandbox::Kit),
+    };

@@ -10,11 +10,11 @@ use quanyu_connector_sdk::market::TokenGateway;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{ApiClient, ErrorKind, RequestContext, Secret, ShopToken};
 use quanyu_pdd::sandbox::Kit;
-use quanyu_pdd::{build_streams, Pdd, PddClient, INCREMENT_API};
+use quanyu_pdd::{build_streams, PddClient, CONNECTOR, INCREMENT_API};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marketplace_suite() {
-    market::run_market_suite(&Pdd).await;
+    market::run_market_suite(&CONNECTOR).await;
 }
 
 /// A client and the first shop's token, for calling the router directly.
@@ -31,7 +31,7 @@ fn direct_client(sb: &Started) -> (PddClient, ShopToken) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_and_page_limits_are_enforced() {
-    let sb = Started::start(&Pdd, FaultConfig::default(), 50).await;
+    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 50).await;
     let setup = market::setup();
     let mut cfg = Kit::config(&sb.announcement, SandboxPull::default());
     cfg.window_minutes = 31;
@@ -74,7 +74,7 @@ async fn window_and_page_limits_are_enforced() {
 /// held back by it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decrypt_calls_keep_their_own_interval() {
-    let sb = Started::start(&Pdd, FaultConfig::default(), 300).await;
+    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 300).await;
     let mut cfg = Kit::config(&sb.announcement, SandboxPull::default());
     cfg.decrypt = true;
     cfg.decrypt_interval_secs = 2;
@@ -111,7 +111,7 @@ async fn decrypt_calls_keep_their_own_interval() {
 /// own requests and gets every order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_requests_are_accepted() {
-    let sb = Started::start(&Pdd, FaultConfig::default(), 150).await;
+    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 150).await;
     let as_of = sb.core().as_of().timestamp();
     let ann = &sb.announcement;
     let url = url::Url::parse(&ann.base_url).unwrap();

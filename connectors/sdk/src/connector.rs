@@ -38,6 +38,11 @@ pub trait Connector: Send + Sync + 'static {
     /// The channel its rows carry.
     fn channel(&self) -> Channel;
 
+    /// Check one config section (`[[pdd]]` entry, as a generic value) without
+    /// resolving its secrets: unknown fields and bad values are an error
+    /// naming them.
+    fn check(&self, section: &serde_json::Value) -> Result<(), ConfigError>;
+
     /// The streams of one config section, given as a generic value (unknown
     /// fields are an error that names them).
     fn streams(
@@ -60,6 +65,68 @@ pub trait Connector: Send + Sync + 'static {
     /// bench.
     fn sandbox(&self) -> Option<&dyn SandboxKit> {
         None
+    }
+}
+
+/// Builds the streams of one typed config section.
+pub type BuildStreams<C> = fn(&C, &ConnectorSetup) -> Result<Vec<Arc<dyn Stream>>, ConfigError>;
+
+/// A connector declared as data: its typed config `C` and the function
+/// that turns one section into streams. Each connector crate has one
+/// `pub static CONNECTOR: ConnectorSpec<...>`; the engine registers it with
+/// one line.
+pub struct ConnectorSpec<C> {
+    /// The config section and connector name.
+    pub name: &'static str,
+    /// What it pulls, in a few words.
+    pub about: &'static str,
+    /// The channel its rows carry.
+    pub channel: Channel,
+    /// One section's streams.
+    pub build: BuildStreams<C>,
+    /// Whether it can decrypt receiver phones.
+    pub decrypts: bool,
+    /// How its order ids look and how cards name them.
+    pub order_ids: Option<OrderIds>,
+    /// Its sandbox.
+    pub sandbox: Option<&'static dyn SandboxKit>,
+}
+
+impl<C: DeserializeOwned + 'static> Connector for ConnectorSpec<C> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn about(&self) -> &'static str {
+        self.about
+    }
+
+    fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    fn check(&self, section: &serde_json::Value) -> Result<(), ConfigError> {
+        parse_section::<C>(self.name, section.clone()).map(|_| ())
+    }
+
+    fn streams(
+        &self,
+        section: serde_json::Value,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        (self.build)(&parse_section(self.name, section)?, setup)
+    }
+
+    fn decrypts(&self) -> bool {
+        self.decrypts
+    }
+
+    fn order_ids(&self) -> Option<OrderIds> {
+        self.order_ids
+    }
+
+    fn sandbox(&self) -> Option<&dyn SandboxKit> {
+        self.sandbox
     }
 }
 

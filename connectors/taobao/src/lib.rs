@@ -363,45 +363,17 @@ impl PhoneDecrypt for Decrypt {
     }
 }
 
-/// The Taobao connector, as the engine registers it.
-pub struct Taobao;
-
-impl quanyu_connector_sdk::Connector for Taobao {
-    fn name(&self) -> &'static str {
-        "taobao"
-    }
-
-    fn about(&self) -> &'static str {
-        "Taobao / Tmall (淘宝/天猫) orders"
-    }
-
-    fn channel(&self) -> quanyu_schemas::Channel {
-        quanyu_schemas::Channel::Taobao
-    }
-
-    fn streams(
-        &self,
-        section: serde_json::Value,
-        setup: &ConnectorSetup,
-    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-        build_streams(
-            &quanyu_connector_sdk::connector::parse_section("taobao", section)?,
-            setup,
-        )
-    }
-
-    fn decrypts(&self) -> bool {
-        true
-    }
-
-    fn order_ids(&self) -> Option<quanyu_connector_sdk::connector::OrderIds> {
-        Some(quanyu_connector_sdk::connector::OrderIds {
+/// The connector as the engine registers it.
+pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<TaobaoConfig> =
+    quanyu_connector_sdk::connector::ConnectorSpec {
+        name: "taobao",
+        about: "Taobao / Tmall (淘宝/天猫) orders",
+        channel: quanyu_schemas::Channel::Taobao,
+        build: build_streams,
+        decrypts: true,
+        order_ids: Some(quanyu_connector_sdk::connector::OrderIds {
             state_prefix: "tb_",
             pattern: Some("[0-9]{12,20}"),
-        })
-    }
-
-    fn sandbox(&self) -> Option<&dyn quanyu_connector_sdk::connector::SandboxKit> {
-        Some(&sandbox::Kit)
-    }
-}
+        }),
+        sandbox: Some(&sandbox::Kit),
+    };

@@ -6,18 +6,18 @@ use quanyu_connector_sdk::conformance::{self, MemoryLake};
 use quanyu_connector_sdk::connector::SandboxPull;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_taobao::sandbox::Kit;
-use quanyu_taobao::{build_streams, SignMethod, Taobao};
+use quanyu_taobao::{build_streams, SignMethod, CONNECTOR};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marketplace_suite() {
-    market::run_market_suite(&Taobao).await;
+    market::run_market_suite(&CONNECTOR).await;
 }
 
 /// Every TOP sign method is accepted: a run signed with each lands every
 /// trade.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sign_method_lands_every_trade() {
-    let top = Started::start(&Taobao, FaultConfig::default(), 100).await;
+    let top = Started::start(&CONNECTOR, FaultConfig::default(), 100).await;
     for method in [SignMethod::Md5, SignMethod::Hmac, SignMethod::HmacSha256] {
         let pull = SandboxPull {
             initial_days: market::WORLD_DAYS + 1,
@@ -36,7 +36,7 @@ async fn every_sign_method_lands_every_trade() {
 
 #[tokio::test]
 async fn gateway_enforces_window_and_page_limits() {
-    let top = Started::start(&Taobao, FaultConfig::default(), 50).await;
+    let top = Started::start(&CONNECTOR, FaultConfig::default(), 50).await;
     let mut cfg = Kit::config(&top.announcement, SandboxPull::default());
     cfg.window_minutes = 2 * 24 * 60;
     let setup = market::setup();
@@ -52,7 +52,7 @@ async fn gateway_enforces_window_and_page_limits() {
 /// signs its own requests and gets every order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_requests_are_accepted() {
-    let top = Started::start(&Taobao, FaultConfig::default(), 300).await;
+    let top = Started::start(&CONNECTOR, FaultConfig::default(), 300).await;
     let as_of = top.core().as_of().timestamp();
     let mut got = 0;
     for i in 0..top.core().shops().len() {

@@ -191,3 +191,15 @@ impl Stream for WecomContacts {
         Ok(report)
     }
 }
+
+/// The connector as the engine registers it.
+pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<WecomConfig> =
+    quanyu_connector_sdk::connector::ConnectorSpec {
+        name: "wecom",
+        about: "WeCom (企业微信) external contacts",
+        channel: quanyu_schemas::Channel::Wecom,
+        build: build_streams,
+        decrypts: false,
+        order_ids: None,
+        sandbox: None,
+    };

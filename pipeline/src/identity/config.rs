@@ -45,17 +45,13 @@ impl StateRule {
     }
 }
 
-/// The order-id formats of the platforms: Taobao tids, JD order ids,
-/// Pinduoduo `yymmdd-` order_sn, Douyin and Kuaishou numeric ids.
+/// The order-id format the connector of `channel` states (Taobao tids,
+/// Pinduoduo `yymmdd-` order_sn, ...), else letters, digits, `-` and `_`,
+/// 6 to 40 of them.
 pub fn default_order_pattern(channel: &str) -> &'static str {
-    match channel {
-        "taobao" => "[0-9]{12,20}",
-        "jd" => "[0-9]{9,15}",
-        "pdd" => "[0-9]{6}-[0-9]{10,20}",
-        "douyin" => "[0-9]{16,20}",
-        "kuaishou" => "[0-9]{14,20}",
-        _ => "[A-Za-z0-9_-]{6,40}",
-    }
+    crate::registry::find(channel)
+        .and_then(|c| c.order_ids()?.pattern)
+        .unwrap_or("[A-Za-z0-9_-]{6,40}")
 }
 
 /// Compiled state rules: `state` → (channel, order id) when it names an order.
@@ -137,17 +133,11 @@ pub struct IdentityConfig {
 impl Default for IdentityConfig {
     fn default() -> Self {
         IdentityConfig {
-            state_rules: [
-                ("tb_", "taobao"),
-                ("jd_", "jd"),
-                ("pdd_", "pdd"),
-                ("dy_", "douyin"),
-                ("ks_", "kuaishou"),
-                ("jst_", "jushuitan"),
-            ]
-            .into_iter()
-            .map(|(p, c)| StateRule::new(p, c))
-            .collect(),
+            // Every registered connector's own prefix.
+            state_rules: crate::registry::CONNECTORS
+                .iter()
+                .filter_map(|c| Some(StateRule::new(c.order_ids()?.state_prefix, c.name())))
+                .collect(),
             max_people: [
                 ("phone_hash", 3),
                 ("unionid", 2),
