@@ -29,7 +29,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit, SandboxPull,
+    ClearPhones, Emulated, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit,
+    SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
@@ -782,14 +783,19 @@ impl SandboxKit for Kit {
         as_of: DateTime<Utc>,
         faults: FaultConfig,
     ) -> Box<dyn RunningSandbox> {
-        Box::new(DouyinSandbox::new(DouyinSandboxConfig {
-            app_key: APP_KEY.into(),
-            app_secret: APP_SECRET.into(),
-            world,
-            faults,
-            as_of: Some(as_of),
-            token_ttl_secs: 7 * 86_400,
-        }))
+        Box::new(Emulated {
+            router: DouyinSandbox::router,
+            announce: DouyinSandbox::announcement,
+            describe: "Douyin shop (抖店) open platform sandbox at {base_url}/order/searchList",
+            sandbox: DouyinSandbox::new(DouyinSandboxConfig {
+                app_key: APP_KEY.into(),
+                app_secret: APP_SECRET.into(),
+                world,
+                faults,
+                as_of: Some(as_of),
+                token_ttl_secs: 7 * 86_400,
+            }),
+        })
     }
 
     fn streams(
@@ -811,37 +817,15 @@ impl SandboxKit for Kit {
     }
 }
 
-#[async_trait::async_trait]
-impl RunningSandbox for DouyinSandbox {
-    async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
-        self.serve(addr).await
-    }
-
-    fn orders_shown(&self) -> usize {
-        self.inner.core.visible_orders().len()
-    }
-
-    fn announce(&self, base_url: &str) -> SandboxAnnouncement {
-        #[allow(unused_mut)]
-        let mut a = self.inner.core.announce(
+impl DouyinSandbox {
+    /// What this sandbox accepts, served at `base_url`.
+    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
+        self.inner.core.announce(
             Channel::Douyin,
             base_url,
             &self.inner.cfg.app_key,
             &self.inner.cfg.app_secret,
-        );
-        a
-    }
-
-    fn describe(&self, base_url: &str) -> String {
-        format!("Douyin shop (抖店) open platform sandbox at {base_url}/order/searchList")
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn market(&self) -> Option<&MarketCore> {
-        Some(&self.inner.core)
+        )
     }
 }
 

@@ -20,8 +20,8 @@ use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
-    AnnouncedShop, ClearPhones, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit,
-    SandboxPull,
+    AnnouncedShop, ClearPhones, Emulated, RunningSandbox, SandboxAnnouncement, SandboxFacts,
+    SandboxKit, SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, OrderBook, Stage};
@@ -387,14 +387,19 @@ impl SandboxKit for Kit {
         as_of: DateTime<Utc>,
         faults: FaultConfig,
     ) -> Box<dyn RunningSandbox> {
-        Box::new(JushuitanSandbox::new(JushuitanSandboxConfig {
-            app_key: APP_KEY.into(),
-            app_secret: APP_SECRET.into(),
-            world,
-            faults,
-            as_of: Some(as_of),
-            token_ttl_secs: 30 * 86_400,
-        }))
+        Box::new(Emulated {
+            router: JushuitanSandbox::router,
+            announce: JushuitanSandbox::announcement,
+            describe: "Jushuitan open API sandbox at {base_url}/open/orders/single/query",
+            sandbox: JushuitanSandbox::new(JushuitanSandboxConfig {
+                app_key: APP_KEY.into(),
+                app_secret: APP_SECRET.into(),
+                world,
+                faults,
+                as_of: Some(as_of),
+                token_ttl_secs: 30 * 86_400,
+            }),
+        })
     }
 
     fn streams(
@@ -416,18 +421,9 @@ impl SandboxKit for Kit {
     }
 }
 
-#[async_trait::async_trait]
-impl RunningSandbox for JushuitanSandbox {
-    async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
-        self.serve(addr).await
-    }
-
-    fn orders_shown(&self) -> usize {
-        self.inner.core.visible_orders().len()
-    }
-
-    fn announce(&self, base_url: &str) -> SandboxAnnouncement {
-        #[allow(unused_mut)]
+impl JushuitanSandbox {
+    /// What this sandbox accepts, served at `base_url`.
+    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
         let mut a = self.inner.core.announce(
             Channel::Jushuitan,
             base_url,
@@ -447,18 +443,6 @@ impl RunningSandbox for JushuitanSandbox {
             })
             .collect();
         a
-    }
-
-    fn describe(&self, base_url: &str) -> String {
-        format!("Jushuitan open API sandbox at {base_url}/open/orders/single/query")
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn market(&self) -> Option<&MarketCore> {
-        Some(&self.inner.core)
     }
 }
 

@@ -28,7 +28,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET, SIGN_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit, SandboxPull,
+    ClearPhones, Emulated, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit,
+    SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
@@ -681,15 +682,20 @@ impl SandboxKit for Kit {
         as_of: DateTime<Utc>,
         faults: FaultConfig,
     ) -> Box<dyn RunningSandbox> {
-        Box::new(KuaishouSandbox::new(KuaishouSandboxConfig {
-            app_key: APP_KEY.into(),
-            app_secret: APP_SECRET.into(),
-            sign_secret: SIGN_SECRET.into(),
-            world,
-            faults,
-            as_of: Some(as_of),
-            token_ttl_secs: 7 * 86_400,
-        }))
+        Box::new(Emulated {
+            router: KuaishouSandbox::router,
+            announce: KuaishouSandbox::announcement,
+            describe: "Kuaishou open platform sandbox at {base_url}/open/order/cursor/list",
+            sandbox: KuaishouSandbox::new(KuaishouSandboxConfig {
+                app_key: APP_KEY.into(),
+                app_secret: APP_SECRET.into(),
+                sign_secret: SIGN_SECRET.into(),
+                world,
+                faults,
+                as_of: Some(as_of),
+                token_ttl_secs: 7 * 86_400,
+            }),
+        })
     }
 
     fn streams(
@@ -711,18 +717,9 @@ impl SandboxKit for Kit {
     }
 }
 
-#[async_trait::async_trait]
-impl RunningSandbox for KuaishouSandbox {
-    async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
-        self.serve(addr).await
-    }
-
-    fn orders_shown(&self) -> usize {
-        self.inner.core.visible_orders().len()
-    }
-
-    fn announce(&self, base_url: &str) -> SandboxAnnouncement {
-        #[allow(unused_mut)]
+impl KuaishouSandbox {
+    /// What this sandbox accepts, served at `base_url`.
+    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
         let mut a = self.inner.core.announce(
             Channel::Kuaishou,
             base_url,
@@ -731,18 +728,6 @@ impl RunningSandbox for KuaishouSandbox {
         );
         a.sign_secret = Some(self.inner.cfg.sign_secret.clone());
         a
-    }
-
-    fn describe(&self, base_url: &str) -> String {
-        format!("Kuaishou open platform sandbox at {base_url}/open/order/cursor/list")
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn market(&self) -> Option<&MarketCore> {
-        Some(&self.inner.core)
     }
 }
 

@@ -26,7 +26,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit, SandboxPull,
+    ClearPhones, Emulated, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit,
+    SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::Stage;
@@ -565,14 +566,19 @@ impl SandboxKit for Kit {
         as_of: DateTime<Utc>,
         faults: FaultConfig,
     ) -> Box<dyn RunningSandbox> {
-        Box::new(PddSandbox::new(PddSandboxConfig {
-            client_id: APP_KEY.into(),
-            client_secret: APP_SECRET.into(),
-            world,
-            faults,
-            as_of: Some(as_of),
-            token_ttl_secs: 86_400,
-        }))
+        Box::new(Emulated {
+            router: PddSandbox::router,
+            announce: PddSandbox::announcement,
+            describe: "Pinduoduo router sandbox at {base_url}/api/router",
+            sandbox: PddSandbox::new(PddSandboxConfig {
+                client_id: APP_KEY.into(),
+                client_secret: APP_SECRET.into(),
+                world,
+                faults,
+                as_of: Some(as_of),
+                token_ttl_secs: 86_400,
+            }),
+        })
     }
 
     fn streams(
@@ -594,37 +600,15 @@ impl SandboxKit for Kit {
     }
 }
 
-#[async_trait::async_trait]
-impl RunningSandbox for PddSandbox {
-    async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
-        self.serve(addr).await
-    }
-
-    fn orders_shown(&self) -> usize {
-        self.inner.core.visible_orders().len()
-    }
-
-    fn announce(&self, base_url: &str) -> SandboxAnnouncement {
-        #[allow(unused_mut)]
-        let mut a = self.inner.core.announce(
+impl PddSandbox {
+    /// What this sandbox accepts, served at `base_url`.
+    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
+        self.inner.core.announce(
             Channel::Pdd,
             base_url,
             &self.inner.cfg.client_id,
             &self.inner.cfg.client_secret,
-        );
-        a
-    }
-
-    fn describe(&self, base_url: &str) -> String {
-        format!("Pinduoduo router sandbox at {base_url}/api/router")
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn market(&self) -> Option<&MarketCore> {
-        Some(&self.inner.core)
+        )
     }
 }
 

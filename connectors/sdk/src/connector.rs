@@ -279,3 +279,47 @@ pub trait RunningSandbox: Send + Sync {
         None
     }
 }
+
+/// A marketplace emulator made a [`RunningSandbox`] from data: its routes,
+/// what it announces and one line describing it (`{base_url}` is replaced
+/// by where it serves).
+pub struct Emulated<S> {
+    /// The emulator (derefs to its order book, tokens and counters).
+    pub sandbox: S,
+    /// Its routes.
+    pub router: fn(&S) -> axum::Router,
+    /// What it accepts at a base URL.
+    pub announce: fn(&S, &str) -> SandboxAnnouncement,
+    /// What it emulates: `Pinduoduo router sandbox at {base_url}/api/router`.
+    pub describe: &'static str,
+}
+
+#[async_trait::async_trait]
+impl<S> RunningSandbox for Emulated<S>
+where
+    S: std::ops::Deref<Target = crate::sandbox::market::MarketCore> + Send + Sync + 'static,
+{
+    async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
+        crate::sandbox::serve((self.router)(&self.sandbox), addr).await
+    }
+
+    fn orders_shown(&self) -> usize {
+        self.sandbox.visible_orders().len()
+    }
+
+    fn announce(&self, base_url: &str) -> SandboxAnnouncement {
+        (self.announce)(&self.sandbox, base_url)
+    }
+
+    fn describe(&self, base_url: &str) -> String {
+        self.describe.replace("{base_url}", base_url)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        &self.sandbox
+    }
+
+    fn market(&self) -> Option<&crate::sandbox::market::MarketCore> {
+        Some(&self.sandbox)
+    }
+}

@@ -24,7 +24,8 @@ use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit, SandboxPull,
+    ClearPhones, Emulated, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit,
+    SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, Stage};
@@ -551,13 +552,18 @@ impl SandboxKit for Kit {
         as_of: DateTime<Utc>,
         faults: FaultConfig,
     ) -> Box<dyn RunningSandbox> {
-        Box::new(TopSandbox::new(TopSandboxConfig {
-            app_key: APP_KEY.into(),
-            app_secret: APP_SECRET.into(),
-            world,
-            faults,
-            as_of: Some(as_of),
-        }))
+        Box::new(Emulated {
+            router: TopSandbox::router,
+            announce: TopSandbox::announcement,
+            describe: "TOP gateway sandbox at {base_url}/router/rest",
+            sandbox: TopSandbox::new(TopSandboxConfig {
+                app_key: APP_KEY.into(),
+                app_secret: APP_SECRET.into(),
+                world,
+                faults,
+                as_of: Some(as_of),
+            }),
+        })
     }
 
     fn streams(
@@ -579,18 +585,9 @@ impl SandboxKit for Kit {
     }
 }
 
-#[async_trait::async_trait]
-impl RunningSandbox for TopSandbox {
-    async fn serve_on(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
-        self.serve(addr).await
-    }
-
-    fn orders_shown(&self) -> usize {
-        self.inner.core.visible_orders().len()
-    }
-
-    fn announce(&self, base_url: &str) -> SandboxAnnouncement {
-        #[allow(unused_mut)]
+impl TopSandbox {
+    /// What this sandbox accepts, served at `base_url`.
+    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
         let mut a = self.inner.core.announce(
             Channel::Taobao,
             base_url,
@@ -602,18 +599,6 @@ impl RunningSandbox for TopSandbox {
             s.refresh_token = None;
         }
         a
-    }
-
-    fn describe(&self, base_url: &str) -> String {
-        format!("TOP gateway sandbox at {base_url}/router/rest")
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn market(&self) -> Option<&MarketCore> {
-        Some(&self.inner.core)
     }
 }
 

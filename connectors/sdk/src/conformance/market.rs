@@ -20,8 +20,8 @@ use quanyu_schemas::{LakeKey, PiiHasher};
 
 use super::{fast_retry_policy, run_all, Harness, Key, MemoryLake, Running};
 use crate::connector::{
-    ClearPhones, Connector, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit,
-    SandboxPull,
+    AnnouncedShop, ClearPhones, Connector, RunningSandbox, SandboxAnnouncement, SandboxFacts,
+    SandboxKit, SandboxPull,
 };
 use crate::sandbox::market::MarketCore;
 use crate::sandbox::world::{WorldConfig, WorldShop};
@@ -149,6 +149,35 @@ impl Started {
             )),
         )
         .expect("an in-memory token")
+    }
+
+    /// Run an official SDK's check script (`tests/sdk_check.py` of the
+    /// connector) once per shop with `args(shop)` plus `--start`/`--end`
+    /// spanning the world, and sum the orders each run printed. `None`
+    /// (after printing why) when Python or the SDK is not installed,
+    /// except under `CI=true`, where that fails.
+    pub fn official_sdk_orders(
+        &self,
+        script: &std::path::Path,
+        args: impl Fn(&AnnouncedShop) -> Vec<String>,
+    ) -> Option<u64> {
+        let as_of = self.core().as_of().timestamp();
+        let window = [
+            "--start".to_string(),
+            (as_of - (WORLD_DAYS + 1) * 86_400).to_string(),
+            "--end".to_string(),
+            (as_of + 1).to_string(),
+        ];
+        let mut orders = 0;
+        for shop in &self.announcement.shops {
+            let mut all = args(shop);
+            all.extend(window.iter().cloned());
+            let out = super::run_sdk_check(script, &all)?;
+            orders += out["orders"]
+                .as_u64()
+                .expect("the script prints its order count");
+        }
+        Some(orders)
     }
 
     /// The secrets the good streams use (none may leak).
