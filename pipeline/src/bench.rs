@@ -129,7 +129,7 @@ async fn bench_against(
         crate::sandboxes::streams_for(ann, pull, &ConnectorSetup::new(RetryPolicy::default()))?;
     let hasher = PiiHasher::new(&LakeKey::from_bytes(rand::random()));
     let ctx = PullContext {
-        run_id: crate::demo::new_run_id(),
+        run_id: crate::sync::new_run_id(),
         ingested_at: Utc::now(),
         hasher,
     };
@@ -160,7 +160,7 @@ async fn bench_against(
     // Identity and customers, as `quanyu run` builds them after a pull.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let t = Instant::now();
-    let ids = crate::identity::build_identity(&lake, &ctx.hasher, &Default::default()).await?;
+    let (ids, _) = crate::sync::derive(&lake, &ctx.hasher, &Default::default(), false).await?;
     let identity_secs = t.elapsed().as_secs_f64();
     let identity_peak_rss_mib = crate::bench::peak_rss_mib();
     if lake_path == tmp {

@@ -375,7 +375,7 @@ pub async fn run(
         step(
             &mut out.steps,
             "first build from orders",
-            crate::identity::build_identity(&lake, &h, &cfg),
+            crate::sync::derive(&lake, &h, &cfg, false),
         )
         .await?;
         // 1 %: half new people, half an extra order of existing buyers.
@@ -391,17 +391,19 @@ pub async fn run(
         out.incremental = step(
             &mut out.steps,
             "incremental build",
-            crate::identity::build_identity(&lake, &h, &cfg),
+            crate::sync::derive(&lake, &h, &cfg, false),
         )
-        .await?;
+        .await?
+        .0;
         eprintln!("    {}", crate::identity::build::describe(&out.incremental));
         let full = Lake::open(&copy)?;
         out.full = step(
             &mut out.steps,
             "full rebuild of the same state",
-            crate::identity::rebuild_identity(&full, &h, &cfg),
+            crate::sync::derive(&full, &h, &cfg, true),
         )
-        .await?;
+        .await?
+        .0;
         eprintln!("    {}", crate::identity::build::describe(&out.full));
     }
     Ok(out)

@@ -330,10 +330,10 @@ pub async fn run(dir: &std::path::Path, orders: u64, skip_build: bool) -> Result
         let summary = step(
             &mut out.steps,
             "identity and customers",
-            crate::identity::build_identity(&lake, &hasher, &IdentityConfig::default()),
+            crate::sync::derive(&lake, &hasher, &IdentityConfig::default(), false),
         )
         .await?;
-        out.customers = summary.customers;
+        out.customers = summary.0.customers;
         // A later pull: the last two days' orders moved on (about 0.5 %),
         // and as many new orders of new people.
         let later = as_of() + Duration::hours(1);
@@ -371,7 +371,7 @@ pub async fn run(dir: &std::path::Path, orders: u64, skip_build: bool) -> Result
         step(
             &mut out.steps,
             "identity and customers after 1 % more",
-            crate::identity::build_identity(&lake, &hasher, &IdentityConfig::default()),
+            crate::sync::derive(&lake, &hasher, &IdentityConfig::default(), false),
         )
         .await?;
     }

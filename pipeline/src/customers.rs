@@ -48,8 +48,7 @@ pub async fn build_customers(lake: &Lake, built: (&str, i64)) -> Result<()> {
             ..Default::default()
         },
     )
-    .await?;
-    build_bridges(lake).await
+    .await
 }
 
 const TS: &str = "arrow_cast(NULL, 'Timestamp(Microsecond, Some(\"UTC\"))')";
@@ -178,7 +177,7 @@ fn customers_sql(has_orders: bool, has_contacts: bool) -> String {
 /// cost, the unified customers it touched, how many of them are marketplace
 /// buyers, and how many of those are WeCom contacts now. A touchpoint
 /// reaches a customer through its phone, its external_userid or its order.
-pub async fn build_bridges(lake: &Lake) -> Result<()> {
+pub async fn build_bridges(lake: &Lake, built: (&str, i64)) -> Result<()> {
     let ctx = crate::lake::new_context();
     if !lake.register(&ctx, "touchpoints").await? {
         return Ok(());
@@ -223,6 +222,7 @@ pub async fn build_bridges(lake: &Lake) -> Result<()> {
         .iter()
         .map(|b| crate::lake::conform(b, &schema))
         .collect::<Result<Vec<RecordBatch>>>()?;
-    lake.overwrite("bridges", &schema, batches, None).await?;
+    lake.overwrite("bridges", &schema, batches, Some(built))
+        .await?;
     Ok(())
 }

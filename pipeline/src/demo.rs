@@ -9,14 +9,14 @@ use chrono::{Duration, Utc};
 use quanyu_connector_sdk::connector::SandboxPull;
 use quanyu_connector_sdk::sandbox::world::WorldConfig;
 use quanyu_connector_sdk::sandbox::FaultConfig;
-use quanyu_connector_sdk::{ConnectorSetup, PullContext, RetryPolicy};
+use quanyu_connector_sdk::{ConnectorSetup, RetryPolicy};
 use quanyu_schemas::PiiHasher;
 
 use crate::config::Config;
-use crate::identity::build_identity;
 use crate::lake::Lake;
-use crate::runner::{run_streams, RunOptions};
+use crate::runner::RunOptions;
 use crate::sandboxes::Sandboxes;
+use crate::sync::Sync;
 
 /// Demo settings.
 #[derive(Debug, Clone)]
@@ -87,21 +87,18 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     let streams = sb.streams(pull, &ConnectorSetup::new(policy))?;
     let lake = Lake::open(&opts.lake)?;
     let _lock = lake.lock_writer()?;
-    let ctx = PullContext {
-        run_id: new_run_id(),
-        ingested_at: Utc::now(),
-        hasher: hasher.clone(),
-    };
-    let records = run_streams(
-        &lake,
-        &streams,
-        &ctx,
-        RunOptions {
+    // Pull and refresh now; identity and marts once the bridges' files are
+    // imported too.
+    let records = Sync::new(&lake, &hasher)
+        .streams(streams)
+        .options(RunOptions {
             progress: opts.progress,
             ..RunOptions::default()
-        },
-    )
-    .await?;
+        })
+        .without_identity()
+        .run()
+        .await?
+        .records;
     // The bridges: vendors' exports rendered from the same world, imported
     // with the mappings examples/quanyu.toml documents.
     let world_now =
@@ -154,9 +151,9 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     let expected_customers = world_now.expected_unified_customers(as_of, &decrypt_channels());
     sb.stop().await;
     drop(world_now);
-    build_identity(&lake, &hasher, &cfg.identity).await?;
+    crate::sync::derive(&lake, &hasher, &cfg.identity, false).await?;
     // Every count from one session (each table opened once).
-    let session = lake.session().await?;
+    let session = lake.session_of(&crate::marts::sql_tables()).await?;
     let mut counts = Vec::new();
     for t in [
         "orders",
@@ -233,13 +230,4 @@ pub fn demo_world(as_of: chrono::DateTime<Utc>, orders: usize) -> WorldConfig {
         .shops
         .retain(|s| crate::sandboxes::demo_channels().contains(&s.channel));
     world
-}
-
-/// A new run id: `run-<UTC time>-<random>`.
-pub fn new_run_id() -> String {
-    format!(
-        "run-{}-{:04x}",
-        Utc::now().format("%Y%m%dT%H%M%S"),
-        rand::random::<u16>()
-    )
 }

@@ -5,14 +5,12 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use chrono::Utc;
-use quanyu_connector_sdk::PullContext;
 use quanyu_files::ImportConfig;
 use quanyu_schemas::PiiHasher;
 
 use crate::config::Config;
 use crate::lake::Lake;
-use crate::runner::{run_streams, stream_cursor, RunOptions};
+use crate::runner::{stream_cursor, RunOptions};
 
 /// Import `paths` with `import` under the lake's writer lock, then rebuild
 /// identity; returns one line per file saying what happened.
@@ -26,12 +24,12 @@ pub async fn import_files(
 ) -> Result<Vec<String>> {
     let _lock = lake.lock_writer()?;
     let lines = import_locked(lake, cfg, import, paths, hasher, progress).await?;
-    crate::identity::build_identity(lake, hasher, &cfg.identity).await?;
+    crate::sync::derive(lake, hasher, &cfg.identity, false).await?;
     Ok(lines)
 }
 
-/// [`import_files`] for a caller that holds the writer lock and rebuilds
-/// identity itself.
+/// [`import_files`] for a caller that holds the writer lock and derives
+/// identity and marts itself.
 pub async fn import_locked(
     lake: &Lake,
     cfg: &Config,
@@ -55,12 +53,25 @@ pub async fn import_locked(
         }
         streams.push((p.clone(), stream));
     }
+    // The table is refreshed even when every file is in the raw table
+    // already: a run killed between its raw commit and the refresh left rows
+    // only a refresh brings into the current table (it reads only the raw
+    // versions it has not seen, so it costs nothing when none are new).
+    let only: Vec<_> = streams.iter().map(|(_, s)| s.clone()).collect();
+    let report = crate::sync::Sync::new(lake, hasher)
+        .streams(only)
+        .refresh(import.table.kind())
+        .options(RunOptions {
+            chunk_rows: cfg.run.chunk_rows,
+            progress,
+            parallel_streams: cfg.run.parallel_streams,
+            windows_at_once: cfg.run.windows_at_once,
+        })
+        .without_identity()
+        .run()
+        .await?;
     if streams.is_empty() {
-        // Every file is in the raw table already. A run killed between its
-        // raw commit and the refresh left rows that only a refresh brings
-        // into the current table: catch up now (it reads only the raw
-        // versions it has not seen, so it costs nothing when none are new).
-        let caught_up = crate::refresh::refresh_current(lake, import.table.kind()).await?;
+        let caught_up: u64 = report.refreshed.iter().map(|(_, n)| n).sum();
         if caught_up > 0 {
             lines.push(format!(
                 "{caught_up} rows imported earlier but not yet in {} were brought in",
@@ -69,24 +80,7 @@ pub async fn import_locked(
         }
         return Ok(lines);
     }
-    let ctx = PullContext {
-        run_id: crate::demo::new_run_id(),
-        ingested_at: Utc::now(),
-        hasher: hasher.clone(),
-    };
-    let only: Vec<_> = streams.iter().map(|(_, s)| s.clone()).collect();
-    let records = run_streams(
-        lake,
-        &only,
-        &ctx,
-        RunOptions {
-            chunk_rows: cfg.run.chunk_rows,
-            progress,
-            parallel_streams: cfg.run.parallel_streams,
-            windows_at_once: cfg.run.windows_at_once,
-        },
-    )
-    .await?;
+    let records = report.records;
     for ((path, _), r) in streams.iter().zip(&records) {
         lines.push(format!(
             "{}: {} — {} rows, {} landed, {} quarantined{}",

@@ -23,13 +23,11 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 use url::Url;
 
-/// Every table quanyu writes, in the order `quanyu sql` lists them.
-pub const TABLES: &[&str] = &[
+/// The lake's own tables (the marts come on top, see `marts::MARTS`).
+pub const CORE_TABLES: &[&str] = &[
     "orders",
     "contacts",
     "touchpoints",
-    "customers",
-    "bridges",
     "identity_map",
     "identity_edges",
     "identity_aliases",
@@ -566,8 +564,9 @@ impl Lake {
         Ok(())
     }
 
-    /// A DataFusion session with every existing lake table registered.
-    pub async fn session(&self) -> Result<SessionContext> {
+    /// A DataFusion session with the tables `names` registered (those that
+    /// exist).
+    pub async fn session_of(&self, names: &[&str]) -> Result<SessionContext> {
         let ctx = new_context();
         // `SHOW TABLES`, `SHOW COLUMNS FROM orders`, information_schema.
         ctx.state_ref()
@@ -576,7 +575,7 @@ impl Lake {
             .options_mut()
             .catalog
             .information_schema = true;
-        for name in TABLES {
+        for name in names {
             self.register(&ctx, name).await?;
         }
         Ok(ctx)
@@ -855,7 +854,7 @@ mod tests {
                 .unwrap(),
             None
         );
-        let ctx = lake.session().await.unwrap();
+        let ctx = lake.session_of(CORE_TABLES).await.unwrap();
         let n = ctx
             .sql("select count(*) from raw_orders")
             .await

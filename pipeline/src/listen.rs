@@ -525,10 +525,12 @@ async fn receive_call(
     }
 }
 
-/// Serve on `addr` until the process ends, refreshing `touchpoints` every
-/// `refresh_every` when no other process holds the lake's writer lock.
+/// Serve on `addr` until the process ends; every `refresh_every`, when no
+/// other process holds the lake's writer lock, a sync refreshes
+/// `touchpoints` with what the callbacks landed.
 pub async fn serve(
     lake: Lake,
+    hasher: PiiHasher,
     router: Router,
     addr: SocketAddr,
     refresh_every: std::time::Duration,
@@ -545,10 +547,10 @@ pub async fn serve(
         loop {
             tick.tick().await;
             if let Ok(_lock) = lake.lock_writer() {
-                if let Err(e) =
-                    crate::refresh::refresh_current(&lake, quanyu_schemas::TableKind::Touchpoints)
-                        .await
-                {
+                let sync = crate::sync::Sync::new(&lake, &hasher)
+                    .refresh(quanyu_schemas::TableKind::Touchpoints)
+                    .without_identity();
+                if let Err(e) = sync.run().await {
                     tracing::warn!("touchpoints refresh failed: {e:#}");
                 }
             }

@@ -11,7 +11,7 @@ use quanyu::config::{default_key_file, Config};
 use quanyu::lake::Lake;
 use quanyu_connector_sdk::sandbox::world::{WorldConfig, WorldShop};
 use quanyu_connector_sdk::sandbox::FaultConfig;
-use quanyu_connector_sdk::{ConnectorSetup, LimiterRegistry, PullContext, RetryPolicy, TokenStore};
+use quanyu_connector_sdk::{ConnectorSetup, LimiterRegistry, RetryPolicy, TokenStore};
 use quanyu_schemas::PiiHasher;
 use tracing_subscriber::EnvFilter;
 
@@ -452,19 +452,20 @@ async fn run(cli: Cli) -> Result<()> {
             )?;
             let lake = Lake::open(&cfg.lake.root)?;
             let _lock = lake.lock_writer()?;
-            let ctx = PullContext {
-                run_id: quanyu::demo::new_run_id(),
-                ingested_at: Utc::now(),
-                hasher: hasher.clone(),
-            };
             let opts = quanyu::runner::RunOptions {
                 chunk_rows: cfg.run.chunk_rows,
                 progress,
                 parallel_streams: cfg.run.parallel_streams,
                 windows_at_once: cfg.run.windows_at_once,
             };
-            let records = quanyu::runner::run_streams(&lake, &streams, &ctx, opts).await?;
-            let ids = quanyu::identity::build_identity(&lake, &hasher, &cfg.identity).await?;
+            let report = quanyu::sync::Sync::new(&lake, &hasher)
+                .streams(streams)
+                .identity(&cfg.identity)
+                .options(opts)
+                .run()
+                .await?;
+            let records = report.records;
+            let ids = report.identity.context("the sync built identity")?;
             for r in &records {
                 println!(
                     "{}.{}@{}: {} — {} in, {} landed, {} quarantined, {} requests ({} retried){}",
@@ -574,15 +575,17 @@ async fn run(cli: Cli) -> Result<()> {
             let cfg = Config::load(&config)?;
             let key = quanyu::keys::load_key(&cfg.lake.key_file)?;
             let lake = Lake::open(&cfg.lake.root)?;
+            let hasher = PiiHasher::new(&key);
             let router = quanyu::listen::router(
                 lake.clone(),
-                PiiHasher::new(&key),
+                hasher.clone(),
                 &cfg.listen,
                 &cfg.bridges,
                 &cfg.identity.state_rules,
             )?;
             quanyu::listen::serve(
                 lake,
+                hasher,
                 router,
                 std::net::SocketAddr::new(bind, port),
                 std::time::Duration::from_secs(30),

@@ -482,8 +482,8 @@ impl Completeness {
     }
 }
 
-/// Run every stream, record each in `runs`, then refresh the current tables
-/// touched. Returns the run records.
+/// Run every stream and record each in `runs`; the caller (the sync)
+/// refreshes the current tables they touched. Returns the run records.
 pub async fn run_streams(
     lake: &Lake,
     streams: &[Arc<dyn Stream>],
@@ -500,10 +500,10 @@ pub async fn run_streams(
             .expect("valid template");
     // Every table the streams write exists before they run side by side
     // (creating one is not a commit that can be retried).
-    let mut touched = Vec::new();
+    let mut created = Vec::new();
     for stream in streams {
-        if !touched.contains(&stream.table()) {
-            touched.push(stream.table());
+        if !created.contains(&stream.table()) {
+            created.push(stream.table());
             lake.table(&raw_table(stream.table()), &stream.table().schema())
                 .await?;
         }
@@ -515,14 +515,17 @@ pub async fn run_streams(
     crate::runs::record_interrupted(lake).await?;
     let ids: Vec<_> = streams.iter().map(|s| s.id().clone()).collect();
     let marker = crate::runs::RunMarker::start(lake, &ctx.run_id, &ids)?;
-    let runs = streams.iter().map(|stream| {
+    // Boxed, collected futures: a lazy map of async closures makes the
+    // run's future one a spawned task cannot prove Send for (a rustc
+    // limitation with higher-ranked closures).
+    let runs: Vec<futures::future::BoxFuture<'_, Result<RunRecord>>> = streams.iter().map(|stream| -> futures::future::BoxFuture<'_, Result<RunRecord>> {
         let bar = multi.add(
             ProgressBar::new_spinner()
                 .with_style(style.clone())
                 .with_prefix(stream.id().to_string()),
         );
         bar.enable_steady_tick(std::time::Duration::from_millis(200));
-        async move {
+        Box::pin(async move {
             let rec = run_stream(lake, stream, ctx, opts, bar).await;
             tracing::info!(
                 stream = %stream.id(), status = %rec.status, rows_in = rec.rows_in, rows_out = rec.rows_out,
@@ -537,8 +540,8 @@ pub async fn run_streams(
             )
             .await?;
             Ok::<_, anyhow::Error>(rec)
-        }
-    });
+        })
+    }).collect();
     // Concurrent appends to one raw table commit one after another (Delta's
     // optimistic concurrency: appends never conflict).
     let records: Vec<RunRecord> = futures::stream::iter(runs)
@@ -548,8 +551,5 @@ pub async fn run_streams(
         .into_iter()
         .collect::<Result<_>>()?;
     marker.finish()?;
-    for kind in touched {
-        crate::refresh::refresh_current(lake, kind).await?;
-    }
     Ok(records)
 }

@@ -59,7 +59,7 @@ async fn plan(
 /// does not, the query runs again with sort-merge joins, which spill to
 /// disk, instead of failing.
 pub async fn query(lake: &Lake, query: &str) -> Result<Vec<RecordBatch>> {
-    let ctx = lake.session().await?;
+    let ctx = lake.session_of(&crate::marts::sql_tables()).await?;
     let df = plan(&ctx, query).await?;
     match df.collect().await {
         Ok(b) => Ok(b),
@@ -68,7 +68,7 @@ pub async fn query(lake: &Lake, query: &str) -> Result<Vec<RecordBatch>> {
                 "the query's hash joins do not fit in the memory budget ({} MiB): running it again with joins that spill to disk",
                 crate::lake::memory_limit_bytes() / (1024 * 1024)
             );
-            let ctx = lake.session().await?;
+            let ctx = lake.session_of(&crate::marts::sql_tables()).await?;
             crate::lake::prefer_spilling_joins(&ctx).await?;
             let df = plan(&ctx, query).await?;
             Ok(df.collect().await?)

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use arrow::array::{Array, AsArray};
 use chrono::{DateTime, Duration, Utc};
-use quanyu::identity::{build_identity, rebuild_identity, IdentityConfig};
+use quanyu::identity::IdentityConfig;
 use quanyu::lake::Lake;
 use quanyu_connector_sdk::sandbox::world::{
     external_userid, has_buyer_id, mask_address, mask_name, store_phone, ContactOrigin, CrmPhone,
@@ -489,7 +489,7 @@ async fn assert_incremental_equals_full(
     let full_dir = tempfile::tempdir().unwrap();
     copy_dir(before, full_dir.path());
     let full = Lake::open(full_dir.path()).unwrap();
-    let s = rebuild_identity(&full, h, cfg).await.unwrap();
+    let s = quanyu::sync::derive(&full, h, cfg, true).await.unwrap().0;
     assert!(s.full);
     let (a, b) = (map_rows(lake).await, map_rows(&full).await);
     if a != b {
@@ -573,7 +573,10 @@ async fn ten_incremental_rounds_without_churn() {
         land(&lake, &r.orders, &r.contacts).await;
         let snapshot = tempfile::tempdir().unwrap();
         copy_dir(lake.root(), snapshot.path());
-        let s = build_identity(&lake, &h, &cfg).await.unwrap();
+        let s = quanyu::sync::derive(&lake, &h, &cfg, false)
+            .await
+            .unwrap()
+            .0;
         assert_eq!(s.full, k == 1, "round {k}: {s:?}");
         if k % 3 == 0 || k == rounds {
             assert_incremental_equals_full(snapshot.path(), &lake, &h, &cfg, &format!("round {k}"))
@@ -840,7 +843,10 @@ async fn incremental_equals_full_over_random_sequences() {
                     None => contacts.push(c),
                 }
             }
-            let s = build_identity(&lake, &h, &cfg).await.unwrap();
+            let s = quanyu::sync::derive(&lake, &h, &cfg, false)
+                .await
+                .unwrap()
+                .0;
             assert_eq!(s.full, step == 0, "seed {seed} step {step}: {s:?}");
             for (k, n) in [
                 ("merge", s.merged),
@@ -898,14 +904,23 @@ async fn many_changed_records_rewrite_edges_in_one_pass() {
     };
     let first: Vec<_> = (0..400).map(|i| order(i, i, t0)).collect();
     land(&lake, &first, &[]).await;
-    assert!(build_identity(&lake, &h, &cfg).await.unwrap().full);
+    assert!(
+        quanyu::sync::derive(&lake, &h, &cfg, false)
+            .await
+            .unwrap()
+            .0
+            .full
+    );
     // Every order now ships to a new phone shared with its neighbour.
     let later = t0 + Duration::hours(1);
     let moved: Vec<_> = (0..400).map(|i| order(i, 1_000 + i / 2, later)).collect();
     land(&lake, &moved, &[]).await;
     let before = tempfile::tempdir().unwrap();
     copy_dir(lake.root(), before.path());
-    let s = build_identity(&lake, &h, &cfg).await.unwrap();
+    let s = quanyu::sync::derive(&lake, &h, &cfg, false)
+        .await
+        .unwrap()
+        .0;
     assert!(!s.full, "{s:?}");
     assert_eq!(s.changed_records, 400);
     assert_eq!(s.customers, 200, "{s:?}");
@@ -966,7 +981,10 @@ async fn customers_from_contacts_alone_then_with_orders() {
         ],
     )
     .await;
-    let s = build_identity(&lake, &h, &cfg).await.unwrap();
+    let s = quanyu::sync::derive(&lake, &h, &cfg, false)
+        .await
+        .unwrap()
+        .0;
     assert_eq!(s.customers, 3, "{s:?}");
     let rows = |q: &'static str| {
         let lake = lake.clone();
@@ -1008,7 +1026,10 @@ async fn customers_from_contacts_alone_then_with_orders() {
         receiver_hash: None,
     };
     land(&lake, &[order(1), order(2)], &[]).await;
-    let s = build_identity(&lake, &h, &cfg).await.unwrap();
+    let s = quanyu::sync::derive(&lake, &h, &cfg, false)
+        .await
+        .unwrap()
+        .0;
     assert_eq!(s.customers, 3, "{s:?}");
     assert_eq!(
         rows(q).await,
@@ -1020,5 +1041,66 @@ async fn customers_from_contacts_alone_then_with_orders() {
     assert_eq!(
         int(&lake, "SELECT sum(gmv_fen) FROM customers").await,
         2_000
+    );
+}
+
+/// A sync killed between identity and its marts leaves `customers` behind
+/// the identity build; the next sync, with nothing to pull, brings the
+/// marts up to it, and one after that has nothing to rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marts_left_behind_by_a_killed_sync_are_caught_up() {
+    let h = hasher();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(&dir.path().join("lake")).unwrap();
+    let t0 = DateTime::from_timestamp(1_760_000_000, 0).unwrap();
+    let contacts: Vec<ContactRow> = (0..3)
+        .map(|i| ContactRow {
+            channel: Channel::Wecom,
+            contact_id: format!("wm{i}"),
+            unionid: None,
+            phone_hash: h.phone_text(&format!("139{:08}", 80_000 + i)),
+            owner_userid: "amy".into(),
+            add_way: None,
+            state: None,
+            tags: vec![],
+            created_at: Some(t0),
+            updated_at: t0,
+        })
+        .collect();
+    land(&lake, &[], &contacts).await;
+    // Identity commits, then the process dies before the marts.
+    let built = quanyu::identity::build_identity(&lake, &h, &IdentityConfig::default())
+        .await
+        .unwrap();
+    assert!(built.build > 0);
+    assert_eq!(
+        lake.txn_version("customers", "quanyu:mart:customers")
+            .await
+            .unwrap(),
+        None,
+        "no customers yet"
+    );
+    let report = quanyu::sync::Sync::new(&lake, &h).run().await.unwrap();
+    assert!(report.records.is_empty(), "nothing to pull");
+    assert!(report.marts_rebuilt >= 1, "{report:?}");
+    assert_eq!(
+        lake.txn_version("customers", "quanyu:mart:customers")
+            .await
+            .unwrap(),
+        Some(built.build),
+        "customers reflect the identity build"
+    );
+    assert_eq!(int(&lake, "SELECT count(*) FROM customers").await, 3);
+    let again = quanyu::sync::Sync::new(&lake, &h).run().await.unwrap();
+    assert_eq!(
+        again.identity.unwrap().build,
+        built.build,
+        "nothing changed"
+    );
+    assert_eq!(
+        lake.txn_version("customers", "quanyu:mart:customers")
+            .await
+            .unwrap(),
+        Some(built.build)
     );
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use quanyu::lake::Lake;
-use quanyu::runner::{run_stream, run_streams, stream_cursor, RunOptions};
+use quanyu::runner::{run_stream, stream_cursor, RunOptions};
 use quanyu::sandboxes::Sandboxes;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{
@@ -17,7 +17,7 @@ use quanyu_schemas::{LakeKey, PiiHasher, TableKind};
 
 fn ctx() -> PullContext {
     PullContext {
-        run_id: quanyu::demo::new_run_id(),
+        run_id: quanyu::sync::new_run_id(),
         ingested_at: Utc::now(),
         hasher: PiiHasher::new(&LakeKey::from_bytes([5; 32])),
     }
@@ -29,6 +29,19 @@ fn opts() -> RunOptions {
         progress: false,
         ..Default::default()
     }
+}
+
+/// Pull `streams` and refresh what they touched, as a sync does before
+/// identity.
+async fn pull(lake: &Lake, streams: Vec<Arc<dyn Stream>>) -> Vec<quanyu::runs::RunRecord> {
+    quanyu::sync::Sync::new(lake, &ctx().hasher)
+        .streams(streams)
+        .options(opts())
+        .without_identity()
+        .run()
+        .await
+        .unwrap()
+        .records
 }
 
 async fn count(lake: &Lake, q: &str) -> i64 {
@@ -63,9 +76,7 @@ async fn malformed_records_are_quarantined_and_the_rest_lands() {
     let sb = sandboxes(faults, 1500).await;
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(dir.path()).unwrap();
-    let recs = run_streams(&lake, &taobao_streams(&sb), &ctx(), opts())
-        .await
-        .unwrap();
+    let recs = pull(&lake, taobao_streams(&sb)).await;
     assert!(recs.iter().all(|r| r.status == "succeeded"));
     let quarantined = count(&lake, "select count(*) from quarantine").await;
     assert!(quarantined > 0);
@@ -315,7 +326,7 @@ async fn overlapping_repull_keeps_one_current_row_with_the_latest_status() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(dir.path()).unwrap();
     let streams = taobao_streams(&sb);
-    run_streams(&lake, &streams, &ctx(), opts()).await.unwrap();
+    pull(&lake, streams.clone()).await;
     let raw_first = count(&lake, "select count(*) from raw_orders").await;
     // Re-pull everything again (a backfill over the same windows).
     let fresh = Lake::open(dir.path()).unwrap();
@@ -331,7 +342,7 @@ async fn overlapping_repull_keeps_one_current_row_with_the_latest_status() {
             .await
             .unwrap();
     }
-    run_streams(&fresh, &streams, &ctx(), opts()).await.unwrap();
+    pull(&fresh, streams.clone()).await;
     assert!(
         count(&fresh, "select count(*) from raw_orders").await >= 2 * raw_first,
         "raw keeps every version"
@@ -837,7 +848,7 @@ async fn a_killed_run_shows_in_status_and_then_in_runs() {
     );
     drop(lock);
     // The next run records the streams that had no result.
-    run_streams(&lake, &streams, &ctx(), opts()).await.unwrap();
+    pull(&lake, streams.clone()).await;
     assert_eq!(
         count(
             &lake,

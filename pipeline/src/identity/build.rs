@@ -38,7 +38,6 @@ const CONFIG_APP: &str = "quanyu:identity:config";
 const EDGES_APP: &str = "quanyu:identity:edges";
 const CUSTOMERS_APP: &str = "quanyu:identity:customers";
 const ALIASES_APP: &str = "quanyu:identity:aliases";
-const CUSTOMERS_TABLE_APP: &str = "quanyu:customers";
 
 fn raw_app(table: &str) -> String {
     format!("quanyu:identity:raw_{table}")
@@ -312,18 +311,14 @@ async fn build(
     Ok(summary)
 }
 
-/// Bring `identity_aliases` and `customers` up to build `build` (after a
-/// crash between the map's commit and theirs, the next build does it).
+/// Bring `identity_aliases` up to build `build` (after a crash between the
+/// map's commit and theirs, the next build does it). The marts follow in
+/// the sync.
 async fn catch_up(lake: &Lake, build: i64) -> Result<()> {
     if build <= 0 {
         return Ok(());
     }
-    super::aliases::update_aliases(lake, build, ALIASES_APP).await?;
-    let done = lake.txn_version("customers", CUSTOMERS_TABLE_APP).await?;
-    if done != Some(build) {
-        crate::customers::build_customers(lake, (CUSTOMERS_TABLE_APP, build)).await?;
-    }
-    Ok(())
+    super::aliases::update_aliases(lake, build, ALIASES_APP).await
 }
 
 /// A session for reading whole tables into memory: larger batches, less
