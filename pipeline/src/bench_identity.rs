@@ -269,7 +269,7 @@ async fn write_graph(lake: &Lake, nodes: usize, edges: usize) -> Result<usize> {
         },
     )
     .await?;
-    let n = crate::status::first_count(
+    let n = crate::lake::first_count(
         &crate::sql::query(lake, "SELECT count(*) FROM identity_edges").await?,
     );
     Ok(n as usize)

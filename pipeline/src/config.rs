@@ -74,6 +74,26 @@ impl ConnectorSection {
 }
 
 impl Config {
+    /// Every stream the connector sections define, in file order; a section
+    /// that cannot be built (a secret not found) is named by its line.
+    pub fn streams(
+        &self,
+        setup: &quanyu_connector_sdk::ConnectorSetup,
+    ) -> Result<Vec<std::sync::Arc<dyn quanyu_connector_sdk::Stream>>> {
+        let mut out = Vec::new();
+        for section in &self.connectors {
+            let connector = crate::registry::find(&section.name)
+                .with_context(|| format!("{}: no such connector", section.place()))?;
+            let streams = connector
+                .streams(section.value.clone(), setup)
+                .map_err(|e| {
+                    anyhow::anyhow!("{}: {}", section.place(), section.scrub(&e.to_string()))
+                })?;
+            out.extend(streams);
+        }
+        Ok(out)
+    }
+
     /// The typed configs of every `[[name]]` section (for the engine's own
     /// use of a connector's settings, such as WeCom's callback keys).
     pub fn sections<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Vec<T>> {

@@ -148,7 +148,8 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
                     && c.added <= as_of
             })
             .count();
-    let expected_customers = world_now.expected_unified_customers(as_of, &decrypt_channels());
+    let expected_customers =
+        world_now.expected_unified_customers(as_of, &crate::registry::decrypting_channels());
     sb.stop().await;
     drop(world_now);
     crate::sync::derive(&lake, &hasher, &cfg.identity, false).await?;
@@ -209,17 +210,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
 /// The single count `sql` returns.
 async fn count(session: &datafusion::prelude::SessionContext, sql: &str) -> Result<i64> {
     let batches = session.sql(sql).await?.collect().await?;
-    Ok(crate::status::first_count(&batches))
-}
-
-/// The marketplaces whose phones the demo decrypts (those whose connector
-/// has a decrypt API).
-pub fn decrypt_channels() -> Vec<quanyu_schemas::Channel> {
-    crate::registry::CONNECTORS
-        .iter()
-        .filter(|c| c.decrypts())
-        .map(|c| c.channel())
-        .collect()
+    Ok(crate::lake::first_count(&batches))
 }
 
 /// The demo's seeded world ending at `as_of`: its shops are those of the

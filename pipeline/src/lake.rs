@@ -776,6 +776,17 @@ pub fn strings(col: &arrow::array::ArrayRef) -> Result<arrow::array::StringArray
     Ok(c.as_string::<i32>().clone())
 }
 
+/// Total rows of a one-column count query.
+pub fn first_count(batches: &[RecordBatch]) -> i64 {
+    batches
+        .first()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b: &RecordBatch| {
+            arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(b.column(0)).value(0)
+        })
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

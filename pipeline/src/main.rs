@@ -440,14 +440,11 @@ async fn run(cli: Cli) -> Result<()> {
             let key = quanyu::keys::load_key(&cfg.lake.key_file)?;
             let hasher = PiiHasher::new(&key);
             let streams = quanyu::registry::select(
-                quanyu::registry::streams(
-                    &cfg,
-                    &ConnectorSetup {
-                        limiters: LimiterRegistry::new(),
-                        policy: RetryPolicy::default(),
-                        tokens: TokenStore::in_dir(cfg.lake.tokens_dir()),
-                    },
-                )?,
+                cfg.streams(&ConnectorSetup {
+                    limiters: LimiterRegistry::new(),
+                    policy: RetryPolicy::default(),
+                    tokens: TokenStore::in_dir(cfg.lake.tokens_dir()),
+                })?,
                 &selectors,
             )?;
             let lake = Lake::open(&cfg.lake.root)?;

@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use quanyu_connector_sdk::{Connector, ConnectorSetup, Stream};
-
-use crate::config::Config;
+use anyhow::Result;
+use quanyu_connector_sdk::{Connector, Stream};
 
 /// Every connector, by its config section name.
 pub static CONNECTORS: &[&dyn Connector] = &[
@@ -36,19 +34,14 @@ pub fn with_sandbox() -> impl Iterator<Item = &'static dyn Connector> {
     CONNECTORS.iter().copied().filter(|c| c.sandbox().is_some())
 }
 
-/// Every stream the config defines.
-pub fn streams(cfg: &Config, setup: &ConnectorSetup) -> Result<Vec<Arc<dyn Stream>>> {
-    let mut out = Vec::new();
-    for section in &cfg.connectors {
-        let connector = find(&section.name).context("a parsed section names a connector")?;
-        let streams = connector
-            .streams(section.value.clone(), setup)
-            .map_err(|e| {
-                anyhow::anyhow!("{}: {}", section.place(), section.scrub(&e.to_string()))
-            })?;
-        out.extend(streams);
-    }
-    Ok(out)
+/// The channels whose connector can decrypt phones (the demo decrypts
+/// them, and the seeded world's predictions count on it).
+pub fn decrypting_channels() -> Vec<quanyu_schemas::Channel> {
+    CONNECTORS
+        .iter()
+        .filter(|c| c.decrypts())
+        .map(|c| c.channel())
+        .collect()
 }
 
 /// Keep the streams matching any selector: `connector`, `connector.stream`

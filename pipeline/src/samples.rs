@@ -110,7 +110,7 @@ pub fn write_samples(world: &World, as_of: DateTime<Utc>, dir: &Path) -> Result<
     // Other buyers are called on the phones the brand can see: clear on the
     // order or decrypted (a JD buyer's phone stays hidden), of orders the
     // platform lists.
-    let decrypted = crate::demo::decrypt_channels();
+    let decrypted = crate::registry::decrypting_channels();
     let phone_seen = |p: &&quanyu_connector_sdk::sandbox::world::Purchase| {
         (p.phone_plain || decrypted.contains(&p.channel))
             && world.listed_at(p).is_some_and(|t| t <= as_of.timestamp())

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::StreamId;
 use quanyu_schemas::time::format_beijing;
@@ -197,13 +197,4 @@ pub fn render(s: &Status) -> Result<String> {
         }
     }
     Ok(out)
-}
-
-/// Total rows of a one-column count query.
-pub fn first_count(batches: &[RecordBatch]) -> i64 {
-    batches
-        .first()
-        .filter(|b| b.num_rows() > 0)
-        .map(|b| b.column(0).as_primitive::<Int64Type>().value(0))
-        .unwrap_or(0)
 }

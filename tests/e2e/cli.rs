@@ -34,7 +34,7 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
     let t = Utc::now();
     let world = World::generate(quanyu::demo::demo_world(t, ORDERS));
     let expected_customers =
-        world.expected_unified_customers(t, &quanyu::demo::decrypt_channels()) as i64;
+        world.expected_unified_customers(t, &quanyu::registry::decrypting_channels()) as i64;
     let expected_contacts = world.contacts.iter().filter(|c| c.added <= t).count() as i64;
     // Every purchase the platforms list by now (Pinduoduo lists an order
     // only once it is paid).
@@ -114,7 +114,7 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
     // touchpoint reaches the true customer of its phone (where that phone
     // links), its contact or its order; a buyer has an order record, a
     // WeCom contact a contact record.
-    let truth = world.truth(t, &quanyu::demo::decrypt_channels());
+    let truth = world.truth(t, &quanyu::registry::decrypting_channels());
     let hasher = quanyu_schemas::PiiHasher::new(&quanyu::keys::load_key(&key).unwrap());
     let mut phone_of_hash = std::collections::HashMap::new();
     for k in truth.nodes.keys() {

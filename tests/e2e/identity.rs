@@ -257,7 +257,7 @@ async fn identity_quality_on_a_messy_population() {
     );
     let lake = Lake::open(&opts.lake).unwrap();
     let world = World::generate(quanyu::demo::demo_world(summary.as_of, opts.orders));
-    let truth = world.truth(summary.as_of, &quanyu::demo::decrypt_channels());
+    let truth = world.truth(summary.as_of, &quanyu::registry::decrypting_channels());
     let q = score(&truth, &uids(&lake).await);
     eprintln!(
         "identity quality, {} people, {} records: pairwise precision {:.4} ({} of {} pairs; {} household/gift pairs reported apart), recall {:.4} ({} of {} linkable pairs), largest customer {} records of {} people, customers {} (truth {})",
@@ -329,7 +329,7 @@ struct Rendered {
 }
 
 fn render(world: &World, from: DateTime<Utc>, to: DateTime<Utc>, h: &PiiHasher) -> Rendered {
-    let decrypt = &quanyu::demo::decrypt_channels();
+    let decrypt = &quanyu::registry::decrypting_channels();
     let mut orders = Vec::new();
     for p in &world.purchases {
         let Some(t) = world.listed_at(p) else {
@@ -583,7 +583,7 @@ async fn ten_incremental_rounds_without_churn() {
                 .await;
         }
         let now_uids = uids(&lake).await;
-        let truth = world.truth(to, &quanyu::demo::decrypt_channels());
+        let truth = world.truth(to, &quanyu::registry::decrypting_channels());
         // The customers this round's records touch: those any identifier
         // of a new or changed record belonged to.
         let keys: HashSet<String> = r

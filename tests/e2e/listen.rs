@@ -119,7 +119,7 @@ async fn listen(lake: &Lake) -> quanyu_connector_sdk::sandbox::SandboxHandle {
 }
 
 async fn count(lake: &Lake, sql: &str) -> i64 {
-    quanyu::status::first_count(&quanyu::sql::query(lake, sql).await.unwrap())
+    quanyu::lake::first_count(&quanyu::sql::query(lake, sql).await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use quanyu_schemas::Channel;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::sandbox::world::WorldConfig;
 use crate::sandbox::{FaultConfig, SandboxHandle};
@@ -146,49 +145,7 @@ pub fn parse_section<C: DeserializeOwned>(
     serde_json::from_value(section).map_err(|e| ConfigError::new(connector, &app, e.to_string()))
 }
 
-/// One shop a sandbox serves, with the tokens an authorization gave it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AnnouncedShop {
-    /// Shop id (a platform may add its own part after `#`).
-    pub id: String,
-    /// Access token (Taobao: session key).
-    pub access_token: String,
-    /// Refresh token, where the platform has one.
-    #[serde(default)]
-    pub refresh_token: Option<String>,
-}
-
-/// What a started sandbox says of itself: every credential it accepts
-/// (sandbox values only, never real ones). `quanyu sandbox <platform>`
-/// prints it as its first stdout line.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SandboxAnnouncement {
-    /// The channel (`taobao`, `kuaishou`, ...).
-    pub platform: Channel,
-    /// `http://127.0.0.1:PORT`
-    pub base_url: String,
-    /// The app key.
-    pub app_key: String,
-    /// The app secret.
-    pub app_secret: String,
-    /// A separate signing secret (Kuaishou).
-    #[serde(default)]
-    pub sign_secret: Option<String>,
-    /// The shops.
-    pub shops: Vec<AnnouncedShop>,
-    /// Orders it serves now.
-    pub orders: usize,
-}
-
-/// The credentials every marketplace sandbox accepts by default.
-pub mod sandbox_credentials {
-    /// The app key.
-    pub const APP_KEY: &str = "12345678";
-    /// The app secret.
-    pub const APP_SECRET: &str = "sandbox-app-secret";
-    /// A separate signing secret (Kuaishou).
-    pub const SIGN_SECRET: &str = "sandbox-sign-secret";
-}
+pub use crate::sandbox::announce::{sandbox_credentials, AnnouncedShop, SandboxAnnouncement};
 
 /// How a connector's sandbox is started and connected to.
 pub trait SandboxKit: Send + Sync {

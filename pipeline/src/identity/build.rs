@@ -587,7 +587,7 @@ async fn load_edges(
             .await?
             .collect()
             .await?;
-        let n = crate::status::first_count(&rows).max(0) as usize;
+        let n = crate::lake::first_count(&rows).max(0) as usize;
         g.edges.reserve(n);
         g.dict.reserve(n * 2 / 3, 36);
         g.in_scope.reserve(n * 2 / 3);

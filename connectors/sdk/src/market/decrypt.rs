@@ -6,7 +6,7 @@ use quanyu_schemas::{normalize_phone, PiiHasher};
 
 use crate::error::ConnectorError;
 
-use super::stream::MappedOrder;
+use super::record::MappedOrder;
 
 /// A platform's batch decrypt API, under its own rate limit.
 #[async_trait]

@@ -18,11 +18,13 @@
 mod decrypt;
 mod gateway;
 mod paging;
+mod record;
 mod stream;
 mod wiring;
 
 pub use decrypt::{decrypt_phones, PhoneDecrypt};
 pub use gateway::{refresh_refused, refresh_token_of, TokenGateway};
 pub use paging::{Paging, MAX_PAGES_PER_WINDOW};
-pub use stream::{ListPage, MappedOrder, OrderList, OrderStream, PageAt, Rejected};
+pub use record::{MappedOrder, Rejected};
+pub use stream::{ListPage, OrderList, OrderStream, PageAt};
 pub use wiring::{AppWiring, TokenShop};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use quanyu_schemas::{OrderRow, OrdersBuilder, PiiHasher, TableKind};
+use quanyu_schemas::{OrdersBuilder, PiiHasher, TableKind};
 use serde_json::value::RawValue;
 
 use crate::error::{ConnectorError, ErrorKind, RequestContext};
@@ -16,35 +16,7 @@ use crate::window::{Window, WindowPlan};
 
 use super::decrypt::{decrypt_phones, PhoneDecrypt};
 use super::paging::{Paging, MAX_PAGES_PER_WINDOW};
-
-/// A mapped order and its phone ciphertext, when the platform sent one
-/// (for the decrypt API; never stored).
-#[derive(Debug, Clone)]
-pub struct MappedOrder {
-    /// The canonical row.
-    pub row: OrderRow,
-    /// The receiver phone's ciphertext, when it came encrypted.
-    pub cipher: Option<String>,
-}
-
-/// Why a record could not be mapped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejected {
-    /// The record's key (order id), when it could be read.
-    pub key: Option<String>,
-    /// Why.
-    pub reason: String,
-}
-
-impl Rejected {
-    /// A rejection of the record keyed `key`.
-    pub fn new(key: Option<&str>, reason: impl Into<String>) -> Self {
-        Rejected {
-            key: key.map(str::to_string),
-            reason: reason.into(),
-        }
-    }
-}
+use super::record::{MappedOrder, Rejected};
 
 /// Which page of a window to fetch.
 #[derive(Debug, Clone, Copy)]
@@ -390,7 +362,7 @@ mod tests {
     use std::sync::Mutex;
 
     use chrono::{TimeZone, Utc};
-    use quanyu_schemas::{Channel, LakeKey, OrderStatus};
+    use quanyu_schemas::{Channel, LakeKey, OrderRow, OrderStatus};
 
     use super::*;
     use crate::conformance::market::Batches;

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{DateTime, Utc};
 use quanyu_schemas::Channel;
 
+use super::announce::{AnnouncedShop, SandboxAnnouncement};
 use super::orders::{OrderBook, VisibleOrder};
 use super::tokens::TokenIssuer;
 use super::world::{World, WorldConfig};
 use super::{FaultConfig, FaultInjector};
-use crate::connector::{AnnouncedShop, SandboxAnnouncement};
 
 /// The order book, token issuer, fault injector and counters of one
 /// marketplace emulator.

@@ -2,8 +2,11 @@
 //! into it deterministically. [`world`] seeds the people that every
 //! sandbox draws its records from, so that records match across channels.
 
+pub mod announce;
+pub mod lifecycle;
 pub mod market;
 pub mod orders;
+pub mod seed;
 pub mod tokens;
 pub mod world;
 

@@ -8,6 +8,7 @@
 //! person really are the same person, and tests can predict how many unified
 //! customers identity must find.
 
+pub use super::seed::mix;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
@@ -706,8 +707,8 @@ impl World {
         if lists_unpaid(p.channel) {
             return Some(created);
         }
-        let lc = super::orders::Lifecycle::generate(created, p.detail_seed);
-        lc.time_of(super::orders::Stage::Paid, lc.events.len())
+        let lc = super::lifecycle::Lifecycle::generate(created, p.detail_seed);
+        lc.time_of(super::lifecycle::Stage::Paid, lc.events.len())
     }
 
     /// Indices of the shops of one channel.
@@ -1135,14 +1136,6 @@ impl Oracle {
             .filter(|&x| self.root(x) == x)
             .count()
     }
-}
-
-/// A stable 64-bit mix (splitmix64).
-pub fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 /// A unique, valid, non-placeholder mobile number for person `id`.
