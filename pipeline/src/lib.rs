@@ -1,14 +1,11 @@
-//! The quanyu engine: config, connector registry, run loop, the Delta lake,
-//! identity, SQL, the demo and the benchmark. The `quanyu` binary is a thin
-//! CLI over this library.
+//! The quanyu engine: config, the connector registry, the sync (pull →
+//! refresh → identity → marts), the Delta lake, identity, marts and
+//! read-only SQL. The `quanyu` package is the product over it: the CLI, the
+//! demo with its sandboxes and samples, and the benchmarks.
 #![warn(missing_docs)]
 
-pub mod bench;
-pub mod bench_identity;
-pub mod bench_lake;
 pub mod config;
 pub mod customers;
-pub mod demo;
 pub mod identity;
 pub mod imports;
 pub mod keys;
@@ -20,8 +17,6 @@ pub mod refresh;
 pub mod registry;
 pub mod runner;
 pub mod runs;
-pub mod samples;
-pub mod sandboxes;
 pub mod sql;
 pub mod status;
 pub mod sync;

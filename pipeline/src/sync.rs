@@ -6,9 +6,9 @@
 //! identity and marts record the build they reflect).
 //!
 //! ```no_run
-//! # async fn f(lake: &quanyu::lake::Lake, hasher: &quanyu_schemas::PiiHasher,
+//! # async fn f(lake: &quanyu_engine::lake::Lake, hasher: &quanyu_schemas::PiiHasher,
 //! #            streams: Vec<std::sync::Arc<dyn quanyu_connector_sdk::Stream>>) -> anyhow::Result<()> {
-//! let report = quanyu::sync::Sync::new(lake, hasher)
+//! let report = quanyu_engine::sync::Sync::new(lake, hasher)
 //!     .streams(streams)
 //!     .run()
 //!     .await?;
