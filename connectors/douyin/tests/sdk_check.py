@@ -6,11 +6,13 @@ no gateway URL, so a subclass sets it before the SDK's first token call.
 The SDK stamps requests in local time, as Douyin expects Beijing time:
 the check runs in Asia/Shanghai. Prints {"orders": N}; exits non-zero
 when the gateway rejects a call."""
-import argparse
-import json
-import os
 import sys
-import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+import sdk_check_kit as kit  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
 
 os.environ["TZ"] = "Asia/Shanghai"
 time.tzset()
@@ -28,24 +30,13 @@ class SandboxDouDian(DouDian):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--base-url", required=True)
-    p.add_argument("--app-key", required=True)
-    p.add_argument("--secret", required=True)
-    p.add_argument("--shop-id", required=True)
-    p.add_argument("--start", type=int, required=True)
-    p.add_argument("--end", type=int, required=True)
-    a = p.parse_args()
+    a = kit.arguments("base-url", "app-key", "secret", "shop-id")
     SandboxDouDian.gateway = a.base_url
     dd = SandboxDouDian(a.app_key, a.secret, app_type=AppType.SELF, shop_id=a.shop_id)
     if not dd._token:
-        print(json.dumps({"error": "token/create was refused"}))
-        return 1
+        return kit.rejected("token/create was refused")
     seen = set()
-    start = a.start
-    day = 86400
-    while start < a.end:
-        end = min(start + day, a.end)
+    for start, end in kit.windows(a.start, a.end, 86400):
         page = 0
         while True:
             resp = dd.request(
@@ -60,17 +51,14 @@ def main():
                 },
             )
             if not resp or resp.get("code") != 10000:
-                print(json.dumps({"error": resp}, ensure_ascii=False))
-                return 1
+                return kit.rejected(resp)
             data = resp["data"]
             for o in data.get("shop_order_list") or []:
                 seen.add(o["order_id"])
             if (page + 1) * 100 >= data.get("total", 0):
                 break
             page += 1
-        start = end
-    print(json.dumps({"orders": len(seen)}))
-    return 0
+    return kit.answer(len(seen))
 
 
 if __name__ == "__main__":

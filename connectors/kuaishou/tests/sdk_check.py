@@ -3,31 +3,22 @@ official Kuaishou shop Python SDK (ks-shop-python-sdk on PyPI, module
 ks_shop_api): its own RestApi client, system parameters, MD5 signing with
 the signSecret. Prints {"orders": N}; exits non-zero when the gateway
 rejects a call."""
-import argparse
-import contextlib
-import io
-import json
 import sys
+from pathlib import Path
 
-from ks_shop_api.order.request import OpenOrderCursorListRequest
-from ks_shop_api.order.schema import OpenOrderCursorListSchema
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+import sdk_check_kit as kit  # noqa: E402
+import contextlib  # noqa: E402
+import io  # noqa: E402
+
+from ks_shop_api.order.request import OpenOrderCursorListRequest  # noqa: E402
+from ks_shop_api.order.schema import OpenOrderCursorListSchema  # noqa: E402
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--base-url", required=True)
-    p.add_argument("--app-key", required=True)
-    p.add_argument("--secret", required=True)
-    p.add_argument("--sign-secret", required=True)
-    p.add_argument("--token", required=True)
-    p.add_argument("--start", type=int, required=True)
-    p.add_argument("--end", type=int, required=True)
-    a = p.parse_args()
+    a = kit.arguments("base-url", "app-key", "secret", "sign-secret", "token")
     orders = 0
-    start = a.start
-    week = 7 * 86400
-    while start < a.end:
-        end = min(start + week, a.end)
+    for start, end in kit.windows(a.start, a.end, 7 * 86400):
         cursor = ""
         while True:
             req = OpenOrderCursorListRequest(a.app_key, a.secret, a.sign_secret)
@@ -46,16 +37,13 @@ def main():
             with contextlib.redirect_stdout(io.StringIO()):
                 resp = req.getResponse(a.token, param.model_dump(exclude_none=True))
             if resp.get("result") != 1:
-                print(json.dumps({"error": resp}, ensure_ascii=False))
-                return 1
+                return kit.rejected(resp)
             data = resp["data"]
             orders += len(data.get("orderList") or [])
             cursor = data.get("cursor") or "nomore"
             if cursor == "nomore":
                 break
-        start = end
-    print(json.dumps({"orders": orders}))
-    return 0
+    return kit.answer(orders)
 
 
 if __name__ == "__main__":

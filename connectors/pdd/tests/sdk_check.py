@@ -7,50 +7,33 @@ RestApi subclass whose attributes are the business parameters. The access
 token is passed as the `access_token` parameter (the SDK's `authrize`
 argument sends a `session` parameter instead). Prints {"orders": N};
 exits non-zero when the router rejects a call."""
-import argparse
-import json
 import sys
-import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
+import sdk_check_kit as kit  # noqa: E402
+import warnings  # noqa: E402
 
 warnings.simplefilter("ignore", SyntaxWarning)
 
 import pdd_sdk  # noqa: E402
 from pdd_sdk.api.base import DdkException, RestApi  # noqa: E402
 
-
-class OrderNumberListIncrementGet(RestApi):
-    def __init__(self, domain, port):
-        RestApi.__init__(self, domain, port)
-        self.access_token = None
-        self.start_updated_at = None
-        self.end_updated_at = None
-        self.is_lucky_flag = None
-        self.order_status = None
-        self.refund_status = None
-        self.page = None
-        self.page_size = None
-
-    def getapiname(self):
-        return "pdd.order.number.list.increment.get"
+OrderNumberListIncrementGet = kit.request_class(
+    RestApi,
+    "pdd.order.number.list.increment.get",
+    ["access_token", "start_updated_at", "end_updated_at", "is_lucky_flag", "order_status",
+     "refund_status", "page", "page_size"],
+)
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--host", required=True)
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--client-id", required=True)
-    p.add_argument("--secret", required=True)
-    p.add_argument("--token", required=True)
-    p.add_argument("--start", type=int, required=True)
-    p.add_argument("--end", type=int, required=True)
-    a = p.parse_args()
+    a = kit.arguments("host", "port", "client-id", "secret", "token")
     seen = set()
-    start = a.start
-    while start < a.end:
-        end = min(start + 1800, a.end)
+    for start, end in kit.windows(a.start, a.end, 1800):
         page = 1
         while True:
-            req = OrderNumberListIncrementGet(a.host, a.port)
+            req = OrderNumberListIncrementGet(a.host, int(a.port))
             req.set_app_info(pdd_sdk.appinfo(a.client_id, a.secret))
             req.access_token = a.token
             req.start_updated_at = start
@@ -63,20 +46,16 @@ def main():
             try:
                 resp = req.getResponse()
             except DdkException as e:
-                print(json.dumps({"error": str(e)}, ensure_ascii=False))
-                return 1
+                return kit.rejected(e)
             if "error_response" in resp:
-                print(json.dumps({"error": resp}, ensure_ascii=False))
-                return 1
+                return kit.rejected(resp)
             data = resp["order_sn_increment_get_response"]
             for o in data.get("order_sn_list") or []:
                 seen.add(o["order_sn"])
             if not data.get("has_next"):
                 break
             page += 1
-        start = end
-    print(json.dumps({"orders": len(seen)}))
-    return 0
+    return kit.answer(len(seen))
 
 
 if __name__ == "__main__":
