@@ -23,11 +23,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use quanyu_connector_sdk::market::{
-    AppWiring, ListPage, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt, TokenGateway,
+    AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt,
+    TokenGateway,
 };
 use quanyu_connector_sdk::{
-    ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef, ShopToken,
-    Stream, TokenSet, Window, WindowPlan,
+    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
+    ShopToken, Stream, TokenSet, Window, WindowPlan,
 };
 use quanyu_schemas::PiiHasher;
 use serde::Deserialize;
@@ -209,14 +210,12 @@ pub fn build_streams(
                 shop: shop.id.clone(),
                 page_size: cfg.page_size,
             };
-            Ok(OrderStream::new(
-                "douyin",
-                &shop.id,
-                list,
-                Paging::backward(0, cfg.page_size),
-                plan,
-            )
-            .decrypting(decrypt)
+            Ok(OrderStream::new("douyin", &shop.id, list, Listing {
+                    api: SEARCH_API,
+                    paging: Paging::backward(0, cfg.page_size),
+                    max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
+                }, plan)
+            .decrypting(decrypt, DECRYPT_BATCH)
             .shared())
         })
         .collect()
@@ -245,16 +244,8 @@ struct ListData<'a> {
 
 #[async_trait]
 impl OrderList for SearchList {
-    fn api(&self) -> &'static str {
-        SEARCH_API
-    }
-
-    fn max_window(&self) -> Option<Duration> {
-        Some(Duration::minutes(MAX_WINDOW_MINUTES))
-    }
-
-    fn stats(&self) -> (u64, u64) {
-        self.client.api().stats()
+    fn http(&self) -> &ApiClient {
+        self.client.api()
     }
 
     async fn page(
@@ -326,12 +317,8 @@ struct Decrypted {
 
 #[async_trait]
 impl PhoneDecrypt for Decrypt {
-    fn batch(&self) -> usize {
-        DECRYPT_BATCH
-    }
-
-    fn stats(&self) -> (u64, u64) {
-        self.client.api().stats()
+    fn http(&self) -> &ApiClient {
+        self.client.api()
     }
 
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {

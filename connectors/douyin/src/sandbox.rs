@@ -29,8 +29,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit,
-    SandboxPull,
+    ClearPhones, Emulated, OfficialSdk, RunningSandbox, SandboxAnnouncement, SandboxFacts,
+    SandboxKit, SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
@@ -813,6 +813,25 @@ impl SandboxKit for Kit {
             bad_signature: ("40004", "签名错误"),
             refresh_api: Some("token.refresh"),
             clear_phones: ClearPhones::None,
+            official_sdk: Some(OfficialSdk {
+                script: "tests/sdk_check.py",
+                // doudian creates its own token for the shop.
+                args: |ann, shop| {
+                    [
+                        "--base-url",
+                        &ann.base_url,
+                        "--app-key",
+                        &ann.app_key,
+                        "--secret",
+                        &ann.app_secret,
+                        "--shop-id",
+                        &shop.id,
+                    ]
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+                },
+            }),
         }
     }
 }

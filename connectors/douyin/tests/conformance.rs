@@ -109,34 +109,3 @@ async fn self_authorized_tokens_are_created_persisted_and_refreshed() {
     std::fs::remove_dir_all(&dir).unwrap();
     sb.stop().await;
 }
-
-/// The official Douyin shop SDK (doudian on PyPI), pointed at the sandbox,
-/// creates its own token (`authorization_self`), signs its own requests
-/// and gets every order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_sdk_requests_are_accepted() {
-    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 300).await;
-    let ann = &sb.announcement;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_check.py");
-    let got = sb.official_sdk_orders(&script, |shop| {
-        [
-            "--base-url",
-            &ann.base_url,
-            "--app-key",
-            &ann.app_key,
-            "--secret",
-            &ann.app_secret,
-            "--shop-id",
-            &shop.id,
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect()
-    });
-    if let Some(got) = got {
-        assert_eq!(got as usize, sb.core().visible_orders().len());
-        let dy: &DouyinSandbox = sb.concrete();
-        assert!(dy.creates() > 0, "the SDK created its tokens");
-    }
-    sb.stop().await;
-}

@@ -25,12 +25,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use quanyu_connector_sdk::market::{
-    AppWiring, ListPage, MappedOrder, OrderList, OrderStream, PageAt, Paging, TokenGateway,
-    TokenShop,
+    AppWiring, ListPage, Listing, MappedOrder, OrderList, OrderStream, PageAt, Paging,
+    TokenGateway, TokenShop,
 };
 use quanyu_connector_sdk::{
-    ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef, ShopToken,
-    Stream, Window, WindowPlan,
+    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
+    ShopToken, Stream, Window, WindowPlan,
 };
 use quanyu_schemas::time::format_beijing;
 use quanyu_schemas::PiiHasher;
@@ -162,7 +162,11 @@ pub fn build_streams(
                 "jd",
                 &shop.id,
                 list,
-                Paging::backward(1, cfg.page_size),
+                Listing {
+                    api: SEARCH_API,
+                    paging: Paging::backward(1, cfg.page_size),
+                    max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
+                },
                 plan,
             )
             .shared())
@@ -263,16 +267,8 @@ impl OrderSearch {
 
 #[async_trait]
 impl OrderList for OrderSearch {
-    fn api(&self) -> &'static str {
-        SEARCH_API
-    }
-
-    fn max_window(&self) -> Option<Duration> {
-        Some(Duration::minutes(MAX_WINDOW_MINUTES))
-    }
-
-    fn stats(&self) -> (u64, u64) {
-        self.client.api().stats()
+    fn http(&self) -> &ApiClient {
+        self.client.api()
     }
 
     async fn page(

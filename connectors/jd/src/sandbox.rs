@@ -33,8 +33,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit,
-    SandboxPull,
+    ClearPhones, Emulated, OfficialSdk, RunningSandbox, SandboxAnnouncement, SandboxFacts,
+    SandboxKit, SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, Stage};
@@ -742,6 +742,10 @@ impl SandboxKit for Kit {
             bad_signature: ("12", "无效签名"),
             refresh_api: Some(crate::client::REFRESH_API),
             clear_phones: ClearPhones::None,
+            official_sdk: Some(OfficialSdk {
+                script: "tests/sdk_check.py",
+                args: OfficialSdk::common_args,
+            }),
         }
     }
 }

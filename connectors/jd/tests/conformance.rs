@@ -255,31 +255,3 @@ async fn receivers_are_kept_as_masks_only() {
     assert_eq!(total, jd.core().visible_orders().len());
     jd.stop().await;
 }
-
-/// The official JD Python SDK (jd-sdk), pointed at the sandbox, signs its
-/// own requests and gets every order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_sdk_requests_are_accepted() {
-    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 300).await;
-    let ann = &sb.announcement;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_check.py");
-    let got = sb.official_sdk_orders(&script, |shop| {
-        [
-            "--base-url",
-            &ann.base_url,
-            "--app-key",
-            &ann.app_key,
-            "--secret",
-            &ann.app_secret,
-            "--token",
-            &shop.access_token,
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect()
-    });
-    if let Some(got) = got {
-        assert_eq!(got as usize, sb.core().visible_orders().len());
-    }
-    sb.stop().await;
-}

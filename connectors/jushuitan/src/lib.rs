@@ -22,11 +22,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use quanyu_connector_sdk::market::{
-    AppWiring, ListPage, MappedOrder, OrderList, OrderStream, PageAt, Paging, TokenGateway,
+    AppWiring, ListPage, Listing, MappedOrder, OrderList, OrderStream, PageAt, Paging, TokenGateway,
 };
 use quanyu_connector_sdk::{
-    ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef, ShopToken,
-    Stream, TokenSet, Window, WindowPlan,
+    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
+    ShopToken, Stream, TokenSet, Window, WindowPlan,
 };
 use quanyu_schemas::time::format_beijing;
 use quanyu_schemas::PiiHasher;
@@ -151,7 +151,11 @@ pub fn build_streams(
                 "jushuitan",
                 &s.id,
                 list,
-                Paging::backward(1, cfg.page_size),
+                Listing {
+                    api: "orders/single/query",
+                    paging: Paging::backward(1, cfg.page_size),
+                    max_window: None,
+                },
                 plan,
             )
             .shared()
@@ -182,12 +186,8 @@ struct Data<'a> {
 
 #[async_trait]
 impl OrderList for OrderQuery {
-    fn api(&self) -> &'static str {
-        "orders/single/query"
-    }
-
-    fn stats(&self) -> (u64, u64) {
-        self.client.api().stats()
+    fn http(&self) -> &ApiClient {
+        self.client.api()
     }
 
     async fn page(
@@ -196,7 +196,7 @@ impl OrderList for OrderQuery {
         at: PageAt<'_>,
         hasher: &PiiHasher,
     ) -> Result<ListPage, ConnectorError> {
-        let rctx = RequestContext::new("jushuitan", Some(&self.shop.id), self.api());
+        let rctx = RequestContext::new("jushuitan", Some(&self.shop.id), "orders/single/query");
         // Inclusive bounds with one-second resolution: [start, end - 1s].
         let biz = serde_json::json!({
             "shop_id": self.shop.shop_id,

@@ -417,6 +417,7 @@ impl SandboxKit for Kit {
             bad_signature: ("100", "签名错误"),
             refresh_api: Some("openWeb/auth/refreshToken"),
             clear_phones: ClearPhones::All,
+            official_sdk: None,
         }
     }
 }

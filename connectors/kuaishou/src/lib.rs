@@ -16,12 +16,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use quanyu_connector_sdk::market::{
-    AppWiring, ListPage, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt, TokenGateway,
-    TokenShop,
+    AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt,
+    TokenGateway, TokenShop,
 };
 use quanyu_connector_sdk::{
-    ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef, ShopToken,
-    Stream, Window, WindowPlan,
+    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
+    ShopToken, Stream, Window, WindowPlan,
 };
 use quanyu_schemas::PiiHasher;
 use serde::Deserialize;
@@ -172,11 +172,19 @@ pub fn build_streams(
                 shop: shop.id.clone(),
                 page_size: cfg.page_size,
             };
-            Ok(
-                OrderStream::new("kuaishou", &shop.id, list, Paging::Cursor, plan)
-                    .decrypting(decrypt)
-                    .shared(),
+            Ok(OrderStream::new(
+                "kuaishou",
+                &shop.id,
+                list,
+                Listing {
+                    api: CURSOR_LIST_API,
+                    paging: Paging::Cursor,
+                    max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
+                },
+                plan,
             )
+            .decrypting(decrypt, DECRYPT_BATCH)
+            .shared())
         })
         .collect()
 }
@@ -205,16 +213,8 @@ struct ListData<'a> {
 
 #[async_trait]
 impl OrderList for CursorList {
-    fn api(&self) -> &'static str {
-        CURSOR_LIST_API
-    }
-
-    fn max_window(&self) -> Option<Duration> {
-        Some(Duration::minutes(MAX_WINDOW_MINUTES))
-    }
-
-    fn stats(&self) -> (u64, u64) {
-        self.client.api().stats()
+    fn http(&self) -> &ApiClient {
+        self.client.api()
     }
 
     async fn page(
@@ -291,12 +291,8 @@ struct Decrypted {
 
 #[async_trait]
 impl PhoneDecrypt for Decrypt {
-    fn batch(&self) -> usize {
-        DECRYPT_BATCH
-    }
-
-    fn stats(&self) -> (u64, u64) {
-        self.client.api().stats()
+    fn http(&self) -> &ApiClient {
+        self.client.api()
     }
 
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {

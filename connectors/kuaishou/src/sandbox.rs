@@ -28,8 +28,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET, SIGN_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit,
-    SandboxPull,
+    ClearPhones, Emulated, OfficialSdk, RunningSandbox, SandboxAnnouncement, SandboxFacts,
+    SandboxKit, SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
@@ -713,6 +713,15 @@ impl SandboxKit for Kit {
             bad_signature: ("24", "签名验证失败"),
             refresh_api: Some("oauth2.refresh_token"),
             clear_phones: ClearPhones::None,
+            official_sdk: Some(OfficialSdk {
+                script: "tests/sdk_check.py",
+                args: |ann, shop| {
+                    let mut args = OfficialSdk::common_args(ann, shop);
+                    args.push("--sign-secret".into());
+                    args.push(ann.sign_secret.clone().unwrap_or_default());
+                    args
+                },
+            }),
         }
     }
 }

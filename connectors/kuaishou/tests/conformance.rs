@@ -73,33 +73,3 @@ async fn window_and_page_limits_are_enforced() {
     }
     sb.stop().await;
 }
-
-/// The official Kuaishou SDK (ks-shop-python-sdk), pointed at the sandbox,
-/// signs its own requests and gets every order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_sdk_requests_are_accepted() {
-    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 300).await;
-    let ann = &sb.announcement;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_check.py");
-    let got = sb.official_sdk_orders(&script, |shop| {
-        [
-            "--base-url",
-            &ann.base_url,
-            "--app-key",
-            &ann.app_key,
-            "--secret",
-            &ann.app_secret,
-            "--sign-secret",
-            ann.sign_secret.as_deref().unwrap_or_default(),
-            "--token",
-            &shop.access_token,
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect()
-    });
-    if let Some(got) = got {
-        assert_eq!(got as usize, sb.core().visible_orders().len());
-    }
-    sb.stop().await;
-}

@@ -21,12 +21,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use quanyu_connector_sdk::market::{
-    AppWiring, ListPage, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt, TokenGateway,
-    TokenShop,
+    AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt,
+    TokenGateway, TokenShop,
 };
 use quanyu_connector_sdk::{
-    ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef, ShopToken,
-    Stream, Window, WindowPlan,
+    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
+    ShopToken, Stream, Window, WindowPlan,
 };
 use quanyu_schemas::PiiHasher;
 use serde::Deserialize;
@@ -165,10 +165,14 @@ pub fn build_streams(
                 "pdd",
                 &shop.id,
                 list,
-                Paging::backward(1, cfg.page_size),
+                Listing {
+                    api: INCREMENT_API,
+                    paging: Paging::backward(1, cfg.page_size),
+                    max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
+                },
                 plan,
             )
-            .decrypting(decrypt)
+            .decrypting(decrypt, DECRYPT_BATCH)
             .shared())
         })
         .collect()
@@ -197,16 +201,8 @@ struct ListData<'a> {
 
 #[async_trait]
 impl OrderList for Increments {
-    fn api(&self) -> &'static str {
-        INCREMENT_API
-    }
-
-    fn max_window(&self) -> Option<Duration> {
-        Some(Duration::minutes(MAX_WINDOW_MINUTES))
-    }
-
-    fn stats(&self) -> (u64, u64) {
-        self.client.api().stats()
+    fn http(&self) -> &ApiClient {
+        self.client.api()
     }
 
     async fn page(
@@ -286,12 +282,8 @@ struct Decrypted {
 
 #[async_trait]
 impl PhoneDecrypt for Decrypt {
-    fn batch(&self) -> usize {
-        DECRYPT_BATCH
-    }
-
-    fn stats(&self) -> (u64, u64) {
-        self.client.api().stats()
+    fn http(&self) -> &ApiClient {
+        self.client.api()
     }
 
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {

@@ -26,8 +26,8 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit,
-    SandboxPull,
+    ClearPhones, Emulated, OfficialSdk, RunningSandbox, SandboxAnnouncement, SandboxFacts,
+    SandboxKit, SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::Stage;
@@ -596,6 +596,34 @@ impl SandboxKit for Kit {
             bad_signature: ("20004", "签名错误"),
             refresh_api: Some(REFRESH_API),
             clear_phones: ClearPhones::None,
+            official_sdk: Some(OfficialSdk {
+                script: "tests/sdk_check.py",
+                // pdd-sdk takes a host and a port.
+                args: |ann, shop| {
+                    let url = url::Url::parse(&ann.base_url).ok();
+                    let host = url.as_ref().and_then(|u| u.host_str()).unwrap_or_default();
+                    let port = url
+                        .as_ref()
+                        .and_then(|u| u.port())
+                        .unwrap_or(80)
+                        .to_string();
+                    [
+                        "--host",
+                        host,
+                        "--port",
+                        &port,
+                        "--client-id",
+                        &ann.app_key,
+                        "--secret",
+                        &ann.app_secret,
+                        "--token",
+                        &shop.access_token,
+                    ]
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+                },
+            }),
         }
     }
 }

@@ -106,35 +106,3 @@ async fn decrypt_calls_keep_their_own_interval() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(3_900));
     sb.stop().await;
 }
-
-/// The official Pinduoduo SDK (pdd-sdk), pointed at the sandbox, signs its
-/// own requests and gets every order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn official_sdk_requests_are_accepted() {
-    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 300).await;
-    let ann = &sb.announcement;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_check.py");
-    let got = sb.official_sdk_orders(&script, |shop| {
-        let url = url::Url::parse(&ann.base_url).expect("a base URL");
-        let (host, port) = (url.host_str().unwrap_or_default(), url.port().unwrap_or(80));
-        [
-            "--host",
-            host,
-            "--port",
-            &port.to_string(),
-            "--client-id",
-            &ann.app_key,
-            "--secret",
-            &ann.app_secret,
-            "--token",
-            &shop.access_token,
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect()
-    });
-    if let Some(got) = got {
-        assert_eq!(got as usize, sb.core().visible_orders().len());
-    }
-    sb.stop().await;
-}

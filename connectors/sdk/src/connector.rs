@@ -147,6 +147,26 @@ pub fn parse_section<C: DeserializeOwned>(
 
 pub use crate::sandbox::announce::{sandbox_credentials, AnnouncedShop, SandboxAnnouncement};
 
+impl OfficialSdk {
+    /// The arguments most SDK checks take: `--base-url --app-key --secret
+    /// --token` (the shop's access token).
+    pub fn common_args(ann: &SandboxAnnouncement, shop: &AnnouncedShop) -> Vec<String> {
+        [
+            "--base-url",
+            &ann.base_url,
+            "--app-key",
+            &ann.app_key,
+            "--secret",
+            &ann.app_secret,
+            "--token",
+            &shop.access_token,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect()
+    }
+}
+
 /// How a connector's sandbox is started and connected to.
 pub trait SandboxKit: Send + Sync {
     /// A sandbox over `world` at `as_of`, accepting the default credentials
@@ -216,6 +236,20 @@ pub struct SandboxFacts {
     pub refresh_api: Option<&'static str>,
     /// Which receiver phones come in clear.
     pub clear_phones: ClearPhones,
+    /// The platform's official SDK, where one installs from PyPI: the suite
+    /// drives it against the sandbox.
+    pub official_sdk: Option<OfficialSdk>,
+}
+
+/// An official SDK check: a script (relative to the connector's crate)
+/// that pulls one shop's orders through the SDK's own client and signing
+/// and prints `{"orders": N}`.
+#[derive(Debug, Clone, Copy)]
+pub struct OfficialSdk {
+    /// The script, e.g. `tests/sdk_check.py`.
+    pub script: &'static str,
+    /// Its arguments for one shop (the window is added).
+    pub args: fn(&SandboxAnnouncement, &AnnouncedShop) -> Vec<String>,
 }
 
 /// A created sandbox.

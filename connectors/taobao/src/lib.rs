@@ -16,11 +16,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{Duration, Utc};
 use quanyu_connector_sdk::market::{
-    AppWiring, ListPage, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt,
+    AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt,
 };
 use quanyu_connector_sdk::{
-    ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, Secret, SecretRef,
-    Stream, Window, WindowPlan,
+    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, Secret,
+    SecretRef, Stream, Window, WindowPlan,
 };
 use quanyu_schemas::time::format_beijing;
 use quanyu_schemas::PiiHasher;
@@ -186,9 +186,19 @@ pub fn build_streams(
                 shop: shop.id.clone(),
                 page_size: cfg.page_size,
             };
-            Ok(OrderStream::new("taobao", &shop.id, list, paging, plan)
-                .decrypting(decrypt)
-                .shared())
+            Ok(OrderStream::new(
+                "taobao",
+                &shop.id,
+                list,
+                Listing {
+                    api: INCREMENT_API,
+                    paging,
+                    max_window: Some(Duration::days(1)),
+                },
+                plan,
+            )
+            .decrypting(decrypt, DECRYPT_BATCH)
+            .shared())
         })
         .collect()
 }
@@ -222,16 +232,8 @@ struct TradeList<'a> {
 
 #[async_trait]
 impl OrderList for Increments {
-    fn api(&self) -> &'static str {
-        INCREMENT_API
-    }
-
-    fn max_window(&self) -> Option<Duration> {
-        Some(Duration::days(1))
-    }
-
-    fn stats(&self) -> (u64, u64) {
-        self.client.api().stats()
+    fn http(&self) -> &ApiClient {
+        self.client.api()
     }
 
     async fn page(
@@ -315,12 +317,8 @@ struct Receiver {
 
 #[async_trait]
 impl PhoneDecrypt for Decrypt {
-    fn batch(&self) -> usize {
-        DECRYPT_BATCH
-    }
-
-    fn stats(&self) -> (u64, u64) {
-        self.client.api().stats()
+    fn http(&self) -> &ApiClient {
+        self.client.api()
     }
 
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {

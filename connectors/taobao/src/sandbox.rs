@@ -24,8 +24,8 @@ use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, RunningSandbox, SandboxAnnouncement, SandboxFacts, SandboxKit,
-    SandboxPull,
+    ClearPhones, Emulated, OfficialSdk, RunningSandbox, SandboxAnnouncement, SandboxFacts,
+    SandboxKit, SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, Stage};
@@ -581,6 +581,10 @@ impl SandboxKit for Kit {
             bad_signature: ("25", "Invalid signature"),
             refresh_api: None,
             clear_phones: ClearPhones::Some,
+            official_sdk: Some(OfficialSdk {
+                script: "tests/sdk_check.py",
+                args: OfficialSdk::common_args,
+            }),
         }
     }
 }

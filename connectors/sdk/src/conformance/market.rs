@@ -296,6 +296,26 @@ pub async fn run_market_suite(connector: &'static dyn Connector) {
     check_tokens_persist_across_restart(connector).await;
     check_decrypt_on_and_off(connector).await;
     check_shops_share_one_budget(connector).await;
+    check_official_sdk(connector).await;
+}
+
+/// The platform's official SDK, pointed at the sandbox, signs its own
+/// requests and gets every order (skipped with a reason where Python or the
+/// SDK is missing, except under `CI=true`).
+pub async fn check_official_sdk(connector: &'static dyn Connector) {
+    let sb = Started::start(connector, FaultConfig::default(), 150).await;
+    if let Some(sdk) = sb.facts().official_sdk {
+        let ann = sb.announcement.clone();
+        let script = std::path::Path::new(sdk.script);
+        if let Some(got) = sb.official_sdk_orders(script, |shop| (sdk.args)(&ann, shop)) {
+            assert_eq!(
+                got as usize,
+                sb.core().visible_orders().len(),
+                "the official SDK got every order"
+            );
+        }
+    }
+    sb.stop().await;
 }
 
 /// A wrong secret is answered with the platform's own envelope, and the

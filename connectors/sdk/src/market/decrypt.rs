@@ -5,31 +5,30 @@ use async_trait::async_trait;
 use quanyu_schemas::{normalize_phone, PiiHasher};
 
 use crate::error::ConnectorError;
+use crate::http::ApiClient;
 
 use super::record::MappedOrder;
 
 /// A platform's batch decrypt API, under its own rate limit.
 #[async_trait]
 pub trait PhoneDecrypt: Send + Sync {
-    /// Most ciphertexts one call takes.
-    fn batch(&self) -> usize;
-
     /// Decrypt one batch of `(order id, ciphertext)`; the answer holds the
     /// clear phone for each item in the same order (`None` where the
     /// platform returned none for it). A call failure after retries fails
     /// the pull like any call.
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError>;
 
-    /// (requests, retries) of the decrypt client.
-    fn stats(&self) -> (u64, u64);
+    /// The HTTP client the decrypt calls go through (for its counters).
+    fn http(&self) -> &ApiClient;
 }
 
 /// Decrypt the phones of `orders` that have a ciphertext and no hash, in
-/// the platform's batches, and hash them at once (the mask is kept). A
+/// batches of at most `batch` (the platform's limit), and hash them at once (the mask is kept). A
 /// record the platform could not decrypt keeps its row without the hash;
 /// a warning names shop and order, never the phone.
 pub async fn decrypt_phones(
     decrypt: &dyn PhoneDecrypt,
+    batch: usize,
     shop: &str,
     orders: &mut [MappedOrder],
     hasher: &PiiHasher,
@@ -37,7 +36,7 @@ pub async fn decrypt_phones(
     let wanted: Vec<usize> = (0..orders.len())
         .filter(|&i| orders[i].row.phone_hash.is_none() && orders[i].cipher.is_some())
         .collect();
-    for chunk in wanted.chunks(decrypt.batch().max(1)) {
+    for chunk in wanted.chunks(batch.max(1)) {
         let items: Vec<(&str, &str)> = chunk
             .iter()
             .map(|&i| {

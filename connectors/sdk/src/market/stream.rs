@@ -9,6 +9,7 @@ use quanyu_schemas::{OrdersBuilder, PiiHasher, TableKind};
 use serde_json::value::RawValue;
 
 use crate::error::{ConnectorError, ErrorKind, RequestContext};
+use crate::http::ApiClient;
 use crate::source::{
     CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport, Stream, StreamId,
 };
@@ -80,15 +81,6 @@ impl ListPage {
 /// What a platform implements for its order list.
 #[async_trait]
 pub trait OrderList: Send + Sync + 'static {
-    /// The list API's name (for errors and spans).
-    fn api(&self) -> &'static str;
-
-    /// The longest window the list API takes, when it limits it (a longer
-    /// one fails before any request).
-    fn max_window(&self) -> Option<chrono::Duration> {
-        None
-    }
-
     /// Fetch the page `at` of the orders modified in `window` and map it
     /// (phones hashed with `hasher`).
     async fn page(
@@ -98,8 +90,20 @@ pub trait OrderList: Send + Sync + 'static {
         hasher: &PiiHasher,
     ) -> Result<ListPage, ConnectorError>;
 
-    /// (requests, retries) of the list client.
-    fn stats(&self) -> (u64, u64);
+    /// The HTTP client the list calls through (for its counters).
+    fn http(&self) -> &ApiClient;
+}
+
+/// How a platform's order list is called.
+#[derive(Debug, Clone, Copy)]
+pub struct Listing {
+    /// The list API's name (for errors and spans).
+    pub api: &'static str,
+    /// How it pages.
+    pub paging: Paging,
+    /// The longest window it takes, when it limits it (a longer one fails
+    /// before any request).
+    pub max_window: Option<chrono::Duration>,
 }
 
 /// The orders of one shop: windows by modification time, paged as the
@@ -108,26 +112,28 @@ pub trait OrderList: Send + Sync + 'static {
 pub struct OrderStream<L> {
     id: StreamId,
     list: Arc<L>,
-    paging: Paging,
+    listing: Listing,
     plan: WindowPlan,
-    decrypt: Option<Arc<dyn PhoneDecrypt>>,
+    decrypt: Option<(Arc<dyn PhoneDecrypt>, usize)>,
 }
 
 impl<L: OrderList> OrderStream<L> {
-    /// The `orders` stream of `connector` for `shop`.
-    pub fn new(connector: &str, shop: &str, list: L, paging: Paging, plan: WindowPlan) -> Self {
+    /// The `orders` stream of `connector` for `shop`, listed through `list`
+    /// as `listing` says, in windows as `plan` cuts them.
+    pub fn new(connector: &str, shop: &str, list: L, listing: Listing, plan: WindowPlan) -> Self {
         OrderStream {
             id: StreamId::new(connector, "orders", shop),
             list: Arc::new(list),
-            paging,
+            listing,
             plan,
             decrypt: None,
         }
     }
 
-    /// Decrypt phones through `decrypt` (when given) after mapping each page.
-    pub fn decrypting(mut self, decrypt: Option<Arc<dyn PhoneDecrypt>>) -> Self {
-        self.decrypt = decrypt;
+    /// Decrypt phones through `decrypt` (when given) after mapping each
+    /// page, at most `batch` ciphertexts a call.
+    pub fn decrypting(mut self, decrypt: Option<Arc<dyn PhoneDecrypt>>, batch: usize) -> Self {
+        self.decrypt = decrypt.map(|d| (d, batch));
         self
     }
 
@@ -137,7 +143,7 @@ impl<L: OrderList> OrderStream<L> {
     }
 
     fn request_context(&self) -> RequestContext {
-        RequestContext::new(&self.id.connector, Some(&self.id.scope), self.list.api())
+        RequestContext::new(&self.id.connector, Some(&self.id.scope), self.listing.api)
     }
 
     async fn numbered(
@@ -281,8 +287,15 @@ impl Emitter<'_> {
                 }
             }
         }
-        if let Some(d) = &stream.decrypt {
-            decrypt_phones(d.as_ref(), &stream.id.scope, &mut orders, &self.ctx.hasher).await?;
+        if let Some((d, batch)) = &stream.decrypt {
+            decrypt_phones(
+                d.as_ref(),
+                *batch,
+                &stream.id.scope,
+                &mut orders,
+                &self.ctx.hasher,
+            )
+            .await?;
         }
         let mut builder = OrdersBuilder::new(&self.ctx.run_id, self.ctx.ingested_at);
         for m in &orders {
@@ -317,8 +330,11 @@ impl<L: OrderList> Stream for OrderStream<L> {
     }
 
     fn request_stats(&self) -> (u64, u64) {
-        let (a, b) = self.list.stats();
-        let (c, d) = self.decrypt.as_ref().map_or((0, 0), |d| d.stats());
+        let (a, b) = self.list.http().stats();
+        let (c, d) = self
+            .decrypt
+            .as_ref()
+            .map_or((0, 0), |(d, _)| d.http().stats());
         (a + c, b + d)
     }
 
@@ -328,7 +344,7 @@ impl<L: OrderList> Stream for OrderStream<L> {
         ctx: &PullContext,
         sink: &mut dyn PageSink,
     ) -> Result<PullReport, PullError> {
-        if let Some(max) = self.list.max_window().filter(|m| window.len() > *m) {
+        if let Some(max) = self.listing.max_window.filter(|m| window.len() > *m) {
             return Err(ConnectorError::new(
                 &self.request_context(),
                 ErrorKind::InvalidRequest,
@@ -346,7 +362,7 @@ impl<L: OrderList> Stream for OrderStream<L> {
             seen: HashSet::new(),
             report: PullReport::default(),
         };
-        match self.paging {
+        match self.listing.paging {
             Paging::Backward { first, size, ahead } => {
                 self.numbered(window, (first, size, ahead), &mut emit)
                     .await?
@@ -375,6 +391,7 @@ mod tests {
         total: u64,
         cursor_stuck: bool,
         asked: Mutex<Vec<String>>,
+        http: ApiClient,
     }
 
     fn row(id: &str) -> OrderRow {
@@ -401,16 +418,8 @@ mod tests {
 
     #[async_trait]
     impl OrderList for Fake {
-        fn api(&self) -> &'static str {
-            "fake.list"
-        }
-
-        fn max_window(&self) -> Option<chrono::Duration> {
-            Some(chrono::Duration::hours(1))
-        }
-
-        fn stats(&self) -> (u64, u64) {
-            (0, 0)
+        fn http(&self) -> &ApiClient {
+            &self.http
         }
 
         async fn page(
@@ -473,7 +482,12 @@ mod tests {
             initial_start: Utc::now(),
             end_lag: chrono::Duration::zero(),
         };
-        OrderStream::new("fake", "s", fake, paging, plan)
+        let listing = Listing {
+            api: "fake.list",
+            paging,
+            max_window: Some(chrono::Duration::hours(1)),
+        };
+        OrderStream::new("fake", "s", fake, listing, plan)
     }
 
     fn ids(b: &Batches) -> Vec<String> {
@@ -499,6 +513,7 @@ mod tests {
             total: 6,
             cursor_stuck: false,
             asked: Mutex::default(),
+            http: ApiClient::new(vec![], Default::default()),
         };
         let s = stream(fake, Paging::backward(1, 2));
         let mut out = Batches::default();
@@ -522,6 +537,7 @@ mod tests {
             total: 2,
             cursor_stuck: false,
             asked: Mutex::default(),
+            http: ApiClient::new(vec![], Default::default()),
         };
         let s = stream(fake, Paging::backward(0, 100));
         let mut out = Batches::default();
@@ -541,6 +557,7 @@ mod tests {
             total: 0,
             cursor_stuck: false,
             asked: Mutex::default(),
+            http: ApiClient::new(vec![], Default::default()),
         };
         let s = stream(fake, Paging::Cursor);
         let mut out = Batches::default();
@@ -552,6 +569,7 @@ mod tests {
             total: 0,
             cursor_stuck: true,
             asked: Mutex::default(),
+            http: ApiClient::new(vec![], Default::default()),
         };
         let s = stream(stuck, Paging::Cursor);
         let err = s
@@ -571,6 +589,7 @@ mod tests {
             total: 1,
             cursor_stuck: false,
             asked: Mutex::default(),
+            http: ApiClient::new(vec![], Default::default()),
         };
         let s = stream(fake, Paging::backward(1, 100));
         let err = s
@@ -585,6 +604,7 @@ mod tests {
             total: (MAX_PAGES_PER_WINDOW + 1) * 100,
             cursor_stuck: false,
             asked: Mutex::default(),
+            http: ApiClient::new(vec![], Default::default()),
         };
         let s = stream(huge, Paging::backward(1, 100));
         let err = s
