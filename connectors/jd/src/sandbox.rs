@@ -692,15 +692,7 @@ impl Kit {
             window_minutes: 7 * 24 * 60,
             lookback_minutes: 60,
             initial_days: pull.initial_days,
-            shops: ann
-                .shops
-                .iter()
-                .map(|s| crate::JdShop {
-                    id: s.id.clone(),
-                    access_token: inline(&s.access_token),
-                    refresh_token: s.refresh_token.as_deref().map(inline),
-                })
-                .collect(),
+            shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
         }
     }
 }

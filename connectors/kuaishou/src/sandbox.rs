@@ -662,15 +662,7 @@ impl Kit {
             initial_days: pull.initial_days,
             decrypt: pull.decrypt,
             decrypt_qps: 0,
-            shops: ann
-                .shops
-                .iter()
-                .map(|s| crate::KuaishouShop {
-                    id: s.id.clone(),
-                    access_token: inline(&s.access_token),
-                    refresh_token: s.refresh_token.as_deref().map(inline),
-                })
-                .collect(),
+            shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
         }
     }
 }

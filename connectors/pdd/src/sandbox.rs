@@ -546,15 +546,7 @@ impl Kit {
             // The sandbox keeps no decrypt quota; against the real router
             // leave the default (one call per 10 s outside 多多云).
             decrypt_interval_secs: 0,
-            shops: ann
-                .shops
-                .iter()
-                .map(|s| crate::PddShop {
-                    id: s.id.clone(),
-                    access_token: inline(&s.access_token),
-                    refresh_token: s.refresh_token.as_deref().map(inline),
-                })
-                .collect(),
+            shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
         }
     }
 }

@@ -25,6 +25,22 @@ pub struct TokenShop {
     pub refresh_token: Option<SecretRef>,
 }
 
+impl TokenShop {
+    /// The shops a sandbox announced, with the tokens its authorization
+    /// gave them (given in code, never written in a config).
+    pub fn announced(ann: &crate::sandbox::announce::SandboxAnnouncement) -> Vec<TokenShop> {
+        let inline = |s: &str| SecretRef::inline(s.to_string());
+        ann.shops
+            .iter()
+            .map(|s| TokenShop {
+                id: s.id.clone(),
+                access_token: inline(&s.access_token),
+                refresh_token: s.refresh_token.as_deref().map(inline),
+            })
+            .collect()
+    }
+}
+
 /// How the streams of one app key are wired to the process's services.
 pub struct AppWiring<'a> {
     connector: &'static str,
