@@ -368,5 +368,5 @@ pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<DouyinConfi
             state_prefix: "dy_",
             pattern: Some("[0-9]{16,20}"),
         }),
-        sandbox: Some(&sandbox::Kit),
+        sandbox: Some(&sandbox::KIT),
     };

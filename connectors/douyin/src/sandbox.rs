@@ -29,15 +29,14 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, OfficialSdk, RunningSandbox, SandboxAnnouncement, SandboxFacts,
-    SandboxKit, SandboxPull,
+    ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
-use quanyu_connector_sdk::{ConfigError, ConnectorSetup, SecretRef, Stream};
+use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::parse_beijing;
 use quanyu_schemas::Channel;
 use serde_json::json;
@@ -742,47 +741,8 @@ async fn refresh_route(
 
 /// How the demo, `quanyu sandbox` and the shared suite start and pull this
 /// sandbox.
-pub struct Kit;
-
-impl Kit {
-    /// The config that pulls an announced sandbox as `pull` asks.
-    pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::DouyinConfig {
-        let inline = |s: &str| SecretRef::inline(s.to_string());
-        crate::DouyinConfig {
-            gateway: ann.base_url.clone(),
-            app_key: ann.app_key.clone(),
-            app_secret: inline(&ann.app_secret),
-            sign_method: crate::SignMethod::HmacSha256,
-            qps: pull.app_qps,
-            shop_qps: 0,
-            page_size: 100,
-            window_minutes: 24 * 60,
-            lookback_minutes: 60,
-            initial_days: pull.initial_days,
-            decrypt: pull.decrypt,
-            decrypt_qps: 0,
-            shops: ann
-                .shops
-                .iter()
-                .map(|s| crate::DouyinShop {
-                    id: s.id.clone(),
-                    shop_id: None,
-                    self_authorize: false,
-                    access_token: Some(inline(&s.access_token)),
-                    refresh_token: s.refresh_token.as_deref().map(inline),
-                })
-                .collect(),
-        }
-    }
-}
-
-impl SandboxKit for Kit {
-    fn create(
-        &self,
-        world: WorldConfig,
-        as_of: DateTime<Utc>,
-        faults: FaultConfig,
-    ) -> Box<dyn RunningSandbox> {
+pub static KIT: KitSpec<crate::DouyinConfig> = KitSpec {
+    create: |world, as_of, faults| {
         Box::new(Emulated {
             router: DouyinSandbox::router,
             announce: DouyinSandbox::announcement,
@@ -796,43 +756,63 @@ impl SandboxKit for Kit {
                 token_ttl_secs: 7 * 86_400,
             }),
         })
-    }
+    },
+    config,
+    build: crate::build_streams,
+    facts: SandboxFacts {
+        list_api: SEARCH_API,
+        bad_signature: ("40004", "签名错误"),
+        refresh_api: Some("token.refresh"),
+        clear_phones: ClearPhones::None,
+        official_sdk: Some(OfficialSdk {
+            script: "tests/sdk_check.py",
+            // doudian creates its own token for the shop.
+            args: |ann, shop| {
+                [
+                    "--base-url",
+                    &ann.base_url,
+                    "--app-key",
+                    &ann.app_key,
+                    "--secret",
+                    &ann.app_secret,
+                    "--shop-id",
+                    &shop.id,
+                ]
+                .into_iter()
+                .map(String::from)
+                .collect()
+            },
+        }),
+    },
+};
 
-    fn streams(
-        &self,
-        ann: &SandboxAnnouncement,
-        pull: SandboxPull,
-        setup: &ConnectorSetup,
-    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-        crate::build_streams(&Self::config(ann, pull), setup)
-    }
-
-    fn facts(&self) -> SandboxFacts {
-        SandboxFacts {
-            list_api: SEARCH_API,
-            bad_signature: ("40004", "签名错误"),
-            refresh_api: Some("token.refresh"),
-            clear_phones: ClearPhones::None,
-            official_sdk: Some(OfficialSdk {
-                script: "tests/sdk_check.py",
-                // doudian creates its own token for the shop.
-                args: |ann, shop| {
-                    [
-                        "--base-url",
-                        &ann.base_url,
-                        "--app-key",
-                        &ann.app_key,
-                        "--secret",
-                        &ann.app_secret,
-                        "--shop-id",
-                        &shop.id,
-                    ]
-                    .into_iter()
-                    .map(String::from)
-                    .collect()
-                },
-            }),
-        }
+/// The config that pulls an announced sandbox as `pull` asks.
+pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::DouyinConfig {
+    let inline = |s: &str| SecretRef::inline(s.to_string());
+    crate::DouyinConfig {
+        gateway: ann.base_url.clone(),
+        app_key: ann.app_key.clone(),
+        app_secret: inline(&ann.app_secret),
+        sign_method: crate::SignMethod::HmacSha256,
+        qps: pull.app_qps,
+        shop_qps: 0,
+        page_size: 100,
+        window_minutes: 24 * 60,
+        lookback_minutes: 60,
+        initial_days: pull.initial_days,
+        decrypt: pull.decrypt,
+        decrypt_qps: 0,
+        shops: ann
+            .shops
+            .iter()
+            .map(|s| crate::DouyinShop {
+                id: s.id.clone(),
+                shop_id: None,
+                self_authorize: false,
+                access_token: Some(inline(&s.access_token)),
+                refresh_token: s.refresh_token.as_deref().map(inline),
+            })
+            .collect(),
     }
 }
 

@@ -8,7 +8,7 @@ use quanyu_connector_sdk::connector::SandboxPull;
 use quanyu_connector_sdk::market::TokenGateway;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{ApiClient, ErrorKind, RequestContext, Secret, TokenStore};
-use quanyu_douyin::sandbox::{DouyinSandbox, Kit};
+use quanyu_douyin::sandbox::{self, DouyinSandbox};
 use quanyu_douyin::{build_streams, DyClient, SignMethod, CONNECTOR, SEARCH_API};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,7 +20,7 @@ async fn marketplace_suite() {
 async fn window_and_page_limits_are_enforced() {
     let sb = Started::start(&CONNECTOR, FaultConfig::default(), 50).await;
     let setup = market::setup();
-    let mut cfg = Kit::config(&sb.announcement, SandboxPull::default());
+    let mut cfg = sandbox::config(&sb.announcement, SandboxPull::default());
     cfg.window_minutes = 7 * 24 * 60 + 1;
     let err = build_streams(&cfg, &setup).err().unwrap();
     assert!(err.to_string().contains("seven days"), "{err}");
@@ -76,7 +76,7 @@ async fn self_authorized_tokens_are_created_persisted_and_refreshed() {
         s.tokens = TokenStore::in_dir(&dir);
         s
     };
-    let mut cfg = Kit::config(&sb.announcement, SandboxPull::default());
+    let mut cfg = sandbox::config(&sb.announcement, SandboxPull::default());
     for s in &mut cfg.shops {
         s.access_token = None;
         s.refresh_token = None;

@@ -306,5 +306,5 @@ pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<JdConfig> =
             state_prefix: "jd_",
             pattern: Some("[0-9]{9,15}"),
         }),
-        sandbox: Some(&sandbox::Kit),
+        sandbox: Some(&sandbox::KIT),
     };

@@ -33,14 +33,13 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, OfficialSdk, RunningSandbox, SandboxAnnouncement, SandboxFacts,
-    SandboxKit, SandboxPull,
+    ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, Stage};
 use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
-use quanyu_connector_sdk::{ConfigError, ConnectorSetup, SecretRef, Stream};
+use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::{format_beijing, parse_beijing};
 use quanyu_schemas::Channel;
 use serde_json::json;
@@ -675,35 +674,8 @@ async fn access_token_route(
 
 /// How the demo, `quanyu sandbox` and the shared suite start and pull this
 /// sandbox.
-pub struct Kit;
-
-impl Kit {
-    /// The config that pulls an announced sandbox as `pull` asks.
-    pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JdConfig {
-        let inline = |s: &str| SecretRef::inline(s.to_string());
-        crate::JdConfig {
-            gateway: format!("{}/routerjson", ann.base_url),
-            oauth_base: ann.base_url.clone(),
-            app_key: ann.app_key.clone(),
-            app_secret: inline(&ann.app_secret),
-            qps: pull.app_qps,
-            shop_qps: 0,
-            page_size: 100,
-            window_minutes: 7 * 24 * 60,
-            lookback_minutes: 60,
-            initial_days: pull.initial_days,
-            shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
-        }
-    }
-}
-
-impl SandboxKit for Kit {
-    fn create(
-        &self,
-        world: WorldConfig,
-        as_of: DateTime<Utc>,
-        faults: FaultConfig,
-    ) -> Box<dyn RunningSandbox> {
+pub static KIT: KitSpec<crate::JdConfig> = KitSpec {
+    create: |world, as_of, faults| {
         Box::new(Emulated {
             router: JdSandbox::router,
             announce: JdSandbox::announcement,
@@ -717,28 +689,36 @@ impl SandboxKit for Kit {
                 token_ttl_secs: 30 * 86_400,
             }),
         })
-    }
+    },
+    config,
+    build: crate::build_streams,
+    facts: SandboxFacts {
+        list_api: crate::SEARCH_API,
+        bad_signature: ("12", "无效签名"),
+        refresh_api: Some(crate::client::REFRESH_API),
+        clear_phones: ClearPhones::None,
+        official_sdk: Some(OfficialSdk {
+            script: "tests/sdk_check.py",
+            args: OfficialSdk::common_args,
+        }),
+    },
+};
 
-    fn streams(
-        &self,
-        ann: &SandboxAnnouncement,
-        pull: SandboxPull,
-        setup: &ConnectorSetup,
-    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-        crate::build_streams(&Self::config(ann, pull), setup)
-    }
-
-    fn facts(&self) -> SandboxFacts {
-        SandboxFacts {
-            list_api: crate::SEARCH_API,
-            bad_signature: ("12", "无效签名"),
-            refresh_api: Some(crate::client::REFRESH_API),
-            clear_phones: ClearPhones::None,
-            official_sdk: Some(OfficialSdk {
-                script: "tests/sdk_check.py",
-                args: OfficialSdk::common_args,
-            }),
-        }
+/// The config that pulls an announced sandbox as `pull` asks.
+pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JdConfig {
+    let inline = |s: &str| SecretRef::inline(s.to_string());
+    crate::JdConfig {
+        gateway: format!("{}/routerjson", ann.base_url),
+        oauth_base: ann.base_url.clone(),
+        app_key: ann.app_key.clone(),
+        app_secret: inline(&ann.app_secret),
+        qps: pull.app_qps,
+        shop_qps: 0,
+        page_size: 100,
+        window_minutes: 7 * 24 * 60,
+        lookback_minutes: 60,
+        initial_days: pull.initial_days,
+        shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
     }
 }
 

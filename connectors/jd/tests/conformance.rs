@@ -11,7 +11,7 @@ use quanyu_connector_sdk::connector::SandboxPull;
 use quanyu_connector_sdk::market::TokenGateway;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{ApiClient, ErrorKind, RequestContext, Secret, ShopToken, Window};
-use quanyu_jd::sandbox::Kit;
+use quanyu_jd::sandbox;
 use quanyu_jd::sign::sign;
 use quanyu_jd::CONNECTOR;
 use quanyu_jd::{build_streams, JdClient, SEARCH_API};
@@ -137,7 +137,7 @@ fn direct_client(jd: &Started) -> (JdClient, ShopToken) {
 async fn window_and_page_limits_are_enforced() {
     let jd = Started::start(&CONNECTOR, FaultConfig::default(), 50).await;
     let setup = market::setup();
-    let mut cfg = Kit::config(&jd.announcement, SandboxPull::default());
+    let mut cfg = sandbox::config(&jd.announcement, SandboxPull::default());
     cfg.window_minutes = 30 * 24 * 60 + 1;
     let err = build_streams(&cfg, &setup).err().unwrap();
     assert!(err.to_string().contains("30 days"), "{err}");
@@ -184,7 +184,7 @@ async fn window_and_page_limits_are_enforced() {
     }
     // A pull over a too-long window is refused before any call.
     let streams = build_streams(
-        &Kit::config(&jd.announcement, SandboxPull::default()),
+        &sandbox::config(&jd.announcement, SandboxPull::default()),
         &setup,
     )
     .unwrap();
@@ -207,7 +207,7 @@ async fn receivers_are_kept_as_masks_only() {
     let jd = Started::start(&CONNECTOR, FaultConfig::default(), 200).await;
     let as_of = jd.core().as_of();
     let streams = build_streams(
-        &Kit::config(&jd.announcement, SandboxPull::default()),
+        &sandbox::config(&jd.announcement, SandboxPull::default()),
         &market::setup(),
     )
     .unwrap();

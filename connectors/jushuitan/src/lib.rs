@@ -246,5 +246,5 @@ pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<JushuitanCo
             state_prefix: "jst_",
             pattern: None,
         }),
-        sandbox: Some(&sandbox::Kit),
+        sandbox: Some(&sandbox::KIT),
     };

@@ -20,15 +20,14 @@ use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
-    AnnouncedShop, ClearPhones, Emulated, RunningSandbox, SandboxAnnouncement, SandboxFacts,
-    SandboxKit, SandboxPull,
+    AnnouncedShop, ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, OrderBook, Stage};
 use quanyu_connector_sdk::sandbox::tokens::{TokenIssuer, TokenProblem};
 use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
-use quanyu_connector_sdk::{ConfigError, ConnectorSetup, SecretRef, Stream};
+use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::{format_beijing, parse_beijing};
 use quanyu_schemas::Channel;
 use serde_json::json;
@@ -345,48 +344,8 @@ async fn orders(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
 
 /// How the demo, `quanyu sandbox` and the shared suite start and pull this
 /// sandbox.
-pub struct Kit;
-
-impl Kit {
-    /// The config that pulls an announced sandbox as `pull` asks.
-    pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JushuitanConfig {
-        let inline = |s: &str| SecretRef::inline(s.to_string());
-        // One company token for all ERP shops; each shop's ERP shop_id rides
-        // in its announced id as `<id>#<shop_id>`.
-        let first = ann.shops.first();
-        crate::JushuitanConfig {
-            gateway: ann.base_url.clone(),
-            app_key: ann.app_key.clone(),
-            app_secret: inline(&ann.app_secret),
-            access_token: inline(first.map(|s| s.access_token.as_str()).unwrap_or_default()),
-            refresh_token: first.and_then(|s| s.refresh_token.as_deref()).map(inline),
-            qps: pull.app_qps,
-            page_size: 100,
-            window_minutes: 24 * 60,
-            lookback_minutes: 60,
-            initial_days: pull.initial_days,
-            shops: ann
-                .shops
-                .iter()
-                .filter_map(|s| {
-                    let (id, shop_id) = s.id.split_once('#')?;
-                    Some(crate::JushuitanShop {
-                        id: id.to_string(),
-                        shop_id: shop_id.parse().ok()?,
-                    })
-                })
-                .collect(),
-        }
-    }
-}
-
-impl SandboxKit for Kit {
-    fn create(
-        &self,
-        world: WorldConfig,
-        as_of: DateTime<Utc>,
-        faults: FaultConfig,
-    ) -> Box<dyn RunningSandbox> {
+pub static KIT: KitSpec<crate::JushuitanConfig> = KitSpec {
+    create: |world, as_of, faults| {
         Box::new(Emulated {
             router: JushuitanSandbox::router,
             announce: JushuitanSandbox::announcement,
@@ -400,25 +359,46 @@ impl SandboxKit for Kit {
                 token_ttl_secs: 30 * 86_400,
             }),
         })
-    }
+    },
+    config,
+    build: crate::build_streams,
+    facts: SandboxFacts {
+        list_api: "orders/single/query",
+        bad_signature: ("100", "签名错误"),
+        refresh_api: Some("openWeb/auth/refreshToken"),
+        clear_phones: ClearPhones::All,
+        official_sdk: None,
+    },
+};
 
-    fn streams(
-        &self,
-        ann: &SandboxAnnouncement,
-        pull: SandboxPull,
-        setup: &ConnectorSetup,
-    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-        crate::build_streams(&Self::config(ann, pull), setup)
-    }
-
-    fn facts(&self) -> SandboxFacts {
-        SandboxFacts {
-            list_api: "orders/single/query",
-            bad_signature: ("100", "签名错误"),
-            refresh_api: Some("openWeb/auth/refreshToken"),
-            clear_phones: ClearPhones::All,
-            official_sdk: None,
-        }
+/// The config that pulls an announced sandbox as `pull` asks.
+pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JushuitanConfig {
+    let inline = |s: &str| SecretRef::inline(s.to_string());
+    // One company token for all ERP shops; each shop's ERP shop_id rides
+    // in its announced id as `<id>#<shop_id>`.
+    let first = ann.shops.first();
+    crate::JushuitanConfig {
+        gateway: ann.base_url.clone(),
+        app_key: ann.app_key.clone(),
+        app_secret: inline(&ann.app_secret),
+        access_token: inline(first.map(|s| s.access_token.as_str()).unwrap_or_default()),
+        refresh_token: first.and_then(|s| s.refresh_token.as_deref()).map(inline),
+        qps: pull.app_qps,
+        page_size: 100,
+        window_minutes: 24 * 60,
+        lookback_minutes: 60,
+        initial_days: pull.initial_days,
+        shops: ann
+            .shops
+            .iter()
+            .filter_map(|s| {
+                let (id, shop_id) = s.id.split_once('#')?;
+                Some(crate::JushuitanShop {
+                    id: id.to_string(),
+                    shop_id: shop_id.parse().ok()?,
+                })
+            })
+            .collect(),
     }
 }
 

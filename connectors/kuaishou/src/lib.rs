@@ -349,5 +349,5 @@ pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<KuaishouCon
             state_prefix: "ks_",
             pattern: Some("[0-9]{14,20}"),
         }),
-        sandbox: Some(&sandbox::Kit),
+        sandbox: Some(&sandbox::KIT),
     };

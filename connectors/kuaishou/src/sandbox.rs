@@ -28,15 +28,14 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET, SIGN_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, OfficialSdk, RunningSandbox, SandboxAnnouncement, SandboxFacts,
-    SandboxKit, SandboxPull,
+    ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
-use quanyu_connector_sdk::{ConfigError, ConnectorSetup, SecretRef, Stream};
+use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::Channel;
 use serde_json::json;
 
@@ -641,39 +640,8 @@ async fn access_token_route(
 
 /// How the demo, `quanyu sandbox` and the shared suite start and pull this
 /// sandbox.
-pub struct Kit;
-
-impl Kit {
-    /// The config that pulls an announced sandbox as `pull` asks.
-    pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::KuaishouConfig {
-        let inline = |s: &str| SecretRef::inline(s.to_string());
-        crate::KuaishouConfig {
-            gateway: ann.base_url.clone(),
-            oauth_base: None,
-            app_key: ann.app_key.clone(),
-            app_secret: inline(&ann.app_secret),
-            sign_secret: inline(ann.sign_secret.as_deref().unwrap_or_default()),
-            sign_method: crate::SignMethod::HmacSha256,
-            qps: pull.app_qps,
-            shop_qps: 0,
-            page_size: 50,
-            window_minutes: 7 * 24 * 60,
-            lookback_minutes: 60,
-            initial_days: pull.initial_days,
-            decrypt: pull.decrypt,
-            decrypt_qps: 0,
-            shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
-        }
-    }
-}
-
-impl SandboxKit for Kit {
-    fn create(
-        &self,
-        world: WorldConfig,
-        as_of: DateTime<Utc>,
-        faults: FaultConfig,
-    ) -> Box<dyn RunningSandbox> {
+pub static KIT: KitSpec<crate::KuaishouConfig> = KitSpec {
+    create: |world, as_of, faults| {
         Box::new(Emulated {
             router: KuaishouSandbox::router,
             announce: KuaishouSandbox::announcement,
@@ -688,33 +656,45 @@ impl SandboxKit for Kit {
                 token_ttl_secs: 7 * 86_400,
             }),
         })
-    }
+    },
+    config,
+    build: crate::build_streams,
+    facts: SandboxFacts {
+        list_api: crate::CURSOR_LIST_API,
+        bad_signature: ("24", "签名验证失败"),
+        refresh_api: Some("oauth2.refresh_token"),
+        clear_phones: ClearPhones::None,
+        official_sdk: Some(OfficialSdk {
+            script: "tests/sdk_check.py",
+            args: |ann, shop| {
+                let mut args = OfficialSdk::common_args(ann, shop);
+                args.push("--sign-secret".into());
+                args.push(ann.sign_secret.clone().unwrap_or_default());
+                args
+            },
+        }),
+    },
+};
 
-    fn streams(
-        &self,
-        ann: &SandboxAnnouncement,
-        pull: SandboxPull,
-        setup: &ConnectorSetup,
-    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-        crate::build_streams(&Self::config(ann, pull), setup)
-    }
-
-    fn facts(&self) -> SandboxFacts {
-        SandboxFacts {
-            list_api: crate::CURSOR_LIST_API,
-            bad_signature: ("24", "签名验证失败"),
-            refresh_api: Some("oauth2.refresh_token"),
-            clear_phones: ClearPhones::None,
-            official_sdk: Some(OfficialSdk {
-                script: "tests/sdk_check.py",
-                args: |ann, shop| {
-                    let mut args = OfficialSdk::common_args(ann, shop);
-                    args.push("--sign-secret".into());
-                    args.push(ann.sign_secret.clone().unwrap_or_default());
-                    args
-                },
-            }),
-        }
+/// The config that pulls an announced sandbox as `pull` asks.
+pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::KuaishouConfig {
+    let inline = |s: &str| SecretRef::inline(s.to_string());
+    crate::KuaishouConfig {
+        gateway: ann.base_url.clone(),
+        oauth_base: None,
+        app_key: ann.app_key.clone(),
+        app_secret: inline(&ann.app_secret),
+        sign_secret: inline(ann.sign_secret.as_deref().unwrap_or_default()),
+        sign_method: crate::SignMethod::HmacSha256,
+        qps: pull.app_qps,
+        shop_qps: 0,
+        page_size: 50,
+        window_minutes: 7 * 24 * 60,
+        lookback_minutes: 60,
+        initial_days: pull.initial_days,
+        decrypt: pull.decrypt,
+        decrypt_qps: 0,
+        shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
     }
 }
 

@@ -8,7 +8,7 @@ use quanyu_connector_sdk::connector::SandboxPull;
 use quanyu_connector_sdk::market::TokenGateway;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{ApiClient, ErrorKind, RequestContext, Secret};
-use quanyu_kuaishou::sandbox::Kit;
+use quanyu_kuaishou::sandbox;
 use quanyu_kuaishou::{build_streams, KsClient, KsParam, SignMethod, CONNECTOR, CURSOR_LIST_API};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,7 +20,7 @@ async fn marketplace_suite() {
 async fn window_and_page_limits_are_enforced() {
     let sb = Started::start(&CONNECTOR, FaultConfig::default(), 50).await;
     let setup = market::setup();
-    let mut cfg = Kit::config(&sb.announcement, SandboxPull::default());
+    let mut cfg = sandbox::config(&sb.announcement, SandboxPull::default());
     cfg.window_minutes = 8 * 24 * 60;
     let err = build_streams(&cfg, &setup).err().unwrap();
     assert!(err.to_string().contains("seven days"), "{err}");

@@ -336,5 +336,5 @@ pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<PddConfig> 
             state_prefix: "pdd_",
             pattern: Some("[0-9]{6}-[0-9]{10,20}"),
         }),
-        sandbox: Some(&sandbox::Kit),
+        sandbox: Some(&sandbox::KIT),
     };

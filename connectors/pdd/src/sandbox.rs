@@ -26,15 +26,14 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, OfficialSdk, RunningSandbox, SandboxAnnouncement, SandboxFacts,
-    SandboxKit, SandboxPull,
+    ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::Stage;
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
-use quanyu_connector_sdk::{ConfigError, ConnectorSetup, SecretRef, Stream};
+use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::format_beijing;
 use quanyu_schemas::Channel;
 use serde_json::json;
@@ -526,38 +525,8 @@ fn token_api(sb: &PddSandbox, api: &str, params: &[(String, String)]) -> Respons
 
 /// How the demo, `quanyu sandbox` and the shared suite start and pull this
 /// sandbox.
-pub struct Kit;
-
-impl Kit {
-    /// The config that pulls an announced sandbox as `pull` asks.
-    pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::PddConfig {
-        let inline = |s: &str| SecretRef::inline(s.to_string());
-        crate::PddConfig {
-            router: format!("{}/api/router", ann.base_url),
-            client_id: ann.app_key.clone(),
-            client_secret: inline(&ann.app_secret),
-            qps: pull.app_qps,
-            shop_qps: 0,
-            page_size: 100,
-            window_minutes: crate::MAX_WINDOW_MINUTES,
-            lookback_minutes: 30,
-            initial_days: pull.initial_days,
-            decrypt: pull.decrypt,
-            // The sandbox keeps no decrypt quota; against the real router
-            // leave the default (one call per 10 s outside 多多云).
-            decrypt_interval_secs: 0,
-            shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
-        }
-    }
-}
-
-impl SandboxKit for Kit {
-    fn create(
-        &self,
-        world: WorldConfig,
-        as_of: DateTime<Utc>,
-        faults: FaultConfig,
-    ) -> Box<dyn RunningSandbox> {
+pub static KIT: KitSpec<crate::PddConfig> = KitSpec {
+    create: |world, as_of, faults| {
         Box::new(Emulated {
             router: PddSandbox::router,
             announce: PddSandbox::announcement,
@@ -571,52 +540,63 @@ impl SandboxKit for Kit {
                 token_ttl_secs: 86_400,
             }),
         })
-    }
+    },
+    config,
+    build: crate::build_streams,
+    facts: SandboxFacts {
+        list_api: INCREMENT_API,
+        bad_signature: ("20004", "签名错误"),
+        refresh_api: Some(REFRESH_API),
+        clear_phones: ClearPhones::None,
+        official_sdk: Some(OfficialSdk {
+            script: "tests/sdk_check.py",
+            // pdd-sdk takes a host and a port.
+            args: |ann, shop| {
+                let url = url::Url::parse(&ann.base_url).ok();
+                let host = url.as_ref().and_then(|u| u.host_str()).unwrap_or_default();
+                let port = url
+                    .as_ref()
+                    .and_then(|u| u.port())
+                    .unwrap_or(80)
+                    .to_string();
+                [
+                    "--host",
+                    host,
+                    "--port",
+                    &port,
+                    "--client-id",
+                    &ann.app_key,
+                    "--secret",
+                    &ann.app_secret,
+                    "--token",
+                    &shop.access_token,
+                ]
+                .into_iter()
+                .map(String::from)
+                .collect()
+            },
+        }),
+    },
+};
 
-    fn streams(
-        &self,
-        ann: &SandboxAnnouncement,
-        pull: SandboxPull,
-        setup: &ConnectorSetup,
-    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-        crate::build_streams(&Self::config(ann, pull), setup)
-    }
-
-    fn facts(&self) -> SandboxFacts {
-        SandboxFacts {
-            list_api: INCREMENT_API,
-            bad_signature: ("20004", "签名错误"),
-            refresh_api: Some(REFRESH_API),
-            clear_phones: ClearPhones::None,
-            official_sdk: Some(OfficialSdk {
-                script: "tests/sdk_check.py",
-                // pdd-sdk takes a host and a port.
-                args: |ann, shop| {
-                    let url = url::Url::parse(&ann.base_url).ok();
-                    let host = url.as_ref().and_then(|u| u.host_str()).unwrap_or_default();
-                    let port = url
-                        .as_ref()
-                        .and_then(|u| u.port())
-                        .unwrap_or(80)
-                        .to_string();
-                    [
-                        "--host",
-                        host,
-                        "--port",
-                        &port,
-                        "--client-id",
-                        &ann.app_key,
-                        "--secret",
-                        &ann.app_secret,
-                        "--token",
-                        &shop.access_token,
-                    ]
-                    .into_iter()
-                    .map(String::from)
-                    .collect()
-                },
-            }),
-        }
+/// The config that pulls an announced sandbox as `pull` asks.
+pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::PddConfig {
+    let inline = |s: &str| SecretRef::inline(s.to_string());
+    crate::PddConfig {
+        router: format!("{}/api/router", ann.base_url),
+        client_id: ann.app_key.clone(),
+        client_secret: inline(&ann.app_secret),
+        qps: pull.app_qps,
+        shop_qps: 0,
+        page_size: 100,
+        window_minutes: crate::MAX_WINDOW_MINUTES,
+        lookback_minutes: 30,
+        initial_days: pull.initial_days,
+        decrypt: pull.decrypt,
+        // The sandbox keeps no decrypt quota; against the real router
+        // leave the default (one call per 10 s outside 多多云).
+        decrypt_interval_secs: 0,
+        shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
     }
 }
 

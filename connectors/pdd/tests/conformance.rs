@@ -9,7 +9,7 @@ use quanyu_connector_sdk::connector::SandboxPull;
 use quanyu_connector_sdk::market::TokenGateway;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{ApiClient, ErrorKind, RequestContext, Secret, ShopToken};
-use quanyu_pdd::sandbox::Kit;
+use quanyu_pdd::sandbox;
 use quanyu_pdd::{build_streams, PddClient, CONNECTOR, INCREMENT_API};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,7 +33,7 @@ fn direct_client(sb: &Started) -> (PddClient, ShopToken) {
 async fn window_and_page_limits_are_enforced() {
     let sb = Started::start(&CONNECTOR, FaultConfig::default(), 50).await;
     let setup = market::setup();
-    let mut cfg = Kit::config(&sb.announcement, SandboxPull::default());
+    let mut cfg = sandbox::config(&sb.announcement, SandboxPull::default());
     cfg.window_minutes = 31;
     let err = build_streams(&cfg, &setup).err().unwrap();
     assert!(err.to_string().contains("30 minutes"), "{err}");
@@ -75,7 +75,7 @@ async fn window_and_page_limits_are_enforced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decrypt_calls_keep_their_own_interval() {
     let sb = Started::start(&CONNECTOR, FaultConfig::default(), 300).await;
-    let mut cfg = Kit::config(&sb.announcement, SandboxPull::default());
+    let mut cfg = sandbox::config(&sb.announcement, SandboxPull::default());
     cfg.decrypt = true;
     cfg.decrypt_interval_secs = 2;
     cfg.shops.truncate(1);

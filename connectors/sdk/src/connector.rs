@@ -167,6 +167,45 @@ impl OfficialSdk {
     }
 }
 
+/// A sandbox kit declared as data: how the emulator is created, the typed
+/// config that pulls an announcement of it, and what it answers. Each
+/// connector's `sandbox` module has one `pub static KIT`.
+pub struct KitSpec<C> {
+    /// Create the emulator over a world at a time, with faults, accepting
+    /// the default credentials.
+    pub create: fn(WorldConfig, DateTime<Utc>, FaultConfig) -> Box<dyn RunningSandbox>,
+    /// The config pulling an announced sandbox.
+    pub config: fn(&SandboxAnnouncement, SandboxPull) -> C,
+    /// The connector's streams of that config.
+    pub build: BuildStreams<C>,
+    /// What the shared suite checks of it.
+    pub facts: SandboxFacts,
+}
+
+impl<C: 'static> SandboxKit for KitSpec<C> {
+    fn create(
+        &self,
+        world: WorldConfig,
+        as_of: DateTime<Utc>,
+        faults: FaultConfig,
+    ) -> Box<dyn RunningSandbox> {
+        (self.create)(world, as_of, faults)
+    }
+
+    fn streams(
+        &self,
+        announcement: &SandboxAnnouncement,
+        pull: SandboxPull,
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        (self.build)(&(self.config)(announcement, pull), setup)
+    }
+
+    fn facts(&self) -> SandboxFacts {
+        self.facts
+    }
+}
+
 /// How a connector's sandbox is started and connected to.
 pub trait SandboxKit: Send + Sync {
     /// A sandbox over `world` at `as_of`, accepting the default credentials

@@ -373,5 +373,5 @@ pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<TaobaoConfi
             state_prefix: "tb_",
             pattern: Some("[0-9]{12,20}"),
         }),
-        sandbox: Some(&sandbox::Kit),
+        sandbox: Some(&sandbox::KIT),
     };

@@ -24,15 +24,14 @@ use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, OfficialSdk, RunningSandbox, SandboxAnnouncement, SandboxFacts,
-    SandboxKit, SandboxPull,
+    ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
-use quanyu_connector_sdk::{ConfigError, ConnectorSetup, SecretRef, Stream};
+use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::{format_beijing, parse_beijing};
 use quanyu_schemas::Channel;
 
@@ -513,45 +512,8 @@ fn increment_get<'a>(
 
 /// How the demo, `quanyu sandbox` and the shared suite start and pull this
 /// sandbox.
-pub struct Kit;
-
-impl Kit {
-    /// The config that pulls an announced sandbox as `pull` asks.
-    pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::TaobaoConfig {
-        let inline = |s: &str| SecretRef::inline(s.to_string());
-        crate::TaobaoConfig {
-            gateway: format!("{}/router/rest", ann.base_url),
-            app_key: ann.app_key.clone(),
-            app_secret: inline(&ann.app_secret),
-            sign_method: crate::SignMethod::HmacSha256,
-            qps: pull.app_qps,
-            page_size: 100,
-            concurrency: 4,
-            window_minutes: 24 * 60,
-            lookback_minutes: 60,
-            initial_days: pull.initial_days,
-            decrypt: pull.decrypt,
-            decrypt_qps: 0,
-            decrypt_scene: "2002".into(),
-            shops: ann
-                .shops
-                .iter()
-                .map(|s| crate::TaobaoShop {
-                    id: s.id.clone(),
-                    session: inline(&s.access_token),
-                })
-                .collect(),
-        }
-    }
-}
-
-impl SandboxKit for Kit {
-    fn create(
-        &self,
-        world: WorldConfig,
-        as_of: DateTime<Utc>,
-        faults: FaultConfig,
-    ) -> Box<dyn RunningSandbox> {
+pub static KIT: KitSpec<crate::TaobaoConfig> = KitSpec {
+    create: |world, as_of, faults| {
         Box::new(Emulated {
             router: TopSandbox::router,
             announce: TopSandbox::announcement,
@@ -564,28 +526,46 @@ impl SandboxKit for Kit {
                 as_of: Some(as_of),
             }),
         })
-    }
+    },
+    config,
+    build: crate::build_streams,
+    facts: SandboxFacts {
+        list_api: crate::INCREMENT_API,
+        bad_signature: ("25", "Invalid signature"),
+        refresh_api: None,
+        clear_phones: ClearPhones::Some,
+        official_sdk: Some(OfficialSdk {
+            script: "tests/sdk_check.py",
+            args: OfficialSdk::common_args,
+        }),
+    },
+};
 
-    fn streams(
-        &self,
-        ann: &SandboxAnnouncement,
-        pull: SandboxPull,
-        setup: &ConnectorSetup,
-    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-        crate::build_streams(&Self::config(ann, pull), setup)
-    }
-
-    fn facts(&self) -> SandboxFacts {
-        SandboxFacts {
-            list_api: crate::INCREMENT_API,
-            bad_signature: ("25", "Invalid signature"),
-            refresh_api: None,
-            clear_phones: ClearPhones::Some,
-            official_sdk: Some(OfficialSdk {
-                script: "tests/sdk_check.py",
-                args: OfficialSdk::common_args,
-            }),
-        }
+/// The config that pulls an announced sandbox as `pull` asks.
+pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::TaobaoConfig {
+    let inline = |s: &str| SecretRef::inline(s.to_string());
+    crate::TaobaoConfig {
+        gateway: format!("{}/router/rest", ann.base_url),
+        app_key: ann.app_key.clone(),
+        app_secret: inline(&ann.app_secret),
+        sign_method: crate::SignMethod::HmacSha256,
+        qps: pull.app_qps,
+        page_size: 100,
+        concurrency: 4,
+        window_minutes: 24 * 60,
+        lookback_minutes: 60,
+        initial_days: pull.initial_days,
+        decrypt: pull.decrypt,
+        decrypt_qps: 0,
+        decrypt_scene: "2002".into(),
+        shops: ann
+            .shops
+            .iter()
+            .map(|s| crate::TaobaoShop {
+                id: s.id.clone(),
+                session: inline(&s.access_token),
+            })
+            .collect(),
     }
 }
 

@@ -5,7 +5,7 @@ use quanyu_connector_sdk::conformance::market::{self, Started};
 use quanyu_connector_sdk::conformance::MemoryLake;
 use quanyu_connector_sdk::connector::SandboxPull;
 use quanyu_connector_sdk::sandbox::FaultConfig;
-use quanyu_taobao::sandbox::Kit;
+use quanyu_taobao::sandbox;
 use quanyu_taobao::{build_streams, SignMethod, CONNECTOR};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,7 +23,7 @@ async fn every_sign_method_lands_every_trade() {
             initial_days: market::WORLD_DAYS + 1,
             ..SandboxPull::default()
         };
-        let mut cfg = Kit::config(&top.announcement, pull);
+        let mut cfg = sandbox::config(&top.announcement, pull);
         cfg.sign_method = method;
         let mut lake = MemoryLake::default();
         lake.run(&build_streams(&cfg, &market::setup()).unwrap(), None)
@@ -37,7 +37,7 @@ async fn every_sign_method_lands_every_trade() {
 #[tokio::test]
 async fn gateway_enforces_window_and_page_limits() {
     let top = Started::start(&CONNECTOR, FaultConfig::default(), 50).await;
-    let mut cfg = Kit::config(&top.announcement, SandboxPull::default());
+    let mut cfg = sandbox::config(&top.announcement, SandboxPull::default());
     cfg.window_minutes = 2 * 24 * 60;
     let setup = market::setup();
     let err = build_streams(&cfg, &setup).err().unwrap();
