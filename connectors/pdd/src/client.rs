@@ -185,7 +185,12 @@ impl PddClient {
         all.push(("sign", &signature));
         let req = self.api.http().post(&self.router).form(&all);
         let body = self.api.send(ctx, req).await?;
-        check_envelope(ctx, &body)?;
+        // The envelope is read only when the answer names one: a page is
+        // parsed once, by its reader (which retries an answer that is not
+        // JSON at all).
+        if memchr::memmem::find(&body, b"\"error_response\"").is_some() {
+            check_envelope(ctx, &body)?;
+        }
         Ok(body)
     }
 }
@@ -217,9 +222,16 @@ impl TokenGateway for PddClient {
             .post(&rctx, REFRESH_API, None, &[("refresh_token", rt.expose())])
             .await
             .map_err(refresh_refused)?;
+        // Not JSON at all: cut off on the way, retried.
         let answer = serde_json::from_slice::<RefreshEnvelope>(&body)
-            .ok()
-            .and_then(|e| e.pop_auth_token_refresh_response);
+            .map_err(|e| {
+                ConnectorError::new(
+                    &rctx,
+                    ErrorKind::Transient,
+                    format!("answer is not a JSON object: {e}"),
+                )
+            })?
+            .pop_auth_token_refresh_response;
         match answer {
             Some(RefreshAnswer {
                 access_token: Some(at),

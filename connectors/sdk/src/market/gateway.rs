@@ -45,13 +45,19 @@ pub trait TokenGateway: Send + Sync {
         token: &ShopToken,
         params: &Self::Params,
     ) -> Result<Bytes> {
-        self.call_with(ctx, method, token, params, |body| Ok(body.clone()))
-            .await
+        self.call_with(ctx, method, token, params, |body| {
+            serde_json::from_slice::<serde::de::IgnoredAny>(body)
+                .map(|_| body.clone())
+                .map_err(|e| cut_off(ctx, &e))
+        })
+        .await
     }
 
     /// As [`TokenGateway::call`], reading the answer with `read` inside the
-    /// retry: an answer that does not read (cut off by a proxy) is retried
-    /// like any transient failure, and the page is parsed once.
+    /// retry: an answer that is not JSON at all (cut off by a proxy) is
+    /// retried like any transient failure, and the page is parsed once where
+    /// the platform's `attempt` reads its error envelope only when the
+    /// answer names one.
     async fn call_with<T, R>(
         &self,
         ctx: &RequestContext,
@@ -82,10 +88,24 @@ pub trait TokenGateway: Send + Sync {
                 let body = self
                     .attempt(ctx, method, tokens.access_token.expose(), params)
                     .await?;
-                read(&body)
+                read(&body).map_err(|e| {
+                    match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                        Ok(_) => e,
+                        Err(j) => cut_off(ctx, &j),
+                    }
+                })
             })
             .await
     }
+}
+
+/// An answer that is not JSON: a proxy cut it off; retried.
+fn cut_off(ctx: &RequestContext, e: &serde_json::Error) -> ConnectorError {
+    ConnectorError::new(
+        ctx,
+        ErrorKind::Transient,
+        format!("answer is not a JSON object: {e}"),
+    )
 }
 
 /// The refresh token of `prev`, or the error that says the shop must be
@@ -110,4 +130,70 @@ pub fn refresh_refused(mut e: ConnectorError) -> ConnectorError {
             .push_str(" (token refresh refused: authorize the shop again)");
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::token::TokenStore;
+
+    /// Answers a cut-off body first, then a whole one.
+    struct CutOnce {
+        api: ApiClient,
+        calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl TokenGateway for CutOnce {
+        type Params = str;
+
+        fn api(&self) -> &ApiClient {
+            &self.api
+        }
+
+        async fn attempt(&self, _: &RequestContext, _: &str, _: &str, _: &str) -> Result<Bytes> {
+            Ok(match self.calls.fetch_add(1, Ordering::Relaxed) {
+                0 => Bytes::from_static(br#"{"list":[{"id":"#),
+                _ => Bytes::from_static(br#"{"list":[{"id":1}]}"#),
+            })
+        }
+
+        async fn refresh(&self, ctx: &RequestContext, _: Option<TokenSet>) -> Result<TokenSet> {
+            Err(ConnectorError::new(ctx, ErrorKind::Auth, "no refresh here"))
+        }
+    }
+
+    /// An answer cut off on the way is not JSON: retried as transient,
+    /// whether the caller reads it itself or takes the body.
+    #[tokio::test]
+    async fn a_cut_off_answer_is_retried() {
+        let ctx = RequestContext::new("t", Some("s"), "list");
+        let token = ShopToken::open(
+            &TokenStore::memory(),
+            "t",
+            Some(TokenSet::configured(Secret::new("at"), None)),
+        )
+        .unwrap();
+        for read_it in [false, true] {
+            let gw = CutOnce {
+                api: ApiClient::new(vec![], crate::conformance::fast_retry_policy()),
+                calls: AtomicU32::new(0),
+            };
+            let body = if read_it {
+                gw.call_with(&ctx, "list", &token, "", |b| {
+                    serde_json::from_slice::<serde_json::Value>(b)
+                        .map_err(|e| ConnectorError::new(&ctx, ErrorKind::Protocol, e.to_string()))
+                })
+                .await
+                .unwrap()
+            } else {
+                let b = gw.call(&ctx, "list", &token, "").await.unwrap();
+                serde_json::from_slice(&b).unwrap()
+            };
+            assert_eq!(body["list"][0]["id"], 1);
+            assert_eq!(gw.api.stats(), (2, 1), "one retry");
+        }
+    }
 }
