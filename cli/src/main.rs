@@ -166,6 +166,10 @@ enum Cmd {
         #[arg(long, default_value = "0.0.0.0")]
         bind: std::net::IpAddr,
     },
+    /// List the registered connectors: their config section, channel,
+    /// whether they decrypt phones, how cards name their orders, whether a
+    /// sandbox emulates them.
+    Connectors,
     /// Serve a platform emulator on loopback.
     #[command(
         after_help = "Examples:\n  quanyu sandbox taobao --port 8801\n  quanyu sandbox pdd --port 8803\n  quanyu sandbox wecom --port 8802 --faults 0.1\n\nThe first stdout line is JSON with every credential the sandbox accepts."
@@ -593,6 +597,24 @@ async fn run(cli: Cli) -> Result<()> {
             let lake = existing_lake(lake, config)?;
             let status = quanyu::status::status(&lake, runs).await?;
             print!("{}", quanyu::status::render(&status)?);
+        }
+        Cmd::Connectors => {
+            println!(
+                "{:<13} {:<11} {:<9} {:<12} {:<8} pulls",
+                "section", "channel", "decrypts", "card prefix", "sandbox"
+            );
+            for c in quanyu::registry::CONNECTORS {
+                let prefix = c.order_ids().map_or("", |o| o.state_prefix);
+                println!(
+                    "{:<13} {:<11} {:<9} {:<12} {:<8} {}",
+                    format!("[[{}]]", c.name()),
+                    c.channel().as_str(),
+                    if c.decrypts() { "yes" } else { "no" },
+                    prefix,
+                    if c.sandbox().is_some() { "yes" } else { "no" },
+                    c.about()
+                );
+            }
         }
         Cmd::Sandbox {
             platform,

@@ -500,3 +500,23 @@ fn import_files_once_from_the_command_line_and_a_watched_folder() {
         2
     );
 }
+
+/// `quanyu connectors` lists every registered connector with what it is.
+#[test]
+fn connectors_lists_the_registry() {
+    let out = Command::new(env!("CARGO_BIN_EXE_quanyu"))
+        .arg("connectors")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for c in quanyu::registry::CONNECTORS {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("[[{}", c.name())))
+            .unwrap_or_else(|| panic!("{} missing from:\n{text}", c.name()));
+        assert!(line.contains(c.about()), "{line}");
+    }
+    let pdd = text.lines().find(|l| l.starts_with("[[pdd")).unwrap();
+    assert!(pdd.contains("pdd_") && pdd.contains("yes"), "{pdd}");
+}
