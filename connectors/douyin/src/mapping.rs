@@ -53,23 +53,8 @@ pub fn map_status(status: i64, paid: bool) -> Option<OrderStatus> {
     })
 }
 
+use quanyu_connector_sdk::market::{int_of, text_of};
 pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
-
-fn int_of(v: &serde_json::Value) -> Option<i64> {
-    match v {
-        serde_json::Value::Number(n) => n.as_i64(),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn text_of(v: &serde_json::Value) -> Option<String> {
-    match v {
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::String(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
-        _ => None,
-    }
-}
 
 /// Map one raw order of `shop` (see [`map_order_with_cipher`]).
 pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, Rejected> {
@@ -85,22 +70,13 @@ pub fn map_order_with_cipher(
     shop: &str,
     hasher: &PiiHasher,
 ) -> Result<MappedOrder, Rejected> {
-    let o: Order = serde_json::from_str(raw).map_err(|e| Rejected {
-        key: None,
-        reason: format!("order is not a valid Douyin shop order object: {e}"),
-    })?;
+    let o: Order = Rejected::parse(raw, "Douyin shop")?;
     let order_id = o
         .order_id
         .as_ref()
         .and_then(text_of)
-        .ok_or_else(|| Rejected {
-            key: None,
-            reason: "order has no order_id".into(),
-        })?;
-    let reject = |reason: String| Rejected {
-        key: Some(order_id.clone()),
-        reason,
-    };
+        .ok_or_else(|| Rejected::missing("order_id"))?;
+    let reject = |reason: String| Rejected::new(Some(&order_id), reason);
     let secs = |name: &str, v: &Option<serde_json::Value>| match v {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(x) => match int_of(x) {

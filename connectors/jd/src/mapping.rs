@@ -91,23 +91,14 @@ fn unset_time(t: &str) -> bool {
 /// as it is, a ciphertext (JD TDE, base64) never stored; `desen_mobile`
 /// supplies the mask then.
 pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, Rejected> {
-    let o: Order = serde_json::from_str(raw).map_err(|e| Rejected {
-        key: None,
-        reason: format!("order is not a valid JD order object: {e}"),
-    })?;
+    let o: Order = Rejected::parse(raw, "JD")?;
     let order_id = o
         .order_id
         .as_ref()
         .map(Text::text)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| Rejected {
-            key: None,
-            reason: "order has no orderId".into(),
-        })?;
-    let reject = |reason: String| Rejected {
-        key: Some(order_id.clone()),
-        reason,
-    };
+        .ok_or_else(|| Rejected::missing("orderId"))?;
+    let reject = |reason: String| Rejected::new(Some(&order_id), reason);
     let time = |name: &str, v: &Option<String>| match v.as_deref().map(str::trim) {
         None => Ok(None),
         Some(t) if unset_time(t) => Ok(None),

@@ -72,10 +72,7 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
         key: o.o_id.as_ref().map(|v| format!("o_id:{v}")),
         reason: "order has no so_id".into(),
     })?;
-    let reject = |reason: String| Rejected {
-        key: Some(order_id.clone()),
-        reason,
-    };
+    let reject = |reason: String| Rejected::new(Some(&order_id), reason);
     let time = |name: &str,
                 v: &Option<String>|
      -> Result<Option<chrono::DateTime<chrono::Utc>>, Rejected> {

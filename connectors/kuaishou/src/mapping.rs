@@ -105,27 +105,17 @@ pub fn map_order_with_cipher(
     shop: &str,
     hasher: &PiiHasher,
 ) -> Result<MappedOrder, Rejected> {
-    let o: Order = serde_json::from_str(raw).map_err(|e| Rejected {
-        key: None,
-        reason: format!("order is not a valid Kuaishou order object: {e}"),
-    })?;
-    let base = o.order_base_info.ok_or_else(|| Rejected {
-        key: None,
-        reason: "order has no orderBaseInfo".into(),
-    })?;
+    let o: Order = Rejected::parse(raw, "Kuaishou")?;
+    let base = o
+        .order_base_info
+        .ok_or_else(|| Rejected::missing("orderBaseInfo"))?;
     let order_id = base
         .oid
         .as_ref()
         .map(Num::text)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| Rejected {
-            key: None,
-            reason: "order has no oid".into(),
-        })?;
-    let reject = |reason: String| Rejected {
-        key: Some(order_id.clone()),
-        reason,
-    };
+        .ok_or_else(|| Rejected::missing("oid"))?;
+    let reject = |reason: String| Rejected::new(Some(&order_id), reason);
     let ms =
         |name: &str, v: &Option<Num>| -> Result<Option<chrono::DateTime<chrono::Utc>>, Rejected> {
             match v {

@@ -47,15 +47,8 @@ pub fn map_status(order_status: i64, refund_status: i64) -> Option<OrderStatus> 
     })
 }
 
+use quanyu_connector_sdk::market::int_of;
 pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
-
-fn int_of(v: &serde_json::Value) -> Option<i64> {
-    match v {
-        serde_json::Value::Number(n) => n.as_i64(),
-        serde_json::Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
 
 /// Map one raw order of `shop` (see [`map_order_with_cipher`]).
 pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, Rejected> {
@@ -72,22 +65,13 @@ pub fn map_order_with_cipher(
     shop: &str,
     hasher: &PiiHasher,
 ) -> Result<MappedOrder, Rejected> {
-    let o: Order = serde_json::from_str(raw).map_err(|e| Rejected {
-        key: None,
-        reason: format!("order is not a valid Pinduoduo order object: {e}"),
-    })?;
+    let o: Order = Rejected::parse(raw, "Pinduoduo")?;
     let order_id = o
         .order_sn
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| Rejected {
-            key: None,
-            reason: "order has no order_sn".into(),
-        })?;
-    let reject = |reason: String| Rejected {
-        key: Some(order_id.clone()),
-        reason,
-    };
+        .ok_or_else(|| Rejected::missing("order_sn"))?;
+    let reject = |reason: String| Rejected::new(Some(&order_id), reason);
     let time = |name: &str, v: &Option<String>| match v.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some(t) => parse_beijing(t)

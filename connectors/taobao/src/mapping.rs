@@ -97,10 +97,7 @@ pub fn map_trade_with_oaid(
             key: None,
             reason: "trade has no tid".into(),
         })?;
-    let reject = |reason: String| Rejected {
-        key: Some(order_id.clone()),
-        reason,
-    };
+    let reject = |reason: String| Rejected::new(Some(&order_id), reason);
     let platform_status = t
         .status
         .ok_or_else(|| reject("trade has no status".into()))?;
