@@ -45,16 +45,6 @@ pub struct ConnectorSection {
 }
 
 impl ConnectorSection {
-    /// A section given in code (the demo, tests).
-    pub fn new(name: &str, value: serde_json::Value) -> Self {
-        ConnectorSection {
-            name: name.into(),
-            value,
-            line: 0,
-            span: 0..0,
-        }
-    }
-
     /// Where the section is: `line 12 ([[pdd]])`.
     pub fn place(&self) -> String {
         if self.line > 0 {
