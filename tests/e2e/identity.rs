@@ -1046,7 +1046,8 @@ async fn customers_from_contacts_alone_then_with_orders() {
 
 /// A sync killed between identity and its marts leaves `customers` behind
 /// the identity build; the next sync, with nothing to pull, brings the
-/// marts up to it, and one after that has nothing to rebuild.
+/// marts up to it, one after that has nothing to rebuild, and touchpoints
+/// landed later reach `bridges` at the next sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marts_left_behind_by_a_killed_sync_are_caught_up() {
     let h = hasher();
@@ -1073,23 +1074,20 @@ async fn marts_left_behind_by_a_killed_sync_are_caught_up() {
         .await
         .unwrap();
     assert!(built.build > 0);
-    assert_eq!(
-        lake.txn_version("customers", "quanyu:mart:customers")
-            .await
-            .unwrap(),
-        None,
-        "no customers yet"
-    );
+    let customers = &quanyu::marts::MARTS[0];
+    assert_eq!(customers.name, "customers");
+    assert!(!quanyu::marts::is_current(&lake, customers, built.build)
+        .await
+        .unwrap());
     let report = quanyu::sync::Sync::new(&lake, &h).run().await.unwrap();
     assert!(report.records.is_empty(), "nothing to pull");
-    assert!(report.marts_rebuilt >= 1, "{report:?}");
     assert_eq!(
-        lake.txn_version("customers", "quanyu:mart:customers")
-            .await
-            .unwrap(),
-        Some(built.build),
-        "customers reflect the identity build"
+        report.marts_rebuilt, 1,
+        "customers (bridges has no touchpoints to read)"
     );
+    assert!(quanyu::marts::is_current(&lake, customers, built.build)
+        .await
+        .unwrap());
     assert_eq!(int(&lake, "SELECT count(*) FROM customers").await, 3);
     let again = quanyu::sync::Sync::new(&lake, &h).run().await.unwrap();
     assert_eq!(
@@ -1097,10 +1095,52 @@ async fn marts_left_behind_by_a_killed_sync_are_caught_up() {
         built.build,
         "nothing changed"
     );
-    assert_eq!(
-        lake.txn_version("customers", "quanyu:mart:customers")
+    assert_eq!(again.marts_rebuilt, 0, "nothing to rebuild");
+    // AI calls land after the marts were current: the next sync brings
+    // `bridges` up to them.
+    let call = |i: u32| quanyu_schemas::TouchpointRow {
+        channel: quanyu_schemas::Bridge::AiCall,
+        event_id: format!("call-{i}"),
+        event_type: quanyu_schemas::TouchEvent::Call,
+        occurred_at: t0,
+        phone_hash: None,
+        order_channel: None,
+        order_id: None,
+        unionid: None,
+        external_userid: None,
+        owner_userid: None,
+        state: None,
+        campaign: None,
+        outcome: None,
+        intent_level: None,
+        duration_secs: None,
+        cost_fen: Some(50),
+        source: "test".into(),
+    };
+    for round in 0..2u32 {
+        let mut b = quanyu_schemas::TouchpointsBuilder::new("test", Utc::now());
+        b.append(call(round));
+        lake.append(
+            "raw_touchpoints",
+            &TableKind::Touchpoints.schema(),
+            vec![b.finish()],
+            None,
+        )
+        .await
+        .unwrap();
+        quanyu::sync::Sync::new(&lake, &h)
+            .refresh(TableKind::Touchpoints)
+            .run()
             .await
-            .unwrap(),
-        Some(built.build)
-    );
+            .unwrap();
+        assert_eq!(
+            int(
+                &lake,
+                "SELECT touchpoints FROM bridges WHERE bridge = 'ai_call'"
+            )
+            .await,
+            i64::from(round) + 1,
+            "bridges counts the new call"
+        );
+    }
 }
