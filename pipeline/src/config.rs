@@ -140,16 +140,13 @@ impl<'de> serde::de::Visitor<'de> for ConfigVisitor {
                         let span = t.span();
                         let value =
                             serde_json::to_value(t.into_inner()).map_err(A::Error::custom)?;
-                        let section = ConnectorSection {
-                            name: name.into(),
+                        // Checked by `Config::parse`, which knows the line.
+                        cfg.connectors.push(ConnectorSection {
+                            name: connector.name().into(),
                             value,
                             line: 0,
                             span,
-                        };
-                        connector
-                            .check(&section.value)
-                            .map_err(|e| A::Error::custom(section.scrub(&e.to_string())))?;
-                        cfg.connectors.push(section);
+                        });
                     }
                 }
             }
@@ -265,6 +262,11 @@ impl Config {
         for section in &mut cfg.connectors {
             let before = text.get(..section.span.start).unwrap_or(text);
             section.line = before.matches('\n').count() + 1;
+            let connector = crate::registry::find(&section.name)
+                .with_context(|| format!("{}: no such connector", section.place()))?;
+            connector.check(&section.value).map_err(|e| {
+                anyhow::anyhow!("{}: {}", section.place(), section.scrub(&e.to_string()))
+            })?;
         }
         Ok(cfg)
     }
@@ -407,5 +409,9 @@ mod tests {
         assert_eq!(cfg.connectors.len(), 1);
         assert_eq!(cfg.connectors[0].line, 4);
         assert!(cfg.connectors[0].place().starts_with("line 4"));
+        let bad = format!("{text}bogus = 1\n");
+        let err = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(err.contains("line 4, column 1: [[wecom]]"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
     }
 }
