@@ -21,7 +21,7 @@ pub mod sign;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use quanyu_connector_sdk::market::{
     AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt,
     TokenGateway,
@@ -166,12 +166,12 @@ pub fn build_streams(
         secret,
         cfg.sign_method,
     );
-    let plan = WindowPlan {
-        max_window: Duration::minutes(cfg.window_minutes),
-        lookback: Duration::minutes(cfg.lookback_minutes.max(0)),
-        initial_start: Utc::now() - Duration::days(cfg.initial_days),
-        end_lag: Duration::seconds(60),
-    };
+    let plan = WindowPlan::from_settings(
+        cfg.window_minutes,
+        cfg.lookback_minutes,
+        cfg.initial_days,
+        Duration::seconds(60),
+    );
     cfg.shops
         .iter()
         .map(|shop| {

@@ -23,7 +23,7 @@ pub mod sign;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use quanyu_connector_sdk::market::{
     AppWiring, ListPage, Listing, MappedOrder, OrderList, OrderStream, PageAt, Paging,
     TokenGateway, TokenShop,
@@ -142,13 +142,13 @@ pub fn build_streams(
         &cfg.app_key,
         wiring.secret(&cfg.app_secret)?,
     );
-    let plan = WindowPlan {
-        max_window: Duration::minutes(cfg.window_minutes),
-        lookback: Duration::minutes(cfg.lookback_minutes.max(0)),
-        initial_start: Utc::now() - Duration::days(cfg.initial_days),
-        // The search index trails the order database a little.
-        end_lag: Duration::minutes(2),
-    };
+    // The search index trails the order database a little.
+    let plan = WindowPlan::from_settings(
+        cfg.window_minutes,
+        cfg.lookback_minutes,
+        cfg.initial_days,
+        Duration::minutes(2),
+    );
     cfg.shops
         .iter()
         .map(|shop| {

@@ -20,7 +20,7 @@ pub mod sign;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use quanyu_connector_sdk::market::{
     AppWiring, ListPage, Listing, MappedOrder, OrderList, OrderStream, PageAt, Paging, TokenGateway,
 };
@@ -131,12 +131,12 @@ pub fn build_streams(
         &cfg.app_key,
         wiring.secret(&cfg.app_secret)?,
     );
-    let plan = WindowPlan {
-        max_window: Duration::minutes(cfg.window_minutes),
-        lookback: Duration::minutes(cfg.lookback_minutes.max(0)),
-        initial_start: Utc::now() - Duration::days(cfg.initial_days.max(1)),
-        end_lag: Duration::seconds(60),
-    };
+    let plan = WindowPlan::from_settings(
+        cfg.window_minutes,
+        cfg.lookback_minutes,
+        cfg.initial_days.max(1),
+        Duration::seconds(60),
+    );
     Ok(cfg
         .shops
         .iter()

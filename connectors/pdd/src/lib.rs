@@ -19,7 +19,7 @@ pub mod sign;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use quanyu_connector_sdk::market::{
     AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt,
     TokenGateway, TokenShop,
@@ -133,13 +133,13 @@ pub fn build_streams(
     )?;
     let secret = wiring.secret(&cfg.client_secret)?;
     let base = PddClient::new(wiring.app_api(), &cfg.router, &cfg.client_id, secret);
-    let plan = WindowPlan {
-        max_window: Duration::minutes(cfg.window_minutes),
-        lookback: Duration::minutes(cfg.lookback_minutes.max(0)),
-        initial_start: Utc::now() - Duration::days(cfg.initial_days),
-        // The increment API's data settles about three minutes behind.
-        end_lag: Duration::minutes(3),
-    };
+    // The increment API's data settles about three minutes behind.
+    let plan = WindowPlan::from_settings(
+        cfg.window_minutes,
+        cfg.lookback_minutes,
+        cfg.initial_days,
+        Duration::minutes(3),
+    );
     cfg.shops
         .iter()
         .map(|shop| {

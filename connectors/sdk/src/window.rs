@@ -38,6 +38,25 @@ pub struct WindowPlan {
     pub end_lag: Duration,
 }
 
+impl WindowPlan {
+    /// Windows of `window_minutes`, looking back `lookback_minutes` (none
+    /// when negative), starting `initial_days` before now on the first
+    /// pull, staying `end_lag` behind now: a config's settings as a plan.
+    pub fn from_settings(
+        window_minutes: i64,
+        lookback_minutes: i64,
+        initial_days: i64,
+        end_lag: Duration,
+    ) -> WindowPlan {
+        WindowPlan {
+            max_window: Duration::minutes(window_minutes),
+            lookback: Duration::minutes(lookback_minutes.max(0)),
+            initial_start: Utc::now() - Duration::days(initial_days),
+            end_lag,
+        }
+    }
+}
+
 /// Windows from `cursor - lookback` (or `initial_start`) to `now - end_lag`,
 /// each at most `max_window` long, in order. Empty when there is nothing to do.
 pub fn plan_windows(
