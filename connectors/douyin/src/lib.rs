@@ -23,8 +23,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Duration;
 use quanyu_connector_sdk::market::{
-    AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt,
-    TokenGateway,
+    phones_for, read_answer, AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging,
+    PhoneDecrypt, TokenGateway,
 };
 use quanyu_connector_sdk::{
     ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
@@ -267,13 +267,7 @@ impl OrderList for SearchList {
         });
         self.client
             .call_with(&rctx, SEARCH_API, &self.token, &param, |body| {
-                let env: ListEnvelope = serde_json::from_slice(body).map_err(|e| {
-                    ConnectorError::new(
-                        &rctx,
-                        ErrorKind::Protocol,
-                        format!("unreadable order list answer: {e}"),
-                    )
-                })?;
+                let env: ListEnvelope = read_answer(&rctx, body, "order list")?;
                 let data = env.data.ok_or_else(|| {
                     ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
                 })?;
@@ -332,27 +326,20 @@ impl PhoneDecrypt for Decrypt {
             .client
             .call(&rctx, DECRYPT_API, &self.token, &param)
             .await?;
-        let env: DecryptEnvelope = serde_json::from_slice(&body).map_err(|e| {
-            ConnectorError::new(
-                &rctx,
-                ErrorKind::Protocol,
-                format!("unreadable decrypt answer: {e}"),
-            )
-        })?;
+        let env: DecryptEnvelope = read_answer(&rctx, &body, "decrypt")?;
         let results = env.data.map(|d| d.decrypt_infos).unwrap_or_default();
-        Ok(items
-            .iter()
-            .map(|(id, cipher)| {
-                results
-                    .iter()
-                    .find(|r| {
-                        r.auth_id.as_deref() == Some(*id)
-                            && r.cipher_text.as_deref() == Some(*cipher)
-                    })
-                    .filter(|r| r.err_no.is_none_or(|c| c == 0))
-                    .and_then(|r| r.decrypt_text.clone())
-            })
-            .collect())
+        Ok(phones_for(
+            items,
+            &results,
+            |r, id, cipher| {
+                r.auth_id.as_deref() == Some(id) && r.cipher_text.as_deref() == Some(cipher)
+            },
+            |r| {
+                r.decrypt_text
+                    .clone()
+                    .filter(|_| r.err_no.is_none_or(|c| c == 0))
+            },
+        ))
     }
 }
 

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Duration;
 use quanyu_connector_sdk::market::{
-    AppWiring, ListPage, Listing, MappedOrder, OrderList, OrderStream, PageAt, Paging,
+    read_answer, AppWiring, ListPage, Listing, MappedOrder, OrderList, OrderStream, PageAt, Paging,
     TokenGateway, TokenShop,
 };
 use quanyu_connector_sdk::{
@@ -234,8 +234,7 @@ impl OrderSearch {
         hasher: &PiiHasher,
     ) -> Result<ListPage, ConnectorError> {
         let protocol = |m: String| ConnectorError::new(rctx, ErrorKind::Protocol, m);
-        let env: ListEnvelope = serde_json::from_slice(body)
-            .map_err(|e| protocol(format!("unreadable order search answer: {e}")))?;
+        let env: ListEnvelope = read_answer(rctx, body, "order search")?;
         let data = env
             .jingdong_pop_order_search_responce
             .and_then(|r| r.searchorderinfo_result)

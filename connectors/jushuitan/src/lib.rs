@@ -22,7 +22,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Duration;
 use quanyu_connector_sdk::market::{
-    AppWiring, ListPage, Listing, MappedOrder, OrderList, OrderStream, PageAt, Paging, TokenGateway,
+    read_answer, AppWiring, ListPage, Listing, MappedOrder, OrderList, OrderStream, PageAt, Paging,
+    TokenGateway,
 };
 use quanyu_connector_sdk::{
     ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
@@ -209,13 +210,7 @@ impl OrderList for OrderQuery {
         .to_string();
         self.client
             .call_with(&rctx, ORDERS_PATH, &self.token, biz.as_str(), |body| {
-                let a: Answer = serde_json::from_slice(body).map_err(|e| {
-                    ConnectorError::new(
-                        &rctx,
-                        ErrorKind::Protocol,
-                        format!("unreadable orders answer: {e}"),
-                    )
-                })?;
+                let a: Answer = read_answer(&rctx, body, "orders")?;
                 let d = a.data.ok_or_else(|| {
                     ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
                 })?;

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Duration;
 use quanyu_connector_sdk::market::{
-    AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt,
-    TokenGateway, TokenShop,
+    phones_for, read_answer, text_of, AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt,
+    Paging, PhoneDecrypt, TokenGateway, TokenShop,
 };
 use quanyu_connector_sdk::{
     ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
@@ -239,13 +239,7 @@ impl OrderList for CursorList {
         );
         self.client
             .call_with(&rctx, CURSOR_LIST_API, &self.token, &param, |body| {
-                let env: ListEnvelope = serde_json::from_slice(body).map_err(|e| {
-                    ConnectorError::new(
-                        &rctx,
-                        ErrorKind::Protocol,
-                        format!("unreadable order list answer: {e}"),
-                    )
-                })?;
+                let env: ListEnvelope = read_answer(&rctx, body, "order list")?;
                 let data = env.data.ok_or_else(|| {
                     ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
                 })?;
@@ -306,34 +300,22 @@ impl PhoneDecrypt for Decrypt {
             .client
             .call(&rctx, DECRYPT_API, &self.token, &param)
             .await?;
-        let env: DecryptEnvelope = serde_json::from_slice(&body).map_err(|e| {
-            ConnectorError::new(
-                &rctx,
-                ErrorKind::Protocol,
-                format!("unreadable decrypt answer: {e}"),
-            )
-        })?;
+        let env: DecryptEnvelope = read_answer(&rctx, &body, "decrypt")?;
         let results = env.data.map(|d| d.decrypt_list).unwrap_or_default();
-        Ok(items
-            .iter()
-            .map(|(id, cipher)| {
-                results
-                    .iter()
-                    .find(|r| {
-                        let biz = match &r.biz_id {
-                            Some(serde_json::Value::String(s)) => s.clone(),
-                            Some(serde_json::Value::Number(n)) => n.to_string(),
-                            _ => String::new(),
-                        };
-                        biz == *id
-                            && (r.encrypted_data.is_none()
-                                || r.encrypted_data.as_deref() == Some(*cipher))
-                    })
-                    // Kuaishou's per-item success code is 1.
-                    .filter(|r| r.error_code.is_none_or(|c| c == 1))
-                    .and_then(|r| r.decrypted_data.clone())
-            })
-            .collect())
+        Ok(phones_for(
+            items,
+            &results,
+            |r, id, cipher| {
+                r.biz_id.as_ref().and_then(text_of).as_deref() == Some(id)
+                    && r.encrypted_data.as_deref().is_none_or(|c| c == cipher)
+            },
+            // Kuaishou's per-item success code is 1.
+            |r| {
+                r.decrypted_data
+                    .clone()
+                    .filter(|_| r.error_code.is_none_or(|c| c == 1))
+            },
+        ))
     }
 }
 

@@ -21,8 +21,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Duration;
 use quanyu_connector_sdk::market::{
-    AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt,
-    TokenGateway, TokenShop,
+    phones_for, read_answer, AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging,
+    PhoneDecrypt, TokenGateway, TokenShop,
 };
 use quanyu_connector_sdk::{
     ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
@@ -228,13 +228,7 @@ impl OrderList for Increments {
         ];
         self.client
             .call_with(&rctx, INCREMENT_API, &self.token, &params, |body| {
-                let env: ListEnvelope = serde_json::from_slice(body).map_err(|e| {
-                    ConnectorError::new(
-                        &rctx,
-                        ErrorKind::Protocol,
-                        format!("unreadable order list answer: {e}"),
-                    )
-                })?;
+                let env: ListEnvelope = read_answer(&rctx, body, "order list")?;
                 let data = env.order_sn_increment_get_response.ok_or_else(|| {
                     ConnectorError::new(
                         &rctx,
@@ -297,30 +291,23 @@ impl PhoneDecrypt for Decrypt {
             .client
             .call(&rctx, DECRYPT_API, &self.token, &params)
             .await?;
-        let env: DecryptEnvelope = serde_json::from_slice(&body).map_err(|e| {
-            ConnectorError::new(
-                &rctx,
-                ErrorKind::Protocol,
-                format!("unreadable decrypt answer: {e}"),
-            )
-        })?;
+        let env: DecryptEnvelope = read_answer(&rctx, &body, "decrypt")?;
         let results = env
             .open_decrypt_batch_response
             .map(|d| d.data_decrypt_list)
             .unwrap_or_default();
-        Ok(items
-            .iter()
-            .map(|(id, cipher)| {
-                results
-                    .iter()
-                    .find(|r| {
-                        r.data_tag.as_deref() == Some(*id)
-                            && r.encrypted_data.as_deref() == Some(*cipher)
-                    })
-                    .filter(|r| r.error_code.is_none_or(|c| c == 0))
-                    .and_then(|r| r.decrypted_data.clone())
-            })
-            .collect())
+        Ok(phones_for(
+            items,
+            &results,
+            |r, id, cipher| {
+                r.data_tag.as_deref() == Some(id) && r.encrypted_data.as_deref() == Some(cipher)
+            },
+            |r| {
+                r.decrypted_data
+                    .clone()
+                    .filter(|_| r.error_code.is_none_or(|c| c == 0))
+            },
+        ))
     }
 }
 

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::Duration;
 use quanyu_connector_sdk::market::{
-    AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging, PhoneDecrypt,
+    phones_for, read_answer, text_of, AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt,
+    Paging, PhoneDecrypt,
 };
 use quanyu_connector_sdk::{
     ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, Secret,
@@ -256,13 +257,7 @@ impl OrderList for Increments {
         ];
         self.client
             .call_with(&rctx, INCREMENT_API, &self.session, &biz, |body| {
-                let env: IncrementEnvelope = serde_json::from_slice(body).map_err(|e| {
-                    ConnectorError::new(
-                        &rctx,
-                        ErrorKind::Protocol,
-                        format!("unreadable trades answer: {e}"),
-                    )
-                })?;
+                let env: IncrementEnvelope = read_answer(&rctx, body, "trades")?;
                 let resp = env.trades_sold_increment_get_response.ok_or_else(|| {
                     ConnectorError::new(
                         &rctx,
@@ -332,32 +327,18 @@ impl PhoneDecrypt for Decrypt {
             .client
             .call(&rctx, DECRYPT_API, &self.session, &biz)
             .await?;
-        let env: DecryptEnvelope = serde_json::from_slice(&body).map_err(|e| {
-            ConnectorError::new(
-                &rctx,
-                ErrorKind::Protocol,
-                format!("unreadable decrypt answer: {e}"),
-            )
-        })?;
+        let env: DecryptEnvelope = read_answer(&rctx, &body, "decrypt")?;
         let receivers = match env.top_oaid_decrypt_response.and_then(|r| r.receiver_list) {
             Some(ReceiverList::Wrapped { receiver }) => receiver,
             Some(ReceiverList::Plain(v)) => v,
             None => vec![],
         };
-        let tid_of = |r: &Receiver| match &r.tid {
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        };
-        Ok(items
-            .iter()
-            .map(|(tid, _)| {
-                receivers
-                    .iter()
-                    .find(|r| tid_of(r).as_deref() == Some(*tid))
-                    .and_then(|r| r.mobile.clone())
-            })
-            .collect())
+        Ok(phones_for(
+            items,
+            &receivers,
+            |r, tid, _| r.tid.as_ref().and_then(text_of).as_deref() == Some(tid),
+            |r| r.mobile.clone(),
+        ))
     }
 }
 

@@ -64,3 +64,75 @@ pub fn text_of(v: &serde_json::Value) -> Option<String> {
         _ => None,
     }
 }
+
+/// A platform's answer `body` read as `T` (borrowing from it where `T`
+/// does), or a protocol error saying which answer did not read.
+pub fn read_answer<'a, T: serde::Deserialize<'a>>(
+    ctx: &crate::error::RequestContext,
+    body: &'a [u8],
+    what: &str,
+) -> Result<T, crate::error::ConnectorError> {
+    serde_json::from_slice(body).map_err(|e| {
+        crate::error::ConnectorError::new(
+            ctx,
+            crate::error::ErrorKind::Protocol,
+            format!("unreadable {what} answer: {e}"),
+        )
+    })
+}
+
+/// For each `(order id, ciphertext)` of a decrypt batch, the phone of the
+/// result that `matches` it, as `phone` reads it (`None` where the platform
+/// returned no usable result for the item).
+pub fn phones_for<R>(
+    items: &[(&str, &str)],
+    results: &[R],
+    matches: impl Fn(&R, &str, &str) -> bool,
+    phone: impl Fn(&R) -> Option<String>,
+) -> Vec<Option<String>> {
+    items
+        .iter()
+        .map(|(id, cipher)| {
+            results
+                .iter()
+                .find(|r| matches(r, id, cipher))
+                .and_then(&phone)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each item gets the phone of the result naming it, in any order; an
+    /// item with no matching result, or a result for another ciphertext,
+    /// gets none.
+    #[test]
+    fn phones_follow_their_items_not_the_answer_order() {
+        let results = [
+            ("b", "cb", "139"),
+            ("a", "ca", "138"),
+            ("c", "other", "137"),
+        ];
+        let phones = phones_for(
+            &[("a", "ca"), ("b", "cb"), ("c", "cc"), ("d", "cd")],
+            &results,
+            |r, id, cipher| r.0 == id && r.1 == cipher,
+            |r| Some(r.2.to_string()),
+        );
+        assert_eq!(phones, [Some("138".into()), Some("139".into()), None, None]);
+    }
+
+    /// An answer that does not read names which answer it was.
+    #[test]
+    fn an_unreadable_answer_says_which() {
+        let ctx = crate::error::RequestContext::new("t", Some("s"), "api");
+        let e = read_answer::<serde_json::Value>(&ctx, b"{", "decrypt").unwrap_err();
+        assert_eq!(e.kind, crate::error::ErrorKind::Protocol);
+        assert!(e.message.starts_with("unreadable decrypt answer"), "{e}");
+        assert_eq!(int_of(&serde_json::json!(" 42 ")), Some(42));
+        assert_eq!(text_of(&serde_json::json!(7)), Some("7".into()));
+        assert_eq!(text_of(&serde_json::json!("  ")), None);
+    }
+}
