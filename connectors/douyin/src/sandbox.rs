@@ -30,6 +30,7 @@ use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
     ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
+    TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
@@ -762,8 +763,9 @@ pub static KIT: KitSpec<crate::DouyinConfig> = KitSpec {
     facts: SandboxFacts {
         list_api: SEARCH_API,
         bad_signature: ("40004", "签名错误"),
-        refresh_api: Some("token.refresh"),
+        tokens: TokenFlow::Refresh("token.refresh"),
         clear_phones: ClearPhones::None,
+        masks: true,
         official_sdk: Some(OfficialSdk {
             script: "tests/sdk_check.py",
             // doudian creates its own token for the shop.

@@ -34,6 +34,7 @@ use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
     ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
+    TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, Stage};
@@ -695,8 +696,9 @@ pub static KIT: KitSpec<crate::JdConfig> = KitSpec {
     facts: SandboxFacts {
         list_api: crate::SEARCH_API,
         bad_signature: ("12", "无效签名"),
-        refresh_api: Some(crate::client::REFRESH_API),
+        tokens: TokenFlow::Refresh(crate::client::REFRESH_API),
         clear_phones: ClearPhones::None,
+        masks: true,
         official_sdk: Some(OfficialSdk {
             script: "tests/sdk_check.py",
             args: OfficialSdk::common_args,

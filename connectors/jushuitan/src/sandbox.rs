@@ -21,6 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
     AnnouncedShop, ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull,
+    TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, OrderBook, Stage};
@@ -365,8 +366,9 @@ pub static KIT: KitSpec<crate::JushuitanConfig> = KitSpec {
     facts: SandboxFacts {
         list_api: "orders/single/query",
         bad_signature: ("100", "签名错误"),
-        refresh_api: Some("openWeb/auth/refreshToken"),
+        tokens: TokenFlow::Refresh("openWeb/auth/refreshToken"),
         clear_phones: ClearPhones::All,
+        masks: true,
         official_sdk: None,
     },
 };

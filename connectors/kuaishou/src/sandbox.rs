@@ -29,6 +29,7 @@ use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET, SIGN_SECRET};
 use quanyu_connector_sdk::connector::{
     ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
+    TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
@@ -662,8 +663,9 @@ pub static KIT: KitSpec<crate::KuaishouConfig> = KitSpec {
     facts: SandboxFacts {
         list_api: crate::CURSOR_LIST_API,
         bad_signature: ("24", "签名验证失败"),
-        refresh_api: Some("oauth2.refresh_token"),
+        tokens: TokenFlow::Refresh("oauth2.refresh_token"),
         clear_phones: ClearPhones::None,
+        masks: true,
         official_sdk: Some(OfficialSdk {
             script: "tests/sdk_check.py",
             args: |ann, shop| {

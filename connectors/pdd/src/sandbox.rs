@@ -27,6 +27,7 @@ use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
     ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
+    TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::Stage;
@@ -546,8 +547,9 @@ pub static KIT: KitSpec<crate::PddConfig> = KitSpec {
     facts: SandboxFacts {
         list_api: INCREMENT_API,
         bad_signature: ("20004", "签名错误"),
-        refresh_api: Some(REFRESH_API),
+        tokens: TokenFlow::Refresh(REFRESH_API),
         clear_phones: ClearPhones::None,
+        masks: true,
         official_sdk: Some(OfficialSdk {
             script: "tests/sdk_check.py",
             // pdd-sdk takes a host and a port.

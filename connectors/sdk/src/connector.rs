@@ -267,17 +267,33 @@ pub enum ClearPhones {
 pub struct SandboxFacts {
     /// The order list API, named in errors.
     pub list_api: &'static str,
-    /// The code and a word of the message the platform answers a bad
-    /// signature with.
+    /// The code and a word of the message the platform answers a wrong
+    /// app secret with (a bad signature, or a refused token grant where
+    /// the platform signs nothing).
     pub bad_signature: (&'static str, &'static str),
-    /// The token-refresh API, named when a refresh is refused; `None` where
-    /// shop tokens are not refreshed by the connector.
-    pub refresh_api: Option<&'static str>,
+    /// How shop tokens are obtained and renewed.
+    pub tokens: TokenFlow,
     /// Which receiver phones come in clear.
     pub clear_phones: ClearPhones,
+    /// Whether every order carries a masked phone (`138****0000`) without
+    /// decrypting; where it does not, only a decrypted phone gives one.
+    pub masks: bool,
     /// The platform's official SDK, where one installs from PyPI: the suite
     /// drives it against the sandbox.
     pub official_sdk: Option<OfficialSdk>,
+}
+
+/// How a platform's shop tokens come and go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFlow {
+    /// Configured and never renewed by the connector (Taobao sessions).
+    Configured,
+    /// Configured, and renewed through the platform's refresh API (named
+    /// when a refresh is refused).
+    Refresh(&'static str),
+    /// Granted to the app itself, per shop, at this endpoint (Youzan's
+    /// silent authorization): nothing to configure but the app's secret.
+    AppGrant(&'static str),
 }
 
 /// An official SDK check: a script (relative to the connector's crate)

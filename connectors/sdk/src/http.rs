@@ -269,6 +269,19 @@ impl ApiClient {
     /// `Transient`, 429 is `Throttled`, 5xx `Transient`, 401/403 `Auth`,
     /// other non-2xx `InvalidRequest`.
     pub async fn send(&self, ctx: &RequestContext, req: reqwest::RequestBuilder) -> Result<Bytes> {
+        self.send_now(ctx, req).await
+    }
+
+    /// Wait for the client's limiters: for a second request inside one
+    /// attempt of [`ApiClient::call`] (a token grant or refresh before the
+    /// API call), which must spend its own permit.
+    pub async fn wait_turn(&self) {
+        for l in &self.limiters {
+            l.until_ready().await;
+        }
+    }
+
+    async fn send_now(&self, ctx: &RequestContext, req: reqwest::RequestBuilder) -> Result<Bytes> {
         let resp = req.send().await.map_err(|e| transport_error(ctx, &e))?;
         let status = resp.status();
         let retry_after = resp

@@ -25,6 +25,7 @@ use chrono::{DateTime, Duration, Utc};
 use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
     ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
+    TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, Stage};
@@ -532,8 +533,9 @@ pub static KIT: KitSpec<crate::TaobaoConfig> = KitSpec {
     facts: SandboxFacts {
         list_api: crate::INCREMENT_API,
         bad_signature: ("25", "Invalid signature"),
-        refresh_api: None,
+        tokens: TokenFlow::Configured,
         clear_phones: ClearPhones::Some,
+        masks: true,
         official_sdk: Some(OfficialSdk {
             script: "tests/sdk_check.py",
             args: OfficialSdk::common_args,

@@ -73,17 +73,21 @@ pub trait TokenGateway: Send + Sync {
         let read = &read;
         self.api()
             .call(ctx, |attempt| async move {
+                // A refresh or grant is a request of its own: it waits for
+                // its own permit under the client's limiters.
+                let renew = |prev| async move {
+                    self.api().wait_turn().await;
+                    self.refresh(ctx, prev).await
+                };
                 let tokens = match token.get().await {
                     Some(t) if !attempt.refresh_token && !t.expiring() => t,
                     Some(t) => {
                         let stale = t.access_token.clone();
-                        token
-                            .renew(Some(&stale), |prev| self.refresh(ctx, prev))
-                            .await?
+                        token.renew(Some(&stale), renew).await?
                     }
                     // No token yet: a platform whose app creates shop tokens
                     // itself creates one; the others say to authorize.
-                    None => token.renew(None, |prev| self.refresh(ctx, prev)).await?,
+                    None => token.renew(None, renew).await?,
                 };
                 let body = self
                     .attempt(ctx, method, tokens.access_token.expose(), params)
