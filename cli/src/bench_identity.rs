@@ -299,6 +299,7 @@ fn orders(first: u64, persons: u64, extra: Option<u64>, h: &PiiHasher) -> Vec<Or
             created_at: created,
             paid_at: Some(created),
             updated_at: created,
+            buyer_unionid: None,
             receiver_hash: None,
         });
     };

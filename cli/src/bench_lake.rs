@@ -177,6 +177,7 @@ impl People {
                     created_at: created,
                     paid_at: paid,
                     updated_at: updated,
+                    buyer_unionid: None,
                     receiver_hash: None,
                 });
                 n += 1;

@@ -95,6 +95,7 @@ pub fn orders_schema() -> SchemaRef {
             Field::new("ingested_at", ts(), false),
             utf8("run_id", false),
             utf8("receiver_hash", true),
+            utf8("buyer_unionid", true),
         ]))
     })
     .clone()
@@ -179,6 +180,9 @@ pub struct OrderRow {
     /// Keyed hash of the receiver's name and address as the platform shows
     /// them ([`crate::PiiHasher::receiver`]): counts people, never links.
     pub receiver_hash: Option<String>,
+    /// The buyer's WeChat unionid, where the platform gives one (a
+    /// WeChat-bound shop): the same id a WeCom contact carries.
+    pub buyer_unionid: Option<String>,
 }
 
 /// One contact in canonical form.
@@ -277,6 +281,7 @@ pub struct OrdersBuilder {
     paid_at: TimestampMicrosecondBuilder,
     updated_at: TimestampMicrosecondBuilder,
     receiver_hash: StringBuilder,
+    buyer_unionid: StringBuilder,
     len: usize,
 }
 
@@ -303,6 +308,7 @@ impl OrdersBuilder {
             paid_at: tsb(),
             updated_at: tsb(),
             receiver_hash: StringBuilder::new(),
+            buyer_unionid: StringBuilder::new(),
             len: 0,
         }
     }
@@ -325,6 +331,7 @@ impl OrdersBuilder {
         self.paid_at.append_option(r.paid_at.map(micros));
         self.updated_at.append_value(micros(r.updated_at));
         self.receiver_hash.append_option(r.receiver_hash.as_deref());
+        self.buyer_unionid.append_option(r.buyer_unionid.as_deref());
         self.len += 1;
     }
 
@@ -366,6 +373,7 @@ impl OrdersBuilder {
             Arc::new(ingested.finish()),
             Arc::new(run.finish()),
             Arc::new(self.receiver_hash.finish()),
+            Arc::new(self.buyer_unionid.finish()),
         ];
         RecordBatch::try_new(orders_schema(), columns).expect("builder columns match the schema")
     }
@@ -570,6 +578,7 @@ mod tests {
             paid_at: None,
             updated_at: DateTime::from_timestamp(1_704_067_260, 0).unwrap(),
             receiver_hash: None,
+            buyer_unionid: None,
         }
     }
 

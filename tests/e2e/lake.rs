@@ -401,6 +401,7 @@ async fn refresh_over_many_small_raw_files_fits_in_memory() {
                         created_at: t0,
                         paid_at: Some(t0),
                         updated_at: t0 + Duration::seconds(file),
+                        buyer_unionid: None,
                         receiver_hash: None,
                     });
                 }
@@ -442,6 +443,7 @@ fn order(
         created_at: created,
         paid_at: Some(created),
         updated_at: updated,
+        buyer_unionid: None,
         receiver_hash: None,
     }
 }

@@ -163,6 +163,7 @@ pub fn map_order_with_cipher(
         created_at,
         paid_at,
         updated_at,
+        buyer_unionid: None,
         receiver_hash: None,
     };
     Ok(MappedOrder { row, cipher })

@@ -182,6 +182,7 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
         created_at,
         paid_at,
         updated_at,
+        buyer_unionid: None,
         receiver_hash: None,
     })
 }

@@ -127,6 +127,7 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
         created_at: created,
         paid_at,
         updated_at: updated,
+        buyer_unionid: None,
         receiver_hash,
     })
 }

@@ -154,6 +154,7 @@ pub fn map_trade_with_oaid(
         created_at: created,
         paid_at,
         updated_at: updated,
+        buyer_unionid: None,
         receiver_hash: None,
     };
     Ok(MappedOrder { row, cipher: oaid })

@@ -203,6 +203,7 @@ struct Sources {
     tables: Vec<&'static str>,
     refreshed: BTreeMap<&'static str, Option<u64>>,
     orders_receiver: bool,
+    orders_unionid: bool,
 }
 
 async fn sources(lake: &Lake, ctx: &SessionContext) -> Result<Sources> {
@@ -219,17 +220,20 @@ async fn sources(lake: &Lake, ctx: &SessionContext) -> Result<Sources> {
             );
         }
     }
-    let orders_receiver = tables.contains(&"orders")
-        && ctx
-            .table_provider("orders")
-            .await?
-            .schema()
-            .field_with_name("receiver_hash")
-            .is_ok();
+    let orders_schema = match tables.contains(&"orders") {
+        true => Some(ctx.table_provider("orders").await?.schema()),
+        false => None,
+    };
+    let has = |c: &str| {
+        orders_schema
+            .as_ref()
+            .is_some_and(|s| s.field_with_name(c).is_ok())
+    };
     Ok(Sources {
+        orders_receiver: has("receiver_hash"),
+        orders_unionid: has("buyer_unionid"),
         tables,
         refreshed,
-        orders_receiver,
     })
 }
 
@@ -353,6 +357,7 @@ async fn full_build(
         rules: &cfg.state_rules,
         tables: src.tables.clone(),
         orders_receiver: src.orders_receiver,
+        orders_unionid: src.orders_unionid,
         only_changed: false,
     });
     let df = ctx.sql(&sql).await.context("identity edges")?;
@@ -486,6 +491,7 @@ pub async fn build_from_edges(
         tables: vec![],
         refreshed: BTreeMap::new(),
         orders_receiver: false,
+        orders_unionid: false,
     };
     let customers = from_edges(
         lake,
@@ -1388,6 +1394,7 @@ async fn incremental_build(
         rules: &cfg.state_rules,
         tables: src.tables.clone(),
         orders_receiver: src.orders_receiver,
+        orders_unionid: src.orders_unionid,
         only_changed: true,
     });
     ctx.register_table("new_edges", ctx.sql(&new_sql).await?.into_view())?;

@@ -101,6 +101,8 @@ pub struct EdgeSources<'a> {
     pub tables: Vec<&'static str>,
     /// `orders` has a `receiver_hash` column (lakes from before it had none).
     pub orders_receiver: bool,
+    /// `orders` has a `buyer_unionid` column (lakes from before it had none).
+    pub orders_unionid: bool,
     /// Restrict each table to the record keys listed in a registered table
     /// `changed_<table>(record_key)`.
     pub only_changed: bool,
@@ -170,11 +172,32 @@ pub fn edges_sql(src: &EdgeSources) -> String {
             "order_phone",
             "buyer_id IS NULL AND phone_hash IS NOT NULL",
         ));
+        // A WeChat-bound shop's buyer carries the unionid a WeCom contact
+        // of the same person carries.
+        let unionid = ["'unionid'", "buyer_unionid"];
+        if src.orders_unionid {
+            parts.push(e(
+                buyer,
+                unionid,
+                "buyer_unionid",
+                "buyer_id IS NOT NULL AND buyer_unionid IS NOT NULL",
+            ));
+            parts.push(e(
+                order,
+                unionid,
+                "order_unionid",
+                "buyer_id IS NULL AND buyer_unionid IS NOT NULL",
+            ));
+        }
         parts.push(e(
             order,
             order,
             "order_alone",
-            "buyer_id IS NULL AND phone_hash IS NULL",
+            if src.orders_unionid {
+                "buyer_id IS NULL AND phone_hash IS NULL AND buyer_unionid IS NULL"
+            } else {
+                "buyer_id IS NULL AND phone_hash IS NULL"
+            },
         ));
     }
     if src.tables.contains(&"contacts") {

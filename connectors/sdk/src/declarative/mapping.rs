@@ -447,6 +447,7 @@ impl Fields<'_> {
                 .time("updated_at")
                 .or(self.time("paid_at"))
                 .unwrap_or(created_at),
+            buyer_unionid: None,
             receiver_hash: hasher.receiver(
                 self.text("receiver_name").as_deref(),
                 self.text("receiver_address").as_deref(),

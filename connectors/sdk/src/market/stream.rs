@@ -412,6 +412,7 @@ mod tests {
             phone_masked: None,
             province: None,
             city: None,
+            buyer_unionid: None,
             receiver_hash: None,
         }
     }
