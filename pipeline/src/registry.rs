@@ -15,6 +15,8 @@ pub static CONNECTORS: &[&dyn Connector] = &[
     &quanyu_douyin::CONNECTOR,
     &quanyu_kuaishou::CONNECTOR,
     &quanyu_jushuitan::CONNECTOR,
+    &quanyu_youzan::CONNECTOR,
+    &quanyu_wechat_shop::CONNECTOR,
     &quanyu_wecom::CONNECTOR,
     &quanyu_crm::CONNECTOR,
 ];

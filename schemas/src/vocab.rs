@@ -62,6 +62,10 @@ vocabulary! {
         Kuaishou => "kuaishou",
         /// Jushuitan ERP.
         Jushuitan => "jushuitan",
+        /// Youzan (有赞) mall: the brand's own WeChat store.
+        Youzan => "youzan",
+        /// WeChat Channels shop (微信小店).
+        WechatShop => "wechat_shop",
         /// WeCom customer contacts (企业微信).
         Wecom => "wecom",
         /// A brand CRM database or export.

@@ -365,6 +365,7 @@ fn render(world: &World, from: DateTime<Utc>, to: DateTime<Utc>, h: &PiiHasher) 
             created_at: created,
             paid_at: Some(created),
             updated_at: DateTime::from_timestamp(t, 0).unwrap(),
+            buyer_unionid: world.order_unionid(p).map(str::to_string),
             // Pinduoduo shows the receiver masked, the ERP in clear.
             receiver_hash: match p.channel {
                 Channel::Pdd => {
@@ -754,6 +755,7 @@ async fn incremental_equals_full_over_random_sequences() {
                     created_at: t0,
                     paid_at: None,
                     updated_at: at,
+                    buyer_unionid: None,
                     receiver_hash: pdd.then(|| h.hash(&format!("r{}", rng.random_range(0..6)))),
                 });
             }
@@ -900,6 +902,7 @@ async fn many_changed_records_rewrite_edges_in_one_pass() {
         created_at: t0,
         paid_at: None,
         updated_at: at,
+        buyer_unionid: None,
         receiver_hash: None,
     };
     let first: Vec<_> = (0..400).map(|i| order(i, i, t0)).collect();
@@ -1023,6 +1026,7 @@ async fn customers_from_contacts_alone_then_with_orders() {
         created_at: t0,
         paid_at: Some(t0),
         updated_at: t0,
+        buyer_unionid: None,
         receiver_hash: None,
     };
     land(&lake, &[order(1), order(2)], &[]).await;

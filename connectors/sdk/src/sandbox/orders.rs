@@ -245,14 +245,10 @@ mod tests {
         let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
         let world = Arc::new(World::generate(WorldConfig::demo(now, 700)));
         let mut total = 0;
-        for ch in [
-            Channel::Taobao,
-            Channel::Jd,
-            Channel::Pdd,
-            Channel::Douyin,
-            Channel::Kuaishou,
-            Channel::Jushuitan,
-        ] {
+        let mut channels: Vec<Channel> = world.config.shops.iter().map(|s| s.channel).collect();
+        channels.sort_unstable();
+        channels.dedup();
+        for ch in channels {
             let book = OrderBook::new(world.clone(), ch, Some(now));
             let v = book.visible();
             assert!(!v.is_empty(), "{ch:?} has orders");

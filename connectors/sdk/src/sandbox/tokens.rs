@@ -122,6 +122,18 @@ impl TokenIssuer {
         Some(self.issue(shop))
     }
 
+    /// Issue a new token for `shop` and end its older ones (a forced
+    /// refresh of an account token).
+    pub fn replace(&self, shop: usize) -> Issued {
+        self.lock().access.retain(|_, (s, _)| *s != shop);
+        self.issue(shop)
+    }
+
+    /// When an access token expires (`None` if unknown).
+    pub fn expires_at(&self, access_token: &str) -> Option<DateTime<Utc>> {
+        self.lock().access.get(access_token).map(|&(_, exp)| exp)
+    }
+
     /// Make every access token expired (tests: "a week later").
     pub fn expire_all(&self) {
         let past = Utc::now() - Duration::seconds(1);

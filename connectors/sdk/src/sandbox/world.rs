@@ -238,6 +238,8 @@ impl WorldShop {
             WorldShop::new(Channel::Douyin, "douyin-store"),
             WorldShop::new(Channel::Kuaishou, "kuaishou-store"),
             WorldShop::new(Channel::Jushuitan, "jst-miniapp"),
+            WorldShop::new(Channel::Youzan, "youzan-mall"),
+            WorldShop::new(Channel::WechatShop, "wechat-store"),
         ]
     }
 
@@ -277,6 +279,8 @@ pub fn state_prefix(channel: Channel) -> &'static str {
         Channel::Douyin => "dy",
         Channel::Kuaishou => "ks",
         Channel::Jushuitan => "jst",
+        Channel::Youzan => "yz",
+        Channel::WechatShop => "wxs",
         Channel::Wecom => "wc",
         Channel::Crm => "crm",
     }
@@ -605,20 +609,48 @@ impl World {
 
     /// The order id as the purchase's platform shows it: Taobao tids,
     /// 12-digit JD order ids, Pinduoduo `yymmdd-` order_sn, 19-digit Douyin
-    /// ids, 16-digit Kuaishou oids, Jushuitan `so_id`s of the ERP's own shop.
+    /// ids, 16-digit Kuaishou oids, Jushuitan `so_id`s of the ERP's own shop,
+    /// Youzan `E` + creation second + 9 digits (24 characters), 19-digit
+    /// Channels shop ids. Ids do not move with the world's clock.
     pub fn order_id(&self, p: &Purchase) -> String {
         let n = p.order_no;
         match p.channel {
             Channel::Taobao | Channel::Wecom | Channel::Crm => n.to_string(),
             Channel::Jd => (200_000_000_000 + n % 100_000_000_000).to_string(),
             Channel::Pdd => {
-                let day = (p.created + Duration::hours(8)).format("%y%m%d");
+                let day = self.id_clock(p).format("%y%m%d");
                 format!("{day}-{:015}", n % 1_000_000_000_000_000)
             }
             Channel::Douyin => format!("69{:017}", n % 100_000_000_000_000_000),
             Channel::Kuaishou => (2_400_000_000_000_000 + n % 100_000_000_000_000).to_string(),
             Channel::Jushuitan => format!("XCX{:012}", n % 1_000_000_000_000),
+            Channel::Youzan => {
+                let at = self.id_clock(p).format("%Y%m%d%H%M%S");
+                format!("E{at}{:09}", n % 1_000_000_000)
+            }
+            Channel::WechatShop => format!("37{:017}", n % 100_000_000_000_000_000),
         }
+    }
+
+    /// The Beijing wall-clock time a platform writes into an order id
+    /// (Pinduoduo's day, Youzan's second): the creation time as the world's
+    /// first day were 2026-01-01. The world is laid out relative to its
+    /// clock, so creation times move with it; ids must not, or a demo run
+    /// a minute later would see other orders (and cards naming none).
+    fn id_clock(&self, p: &Purchase) -> chrono::NaiveDateTime {
+        let epoch = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("a valid date");
+        epoch + (p.created - self.config.start)
+    }
+
+    /// The buyer's WeChat unionid as the purchase's order shows it: only a
+    /// WeChat-bound shop (the Channels shop) gives one, where WeChat knows
+    /// the person's.
+    pub fn order_unionid(&self, p: &Purchase) -> Option<&str> {
+        (p.channel == Channel::WechatShop)
+            .then(|| self.persons[p.person as usize].unionid.as_deref())
+            .flatten()
     }
 
     /// The `state` the package-insert card of a purchase carries:
@@ -783,6 +815,10 @@ impl World {
                 }
                 let b = g.node(format!("b:{}:{}", p.person, p.shop));
                 g.link(o, b);
+                if let Some(u) = self.order_unionid(p) {
+                    let u = g.node(format!("u:{u}"));
+                    g.link(b, u);
+                }
                 if let Some(ph) = phone.filter(|_| !gift(p)) {
                     g.link(b, ph);
                 }
@@ -1174,6 +1210,27 @@ mod tests {
         assert!(weak.upgrade().is_none(), "freed once nobody holds it");
         let d = World::shared(&config);
         assert_eq!(d.purchases.len(), World::generate(config).purchases.len());
+    }
+
+    #[test]
+    fn order_ids_and_cards_do_not_move_with_the_clock() {
+        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
+        let ids = |t: DateTime<Utc>| {
+            let w = World::generate(WorldConfig::demo(t, 2_000));
+            let ids: Vec<String> = w.purchases.iter().map(|p| w.card_state(p)).collect();
+            ids
+        };
+        let (a, b) = (
+            ids(now),
+            ids(now + Duration::minutes(1) + Duration::hours(13)),
+        );
+        assert_eq!(a, b);
+        let unique: std::collections::HashSet<&String> = a.iter().collect();
+        assert_eq!(unique.len(), a.len(), "order ids are unique");
+        assert!(
+            a.iter().any(|s| s.starts_with("yz_E2026")),
+            "Youzan ids carry a time"
+        );
     }
 
     #[test]

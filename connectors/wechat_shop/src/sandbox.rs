@@ -1,0 +1,653 @@
+//! An emulator of the WeChat API for a brand's Channels shops:
+//! `POST /cgi-bin/stable_token`, `POST /channels/ec/order/list/get` and
+//! `POST /channels/ec/order/get`, each shop its own account (appid).
+//!
+//! As WeChat does: HTTP 200 with `errcode` always; `stable_token` takes a
+//! JSON body only, answers an unknown appid 40013 and a wrong secret
+//! 40125, returns the account's current token while more than five minutes
+//! of it are left (a new one after that, or when `force_refresh` is true,
+//! which ends the old one); API calls without a token are 41001, with an
+//! expired one 42001, an unknown or replaced one 40001. The list takes
+//! `update_time_range` and/or `create_time_range` (at least one, each at
+//! most 7 days, bounds inclusive; 47001 otherwise), `page_size` 1–100, and
+//! `next_key` as it handed it out; it lists ids newest update first and
+//! `next_key` continues after the last id handed out, bound to the filters
+//! (another filter with it is 606006, as third-party notes say). The order
+//! shows its receiver masked (`138****0000`, `陈*`), the buyer's `openid`
+//! per shop and the `unionid` where the person has one. Faults: 45011
+//! throttling, -1 system busy, HTTP 5xx, slow answers, 42001 expiry, a
+//! corrupt order.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
+use quanyu_connector_sdk::connector::{
+    AnnouncedShop, ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull,
+    TokenFlow,
+};
+use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
+use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
+use quanyu_connector_sdk::sandbox::world::{mask_address, mask_name, WorldConfig, REGIONS};
+use quanyu_connector_sdk::sandbox::{Fault, FaultConfig};
+use quanyu_connector_sdk::SecretRef;
+use quanyu_schemas::Channel;
+use serde_json::json;
+
+use crate::client::{
+    CODE_BAD_APPID, CODE_BAD_CREDENTIAL, CODE_BAD_SECRET, CODE_BUSY, CODE_PARAM,
+    CODE_TOKEN_EXPIRED, CODE_TOO_FREQUENT, TOKEN_PATH,
+};
+use crate::{GET_API, LIST_API};
+
+/// The errcode for a `next_key` sent with other filters than its page's.
+pub const CODE_CURSOR_FILTERS: i64 = 606_006;
+
+/// What the sandbox accepts and serves.
+#[derive(Debug, Clone)]
+pub struct WechatShopSandboxConfig {
+    /// The app key its shop appids derive from.
+    pub app_key: String,
+    /// The secret its shop secrets derive from ([`shop_secret`]).
+    pub app_secret: String,
+    /// The seeded world; its Channels shops are served.
+    pub world: WorldConfig,
+    /// Faults to inject.
+    pub faults: FaultConfig,
+    /// The sandbox clock (`None` = the wall clock).
+    pub as_of: Option<DateTime<Utc>>,
+    /// Lifetime of issued tokens, in seconds (WeChat: 7200).
+    pub token_ttl_secs: i64,
+}
+
+/// The appid of the sandbox's shop `i`.
+pub fn shop_appid(app_key: &str, i: usize) -> String {
+    format!("wx{app_key}{i:06}")
+}
+
+/// The AppSecret of the shop account `i` (each account has its own).
+pub fn shop_secret(app_secret: &str, i: usize) -> String {
+    format!("{app_secret}-{i}")
+}
+
+/// The shop's `status` for a stage.
+pub fn shop_status(stage: Stage) -> i64 {
+    match stage {
+        Stage::Created => 10,
+        Stage::Paid => 20,
+        Stage::Shipped => 30,
+        Stage::Finished => 100,
+        Stage::Cancelled | Stage::Refunded => 250,
+    }
+}
+
+struct Inner {
+    cfg: WechatShopSandboxConfig,
+    core: MarketCore,
+    /// Each account's current token.
+    current: std::sync::Mutex<HashMap<usize, String>>,
+    /// order id → purchase index, built on first use.
+    by_order_id: OnceLock<HashMap<String, usize>>,
+}
+
+/// The WeChat Channels shop emulator. Cheap to clone.
+#[derive(Clone)]
+pub struct WechatShopSandbox {
+    inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for WechatShopSandbox {
+    type Target = MarketCore;
+
+    /// The order book, tokens, faults and counters every marketplace
+    /// sandbox has.
+    fn deref(&self) -> &MarketCore {
+        &self.inner.core
+    }
+}
+
+fn json_response(body: serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json; encoding=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn rid() -> String {
+    format!(
+        "{:08x}-{:08x}",
+        rand::random::<u32>(),
+        rand::random::<u32>()
+    )
+}
+
+fn error(code: i64, msg: &str) -> Response {
+    json_response(json!({"errcode": code, "errmsg": format!("{msg} rid: {}", rid())}))
+}
+
+fn bad_gateway(code: u16) -> Response {
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+        "<html><body>502 Bad Gateway</body></html>",
+    )
+        .into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+impl WechatShopSandbox {
+    /// A sandbox over `cfg.world`'s Channels shops.
+    pub fn new(cfg: WechatShopSandboxConfig) -> Self {
+        let core = MarketCore::new(
+            &cfg.world,
+            Channel::WechatShop,
+            cfg.as_of,
+            cfg.faults,
+            "wxs",
+            cfg.token_ttl_secs,
+        );
+        WechatShopSandbox {
+            inner: Arc::new(Inner {
+                cfg,
+                core,
+                current: std::sync::Mutex::new(HashMap::new()),
+                by_order_id: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The routes.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(TOKEN_PATH, post(token_route))
+            .route(LIST_API, post(list_route))
+            .route(GET_API, post(get_route))
+            .with_state(self.clone())
+    }
+
+    /// What this sandbox accepts, served at `base_url`: every shop as
+    /// `<id>#<appid>`, whose secret is [`shop_secret`] of the announced one.
+    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
+        let cfg = &self.inner.cfg;
+        let mut ann =
+            self.inner
+                .core
+                .announce(Channel::WechatShop, base_url, &cfg.app_key, &cfg.app_secret);
+        ann.shops = ann
+            .shops
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| AnnouncedShop {
+                id: format!("{}#{}", s.id, shop_appid(&cfg.app_key, i)),
+                refresh_token: None,
+                ..s
+            })
+            .collect();
+        ann
+    }
+
+    fn purchase_of(&self, order_id: &str) -> Option<usize> {
+        let map = self.inner.by_order_id.get_or_init(|| {
+            let world = self.world();
+            world
+                .purchases
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.channel == Channel::WechatShop)
+                .map(|(i, p)| (world.order_id(p), i))
+                .collect()
+        });
+        map.get(order_id).copied()
+    }
+
+    fn render_order(&self, i: usize, ev: usize, corrupt: bool) -> serde_json::Value {
+        let book = &self.inner.core.book;
+        let world = book.world();
+        let p = &world.purchases[i];
+        let lc = book.lifecycle(i);
+        let person = world.receiver(p);
+        let (modified, stage) = lc.events[ev];
+        let (province, city) = REGIONS[person.region];
+        let products: Vec<serde_json::Value> = lc
+            .items
+            .iter()
+            .enumerate()
+            .map(|(k, &(n, price))| {
+                json!({
+                    "product_id": (10_000_000_000 + price % 997 + k as i64).to_string(),
+                    "sku_id": (20_000_000_000 + price % 991 + k as i64).to_string(),
+                    "sku_cnt": n,
+                    "sale_price": price,
+                    "real_price": price * i64::from(n),
+                    "title": format!("小店商品{}", price % 997),
+                    "on_aftersale_sku_cnt": 0,
+                    "finish_aftersale_sku_cnt": 0,
+                })
+            })
+            .collect();
+        let paid = lc.time_of(Stage::Paid, ev);
+        let mut order = json!({
+            "order_id": world.order_id(p),
+            "status": shop_status(stage),
+            "create_time": if corrupt { json!("not-a-time") } else { json!(lc.created()) },
+            "update_time": modified,
+            "openid": format!("o{}", world.buyer_token(p.person, p.shop)),
+            "order_detail": {
+                "product_infos": products,
+                "price_info": {
+                    "product_price": lc.goods_total(),
+                    "order_price": lc.payment(),
+                    "freight": lc.post_fee,
+                    "discounted_price": lc.discount,
+                    "is_discounted": lc.discount > 0,
+                },
+                "pay_info": match paid {
+                    Some(t) => json!({"prepay_id": format!("wx{t}"), "pay_time": t,
+                        "transaction_id": format!("4200{t}{i:08}"), "payment_method": 1}),
+                    None => json!({}),
+                },
+                "delivery_info": {
+                    "address_info": {
+                        "user_name": mask_name(&person.name),
+                        "tel_number": mask_phone(&person.phone),
+                        "province_name": province,
+                        "city_name": city,
+                        "county_name": "",
+                        "detail_info": mask_address(&person.address),
+                        "use_tel_number": 0,
+                    },
+                    "deliver_method": 0,
+                },
+                "ext_info": { "customer_notes": "", "merchant_notes": "" },
+            },
+            "aftersale_detail": { "on_aftersale_order_cnt": 0, "aftersale_order_list": [] },
+        });
+        // The unionid comes where the shop is bound to the brand's Open
+        // Platform account and WeChat knows the buyer's.
+        if let Some(u) = world.order_unionid(p) {
+            order["unionid"] = json!(u);
+        }
+        order
+    }
+
+    /// The event of purchase `i` the shop shows at the sandbox clock.
+    fn shown_event(&self, i: usize) -> Option<usize> {
+        let as_of = self.as_of().timestamp();
+        self.inner
+            .core
+            .book
+            .lifecycle(i)
+            .events
+            .iter()
+            .rposition(|(t, _)| *t <= as_of)
+    }
+}
+
+/// An errcode and its message.
+type Refusal = (i64, &'static str);
+
+fn shop_of_token(sb: &WechatShopSandbox, q: Option<&str>) -> Result<usize, Refusal> {
+    let token = q
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned())
+        .and_then(|mut pairs| pairs.find(|(k, _)| k == "access_token").map(|(_, v)| v))
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err((41_001, "access_token missing"));
+    };
+    match sb.inner.core.issuer.check(&token) {
+        Ok(s) => Ok(s),
+        Err(TokenProblem::Expired) => Err((CODE_TOKEN_EXPIRED, "access_token expired")),
+        Err(TokenProblem::Unknown) => Err((
+            CODE_BAD_CREDENTIAL,
+            "invalid credential, access_token is invalid or not latest",
+        )),
+    }
+}
+
+/// Token, JSON body, faults: what every API call passes first.
+async fn admit(
+    sb: &WechatShopSandbox,
+    q: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(usize, serde_json::Value), Response> {
+    sb.inner.core.count_request();
+    let shop = shop_of_token(sb, q).map_err(|(code, msg)| error(code, msg))?;
+    if !is_json(headers) {
+        return Err(error(CODE_PARAM, "data format error"));
+    }
+    let Ok(params) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Err(error(CODE_PARAM, "data format error"));
+    };
+    match sb.inner.core.faults.draw(true) {
+        Some(Fault::Throttle) => {
+            return Err(error(CODE_TOO_FREQUENT, "api minute-quota reach limit"))
+        }
+        Some(Fault::ServiceError) => return Err(error(CODE_BUSY, "system error")),
+        Some(Fault::Http5xx(code)) => return Err(bad_gateway(code)),
+        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
+        Some(Fault::TokenExpired) => return Err(error(CODE_TOKEN_EXPIRED, "access_token expired")),
+        None => {}
+    }
+    Ok((shop, params))
+}
+
+/// `POST /cgi-bin/stable_token`.
+async fn token_route(
+    State(sb): State<WechatShopSandbox>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let core = &sb.inner.core;
+    core.count_request();
+    if !is_json(&headers) {
+        return error(CODE_PARAM, "data format error");
+    }
+    match core.faults.draw(false) {
+        Some(Fault::Throttle) => return error(CODE_TOO_FREQUENT, "api minute-quota reach limit"),
+        Some(Fault::ServiceError) => return error(CODE_BUSY, "system error"),
+        Some(Fault::Http5xx(code)) => return bad_gateway(code),
+        _ => {}
+    }
+    let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return error(CODE_PARAM, "data format error");
+    };
+    let s = |k: &str| req.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
+    if s("grant_type") != "client_credential" {
+        return error(40_002, "invalid grant_type");
+    }
+    let cfg = &sb.inner.cfg;
+    let Some(shop) =
+        (0..core.book.shops().len()).find(|&i| shop_appid(&cfg.app_key, i) == s("appid"))
+    else {
+        return error(CODE_BAD_APPID, "invalid appid");
+    };
+    if s("secret") != shop_secret(&cfg.app_secret, shop) {
+        return error(CODE_BAD_SECRET, "invalid appsecret");
+    }
+    let force = req
+        .get("force_refresh")
+        .and_then(serde_json::Value::as_bool)
+        == Some(true);
+    let mut current = sb.inner.current.lock().unwrap_or_else(|p| p.into_inner());
+    let held = current
+        .get(&shop)
+        .cloned()
+        .unwrap_or_else(|| core.tokens_for(shop).0);
+    let left = core
+        .issuer
+        .expires_at(&held)
+        .map_or(0, |t| (t - Utc::now()).num_seconds())
+        .min(cfg.token_ttl_secs);
+    let (token, expires_in) = if !force && core.issuer.check(&held) == Ok(shop) && left > 300 {
+        (held, left)
+    } else {
+        let issued = if force {
+            core.issuer.replace(shop)
+        } else {
+            core.issuer.issue(shop)
+        };
+        current.insert(shop, issued.access_token.clone());
+        (issued.access_token, issued.expires_in)
+    };
+    drop(current);
+    core.count_refresh();
+    json_response(json!({ "access_token": token, "expires_in": expires_in }))
+}
+
+/// A time range `{start_time, end_time}` in seconds, at most 7 days.
+fn range(params: &serde_json::Value, k: &str) -> Result<Option<(i64, i64)>, Refusal> {
+    let Some(r) = params.get(k) else {
+        return Ok(None);
+    };
+    let t = |f: &str| r.get(f).and_then(serde_json::Value::as_i64);
+    match (t("start_time"), t("end_time")) {
+        (Some(s), Some(e)) if s <= e && e - s <= 7 * 86_400 => Ok(Some((s, e))),
+        (Some(s), Some(e)) if s <= e => Err((CODE_PARAM, "time range longer than 7 days")),
+        _ => Err((CODE_PARAM, "invalid time range")),
+    }
+}
+
+/// `POST /channels/ec/order/list/get`.
+async fn list_route(
+    State(sb): State<WechatShopSandbox>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (shop, params) = match admit(&sb, q.as_deref(), &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (update, create) = match (
+        range(&params, "update_time_range"),
+        range(&params, "create_time_range"),
+    ) {
+        (Ok(u), Ok(c)) => (u, c),
+        (Err((code, msg)), _) | (_, Err((code, msg))) => return error(code, msg),
+    };
+    if update.is_none() && create.is_none() {
+        return error(
+            CODE_PARAM,
+            "create_time_range or update_time_range required",
+        );
+    }
+    let size = match params.get("page_size").map(serde_json::Value::as_i64) {
+        None => 10,
+        Some(Some(n @ 1..=100)) => n as usize,
+        Some(_) => return error(CODE_PARAM, "page_size must be 1 to 100"),
+    };
+    let status = params.get("status").and_then(serde_json::Value::as_i64);
+    // The cursor is bound to the filters it was handed out with.
+    let filters = format!("{update:?}{create:?}{status:?}");
+    let fingerprint = quanyu_connector_sdk::sandbox::seed::mix(
+        filters
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
+    );
+    let after = match params.get("next_key").and_then(serde_json::Value::as_str) {
+        None | Some("") => None,
+        Some(k) => match parse_key(k) {
+            Some((f, m, p)) if f == fingerprint => Some((m, p)),
+            Some(_) => return error(CODE_CURSOR_FILTERS, "params differ from previous page"),
+            None => return error(CODE_PARAM, "invalid next_key"),
+        },
+    };
+    let core = &sb.inner.core;
+    let snap = core.book.snapshot();
+    let (lo, hi) = update.unwrap_or((i64::MIN, i64::MAX));
+    let mut list: Vec<(i64, u64)> = snap
+        .window(shop, lo.max(0), hi)
+        .iter()
+        .map(|e| (e.modified, u64::from(e.purchase)))
+        .filter(|&(_, p)| {
+            let created = core.book.lifecycle(p as usize).created();
+            create.is_none_or(|(s, e)| s <= created && created <= e)
+        })
+        .filter(|&(_, p)| {
+            status.is_none_or(|want| {
+                let ev = sb.shown_event(p as usize).unwrap_or(0);
+                shop_status(core.book.lifecycle(p as usize).events[ev].1) == want
+            })
+        })
+        .collect();
+    list.sort_unstable_by(|a, b| b.cmp(a));
+    let start = after.map_or(0, |key| list.partition_point(|x| *x >= key));
+    let page = &list[start..(start + size).min(list.len())];
+    let has_more = start + page.len() < list.len();
+    let world = sb.world();
+    let ids: Vec<String> = page
+        .iter()
+        .map(|&(_, p)| world.order_id(&world.purchases[p as usize]))
+        .collect();
+    let next_key = page
+        .last()
+        .map(|&(m, p)| format!("{fingerprint:x}.{m}.{p}"))
+        .unwrap_or_default();
+    json_response(json!({
+        "errcode": 0, "errmsg": "ok", "order_id_list": ids, "next_key": next_key, "has_more": has_more,
+    }))
+}
+
+fn parse_key(k: &str) -> Option<(u64, i64, u64)> {
+    let mut parts = k.split('.');
+    let f = u64::from_str_radix(parts.next()?, 16).ok()?;
+    let m = parts.next()?.parse().ok()?;
+    let p = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((f, m, p))
+}
+
+/// `POST /channels/ec/order/get`.
+async fn get_route(
+    State(sb): State<WechatShopSandbox>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (shop, params) = match admit(&sb, q.as_deref(), &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let id = match params.get("order_id") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => return error(CODE_PARAM, "order_id required"),
+    };
+    let core = &sb.inner.core;
+    let found = sb
+        .purchase_of(&id)
+        .filter(|&i| core.book.shops()[shop] == core.world().purchases[i].shop)
+        .and_then(|i| sb.shown_event(i).map(|ev| (i, ev)));
+    let Some((i, ev)) = found else {
+        return error(CODE_PARAM, "order not found");
+    };
+    let corrupt = core.faults.draw_malformed();
+    json_response(json!({"errcode": 0, "errmsg": "ok", "order": sb.render_order(i, ev, corrupt)}))
+}
+
+/// How the demo, `quanyu sandbox` and the shared suite start and pull this
+/// sandbox.
+pub static KIT: KitSpec<crate::WechatShopConfig> = KitSpec {
+    create: |world, as_of, faults| {
+        Box::new(Emulated {
+            router: WechatShopSandbox::router,
+            announce: WechatShopSandbox::announcement,
+            describe: "WeChat Channels shop API sandbox at {base_url}/channels/ec/order/list/get",
+            sandbox: WechatShopSandbox::new(WechatShopSandboxConfig {
+                app_key: APP_KEY.into(),
+                app_secret: APP_SECRET.into(),
+                world,
+                faults,
+                as_of: Some(as_of),
+                token_ttl_secs: 7200,
+            }),
+        })
+    },
+    config,
+    build: crate::build_streams,
+    facts: SandboxFacts {
+        list_api: LIST_API,
+        // No signature: a wrong secret is refused where the token is asked.
+        bad_signature: ("40125", "invalid appsecret"),
+        tokens: TokenFlow::AppGrant(TOKEN_PATH),
+        clear_phones: ClearPhones::None,
+        masks: true,
+        // No PyPI package calls `/channels/ec/*` (wechatpy has no such
+        // module); the official SDKs are Java, .NET, Go and PHP.
+        official_sdk: None,
+    },
+};
+
+/// The config that pulls an announced sandbox as `pull` asks.
+pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::WechatShopConfig {
+    crate::WechatShopConfig {
+        api_base: ann.base_url.clone(),
+        qps: pull.app_qps,
+        shop_qps: 0,
+        page_size: 100,
+        details_at_once: 4,
+        window_minutes: 60,
+        lookback_minutes: 30,
+        initial_days: pull.initial_days,
+        shops: ann
+            .shops
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (id, appid) = s.id.split_once('#').unwrap_or((&s.id, ""));
+                crate::WechatShop {
+                    id: id.to_string(),
+                    appid: appid.to_string(),
+                    secret: SecretRef::inline(shop_secret(&ann.app_secret, i)),
+                }
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox() -> WechatShopSandbox {
+        let now = DateTime::from_timestamp(1_773_817_700, 0).unwrap();
+        let mut world = WorldConfig::demo(now, 300);
+        world.shops = quanyu_connector_sdk::sandbox::world::WorldShop::only(Channel::WechatShop);
+        WechatShopSandbox::new(WechatShopSandboxConfig {
+            app_key: "K".into(),
+            app_secret: "S".into(),
+            world,
+            faults: FaultConfig::default(),
+            as_of: Some(now),
+            token_ttl_secs: 7200,
+        })
+    }
+
+    #[test]
+    fn rendered_orders_map_with_their_unionid() {
+        let sb = sandbox();
+        let world = sb.world();
+        let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
+        let mut with_unionid = 0;
+        let mut shown = 0;
+        for (i, p) in world.purchases.iter().enumerate() {
+            let Some(ev) = sb.shown_event(i) else {
+                continue;
+            };
+            shown += 1;
+            let v = sb.render_order(i, ev, false);
+            let text = v.to_string();
+            let person = world.receiver(p);
+            assert!(!text.contains(&person.phone), "no clear phone");
+            let m = crate::mapping::map_order(&text, "x", &hasher).unwrap();
+            assert_eq!(m.row.amount_fen, sb.inner.core.book.lifecycle(i).payment());
+            assert_eq!(
+                m.row.buyer_unionid,
+                world.persons[p.person as usize].unionid
+            );
+            with_unionid += usize::from(m.row.buyer_unionid.is_some());
+            assert_eq!(sb.purchase_of(&m.row.order_id), Some(i));
+        }
+        assert!(shown > 0 && with_unionid > 0 && with_unionid < shown);
+        assert!(
+            crate::mapping::map_order(&sb.render_order(0, 0, true).to_string(), "x", &hasher)
+                .is_err()
+        );
+        assert_eq!(parse_key("ff.12.3"), Some((255, 12, 3)));
+        assert_eq!(parse_key("ff.12"), None);
+    }
+}

@@ -1,0 +1,336 @@
+//! Youzan (有赞) mall orders: `youzan.trades.sold.get` 4.0.4, one stream
+//! per shop (`kdt_id`), windows by update time (`start_update` /
+//! `end_update`, Beijing `yyyy-MM-dd HH:mm:ss`, bounds inclusive), 1-based
+//! pages read from the last page backwards (newest first), `total_results`
+//! checked against what was fetched. A self-use app fetches each shop's
+//! token by silent authorization and keeps it in the token store (tokens
+//! live 7 days; fetching too often is throttled). Optionally decrypts
+//! receiver phones through `youzan.cloud.secret.decrypt.batch` and hashes
+//! them at once. The buyer is the order's `yz_open_id`.
+//!
+//! Assumptions where Youzan's sources are silent or disagree (see
+//! `docs/research/youzan.md`): the list is sorted by update time
+//! descending; page depth is the stricter of the documented limits
+//! (`page_no` ≤ 100 and `page_no × page_size` ≤ 3,200), so a window with
+//! more changes fails with a clear error asking for shorter windows; the
+//! batch decrypt answers a map from ciphertext to clear text; there is no
+//! published trade QPS, so the default is a cautious 10 per second per
+//! app.
+#![warn(missing_docs)]
+
+pub mod client;
+pub mod mapping;
+pub mod sandbox;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Duration;
+use quanyu_connector_sdk::connector::{ConnectorSpec, OrderIds};
+use quanyu_connector_sdk::market::{
+    read_answer, AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging,
+    PhoneDecrypt, TokenGateway,
+};
+use quanyu_connector_sdk::{
+    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
+    ShopToken, Stream, Window, WindowPlan,
+};
+use quanyu_schemas::time::format_beijing;
+use quanyu_schemas::PiiHasher;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+pub use client::YouzanClient;
+
+/// The production gateway.
+pub const DEFAULT_GATEWAY: &str = "https://open.youzanyun.com";
+/// The order list API.
+pub const TRADES_API: &str = "youzan.trades.sold.get";
+/// Its version (4.0.4 returns `yz_open_id`, not the old `buyer_id`).
+pub const TRADES_VERSION: &str = "4.0.4";
+/// The batch decrypt API.
+pub const DECRYPT_API: &str = "youzan.cloud.secret.decrypt.batch";
+/// Its version.
+pub const DECRYPT_VERSION: &str = "1.0.0";
+/// Most ciphertexts one decrypt call takes.
+pub const DECRYPT_BATCH: usize = 10_000;
+/// Deepest page the list serves.
+pub const MAX_PAGE_NO: u64 = 100;
+/// Most orders one query may page through (`page_no × page_size`).
+pub const MAX_DEPTH: u64 = 3_200;
+/// Longest window the list takes (one year).
+pub const MAX_WINDOW_DAYS: i64 = 365;
+
+/// One Youzan self-use app (client_id) and the shops it serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YouzanConfig {
+    /// The gateway URL (`https://open.youzanyun.com`).
+    #[serde(default = "default_gateway")]
+    pub gateway: String,
+    /// The app's client_id.
+    pub client_id: String,
+    /// The app's client_secret.
+    pub client_secret: SecretRef,
+    /// Requests per second for this client_id, shared by all its shops; 0 = no limit.
+    #[serde(default = "default_qps")]
+    pub qps: u32,
+    /// Requests per second per shop; 0 = no per-shop limit.
+    #[serde(default)]
+    pub shop_qps: u32,
+    /// Orders per page (1–100).
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Window length in minutes.
+    #[serde(default = "default_window_minutes")]
+    pub window_minutes: i64,
+    /// Look-back overlap in minutes for late updates.
+    #[serde(default = "default_lookback_minutes")]
+    pub lookback_minutes: i64,
+    /// How many days back the first pull starts.
+    #[serde(default = "default_initial_days")]
+    pub initial_days: i64,
+    /// Decrypt receiver phones through `youzan.cloud.secret.decrypt.batch`
+    /// and hash them.
+    #[serde(default)]
+    pub decrypt: bool,
+    /// The shops.
+    pub shops: Vec<YouzanShop>,
+}
+
+/// One shop: its id in the lake and its Youzan shop id (`kdt_id`), which
+/// silent authorization grants a token for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct YouzanShop {
+    /// The shop id used in the lake.
+    pub id: String,
+    /// Youzan's shop id.
+    pub kdt_id: String,
+}
+
+fn default_gateway() -> String {
+    DEFAULT_GATEWAY.into()
+}
+fn default_qps() -> u32 {
+    10
+}
+fn default_page_size() -> u32 {
+    100
+}
+fn default_window_minutes() -> i64 {
+    60
+}
+fn default_lookback_minutes() -> i64 {
+    30
+}
+fn default_initial_days() -> i64 {
+    7
+}
+
+/// Build one orders stream per shop.
+pub fn build_streams(
+    cfg: &YouzanConfig,
+    setup: &ConnectorSetup,
+) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+    let wiring = AppWiring::new("youzan", &cfg.client_id, setup, cfg.qps);
+    wiring.check_range("page_size", cfg.page_size, 1..=100, "")?;
+    wiring.check_range(
+        "window_minutes",
+        cfg.window_minutes,
+        1..=MAX_WINDOW_DAYS * 24 * 60,
+        " (Youzan searches one year at most)",
+    )?;
+    wiring.check_range("initial_days", cfg.initial_days, 1..=3650, "")?;
+    let secret = wiring.secret(&cfg.client_secret)?;
+    // Youzan asks callers to stay 30 s behind its events.
+    let plan = WindowPlan::from_settings(
+        cfg.window_minutes,
+        cfg.lookback_minutes,
+        cfg.initial_days,
+        Duration::minutes(1),
+    );
+    cfg.shops
+        .iter()
+        .map(|shop| {
+            if shop.kdt_id.trim().is_empty() {
+                return Err(wiring.error(format!("shop {}: kdt_id is empty", shop.id)));
+            }
+            let client = YouzanClient::new(
+                wiring.shop_api(&shop.id, cfg.shop_qps),
+                &cfg.gateway,
+                &cfg.client_id,
+                secret.clone(),
+                shop.kdt_id.trim(),
+            );
+            // No configured token: silent authorization creates it.
+            let token = wiring.shop_token(&shop.id, None)?;
+            let decrypt = cfg.decrypt.then(|| {
+                Arc::new(Decrypt {
+                    client: client.clone(),
+                    token: token.clone(),
+                    shop: shop.id.clone(),
+                }) as Arc<dyn PhoneDecrypt>
+            });
+            let list = Trades {
+                client,
+                token,
+                shop: shop.id.clone(),
+                page_size: cfg.page_size,
+            };
+            Ok(OrderStream::new(
+                "youzan",
+                &shop.id,
+                list,
+                Listing {
+                    api: TRADES_API,
+                    paging: Paging::backward(1, cfg.page_size),
+                    max_window: Some(Duration::days(MAX_WINDOW_DAYS)),
+                },
+                plan,
+            )
+            .decrypting(decrypt, DECRYPT_BATCH)
+            .shared())
+        })
+        .collect()
+}
+
+/// The trade list of one shop.
+struct Trades {
+    client: YouzanClient,
+    token: Arc<ShopToken>,
+    shop: String,
+    page_size: u32,
+}
+
+#[derive(Deserialize)]
+struct ListAnswer<'a> {
+    #[serde(borrow)]
+    data: Option<ListData<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ListData<'a> {
+    total_results: Option<u64>,
+    #[serde(borrow, default)]
+    full_order_info_list: Option<Vec<&'a RawValue>>,
+}
+
+#[async_trait]
+impl OrderList for Trades {
+    fn http(&self) -> &ApiClient {
+        self.client.api()
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        hasher: &PiiHasher,
+    ) -> Result<ListPage, ConnectorError> {
+        // Inclusive second bounds: [start, end - 1 s].
+        let start = window.start;
+        let end = (window.end - Duration::seconds(1)).max(start);
+        let rctx = RequestContext::new("youzan", Some(&self.shop), TRADES_API);
+        let page = at.number(&rctx)?;
+        let params = serde_json::json!({
+            "start_update": format_beijing(start),
+            "end_update": format_beijing(end),
+            "page_no": page,
+            "page_size": self.page_size,
+        });
+        let method = format!("{TRADES_API}/{TRADES_VERSION}");
+        let depth = MAX_DEPTH.min(MAX_PAGE_NO * u64::from(self.page_size));
+        self.client
+            .call_with(&rctx, &method, &self.token, &params, |body| {
+                let answer: ListAnswer = read_answer(&rctx, body, "trade list")?;
+                let data = answer.data.ok_or_else(|| {
+                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
+                })?;
+                let total = data.total_results.unwrap_or(0);
+                if total > depth {
+                    return Err(ConnectorError::new(
+                        &rctx,
+                        ErrorKind::InvalidRequest,
+                        format!(
+                            "{total} orders changed in one window; Youzan pages through at most \
+                             {depth}: set a shorter window_minutes"
+                        ),
+                    ));
+                }
+                Ok(ListPage {
+                    total: Some(total),
+                    next: None,
+                    records: ListPage::mapped(
+                        data.full_order_info_list.unwrap_or_default(),
+                        |raw| mapping::map_order(raw, &self.shop, hasher),
+                    ),
+                })
+            })
+            .await
+    }
+}
+
+/// `youzan.cloud.secret.decrypt.batch` for one shop: keys are per shop, so
+/// the shop's own token decrypts its ciphertexts.
+struct Decrypt {
+    client: YouzanClient,
+    token: Arc<ShopToken>,
+    shop: String,
+}
+
+#[derive(Deserialize)]
+struct DecryptAnswer {
+    #[serde(default)]
+    data: Option<HashMap<String, Option<String>>>,
+}
+
+#[async_trait]
+impl PhoneDecrypt for Decrypt {
+    fn http(&self) -> &ApiClient {
+        self.client.api()
+    }
+
+    async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
+        let rctx = RequestContext::new("youzan", Some(&self.shop), DECRYPT_API);
+        // Each ciphertext once (a receiver repeats), never an empty one
+        // (Youzan answers those with a system error).
+        let mut sources: Vec<&str> = items
+            .iter()
+            .map(|(_, c)| *c)
+            .filter(|c| !c.is_empty())
+            .collect();
+        sources.sort_unstable();
+        sources.dedup();
+        if sources.is_empty() {
+            return Ok(vec![None; items.len()]);
+        }
+        let method = format!("{DECRYPT_API}/{DECRYPT_VERSION}");
+        let params = serde_json::json!({ "sources": sources });
+        let body = self
+            .client
+            .call(&rctx, &method, &self.token, &params)
+            .await?;
+        let answer: DecryptAnswer = read_answer(&rctx, &body, "decrypt")?;
+        let clear = answer.data.unwrap_or_default();
+        Ok(items
+            .iter()
+            .map(|(_, c)| clear.get(*c).cloned().flatten())
+            .collect())
+    }
+}
+
+/// The connector as the engine registers it.
+pub static CONNECTOR: ConnectorSpec<YouzanConfig> = ConnectorSpec {
+    name: "youzan",
+    about: "Youzan (有赞) mall orders",
+    channel: quanyu_schemas::Channel::Youzan,
+    build: build_streams,
+    decrypts: true,
+    order_ids: Some(OrderIds {
+        state_prefix: "yz_",
+        pattern: Some("E[0-9]{23}"),
+    }),
+    sandbox: Some(&sandbox::KIT),
+};

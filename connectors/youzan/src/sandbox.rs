@@ -1,0 +1,655 @@
+//! An emulator of the Youzan cloud gateway for `youzan.trades.sold.get`
+//! 4.0.4, `youzan.cloud.secret.decrypt.batch` 1.0.0 and silent
+//! authorization at `/auth/token`.
+//!
+//! As the gateway does: `POST /api/{name}/{version}?access_token=…` with a
+//! JSON body, every answer HTTP 200; an unknown API or version is `4005`
+//! before the token is looked at; no token `4201`, an expired one `4202`,
+//! an unknown one `4203`, all in `gw_err_resp`. The token endpoint takes
+//! JSON only (a form body is code 1000, as a probe saw), answers an
+//! unknown client or shop with 1103 and a wrong secret with 1000, returns
+//! the shop's current token while it is valid and a new one when asked to
+//! `refresh` or once it expired (`expires` in epoch milliseconds).
+//! Trades: `start_update`/`end_update` as Beijing `yyyy-MM-dd HH:mm:ss`
+//! (a bare date is gateway 5001, as documented), both or neither, at most
+//! one year apart (106000001), `page_no` ≥ 1, `page_size` 1–100 (5000),
+//! `page_no × page_size` ≤ 3,200 (5000); sorted by update time descending
+//! (our choice: the docs do not say). Orders show from creation. Receiver
+//! name, phone and address are ciphertext `$…$1$` (as captured in 2026);
+//! the batch decrypt answers `data` as a map from ciphertext to clear text.
+//! Faults: gateway 4101 throttling, 106100118 timeouts, HTTP 5xx, slow
+//! answers, 4202 expiry, a corrupt order.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
+use quanyu_connector_sdk::connector::{
+    AnnouncedShop, ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull,
+    TokenFlow,
+};
+use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::orders::{fen_text, Stage};
+use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
+use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
+use quanyu_connector_sdk::sandbox::{Fault, FaultConfig};
+use quanyu_connector_sdk::SecretRef;
+use quanyu_schemas::time::{format_beijing, from_beijing_naive};
+use quanyu_schemas::Channel;
+use serde_json::json;
+
+use crate::client::{
+    API_PARAM, API_TIMEOUT, API_WINDOW, AUTH_BAD_APP, AUTH_NO_CLIENT, GW_ILLEGAL_TOKEN, GW_NO_API,
+    GW_NO_TOKEN, GW_SYSTEM, GW_THROTTLED, GW_TOKEN_EXPIRED, TOKEN_PATH,
+};
+use crate::{DECRYPT_API, DECRYPT_VERSION, TRADES_API, TRADES_VERSION};
+
+/// What the sandbox accepts and serves.
+#[derive(Debug, Clone)]
+pub struct YouzanSandboxConfig {
+    /// The client_id it accepts.
+    pub client_id: String,
+    /// The client_secret silent authorization checks.
+    pub client_secret: String,
+    /// The seeded world; its Youzan shops are served.
+    pub world: WorldConfig,
+    /// Faults to inject.
+    pub faults: FaultConfig,
+    /// The sandbox clock (`None` = the wall clock).
+    pub as_of: Option<DateTime<Utc>>,
+    /// Lifetime of issued tokens, in seconds (Youzan: 7 days).
+    pub token_ttl_secs: i64,
+}
+
+/// Youzan's `(status, refund_state)` for a stage.
+pub fn youzan_status(stage: Stage) -> (&'static str, i64) {
+    match stage {
+        Stage::Created => ("WAIT_BUYER_PAY", 0),
+        Stage::Paid => ("WAIT_SELLER_SEND_GOODS", 0),
+        Stage::Shipped => ("WAIT_BUYER_CONFIRM_GOODS", 0),
+        Stage::Finished => ("TRADE_SUCCESS", 0),
+        Stage::Cancelled => ("TRADE_CLOSED", 0),
+        Stage::Refunded => ("TRADE_CLOSED", 12),
+    }
+}
+
+/// The `kdt_id` of the sandbox's shop `i`.
+pub fn kdt_id(i: usize) -> String {
+    (42_583_152 + 7 * i as u64).to_string()
+}
+
+struct Inner {
+    cfg: YouzanSandboxConfig,
+    core: MarketCore,
+    /// Each shop's current token (silent authorization returns it while
+    /// it is valid).
+    current: Mutex<HashMap<usize, String>>,
+}
+
+/// The Youzan gateway emulator. Cheap to clone.
+#[derive(Clone)]
+pub struct YouzanSandbox {
+    inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for YouzanSandbox {
+    type Target = MarketCore;
+
+    /// The order book, tokens, faults and counters every marketplace
+    /// sandbox has.
+    fn deref(&self) -> &MarketCore {
+        &self.inner.core
+    }
+}
+
+/// Youzan's ciphertext shape, `$<base64>$1$`, around the world's cipher
+/// token and the field.
+fn cipher(token: &str, field: u8) -> String {
+    let payload = base64::engine::general_purpose::STANDARD.encode(format!("{token}:{field}"));
+    format!("${payload}$1$")
+}
+
+/// The cipher token inside a phone ciphertext.
+fn token_of(c: &str) -> Option<String> {
+    let inner = c.strip_prefix('$')?.strip_suffix("$1$")?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(inner)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (token, field) = text.rsplit_once(':')?;
+    (field == "2").then(|| token.to_string())
+}
+
+impl YouzanSandbox {
+    /// A sandbox over `cfg.world`'s Youzan shops.
+    pub fn new(cfg: YouzanSandboxConfig) -> Self {
+        let core = MarketCore::new(
+            &cfg.world,
+            Channel::Youzan,
+            cfg.as_of,
+            cfg.faults,
+            "yz",
+            cfg.token_ttl_secs,
+        );
+        YouzanSandbox {
+            inner: Arc::new(Inner {
+                cfg,
+                core,
+                current: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The routes.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(TOKEN_PATH, post(token_route))
+            .route("/api/{name}/{version}", post(api_route))
+            .with_state(self.clone())
+    }
+
+    /// What this sandbox accepts, served at `base_url`: every shop as
+    /// `<id>#<kdt_id>` (tokens come from silent authorization).
+    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
+        let core = &self.inner.core;
+        let mut ann = core.announce(
+            Channel::Youzan,
+            base_url,
+            &self.inner.cfg.client_id,
+            &self.inner.cfg.client_secret,
+        );
+        ann.shops = ann
+            .shops
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| AnnouncedShop {
+                id: format!("{}#{}", s.id, kdt_id(i)),
+                refresh_token: None,
+                ..s
+            })
+            .collect();
+        ann
+    }
+
+    fn render_order(
+        &self,
+        i: usize,
+        ev: usize,
+        local_shop: usize,
+        corrupt: bool,
+    ) -> serde_json::Value {
+        let book = &self.inner.core.book;
+        let world = book.world();
+        let p = &world.purchases[i];
+        let lc = book.lifecycle(i);
+        let person = world.receiver(p);
+        let (modified, stage) = lc.events[ev];
+        let at = |t: Option<i64>| {
+            t.and_then(|t| DateTime::from_timestamp(t, 0))
+                .map(format_beijing)
+                .unwrap_or_default()
+        };
+        let created = if corrupt {
+            "not-a-time".to_string()
+        } else {
+            at(Some(lc.created()))
+        };
+        let (status, refund_state) = youzan_status(stage);
+        let (province, city) = REGIONS[person.region];
+        let token = world.cipher_token(p);
+        let lines: Vec<serde_json::Value> = lc
+            .items
+            .iter()
+            .enumerate()
+            .map(|(k, &(n, price))| {
+                json!({
+                    "oid": format!("{}{k:02}", p.order_no % 1_000_000_000_000),
+                    "item_id": 600_000_000 + price % 997 + k as i64,
+                    "sku_id": 0,
+                    "title": format!("有赞商品{}", price % 997),
+                    "num": n,
+                    "price": fen_text(price),
+                    "total_fee": fen_text(price * i64::from(n)),
+                    "payment": fen_text(price * i64::from(n)),
+                    "outer_item_id": "",
+                })
+            })
+            .collect();
+        json!({
+            "full_order_info": {
+                "order_info": {
+                    "tid": world.order_id(p),
+                    "status": status,
+                    "status_str": "",
+                    "type": 0,
+                    "created": created,
+                    "update_time": at(Some(modified)),
+                    "pay_time": at(lc.time_of(Stage::Paid, ev)),
+                    "consign_time": at(lc.time_of(Stage::Shipped, ev)),
+                    "success_time": at(lc.time_of(Stage::Finished, ev)),
+                    "refund_state": refund_state,
+                    "express_type": 0,
+                    "node_kdt_id": kdt_id(local_shop),
+                    "order_tags": { "is_payed": lc.time_of(Stage::Paid, ev).is_some() },
+                },
+                "buyer_info": {
+                    "yz_open_id": format!("yz{}", world.buyer_token(p.person, p.shop)),
+                    "buyer_phone": cipher(&token, 2),
+                    "fans_type": 1,
+                },
+                "pay_info": {
+                    "total_fee": fen_text(lc.goods_total()),
+                    "post_fee": fen_text(lc.post_fee),
+                    "payment": fen_text(lc.payment()),
+                    "real_payment": fen_text(lc.payment()),
+                },
+                "orders": lines,
+                "address_info": {
+                    "receiver_name": cipher(&token, 1),
+                    "receiver_tel": cipher(&token, 2),
+                    "delivery_province": province,
+                    "delivery_city": city,
+                    "delivery_district": "",
+                    "delivery_address": cipher(&token, 3),
+                },
+                "remark_info": { "buyer_message": "", "star": 0 },
+            }
+        })
+    }
+}
+
+fn trace_id() -> String {
+    format!(
+        "yz7-0a{:06x}-{}-{}",
+        rand::random::<u32>() & 0xff_ffff,
+        Utc::now().timestamp_millis(),
+        rand::random::<u16>()
+    )
+}
+
+fn json_response(body: serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn gateway_error(code: i64, msg: &str) -> Response {
+    json_response(
+        json!({"gw_err_resp": {"trace_id": trace_id(), "err_msg": msg, "err_code": code}}),
+    )
+}
+
+fn api_error(code: i64, msg: &str) -> Response {
+    json_response(json!({
+        "trace_id": trace_id(), "code": code, "data": null, "success": false, "message": msg,
+    }))
+}
+
+fn success(data: serde_json::Value) -> Response {
+    json_response(json!({
+        "trace_id": trace_id(), "code": 200, "data": data, "success": true, "message": "successful",
+    }))
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// `POST /auth/token`: silent authorization of a self-use app.
+async fn token_route(State(sb): State<YouzanSandbox>, headers: HeaderMap, body: Bytes) -> Response {
+    sb.inner.core.count_request();
+    if !is_json(&headers) {
+        return api_error(
+            AUTH_BAD_APP,
+            "Content type not supported, use application/json",
+        );
+    }
+    match sb.inner.core.faults.draw(false) {
+        Some(Fault::Throttle) => return api_error(AUTH_BAD_APP + 1, "请求太频繁"),
+        Some(Fault::ServiceError) => return api_error(API_TIMEOUT, "系统繁忙"),
+        Some(Fault::Http5xx(code)) => return bad_gateway(code),
+        _ => {}
+    }
+    let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return api_error(AUTH_BAD_APP, "请求体不是JSON");
+    };
+    let s = |k: &str| req.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
+    let cfg = &sb.inner.cfg;
+    if s("client_id") != cfg.client_id {
+        return api_error(AUTH_NO_CLIENT, "Client 不存在");
+    }
+    if s("client_secret") != cfg.client_secret {
+        return api_error(AUTH_BAD_APP, "应用信息错误");
+    }
+    if s("authorize_type") != "silent" {
+        return api_error(1105, "不支持的应用类型");
+    }
+    let grant = req
+        .get("grant_id")
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    let Some(shop) = (0..sb.inner.core.book.shops().len()).find(|&i| kdt_id(i) == grant) else {
+        return api_error(AUTH_NO_CLIENT, "授权关系不存在");
+    };
+    let renew = req.get("refresh").and_then(serde_json::Value::as_bool) == Some(true);
+    let core = &sb.inner.core;
+    let mut current = sb.inner.current.lock().unwrap_or_else(|p| p.into_inner());
+    let valid = current
+        .get(&shop)
+        .cloned()
+        .unwrap_or_else(|| core.tokens_for(shop).0)
+        .to_string();
+    let token = if !renew && core.issuer.check(&valid) == Ok(shop) {
+        valid
+    } else {
+        // A new token; the old one keeps working a while (Youzan: up to an
+        // hour), so in-flight calls do not fail.
+        let issued = core.issuer.issue(shop);
+        current.insert(shop, issued.access_token.clone());
+        issued.access_token
+    };
+    drop(current);
+    core.count_refresh();
+    success(json!({
+        "access_token": token,
+        "expires": Utc::now().timestamp_millis() + cfg.token_ttl_secs * 1000,
+        "scope": "multi_store shop item trade logistics coupon_advanced user pay_qrcode trade_virtual reviews item_category storage retail_goods points crm_advanced",
+        "authority_id": grant,
+    }))
+}
+
+fn bad_gateway(code: u16) -> Response {
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+        "<html><body>502 Bad Gateway</body></html>",
+    )
+        .into_response()
+}
+
+/// `POST /api/{name}/{version}?access_token=…`.
+async fn api_route(
+    State(sb): State<YouzanSandbox>,
+    Path((name, version)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let core = &sb.inner.core;
+    core.count_request();
+    let known = matches!(
+        (name.as_str(), version.as_str()),
+        (TRADES_API, TRADES_VERSION) | (DECRYPT_API, DECRYPT_VERSION)
+    );
+    if !known {
+        return gateway_error(GW_NO_API, "api不存在或版本不存在");
+    }
+    if !is_json(&headers) {
+        return gateway_error(4007, "不支持的请求方法或Content-Type");
+    }
+    let token = q
+        .as_deref()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned())
+        .and_then(|mut pairs| pairs.find(|(k, _)| k == "access_token").map(|(_, v)| v))
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return gateway_error(GW_ILLEGAL_TOKEN, "非法的请求凭证");
+    };
+    let shop = match core.issuer.check(&token) {
+        Ok(s) => s,
+        Err(TokenProblem::Expired) => return gateway_error(GW_TOKEN_EXPIRED, "请求凭证过期"),
+        Err(TokenProblem::Unknown) => return gateway_error(GW_NO_TOKEN, "Token 不存在"),
+    };
+    let Ok(params) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return gateway_error(4004, "请求体不是JSON");
+    };
+    match core.faults.draw(true) {
+        Some(Fault::Throttle) => return gateway_error(GW_THROTTLED, "请求太频繁"),
+        Some(Fault::ServiceError) => return api_error(API_TIMEOUT, "系统超时，请重试"),
+        Some(Fault::Http5xx(code)) => return bad_gateway(code),
+        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
+        Some(Fault::TokenExpired) => return gateway_error(GW_TOKEN_EXPIRED, "请求凭证过期"),
+        None => {}
+    }
+    if name == DECRYPT_API {
+        decrypt(&sb, &params)
+    } else {
+        trades(&sb, shop, &params)
+    }
+}
+
+/// A Beijing `yyyy-MM-dd HH:mm:ss` parameter: `None` when absent, an error
+/// when it is anything else.
+fn beijing_param(params: &serde_json::Value, k: &str) -> Result<Option<i64>, ()> {
+    match params.get(k) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .map(|n| Some(from_beijing_naive(n).timestamp()))
+            .map_err(|_| ()),
+        Some(_) => Err(()),
+    }
+}
+
+fn trades(sb: &YouzanSandbox, shop: usize, params: &serde_json::Value) -> Response {
+    let (Ok(start), Ok(end)) = (
+        beijing_param(params, "start_update"),
+        beijing_param(params, "end_update"),
+    ) else {
+        return gateway_error(GW_SYSTEM, "系统异常");
+    };
+    let (start, end) = match (start, end) {
+        (Some(s), Some(e)) => (s, e),
+        (None, None) => (i64::MIN, i64::MAX),
+        // A range given without both ends is ignored by Youzan; we refuse
+        // it, so a connector bug cannot pass as an empty window.
+        _ => return api_error(API_PARAM, "start_update和end_update必须同时传入"),
+    };
+    if end < start {
+        return api_error(API_PARAM, "开始时间不能大于结束时间");
+    }
+    if end != i64::MAX && end - start > 365 * 86_400 {
+        return api_error(API_WINDOW, "每次可搜索一年订单记录,请重新选择起止时间");
+    }
+    let int = |k: &str, default: i64| match params.get(k) {
+        None => Some(default),
+        Some(v) => quanyu_connector_sdk::market::int_of(v),
+    };
+    let (Some(page), Some(size)) = (int("page_no", 1), int("page_size", 20)) else {
+        return gateway_error(4010, "参数类型不匹配");
+    };
+    if !(1..=100).contains(&size) {
+        return api_error(API_PARAM, "每页最多显示100条数据");
+    }
+    if !(1..=100).contains(&page) || page * size > 3_200 {
+        return api_error(API_PARAM, "page_size 和page_no相乘总条数不能大于3200条");
+    }
+    let core = &sb.inner.core;
+    let idx = core.book.snapshot();
+    let list = idx.window(shop, start.max(0), end);
+    let total = list.len();
+    let from = (((page - 1) * size) as usize).min(total);
+    let to = (from + size as usize).min(total);
+    let corrupt_at = (to > from && core.faults.draw_malformed())
+        .then(|| from + (core.requests() as usize) % (to - from));
+    let orders: Vec<serde_json::Value> = (from..to)
+        .map(|k| {
+            let e = list[k];
+            sb.render_order(
+                e.purchase as usize,
+                usize::from(e.event),
+                shop,
+                corrupt_at == Some(k),
+            )
+        })
+        .collect();
+    success(json!({ "total_results": total, "full_order_info_list": orders }))
+}
+
+/// `youzan.cloud.secret.decrypt.batch`: `sources`, at most 10,000
+/// ciphertexts, none empty; `data` maps each to its clear text.
+fn decrypt(sb: &YouzanSandbox, params: &serde_json::Value) -> Response {
+    let Some(sources) = params.get("sources").and_then(serde_json::Value::as_array) else {
+        return api_error(API_PARAM, "sources不能为空");
+    };
+    if sources.is_empty() || sources.len() > 10_000 {
+        return api_error(API_PARAM, "sources条数为1到10000");
+    }
+    let texts: Vec<&str> = sources
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    if texts.len() != sources.len() || texts.iter().any(|t| t.is_empty()) {
+        return api_error(10_500, "系统异常");
+    }
+    sb.inner.core.count_decrypt();
+    let world = sb.world();
+    let data: serde_json::Map<String, serde_json::Value> = texts
+        .iter()
+        .map(|c| {
+            let clear = token_of(c)
+                .and_then(|t| world.receiver_by_cipher(&t))
+                .map(|r| serde_json::Value::String(r.phone.clone()))
+                .unwrap_or(serde_json::Value::Null);
+            (c.to_string(), clear)
+        })
+        .collect();
+    success(serde_json::Value::Object(data))
+}
+
+/// How the demo, `quanyu sandbox` and the shared suite start and pull this
+/// sandbox.
+pub static KIT: KitSpec<crate::YouzanConfig> = KitSpec {
+    create: |world, as_of, faults| {
+        Box::new(Emulated {
+            router: YouzanSandbox::router,
+            announce: YouzanSandbox::announcement,
+            describe: "Youzan cloud gateway sandbox at {base_url}/api/youzan.trades.sold.get/4.0.4",
+            sandbox: YouzanSandbox::new(YouzanSandboxConfig {
+                client_id: APP_KEY.into(),
+                client_secret: APP_SECRET.into(),
+                world,
+                faults,
+                as_of: Some(as_of),
+                token_ttl_secs: 7 * 86_400,
+            }),
+        })
+    },
+    config,
+    build: crate::build_streams,
+    facts: SandboxFacts {
+        list_api: TRADES_API,
+        // Youzan signs nothing: a wrong secret is refused where the token
+        // is granted.
+        bad_signature: ("1000", "应用信息错误"),
+        tokens: TokenFlow::AppGrant(TOKEN_PATH),
+        clear_phones: ClearPhones::None,
+        masks: false,
+        // Youzan publishes no Python SDK (PyPI `youzan` is the retired
+        // 口袋通 API).
+        official_sdk: None,
+    },
+};
+
+/// The config that pulls an announced sandbox as `pull` asks.
+pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::YouzanConfig {
+    crate::YouzanConfig {
+        gateway: ann.base_url.clone(),
+        client_id: ann.app_key.clone(),
+        client_secret: SecretRef::inline(ann.app_secret.clone()),
+        qps: pull.app_qps,
+        shop_qps: 0,
+        page_size: 100,
+        window_minutes: 60,
+        lookback_minutes: 30,
+        initial_days: pull.initial_days,
+        decrypt: pull.decrypt,
+        shops: ann
+            .shops
+            .iter()
+            .map(|s| {
+                let (id, kdt) = s.id.split_once('#').unwrap_or((&s.id, ""));
+                crate::YouzanShop {
+                    id: id.to_string(),
+                    kdt_id: kdt.to_string(),
+                }
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox() -> YouzanSandbox {
+        let now = DateTime::from_timestamp(1_773_817_700, 0).unwrap();
+        let mut world = WorldConfig::demo(now, 300);
+        world.shops = quanyu_connector_sdk::sandbox::world::WorldShop::only(Channel::Youzan);
+        YouzanSandbox::new(YouzanSandboxConfig {
+            client_id: "CID".into(),
+            client_secret: "secret".into(),
+            world,
+            faults: FaultConfig::default(),
+            as_of: Some(now),
+            token_ttl_secs: 3600,
+        })
+    }
+
+    #[test]
+    fn rendered_orders_map_and_ciphertexts_resolve() {
+        let sb = sandbox();
+        let snap = sb.inner.core.book.snapshot();
+        let e = snap.per_shop[0][0];
+        let i = e.purchase as usize;
+        let v = sb.render_order(i, usize::from(e.event), 0, false);
+        let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
+        let m = crate::mapping::map_order(&v.to_string(), "x", &hasher).unwrap();
+        let world = sb.world();
+        let c = m.cipher.unwrap();
+        let person = world.receiver_by_cipher(&token_of(&c).unwrap()).unwrap();
+        assert_eq!(person.phone, world.receiver(&world.purchases[i]).phone);
+        assert!(!v.to_string().contains(&person.phone), "no clear phone");
+        assert!(!v.to_string().contains(&person.name), "no clear name");
+        assert_eq!(m.row.amount_fen, sb.inner.core.book.lifecycle(i).payment());
+        assert_eq!(m.row.order_id.len(), 24);
+        assert_eq!(token_of(&cipher("tok", 1)), None, "names are not phones");
+        let bad = sb.render_order(i, usize::from(e.event), 0, true);
+        assert!(crate::mapping::map_order(&bad.to_string(), "x", &hasher).is_err());
+    }
+
+    #[test]
+    fn statuses_map_back_to_their_stage() {
+        use quanyu_schemas::OrderStatus;
+        for (stage, want) in [
+            (Stage::Created, OrderStatus::PendingPayment),
+            (Stage::Paid, OrderStatus::Paid),
+            (Stage::Shipped, OrderStatus::Shipped),
+            (Stage::Finished, OrderStatus::Completed),
+            (Stage::Cancelled, OrderStatus::Cancelled),
+            (Stage::Refunded, OrderStatus::Refunded),
+        ] {
+            let (s, r) = youzan_status(stage);
+            let paid = !matches!(stage, Stage::Created | Stage::Cancelled);
+            assert_eq!(
+                crate::mapping::map_status(s, r, paid),
+                Some(want),
+                "{stage:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The marketplace suite against the Youzan sandbox, plus what is Youzan's
+//! own: the gateway's window and page-depth limits with its codes, the
+//! token endpoint's JSON-only rule, and a window too full to page through.
+
+use quanyu_connector_sdk::conformance::market::{self, Started};
+use quanyu_connector_sdk::conformance::{self, MemoryLake};
+use quanyu_connector_sdk::connector::SandboxPull;
+use quanyu_connector_sdk::market::TokenGateway;
+use quanyu_connector_sdk::sandbox::FaultConfig;
+use quanyu_connector_sdk::{ApiClient, ErrorKind, PullError, RequestContext, Secret};
+use quanyu_schemas::time::format_beijing;
+use quanyu_youzan::sandbox::{self, kdt_id};
+use quanyu_youzan::{build_streams, YouzanClient, CONNECTOR, TRADES_API};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marketplace_suite() {
+    market::run_market_suite(&CONNECTOR).await;
+}
+
+fn client(sb: &Started) -> YouzanClient {
+    let ann = &sb.announcement;
+    YouzanClient::new(
+        ApiClient::new(vec![], conformance::fast_retry_policy()),
+        &ann.base_url,
+        &ann.app_key,
+        Secret::new(&ann.app_secret),
+        &kdt_id(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_limits_are_youzans() {
+    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 50).await;
+    let setup = market::setup();
+    let mut cfg = sandbox::config(&sb.announcement, SandboxPull::default());
+    cfg.page_size = 101;
+    let err = build_streams(&cfg, &setup).err().unwrap();
+    assert!(err.to_string().contains("page_size"), "{err}");
+    cfg.page_size = 100;
+    cfg.window_minutes = 366 * 24 * 60;
+    let err = build_streams(&cfg, &setup).err().unwrap();
+    assert!(err.to_string().contains("one year"), "{err}");
+    cfg.window_minutes = 60;
+    cfg.shops[0].kdt_id = " ".into();
+    assert!(build_streams(&cfg, &setup).is_err(), "an empty kdt_id");
+
+    let gw = client(&sb);
+    let token = sb.first_shop_token();
+    let ctx = RequestContext::new("youzan", Some("s"), TRADES_API);
+    let method = "youzan.trades.sold.get/4.0.4";
+    let end = sb.core().as_of();
+    let day = chrono::Duration::days(1);
+    for (params, code, why) in [
+        (
+            serde_json::json!({"start_update": format_beijing(end - day * 366),
+                "end_update": format_beijing(end), "page_no": 1, "page_size": 100}),
+            "106000001",
+            "一年",
+        ),
+        (
+            serde_json::json!({"start_update": format_beijing(end - day),
+                "end_update": format_beijing(end), "page_no": 33, "page_size": 100}),
+            "5000",
+            "3200",
+        ),
+        (
+            serde_json::json!({"start_update": format_beijing(end - day),
+                "end_update": format_beijing(end), "page_no": 1, "page_size": 101}),
+            "5000",
+            "100",
+        ),
+        (
+            serde_json::json!({"start_update": "2026-03-18", "end_update": "2026-03-19"}),
+            "5001",
+            "系统异常",
+        ),
+    ] {
+        let e = gw.call(&ctx, method, &token, &params).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidRequest, "{e}");
+        assert_eq!(e.code.as_deref(), Some(code), "{e}");
+        assert!(e.message.contains(why), "{e}");
+    }
+    let e = gw
+        .call(
+            &ctx,
+            "youzan.trades.sold.get/9.9.9",
+            &token,
+            &serde_json::json!({}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code.as_deref(), Some("4005"), "{e}");
+    sb.stop().await;
+}
+
+/// The token endpoint reads JSON only: a form body is refused with code
+/// 1000, as Youzan's gateway answered a probe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_endpoint_takes_json_only() {
+    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 10).await;
+    let url = format!("{}/auth/token", sb.announcement.base_url);
+    let http = reqwest::Client::new();
+    let form: serde_json::Value = http
+        .post(&url)
+        .form(&[("client_id", sb.announcement.app_key.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(form["success"], false);
+    assert_eq!(form["code"], 1000);
+    let ok: serde_json::Value = http
+        .post(&url)
+        .json(&serde_json::json!({
+            "client_id": sb.announcement.app_key, "client_secret": sb.announcement.app_secret,
+            "authorize_type": "silent", "grant_id": kdt_id(1), "refresh": false,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ok["success"], true, "{ok}");
+    let expires = ok["data"]["expires"].as_i64().unwrap();
+    let in_days = (expires - chrono::Utc::now().timestamp_millis()) / 86_400_000;
+    assert!(
+        (6..=7).contains(&in_days),
+        "expires is epoch ms, 7 days on: {expires}"
+    );
+    sb.stop().await;
+}
+
+/// A window holding more changed orders than Youzan pages through fails
+/// with an error that says to shorten the window (nothing half-landed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_too_full_says_to_shorten_it() {
+    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 9_000).await;
+    let mut cfg = sandbox::config(&sb.announcement, SandboxPull::default());
+    cfg.window_minutes = 3 * 24 * 60;
+    cfg.initial_days = 3;
+    cfg.shops.truncate(1);
+    let streams = build_streams(&cfg, &market::setup()).unwrap();
+    let mut lake = MemoryLake::default();
+    let err = lake.run(&streams, None).await.unwrap_err();
+    let PullError::Connector(e) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(e.kind, ErrorKind::InvalidRequest, "{e}");
+    assert!(e.message.contains("window_minutes"), "{e}");
+    assert!(
+        lake.rows.is_empty(),
+        "nothing landed from the refused window"
+    );
+    sb.stop().await;
+}
