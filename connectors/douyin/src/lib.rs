@@ -18,21 +18,7 @@ pub mod mapping;
 pub mod sandbox;
 pub mod sign;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use chrono::Duration;
-use quanyu_connector_sdk::market::{
-    phones_for, read_answer, AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging,
-    PhoneDecrypt, TokenGateway,
-};
-use quanyu_connector_sdk::{
-    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
-    ShopToken, Stream, TokenSet, Window, WindowPlan,
-};
-use quanyu_schemas::PiiHasher;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use quanyu_connector_sdk::market::prelude::*;
 
 pub use client::DyClient;
 pub use sign::SignMethod;
@@ -48,49 +34,43 @@ pub const DECRYPT_BATCH: usize = 50;
 /// Longest window this connector asks for.
 pub const MAX_WINDOW_MINUTES: i64 = 7 * 24 * 60;
 
-/// One Douyin shop app and the shops authorized to it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DouyinConfig {
-    /// API gateway (`https://openapi-fxg.jinritemai.com`); the method's dots
-    /// become the path.
-    #[serde(default = "default_gateway")]
-    pub gateway: String,
-    /// The app key.
-    pub app_key: String,
-    /// The app secret (signs every call).
-    pub app_secret: SecretRef,
-    /// `hmac-sha256` or `md5`.
-    #[serde(default)]
-    pub sign_method: SignMethod,
-    /// Requests per second for this app key, shared by all its shops; 0 = no limit.
-    #[serde(default = "default_qps")]
-    pub qps: u32,
-    /// Requests per second per shop; 0 = no per-shop limit.
-    #[serde(default)]
-    pub shop_qps: u32,
-    /// Orders per page (1–100).
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    /// Window length in minutes (at most seven days).
-    #[serde(default = "default_window_minutes")]
-    pub window_minutes: i64,
-    /// Look-back overlap in minutes for late updates.
-    #[serde(default = "default_lookback_minutes")]
-    pub lookback_minutes: i64,
-    /// How many days back the first pull starts.
-    #[serde(default = "default_initial_days")]
-    pub initial_days: i64,
-    /// Decrypt receiver phones through `order.batchDecrypt` and hash them
-    /// (uses the shop's decrypt quota).
-    #[serde(default)]
-    pub decrypt: bool,
-    /// Decrypt calls per second per shop (their own budget); 0 = no limit.
-    #[serde(default = "default_decrypt_qps")]
-    pub decrypt_qps: u32,
-    /// The shops.
-    pub shops: Vec<DouyinShop>,
+quanyu_connector_sdk::market_config! {
+    /// One Douyin shop app and the shops authorized to it.
+    pub struct DouyinConfig {
+        /// API gateway (`https://openapi-fxg.jinritemai.com`); the method's dots
+        /// become the path.
+        #[serde(default = "default_gateway")]
+        pub gateway: String,
+        /// The app key.
+        pub app_key: String,
+        /// The app secret (signs every call).
+        pub app_secret: SecretRef,
+        /// `hmac-sha256` or `md5`.
+        #[serde(default)]
+        pub sign_method: SignMethod,
+        /// Requests per second per shop; 0 = no per-shop limit.
+        #[serde(default)]
+        pub shop_qps: u32,
+        /// Decrypt receiver phones through `order.batchDecrypt` and hash them
+        /// (uses the shop's decrypt quota).
+        #[serde(default)]
+        pub decrypt: bool,
+        /// Decrypt calls per second per shop (their own budget); 0 = no limit.
+        #[serde(default = "default_decrypt_qps")]
+        pub decrypt_qps: u32,
+        /// The shops.
+        pub shops: Vec<DouyinShop>,
+    }
+    pull defaults { qps: 10, page_size: 100, window_minutes: 24 * 60, lookback_minutes: 60, initial_days: 30 }
 }
+
+/// What the platform allows of the pull settings.
+pub const LIMITS: PullLimits = PullLimits {
+    page_size: 1..=100,
+    window_minutes: (MAX_WINDOW_MINUTES, " (at most seven days)"),
+    initial_days: (180, " (order.searchList reaches back about six months)"),
+    end_lag: Duration::seconds(60),
+};
 
 /// One authorized shop.
 #[derive(Debug, Clone, Deserialize)]
@@ -117,21 +97,6 @@ pub struct DouyinShop {
 fn default_gateway() -> String {
     DEFAULT_GATEWAY.into()
 }
-fn default_qps() -> u32 {
-    10
-}
-fn default_page_size() -> u32 {
-    100
-}
-fn default_window_minutes() -> i64 {
-    24 * 60
-}
-fn default_lookback_minutes() -> i64 {
-    60
-}
-fn default_initial_days() -> i64 {
-    30
-}
 fn default_decrypt_qps() -> u32 {
     2
 }
@@ -145,19 +110,6 @@ pub fn build_streams(
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
     let wiring = AppWiring::new("douyin", &cfg.app_key, setup, cfg.qps);
-    wiring.check_range("page_size", cfg.page_size, 1..=100, "")?;
-    wiring.check_range(
-        "window_minutes",
-        cfg.window_minutes,
-        1..=MAX_WINDOW_MINUTES,
-        " (at most seven days)",
-    )?;
-    wiring.check_range(
-        "initial_days",
-        cfg.initial_days,
-        1..=180,
-        " (order.searchList reaches back about six months)",
-    )?;
     let secret = wiring.secret(&cfg.app_secret)?;
     let base = DyClient::new(
         wiring.app_api(),
@@ -166,12 +118,7 @@ pub fn build_streams(
         secret,
         cfg.sign_method,
     );
-    let plan = WindowPlan::from_settings(
-        cfg.window_minutes,
-        cfg.lookback_minutes,
-        cfg.initial_days,
-        Duration::seconds(60),
-    );
+    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
     cfg.shops
         .iter()
         .map(|shop| {

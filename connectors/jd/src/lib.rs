@@ -20,22 +20,7 @@ pub mod mapping;
 pub mod sandbox;
 pub mod sign;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use chrono::Duration;
-use quanyu_connector_sdk::market::{
-    read_answer, AppWiring, ListPage, Listing, MappedOrder, OrderList, OrderStream, PageAt, Paging,
-    TokenGateway, TokenShop,
-};
-use quanyu_connector_sdk::{
-    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
-    ShopToken, Stream, Window, WindowPlan,
-};
-use quanyu_schemas::time::format_beijing;
-use quanyu_schemas::PiiHasher;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use quanyu_connector_sdk::market::prelude::*;
 
 pub use client::JdClient;
 
@@ -54,42 +39,38 @@ pub const ORDER_STATES: &str = "WAIT_SELLER_STOCK_OUT,WAIT_GOODS_RECEIVE_CONFIRM
 /// The order fields requested (`optional_fields`): JD returns only these.
 pub const OPTIONAL_FIELDS: &str = "orderId,venderId,orderState,orderTotalPrice,orderSellerPrice,orderPayment,freightPrice,sellerDiscount,orderStartTime,paymentConfirmTime,modified,pin,open_id_buyer,consigneeInfo,itemInfoList";
 
-/// One JD app and the shops (vendors) authorized to it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JdConfig {
-    /// The gateway URL (`https://api.jd.com/routerjson`).
-    #[serde(default = "default_gateway")]
-    pub gateway: String,
-    /// The OAuth base for `/oauth2/refresh_token` (`https://open-oauth.jd.com`).
-    #[serde(default = "default_oauth_base")]
-    pub oauth_base: String,
-    /// The app key.
-    pub app_key: String,
-    /// The app secret (signs calls and refreshes tokens).
-    pub app_secret: SecretRef,
-    /// Requests per second for this app key, shared by all its shops; 0 = no limit.
-    #[serde(default = "default_qps")]
-    pub qps: u32,
-    /// Requests per second per shop; 0 = no per-shop limit.
-    #[serde(default)]
-    pub shop_qps: u32,
-    /// Orders per page (1–100).
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    /// Window length in minutes (JD allows one month: at most 43 200).
-    #[serde(default = "default_window_minutes")]
-    pub window_minutes: i64,
-    /// Look-back overlap in minutes for late updates.
-    #[serde(default = "default_lookback_minutes")]
-    pub lookback_minutes: i64,
-    /// How many days back the first pull starts (modification times of
-    /// the last three months are searchable).
-    #[serde(default = "default_initial_days")]
-    pub initial_days: i64,
-    /// The shops, each with its own tokens.
-    pub shops: Vec<JdShop>,
+quanyu_connector_sdk::market_config! {
+    /// One JD app and the shops (vendors) authorized to it.
+    pub struct JdConfig {
+        /// The gateway URL (`https://api.jd.com/routerjson`).
+        #[serde(default = "default_gateway")]
+        pub gateway: String,
+        /// The OAuth base for `/oauth2/refresh_token` (`https://open-oauth.jd.com`).
+        #[serde(default = "default_oauth_base")]
+        pub oauth_base: String,
+        /// The app key.
+        pub app_key: String,
+        /// The app secret (signs calls and refreshes tokens).
+        pub app_secret: SecretRef,
+        /// Requests per second per shop; 0 = no per-shop limit.
+        #[serde(default)]
+        pub shop_qps: u32,
+        /// The shops, each with its own tokens.
+        pub shops: Vec<JdShop>,
+    }
+    pull defaults { qps: 10, page_size: 100, window_minutes: 24 * 60, lookback_minutes: 30, initial_days: 30 }
 }
+
+/// What the platform allows of the pull settings.
+pub const LIMITS: PullLimits = PullLimits {
+    page_size: 1..=100,
+    window_minutes: (MAX_WINDOW_MINUTES, " (JD allows one month, 30 days)"),
+    initial_days: (
+        90,
+        " (JD searches modification times of the last three months)",
+    ),
+    end_lag: Duration::minutes(2),
+};
 
 /// One authorized shop: its id in the lake and its tokens.
 pub type JdShop = TokenShop;
@@ -100,21 +81,6 @@ fn default_gateway() -> String {
 fn default_oauth_base() -> String {
     DEFAULT_OAUTH_BASE.into()
 }
-fn default_qps() -> u32 {
-    10
-}
-fn default_page_size() -> u32 {
-    100
-}
-fn default_window_minutes() -> i64 {
-    24 * 60
-}
-fn default_lookback_minutes() -> i64 {
-    30
-}
-fn default_initial_days() -> i64 {
-    30
-}
 
 /// Build one orders stream per shop.
 pub fn build_streams(
@@ -122,19 +88,6 @@ pub fn build_streams(
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
     let wiring = AppWiring::new("jd", &cfg.app_key, setup, cfg.qps);
-    wiring.check_range("page_size", cfg.page_size, 1..=100, "")?;
-    wiring.check_range(
-        "window_minutes",
-        cfg.window_minutes,
-        1..=MAX_WINDOW_MINUTES,
-        " (JD allows one month, 30 days)",
-    )?;
-    wiring.check_range(
-        "initial_days",
-        cfg.initial_days,
-        1..=90,
-        " (JD searches modification times of the last three months)",
-    )?;
     let base = JdClient::new(
         wiring.app_api(),
         &cfg.gateway,
@@ -143,12 +96,7 @@ pub fn build_streams(
         wiring.secret(&cfg.app_secret)?,
     );
     // The search index trails the order database a little.
-    let plan = WindowPlan::from_settings(
-        cfg.window_minutes,
-        cfg.lookback_minutes,
-        cfg.initial_days,
-        Duration::minutes(2),
-    );
+    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
     cfg.shops
         .iter()
         .map(|shop| {

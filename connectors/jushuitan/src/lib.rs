@@ -17,22 +17,7 @@ pub mod mapping;
 pub mod sandbox;
 pub mod sign;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use chrono::Duration;
-use quanyu_connector_sdk::market::{
-    read_answer, AppWiring, ListPage, Listing, MappedOrder, OrderList, OrderStream, PageAt, Paging,
-    TokenGateway,
-};
-use quanyu_connector_sdk::{
-    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
-    ShopToken, Stream, TokenSet, Window, WindowPlan,
-};
-use quanyu_schemas::time::format_beijing;
-use quanyu_schemas::PiiHasher;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use quanyu_connector_sdk::market::prelude::*;
 
 pub use client::JstClient;
 
@@ -41,40 +26,34 @@ pub const DEFAULT_GATEWAY: &str = "https://openapi.jushuitan.com";
 /// The order query path.
 pub const ORDERS_PATH: &str = "/open/orders/single/query";
 
-/// One Jushuitan app key and the ERP account (company) it is authorized for.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JushuitanConfig {
-    /// Gateway URL.
-    #[serde(default = "default_gateway")]
-    pub gateway: String,
-    /// The app key.
-    pub app_key: String,
-    /// The app secret.
-    pub app_secret: SecretRef,
-    /// The company's access token.
-    pub access_token: SecretRef,
-    /// The company's refresh token.
-    #[serde(default)]
-    pub refresh_token: Option<SecretRef>,
-    /// Requests per second for this app key, shared by every shop; 0 = no limit.
-    #[serde(default = "default_qps")]
-    pub qps: u32,
-    /// Orders per page (1–100).
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    /// Window length in minutes (at most 7 days).
-    #[serde(default = "default_window_minutes")]
-    pub window_minutes: i64,
-    /// Look-back overlap in minutes.
-    #[serde(default = "default_lookback_minutes")]
-    pub lookback_minutes: i64,
-    /// How many days back the first pull starts.
-    #[serde(default = "default_initial_days")]
-    pub initial_days: i64,
-    /// The ERP shops to pull, each a stream.
-    pub shops: Vec<JushuitanShop>,
+quanyu_connector_sdk::market_config! {
+    /// One Jushuitan app key and the ERP account (company) it is authorized for.
+    pub struct JushuitanConfig {
+        /// Gateway URL.
+        #[serde(default = "default_gateway")]
+        pub gateway: String,
+        /// The app key.
+        pub app_key: String,
+        /// The app secret.
+        pub app_secret: SecretRef,
+        /// The company's access token.
+        pub access_token: SecretRef,
+        /// The company's refresh token.
+        #[serde(default)]
+        pub refresh_token: Option<SecretRef>,
+        /// The ERP shops to pull, each a stream.
+        pub shops: Vec<JushuitanShop>,
+    }
+    pull defaults { qps: 5, page_size: 100, window_minutes: 24 * 60, lookback_minutes: 60, initial_days: 30 }
 }
+
+/// What the platform allows of the pull settings.
+pub const LIMITS: PullLimits = PullLimits {
+    page_size: 1..=100,
+    window_minutes: (7 * 24 * 60, " (Jushuitan allows 7 days)"),
+    initial_days: (3650, ""),
+    end_lag: Duration::seconds(60),
+};
 
 /// One ERP shop.
 #[derive(Debug, Clone, Deserialize)]
@@ -89,21 +68,6 @@ pub struct JushuitanShop {
 fn default_gateway() -> String {
     DEFAULT_GATEWAY.into()
 }
-fn default_qps() -> u32 {
-    5
-}
-fn default_page_size() -> u32 {
-    100
-}
-fn default_window_minutes() -> i64 {
-    24 * 60
-}
-fn default_lookback_minutes() -> i64 {
-    60
-}
-fn default_initial_days() -> i64 {
-    30
-}
 
 /// Build one orders stream per ERP shop.
 pub fn build_streams(
@@ -111,13 +75,6 @@ pub fn build_streams(
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
     let wiring = AppWiring::new("jushuitan", &cfg.app_key, setup, cfg.qps);
-    wiring.check_range("page_size", cfg.page_size, 1..=100, "")?;
-    wiring.check_range(
-        "window_minutes",
-        cfg.window_minutes,
-        1..=7 * 24 * 60,
-        " (Jushuitan allows 7 days)",
-    )?;
     // One token for the whole ERP account (company), shared by its shops.
     let token = wiring.shop_token(
         "company",
@@ -132,12 +89,7 @@ pub fn build_streams(
         &cfg.app_key,
         wiring.secret(&cfg.app_secret)?,
     );
-    let plan = WindowPlan::from_settings(
-        cfg.window_minutes,
-        cfg.lookback_minutes,
-        cfg.initial_days.max(1),
-        Duration::seconds(60),
-    );
+    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
     Ok(cfg
         .shops
         .iter()

@@ -11,21 +11,7 @@ pub mod mapping;
 pub mod sandbox;
 pub mod sign;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use chrono::Duration;
-use quanyu_connector_sdk::market::{
-    phones_for, read_answer, text_of, AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt,
-    Paging, PhoneDecrypt, TokenGateway, TokenShop,
-};
-use quanyu_connector_sdk::{
-    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
-    ShopToken, Stream, Window, WindowPlan,
-};
-use quanyu_schemas::PiiHasher;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use quanyu_connector_sdk::market::prelude::*;
 
 pub use client::{KsClient, KsParam};
 pub use sign::SignMethod;
@@ -43,75 +29,54 @@ pub const NO_MORE: &str = "nomore";
 /// Longest window the list API takes.
 pub const MAX_WINDOW_MINUTES: i64 = 7 * 24 * 60;
 
-/// One Kuaishou app and the shops authorized to it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KuaishouConfig {
-    /// API gateway (`https://openapi.kwaixiaodian.com`); the method's dots
-    /// become the path.
-    #[serde(default = "default_gateway")]
-    pub gateway: String,
-    /// OAuth base for `/oauth2/refresh_token` (the gateway host by default).
-    #[serde(default)]
-    pub oauth_base: Option<String>,
-    /// The app key (`appkey` / `app_id`).
-    pub app_key: String,
-    /// The app secret, used only for the OAuth token refresh.
-    pub app_secret: SecretRef,
-    /// The signSecret, used to sign API calls (distinct from the app secret).
-    pub sign_secret: SecretRef,
-    /// `MD5` or `HMAC_SHA256`.
-    #[serde(default)]
-    pub sign_method: SignMethod,
-    /// Requests per second for this app key, shared by all its shops; 0 = no limit.
-    #[serde(default = "default_qps")]
-    pub qps: u32,
-    /// Requests per second per shop; 0 = no per-shop limit.
-    #[serde(default)]
-    pub shop_qps: u32,
-    /// Orders per page (1–50).
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    /// Window length in minutes (the API allows at most seven days).
-    #[serde(default = "default_window_minutes")]
-    pub window_minutes: i64,
-    /// Look-back overlap in minutes for late updates.
-    #[serde(default = "default_lookback_minutes")]
-    pub lookback_minutes: i64,
-    /// How many days back the first pull starts (update time ≤ 90 days).
-    #[serde(default = "default_initial_days")]
-    pub initial_days: i64,
-    /// Decrypt receiver phones through `open.order.decrypt.batch` and hash
-    /// them (uses the merchant's decrypt quota).
-    #[serde(default)]
-    pub decrypt: bool,
-    /// Decrypt calls per second per shop (their own budget); 0 = no limit.
-    #[serde(default = "default_decrypt_qps")]
-    pub decrypt_qps: u32,
-    /// The shops, each with its own tokens.
-    pub shops: Vec<KuaishouShop>,
+quanyu_connector_sdk::market_config! {
+    /// One Kuaishou app and the shops authorized to it.
+    pub struct KuaishouConfig {
+        /// API gateway (`https://openapi.kwaixiaodian.com`); the method's dots
+        /// become the path.
+        #[serde(default = "default_gateway")]
+        pub gateway: String,
+        /// OAuth base for `/oauth2/refresh_token` (the gateway host by default).
+        #[serde(default)]
+        pub oauth_base: Option<String>,
+        /// The app key (`appkey` / `app_id`).
+        pub app_key: String,
+        /// The app secret, used only for the OAuth token refresh.
+        pub app_secret: SecretRef,
+        /// The signSecret, used to sign API calls (distinct from the app secret).
+        pub sign_secret: SecretRef,
+        /// `MD5` or `HMAC_SHA256`.
+        #[serde(default)]
+        pub sign_method: SignMethod,
+        /// Requests per second per shop; 0 = no per-shop limit.
+        #[serde(default)]
+        pub shop_qps: u32,
+        /// Decrypt receiver phones through `open.order.decrypt.batch` and hash
+        /// them (uses the merchant's decrypt quota).
+        #[serde(default)]
+        pub decrypt: bool,
+        /// Decrypt calls per second per shop (their own budget); 0 = no limit.
+        #[serde(default = "default_decrypt_qps")]
+        pub decrypt_qps: u32,
+        /// The shops, each with its own tokens.
+        pub shops: Vec<KuaishouShop>,
+    }
+    pull defaults { qps: 10, page_size: 50, window_minutes: 24 * 60, lookback_minutes: 60, initial_days: 30 }
 }
+
+/// What the platform allows of the pull settings.
+pub const LIMITS: PullLimits = PullLimits {
+    page_size: 1..=50,
+    window_minutes: (MAX_WINDOW_MINUTES, " (Kuaishou allows seven days)"),
+    initial_days: (90, " (Kuaishou lists updates of the last 90 days)"),
+    end_lag: Duration::seconds(60),
+};
 
 /// One authorized shop: its id in the lake and its tokens.
 pub type KuaishouShop = TokenShop;
 
 fn default_gateway() -> String {
     DEFAULT_GATEWAY.into()
-}
-fn default_qps() -> u32 {
-    10
-}
-fn default_page_size() -> u32 {
-    50
-}
-fn default_window_minutes() -> i64 {
-    24 * 60
-}
-fn default_lookback_minutes() -> i64 {
-    60
-}
-fn default_initial_days() -> i64 {
-    30
 }
 fn default_decrypt_qps() -> u32 {
     2
@@ -123,19 +88,6 @@ pub fn build_streams(
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
     let wiring = AppWiring::new("kuaishou", &cfg.app_key, setup, cfg.qps);
-    wiring.check_range("page_size", cfg.page_size, 1..=50, "")?;
-    wiring.check_range(
-        "window_minutes",
-        cfg.window_minutes,
-        1..=MAX_WINDOW_MINUTES,
-        " (Kuaishou allows seven days)",
-    )?;
-    wiring.check_range(
-        "initial_days",
-        cfg.initial_days,
-        1..=90,
-        " (Kuaishou lists updates of the last 90 days)",
-    )?;
     let base = KsClient::new(
         wiring.app_api(),
         &cfg.gateway,
@@ -145,12 +97,7 @@ pub fn build_streams(
         wiring.secret(&cfg.sign_secret)?,
         cfg.sign_method,
     );
-    let plan = WindowPlan::from_settings(
-        cfg.window_minutes,
-        cfg.lookback_minutes,
-        cfg.initial_days,
-        Duration::seconds(60),
-    );
+    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
     cfg.shops
         .iter()
         .map(|shop| {

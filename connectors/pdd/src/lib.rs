@@ -16,21 +16,7 @@ pub mod mapping;
 pub mod sandbox;
 pub mod sign;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use chrono::Duration;
-use quanyu_connector_sdk::market::{
-    phones_for, read_answer, AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging,
-    PhoneDecrypt, TokenGateway, TokenShop,
-};
-use quanyu_connector_sdk::{
-    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
-    ShopToken, Stream, Window, WindowPlan,
-};
-use quanyu_schemas::PiiHasher;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use quanyu_connector_sdk::market::prelude::*;
 
 pub use client::PddClient;
 
@@ -45,46 +31,40 @@ pub const DECRYPT_BATCH: usize = 100;
 /// Longest window the increment API takes.
 pub const MAX_WINDOW_MINUTES: i64 = 30;
 
-/// One Pinduoduo app (client_id) and the shops authorized to it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PddConfig {
-    /// The router URL (`https://gw-api.pinduoduo.com/api/router`).
-    #[serde(default = "default_router")]
-    pub router: String,
-    /// The app's client_id.
-    pub client_id: String,
-    /// The app's client_secret.
-    pub client_secret: SecretRef,
-    /// Requests per second for this client_id, shared by all its shops; 0 = no limit.
-    #[serde(default = "default_qps")]
-    pub qps: u32,
-    /// Requests per second per shop; 0 = no per-shop limit.
-    #[serde(default)]
-    pub shop_qps: u32,
-    /// Orders per page (1–100).
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    /// Window length in minutes (the API allows at most 30).
-    #[serde(default = "default_window_minutes")]
-    pub window_minutes: i64,
-    /// Look-back overlap in minutes for late updates.
-    #[serde(default = "default_lookback_minutes")]
-    pub lookback_minutes: i64,
-    /// How many days back the first pull starts (each day is 48 windows).
-    #[serde(default = "default_initial_days")]
-    pub initial_days: i64,
-    /// Decrypt receiver phones through `pdd.open.decrypt.batch` and hash
-    /// them (uses the shop's decrypt quota).
-    #[serde(default)]
-    pub decrypt: bool,
-    /// Seconds between decrypt calls per shop: Pinduoduo allows one call
-    /// per 10 seconds outside 多多云; 0 = no limit.
-    #[serde(default = "default_decrypt_interval_secs")]
-    pub decrypt_interval_secs: u64,
-    /// The shops, each with its own tokens.
-    pub shops: Vec<PddShop>,
+quanyu_connector_sdk::market_config! {
+    /// One Pinduoduo app (client_id) and the shops authorized to it.
+    pub struct PddConfig {
+        /// The router URL (`https://gw-api.pinduoduo.com/api/router`).
+        #[serde(default = "default_router")]
+        pub router: String,
+        /// The app's client_id.
+        pub client_id: String,
+        /// The app's client_secret.
+        pub client_secret: SecretRef,
+        /// Requests per second per shop; 0 = no per-shop limit.
+        #[serde(default)]
+        pub shop_qps: u32,
+        /// Decrypt receiver phones through `pdd.open.decrypt.batch` and hash
+        /// them (uses the shop's decrypt quota).
+        #[serde(default)]
+        pub decrypt: bool,
+        /// Seconds between decrypt calls per shop: Pinduoduo allows one call
+        /// per 10 seconds outside 多多云; 0 = no limit.
+        #[serde(default = "default_decrypt_interval_secs")]
+        pub decrypt_interval_secs: u64,
+        /// The shops, each with its own tokens.
+        pub shops: Vec<PddShop>,
+    }
+    pull defaults { qps: 10, page_size: 100, window_minutes: MAX_WINDOW_MINUTES, lookback_minutes: 30, initial_days: 7 }
 }
+
+/// What the platform allows of the pull settings.
+pub const LIMITS: PullLimits = PullLimits {
+    page_size: 1..=100,
+    window_minutes: (MAX_WINDOW_MINUTES, " (Pinduoduo allows 30 minutes)"),
+    initial_days: (90, " (Pinduoduo lists updates of the last 90 days)"),
+    end_lag: Duration::minutes(3),
+};
 
 /// One authorized shop (mall): its id in the lake and its tokens (from
 /// `pdd.pop.auth.token.create`).
@@ -92,21 +72,6 @@ pub type PddShop = TokenShop;
 
 fn default_router() -> String {
     DEFAULT_ROUTER.into()
-}
-fn default_qps() -> u32 {
-    10
-}
-fn default_page_size() -> u32 {
-    100
-}
-fn default_window_minutes() -> i64 {
-    MAX_WINDOW_MINUTES
-}
-fn default_lookback_minutes() -> i64 {
-    30
-}
-fn default_initial_days() -> i64 {
-    7
 }
 fn default_decrypt_interval_secs() -> u64 {
     10
@@ -118,28 +83,10 @@ pub fn build_streams(
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
     let wiring = AppWiring::new("pdd", &cfg.client_id, setup, cfg.qps);
-    wiring.check_range("page_size", cfg.page_size, 1..=100, "")?;
-    wiring.check_range(
-        "window_minutes",
-        cfg.window_minutes,
-        1..=MAX_WINDOW_MINUTES,
-        " (Pinduoduo allows 30 minutes)",
-    )?;
-    wiring.check_range(
-        "initial_days",
-        cfg.initial_days,
-        1..=90,
-        " (Pinduoduo lists updates of the last 90 days)",
-    )?;
     let secret = wiring.secret(&cfg.client_secret)?;
     let base = PddClient::new(wiring.app_api(), &cfg.router, &cfg.client_id, secret);
     // The increment API's data settles about three minutes behind.
-    let plan = WindowPlan::from_settings(
-        cfg.window_minutes,
-        cfg.lookback_minutes,
-        cfg.initial_days,
-        Duration::minutes(3),
-    );
+    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
     cfg.shops
         .iter()
         .map(|shop| {

@@ -11,22 +11,7 @@ pub mod mapping;
 pub mod sandbox;
 pub mod sign;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use chrono::Duration;
-use quanyu_connector_sdk::market::{
-    phones_for, read_answer, text_of, AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt,
-    Paging, PhoneDecrypt,
-};
-use quanyu_connector_sdk::{
-    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, Secret,
-    SecretRef, Stream, Window, WindowPlan,
-};
-use quanyu_schemas::time::format_beijing;
-use quanyu_schemas::PiiHasher;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use quanyu_connector_sdk::market::prelude::*;
 
 pub use client::TopClient;
 pub use sign::SignMethod;
@@ -45,52 +30,46 @@ pub const FIELDS: &str =
 buyer_open_uid,receiver_name,receiver_address,receiver_mobile,receiver_phone,receiver_state,\
 receiver_city,oaid,orders.oid,orders.num";
 
-/// One Taobao app key and the shops authorized to it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaobaoConfig {
-    /// TOP gateway URL.
-    #[serde(default = "default_gateway")]
-    pub gateway: String,
-    /// The app key.
-    pub app_key: String,
-    /// The app secret: `{ env = "..." }` or `{ file = "..." }`.
-    pub app_secret: SecretRef,
-    /// `md5`, `hmac` or `hmac-sha256`.
-    #[serde(default)]
-    pub sign_method: SignMethod,
-    /// Requests per second for this app key, shared by all its shops; 0 = no limit.
-    #[serde(default = "default_qps")]
-    pub qps: u32,
-    /// Trades per page (1–100).
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    /// Pages of one window requested at once (1–32), within `qps`.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: u32,
-    /// Window length in minutes (TOP allows at most one day).
-    #[serde(default = "default_window_minutes")]
-    pub window_minutes: i64,
-    /// Look-back overlap in minutes for late updates.
-    #[serde(default = "default_lookback_minutes")]
-    pub lookback_minutes: i64,
-    /// How many days back the first pull starts (TOP keeps three months).
-    #[serde(default = "default_initial_days")]
-    pub initial_days: i64,
-    /// Decrypt receivers through `taobao.top.oaid.decrypt` and hash their
-    /// phones (needs the app's 解密 permission; billed per call by TOP).
-    #[serde(default)]
-    pub decrypt: bool,
-    /// Decrypt calls per second for this app key (its own budget).
-    #[serde(default = "default_decrypt_qps")]
-    pub decrypt_qps: u32,
-    /// The decrypt `scene` code (1001–1007 shipping, 2001 after-sales, 2002
-    /// customer care).
-    #[serde(default = "default_decrypt_scene")]
-    pub decrypt_scene: String,
-    /// The shops, each with its own session (user access token).
-    pub shops: Vec<TaobaoShop>,
+quanyu_connector_sdk::market_config! {
+    /// One Taobao app key and the shops authorized to it.
+    pub struct TaobaoConfig {
+        /// TOP gateway URL.
+        #[serde(default = "default_gateway")]
+        pub gateway: String,
+        /// The app key.
+        pub app_key: String,
+        /// The app secret: `{ env = "..." }` or `{ file = "..." }`.
+        pub app_secret: SecretRef,
+        /// `md5`, `hmac` or `hmac-sha256`.
+        #[serde(default)]
+        pub sign_method: SignMethod,
+        /// Pages of one window requested at once (1–32), within `qps`.
+        #[serde(default = "default_concurrency")]
+        pub concurrency: u32,
+        /// Decrypt receivers through `taobao.top.oaid.decrypt` and hash their
+        /// phones (needs the app's 解密 permission; billed per call by TOP).
+        #[serde(default)]
+        pub decrypt: bool,
+        /// Decrypt calls per second for this app key (its own budget).
+        #[serde(default = "default_decrypt_qps")]
+        pub decrypt_qps: u32,
+        /// The decrypt `scene` code (1001–1007 shipping, 2001 after-sales, 2002
+        /// customer care).
+        #[serde(default = "default_decrypt_scene")]
+        pub decrypt_scene: String,
+        /// The shops, each with its own session (user access token).
+        pub shops: Vec<TaobaoShop>,
+    }
+    pull defaults { qps: 10, page_size: 100, window_minutes: 24 * 60, lookback_minutes: 60, initial_days: 30 }
 }
+
+/// What the platform allows of the pull settings.
+pub const LIMITS: PullLimits = PullLimits {
+    page_size: 1..=100,
+    window_minutes: (24 * 60, " (TOP allows one day)"),
+    initial_days: (90, " (TOP keeps three months)"),
+    end_lag: Duration::seconds(60),
+};
 
 /// One authorized shop.
 #[derive(Debug, Clone, Deserialize)]
@@ -105,23 +84,8 @@ pub struct TaobaoShop {
 fn default_gateway() -> String {
     DEFAULT_GATEWAY.into()
 }
-fn default_qps() -> u32 {
-    10
-}
-fn default_page_size() -> u32 {
-    100
-}
 fn default_concurrency() -> u32 {
     4
-}
-fn default_window_minutes() -> i64 {
-    24 * 60
-}
-fn default_lookback_minutes() -> i64 {
-    60
-}
-fn default_initial_days() -> i64 {
-    30
 }
 fn default_decrypt_qps() -> u32 {
     2
@@ -136,20 +100,7 @@ pub fn build_streams(
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
     let wiring = AppWiring::new("taobao", &cfg.app_key, setup, cfg.qps);
-    wiring.check_range("page_size", cfg.page_size, 1..=100, "")?;
     wiring.check_range("concurrency", cfg.concurrency, 1..=32, "")?;
-    wiring.check_range(
-        "window_minutes",
-        cfg.window_minutes,
-        1..=24 * 60,
-        " (TOP allows one day)",
-    )?;
-    wiring.check_range(
-        "initial_days",
-        cfg.initial_days,
-        1..=90,
-        " (TOP keeps three months)",
-    )?;
     let client = TopClient::new(
         wiring.app_api(),
         &cfg.gateway,
@@ -157,12 +108,7 @@ pub fn build_streams(
         wiring.secret(&cfg.app_secret)?,
         cfg.sign_method,
     );
-    let plan = WindowPlan::from_settings(
-        cfg.window_minutes,
-        cfg.lookback_minutes,
-        cfg.initial_days,
-        Duration::seconds(60),
-    );
+    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
     let paging = Paging::Backward {
         first: 1,
         size: cfg.page_size,

@@ -26,23 +26,8 @@ pub mod client;
 pub mod mapping;
 pub mod sandbox;
 
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use chrono::Duration;
 use futures::StreamExt;
-use quanyu_connector_sdk::connector::{ConnectorSpec, OrderIds};
-use quanyu_connector_sdk::market::{
-    read_answer, AppWiring, ListPage, Listing, MappedOrder, OrderList, OrderStream, PageAt, Paging,
-    Rejected, TokenGateway,
-};
-use quanyu_connector_sdk::{
-    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
-    ShopToken, Stream, Window, WindowPlan,
-};
-use quanyu_schemas::PiiHasher;
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use quanyu_connector_sdk::market::prelude::*;
 
 pub use client::ShopClient;
 
@@ -55,39 +40,35 @@ pub const GET_API: &str = "/channels/ec/order/get";
 /// Longest window the list takes.
 pub const MAX_WINDOW_DAYS: i64 = 7;
 
-/// The shop accounts of one brand.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WechatShopConfig {
-    /// The API host (`https://api.weixin.qq.com`).
-    #[serde(default = "default_api_base")]
-    pub api_base: String,
-    /// Requests per second for all shops of this section together (the
-    /// brand's own budget); 0 = no limit.
-    #[serde(default)]
-    pub qps: u32,
-    /// Requests per second per shop account (WeChat limits each account);
-    /// 0 = no limit.
-    #[serde(default = "default_shop_qps")]
-    pub shop_qps: u32,
-    /// Order ids per list page (1–100).
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    /// Orders read at once through `order/get` (1–32).
-    #[serde(default = "default_details_at_once")]
-    pub details_at_once: usize,
-    /// Window length in minutes (at most 7 days).
-    #[serde(default = "default_window_minutes")]
-    pub window_minutes: i64,
-    /// Look-back overlap in minutes for late updates.
-    #[serde(default = "default_lookback_minutes")]
-    pub lookback_minutes: i64,
-    /// How many days back the first pull starts.
-    #[serde(default = "default_initial_days")]
-    pub initial_days: i64,
-    /// The shops.
-    pub shops: Vec<WechatShop>,
+quanyu_connector_sdk::market_config! {
+    /// The shop accounts of one brand.
+    pub struct WechatShopConfig {
+        /// The API host (`https://api.weixin.qq.com`).
+        #[serde(default = "default_api_base")]
+        pub api_base: String,
+        /// Requests per second per shop account (WeChat limits each account);
+        /// 0 = no limit.
+        #[serde(default = "default_shop_qps")]
+        pub shop_qps: u32,
+        /// Orders read at once through `order/get` (1–32).
+        #[serde(default = "default_details_at_once")]
+        pub details_at_once: usize,
+        /// The shops.
+        pub shops: Vec<WechatShop>,
+    }
+    pull defaults { qps: 0, page_size: 100, window_minutes: 60, lookback_minutes: 30, initial_days: 7 }
 }
+
+/// What the platform allows of the pull settings.
+pub const LIMITS: PullLimits = PullLimits {
+    page_size: 1..=100,
+    window_minutes: (
+        MAX_WINDOW_DAYS * 24 * 60,
+        " (the order list takes 7 days at most)",
+    ),
+    initial_days: (3650, ""),
+    end_lag: Duration::minutes(1),
+};
 
 /// One shop account.
 #[derive(Debug, Clone, Deserialize)]
@@ -107,20 +88,8 @@ fn default_api_base() -> String {
 fn default_shop_qps() -> u32 {
     10
 }
-fn default_page_size() -> u32 {
-    100
-}
 fn default_details_at_once() -> usize {
     4
-}
-fn default_window_minutes() -> i64 {
-    60
-}
-fn default_lookback_minutes() -> i64 {
-    30
-}
-fn default_initial_days() -> i64 {
-    7
 }
 
 /// Build one orders stream per shop account.
@@ -133,21 +102,8 @@ pub fn build_streams(
     accounts.sort_unstable();
     let section = accounts.join("+");
     let wiring = AppWiring::new("wechat_shop", &section, setup, cfg.qps);
-    wiring.check_range("page_size", cfg.page_size, 1..=100, "")?;
     wiring.check_range("details_at_once", cfg.details_at_once, 1..=32, "")?;
-    wiring.check_range(
-        "window_minutes",
-        cfg.window_minutes,
-        1..=MAX_WINDOW_DAYS * 24 * 60,
-        " (the order list takes 7 days at most)",
-    )?;
-    wiring.check_range("initial_days", cfg.initial_days, 1..=3650, "")?;
-    let plan = WindowPlan::from_settings(
-        cfg.window_minutes,
-        cfg.lookback_minutes,
-        cfg.initial_days,
-        Duration::minutes(1),
-    );
+    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
     cfg.shops
         .iter()
         .map(|shop| {

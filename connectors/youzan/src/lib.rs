@@ -22,24 +22,8 @@ pub mod client;
 pub mod mapping;
 pub mod sandbox;
 
+use quanyu_connector_sdk::market::prelude::*;
 use std::collections::HashMap;
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use chrono::Duration;
-use quanyu_connector_sdk::connector::{ConnectorSpec, OrderIds};
-use quanyu_connector_sdk::market::{
-    read_answer, AppWiring, ListPage, Listing, OrderList, OrderStream, PageAt, Paging,
-    PhoneDecrypt, TokenGateway,
-};
-use quanyu_connector_sdk::{
-    ApiClient, ConfigError, ConnectorError, ConnectorSetup, ErrorKind, RequestContext, SecretRef,
-    ShopToken, Stream, Window, WindowPlan,
-};
-use quanyu_schemas::time::format_beijing;
-use quanyu_schemas::PiiHasher;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
 pub use client::YouzanClient;
 
@@ -62,42 +46,40 @@ pub const MAX_DEPTH: u64 = 3_200;
 /// Longest window the list takes (one year).
 pub const MAX_WINDOW_DAYS: i64 = 365;
 
-/// One Youzan self-use app (client_id) and the shops it serves.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct YouzanConfig {
-    /// The gateway URL (`https://open.youzanyun.com`).
-    #[serde(default = "default_gateway")]
-    pub gateway: String,
-    /// The app's client_id.
-    pub client_id: String,
-    /// The app's client_secret.
-    pub client_secret: SecretRef,
-    /// Requests per second for this client_id, shared by all its shops; 0 = no limit.
-    #[serde(default = "default_qps")]
-    pub qps: u32,
-    /// Requests per second per shop; 0 = no per-shop limit.
-    #[serde(default)]
-    pub shop_qps: u32,
-    /// Orders per page (1–100).
-    #[serde(default = "default_page_size")]
-    pub page_size: u32,
-    /// Window length in minutes.
-    #[serde(default = "default_window_minutes")]
-    pub window_minutes: i64,
-    /// Look-back overlap in minutes for late updates.
-    #[serde(default = "default_lookback_minutes")]
-    pub lookback_minutes: i64,
-    /// How many days back the first pull starts.
-    #[serde(default = "default_initial_days")]
-    pub initial_days: i64,
-    /// Decrypt receiver phones through `youzan.cloud.secret.decrypt.batch`
-    /// and hash them.
-    #[serde(default)]
-    pub decrypt: bool,
-    /// The shops.
-    pub shops: Vec<YouzanShop>,
+quanyu_connector_sdk::market_config! {
+    /// One Youzan self-use app (client_id) and the shops it serves.
+    pub struct YouzanConfig {
+        /// The gateway URL (`https://open.youzanyun.com`).
+        #[serde(default = "default_gateway")]
+        pub gateway: String,
+        /// The app's client_id.
+        pub client_id: String,
+        /// The app's client_secret.
+        pub client_secret: SecretRef,
+        /// Requests per second per shop; 0 = no per-shop limit.
+        #[serde(default)]
+        pub shop_qps: u32,
+        /// Decrypt receiver phones through `youzan.cloud.secret.decrypt.batch`
+        /// and hash them.
+        #[serde(default)]
+        pub decrypt: bool,
+        /// The shops.
+        pub shops: Vec<YouzanShop>,
+    }
+    pull defaults { qps: 10, page_size: 100, window_minutes: 60, lookback_minutes: 30, initial_days: 7 }
 }
+
+/// What Youzan's trade list allows (it asks callers to stay 30 s behind
+/// its events).
+pub const LIMITS: PullLimits = PullLimits {
+    page_size: 1..=100,
+    window_minutes: (
+        MAX_WINDOW_DAYS * 24 * 60,
+        " (Youzan searches one year at most)",
+    ),
+    initial_days: (3650, ""),
+    end_lag: Duration::minutes(1),
+};
 
 /// One shop: its id in the lake and its Youzan shop id (`kdt_id`), which
 /// silent authorization grants a token for.
@@ -113,21 +95,6 @@ pub struct YouzanShop {
 fn default_gateway() -> String {
     DEFAULT_GATEWAY.into()
 }
-fn default_qps() -> u32 {
-    10
-}
-fn default_page_size() -> u32 {
-    100
-}
-fn default_window_minutes() -> i64 {
-    60
-}
-fn default_lookback_minutes() -> i64 {
-    30
-}
-fn default_initial_days() -> i64 {
-    7
-}
 
 /// Build one orders stream per shop.
 pub fn build_streams(
@@ -135,22 +102,8 @@ pub fn build_streams(
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
     let wiring = AppWiring::new("youzan", &cfg.client_id, setup, cfg.qps);
-    wiring.check_range("page_size", cfg.page_size, 1..=100, "")?;
-    wiring.check_range(
-        "window_minutes",
-        cfg.window_minutes,
-        1..=MAX_WINDOW_DAYS * 24 * 60,
-        " (Youzan searches one year at most)",
-    )?;
-    wiring.check_range("initial_days", cfg.initial_days, 1..=3650, "")?;
+    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
     let secret = wiring.secret(&cfg.client_secret)?;
-    // Youzan asks callers to stay 30 s behind its events.
-    let plan = WindowPlan::from_settings(
-        cfg.window_minutes,
-        cfg.lookback_minutes,
-        cfg.initial_days,
-        Duration::minutes(1),
-    );
     cfg.shops
         .iter()
         .map(|shop| {

@@ -14,11 +14,15 @@
 //!   shop token when the platform says it expired, and persists it.
 //! - [`AppWiring`]: one limiter per app key shared by its shops, per-shop
 //!   and decrypt limiters, shop tokens opened from the token store.
+//! - [`market_config!`](crate::market_config) and [`PullSettings`]: the
+//!   pull settings every section has, declared and checked once.
 
 mod decrypt;
 mod gateway;
 mod paging;
+pub mod prelude;
 mod record;
+mod settings;
 mod stream;
 mod wiring;
 
@@ -26,5 +30,6 @@ pub use decrypt::{decrypt_phones, PhoneDecrypt};
 pub use gateway::{refresh_refused, refresh_token_of, TokenGateway};
 pub use paging::{Paging, MAX_PAGES_PER_WINDOW};
 pub use record::{int_of, phones_for, read_answer, text_of, MappedOrder, Rejected};
+pub use settings::{PullLimits, PullSettings};
 pub use stream::{ListPage, Listing, OrderList, OrderStream, PageAt};
 pub use wiring::{AppWiring, TokenShop};

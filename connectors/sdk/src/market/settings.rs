@@ -1,0 +1,153 @@
+//! The pull settings every marketplace section has (budget, page size,
+//! windows), declared once: [`market_config!`](crate::market_config) adds
+//! them to a platform's config with the platform's defaults, and
+//! [`PullSettings::checked_plan`] checks them against its limits.
+
+use std::ops::RangeInclusive;
+
+use chrono::Duration;
+
+use crate::setup::ConfigError;
+use crate::window::WindowPlan;
+
+use super::wiring::AppWiring;
+
+/// A section's pull settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullSettings {
+    /// Requests per second for the app key, shared by all its shops (0 = no limit).
+    pub qps: u32,
+    /// Orders per page.
+    pub page_size: u32,
+    /// Window length in minutes.
+    pub window_minutes: i64,
+    /// Look-back overlap in minutes for late updates.
+    pub lookback_minutes: i64,
+    /// How many days back the first pull starts.
+    pub initial_days: i64,
+}
+
+/// What a platform allows of the pull settings.
+#[derive(Debug, Clone)]
+pub struct PullLimits {
+    /// Page sizes the list takes.
+    pub page_size: RangeInclusive<u32>,
+    /// Longest window in minutes, and why (said when a setting exceeds it).
+    pub window_minutes: (i64, &'static str),
+    /// Furthest first pull in days, and why.
+    pub initial_days: (i64, &'static str),
+    /// How far behind now windows end (the platform's data settles).
+    pub end_lag: Duration,
+}
+
+impl PullSettings {
+    /// Check the settings against `limits` (an error names the field and
+    /// the platform's reason) and cut the windows they ask for.
+    pub fn checked_plan(
+        &self,
+        wiring: &AppWiring,
+        limits: &PullLimits,
+    ) -> Result<WindowPlan, ConfigError> {
+        wiring.check_range("page_size", self.page_size, limits.page_size.clone(), "")?;
+        let (window, why) = limits.window_minutes;
+        wiring.check_range("window_minutes", self.window_minutes, 1..=window, why)?;
+        let (days, why) = limits.initial_days;
+        wiring.check_range("initial_days", self.initial_days, 1..=days, why)?;
+        Ok(WindowPlan::from_settings(
+            self.window_minutes,
+            self.lookback_minutes,
+            self.initial_days,
+            limits.end_lag,
+        ))
+    }
+}
+
+/// A marketplace config: the platform's own fields, then the pull settings
+/// every marketplace has (`qps`, `page_size`, `window_minutes`,
+/// `lookback_minutes`, `initial_days`) with the platform's defaults.
+/// Unknown fields are an error naming them. Use once per crate (it adds a
+/// private module `pull_defaults`).
+///
+/// ```ignore
+/// quanyu_connector_sdk::market_config! {
+///     /// One app and its shops.
+///     pub struct MyConfig {
+///         /// The app key.
+///         pub app_key: String,
+///     }
+///     pull defaults { qps: 10, page_size: 100, window_minutes: 60, lookback_minutes: 30, initial_days: 7 }
+/// }
+/// ```
+#[macro_export]
+macro_rules! market_config {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($fields:tt)*
+        }
+        pull defaults {
+            qps: $qps:expr,
+            page_size: $page:expr,
+            window_minutes: $window:expr,
+            lookback_minutes: $lookback:expr,
+            initial_days: $initial:expr $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($fields)*
+            /// Requests per second for the app key, shared by all its shops; 0 = no limit.
+            #[serde(default = "pull_defaults::qps")]
+            pub qps: u32,
+            /// Orders per page.
+            #[serde(default = "pull_defaults::page_size")]
+            pub page_size: u32,
+            /// Window length in minutes.
+            #[serde(default = "pull_defaults::window_minutes")]
+            pub window_minutes: i64,
+            /// Look-back overlap in minutes for late updates.
+            #[serde(default = "pull_defaults::lookback_minutes")]
+            pub lookback_minutes: i64,
+            /// How many days back the first pull starts.
+            #[serde(default = "pull_defaults::initial_days")]
+            pub initial_days: i64,
+        }
+
+        impl $name {
+            /// The section's pull settings.
+            pub fn pull(&self) -> $crate::market::PullSettings {
+                $crate::market::PullSettings {
+                    qps: self.qps,
+                    page_size: self.page_size,
+                    window_minutes: self.window_minutes,
+                    lookback_minutes: self.lookback_minutes,
+                    initial_days: self.initial_days,
+                }
+            }
+        }
+
+        /// The pull settings' defaults on this platform.
+        mod pull_defaults {
+            #[allow(unused_imports)]
+            use super::*;
+
+            pub fn qps() -> u32 {
+                $qps
+            }
+            pub fn page_size() -> u32 {
+                $page
+            }
+            pub fn window_minutes() -> i64 {
+                $window
+            }
+            pub fn lookback_minutes() -> i64 {
+                $lookback
+            }
+            pub fn initial_days() -> i64 {
+                $initial
+            }
+        }
+    };
+}
