@@ -599,14 +599,26 @@ async fn run(cli: Cli) -> Result<()> {
             print!("{}", quanyu::status::render(&status)?);
         }
         Cmd::Connectors => {
+            // Columns as wide as their longest entry.
+            let connectors = quanyu::registry::CONNECTORS;
+            let section = connectors
+                .iter()
+                .map(|c| c.name().len() + 4)
+                .max()
+                .unwrap_or(0);
+            let channel = connectors
+                .iter()
+                .map(|c| c.channel().as_str().len())
+                .max()
+                .unwrap_or(0);
             println!(
-                "{:<13} {:<11} {:<9} {:<12} {:<8} pulls",
+                "{:<section$} {:<channel$} {:<9} {:<12} {:<8} pulls",
                 "section", "channel", "decrypts", "card prefix", "sandbox"
             );
-            for c in quanyu::registry::CONNECTORS {
+            for c in connectors {
                 let prefix = c.order_ids().map_or("", |o| o.state_prefix);
                 println!(
-                    "{:<13} {:<11} {:<9} {:<12} {:<8} {}",
+                    "{:<section$} {:<channel$} {:<9} {:<12} {:<8} {}",
                     format!("[[{}]]", c.name()),
                     c.channel().as_str(),
                     if c.decrypts() { "yes" } else { "no" },

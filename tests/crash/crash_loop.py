@@ -9,7 +9,9 @@ ground truth.
 Sandboxes (`quanyu sandbox`, separate processes that outlive every kill):
 Taobao (session keys), Douyin (a self-built app: its tokens are created and
 refreshed by quanyu and persisted, so kills land between a token refresh and
-its save) and WeCom (corp tokens fetched with the secret). Each trial starts
+its save), Youzan (each shop's token granted to the app by silent
+authorization and saved; phones decrypted) and WeCom (corp tokens fetched
+with the secret). Each trial starts
 a `run` (or, every third trial, an `import` of its own part of a 60,000-row
 GBK call log with bad rows carrying phones) and kills it with SIGKILL after a random delay
 within the measured length of an uninterrupted one; every fourth run is
@@ -73,11 +75,12 @@ class Harness:
     def write_config(self):
         tb = self.sandbox("taobao")
         dy = self.sandbox("douyin")
+        yz = self.sandbox("youzan")
         wc = self.sandbox("wecom")
-        self.truth["orders"] = tb["orders"] + dy["orders"]
+        self.truth["orders"] = tb["orders"] + dy["orders"] + yz["orders"]
         self.truth["contacts"] = wc["contacts"]
         env = {"QY_TB_SECRET": tb["app_secret"], "QY_DY_SECRET": dy["app_secret"],
-               "QY_WC_SECRET": wc["secret"]}
+               "QY_YZ_SECRET": yz["app_secret"], "QY_WC_SECRET": wc["secret"]}
         lines = [
             "[lake]", f'root = "{self.lake}"', f'tokens_dir = "{self.work / "tokens"}"', "",
             "[run]", "chunk_rows = 200", "",
@@ -94,6 +97,13 @@ class Harness:
         for s in dy["shops"]:
             # A self-built app: quanyu creates, refreshes and saves its tokens.
             lines.append(f'  {{ id = "{s["id"]}" }},')
+        lines += ["]", "", "[[youzan]]", f'gateway = "{yz["base_url"]}"',
+                  f'client_id = "{yz["app_key"]}"', 'client_secret = { env = "QY_YZ_SECRET" }',
+                  "initial_days = 31", "decrypt = true", "shops = ["]
+        for s in yz["shops"]:
+            # Silent authorization: quanyu is granted each shop's token and saves it.
+            shop_id, kdt_id = s["id"].split("#")
+            lines.append(f'  {{ id = "{shop_id}", kdt_id = "{kdt_id}" }},')
         lines += ["]", "", "[[wecom]]", f'base_url = "{wc["base_url"]}"',
                   f'corp_id = "{wc["corp_id"]}"', 'secret = { env = "QY_WC_SECRET" }', "",
                   "[[imports]]", 'name = "calls"', 'table = "touchpoints"', 'encoding = "auto"',

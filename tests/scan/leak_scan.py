@@ -38,7 +38,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from quanyu_binary import binary  # noqa: E402
 
-PLATFORMS = ["taobao", "jd", "pdd", "douyin", "kuaishou", "jushuitan", "wecom"]
+def platforms(quanyu):
+    """Every registered connector with a sandbox (from `quanyu connectors`:
+    section, channel, decrypts, card prefix if any, sandbox, what it pulls),
+    and WeCom."""
+    out = subprocess.run([quanyu, "connectors"], check=True, capture_output=True, text=True).stdout
+    names = []
+    for row in (line.split() for line in out.splitlines()[1:]):
+        sandbox = row[4] if row[3].endswith("_") else row[3]
+        if sandbox == "yes":
+            names.append(row[0].strip("[]"))
+    return names + ["wecom"]
 TOKEN = re.compile(r"\b[a-z]+-(?:at|rt)-\d+-[0-9a-f]{6,}\b")
 INLINE_SECRET = "s3cr3t-inline-9f8e7d6c5b4a"
 # A mobile number standing as its own token (an id such as
@@ -90,7 +100,7 @@ class Scan:
         for f in samples.iterdir():
             if f.suffix in (".csv", ".xlsx", ".sql"):
                 self.phones |= phones_in_file(f)
-        for platform in PLATFORMS:
+        for platform in platforms(self.quanyu):
             p = subprocess.Popen([self.quanyu, "sandbox", platform, "--port", "0"],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             ann = json.loads(p.stdout.readline())

@@ -12,6 +12,7 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
+use quanyu_connector_sdk::market::values_of;
 use quanyu_connector_sdk::market::{refresh_token_of, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
@@ -149,6 +150,15 @@ fn business_error(ctx: &RequestContext, code: &str, zh: &str, en: &str) -> Conne
         message.push_str(&format!(" ({en})"));
     }
     ConnectorError::new(ctx, kind, message).with_code(code)
+}
+
+/// Whether an answer may be an error (read whole only then, so a page is
+/// parsed once, by its reader): the gateway's `error_response`, a `code`
+/// other than `"0"`, or a `"success": false`.
+pub fn may_be_error(body: &[u8]) -> bool {
+    values_of(body, "error_response").next().is_some()
+        || values_of(body, "code").any(|v| v != b"0")
+        || values_of(body, "success").any(|v| v == b"false")
 }
 
 /// Fail on an error answer: the gateway's `error_response`, an API root
@@ -306,7 +316,9 @@ impl TokenGateway for JdClient {
             .query(&system)
             .form(&[("360buy_param_json", param_json)]);
         let body = self.api.send(ctx, req).await?;
-        check_envelope(ctx, &body)?;
+        if may_be_error(&body) {
+            check_envelope(ctx, &body)?;
+        }
         Ok(body)
     }
 
@@ -381,18 +393,33 @@ impl TokenGateway for JdClient {
 mod tests {
     use super::*;
 
+    /// The envelope check, holding the quick test to it: an answer read
+    /// whole as JSON is flagged exactly when it is an error.
+    fn checked(body: &[u8]) -> Result<()> {
+        let result = check_envelope(&ctx(), body);
+        if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok() {
+            assert_eq!(
+                may_be_error(body),
+                result.is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        result
+    }
+
     fn ctx() -> RequestContext {
         RequestContext::new("jd", Some("shop1"), "jingdong.pop.order.search")
     }
 
     fn kind(body: &str) -> ErrorKind {
-        check_envelope(&ctx(), body.as_bytes()).unwrap_err().kind
+        checked(body.as_bytes()).unwrap_err().kind
     }
 
     #[test]
     fn classifies_gateway_envelopes() {
         let sign = r#"{"error_response":{"code":"12","zh_desc":"无效签名","en_desc":"Invalid Signature"}}"#;
-        let e = check_envelope(&ctx(), sign.as_bytes()).unwrap_err();
+        let e = checked(sign.as_bytes()).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Auth);
         assert_eq!(e.code.as_deref(), Some("12"));
         assert!(e.to_string().contains("jd [shop shop1]"), "{e}");
@@ -435,14 +462,8 @@ mod tests {
             ),
             ErrorKind::Transient
         );
-        assert_eq!(
-            check_envelope(&ctx(), b"<html>").unwrap_err().kind,
-            ErrorKind::Transient
-        );
-        assert_eq!(
-            check_envelope(&ctx(), b"[1]").unwrap_err().kind,
-            ErrorKind::Transient
-        );
+        assert_eq!(checked(b"<html>").unwrap_err().kind, ErrorKind::Transient);
+        assert_eq!(checked(b"[1]").unwrap_err().kind, ErrorKind::Transient);
     }
 
     #[test]
@@ -450,12 +471,12 @@ mod tests {
         let ok = r#"{"jingdong_pop_order_search_responce":{"code":"0","searchorderinfo_result":
             {"apiResult":{"success":true,"numberCode":10100000,"chineseErrCode":"成功"},
              "orderTotal":0,"orderInfoList":[]}}}"#;
-        assert!(check_envelope(&ctx(), ok.as_bytes()).is_ok());
+        assert!(checked(ok.as_bytes()).is_ok());
         let window = r#"{"jingdong_pop_order_search_responce":{"code":"0","searchorderinfo_result":
             {"apiResult":{"success":false,"numberCode":10100035,"code":"10100035",
              "chineseErrCode":"查询时间跨度不能超过一个月","englishErrCode":"date range exceeds one month"},
              "orderTotal":0}}}"#;
-        let e = check_envelope(&ctx(), window.as_bytes()).unwrap_err();
+        let e = checked(window.as_bytes()).unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidRequest);
         assert_eq!(e.code.as_deref(), Some("10100035"));
         assert!(e.message.contains("一个月"), "{e}");

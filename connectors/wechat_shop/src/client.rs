@@ -14,7 +14,7 @@
 //! are authorization problems; anything else is a bad request.
 
 use async_trait::async_trait;
-use quanyu_connector_sdk::market::TokenGateway;
+use quanyu_connector_sdk::market::{values_of, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -86,17 +86,7 @@ pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
 /// Whether an answer may carry an error: it has an `errcode` other than
 /// `0` (read only then, so a page is parsed once, by its reader).
 fn names_an_error(body: &[u8]) -> bool {
-    let Some(at) = memchr::memmem::find(body, b"\"errcode\"") else {
-        return false;
-    };
-    let rest = &body[at + 9..];
-    let value = rest
-        .iter()
-        .skip_while(|b| b.is_ascii_whitespace() || **b == b':')
-        .take_while(|b| !matches!(b, b',' | b'}'))
-        .copied()
-        .collect::<Vec<u8>>();
-    value.trim_ascii() != b"0"
+    values_of(body, "errcode").any(|v| v != b"0")
 }
 
 #[derive(Deserialize)]

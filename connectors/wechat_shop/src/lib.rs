@@ -56,7 +56,7 @@ quanyu_connector_sdk::market_config! {
         /// The shops.
         pub shops: Vec<WechatShop>,
     }
-    pull defaults { qps: 0, page_size: 100, window_minutes: 60, lookback_minutes: 30, initial_days: 7 }
+    pull defaults { qps: 0, page_size: 100, window_minutes: 24 * 60, lookback_minutes: 30, initial_days: 7 }
 }
 
 /// What the platform allows of the pull settings.

@@ -580,7 +580,7 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::WechatShop
         shop_qps: 0,
         page_size: 100,
         details_at_once: 4,
-        window_minutes: 60,
+        window_minutes: 24 * 60,
         lookback_minutes: 30,
         initial_days: pull.initial_days,
         shops: ann

@@ -22,7 +22,7 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use quanyu_connector_sdk::market::TokenGateway;
+use quanyu_connector_sdk::market::{values_of, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -119,8 +119,8 @@ pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
 /// Whether an answer may be an error envelope (read only then, so a page
 /// is parsed once, by its reader).
 fn names_an_error(body: &[u8]) -> bool {
-    let has = |w: &[u8]| memchr::memmem::find(body, w).is_some();
-    has(b"\"gw_err_resp\"") || has(b"\"success\":false") || has(b"\"success\": false")
+    values_of(body, "gw_err_resp").next().is_some()
+        || values_of(body, "success").any(|v| v == b"false")
 }
 
 #[derive(Deserialize)]

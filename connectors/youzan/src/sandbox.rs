@@ -574,7 +574,7 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::YouzanConf
         qps: pull.app_qps,
         shop_qps: 0,
         page_size: 100,
-        window_minutes: 60,
+        window_minutes: 6 * 60,
         lookback_minutes: 30,
         initial_days: pull.initial_days,
         decrypt: pull.decrypt,

@@ -101,9 +101,54 @@ pub fn phones_for<R>(
         .collect()
 }
 
+/// The scalar values of every `"key":` in a JSON answer, read from its
+/// bytes without parsing it (quotes stripped): how a platform's `attempt`
+/// tells a page from an error envelope before the page's reader parses it
+/// once. An object or array value is yielded as its first byte.
+pub fn values_of<'a>(body: &'a [u8], key: &str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let pattern = format!("\"{key}\"");
+    let ends: Vec<usize> = memchr::memmem::find_iter(body, pattern.as_bytes())
+        .map(|at| at + pattern.len())
+        .collect();
+    ends.into_iter().filter_map(move |end| {
+        let rest = &body[end..];
+        let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        if rest[colon] != b':' {
+            return None;
+        }
+        let rest = &rest[colon + 1..];
+        let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        let rest = &rest[start..];
+        match rest[0] {
+            b'"' => {
+                let len = memchr::memchr(b'"', &rest[1..])?;
+                Some(&rest[1..1 + len])
+            }
+            b'{' | b'[' => Some(&rest[..1]),
+            _ => {
+                let len = rest
+                    .iter()
+                    .position(|b| matches!(b, b',' | b'}' | b']') || b.is_ascii_whitespace())
+                    .unwrap_or(rest.len());
+                Some(&rest[..len])
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_of_reads_scalars_without_parsing() {
+        let body = br#"{"code": "0", "x":{"code":12,"ok":true}, "list":[{"code" :false}], "codes":1, "code":{"a":1}}"#;
+        let got: Vec<&[u8]> = values_of(body, "code").collect();
+        assert_eq!(got, [&b"0"[..], b"12", b"false", b"{"]);
+        assert_eq!(values_of(b"{}", "code").count(), 0);
+        assert_eq!(values_of(br#"{"code"#, "code").count(), 0, "cut off");
+        assert_eq!(values_of(br#"{"code":"#, "code").count(), 0, "cut off");
+    }
 
     /// Each item gets the phone of the result naming it, in any order; an
     /// item with no matching result, or a result for another ciphertext,
