@@ -99,7 +99,7 @@ class Harness:
             lines.append(f'  {{ id = "{s["id"]}" }},')
         lines += ["]", "", "[[youzan]]", f'gateway = "{yz["base_url"]}"',
                   f'client_id = "{yz["app_key"]}"', 'client_secret = { env = "QY_YZ_SECRET" }',
-                  "initial_days = 31", "decrypt = true", "shops = ["]
+                  "initial_days = 31", "window_minutes = 1440", "decrypt = true", "shops = ["]
         for s in yz["shops"]:
             # Silent authorization: quanyu is granted each shop's token and saves it.
             shop_id, kdt_id = s["id"].split("#")
