@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let hasher = PiiHasher::new(&LakeKey::from_bytes([7; 32]));
     let text = String::from_utf8_lossy(body);
     let ctx = RequestContext::new("fuzz", Some("shop"), "api");
-    let reason = match which % 9 {
+    let reason = match which % 11 {
         0 => {
             let _ = quanyu_taobao::client::check_envelope(&ctx, body);
             quanyu_taobao::mapping::map_trade(&text, "shop", &hasher)
@@ -60,6 +60,18 @@ fuzz_target!(|data: &[u8]| {
             quanyu_wecom::callback::parse_event(&text)
                 .err()
                 .map(|e| e.to_string())
+        }
+        8 => {
+            let _ = quanyu_youzan::client::check_envelope(&ctx, body);
+            quanyu_youzan::mapping::map_order(&text, "shop", &hasher)
+                .err()
+                .map(|r| r.reason)
+        }
+        9 => {
+            let _ = quanyu_wechat_shop::client::check_envelope(&ctx, body);
+            quanyu_wechat_shop::mapping::map_order(&text, "shop", &hasher)
+                .err()
+                .map(|r| r.reason)
         }
         _ => {
             let mapping = quanyu_aicall::CallMapping::default();
