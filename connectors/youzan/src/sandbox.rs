@@ -318,7 +318,7 @@ async fn token_route(State(sb): State<YouzanSandbox>, headers: HeaderMap, body: 
         );
     }
     match sb.inner.core.faults.draw(false) {
-        Some(Fault::Throttle) => return api_error(AUTH_BAD_APP + 1, "请求太频繁"),
+        Some(Fault::Throttle) => return api_error(GW_THROTTLED, "请求太频繁"),
         Some(Fault::ServiceError) => return api_error(API_TIMEOUT, "系统繁忙"),
         Some(Fault::Http5xx(code)) => return bad_gateway(code),
         _ => {}
