@@ -172,6 +172,9 @@ struct GetAnswer<'a> {
 
 impl Orders {
     /// One order through `order/get`, mapped (or rejected with its text).
+    /// An order the shop lists but refuses to show (a bad request: gone,
+    /// or another shop's) is quarantined with the refusal, so one order
+    /// cannot stop the stream; every other failure fails the page.
     async fn order(
         &self,
         id: String,
@@ -179,7 +182,8 @@ impl Orders {
     ) -> Result<Result<MappedOrder, (Rejected, String)>, ConnectorError> {
         let rctx = RequestContext::new("wechat_shop", Some(&self.shop), GET_API);
         let params = serde_json::json!({ "order_id": id });
-        self.client
+        let read = self
+            .client
             .call_with(&rctx, GET_API, &self.token, &params, |body| {
                 let answer: GetAnswer = read_answer(&rctx, body, "order")?;
                 let raw = answer.order.ok_or_else(|| {
@@ -188,7 +192,17 @@ impl Orders {
                 Ok(mapping::map_order(raw.get(), &self.shop, hasher)
                     .map_err(|r| (r, raw.get().to_string())))
             })
-            .await
+            .await;
+        match read {
+            Err(e) if e.kind == ErrorKind::InvalidRequest => Ok(Err((
+                Rejected::new(
+                    Some(&id),
+                    format!("{GET_API} refused the listed order: {e}"),
+                ),
+                params.to_string(),
+            ))),
+            other => other,
+        }
     }
 }
 

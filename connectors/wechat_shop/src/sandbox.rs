@@ -96,6 +96,8 @@ struct Inner {
     current: std::sync::Mutex<HashMap<usize, String>>,
     /// order id → purchase index, built on first use.
     by_order_id: OnceLock<HashMap<String, usize>>,
+    /// Orders `order/get` refuses although the list shows them (tests).
+    refused: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// The WeChat Channels shop emulator. Cheap to clone.
@@ -166,6 +168,7 @@ impl WechatShopSandbox {
                 core,
                 current: std::sync::Mutex::new(HashMap::new()),
                 by_order_id: OnceLock::new(),
+                refused: Default::default(),
             }),
         }
     }
@@ -198,6 +201,16 @@ impl WechatShopSandbox {
             })
             .collect();
         ann
+    }
+
+    /// Make `order/get` refuse `order_id` (47001) while the list still
+    /// shows it, as for an order the shop withdrew between the two calls.
+    pub fn refuse_order(&self, order_id: &str) {
+        self.inner
+            .refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(order_id.to_string());
     }
 
     fn purchase_of(&self, order_id: &str) -> Option<usize> {
@@ -527,6 +540,15 @@ async fn get_route(
         Some(serde_json::Value::Number(n)) => n.to_string(),
         _ => return error(CODE_PARAM, "order_id required"),
     };
+    let refused = sb
+        .inner
+        .refused
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&id);
+    if refused {
+        return error(CODE_PARAM, "order not found");
+    }
     let core = &sb.inner.core;
     let found = sb
         .purchase_of(&id)

@@ -220,3 +220,25 @@ async fn orders_carry_the_buyers_unionid() {
     assert!(0 < with && with < total, "{with} of {total}");
     sb.stop().await;
 }
+
+/// An order the list shows but `order/get` refuses is quarantined with the
+/// refusal and its id; every other order lands, and the run goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_order_that_cannot_be_read_is_quarantined() {
+    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 120).await;
+    let gone = sb.core().visible_orders()[0].clone();
+    sb.concrete::<sandbox::WechatShopSandbox>()
+        .refuse_order(&gone.order_id);
+    let mut lake = conformance::MemoryLake::default();
+    lake.run(&sb.streams(SandboxPull::default(), &market::setup()), None)
+        .await
+        .expect("one unreadable order does not stop the run");
+    assert_eq!(lake.quarantine.len(), 1, "{:?}", lake.quarantine);
+    let q = &lake.quarantine[0];
+    assert_eq!(q.record_key.as_deref(), Some(gone.order_id.as_str()));
+    assert!(q.reason.contains("47001"), "{}", q.reason);
+    let mut expected = sb.expected_keys();
+    expected.retain(|k| k[2] != gone.order_id);
+    assert!(lake.keys() == expected);
+    sb.stop().await;
+}
