@@ -114,6 +114,7 @@ pub fn build_streams(
                     api: SEARCH_API,
                     paging: Paging::backward(1, cfg.page_size),
                     max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
+                    max_records: None,
                 },
                 plan,
             )

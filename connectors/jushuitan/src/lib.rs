@@ -108,6 +108,7 @@ pub fn build_streams(
                     api: "orders/single/query",
                     paging: Paging::backward(1, cfg.page_size),
                     max_window: None,
+                    max_records: None,
                 },
                 plan,
             )

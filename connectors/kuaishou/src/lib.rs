@@ -127,6 +127,7 @@ pub fn build_streams(
                     api: CURSOR_LIST_API,
                     paging: Paging::Cursor,
                     max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
+                    max_records: None,
                 },
                 plan,
             )

@@ -116,6 +116,7 @@ pub fn build_streams(
                     api: INCREMENT_API,
                     paging: Paging::backward(1, cfg.page_size),
                     max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
+                    max_records: None,
                 },
                 plan,
             )

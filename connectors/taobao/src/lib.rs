@@ -141,6 +141,7 @@ pub fn build_streams(
                     api: INCREMENT_API,
                     paging,
                     max_window: Some(Duration::days(1)),
+                    max_records: None,
                 },
                 plan,
             )

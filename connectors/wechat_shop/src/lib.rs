@@ -139,6 +139,7 @@ pub fn build_streams(
                     api: LIST_API,
                     paging: Paging::Cursor,
                     max_window: Some(Duration::days(MAX_WINDOW_DAYS)),
+                    max_records: None,
                 },
                 plan,
             )

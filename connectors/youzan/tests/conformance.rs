@@ -7,7 +7,7 @@ use quanyu_connector_sdk::conformance::{self, MemoryLake};
 use quanyu_connector_sdk::connector::SandboxPull;
 use quanyu_connector_sdk::market::TokenGateway;
 use quanyu_connector_sdk::sandbox::FaultConfig;
-use quanyu_connector_sdk::{ApiClient, ErrorKind, PullError, RequestContext, Secret};
+use quanyu_connector_sdk::{ApiClient, ErrorKind, RequestContext, Secret};
 use quanyu_schemas::time::format_beijing;
 use quanyu_youzan::sandbox::{self, kdt_id};
 use quanyu_youzan::{build_streams, YouzanClient, CONNECTOR, TRADES_API};
@@ -133,26 +133,34 @@ async fn the_token_endpoint_takes_json_only() {
     sb.stop().await;
 }
 
-/// A window holding more changed orders than Youzan pages through fails
-/// with an error that says to shorten the window (nothing half-landed).
+/// A window holding more changed orders than Youzan pages through (3,200)
+/// is split until each part fits: every order lands once, and the gateway
+/// never saw a page beyond its depth (it would have answered 5000).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_window_too_full_says_to_shorten_it() {
+async fn a_window_too_full_is_split_until_it_fits() {
     let sb = Started::start(&CONNECTOR, FaultConfig::default(), 9_000).await;
     let mut cfg = sandbox::config(&sb.announcement, SandboxPull::default());
     cfg.window_minutes = 3 * 24 * 60;
     cfg.initial_days = 3;
     cfg.shops.truncate(1);
+    let shop = cfg.shops[0].id.clone();
     let streams = build_streams(&cfg, &market::setup()).unwrap();
     let mut lake = MemoryLake::default();
-    let err = lake.run(&streams, None).await.unwrap_err();
-    let PullError::Connector(e) = err else {
-        panic!("{err}")
-    };
-    assert_eq!(e.kind, ErrorKind::InvalidRequest, "{e}");
-    assert!(e.message.contains("window_minutes"), "{e}");
+    lake.run(&streams, None)
+        .await
+        .expect("the full window is split, not refused");
+    let mut expected = sb.expected_keys();
+    expected.retain(|k| k[1] == shop);
     assert!(
-        lake.rows.is_empty(),
-        "nothing landed from the refused window"
+        expected.len() > 3_200,
+        "the window holds {} orders",
+        expected.len()
+    );
+    assert!(
+        lake.keys() == expected,
+        "{} landed of {}",
+        lake.keys().len(),
+        expected.len()
     );
     sb.stop().await;
 }

@@ -104,6 +104,10 @@ pub struct Listing {
     /// The longest window it takes, when it limits it (a longer one fails
     /// before any request).
     pub max_window: Option<chrono::Duration>,
+    /// The most records one query pages through, when the platform caps
+    /// its page depth (Youzan: 3,200): a window holding more is split in
+    /// halves until each fits (numbered paging).
+    pub max_records: Option<u64>,
 }
 
 /// The orders of one shop: windows by modification time, paged as the
@@ -153,14 +157,60 @@ impl<L: OrderList> OrderStream<L> {
         emit: &mut Emitter<'_>,
     ) -> Result<(), PullError> {
         let rctx = self.request_context();
-        let page = self
-            .list
-            .page(window, PageAt::Number(first), &emit.ctx.hasher)
-            .await?;
-        let total = page.total.ok_or_else(|| {
-            ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no total")
-        })?;
-        emit.report.reported_total = Some(total);
+        // Windows the platform can page through, earliest first: one the
+        // first page says holds more than the page depth allows is split
+        // in halves on whole seconds (the orders seen are shared, so an
+        // order moving between halves lands once).
+        let mut todo = vec![window];
+        while let Some(w) = todo.pop() {
+            let page = self
+                .list
+                .page(w, PageAt::Number(first), &emit.ctx.hasher)
+                .await?;
+            let total = page.total.ok_or_else(|| {
+                ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no total")
+            })?;
+            if let Some(max) = self.listing.max_records.filter(|m| total > *m) {
+                let secs = w.len().num_seconds();
+                if secs < 2 {
+                    return Err(ConnectorError::new(
+                        &rctx,
+                        ErrorKind::InvalidRequest,
+                        format!(
+                            "{total} orders changed within one second, more than the {max} {} pages through",
+                            self.id.connector
+                        ),
+                    )
+                    .into());
+                }
+                let mid = w.start + chrono::Duration::seconds(secs / 2);
+                todo.push(Window {
+                    start: mid,
+                    end: w.end,
+                });
+                todo.push(Window {
+                    start: w.start,
+                    end: mid,
+                });
+                continue;
+            }
+            *emit.report.reported_total.get_or_insert(0) += total;
+            self.pages_of(w, page, total, (first, size, ahead), emit)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The pages of window `w` whose first page is `page`.
+    async fn pages_of(
+        &self,
+        window: Window,
+        page: ListPage,
+        total: u64,
+        (first, size, ahead): (u64, u32, usize),
+        emit: &mut Emitter<'_>,
+    ) -> Result<(), PullError> {
+        let rctx = self.request_context();
         let pages = total.div_ceil(u64::from(size.max(1)));
         if pages > MAX_PAGES_PER_WINDOW {
             return Err(ConnectorError::new(
@@ -487,6 +537,7 @@ mod tests {
             api: "fake.list",
             paging,
             max_window: Some(chrono::Duration::hours(1)),
+            max_records: None,
         };
         OrderStream::new("fake", "s", fake, listing, plan)
     }
