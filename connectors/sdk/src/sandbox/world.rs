@@ -86,8 +86,8 @@ pub struct Hazards {
     pub store_walk_ins: Vec<usize>,
     /// Parcel stations whose phone orders are shipped to.
     pub courier_stations: usize,
-    /// Share of orders shipped to a parcel station's phone; each station
-    /// serves mostly one shop's buyers.
+    /// Share of orders shipped to a parcel station's phone (at least 8 per
+    /// station); each station serves one shop's buyers.
     pub courier_orders: f64,
     /// Share of package-card scans printed with a batch code instead of
     /// the order (`dy_batch07`).
@@ -1010,10 +1010,32 @@ fn apply_hazards(
                 gifted[p.person as usize] = true;
                 p.ship_to = ShipTo::Gift(to);
             }
-        } else if r < h.gift_orders + h.courier_orders && h.courier_stations > 0 {
-            let station = rng.random_range(0..h.courier_stations);
-            if p.shop == station % shops || rng.random_bool(0.2) {
-                p.ship_to = ShipTo::Courier(station);
+        }
+    }
+    // Parcel stations: each takes its share of `courier_orders` from the
+    // buyers of one shop, at least 8 of them, each buyer once: a station
+    // seen with three buyers would look like a household and no identity
+    // could tell (a small world gave exactly that), and one spread thinly
+    // over shops would look like a household in each.
+    let per_station = ((h.courier_orders * purchases.len() as f64
+        / h.courier_stations.max(1) as f64)
+        .round() as usize)
+        .max(8);
+    let mut by_shop: Vec<Vec<usize>> = vec![Vec::new(); shops];
+    for (i, p) in purchases.iter().enumerate() {
+        by_shop[p.shop % shops].push(i);
+    }
+    for station in 0..h.courier_stations {
+        let pool = &by_shop[station % shops];
+        let mut buyers = std::collections::HashSet::new();
+        // Bounded: a shop with few buyers gets what it has.
+        for _ in 0..per_station * 4 {
+            if buyers.len() >= per_station || pool.is_empty() {
+                break;
+            }
+            let i = pool[rng.random_range(0..pool.len())];
+            if purchases[i].ship_to == ShipTo::Own && buyers.insert(purchases[i].person) {
+                purchases[i].ship_to = ShipTo::Courier(station);
             }
         }
     }
@@ -1210,6 +1232,35 @@ mod tests {
         assert!(weak.upgrade().is_none(), "freed once nobody holds it");
         let d = World::shared(&config);
         assert_eq!(d.purchases.len(), World::generate(config).purchases.len());
+    }
+
+    /// A parcel station serves at least 8 distinct buyers, all of one shop,
+    /// in worlds small and large: seen with fewer it would look like a
+    /// household, which no identity can tell from a station.
+    #[test]
+    fn every_parcel_station_serves_enough_buyers_of_one_shop() {
+        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
+        for orders in [300, 2_000, 30_000] {
+            let w = World::generate(WorldConfig::demo(now, orders));
+            use std::collections::HashSet;
+            let mut stations: HashMap<usize, (HashSet<usize>, HashSet<u32>)> = HashMap::new();
+            for p in &w.purchases {
+                if let ShipTo::Courier(s) = p.ship_to {
+                    let e = stations.entry(s).or_default();
+                    e.0.insert(p.shop);
+                    e.1.insert(p.person);
+                }
+            }
+            assert!(!stations.is_empty(), "{orders} orders have stations");
+            for (s, (shops, buyers)) in stations {
+                assert_eq!(shops.len(), 1, "station {s} of {orders} orders");
+                assert!(
+                    buyers.len() >= 8,
+                    "station {s} of {orders}: {} buyers",
+                    buyers.len()
+                );
+            }
+        }
     }
 
     #[test]
