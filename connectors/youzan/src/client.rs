@@ -226,8 +226,14 @@ impl YouzanClient {
                     }),
                 ..
             } if !at.is_empty() => {
-                let left = expires.map_or(0, |ms| (ms - Utc::now().timestamp_millis()) / 1000);
-                Ok(TokenSet::issued(&at, None, left.max(1)))
+                // `expires` is absolute (epoch ms); without a usable one the
+                // token lives until the gateway says it expired (4202),
+                // rather than being asked for again on every call.
+                let left = expires
+                    .map(|ms| (ms - Utc::now().timestamp_millis()) / 1000)
+                    .filter(|s| *s > 0)
+                    .unwrap_or(0);
+                Ok(TokenSet::issued(&at, None, left))
             }
             TokenAnswer {
                 success: Some(false),
