@@ -77,25 +77,10 @@ pub fn dy_status(stage: Stage) -> i64 {
     }
 }
 
-struct Inner {
-    cfg: DouyinSandboxConfig,
-    core: MarketCore,
-    creates: AtomicU64,
-}
-
-/// The Douyin shop open-platform emulator. Cheap to clone.
-#[derive(Clone)]
-pub struct DouyinSandbox {
-    inner: Arc<Inner>,
-}
-
-impl std::ops::Deref for DouyinSandbox {
-    type Target = MarketCore;
-
-    /// The order book, tokens, faults and counters every marketplace
-    /// sandbox has (shops, tokens_for, visible_orders, requests...).
-    fn deref(&self) -> &MarketCore {
-        &self.inner.core
+quanyu_connector_sdk::market_sandbox! {
+    /// The Douyin shop open-platform emulator. Cheap to clone.
+    pub struct DouyinSandbox(DouyinSandboxConfig) {
+        creates: AtomicU64,
     }
 }
 

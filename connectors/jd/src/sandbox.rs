@@ -125,25 +125,9 @@ const STATES: [&str; 11] = [
     "WAIT_SEND_CODE",
 ];
 
-struct Inner {
-    cfg: JdSandboxConfig,
-    core: MarketCore,
-}
-
-/// The JD open-platform emulator. Cheap to clone.
-#[derive(Clone)]
-pub struct JdSandbox {
-    inner: Arc<Inner>,
-}
-
-impl std::ops::Deref for JdSandbox {
-    type Target = MarketCore;
-
-    /// The order book, tokens, faults and counters every marketplace
-    /// sandbox has (shops, tokens_for, visible_orders, requests...).
-    fn deref(&self) -> &MarketCore {
-        &self.inner.core
-    }
+quanyu_connector_sdk::market_sandbox! {
+    /// The JD open-platform emulator. Cheap to clone.
+    pub struct JdSandbox(JdSandboxConfig) {}
 }
 
 /// The sandbox's 16-byte TDE key id.

@@ -71,25 +71,9 @@ pub fn erp_shop_id(i: usize) -> i64 {
     10_000_001 + i as i64
 }
 
-struct Inner {
-    cfg: JushuitanSandboxConfig,
-    core: MarketCore,
-}
-
-/// The Jushuitan emulator. Cheap to clone.
-#[derive(Clone)]
-pub struct JushuitanSandbox {
-    inner: Arc<Inner>,
-}
-
-impl std::ops::Deref for JushuitanSandbox {
-    type Target = MarketCore;
-
-    /// The order book, tokens, faults and counters every marketplace
-    /// sandbox has (shops, tokens_for, visible_orders, requests...).
-    fn deref(&self) -> &MarketCore {
-        &self.inner.core
-    }
+quanyu_connector_sdk::market_sandbox! {
+    /// The Jushuitan emulator. Cheap to clone.
+    pub struct JushuitanSandbox(JushuitanSandboxConfig) {}
 }
 
 fn reply(code: i64, msg: &str, data: serde_json::Value) -> Response {

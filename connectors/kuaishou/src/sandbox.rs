@@ -77,25 +77,9 @@ pub fn ks_status(stage: Stage) -> i64 {
     }
 }
 
-struct Inner {
-    cfg: KuaishouSandboxConfig,
-    core: MarketCore,
-}
-
-/// The Kuaishou open-platform emulator. Cheap to clone.
-#[derive(Clone)]
-pub struct KuaishouSandbox {
-    inner: Arc<Inner>,
-}
-
-impl std::ops::Deref for KuaishouSandbox {
-    type Target = MarketCore;
-
-    /// The order book, tokens, faults and counters every marketplace
-    /// sandbox has (shops, tokens_for, visible_orders, requests...).
-    fn deref(&self) -> &MarketCore {
-        &self.inner.core
-    }
+quanyu_connector_sdk::market_sandbox! {
+    /// The Kuaishou open-platform emulator. Cheap to clone.
+    pub struct KuaishouSandbox(KuaishouSandboxConfig) {}
 }
 
 /// A ciphertext in Kuaishou's style: separator, base64 payload, key

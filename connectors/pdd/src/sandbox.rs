@@ -77,25 +77,9 @@ pub fn pdd_status(stage: Stage) -> (i64, i64) {
     }
 }
 
-struct Inner {
-    cfg: PddSandboxConfig,
-    core: MarketCore,
-}
-
-/// The Pinduoduo router emulator. Cheap to clone.
-#[derive(Clone)]
-pub struct PddSandbox {
-    inner: Arc<Inner>,
-}
-
-impl std::ops::Deref for PddSandbox {
-    type Target = MarketCore;
-
-    /// The order book, tokens, faults and counters every marketplace
-    /// sandbox has (shops, tokens_for, visible_orders, requests...).
-    fn deref(&self) -> &MarketCore {
-        &self.inner.core
-    }
+quanyu_connector_sdk::market_sandbox! {
+    /// The Pinduoduo router emulator. Cheap to clone.
+    pub struct PddSandbox(PddSandboxConfig) {}
 }
 
 /// A ciphertext in Pinduoduo's style, e.g. `$Y/YK$AgAAAA…$0$$` for phones,

@@ -70,11 +70,6 @@ fn top_status(stage: Stage) -> &'static str {
     }
 }
 
-struct Inner {
-    cfg: TopSandboxConfig,
-    core: MarketCore,
-}
-
 /// One order as the gateway shows it at a time: the ground truth for tests.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VisibleTrade {
@@ -88,20 +83,9 @@ pub struct VisibleTrade {
     pub payment_fen: i64,
 }
 
-/// The TOP gateway emulator. Cheap to clone.
-#[derive(Clone)]
-pub struct TopSandbox {
-    inner: Arc<Inner>,
-}
-
-impl std::ops::Deref for TopSandbox {
-    type Target = MarketCore;
-
-    /// The order book, session keys, faults and counters every marketplace
-    /// sandbox has (shops, visible_orders, requests...).
-    fn deref(&self) -> &MarketCore {
-        &self.inner.core
-    }
+quanyu_connector_sdk::market_sandbox! {
+    /// The TOP gateway emulator. Cheap to clone.
+    pub struct TopSandbox(TopSandboxConfig) {}
 }
 
 impl TopSandbox {

@@ -89,30 +89,15 @@ pub fn shop_status(stage: Stage) -> i64 {
     }
 }
 
-struct Inner {
-    cfg: WechatShopSandboxConfig,
-    core: MarketCore,
-    /// Each account's current token.
-    current: std::sync::Mutex<HashMap<usize, String>>,
-    /// order id → purchase index, built on first use.
-    by_order_id: OnceLock<HashMap<String, usize>>,
-    /// Orders `order/get` refuses although the list shows them (tests).
-    refused: std::sync::Mutex<std::collections::HashSet<String>>,
-}
-
-/// The WeChat Channels shop emulator. Cheap to clone.
-#[derive(Clone)]
-pub struct WechatShopSandbox {
-    inner: Arc<Inner>,
-}
-
-impl std::ops::Deref for WechatShopSandbox {
-    type Target = MarketCore;
-
-    /// The order book, tokens, faults and counters every marketplace
-    /// sandbox has.
-    fn deref(&self) -> &MarketCore {
-        &self.inner.core
+quanyu_connector_sdk::market_sandbox! {
+    /// The WeChat Channels shop emulator. Cheap to clone.
+    pub struct WechatShopSandbox(WechatShopSandboxConfig) {
+        /// Each account's current token.
+        current: std::sync::Mutex<HashMap<usize, String>>,
+        /// order id → purchase index, built on first use.
+        by_order_id: OnceLock<HashMap<String, usize>>,
+        /// Orders `order/get` refuses although the list shows them (tests).
+        refused: std::sync::Mutex<std::collections::HashSet<String>>,
     }
 }
 

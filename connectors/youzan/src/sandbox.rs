@@ -86,27 +86,12 @@ pub fn kdt_id(i: usize) -> String {
     (42_583_152 + 7 * i as u64).to_string()
 }
 
-struct Inner {
-    cfg: YouzanSandboxConfig,
-    core: MarketCore,
-    /// Each shop's current token (silent authorization returns it while
-    /// it is valid).
-    current: Mutex<HashMap<usize, String>>,
-}
-
-/// The Youzan gateway emulator. Cheap to clone.
-#[derive(Clone)]
-pub struct YouzanSandbox {
-    inner: Arc<Inner>,
-}
-
-impl std::ops::Deref for YouzanSandbox {
-    type Target = MarketCore;
-
-    /// The order book, tokens, faults and counters every marketplace
-    /// sandbox has.
-    fn deref(&self) -> &MarketCore {
-        &self.inner.core
+quanyu_connector_sdk::market_sandbox! {
+    /// The Youzan gateway emulator. Cheap to clone.
+    pub struct YouzanSandbox(YouzanSandboxConfig) {
+        /// Each shop's current token (silent authorization returns it while
+        /// it is valid).
+        current: Mutex<HashMap<usize, String>>,
     }
 }
 

@@ -160,3 +160,49 @@ impl MarketCore {
         self.decrypts.load(Ordering::Relaxed)
     }
 }
+
+/// A marketplace emulator's types, declared once: its state `Inner` (the
+/// config, the [`MarketCore`] and any fields of its own) and the handle,
+/// cheap to clone, that derefs to the core (shops, tokens, faults,
+/// counters, the order book).
+///
+/// ```ignore
+/// quanyu_connector_sdk::market_sandbox! {
+///     /// The emulator.
+///     pub struct MySandbox(MySandboxConfig) {
+///         /// A field of its own.
+///         grants: std::sync::atomic::AtomicU64,
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! market_sandbox {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident($cfg:ty) {
+            $($(#[$fmeta:meta])* $field:ident: $fty:ty),* $(,)?
+        }
+    ) => {
+        struct Inner {
+            cfg: $cfg,
+            core: $crate::sandbox::market::MarketCore,
+            $($(#[$fmeta])* $field: $fty,)*
+        }
+
+        $(#[$meta])*
+        #[derive(Clone)]
+        pub struct $name {
+            inner: std::sync::Arc<Inner>,
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = $crate::sandbox::market::MarketCore;
+
+            /// The order book, tokens, faults and counters every
+            /// marketplace sandbox has.
+            fn deref(&self) -> &Self::Target {
+                &self.inner.core
+            }
+        }
+    };
+}
