@@ -1,6 +1,7 @@
-//! `quanyu bench`: pull N trades from a Taobao sandbox running in a child
-//! process (so its memory is not counted), rate limits off, into a fresh
-//! lake, and print trades per second and the puller's peak memory.
+//! `quanyu bench`: pull N trades from a marketplace sandbox (Taobao unless
+//! told) running in a child process (so its memory is not counted), rate
+//! limits off, into a fresh lake, and print trades per second and the
+//! puller's peak memory.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -75,8 +76,10 @@ fn cpu_secs_in(stat_file: &str) -> f64 {
     ticks.iter().sum::<f64>() / 100.0
 }
 
-/// Run the benchmark with `orders` trades.
+/// Run the benchmark against `platform`'s sandbox over a world of
+/// `orders` trades.
 pub async fn run_bench(
+    platform: &str,
     orders: usize,
     lake_dir: Option<PathBuf>,
     chunk_rows: usize,
@@ -87,7 +90,7 @@ pub async fn run_bench(
             "--log-level",
             "error",
             "sandbox",
-            "taobao",
+            platform,
             "--port",
             "0",
             "--orders",

@@ -242,6 +242,11 @@ enum Cmd {
         /// Trades to pull.
         #[arg(long, default_value_t = 200_000)]
         orders: usize,
+        /// `pull`: the marketplace whose sandbox is pulled (any registered
+        /// connector with a sandbox; the seeded world spreads `--orders`
+        /// over every demo shop, so it serves its own share).
+        #[arg(long, default_value = "taobao")]
+        platform: String,
         /// Rows per commit.
         #[arg(long, default_value_t = 25_000)]
         chunk_rows: usize,
@@ -958,9 +963,14 @@ async fn run(cli: Cli) -> Result<()> {
             orders,
             chunk_rows,
             lake,
+            platform,
             ..
         } => {
-            let r = quanyu::bench::run_bench(orders, lake, chunk_rows).await?;
+            if quanyu::registry::with_sandbox().all(|c| c.name() != platform) {
+                let names: Vec<&str> = quanyu::registry::with_sandbox().map(|c| c.name()).collect();
+                anyhow::bail!("no sandbox for {platform:?}; one of: {}", names.join(", "));
+            }
+            let r = quanyu::bench::run_bench(&platform, orders, lake, chunk_rows).await?;
             println!("trades:        {}", r.trades);
             println!(
                 "pull:          {:.2} s  ({:.0} trades/s)",
