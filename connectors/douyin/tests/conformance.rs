@@ -11,10 +11,7 @@ use quanyu_connector_sdk::{ApiClient, ErrorKind, RequestContext, Secret, TokenSt
 use quanyu_douyin::sandbox::{self, DouyinSandbox};
 use quanyu_douyin::{build_streams, DyClient, SignMethod, CONNECTOR, SEARCH_API};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn marketplace_suite() {
-    market::run_market_suite(&CONNECTOR).await;
-}
+quanyu_connector_sdk::market_suite!(CONNECTOR);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_and_page_limits_are_enforced() {

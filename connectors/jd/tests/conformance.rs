@@ -20,10 +20,7 @@ use quanyu_schemas::Channel;
 
 use quanyu_connector_sdk::connector::sandbox_credentials::APP_SECRET as SECRET;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn marketplace_suite() {
-    market::run_market_suite(&CONNECTOR).await;
-}
+quanyu_connector_sdk::market_suite!(CONNECTOR);
 
 /// The gateway's own checks answer with JD's system codes: a stale
 /// timestamp (8), an unknown method (15), a missing signature (11), an

@@ -9,10 +9,7 @@ use quanyu_jushuitan::build_streams;
 use quanyu_jushuitan::sandbox;
 use quanyu_jushuitan::CONNECTOR;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn marketplace_suite() {
-    market::run_market_suite(&CONNECTOR).await;
-}
+quanyu_connector_sdk::market_suite!(CONNECTOR);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn window_limit_is_checked_before_any_request() {

@@ -12,10 +12,7 @@ use quanyu_connector_sdk::{ApiClient, ErrorKind, RequestContext, Secret, ShopTok
 use quanyu_pdd::sandbox;
 use quanyu_pdd::{build_streams, PddClient, CONNECTOR, INCREMENT_API};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn marketplace_suite() {
-    market::run_market_suite(&CONNECTOR).await;
-}
+quanyu_connector_sdk::market_suite!(CONNECTOR);
 
 /// A client and the first shop's token, for calling the router directly.
 fn direct_client(sb: &Started) -> (PddClient, ShopToken) {

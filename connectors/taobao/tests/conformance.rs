@@ -8,10 +8,7 @@ use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_taobao::sandbox;
 use quanyu_taobao::{build_streams, SignMethod, CONNECTOR};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn marketplace_suite() {
-    market::run_market_suite(&CONNECTOR).await;
-}
+quanyu_connector_sdk::market_suite!(CONNECTOR);
 
 /// Every TOP sign method is accepted: a run signed with each lands every
 /// trade.

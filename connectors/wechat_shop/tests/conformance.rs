@@ -14,10 +14,7 @@ use quanyu_wechat_shop::sandbox::{self, shop_appid, shop_secret};
 use quanyu_wechat_shop::{build_streams, ShopClient, CONNECTOR, LIST_API};
 use serde_json::json;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn marketplace_suite() {
-    market::run_market_suite(&CONNECTOR).await;
-}
+quanyu_connector_sdk::market_suite!(CONNECTOR);
 
 fn client(sb: &Started) -> ShopClient {
     let ann = &sb.announcement;

@@ -12,10 +12,7 @@ use quanyu_schemas::time::format_beijing;
 use quanyu_youzan::sandbox::{self, kdt_id};
 use quanyu_youzan::{build_streams, YouzanClient, CONNECTOR, TRADES_API};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn marketplace_suite() {
-    market::run_market_suite(&CONNECTOR).await;
-}
+quanyu_connector_sdk::market_suite!(CONNECTOR);
 
 fn client(sb: &Started) -> YouzanClient {
     let ann = &sb.announcement;

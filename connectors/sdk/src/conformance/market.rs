@@ -287,6 +287,20 @@ fn windows(start: DateTime<Utc>, end: DateTime<Utc>, len: Duration) -> Vec<Windo
     out
 }
 
+/// The marketplace suite as a test of the calling crate, in one line:
+/// `quanyu_connector_sdk::market_suite!(CONNECTOR);` (a test named
+/// `marketplace_suite` running [`run_market_suite`]).
+#[macro_export]
+macro_rules! market_suite {
+    ($connector:path) => {
+        /// The whole marketplace suite against the connector's own sandbox.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn marketplace_suite() {
+            $crate::conformance::market::run_market_suite(&$connector).await;
+        }
+    };
+}
+
 /// Every check of [`run_all`], then every marketplace check, against
 /// `connector`'s own sandbox.
 pub async fn run_market_suite(connector: &'static dyn Connector) {
