@@ -92,8 +92,6 @@ pub fn shop_status(stage: Stage) -> i64 {
 quanyu_connector_sdk::market_sandbox! {
     /// The WeChat Channels shop emulator. Cheap to clone.
     pub struct WechatShopSandbox(WechatShopSandboxConfig) {
-        /// Each account's current token.
-        current: std::sync::Mutex<HashMap<usize, String>>,
         /// order id → purchase index, built on first use.
         by_order_id: OnceLock<HashMap<String, usize>>,
         /// Orders `order/get` refuses although the list shows them (tests).
@@ -151,7 +149,6 @@ impl WechatShopSandbox {
             inner: Arc::new(Inner {
                 cfg,
                 core,
-                current: std::sync::Mutex::new(HashMap::new()),
                 by_order_id: OnceLock::new(),
                 refused: Default::default(),
             }),
@@ -381,28 +378,9 @@ async fn token_route(
         .get("force_refresh")
         .and_then(serde_json::Value::as_bool)
         == Some(true);
-    let mut current = sb.inner.current.lock().unwrap_or_else(|p| p.into_inner());
-    let held = current
-        .get(&shop)
-        .cloned()
-        .unwrap_or_else(|| core.tokens_for(shop).0);
-    let left = core
-        .issuer
-        .expires_at(&held)
-        .map_or(0, |t| (t - Utc::now()).num_seconds())
-        .min(cfg.token_ttl_secs);
-    let (token, expires_in) = if !force && core.issuer.check(&held) == Ok(shop) && left > 300 {
-        (held, left)
-    } else {
-        let issued = if force {
-            core.issuer.replace(shop)
-        } else {
-            core.issuer.issue(shop)
-        };
-        current.insert(shop, issued.access_token.clone());
-        (issued.access_token, issued.expires_in)
-    };
-    drop(current);
+    // Normal mode: the held token while more than five minutes of it are
+    // left; forced: a new one that ends the old.
+    let (token, expires_in) = core.issuer.grant(shop, force, force, 300);
     core.count_refresh();
     json_response(json!({ "access_token": token, "expires_in": expires_in }))
 }

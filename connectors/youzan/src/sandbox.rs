@@ -20,8 +20,7 @@
 //! Faults: gateway 4101 throttling, 106100118 timeouts, HTTP 5xx, slow
 //! answers, 4202 expiry, a corrupt order.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -88,11 +87,7 @@ pub fn kdt_id(i: usize) -> String {
 
 quanyu_connector_sdk::market_sandbox! {
     /// The Youzan gateway emulator. Cheap to clone.
-    pub struct YouzanSandbox(YouzanSandboxConfig) {
-        /// Each shop's current token (silent authorization returns it while
-        /// it is valid).
-        current: Mutex<HashMap<usize, String>>,
-    }
+    pub struct YouzanSandbox(YouzanSandboxConfig) {}
 }
 
 /// Youzan's ciphertext shape, `$<base64>$1$`, around the world's cipher
@@ -125,11 +120,7 @@ impl YouzanSandbox {
             cfg.token_ttl_secs,
         );
         YouzanSandbox {
-            inner: Arc::new(Inner {
-                cfg,
-                core,
-                current: Mutex::new(HashMap::new()),
-            }),
+            inner: Arc::new(Inner { cfg, core }),
         }
     }
 
@@ -334,26 +325,13 @@ async fn token_route(State(sb): State<YouzanSandbox>, headers: HeaderMap, body: 
     };
     let renew = req.get("refresh").and_then(serde_json::Value::as_bool) == Some(true);
     let core = &sb.inner.core;
-    let mut current = sb.inner.current.lock().unwrap_or_else(|p| p.into_inner());
-    let valid = current
-        .get(&shop)
-        .cloned()
-        .unwrap_or_else(|| core.tokens_for(shop).0)
-        .to_string();
-    let token = if !renew && core.issuer.check(&valid) == Ok(shop) {
-        valid
-    } else {
-        // A new token; the old one keeps working a while (Youzan: up to an
-        // hour), so in-flight calls do not fail.
-        let issued = core.issuer.issue(shop);
-        current.insert(shop, issued.access_token.clone());
-        issued.access_token
-    };
-    drop(current);
+    // A new token leaves the old one working a while (Youzan: up to an
+    // hour), so in-flight calls do not fail.
+    let (token, left) = core.issuer.grant(shop, renew, false, 0);
     core.count_refresh();
     success(json!({
         "access_token": token,
-        "expires": Utc::now().timestamp_millis() + cfg.token_ttl_secs * 1000,
+        "expires": Utc::now().timestamp_millis() + left * 1000,
         "scope": "multi_store shop item trade logistics coupon_advanced user pay_qrcode trade_virtual reviews item_category storage retail_goods points crm_advanced",
         "authority_id": grant,
     }))

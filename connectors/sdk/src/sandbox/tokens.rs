@@ -37,6 +37,8 @@ struct State {
     access: HashMap<String, (usize, DateTime<Utc>)>,
     /// refresh token → shop
     refresh: HashMap<String, usize>,
+    /// shop → the token an app-level grant hands out now
+    held: HashMap<usize, String>,
 }
 
 /// Issues and checks tokens for the shops of one sandbox.
@@ -58,6 +60,7 @@ impl TokenIssuer {
             state: Mutex::new(State {
                 access: HashMap::new(),
                 refresh: HashMap::new(),
+                held: HashMap::new(),
             }),
             counter: AtomicU64::new(0),
         };
@@ -122,16 +125,41 @@ impl TokenIssuer {
         Some(self.issue(shop))
     }
 
+    /// The token an app-level grant hands `shop` (Youzan's silent
+    /// authorization, WeChat's `stable_token`), with the seconds it has
+    /// left: the shop's current one (at first its initial one) while it is
+    /// valid with more than `min_left` seconds to go, else a new one;
+    /// `renew` asks for a new one anyway, and `end_old` ends the older
+    /// ones (a forced refresh) instead of letting them live out their time.
+    pub fn grant(&self, shop: usize, renew: bool, end_old: bool, min_left: i64) -> (String, i64) {
+        if !renew {
+            let st = self.lock();
+            let held = st
+                .held
+                .get(&shop)
+                .cloned()
+                .unwrap_or_else(|| self.initial(shop).0);
+            if let Some(&(s, exp)) = st.access.get(&held) {
+                let left = (exp - Utc::now()).num_seconds().min(self.ttl.num_seconds());
+                if s == shop && left > min_left {
+                    return (held, left);
+                }
+            }
+        }
+        let issued = if end_old {
+            self.replace(shop)
+        } else {
+            self.issue(shop)
+        };
+        self.lock().held.insert(shop, issued.access_token.clone());
+        (issued.access_token, issued.expires_in)
+    }
+
     /// Issue a new token for `shop` and end its older ones (a forced
     /// refresh of an account token).
     pub fn replace(&self, shop: usize) -> Issued {
         self.lock().access.retain(|_, (s, _)| *s != shop);
         self.issue(shop)
-    }
-
-    /// When an access token expires (`None` if unknown).
-    pub fn expires_at(&self, access_token: &str) -> Option<DateTime<Utc>> {
-        self.lock().access.get(access_token).map(|&(_, exp)| exp)
     }
 
     /// Make every access token expired (tests: "a week later").
@@ -160,5 +188,32 @@ mod tests {
         assert_eq!(t.check(&at), Err(TokenProblem::Unknown));
         assert!(t.refresh(&rt).is_none(), "a refresh token works once");
         assert!(t.refresh(&new.refresh_token).is_some());
+    }
+
+    #[test]
+    fn a_grant_hands_out_the_held_token_until_it_is_due() {
+        let t = TokenIssuer::new("yz", 2, 3600);
+        let (first, left) = t.grant(0, false, false, 300);
+        assert_eq!(first, t.initial(0).0, "the initial token while it lives");
+        assert_eq!(left, 3600, "capped to the lifetime");
+        assert_eq!(t.grant(0, false, false, 300).0, first, "the same again");
+        let (renewed, _) = t.grant(0, true, false, 300);
+        assert_ne!(renewed, first, "asked to renew: a new one");
+        assert_eq!(t.check(&first), Ok(0), "the old one lives out its time");
+        assert_eq!(
+            t.grant(0, false, false, 300).0,
+            renewed,
+            "the new one is held"
+        );
+        assert_ne!(t.grant(0, false, false, 3600).0, renewed, "too little left");
+        let (forced, _) = t.grant(1, false, true, 4000);
+        assert_eq!(
+            t.check(&t.initial(1).0),
+            Err(TokenProblem::Unknown),
+            "forced: old ended"
+        );
+        assert_eq!(t.check(&forced), Ok(1));
+        t.expire_all();
+        assert_ne!(t.grant(1, false, false, 0).0, forced, "expired: a new one");
     }
 }
