@@ -138,6 +138,17 @@ struct TokenData {
     expires: Option<i64>,
 }
 
+/// The seconds a granted token has left, from its absolute `expires`
+/// (epoch ms) at `now_ms`; 0 (no known expiry) without a usable one, so
+/// the token lives until the gateway says it expired (4202) instead of
+/// being asked for again on every call.
+pub fn seconds_left(expires: Option<i64>, now_ms: i64) -> i64 {
+    expires
+        .map(|ms| (ms - now_ms) / 1000)
+        .filter(|s| *s > 0)
+        .unwrap_or(0)
+}
+
 /// A Youzan client for one shop (`kdt_id`) of one self-use app.
 #[derive(Clone)]
 pub struct YouzanClient {
@@ -226,13 +237,7 @@ impl YouzanClient {
                     }),
                 ..
             } if !at.is_empty() => {
-                // `expires` is absolute (epoch ms); without a usable one the
-                // token lives until the gateway says it expired (4202),
-                // rather than being asked for again on every call.
-                let left = expires
-                    .map(|ms| (ms - Utc::now().timestamp_millis()) / 1000)
-                    .filter(|s| *s > 0)
-                    .unwrap_or(0);
+                let left = seconds_left(expires, Utc::now().timestamp_millis());
                 Ok(TokenSet::issued(&at, None, left))
             }
             TokenAnswer {
@@ -302,6 +307,21 @@ mod tests {
     fn err(body: &str) -> ConnectorError {
         assert!(names_an_error(body.as_bytes()), "{body}");
         check_envelope(&ctx(), body.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn a_token_without_a_usable_expiry_is_not_due_at_once() {
+        let now = 1_773_817_700_000;
+        assert_eq!(seconds_left(Some(now + 7 * 86_400_000), now), 7 * 86_400);
+        let no_expiry = TokenSet::issued("t", None, seconds_left(None, now));
+        assert!(
+            !no_expiry.expiring(),
+            "missing: lives until the gateway says"
+        );
+        let past = TokenSet::issued("t", None, seconds_left(Some(now - 1), now));
+        assert!(!past.expiring(), "in the past (a skewed clock): the same");
+        let soon = TokenSet::issued("t", None, seconds_left(Some(now + 60_000), now));
+        assert!(soon.expiring(), "a minute left: renewed");
     }
 
     #[test]

@@ -161,3 +161,50 @@ async fn a_window_too_full_is_split_until_it_fits() {
     );
     sb.stop().await;
 }
+
+/// A shop id pointed at another kdt_id is granted that shop's token, not
+/// the persisted token of the shop it named before: its rows are the new
+/// shop's orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_pointed_at_another_kdt_id_never_reuses_the_old_token() {
+    let sb = Started::start(&CONNECTOR, FaultConfig::default(), 200).await;
+    let dir = tempfile_dir();
+    let mut setup = market::setup();
+    setup.tokens = quanyu_connector_sdk::TokenStore::in_dir(&dir);
+    let mut cfg = sandbox::config(&sb.announcement, SandboxPull::default());
+    cfg.shops.truncate(1);
+    cfg.shops[0].id = "mall".into();
+    let pull = |cfg: &quanyu_youzan::YouzanConfig| {
+        let streams = build_streams(cfg, &setup).unwrap();
+        async move {
+            let mut lake = MemoryLake::default();
+            lake.run(&streams, None).await.unwrap();
+            lake.keys()
+                .into_iter()
+                .map(|k| k[2].clone())
+                .collect::<std::collections::BTreeSet<_>>()
+        }
+    };
+    let orders_of = |shop: usize| -> std::collections::BTreeSet<String> {
+        let id = sb.core().shops()[shop].clone();
+        sb.core()
+            .visible_orders()
+            .into_iter()
+            .filter(|o| o.shop == id)
+            .map(|o| o.order_id)
+            .collect()
+    };
+    assert_eq!(pull(&cfg).await, orders_of(0));
+    cfg.shops[0].kdt_id = kdt_id(1);
+    assert_eq!(pull(&cfg).await, orders_of(1), "the second shop's orders");
+    let _ = std::fs::remove_dir_all(&dir);
+    sb.stop().await;
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "quanyu-youzan-kdt-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    ))
+}
