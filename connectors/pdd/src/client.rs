@@ -11,7 +11,9 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use quanyu_connector_sdk::market::{refresh_refused, refresh_token_of, TokenGateway};
+use quanyu_connector_sdk::market::{
+    read_token_answer, refresh_refused, refresh_token_of, TokenGateway,
+};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -222,16 +224,8 @@ impl TokenGateway for PddClient {
             .post(&rctx, REFRESH_API, None, &[("refresh_token", rt.expose())])
             .await
             .map_err(refresh_refused)?;
-        // Not JSON at all: cut off on the way, retried.
-        let answer = serde_json::from_slice::<RefreshEnvelope>(&body)
-            .map_err(|e| {
-                ConnectorError::new(
-                    &rctx,
-                    ErrorKind::Transient,
-                    format!("answer is not a JSON object: {e}"),
-                )
-            })?
-            .pop_auth_token_refresh_response;
+        let answer =
+            read_token_answer::<RefreshEnvelope>(&rctx, &body)?.pop_auth_token_refresh_response;
         match answer {
             Some(RefreshAnswer {
                 access_token: Some(at),

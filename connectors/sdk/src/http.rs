@@ -272,6 +272,23 @@ impl ApiClient {
         self.send_now(ctx, req).await
     }
 
+    /// POST `body` as JSON to `url`, with `access_token` in the query when
+    /// given (the gateways that sign nothing: Youzan, WeChat), and read the
+    /// answer as [`ApiClient::send`] does.
+    pub async fn post_json(
+        &self,
+        ctx: &RequestContext,
+        url: &str,
+        access_token: Option<&str>,
+        body: &serde_json::Value,
+    ) -> Result<Bytes> {
+        let mut req = self.http.post(url).json(body);
+        if let Some(t) = access_token {
+            req = req.query(&[("access_token", t)]);
+        }
+        self.send(ctx, req).await
+    }
+
     /// Wait for the client's limiters: for a second request inside one
     /// attempt of [`ApiClient::call`] (a token grant or refresh before the
     /// API call), which must spend its own permit.

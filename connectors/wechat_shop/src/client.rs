@@ -14,7 +14,7 @@
 //! are authorization problems; anything else is a bad request.
 
 use async_trait::async_trait;
-use quanyu_connector_sdk::market::{values_of, TokenGateway};
+use quanyu_connector_sdk::market::{read_token_answer, values_of, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -126,19 +126,11 @@ impl ShopClient {
             "secret": self.secret.expose(),
             "force_refresh": false,
         });
-        let req = self
+        let answer = self
             .api
-            .http()
-            .post(format!("{}{TOKEN_PATH}", self.api_base))
-            .json(&body);
-        let answer = self.api.send(ctx, req).await?;
-        let t: TokenAnswer = serde_json::from_slice(&answer).map_err(|e| {
-            ConnectorError::new(
-                ctx,
-                ErrorKind::Transient,
-                format!("the token answer is not a JSON object: {e}"),
-            )
-        })?;
+            .post_json(ctx, &format!("{}{TOKEN_PATH}", self.api_base), None, &body)
+            .await?;
+        let t: TokenAnswer = read_token_answer(ctx, &answer)?;
         match t {
             TokenAnswer {
                 access_token: Some(at),
@@ -191,13 +183,15 @@ impl TokenGateway for ShopClient {
         access_token: &str,
         params: &serde_json::Value,
     ) -> Result<Bytes> {
-        let req = self
+        let body = self
             .api
-            .http()
-            .post(format!("{}{method}", self.api_base))
-            .query(&[("access_token", access_token)])
-            .json(params);
-        let body = self.api.send(ctx, req).await?;
+            .post_json(
+                ctx,
+                &format!("{}{method}", self.api_base),
+                Some(access_token),
+                params,
+            )
+            .await?;
         if names_an_error(&body) {
             check_envelope(ctx, &body)?;
         }

@@ -22,7 +22,7 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use quanyu_connector_sdk::market::{values_of, TokenGateway};
+use quanyu_connector_sdk::market::{read_token_answer, values_of, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -196,19 +196,11 @@ impl YouzanClient {
             "grant_id": self.kdt_id,
             "refresh": renew,
         });
-        let req = self
+        let answer = self
             .api
-            .http()
-            .post(format!("{}{TOKEN_PATH}", self.gateway))
-            .json(&body);
-        let answer = self.api.send(ctx, req).await?;
-        let t: TokenAnswer = serde_json::from_slice(&answer).map_err(|e| {
-            ConnectorError::new(
-                ctx,
-                ErrorKind::Transient,
-                format!("the token answer is not a JSON object: {e}"),
-            )
-        })?;
+            .post_json(ctx, &format!("{}{TOKEN_PATH}", self.gateway), None, &body)
+            .await?;
+        let t: TokenAnswer = read_token_answer(ctx, &answer)?;
         let refused = |code: i64, msg: &str| {
             let kind = match code {
                 // Asking too often is throttled; the rest is the app's or
@@ -275,14 +267,15 @@ impl TokenGateway for YouzanClient {
         access_token: &str,
         params: &serde_json::Value,
     ) -> Result<Bytes> {
-        let url = format!("{}/api/{method}", self.gateway);
-        let req = self
+        let body = self
             .api
-            .http()
-            .post(url)
-            .query(&[("access_token", access_token)])
-            .json(params);
-        let body = self.api.send(ctx, req).await?;
+            .post_json(
+                ctx,
+                &format!("{}/api/{method}", self.gateway),
+                Some(access_token),
+                params,
+            )
+            .await?;
         if names_an_error(&body) {
             check_envelope(ctx, &body)?;
         }

@@ -81,6 +81,21 @@ pub fn read_answer<'a, T: serde::Deserialize<'a>>(
     })
 }
 
+/// A token endpoint's answer read as `T`; one that is not JSON was cut
+/// off on the way and is retried (transient).
+pub fn read_token_answer<T: serde::de::DeserializeOwned>(
+    ctx: &crate::error::RequestContext,
+    body: &[u8],
+) -> Result<T, crate::error::ConnectorError> {
+    serde_json::from_slice(body).map_err(|e| {
+        crate::error::ConnectorError::new(
+            ctx,
+            crate::error::ErrorKind::Transient,
+            format!("the token answer is not a JSON object: {e}"),
+        )
+    })
+}
+
 /// For each `(order id, ciphertext)` of a decrypt batch, the phone of the
 /// result that `matches` it, as `phone` reads it (`None` where the platform
 /// returned no usable result for the item).
