@@ -1,8 +1,9 @@
 //! Douyin shop order JSON (one `shop_order_list` element of
 //! `order.searchList`) → canonical `orders` rows.
 
+use quanyu_connector_sdk::market::phone_fields;
 use quanyu_schemas::time::from_unix_seconds;
-use quanyu_schemas::{normalize_phone, Channel, OrderRow, OrderStatus, PhoneError, PiiHasher};
+use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -114,22 +115,7 @@ pub fn map_order_with_cipher(
         .clamp(0, i64::from(i32::MAX)) as i32;
     // `post_tel` is empty for merchants without the clear-text permission;
     // a clear value is hashed at once, a mask kept as a mask.
-    let (mut phone_hash, mut phone_masked) = (None, None);
-    if let Some(t) = o
-        .post_tel
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        match normalize_phone(t) {
-            Ok(p) => {
-                phone_hash = Some(hasher.phone(&p));
-                phone_masked = Some(p.masked());
-            }
-            Err(PhoneError::Masked) => phone_masked = Some(t.to_string()),
-            Err(_) => {}
-        }
-    }
+    let (phone_hash, mut phone_masked) = phone_fields(o.post_tel.as_deref(), hasher);
     if phone_masked.is_none() {
         phone_masked = o
             .mask_post_tel

@@ -1,8 +1,9 @@
 //! JD order JSON (one `orderInfoList` element of `jingdong.pop.order.search`)
 //! → canonical `orders` rows.
 
+use quanyu_connector_sdk::market::phone_fields;
 use quanyu_schemas::time::{parse_beijing, yuan_to_fen};
-use quanyu_schemas::{normalize_phone, Channel, OrderRow, OrderStatus, PhoneError, PiiHasher};
+use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher};
 use serde::Deserialize;
 
 /// Ids, amounts and counts come as strings, sometimes as numbers.
@@ -141,18 +142,8 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
     let (mut phone_hash, mut phone_masked) = (None, None);
     let (mut province, mut city) = (None, None);
     if let Some(c) = o.consignee_info {
-        let mobile = c.mobile.as_deref().map(str::trim).unwrap_or("");
-        if !mobile.is_empty() {
-            match normalize_phone(mobile) {
-                Ok(p) => {
-                    phone_hash = Some(hasher.phone(&p));
-                    phone_masked = Some(p.masked());
-                }
-                Err(PhoneError::Masked) => phone_masked = Some(mobile.to_string()),
-                // Ciphertext (or garbage): never stored.
-                Err(_) => {}
-            }
-        }
+        // Ciphertext (or garbage) is never stored.
+        (phone_hash, phone_masked) = phone_fields(c.mobile.as_deref(), hasher);
         if phone_masked.is_none() {
             phone_masked = c
                 .desen_mobile

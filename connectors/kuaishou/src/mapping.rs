@@ -1,8 +1,9 @@
 //! Kuaishou order JSON (one `orderList` element of `open.order.cursor.list`)
 //! → canonical `orders` rows.
 
+use quanyu_connector_sdk::market::phone_fields;
 use quanyu_schemas::time::from_unix_millis;
-use quanyu_schemas::{normalize_phone, Channel, OrderRow, OrderStatus, PhoneError, PiiHasher};
+use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher};
 use serde::Deserialize;
 
 /// Ids and amounts come as JSON numbers; tolerate text.
@@ -158,15 +159,10 @@ pub fn map_order_with_cipher(
     }
     .clamp(0, i64::from(i32::MAX)) as i32;
     let addr = o.order_address;
-    let (phone_hash, phone_masked) =
-        match addr.as_ref().and_then(|a| a.desensitise_mobile.as_deref()) {
-            None => (None, None),
-            Some(m) => match normalize_phone(m) {
-                Ok(p) => (Some(hasher.phone(&p)), Some(p.masked())),
-                Err(PhoneError::Masked) => (None, Some(m.trim().to_string())),
-                Err(_) => (None, None),
-            },
-        };
+    let (phone_hash, phone_masked) = phone_fields(
+        addr.as_ref().and_then(|a| a.desensitise_mobile.as_deref()),
+        hasher,
+    );
     let cipher = addr
         .as_ref()
         .and_then(|a| a.encrypted_mobile.clone())

@@ -1,8 +1,8 @@
 //! WeChat Channels shop order JSON (the `order` of
 //! `/channels/ec/order/get`) → canonical `orders` rows.
 
-use quanyu_connector_sdk::market::{int_of, text_of, MappedOrder, Rejected};
-use quanyu_schemas::{normalize_phone, Channel, OrderRow, OrderStatus, PhoneError, PiiHasher};
+use quanyu_connector_sdk::market::{int_of, phone_fields, text_of, MappedOrder, Rejected};
+use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -130,21 +130,12 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrde
         .clamp(0, i64::from(i32::MAX)) as i32;
     let address = delivery.and_then(|d| d.address_info);
     let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    let (mut phone_hash, mut phone_masked) = (None, None);
-    if let Some(a) = &address {
-        let virtual_number = a.use_tel_number.as_ref().and_then(int_of) == Some(1);
-        let tel = a.tel_number.as_deref().map(str::trim).unwrap_or("");
-        if !virtual_number && !tel.is_empty() {
-            match normalize_phone(tel) {
-                Ok(p) => {
-                    phone_hash = Some(hasher.phone(&p));
-                    phone_masked = Some(p.masked());
-                }
-                Err(PhoneError::Masked) => phone_masked = Some(tel.to_string()),
-                Err(_) => {}
-            }
-        }
-    }
+    // A virtual number is not the receiver's: dropped.
+    let tel = address
+        .as_ref()
+        .filter(|a| a.use_tel_number.as_ref().and_then(int_of) != Some(1))
+        .and_then(|a| a.tel_number.as_deref());
+    let (phone_hash, phone_masked) = phone_fields(tel, hasher);
     let (province, city) = match address {
         Some(a) => (text(a.province_name), text(a.city_name)),
         None => (None, None),

@@ -1,9 +1,9 @@
 //! Youzan order JSON (one `full_order_info_list` element of
 //! `youzan.trades.sold.get` 4.0.4) → canonical `orders` rows.
 
-use quanyu_connector_sdk::market::{int_of, MappedOrder, Rejected};
+use quanyu_connector_sdk::market::{int_of, phone_fields, MappedOrder, Rejected};
 use quanyu_schemas::time::{parse_beijing, yuan_to_fen};
-use quanyu_schemas::{normalize_phone, Channel, OrderRow, OrderStatus, PhoneError, PiiHasher};
+use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -153,21 +153,13 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrde
         .or_else(|| buyer.as_ref().and_then(|b| b.buyer_phone.as_deref()))
         .map(str::trim)
         .unwrap_or("");
-    let (mut phone_hash, mut phone_masked, mut cipher) = (None, None, None);
-    if is_cipher(phone) {
-        cipher = Some(phone.to_string());
-    } else if !phone.is_empty() {
-        match normalize_phone(phone) {
-            Ok(p) => {
-                phone_hash = Some(hasher.phone(&p));
-                phone_masked = Some(p.masked());
-            }
-            Err(PhoneError::Masked) => phone_masked = Some(phone.to_string()),
-            // Neither a ciphertext nor a mobile (a landline, a foreign
-            // number): kept out of the lake, the order lands without it.
-            Err(_) => {}
-        }
-    }
+    // Ciphertext goes to the decrypt API; a mobile in clear is hashed; a
+    // landline or a foreign number stays out of the lake.
+    let cipher = is_cipher(phone).then(|| phone.to_string());
+    let (phone_hash, phone_masked) = match cipher {
+        Some(_) => (None, None),
+        None => phone_fields(Some(phone), hasher),
+    };
     let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let (province, city) = match address {
         Some(a) => (text(a.delivery_province), text(a.delivery_city)),

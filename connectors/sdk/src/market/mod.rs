@@ -30,7 +30,8 @@ pub use decrypt::{decrypt_phones, PhoneDecrypt};
 pub use gateway::{refresh_refused, refresh_token_of, TokenGateway};
 pub use paging::{Paging, MAX_PAGES_PER_WINDOW};
 pub use record::{
-    int_of, phones_for, read_answer, read_token_answer, text_of, values_of, MappedOrder, Rejected,
+    int_of, phone_fields, phones_for, read_answer, read_token_answer, text_of, values_of,
+    MappedOrder, Rejected,
 };
 pub use settings::{PullLimits, PullSettings};
 pub use stream::{ListPage, Listing, OrderList, OrderStream, PageAt};

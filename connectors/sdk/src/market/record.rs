@@ -81,6 +81,22 @@ pub fn read_answer<'a, T: serde::Deserialize<'a>>(
     })
 }
 
+/// A receiver phone as a row keeps it: `(hash, mask)` of a mobile in
+/// clear; the platform's own mask when it sent one; nothing for a blank,
+/// a ciphertext or anything else (never stored).
+pub fn phone_fields(
+    text: Option<&str>,
+    hasher: &quanyu_schemas::PiiHasher,
+) -> (Option<String>, Option<String>) {
+    let t = text.map(str::trim).unwrap_or("");
+    match quanyu_schemas::normalize_phone(t) {
+        _ if t.is_empty() => (None, None),
+        Ok(p) => (Some(hasher.phone(&p)), Some(p.masked())),
+        Err(quanyu_schemas::PhoneError::Masked) => (None, Some(t.to_string())),
+        Err(_) => (None, None),
+    }
+}
+
 /// A token endpoint's answer read as `T`; one that is not JSON was cut
 /// off on the way and is retried (transient).
 pub fn read_token_answer<T: serde::de::DeserializeOwned>(
@@ -154,6 +170,27 @@ pub fn values_of<'a>(body: &'a [u8], key: &str) -> impl Iterator<Item = &'a [u8]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phones_are_kept_hashed_masked_or_not_at_all() {
+        let h = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([3; 32]));
+        let (hash, mask) = phone_fields(Some(" 139 1234 5678 "), &h);
+        assert_eq!(hash, h.phone_text("13912345678"));
+        assert_eq!(mask.as_deref(), Some("139****5678"));
+        assert_eq!(
+            phone_fields(Some("138****0000"), &h),
+            (None, Some("138****0000".into()))
+        );
+        for none in [
+            None,
+            Some(""),
+            Some("  "),
+            Some("$Y/YK1$AgAAAAEx$0$$"),
+            Some("0755-8888"),
+        ] {
+            assert_eq!(phone_fields(none, &h), (None, None), "{none:?}");
+        }
+    }
 
     #[test]
     fn values_of_reads_scalars_without_parsing() {
