@@ -46,6 +46,8 @@ pub struct DemoSummary {
     pub expected_customers: usize,
     /// Orders landed per channel: (channel, landed, the sandbox holds).
     pub orders_by_channel: Vec<(String, i64, usize)>,
+    /// Order lines and refunds: (table, landed, the sandboxes hold).
+    pub sales: Vec<(String, i64, usize)>,
     /// Unified customers who bought on more than one marketplace.
     pub multi_marketplace_customers: i64,
     /// Stream runs that failed.
@@ -83,6 +85,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         initial_days: 31,
         decrypt: true,
         app_qps: 0,
+        refunds: true,
     };
     let streams = sb.streams(pull, &ConnectorSetup::new(policy))?;
     let lake = Lake::open(&opts.lake)?;
@@ -138,6 +141,12 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         .iter()
         .map(|(m, _)| (m.channel(), m.visible_orders()))
         .collect();
+    let shown_lines: usize = sb.marketplaces.iter().map(|(m, _)| m.visible_lines()).sum();
+    let shown_refunds: usize = sb
+        .marketplaces
+        .iter()
+        .map(|(m, _)| m.visible_refunds())
+        .sum();
     let expected_orders = sb.visible_orders();
     let expected_contacts = sb.wecom.visible_contacts().len()
         + world_now
@@ -177,6 +186,11 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         .await?;
         orders_by_channel.push((ch.to_string(), n, shown));
     }
+    let mut sales = Vec::new();
+    for (t, shown) in [("order_lines", shown_lines), ("refunds", shown_refunds)] {
+        let n = count(&session, &format!("SELECT count(*) FROM {t}")).await?;
+        sales.push((t.to_string(), n, shown));
+    }
     let multi = count(
         &session,
         "SELECT count(*) FROM customers WHERE marketplace_count > 1",
@@ -188,6 +202,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         expected_contacts,
         expected_customers,
         orders_by_channel,
+        sales,
         multi_marketplace_customers: multi,
         failed_streams: records
             .iter()

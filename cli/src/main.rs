@@ -284,7 +284,14 @@ fn sandbox_platforms() -> clap::builder::PossibleValuesParser {
 }
 
 fn init_logging(cli: &Cli) {
-    let filter = EnvFilter::try_new(&cli.log_level).unwrap_or_else(|_| EnvFilter::new("warn"));
+    // Streams commit to one raw table side by side: delta-rs notes each
+    // commit that had to be checked against another (normal, and retried)
+    // at warn; only a level the user names shows those.
+    let level = match cli.log_level.as_str() {
+        "warn" => "warn,deltalake_core::kernel::transaction=error",
+        other => other,
+    };
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -425,6 +432,9 @@ async fn run(cli: Cli) -> Result<()> {
             }
             for (ch, n, held) in &s.orders_by_channel {
                 writeln!(out, "    {ch:<11} {n:>8}  (sandbox holds {held})")?;
+            }
+            for (t, n, held) in &s.sales {
+                writeln!(out, "  {t:<13} {n:>8}  (sandboxes hold {held})")?;
             }
             writeln!(
                 out,

@@ -94,6 +94,22 @@ impl Marketplace {
         self.sandbox.orders_shown()
     }
 
+    /// Order lines its visible orders hold.
+    pub fn visible_lines(&self) -> usize {
+        let one = self
+            .connector
+            .sandbox()
+            .is_some_and(|k| k.facts().one_line_per_order);
+        self.sandbox.market().map_or(0, |m| m.visible_lines(one))
+    }
+
+    /// Refund requests it shows now.
+    pub fn visible_refunds(&self) -> usize {
+        self.sandbox
+            .market()
+            .map_or(0, |m| m.visible_refunds().len())
+    }
+
     /// What it accepts, served at `base_url`.
     pub fn announce(&self, base_url: &str) -> SandboxAnnouncement {
         self.sandbox.announce(base_url)

@@ -28,6 +28,8 @@ pub const CORE_TABLES: &[&str] = &[
     "orders",
     "contacts",
     "touchpoints",
+    "order_lines",
+    "refunds",
     "identity_map",
     "identity_edges",
     "identity_aliases",
@@ -38,6 +40,8 @@ pub const CORE_TABLES: &[&str] = &[
     "raw_orders",
     "raw_contacts",
     "raw_touchpoints",
+    "raw_order_lines",
+    "raw_refunds",
 ];
 
 /// Memory the query engine may use before spilling: `QUANYU_MEMORY_MB`, else

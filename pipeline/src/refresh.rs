@@ -448,7 +448,7 @@ enum Dedup {
 /// newest files, so a merge rewrites few files.
 fn locality_column(kind: TableKind) -> &'static str {
     match kind {
-        TableKind::Orders => "created_at",
+        TableKind::Orders | TableKind::OrderLines | TableKind::Refunds => "created_at",
         TableKind::Contacts => "updated_at",
         TableKind::Touchpoints => "occurred_at",
     }

@@ -69,9 +69,13 @@ pub async fn stream_cursor(lake: &Lake, stream: &dyn Stream) -> Result<Option<Da
     Ok(v.and_then(DateTime::from_timestamp_millis))
 }
 
-/// A background commit's result: the raw table as it left it, and the
-/// rows it landed.
-type Landed = (Option<DeltaTable>, usize);
+/// A background commit's result: the raw tables as it left them (the
+/// stream's, then its companions'), and the rows it landed.
+type Landed = (Option<DeltaTable>, CompanionTables, usize);
+
+/// Per companion table (an order's lines), its raw table as the last
+/// commit left it.
+type CompanionTables = Vec<(TableKind, Option<DeltaTable>)>;
 
 struct ChunkSink<'a> {
     lake: &'a Lake,
@@ -92,6 +96,11 @@ struct ChunkSink<'a> {
     writing: Option<tokio::task::JoinHandle<Result<Landed>>>,
     /// The raw table as the last commit left it (not reopened per commit).
     raw: Option<DeltaTable>,
+    /// The companion tables' rows pending (an order's lines), by table.
+    companions: Vec<(TableKind, Vec<RecordBatch>)>,
+    /// The companion tables as the last commit left them; with the commit
+    /// while it runs.
+    companion_tables: CompanionTables,
 }
 
 impl ChunkSink<'_> {
@@ -115,15 +124,31 @@ impl ChunkSink<'_> {
         let name = raw_table(self.table);
         let schema = self.table.schema();
         let mut cache = self.raw.take();
+        let companions = std::mem::take(&mut self.companions);
+        let mut tables = std::mem::take(&mut self.companion_tables);
         let cursor = cursor.map(|(app, v)| (app.to_string(), v));
         if cursor.is_some() {
             self.rows_since_cursor = 0;
         }
         self.writing = Some(tokio::spawn(async move {
+            // Companion rows (an order's lines) first: a crash before the
+            // stream's own commit re-pulls them, and the key collapses them.
+            for (kind, pending) in companions.into_iter().filter(|c| !c.1.is_empty()) {
+                let at = match tables.iter().position(|t| t.0 == kind) {
+                    Some(at) => at,
+                    None => {
+                        tables.push((kind, None));
+                        tables.len() - 1
+                    }
+                };
+                let raw = &mut tables[at].1;
+                lake.append_cached(raw, &raw_table(kind), &kind.schema(), pending, None)
+                    .await?;
+            }
             let txn = cursor.as_ref().map(|(a, v)| (a.as_str(), *v));
             lake.append_cached(&mut cache, &name, &schema, batches, txn)
                 .await?;
-            Ok((cache, rows))
+            Ok((cache, tables, rows))
         }));
         Ok(())
     }
@@ -131,10 +156,11 @@ impl ChunkSink<'_> {
     /// Wait for the commit in the background, if any.
     async fn settle(&mut self) -> Result<()> {
         if let Some(w) = self.writing.take() {
-            let (cache, rows) = w
+            let (cache, tables, rows) = w
                 .await
                 .map_err(|e| anyhow::anyhow!("lake write task: {e}"))??;
             self.raw = cache;
+            self.companion_tables = tables;
             self.rows_out += rows as u64;
         }
         Ok(())
@@ -149,6 +175,12 @@ impl PageSink for ChunkSink<'_> {
         // quarantined but do not count as rejected rows.
         self.quarantined += page.quarantine.iter().filter(|q| q.field.is_none()).count() as u64;
         self.quarantine.extend(page.quarantine);
+        for (kind, b) in page.extra {
+            match self.companions.iter_mut().find(|c| c.0 == kind) {
+                Some(c) => c.1.push(b),
+                None => self.companions.push((kind, vec![b])),
+            }
+        }
         if let Some(b) = page.batch {
             self.pending_rows += b.num_rows();
             self.rows_since_cursor += b.num_rows();
@@ -237,6 +269,8 @@ async fn pull_windows(
         progress: bar.clone(),
         writing: None,
         raw: None,
+        companions: Vec::new(),
+        companion_tables: Vec::new(),
     };
     let n = windows.len();
     let mut completeness = Completeness::default();

@@ -101,7 +101,12 @@ pub async fn status(lake: &Lake, recent: usize) -> Result<Status> {
         for i in 0..b.num_rows() {
             let id = StreamId::new(conn.value(i), stream.value(i), scope.value(i));
             let mut cursor = None;
-            for raw in ["raw_orders", "raw_contacts", "raw_touchpoints"] {
+            for raw in [
+                "raw_orders",
+                "raw_contacts",
+                "raw_touchpoints",
+                "raw_refunds",
+            ] {
                 if let Some(v) = lake.txn_version(raw, &id.app_id()).await? {
                     cursor = DateTime::from_timestamp_millis(v);
                 }

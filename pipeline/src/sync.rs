@@ -147,6 +147,13 @@ impl<'a> Sync<'a> {
                 }
             }
         }
+        for kind in touched.clone() {
+            for c in kind.companions() {
+                if !touched.contains(c) {
+                    touched.push(*c);
+                }
+            }
+        }
         for kind in touched {
             let n = crate::refresh::refresh_current(self.lake, kind).await?;
             report.refreshed.push((kind, n));

@@ -6,6 +6,7 @@
 
 pub mod phone;
 pub mod pii;
+pub mod sales;
 pub mod tables;
 pub mod time;
 pub mod touchpoints;
@@ -13,9 +14,10 @@ pub mod vocab;
 
 pub use phone::{normalize_phone, NormalizedPhone, PhoneError};
 pub use pii::{LakeKey, LakeKeyError, PiiHasher};
+pub use sales::{OrderLineRow, RefundRow};
 pub use tables::{
     ContactRow, ContactsBuilder, OrderRow, OrdersBuilder, QuarantineBuilder, QuarantineRow,
     TableKind,
 };
 pub use touchpoints::{TouchpointRow, TouchpointsBuilder};
-pub use vocab::{Bridge, Channel, IdType, OrderStatus, Outcome, TouchEvent};
+pub use vocab::{Bridge, Channel, IdType, OrderStatus, Outcome, RefundStatus, TouchEvent};

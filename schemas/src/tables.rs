@@ -23,6 +23,11 @@ pub enum TableKind {
     Contacts,
     /// One row per bridge event (card scan, call, SMS, contact added).
     Touchpoints,
+    /// One row per order line (item, SKU, quantity, price); lands with its
+    /// order's page.
+    OrderLines,
+    /// One row per refund or after-sale request.
+    Refunds,
 }
 
 impl TableKind {
@@ -32,6 +37,8 @@ impl TableKind {
             TableKind::Orders => "orders",
             TableKind::Contacts => "contacts",
             TableKind::Touchpoints => "touchpoints",
+            TableKind::OrderLines => "order_lines",
+            TableKind::Refunds => "refunds",
         }
     }
 
@@ -41,6 +48,8 @@ impl TableKind {
             TableKind::Orders => orders_schema(),
             TableKind::Contacts => contacts_schema(),
             TableKind::Touchpoints => crate::touchpoints::touchpoints_schema(),
+            TableKind::OrderLines => crate::sales::order_lines_schema(),
+            TableKind::Refunds => crate::sales::refunds_schema(),
         }
     }
 
@@ -51,6 +60,17 @@ impl TableKind {
             TableKind::Orders => &["channel", "shop_id", "order_id"],
             TableKind::Contacts => &["channel", "contact_id", "owner_userid"],
             TableKind::Touchpoints => &["channel", "event_id"],
+            TableKind::OrderLines => &["channel", "shop_id", "order_id", "line_id"],
+            TableKind::Refunds => &["channel", "shop_id", "refund_id"],
+        }
+    }
+
+    /// Tables whose rows land with this table's pages (an order's lines
+    /// with the order): refreshed whenever this table is.
+    pub fn companions(self) -> &'static [TableKind] {
+        match self {
+            TableKind::Orders => &[TableKind::OrderLines],
+            _ => &[],
         }
     }
 

@@ -188,3 +188,17 @@ vocabulary! {
         Done => "done",
     }
 }
+
+vocabulary! {
+    /// Where a refund or after-sale request stands: the `status` of a
+    /// `refunds` row.
+    RefundStatus {
+        /// Asked for, not settled yet (waiting for the seller, the goods or
+        /// the payment).
+        Pending => "pending",
+        /// The money went back to the buyer.
+        Succeeded => "succeeded",
+        /// Refused, withdrawn or expired: no money went back.
+        Closed => "closed",
+    }
+}

@@ -28,6 +28,23 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
     let out = quanyu(&args, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("orders"), "{stdout}");
+    // Order lines and refunds land as the sandboxes hold them.
+    for table in ["order_lines", "refunds"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(table))
+            .unwrap_or_else(|| panic!("no {table} line: {stdout}"));
+        let numbers: Vec<i64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        assert_eq!(numbers.len(), 2, "{line}");
+        assert!(numbers[0] > 0 && numbers[0] == numbers[1], "{line}");
+        assert_eq!(
+            sql_int(&lake, &format!("select count(*) from {table}")),
+            numbers[0]
+        );
+    }
 
     // Ground truth, computed here from the same seeded world. The world is
     // laid out relative to its clock, so any clock gives the same counts.

@@ -91,6 +91,78 @@ async fn malformed_records_are_quarantined_and_the_rest_lands() {
     );
 }
 
+/// Under faults, with small chunks whose commits run while the next pages
+/// arrive, every order lands with all its lines and every refund once (a
+/// page's lines that came in during a commit were once dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_and_refunds_land_whole_under_faults() {
+    let as_of = Utc::now() - Duration::minutes(5);
+    let mut world = quanyu_connector_sdk::sandbox::world::WorldConfig::demo(as_of, 1500);
+    world.shops =
+        quanyu_connector_sdk::sandbox::world::WorldShop::only(quanyu_schemas::Channel::Pdd);
+    let sb = Sandboxes::start(world, as_of, FaultConfig::chaos(0.1, 3))
+        .await
+        .unwrap();
+    let pull_settings = quanyu_connector_sdk::connector::SandboxPull {
+        refunds: true,
+        ..Default::default()
+    };
+    let policy = RetryPolicy {
+        base_delay: std::time::Duration::from_millis(5),
+        max_delay: std::time::Duration::from_millis(50),
+        ..RetryPolicy::default()
+    };
+    let streams = sb
+        .streams_of(
+            quanyu_schemas::Channel::Pdd,
+            pull_settings,
+            &ConnectorSetup::new(policy),
+        )
+        .unwrap();
+    assert!(streams.iter().any(|s| s.table() == TableKind::Refunds));
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let records = quanyu::sync::Sync::new(&lake, &ctx().hasher)
+        .streams(streams)
+        .options(RunOptions {
+            chunk_rows: 20,
+            progress: false,
+            ..Default::default()
+        })
+        .without_identity()
+        .run()
+        .await
+        .unwrap()
+        .records;
+    assert!(
+        records.iter().all(|r| r.status == "succeeded"),
+        "{records:?}"
+    );
+    let (m, _) = &sb.marketplaces[0];
+    assert_eq!(
+        count(&lake, "select count(*) from orders").await,
+        m.visible_orders() as i64
+    );
+    assert_eq!(
+        count(&lake, "select count(*) from order_lines").await,
+        m.visible_lines() as i64
+    );
+    assert_eq!(
+        count(
+            &lake,
+            "select count(*) from orders o left anti join order_lines l on o.order_id = l.order_id"
+        )
+        .await,
+        0,
+        "every order has its lines"
+    );
+    assert_eq!(
+        count(&lake, "select count(*) from refunds").await,
+        m.visible_refunds() as i64
+    );
+    assert!(m.visible_refunds() > 10);
+}
+
 /// Wraps a stream and fails after `fail_after` pages, as a crash would.
 struct Crashing {
     inner: Arc<dyn Stream>,

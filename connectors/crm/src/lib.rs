@@ -471,6 +471,7 @@ impl CrmSource {
         report.records += records_in as u64;
         sink.page(NormalizedPage {
             batch,
+            extra: Vec::new(),
             quarantine: std::mem::take(quarantine),
             records_in,
         })

@@ -29,6 +29,8 @@ pub const DEFAULT_GATEWAY: &str = "https://openapi-fxg.jinritemai.com";
 pub const SEARCH_API: &str = "order.searchList";
 /// The receiver decrypt API.
 pub const DECRYPT_API: &str = "order.batchDecrypt";
+/// The after-sale list API.
+pub const AFTER_SALE_API: &str = "afterSale.List";
 /// Most ciphertexts one decrypt call takes.
 pub const DECRYPT_BATCH: usize = 50;
 /// Longest window this connector asks for.
@@ -157,19 +159,23 @@ pub fn build_streams(
                 shop: shop.id.clone(),
                 page_size: cfg.page_size,
             };
-            Ok(OrderStream::new("douyin", &shop.id, list, Listing {
-                    api: SEARCH_API,
-                    paging: Paging::backward(0, cfg.page_size),
-                    max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
-                    max_records: None,
-                }, plan)
-            .decrypting(decrypt, DECRYPT_BATCH)
-            .shared())
+            let listing = |api| Listing {
+                api,
+                paging: Paging::backward(0, cfg.page_size),
+                max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
+                max_records: None,
+            };
+            let refunds = cfg.refunds.then(|| (list.clone(), listing(AFTER_SALE_API)));
+            Ok(OrderStream::new("douyin", &shop.id, list, listing(SEARCH_API), plan)
+                .decrypting(decrypt, DECRYPT_BATCH)
+                .with_refunds(refunds))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().flatten().collect())
 }
 
-/// `order.searchList` of one shop.
+/// `order.searchList` and `afterSale.List` of one shop.
+#[derive(Clone)]
 struct SearchList {
     client: DyClient,
     token: Arc<ShopToken>,
@@ -191,7 +197,7 @@ struct ListData<'a> {
 }
 
 #[async_trait]
-impl OrderList for SearchList {
+impl RecordList for SearchList {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
@@ -224,6 +230,58 @@ impl OrderList for SearchList {
                     next: None,
                     records: ListPage::mapped(data.shop_order_list.unwrap_or_default(), |raw| {
                         mapping::map_order_with_cipher(raw, &self.shop, hasher)
+                    }),
+                })
+            })
+            .await
+    }
+}
+
+#[derive(Deserialize)]
+struct AfterSaleEnvelope<'a> {
+    #[serde(borrow)]
+    data: Option<AfterSaleData<'a>>,
+}
+
+#[derive(Deserialize)]
+struct AfterSaleData<'a> {
+    total: Option<u64>,
+    #[serde(borrow, default)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+#[async_trait]
+impl RecordList<RefundRow> for SearchList {
+    fn http(&self) -> &ApiClient {
+        self.client.api()
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        _hasher: &PiiHasher,
+    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let rctx = RequestContext::new("douyin", Some(&self.shop), AFTER_SALE_API);
+        let start = window.start.timestamp();
+        let param = serde_json::json!({
+            "page": at.number(&rctx)?,
+            "size": self.page_size,
+            "update_start_time": start,
+            "update_end_time": (window.end.timestamp() - 1).max(start),
+            "order_by": ["update_time desc"],
+        });
+        self.client
+            .call_with(&rctx, AFTER_SALE_API, &self.token, &param, |body| {
+                let env: AfterSaleEnvelope = read_answer(&rctx, body, "after-sale list")?;
+                let data = env.data.ok_or_else(|| {
+                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
+                })?;
+                Ok(ListPage {
+                    total: data.total,
+                    next: None,
+                    records: ListPage::mapped(data.items.unwrap_or_default(), |raw| {
+                        mapping::map_after_sale(raw, &self.shop)
                     }),
                 })
             })

@@ -3,7 +3,7 @@
 
 use quanyu_connector_sdk::market::phone_fields;
 use quanyu_schemas::time::from_unix_seconds;
-use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher};
+use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher, RefundRow, RefundStatus};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -37,6 +37,11 @@ struct Named {
 #[derive(Debug, Deserialize)]
 struct Sku {
     item_num: Option<serde_json::Value>,
+    order_id: Option<serde_json::Value>,
+    product_id: Option<serde_json::Value>,
+    sku_id: Option<serde_json::Value>,
+    product_name: Option<String>,
+    pay_amount: Option<serde_json::Value>,
 }
 
 /// Map Douyin's `order_status` (1 待确认/待支付, 105 已支付, 2 备货中,
@@ -54,7 +59,7 @@ pub fn map_status(status: i64, paid: bool) -> Option<OrderStatus> {
     })
 }
 
-use quanyu_connector_sdk::market::{int_of, text_of};
+use quanyu_connector_sdk::market::{int_of, lines_of, text_of, Line};
 pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
 /// Map one raw order of `shop` (see [`map_order_with_cipher`]).
@@ -71,7 +76,7 @@ pub fn map_order_with_cipher(
     shop: &str,
     hasher: &PiiHasher,
 ) -> Result<MappedOrder, Rejected> {
-    let o: Order = Rejected::parse(raw, "Douyin shop")?;
+    let o: Order = Rejected::parse(raw, "Douyin shop order")?;
     let order_id = o
         .order_id
         .as_ref()
@@ -105,14 +110,31 @@ pub fn map_order_with_cipher(
         None | Some(serde_json::Value::Null) => 0,
         Some(v) => int_of(v).ok_or_else(|| reject("pay_amount: not an amount in fen".into()))?,
     };
-    let item_count = o
-        .sku_order_list
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|s| s.item_num.as_ref().and_then(int_of).unwrap_or(1))
-        .sum::<i64>()
-        .clamp(0, i64::from(i32::MAX)) as i32;
+    let mut item_count = 0i64;
+    let mut lines = Vec::new();
+    // Each SKU is a sub-order with its own id and payment (in fen).
+    for (k, sku) in o.sku_order_list.unwrap_or_default().into_iter().enumerate() {
+        let n = sku.item_num.as_ref().and_then(int_of).unwrap_or(1);
+        item_count = item_count.saturating_add(n);
+        let amount_fen = match &sku.pay_amount {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(int_of(v).ok_or_else(|| {
+                reject(format!(
+                    "sku_order_list[{k}].pay_amount: not an amount in fen"
+                ))
+            })?),
+        };
+        lines.push(Line {
+            id: sku.order_id.as_ref().and_then(text_of),
+            item: sku.product_id.as_ref().and_then(text_of),
+            sku: sku.sku_id.as_ref().and_then(text_of),
+            title: sku.product_name,
+            quantity: Some(n),
+            price_fen: None,
+            amount_fen,
+        });
+    }
+    let item_count = item_count.clamp(0, i64::from(i32::MAX)) as i32;
     // `post_tel` is empty for merchants without the clear-text permission;
     // a clear value is hashed at once, a mask kept as a mask.
     let (phone_hash, mut phone_masked) = phone_fields(o.post_tel.as_deref(), hasher);
@@ -152,7 +174,106 @@ pub fn map_order_with_cipher(
         buyer_unionid: None,
         receiver_hash: None,
     };
-    Ok(MappedOrder { row, cipher })
+    Ok(MappedOrder {
+        lines: lines_of(&row, lines),
+        row,
+        cipher,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct AfterSale {
+    aftersale_info: Option<AfterSaleInfo>,
+    order_info: Option<AfterSaleOrder>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AfterSaleInfo {
+    aftersale_id: Option<serde_json::Value>,
+    aftersale_status: Option<serde_json::Value>,
+    refund_amount: Option<serde_json::Value>,
+    create_time: Option<serde_json::Value>,
+    update_time: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AfterSaleOrder {
+    shop_order_id: Option<serde_json::Value>,
+    #[serde(default)]
+    related_order_info: Vec<RelatedOrder>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RelatedOrder {
+    sku_order_id: Option<serde_json::Value>,
+}
+
+/// Map Douyin's `aftersale_status` into the closed vocabulary: 12 售后成功
+/// is succeeded; 27 拒绝售后申请, 28 售后失败, 29 拒绝收货, 4 已撤销 are
+/// closed; the waiting states (6 申请, 7 待退货, 8 待商家收货, 11 已发货,
+/// 14 换货待收货...) pending.
+pub fn map_after_sale_status(status: i64) -> Option<RefundStatus> {
+    Some(match status {
+        6..=11 | 13..=26 => RefundStatus::Pending,
+        12 => RefundStatus::Succeeded,
+        4 | 27..=29 => RefundStatus::Closed,
+        _ => return None,
+    })
+}
+
+/// Map one raw after-sale item of `shop` (`afterSale.List`: amounts in
+/// fen, times in unix seconds). A request on one SKU order names it as
+/// the line.
+pub fn map_after_sale(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
+    let a: AfterSale = Rejected::parse(raw, "Douyin after-sale")?;
+    let info = a
+        .aftersale_info
+        .ok_or_else(|| Rejected::new(None, "refund has no aftersale_info"))?;
+    let refund_id = info
+        .aftersale_id
+        .as_ref()
+        .and_then(text_of)
+        .ok_or_else(|| Rejected::new(None, "refund has no aftersale_id"))?;
+    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
+    let order = a.order_info;
+    let order_id = order
+        .as_ref()
+        .and_then(|o| o.shop_order_id.as_ref())
+        .and_then(text_of)
+        .ok_or_else(|| reject("after-sale has no shop_order_id".into()))?;
+    let line_id = order
+        .and_then(|o| o.related_order_info.into_iter().next())
+        .and_then(|r| r.sku_order_id.as_ref().and_then(text_of));
+    let status_value = info
+        .aftersale_status
+        .ok_or_else(|| reject("after-sale has no aftersale_status".into()))?;
+    let platform_status = text_of(&status_value).unwrap_or_else(|| status_value.to_string());
+    let status = int_of(&status_value)
+        .and_then(map_after_sale_status)
+        .ok_or_else(|| reject(format!("unknown aftersale_status {platform_status:?}")))?;
+    let refund_fen = match &info.refund_amount {
+        None | Some(serde_json::Value::Null) => 0,
+        Some(v) => int_of(v)
+            .ok_or_else(|| reject(format!("refund_amount: {v} is not an amount in fen")))?,
+    };
+    let time = |name: &str, v: &Option<serde_json::Value>| {
+        v.as_ref()
+            .and_then(int_of)
+            .and_then(|t| from_unix_seconds(t).ok())
+            .ok_or_else(|| reject(format!("{name}: not a unix time")))
+    };
+    Ok(RefundRow {
+        channel: Channel::Douyin,
+        shop_id: shop.to_string(),
+        created_at: time("create_time", &info.create_time)?,
+        updated_at: time("update_time", &info.update_time)?,
+        refund_id,
+        order_id,
+        line_id,
+        status,
+        platform_status,
+        refund_fen,
+    })
 }
 
 #[cfg(test)]
@@ -175,6 +296,36 @@ mod tests {
         "sku_order_list":[{"order_id":"6920000012345678902","item_num":2,"pay_amount":12000},
                           {"order_id":"6920000012345678903","item_num":1,"pay_amount":6800}]}"##;
 
+    /// An after-sale request: id, order, the SKU order as its line,
+    /// status and amount in fen; a bad amount is rejected with its id.
+    #[test]
+    fn maps_an_after_sale() {
+        let raw = r#"{"aftersale_info":{"aftersale_id":"7000001","aftersale_status":12,"aftersale_type":0,
+            "refund_amount":6800,"create_time":1710727200,"update_time":1710813600},
+            "order_info":{"shop_order_id":"6920000012345678901","related_order_info":[{"sku_order_id":"6920000012345678903"}]}}"#;
+        let r = map_after_sale(raw, "shop1").unwrap();
+        assert_eq!(
+            (
+                r.refund_id.as_str(),
+                r.order_id.as_str(),
+                r.line_id.as_deref()
+            ),
+            (
+                "7000001",
+                "6920000012345678901",
+                Some("6920000012345678903")
+            )
+        );
+        assert_eq!((r.status, r.refund_fen), (RefundStatus::Succeeded, 6800));
+        assert_eq!(r.updated_at.to_rfc3339(), "2024-03-19T02:00:00+00:00");
+        let e = map_after_sale(&raw.replace("6800", "\"12,5\""), "s").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("7000001"));
+        assert!(e.reason.starts_with("refund_amount"), "{}", e.reason);
+        assert_eq!(map_after_sale_status(27), Some(RefundStatus::Closed));
+        assert_eq!(map_after_sale_status(6), Some(RefundStatus::Pending));
+        assert!(map_after_sale(r#"{"order_info":{}}"#, "s").is_err());
+    }
+
     #[test]
     fn maps_an_order() {
         let m = map_order_with_cipher(ORDER, "shop1", &hasher()).unwrap();
@@ -189,6 +340,16 @@ mod tests {
         assert_eq!(r.phone_masked.as_deref(), Some("139****5678"));
         assert_eq!(r.created_at.to_rfc3339(), "2024-03-18T02:00:00+00:00");
         assert_eq!(r.province.as_deref(), Some("浙江省"));
+        let l = &m.lines;
+        assert_eq!(
+            l.iter()
+                .map(|l| (l.line_id.as_str(), l.quantity, l.amount_fen))
+                .collect::<Vec<_>>(),
+            [
+                ("6920000012345678902", 2, 12000),
+                ("6920000012345678903", 1, 6800)
+            ]
+        );
         assert_eq!(r.city.as_deref(), Some("杭州市"));
         assert_eq!(m.cipher.as_deref(), Some("$dGVzdA==$3$$"));
     }

@@ -33,7 +33,7 @@ use quanyu_connector_sdk::connector::{
     TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
-use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
+use quanyu_connector_sdk::sandbox::orders::{mask_phone, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
@@ -47,7 +47,7 @@ use crate::client::{
     CODE_UNAVAILABLE,
 };
 use crate::sign::{sign, SignMethod, Signed};
-use crate::{DECRYPT_API, DECRYPT_BATCH, SEARCH_API};
+use crate::{AFTER_SALE_API, DECRYPT_API, DECRYPT_BATCH, SEARCH_API};
 
 /// What the sandbox accepts and serves.
 #[derive(Debug, Clone)]
@@ -137,6 +137,7 @@ impl DouyinSandbox {
         Router::new()
             .route("/order/searchList", any(search_route))
             .route("/order/batchDecrypt", any(decrypt_route))
+            .route("/afterSale/List", any(after_sale_route))
             .route("/token/create", any(create_route))
             .route("/token/refresh", any(refresh_route))
             .with_state(self.clone())
@@ -500,10 +501,10 @@ async fn search_route(
         list.reverse();
     }
     let total = list.len();
-    let from = ((page as usize) * size as usize).min(total);
-    let to = (from + size as usize).min(total);
-    let corrupt_at = (to > from && sb.inner.core.faults.draw_malformed())
-        .then(|| from + (sb.requests() as usize) % (to - from));
+    let (from, to, corrupt_at) = sb
+        .inner
+        .core
+        .page_slice(total, page as usize + 1, size as usize);
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| sb.render_order(list[k].0, list[k].1, corrupt_at == Some(k)))
         .collect();
@@ -512,6 +513,81 @@ async fn search_route(
         "size": size,
         "total": total,
         "shop_order_list": orders,
+    }))
+}
+
+/// `afterSale.List`: the shop's after-sale requests updated between
+/// `update_start_time` and `update_end_time` (at most 7 days), newest
+/// first, `page` from 0, `size` at most 100.
+async fn after_sale_route(
+    State(sb): State<DouyinSandbox>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let v = match verify(&sb, AFTER_SALE_API, q, &body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let shop = match authorize(&sb, &v).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let int = |k: &str| v.body.get(k).and_then(serde_json::Value::as_i64);
+    let bad = |m: &str| dy_error(CODE_PARAM, "参数错误", "isv.parameter-invalid", m);
+    let (Some(page), Some(size)) = (int("page"), int("size")) else {
+        return bad("page和size必填");
+    };
+    if page < 0 || !(1..=100).contains(&size) {
+        return bad("page从0开始，size不能大于100");
+    }
+    let (Some(start), Some(end)) = (int("update_start_time"), int("update_end_time")) else {
+        return bad("update_start_time和update_end_time必填");
+    };
+    if end < start || end - start > 7 * 86_400 {
+        return bad("更新时间跨度不能超过7天");
+    }
+    let book = &sb.inner.core.book;
+    let idx = book.snapshot();
+    let list = idx.refund_window(shop, start, end);
+    let (from, to, corrupt_at) =
+        sb.inner
+            .core
+            .page_slice(list.len(), page as usize + 1, size as usize);
+    let items: Vec<serde_json::Value> = (from..to)
+        .map(|k| {
+            let e = &list[k];
+            let plan = book.refund_plan(e);
+            let p = &sb.world().purchases[e.purchase as usize];
+            let order_id = sb.world().order_id(p);
+            let status = match e.stage(&plan) {
+                RefundStage::Asked => 6,
+                RefundStage::Granted => 12,
+                RefundStage::Refused => 27,
+            };
+            json!({
+                "aftersale_info": {
+                    "aftersale_id": book.refund_no(e).to_string(),
+                    "aftersale_status": status,
+                    "aftersale_type": if plan.line.is_some() { 0 } else { 2 },
+                    "refund_amount": if corrupt_at == Some(k) { json!("12,5") } else { json!(plan.amount) },
+                    "create_time": plan.asked,
+                    "update_time": e.modified,
+                },
+                "order_info": {
+                    "shop_order_id": order_id,
+                    "related_order_info": plan.line.map(|l| vec![json!({
+                        "sku_order_id": format!("{order_id}{l}"),
+                    })]).unwrap_or_default(),
+                },
+            })
+        })
+        .collect();
+    ok(json!({
+        "page": page,
+        "size": size,
+        "total": list.len(),
+        "has_more": to < list.len(),
+        "items": items,
     }))
 }
 
@@ -751,6 +827,7 @@ pub static KIT: KitSpec<crate::DouyinConfig> = KitSpec {
         tokens: TokenFlow::Refresh("token.refresh"),
         clear_phones: ClearPhones::None,
         masks: true,
+        one_line_per_order: false,
         official_sdk: Some(OfficialSdk {
             script: "tests/sdk_check.py",
             // doudian creates its own token for the shop.
@@ -787,6 +864,7 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::DouyinConf
         window_minutes: 24 * 60,
         lookback_minutes: 60,
         initial_days: pull.initial_days,
+        refunds: pull.refunds,
         decrypt: pull.decrypt,
         decrypt_qps: 0,
         shops: ann

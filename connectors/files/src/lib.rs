@@ -256,9 +256,12 @@ impl Stream for FileImport {
                     });
                     (!b.is_empty()).then(|| b.finish())
                 }
+                // The mapper maps no row into these: nothing to build.
+                TableKind::OrderLines | TableKind::Refunds => None,
             };
             sink.page(NormalizedPage {
                 batch,
+                extra: Vec::new(),
                 quarantine: page.quarantine,
                 records_in,
             })

@@ -32,6 +32,12 @@ pub const DEFAULT_OAUTH_BASE: &str = "https://open-oauth.jd.com";
 pub const SEARCH_API: &str = "jingdong.pop.order.search";
 /// The root of its answer (JD's own spelling).
 pub const SEARCH_ROOT: &str = "jingdong_pop_order_search_responce";
+/// The refund application list API.
+pub const REFUND_API: &str = "jingdong.pop.afs.soa.refundapply.queryPageList";
+/// Its answer's root field.
+pub const REFUND_ROOT: &str = "jingdong_pop_afs_soa_refundapply_queryPageList_responce";
+/// Most refund applications per page.
+pub const REFUND_PAGE_SIZE: u32 = 50;
 /// Longest window the search API takes: one month, taken as 30 days.
 pub const MAX_WINDOW_MINUTES: i64 = 30 * 24 * 60;
 /// Every order state, so that every change is seen.
@@ -106,24 +112,30 @@ pub fn build_streams(
                 shop: shop.id.clone(),
                 page_size: cfg.page_size,
             };
-            Ok(OrderStream::new(
-                "jd",
-                &shop.id,
-                list,
-                Listing {
-                    api: SEARCH_API,
-                    paging: Paging::backward(1, cfg.page_size),
-                    max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
-                    max_records: None,
-                },
-                plan,
-            )
-            .shared())
+            let orders = Listing {
+                api: SEARCH_API,
+                paging: Paging::backward(1, cfg.page_size),
+                max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
+                max_records: None,
+            };
+            // Refund applications are listed by the time they were asked,
+            // then by the time they were reviewed: a cursor walks both.
+            let refunds = cfg.refunds.then(|| {
+                let listing = Listing {
+                    api: REFUND_API,
+                    paging: Paging::Cursor,
+                    ..orders
+                };
+                (list.clone(), listing)
+            });
+            Ok(OrderStream::new("jd", &shop.id, list, orders, plan).with_refunds(refunds))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().flatten().collect())
 }
 
-/// `jingdong.pop.order.search` of one shop.
+/// `jingdong.pop.order.search` and the refund applications of one shop.
+#[derive(Clone)]
 struct OrderSearch {
     client: JdClient,
     token: Arc<ShopToken>,
@@ -204,17 +216,14 @@ impl OrderSearch {
             total: Some(total),
             next: None,
             records: ListPage::mapped(data.order_info_list.unwrap_or_default(), |raw| {
-                // JD's receivers are TDE ciphertext with no decrypt API in
-                // scope: the row keeps the mask only.
-                mapping::map_order(raw, &self.shop, hasher)
-                    .map(|row| MappedOrder { row, cipher: None })
+                mapping::map_order_lines(raw, &self.shop, hasher)
             }),
         })
     }
 }
 
 #[async_trait]
-impl OrderList for OrderSearch {
+impl RecordList for OrderSearch {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
@@ -237,6 +246,106 @@ impl OrderList for OrderSearch {
         self.client
             .call_with(&rctx, SEARCH_API, &self.token, param.as_str(), |body| {
                 self.read(&rctx, body, hasher)
+            })
+            .await
+    }
+}
+
+#[derive(Deserialize)]
+struct RefundEnvelope<'a> {
+    #[serde(
+        borrow,
+        rename = "jingdong_pop_afs_soa_refundapply_queryPageList_responce"
+    )]
+    root: Option<RefundRoot<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefundRoot<'a> {
+    #[serde(borrow)]
+    query_result: Option<RefundResult<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefundResult<'a> {
+    success: Option<bool>,
+    result_code: Option<String>,
+    total_count: Option<u64>,
+    #[serde(borrow, default)]
+    result: Option<Vec<&'a RawValue>>,
+}
+
+/// Where a refund walk stands: the applications asked in the window, then
+/// those reviewed in it, each from page 1.
+fn refund_phase(cursor: &str) -> Option<(&'static str, u64)> {
+    match cursor.split_once(':') {
+        None if cursor.is_empty() => Some(("apply", 1)),
+        Some(("apply", n)) => n.parse().ok().map(|n| ("apply", n)),
+        Some(("check", n)) => n.parse().ok().map(|n| ("check", n)),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl RecordList<RefundRow> for OrderSearch {
+    fn http(&self) -> &ApiClient {
+        self.client.api()
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        _hasher: &PiiHasher,
+    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let rctx = RequestContext::new("jd", Some(&self.shop), REFUND_API);
+        let protocol = |m: String| ConnectorError::new(&rctx, ErrorKind::Protocol, m);
+        let cursor = at.cursor(&rctx)?;
+        let (phase, page) = refund_phase(cursor)
+            .ok_or_else(|| protocol(format!("bad refund cursor {cursor:?}")))?;
+        let end = (window.end - Duration::seconds(1)).max(window.start);
+        let size = self.page_size.min(REFUND_PAGE_SIZE);
+        let param = serde_json::json!({
+            format!("{phase}TimeStart"): format_beijing(window.start),
+            format!("{phase}TimeEnd"): format_beijing(end),
+            "pageIndex": page.to_string(),
+            "pageSize": size.to_string(),
+        })
+        .to_string();
+        self.client
+            .call_with(&rctx, REFUND_API, &self.token, param.as_str(), |body| {
+                let env: RefundEnvelope = read_answer(&rctx, body, "refund applications")?;
+                let result = env
+                    .root
+                    .and_then(|r| r.query_result)
+                    .ok_or_else(|| protocol(format!("answer has no {REFUND_ROOT}.queryResult")))?;
+                if result.success != Some(true) {
+                    return Err(ConnectorError::new(
+                        &rctx,
+                        ErrorKind::InvalidRequest,
+                        format!(
+                            "refund query refused: {}",
+                            result.result_code.as_deref().unwrap_or("no resultCode")
+                        ),
+                    ));
+                }
+                let total = result.total_count.unwrap_or(0);
+                let next = if page * u64::from(size) < total {
+                    Some(format!("{phase}:{}", page + 1))
+                } else if phase == "apply" {
+                    Some("check:1".to_string())
+                } else {
+                    None
+                };
+                Ok(ListPage {
+                    total: None,
+                    next,
+                    records: ListPage::mapped(result.result.unwrap_or_default(), |raw| {
+                        mapping::map_refund(raw, &self.shop)
+                    }),
+                })
             })
             .await
     }

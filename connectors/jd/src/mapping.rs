@@ -1,9 +1,9 @@
 //! JD order JSON (one `orderInfoList` element of `jingdong.pop.order.search`)
 //! → canonical `orders` rows.
 
-use quanyu_connector_sdk::market::phone_fields;
+use quanyu_connector_sdk::market::{lines_of, phone_fields, Line, MappedOrder};
 use quanyu_schemas::time::{parse_beijing, yuan_to_fen};
-use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher};
+use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher, RefundRow, RefundStatus};
 use serde::Deserialize;
 
 /// Ids, amounts and counts come as strings, sometimes as numbers.
@@ -52,6 +52,10 @@ struct Consignee {
 #[serde(rename_all = "camelCase")]
 struct Item {
     item_total: Option<Text>,
+    sku_id: Option<Text>,
+    sku_name: Option<String>,
+    ware_id: Option<Text>,
+    jd_price: Option<Text>,
 }
 
 /// Map JD's `orderState` into the closed vocabulary. `paid` says whether
@@ -92,7 +96,14 @@ fn unset_time(t: &str) -> bool {
 /// as it is, a ciphertext (JD TDE, base64) never stored; `desen_mobile`
 /// supplies the mask then.
 pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, Rejected> {
-    let o: Order = Rejected::parse(raw, "JD")?;
+    map_order_lines(raw, shop, hasher).map(|m| m.row)
+}
+
+/// [`map_order`] with the order's lines (one per SKU: `skuId`, `wareId`,
+/// `skuName`, `itemTotal`, `jdPrice`). JD's receivers are TDE ciphertext
+/// with no decrypt API in scope: no ciphertext is kept.
+pub fn map_order_lines(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrder, Rejected> {
+    let o: Order = Rejected::parse(raw, "JD order")?;
     let order_id = o
         .order_id
         .as_ref()
@@ -126,7 +137,8 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
         Some(t) => yuan_to_fen(&t.text()).map_err(|e| reject(format!("orderPayment: {e}")))?,
     };
     let mut item_count: i64 = 0;
-    for item in o.item_info_list.as_deref().unwrap_or_default() {
+    let mut lines = Vec::new();
+    for (k, item) in o.item_info_list.unwrap_or_default().into_iter().enumerate() {
         let n = match &item.item_total {
             None => 1,
             Some(t) => t
@@ -137,6 +149,22 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
                 .ok_or_else(|| reject("itemTotal: not a piece count".into()))?,
         };
         item_count = item_count.saturating_add(n);
+        let price_fen = match &item.jd_price {
+            None => None,
+            Some(p) => Some(
+                yuan_to_fen(&p.text())
+                    .map_err(|e| reject(format!("itemInfoList[{k}].jdPrice: {e}")))?,
+            ),
+        };
+        lines.push(Line {
+            id: item.sku_id.as_ref().map(Text::text),
+            sku: item.sku_id.as_ref().map(Text::text),
+            item: item.ware_id.as_ref().map(Text::text),
+            title: item.sku_name,
+            quantity: Some(n),
+            price_fen,
+            amount_fen: None,
+        });
     }
     let item_count = item_count.clamp(0, i64::from(i32::MAX)) as i32;
     let (mut phone_hash, mut phone_masked) = (None, None);
@@ -157,7 +185,7 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
         .open_id_buyer
         .filter(|u| !u.trim().is_empty())
         .or(o.pin.filter(|u| !u.trim().is_empty() && !u.contains('*')));
-    Ok(OrderRow {
+    let row = OrderRow {
         channel: Channel::Jd,
         shop_id: shop.to_string(),
         buyer_id: buyer.map(|u| format!("{}@{shop}", u.trim())),
@@ -175,6 +203,91 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
         updated_at,
         buyer_unionid: None,
         receiver_hash: None,
+    };
+    Ok(MappedOrder {
+        lines: lines_of(&row, lines),
+        row,
+        cipher: None,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Refund {
+    id: Option<Text>,
+    order_id: Option<Text>,
+    status: Option<Text>,
+    apply_refund_sum: Option<Text>,
+    apply_time: Option<String>,
+    check_time: Option<String>,
+}
+
+/// Map JD's refund application `status` into the closed vocabulary: 0 未审核,
+/// 1 审核通过, 5 人工审核通过, 7 拦截成功, 10 物流待跟进 pending; 3 京东财务审核通过,
+/// 6 拦截并退款, 9 强制关单并退款 succeeded; 2 审核不通过, 4 京东财务审核不通过,
+/// 8 拦截失败, 11 用户撤销 closed.
+pub fn map_refund_status(status: i64) -> Option<RefundStatus> {
+    Some(match status {
+        0 | 1 | 5 | 7 | 10 => RefundStatus::Pending,
+        3 | 6 | 9 => RefundStatus::Succeeded,
+        2 | 4 | 8 | 11 => RefundStatus::Closed,
+        _ => return None,
+    })
+}
+
+/// Map one refund application of `shop` (`applyRefundSum` in fen). Its
+/// last change is its review (`checkTime`), else its application.
+pub fn map_refund(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
+    let r: Refund = Rejected::parse(raw, "JD refund application")?;
+    let refund_id =
+        r.id.as_ref()
+            .map(Text::text)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Rejected::new(None, "refund has no id"))?;
+    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
+    let order_id = r
+        .order_id
+        .as_ref()
+        .map(Text::text)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| reject("refund has no orderId".into()))?;
+    let platform_status = r
+        .status
+        .as_ref()
+        .map(Text::text)
+        .ok_or_else(|| reject("refund has no status".into()))?;
+    let status = platform_status
+        .parse()
+        .ok()
+        .and_then(map_refund_status)
+        .ok_or_else(|| reject(format!("unknown refund status {platform_status:?}")))?;
+    let refund_fen = match &r.apply_refund_sum {
+        None => 0,
+        Some(t) => t
+            .text()
+            .parse::<i64>()
+            .map_err(|_| reject("applyRefundSum: not an amount in fen".into()))?,
+    };
+    let time = |name: &str, v: Option<&str>| match v.map(str::trim).filter(|t| !unset_time(t)) {
+        None => Ok(None),
+        Some(t) => parse_beijing(t)
+            .map(Some)
+            .map_err(|e| reject(format!("{name}: {e}"))),
+    };
+    let created_at = time("applyTime", r.apply_time.as_deref())?
+        .ok_or_else(|| reject("refund has no applyTime".into()))?;
+    let updated_at = time("checkTime", r.check_time.as_deref())?.unwrap_or(created_at);
+    Ok(RefundRow {
+        channel: Channel::Jd,
+        shop_id: shop.to_string(),
+        refund_id,
+        order_id,
+        line_id: None,
+        status,
+        platform_status,
+        refund_fen,
+        created_at,
+        updated_at,
     })
 }
 
@@ -198,6 +311,61 @@ mod tests {
           "desen_mobile":"139****5678"},
         "itemInfoList":[{"skuId":"100001","outerSkuId":"","skuName":"商品","jdPrice":"99.50","itemTotal":"2","wareId":"9"},
                         {"skuId":"100002","skuName":"赠品","jdPrice":"0.00","itemTotal":"1"}]}"#;
+
+    /// A refund application: reviewed ones change at their review, open
+    /// ones at their application; a bad amount is rejected with the id.
+    #[test]
+    fn maps_a_refund_application() {
+        let raw = r#"{"id":5550001,"orderId":"230000012345","status":3,"applyRefundSum":19700,
+            "applyTime":"2024-03-19 10:00:00","checkTime":"2024-03-20 10:00:00","buyerId":""}"#;
+        let r = map_refund(raw, "shop1").unwrap();
+        assert_eq!(
+            (r.refund_id.as_str(), r.order_id.as_str()),
+            ("5550001", "230000012345")
+        );
+        assert_eq!((r.status, r.refund_fen), (RefundStatus::Succeeded, 19700));
+        assert_eq!(r.updated_at.to_rfc3339(), "2024-03-20T02:00:00+00:00");
+        let open = map_refund(
+            &raw.replace(
+                r#""checkTime":"2024-03-20 10:00:00""#,
+                r#""checkTime":null"#,
+            )
+            .replace(":3,", ":0,"),
+            "s",
+        )
+        .unwrap();
+        assert_eq!(
+            (open.status, open.updated_at),
+            (RefundStatus::Pending, open.created_at)
+        );
+        let e = map_refund(&raw.replace("19700", "\"12,5\""), "s").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("5550001"));
+        assert!(e.reason.starts_with("applyRefundSum"), "{}", e.reason);
+    }
+
+    /// One line per SKU, priced from `jdPrice` × `itemTotal`.
+    #[test]
+    fn skus_are_lines() {
+        let l = map_order_lines(ORDER, "shop1", &hasher()).unwrap().lines;
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (
+                l[0].line_id.as_str(),
+                l[0].item_id.as_deref(),
+                l[0].quantity,
+                l[0].amount_fen
+            ),
+            ("100001", Some("9"), 2, 19900)
+        );
+        assert_eq!((l[1].item_id.as_deref(), l[1].amount_fen), (None, 0));
+        let bad = ORDER.replace("\"99.50\"", "\"n/a\"");
+        let e = map_order(&bad, "s", &hasher()).unwrap_err();
+        assert!(
+            e.reason.starts_with("itemInfoList[0].jdPrice"),
+            "{}",
+            e.reason
+        );
+    }
 
     #[test]
     fn maps_an_order() {

@@ -37,7 +37,7 @@ use quanyu_connector_sdk::connector::{
     TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
-use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, Stage};
+use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
 use quanyu_connector_sdk::SecretRef;
@@ -52,7 +52,7 @@ use crate::client::{
     REFRESH_PATH,
 };
 use crate::sign::sign;
-use crate::{SEARCH_API, SEARCH_ROOT};
+use crate::{REFUND_API, REFUND_ROOT, SEARCH_API, SEARCH_ROOT};
 
 /// `apiResult.numberCode` of a successful search.
 pub const BIZ_OK: i64 = 10_100_000;
@@ -370,7 +370,7 @@ async fn router_route(State(sb): State<JdSandbox>, RawQuery(q): RawQuery, body: 
     if !fresh {
         return jd_error(CODE_BAD_TIMESTAMP, "非法的时间戳参数", "Invalid Timestamp");
     }
-    if method != SEARCH_API {
+    if method != SEARCH_API && method != REFUND_API {
         return jd_error(CODE_BAD_METHOD, "不存在的方法名", "Invalid Method");
     }
     let Some(access_token) = p("access_token") else {
@@ -413,7 +413,101 @@ async fn router_route(State(sb): State<JdSandbox>, RawQuery(q): RawQuery, body: 
             _ => return search_error("360buy_param_json不是合法的JSON对象"),
         },
     };
+    if method == REFUND_API {
+        return refund_apply(&sb, shop, &param);
+    }
     search(&sb, shop, &param)
+}
+
+/// A refund query's answer: `queryResult` under the API's root.
+fn refund_answer(
+    success: bool,
+    code: &str,
+    result: Vec<serde_json::Value>,
+    total: usize,
+) -> Response {
+    json_response(
+        json!({
+            REFUND_ROOT: {
+                "code": "0",
+                "queryResult": {
+                    "success": success,
+                    "resultCode": code,
+                    "result": result,
+                    "totalCount": total,
+                }
+            }
+        })
+        .to_string(),
+    )
+}
+
+/// `jingdong.pop.afs.soa.refundapply.queryPageList`: the shop's refund
+/// applications asked (`applyTimeStart`/`applyTimeEnd`) or reviewed
+/// (`checkTimeStart`/`checkTimeEnd`) in a window of at most 30 days, as
+/// they stand now, newest first; `pageIndex` from 1, `pageSize` at most 50.
+fn refund_apply(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Response {
+    let time = |k: &str| text_of(param, k).map(|t| parse_beijing(&t).map(|d| d.timestamp()));
+    let by_check = match (time("applyTimeStart"), time("checkTimeStart")) {
+        (Some(_), None) => false,
+        (None, Some(_)) => true,
+        _ => return refund_answer(false, "PARAM_ERROR", vec![], 0),
+    };
+    let (s, e) = if by_check {
+        (time("checkTimeStart"), time("checkTimeEnd"))
+    } else {
+        (time("applyTimeStart"), time("applyTimeEnd"))
+    };
+    let (Some(Ok(start)), Some(Ok(end))) = (s, e) else {
+        return refund_answer(false, "PARAM_ERROR", vec![], 0);
+    };
+    if end < start || end - start > 30 * 86_400 {
+        return refund_answer(false, "TIME_RANGE_ERROR", vec![], 0);
+    }
+    let int = |k: &str| text_of(param, k).and_then(|t| t.parse::<usize>().ok());
+    let (page, size) = (int("pageIndex").unwrap_or(1), int("pageSize").unwrap_or(10));
+    if page < 1 || !(1..=50).contains(&size) {
+        return refund_answer(false, "PARAM_ERROR", vec![], 0);
+    }
+    let book = &sb.inner.core.book;
+    let snap = book.snapshot();
+    let mut list: Vec<_> = snap.refunds_per_shop[shop]
+        .iter()
+        .filter_map(|e| {
+            let plan = book.refund_plan(e);
+            let at = if by_check {
+                e.settled.then_some(plan.settled)?
+            } else {
+                plan.asked
+            };
+            (start <= at && at <= end).then_some((at, book.refund_no(e), *e, plan))
+        })
+        .collect();
+    list.sort_unstable_by_key(|x| std::cmp::Reverse((x.0, x.1)));
+    let (from, to, corrupt) = sb.inner.core.page_slice(list.len(), page, size);
+    let ts = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid"));
+    let world = sb.world();
+    let rows = (from..to)
+        .map(|k| {
+            let (_, refund_no, e, plan) = &list[k];
+            let p = &world.purchases[e.purchase as usize];
+            let status = match e.stage(plan) {
+                RefundStage::Asked => 0,
+                RefundStage::Granted => 3,
+                RefundStage::Refused => 2,
+            };
+            json!({
+                "id": refund_no,
+                "orderId": world.order_id(p),
+                "status": status,
+                "applyRefundSum": if corrupt == Some(k) { json!("12,5") } else { json!(plan.amount) },
+                "applyTime": ts(plan.asked),
+                "checkTime": e.settled.then(|| ts(plan.settled)),
+                "buyerId": "",
+            })
+        })
+        .collect();
+    refund_answer(true, "SUCCESS", rows, list.len())
 }
 
 /// A search refused for its parameters: the API root with a failed
@@ -683,6 +777,7 @@ pub static KIT: KitSpec<crate::JdConfig> = KitSpec {
         tokens: TokenFlow::Refresh(crate::client::REFRESH_API),
         clear_phones: ClearPhones::None,
         masks: true,
+        one_line_per_order: false,
         official_sdk: Some(OfficialSdk {
             script: "tests/sdk_check.py",
             args: OfficialSdk::common_args,
@@ -704,6 +799,7 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JdConfig {
         window_minutes: 7 * 24 * 60,
         lookback_minutes: 60,
         initial_days: pull.initial_days,
+        refunds: pull.refunds,
         shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
     }
 }

@@ -25,6 +25,8 @@ pub use client::JstClient;
 pub const DEFAULT_GATEWAY: &str = "https://openapi.jushuitan.com";
 /// The order query path.
 pub const ORDERS_PATH: &str = "/open/orders/single/query";
+/// The after-sale (refund) query path.
+pub const REFUNDS_PATH: &str = "/open/refund/single/query";
 
 quanyu_connector_sdk::market_config! {
     /// One Jushuitan app key and the ERP account (company) it is authorized for.
@@ -93,31 +95,36 @@ pub fn build_streams(
     Ok(cfg
         .shops
         .iter()
-        .map(|s| {
+        .flat_map(|s| {
             let list = OrderQuery {
                 client: client.clone(),
                 token: token.clone(),
                 shop: s.clone(),
                 page_size: cfg.page_size,
             };
+            let listing = |api| Listing {
+                api,
+                paging: Paging::backward(1, cfg.page_size),
+                max_window: None,
+                max_records: None,
+            };
+            let refunds = cfg
+                .refunds
+                .then(|| (list.clone(), listing("refund/single/query")));
             OrderStream::new(
                 "jushuitan",
                 &s.id,
                 list,
-                Listing {
-                    api: "orders/single/query",
-                    paging: Paging::backward(1, cfg.page_size),
-                    max_window: None,
-                    max_records: None,
-                },
+                listing("orders/single/query"),
                 plan,
             )
-            .shared()
+            .with_refunds(refunds)
         })
         .collect())
 }
 
-/// `orders/single/query` of one ERP shop.
+/// `orders/single/query` and `refund/single/query` of one ERP shop.
+#[derive(Clone)]
 struct OrderQuery {
     client: JstClient,
     token: Arc<ShopToken>,
@@ -138,8 +145,60 @@ struct Data<'a> {
     orders: Vec<&'a RawValue>,
 }
 
+#[derive(Deserialize)]
+struct RefundAnswer<'a> {
+    #[serde(borrow)]
+    data: Option<RefundData<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RefundData<'a> {
+    data_count: Option<u64>,
+    #[serde(borrow, default)]
+    datas: Vec<&'a RawValue>,
+}
+
 #[async_trait]
-impl OrderList for OrderQuery {
+impl RecordList<RefundRow> for OrderQuery {
+    fn http(&self) -> &ApiClient {
+        self.client.api()
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        _hasher: &PiiHasher,
+    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let rctx = RequestContext::new("jushuitan", Some(&self.shop.id), "refund/single/query");
+        let biz = serde_json::json!({
+            "shop_ids": [self.shop.shop_id],
+            "modified_begin": format_beijing(window.start),
+            "modified_end": format_beijing(window.end - Duration::seconds(1)),
+            "page_index": at.number(&rctx)?,
+            "page_size": self.page_size,
+        })
+        .to_string();
+        self.client
+            .call_with(&rctx, REFUNDS_PATH, &self.token, biz.as_str(), |body| {
+                let a: RefundAnswer = read_answer(&rctx, body, "refunds")?;
+                let d = a.data.ok_or_else(|| {
+                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
+                })?;
+                Ok(ListPage {
+                    total: d.data_count,
+                    next: None,
+                    records: ListPage::mapped(d.datas, |raw| {
+                        mapping::map_refund(raw, &self.shop.id)
+                    }),
+                })
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl RecordList for OrderQuery {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
@@ -171,10 +230,7 @@ impl OrderList for OrderQuery {
                     total: d.data_count,
                     next: None,
                     records: ListPage::mapped(d.orders, |raw| {
-                        // The ERP has no decrypt API: phones come as the
-                        // source channel gave them.
-                        mapping::map_order(raw, &self.shop.id, hasher)
-                            .map(|row| MappedOrder { row, cipher: None })
+                        mapping::map_order_lines(raw, &self.shop.id, hasher)
                     }),
                 })
             })

@@ -7,11 +7,14 @@
 //! masked one kept masked.
 
 use quanyu_schemas::time::{parse_beijing, yuan_to_fen};
-use quanyu_schemas::{normalize_phone, Channel, OrderRow, OrderStatus, PhoneError, PiiHasher};
+use quanyu_schemas::{
+    normalize_phone, Channel, OrderRow, OrderStatus, PhoneError, PiiHasher, RefundRow, RefundStatus,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-pub use quanyu_connector_sdk::market::Rejected;
+use quanyu_connector_sdk::market::{lines_of, text_of, yuan_of, Line};
+pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
 #[derive(Deserialize)]
 struct Order<'a> {
@@ -36,6 +39,12 @@ struct Order<'a> {
 #[derive(Deserialize)]
 struct Item {
     qty: Option<i64>,
+    oi_id: Option<serde_json::Value>,
+    i_id: Option<String>,
+    sku_id: Option<String>,
+    name: Option<String>,
+    price: Option<serde_json::Value>,
+    amount: Option<serde_json::Value>,
 }
 
 /// Jushuitan's status (and whether it was paid) in our vocabulary.
@@ -64,6 +73,12 @@ fn fen(raw: Option<&RawValue>) -> Result<i64, String> {
 
 /// Map one raw order of ERP shop `shop` into a row.
 pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, Rejected> {
+    map_order_lines(raw, shop, hasher).map(|m| m.row)
+}
+
+/// [`map_order`] with the order's lines (`oi_id`, `sku_id`, `qty`,
+/// `price`, `amount`). The ERP has no decrypt API: no ciphertext is kept.
+pub fn map_order_lines(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrder, Rejected> {
     let o: Order = serde_json::from_str(raw).map_err(|e| Rejected {
         key: None,
         reason: format!("not a Jushuitan order object: {e}"),
@@ -103,7 +118,23 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
         },
     };
     let receiver_hash = hasher.receiver(o.receiver_name.as_deref(), o.receiver_address.as_deref());
-    Ok(OrderRow {
+    let mut lines = Vec::with_capacity(o.items.len());
+    for (k, i) in o.items.iter().enumerate() {
+        let money = |what: &str, v: &Option<serde_json::Value>| {
+            yuan_of(v.as_ref().unwrap_or(&serde_json::Value::Null))
+                .map_err(|e| reject(format!("items[{k}].{what}: {e}")))
+        };
+        lines.push(Line {
+            id: i.oi_id.as_ref().and_then(text_of),
+            item: i.i_id.clone(),
+            sku: i.sku_id.clone(),
+            title: i.name.clone(),
+            quantity: i.qty,
+            price_fen: money("price", &i.price)?,
+            amount_fen: money("amount", &i.amount)?,
+        });
+    }
+    let row = OrderRow {
         channel: Channel::Jushuitan,
         shop_id: shop.to_string(),
         buyer_id: o
@@ -129,6 +160,76 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<OrderRow, 
         updated_at: updated,
         buyer_unionid: None,
         receiver_hash,
+    };
+    Ok(MappedOrder {
+        lines: lines_of(&row, lines),
+        row,
+        cipher: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct Refund {
+    as_id: Option<serde_json::Value>,
+    so_id: Option<String>,
+    status: Option<String>,
+    refund: Option<serde_json::Value>,
+    as_date: Option<String>,
+    modified: Option<String>,
+}
+
+/// Map the ERP's after-sale `status` into the closed vocabulary: a
+/// confirmed after-sale order paid the buyer back, a cancelled one did
+/// not, one waiting for confirmation is pending.
+pub fn map_refund_status(status: &str) -> Option<RefundStatus> {
+    Some(match status {
+        "WaitConfirm" => RefundStatus::Pending,
+        "Confirmed" => RefundStatus::Succeeded,
+        "Cancelled" => RefundStatus::Closed,
+        _ => return None,
+    })
+}
+
+/// Map one raw after-sale order of ERP shop `shop` (`refund/single/query`:
+/// `refund` in yuan); the order is the platform order (`so_id`).
+pub fn map_refund(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
+    let r: Refund = Rejected::parse(raw, "Jushuitan after-sale")?;
+    let refund_id = r
+        .as_id
+        .as_ref()
+        .and_then(text_of)
+        .ok_or_else(|| Rejected::new(None, "refund has no as_id"))?;
+    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
+    let order_id = r
+        .so_id
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| reject("after-sale has no so_id".into()))?;
+    let platform_status = r
+        .status
+        .ok_or_else(|| reject("after-sale has no status".into()))?;
+    let status = map_refund_status(&platform_status)
+        .ok_or_else(|| reject(format!("unknown after-sale status {platform_status:?}")))?;
+    let refund_fen = yuan_of(r.refund.as_ref().unwrap_or(&serde_json::Value::Null))
+        .map_err(|e| reject(format!("refund: {e}")))?
+        .unwrap_or(0);
+    let time = |name: &str, v: Option<String>| {
+        parse_beijing(
+            v.as_deref()
+                .ok_or_else(|| reject(format!("after-sale has no {name}")))?,
+        )
+        .map_err(|e| reject(format!("{name}: {e}")))
+    };
+    Ok(RefundRow {
+        channel: Channel::Jushuitan,
+        shop_id: shop.to_string(),
+        created_at: time("as_date", r.as_date)?,
+        updated_at: time("modified", r.modified)?,
+        refund_id,
+        order_id,
+        line_id: None,
+        status,
+        platform_status,
+        refund_fen,
     })
 }
 
@@ -144,7 +245,25 @@ mod tests {
     const ORDER: &str = r#"{"o_id":12345,"so_id":"XCX000000000123","shop_id":10000001,"status":"Sent",
         "order_date":"2024-06-01 10:00:00","modified":"2024-06-02 09:00:00","pay_date":"2024-06-01 10:05:00",
         "pay_amount":188.5,"paid_amount":"188.50","freight":0,"shop_buyer_id":"u777","receiver_mobile":"13912345678",
-        "receiver_state":"浙江省","receiver_city":"杭州市","items":[{"sku_id":"A","qty":2},{"sku_id":"B","qty":1}]}"#;
+        "receiver_state":"浙江省","receiver_city":"杭州市","items":[{"oi_id":71,"sku_id":"A","qty":2,"price":"10.00","amount":"18.00"},{"sku_id":"B","qty":1}]}"#;
+
+    /// An after-sale order lands with its platform order, status and
+    /// amount in fen; a bad amount is rejected naming it.
+    #[test]
+    fn maps_a_refund() {
+        let raw = r#"{"as_id":5501,"o_id":77,"so_id":"XCX000000000123","shop_id":10001,"type":"仅退款",
+            "status":"Confirmed","refund":"188.50","as_date":"2024-06-02 10:00:00","modified":"2024-06-03 10:00:00"}"#;
+        let r = map_refund(raw, "jst-miniapp").unwrap();
+        assert_eq!(
+            (r.refund_id.as_str(), r.order_id.as_str()),
+            ("5501", "XCX000000000123")
+        );
+        assert_eq!((r.status, r.refund_fen), (RefundStatus::Succeeded, 18850));
+        let e = map_refund(&raw.replace("\"188.50\"", "\"12,5\""), "s").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("5501"));
+        assert!(e.reason.starts_with("refund:"), "{}", e.reason);
+        assert!(map_refund(&raw.replace("Confirmed", "Merged"), "s").is_err());
+    }
 
     #[test]
     fn maps_an_order() {
@@ -157,6 +276,19 @@ mod tests {
         assert_eq!(r.phone_hash, hasher().phone_text("13912345678"));
         assert_eq!(r.phone_masked.as_deref(), Some("139****5678"));
         assert_eq!(r.created_at.to_rfc3339(), "2024-06-01T02:00:00+00:00");
+        let l = map_order_lines(ORDER, "s", &hasher()).unwrap().lines;
+        assert_eq!(
+            l.iter()
+                .map(|l| (
+                    l.line_id.as_str(),
+                    l.quantity,
+                    l.unit_price_fen,
+                    l.amount_fen
+                ))
+                .collect::<Vec<_>>(),
+            [("71", 2, Some(1000), 1800), ("2", 1, None, 0)],
+            "the ERP's line amount (after discount) wins over quantity × price"
+        );
         let masked = ORDER.replace("13912345678", "139****5678");
         let r = map_order(&masked, "s", &hasher()).unwrap();
         assert_eq!(

@@ -24,7 +24,7 @@ use quanyu_connector_sdk::connector::{
     TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
-use quanyu_connector_sdk::sandbox::orders::{fen_text, OrderBook, Stage};
+use quanyu_connector_sdk::sandbox::orders::{fen_text, OrderBook, RefundEntry, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::{TokenIssuer, TokenProblem};
 use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
@@ -121,6 +121,7 @@ impl JushuitanSandbox {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/open/orders/single/query", post(orders))
+            .route("/open/refund/single/query", post(refunds))
             .route("/openWeb/auth/refreshToken", post(refresh))
             .with_state(self.clone())
     }
@@ -163,6 +164,8 @@ impl JushuitanSandbox {
             "receiver_state": province,
             "receiver_city": city,
             "items": lc.items.iter().enumerate().map(|(k, (qty, price))| json!({
+                "oi_id": p.order_no * 10 + k as u64,
+                "i_id": format!("I{}", price % 997),
                 "sku_id": format!("SKU{}", price % 997),
                 "name": format!("商品{k}"),
                 "qty": qty,
@@ -226,71 +229,180 @@ async fn refresh(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
     }
 }
 
-async fn orders(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
+/// A list query's `biz` once the request is signed, its token valid and
+/// no fault drawn; or the answer.
+#[allow(clippy::result_large_err)] // the error is the answer, sent at once
+async fn authorized(sb: &JushuitanSandbox, body: &[u8]) -> Result<serde_json::Value, Response> {
     sb.inner.core.count_request();
-    let n = sb.inner.core.requests();
-    let map = match checked(&sb, &body) {
+    let map = match checked(sb, body) {
         Ok(m) => m,
-        Err((code, msg)) => return error(code, msg),
+        Err((code, msg)) => return Err(error(code, msg)),
     };
     match map
         .get("access_token")
         .map(|t| sb.inner.core.issuer.check(t))
     {
-        None => return error(CODE_BAD_TOKEN, "缺少access_token"),
-        Some(Err(TokenProblem::Unknown)) => return error(CODE_BAD_TOKEN, "access_token无效"),
-        Some(Err(TokenProblem::Expired)) => return error(CODE_TOKEN_EXPIRED, "access_token已过期"),
+        None => return Err(error(CODE_BAD_TOKEN, "缺少access_token")),
+        Some(Err(TokenProblem::Unknown)) => return Err(error(CODE_BAD_TOKEN, "access_token无效")),
+        Some(Err(TokenProblem::Expired)) => {
+            return Err(error(CODE_TOKEN_EXPIRED, "access_token已过期"))
+        }
         Some(Ok(_)) => {}
     }
     match sb.inner.core.faults.draw(true) {
-        Some(Fault::Throttle) => return error(CODE_QPS, "调用频率超限，请稍后再试"),
-        Some(Fault::ServiceError) => return error(CODE_BUSY, "系统繁忙"),
+        Some(Fault::Throttle) => return Err(error(CODE_QPS, "调用频率超限，请稍后再试")),
+        Some(Fault::ServiceError) => return Err(error(CODE_BUSY, "系统繁忙")),
         Some(Fault::Http5xx(c)) => {
-            return (
+            return Err((
                 StatusCode::from_u16(c).unwrap_or(StatusCode::BAD_GATEWAY),
                 "upstream error",
             )
-                .into_response()
+                .into_response())
         }
         Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
-        Some(Fault::TokenExpired) => return error(CODE_TOKEN_EXPIRED, "access_token已过期"),
+        Some(Fault::TokenExpired) => return Err(error(CODE_TOKEN_EXPIRED, "access_token已过期")),
         None => {}
     }
-    let Some(biz) = map
-        .get("biz")
+    map.get("biz")
         .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
-    else {
-        return error(CODE_BAD_PARAM, "biz不是合法的JSON");
-    };
+        .ok_or_else(|| error(CODE_BAD_PARAM, "biz不是合法的JSON"))
+}
+
+/// A list query's modification window (at most seven days), page (from
+/// 1, at most 100 a page) and the ERP shops it names (`shop_id`, or
+/// `shop_ids`, or all).
+struct ListQuery {
+    start: i64,
+    end: i64,
+    page: u64,
+    size: u64,
+    shops: Vec<usize>,
+}
+
+#[allow(clippy::result_large_err)] // the error is the answer, sent at once
+fn list_query(sb: &JushuitanSandbox, biz: &serde_json::Value) -> Result<ListQuery, Response> {
     let text = |k: &str| biz.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let (Some(s), Some(e)) = (text("modified_begin"), text("modified_end")) else {
-        return error(CODE_BAD_PARAM, "modified_begin和modified_end必须同时存在");
+        return Err(error(
+            CODE_BAD_PARAM,
+            "modified_begin和modified_end必须同时存在",
+        ));
     };
     let (Ok(start), Ok(end)) = (parse_beijing(&s), parse_beijing(&e)) else {
-        return error(CODE_BAD_PARAM, "时间格式错误");
+        return Err(error(CODE_BAD_PARAM, "时间格式错误"));
     };
     if end < start || end - start > Duration::days(7) {
-        return error(CODE_BAD_PARAM, "修改时间间隔不能超过七天");
+        return Err(error(CODE_BAD_PARAM, "修改时间间隔不能超过七天"));
     }
     let page = biz.get("page_index").and_then(|v| v.as_u64()).unwrap_or(1);
     let size = biz.get("page_size").and_then(|v| v.as_u64()).unwrap_or(30);
     if page < 1 || !(1..=100).contains(&size) {
-        return error(CODE_BAD_PARAM, "page_index从1开始，page_size不能超过100");
+        return Err(error(
+            CODE_BAD_PARAM,
+            "page_index从1开始，page_size不能超过100",
+        ));
     }
-    let shops: Vec<usize> = match biz.get("shop_id").and_then(|v| v.as_i64()) {
-        Some(id) => (0..sb.inner.core.book.shops().len())
-            .filter(|&i| erp_shop_id(i) == id)
-            .collect(),
-        None => (0..sb.inner.core.book.shops().len()).collect(),
+    let named: Option<Vec<i64>> = match (biz.get("shop_id"), biz.get("shop_ids")) {
+        (Some(id), _) => id.as_i64().map(|i| vec![i]),
+        (None, Some(ids)) => ids
+            .as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_i64).collect()),
+        (None, None) => None,
     };
-    let snap = sb.inner.core.book.snapshot();
-    let mut list: Vec<(usize, quanyu_connector_sdk::sandbox::orders::Entry)> = shops
+    let all = 0..sb.inner.core.book.shops().len();
+    let shops = match named {
+        Some(ids) => all.filter(|&i| ids.contains(&erp_shop_id(i))).collect(),
+        None => all.collect(),
+    };
+    Ok(ListQuery {
+        start: start.timestamp(),
+        end: end.timestamp(),
+        page,
+        size,
+        shops,
+    })
+}
+
+/// A signed, authorized list request's query, or the answer.
+#[allow(clippy::result_large_err)] // the error is the answer, sent at once
+async fn listed(sb: &JushuitanSandbox, body: &[u8]) -> Result<ListQuery, Response> {
+    let biz = authorized(sb, body).await?;
+    list_query(sb, &biz)
+}
+
+/// `refund/single/query`: the after-sale orders of the named shops
+/// modified in the window, newest first.
+async fn refunds(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
+    let q = match listed(&sb, &body).await {
+        Ok(q) => q,
+        Err(answer) => return answer,
+    };
+    let book = &sb.inner.core.book;
+    let snap = book.snapshot();
+    let mut list: Vec<(usize, RefundEntry)> = q
+        .shops
         .iter()
         .flat_map(|&i| {
-            snap.window(i, start.timestamp(), end.timestamp())
+            snap.refund_window(i, q.start, q.end)
                 .iter()
                 .map(move |e| (i, *e))
         })
+        .collect();
+    list.sort_by_key(|(_, e)| std::cmp::Reverse((e.modified, e.purchase, e.refund)));
+    let total = list.len() as u64;
+    let (from, to, corrupt) =
+        sb.inner
+            .core
+            .page_slice(list.len(), q.page as usize, q.size as usize);
+    let ts = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid"));
+    let datas: Vec<serde_json::Value> = (from..to)
+        .map(|k| {
+            let (shop, e) = list[k];
+            let plan = book.refund_plan(&e);
+            let p = &sb.world().purchases[e.purchase as usize];
+            let status = match e.stage(&plan) {
+                RefundStage::Asked => "WaitConfirm",
+                RefundStage::Granted => "Confirmed",
+                RefundStage::Refused => "Cancelled",
+            };
+            json!({
+                "as_id": book.refund_no(&e),
+                "o_id": p.order_no % 100_000_000,
+                "so_id": sb.world().order_id(p),
+                "shop_id": erp_shop_id(shop),
+                "type": if plan.line.is_some() { "普通退货" } else { "仅退款" },
+                "status": status,
+                "refund": if corrupt == Some(k) { "12,5".to_string() } else { fen_text(plan.amount) },
+                "as_date": ts(plan.asked),
+                "modified": ts(e.modified),
+            })
+        })
+        .collect();
+    reply(
+        0,
+        "执行成功",
+        json!({
+            "page_size": q.size,
+            "page_index": q.page,
+            "data_count": total,
+            "page_count": total.div_ceil(q.size),
+            "has_next": (to as u64) < total,
+            "datas": datas,
+        }),
+    )
+}
+
+async fn orders(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
+    let q = match listed(&sb, &body).await {
+        Ok(q) => q,
+        Err(answer) => return answer,
+    };
+    let (page, size) = (q.page, q.size);
+    let snap = sb.inner.core.book.snapshot();
+    let mut list: Vec<(usize, quanyu_connector_sdk::sandbox::orders::Entry)> = q
+        .shops
+        .iter()
+        .flat_map(|&i| snap.window(i, q.start, q.end).iter().map(move |e| (i, *e)))
         .collect();
     list.sort_by(|a, b| {
         b.1.modified
@@ -298,10 +410,10 @@ async fn orders(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
             .then(b.1.purchase.cmp(&a.1.purchase))
     });
     let total = list.len() as u64;
-    let from = ((page - 1) * size).min(total) as usize;
-    let to = (from as u64 + size).min(total) as usize;
-    let corrupt = (to > from && sb.inner.core.faults.draw_malformed())
-        .then(|| from + (n as usize % (to - from)));
+    let (from, to, corrupt) = sb
+        .inner
+        .core
+        .page_slice(list.len(), page as usize, size as usize);
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| {
             let (shop, e) = list[k];
@@ -353,6 +465,7 @@ pub static KIT: KitSpec<crate::JushuitanConfig> = KitSpec {
         tokens: TokenFlow::Refresh("openWeb/auth/refreshToken"),
         clear_phones: ClearPhones::All,
         masks: true,
+        one_line_per_order: false,
         official_sdk: None,
     },
 };
@@ -374,6 +487,7 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JushuitanC
         window_minutes: 24 * 60,
         lookback_minutes: 60,
         initial_days: pull.initial_days,
+        refunds: pull.refunds,
         shops: ann
             .shops
             .iter()

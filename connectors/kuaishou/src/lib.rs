@@ -22,6 +22,8 @@ pub const DEFAULT_GATEWAY: &str = "https://openapi.kwaixiaodian.com";
 pub const CURSOR_LIST_API: &str = "open.order.cursor.list";
 /// The receiver decrypt API.
 pub const DECRYPT_API: &str = "open.order.decrypt.batch";
+/// The refund list API.
+pub const REFUND_LIST_API: &str = "open.seller.order.refund.pcursor.list";
 /// Most ciphertexts one decrypt call takes.
 pub const DECRYPT_BATCH: usize = 100;
 /// The cursor value that ends a listing.
@@ -119,25 +121,27 @@ pub fn build_streams(
                 shop: shop.id.clone(),
                 page_size: cfg.page_size,
             };
-            Ok(OrderStream::new(
-                "kuaishou",
-                &shop.id,
-                list,
-                Listing {
-                    api: CURSOR_LIST_API,
-                    paging: Paging::Cursor,
-                    max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
-                    max_records: None,
-                },
-                plan,
+            let listing = |api| Listing {
+                api,
+                paging: Paging::Cursor,
+                max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
+                max_records: None,
+            };
+            let refunds = cfg
+                .refunds
+                .then(|| (list.clone(), listing(REFUND_LIST_API)));
+            Ok(
+                OrderStream::new("kuaishou", &shop.id, list, listing(CURSOR_LIST_API), plan)
+                    .decrypting(decrypt, DECRYPT_BATCH)
+                    .with_refunds(refunds),
             )
-            .decrypting(decrypt, DECRYPT_BATCH)
-            .shared())
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().flatten().collect())
 }
 
-/// `open.order.cursor.list` of one shop.
+/// `open.order.cursor.list` and the refund list of one shop.
+#[derive(Clone)]
 struct CursorList {
     client: KsClient,
     token: Arc<ShopToken>,
@@ -160,7 +164,7 @@ struct ListData<'a> {
 }
 
 #[async_trait]
-impl OrderList for CursorList {
+impl RecordList for CursorList {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
@@ -197,6 +201,65 @@ impl OrderList for CursorList {
                     records: ListPage::mapped(data.order_list.unwrap_or_default(), |raw| {
                         mapping::map_order_with_cipher(raw, &self.shop, hasher)
                     }),
+                })
+            })
+            .await
+    }
+}
+
+#[derive(Deserialize)]
+struct RefundEnvelope<'a> {
+    #[serde(borrow)]
+    data: Option<RefundData<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefundData<'a> {
+    pcursor: Option<String>,
+    #[serde(borrow, default)]
+    refund_order_info_list: Option<Vec<&'a RawValue>>,
+}
+
+#[async_trait]
+impl RecordList<RefundRow> for CursorList {
+    fn http(&self) -> &ApiClient {
+        self.client.api()
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        _hasher: &PiiHasher,
+    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let rctx = RequestContext::new("kuaishou", Some(&self.shop), REFUND_LIST_API);
+        // Every type (9), by update time (2), newest first; inclusive ms bounds.
+        let param = KsParam::get(
+            serde_json::json!({
+                "type": 9,
+                "queryType": 2,
+                "sort": 1,
+                "pageSize": self.page_size,
+                "beginTime": window.start.timestamp_millis(),
+                "endTime": window.end.timestamp_millis() - 1,
+                "pcursor": at.cursor(&rctx)?,
+            })
+            .to_string(),
+        );
+        self.client
+            .call_with(&rctx, REFUND_LIST_API, &self.token, &param, |body| {
+                let env: RefundEnvelope = read_answer(&rctx, body, "refund list")?;
+                let data = env.data.ok_or_else(|| {
+                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
+                })?;
+                Ok(ListPage {
+                    total: None,
+                    next: data.pcursor.filter(|c| c != NO_MORE),
+                    records: ListPage::mapped(
+                        data.refund_order_info_list.unwrap_or_default(),
+                        |raw| mapping::map_refund(raw, &self.shop),
+                    ),
                 })
             })
             .await

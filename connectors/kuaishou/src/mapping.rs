@@ -1,9 +1,9 @@
 //! Kuaishou order JSON (one `orderList` element of `open.order.cursor.list`)
 //! → canonical `orders` rows.
 
-use quanyu_connector_sdk::market::phone_fields;
+use quanyu_connector_sdk::market::{lines_of, phone_fields, Line};
 use quanyu_schemas::time::from_unix_millis;
-use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher};
+use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher, RefundRow, RefundStatus};
 use serde::Deserialize;
 
 /// Ids and amounts come as JSON numbers; tolerate text.
@@ -60,8 +60,14 @@ enum Items {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Item {
     num: Option<Num>,
+    order_item_id: Option<Num>,
+    item_id: Option<Num>,
+    sku_id: Option<Num>,
+    item_title: Option<String>,
+    price: Option<Num>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,7 +112,7 @@ pub fn map_order_with_cipher(
     shop: &str,
     hasher: &PiiHasher,
 ) -> Result<MappedOrder, Rejected> {
-    let o: Order = Rejected::parse(raw, "Kuaishou")?;
+    let o: Order = Rejected::parse(raw, "Kuaishou order")?;
     let base = o
         .order_base_info
         .ok_or_else(|| Rejected::missing("orderBaseInfo"))?;
@@ -151,13 +157,33 @@ pub fn map_order_with_cipher(
             .int()
             .ok_or_else(|| reject("totalFee: not an amount in fen".into()))?,
     };
-    let count = |i: &Item| i.num.as_ref().and_then(Num::int).unwrap_or(1);
-    let item_count = match &o.order_item_info {
-        None => 0,
-        Some(Items::One(i)) => count(i),
-        Some(Items::Many(v)) => v.iter().map(count).sum(),
+    let items = match o.order_item_info {
+        None => vec![],
+        Some(Items::One(i)) => vec![i],
+        Some(Items::Many(v)) => v,
+    };
+    let mut item_count = 0i64;
+    let mut lines = Vec::with_capacity(items.len());
+    for (k, i) in items.into_iter().enumerate() {
+        let n = i.num.as_ref().and_then(Num::int).unwrap_or(1);
+        item_count = item_count.saturating_add(n);
+        let price_fen = match &i.price {
+            None => None,
+            Some(p) => Some(p.int().ok_or_else(|| {
+                reject(format!("orderItemInfo[{k}].price: not an amount in fen"))
+            })?),
+        };
+        lines.push(Line {
+            id: i.order_item_id.as_ref().map(Num::text),
+            item: i.item_id.as_ref().map(Num::text),
+            sku: i.sku_id.as_ref().map(Num::text),
+            title: i.item_title,
+            quantity: Some(n),
+            price_fen,
+            amount_fen: None,
+        });
     }
-    .clamp(0, i64::from(i32::MAX)) as i32;
+    let item_count = item_count.clamp(0, i64::from(i32::MAX)) as i32;
     let addr = o.order_address;
     let (phone_hash, phone_masked) = phone_fields(
         addr.as_ref().and_then(|a| a.desensitise_mobile.as_deref()),
@@ -196,7 +222,86 @@ pub fn map_order_with_cipher(
         buyer_unionid: None,
         receiver_hash: None,
     };
-    Ok(MappedOrder { row, cipher })
+    Ok(MappedOrder {
+        lines: lines_of(&row, lines),
+        row,
+        cipher,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Refund {
+    refund_id: Option<Num>,
+    oid: Option<Num>,
+    status: Option<Num>,
+    refund_fee: Option<Num>,
+    create_time: Option<Num>,
+    update_time: Option<Num>,
+}
+
+/// Map Kuaishou's refund `status` into the closed vocabulary: 60 退款成功
+/// is succeeded, 70 退款关闭 closed, 10–50 (申请, 待退货, 待确认收货,
+/// 退款执行中) pending.
+pub fn map_refund_status(status: i64) -> Option<RefundStatus> {
+    Some(match status {
+        10..=59 => RefundStatus::Pending,
+        60 => RefundStatus::Succeeded,
+        70 => RefundStatus::Closed,
+        _ => return None,
+    })
+}
+
+/// Map one raw refund of `shop` (`open.seller.order.refund.pcursor.list`:
+/// amounts in fen, times in ms). A Kuaishou order holds one item, so the
+/// refund has no line of its own.
+pub fn map_refund(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
+    let r: Refund = Rejected::parse(raw, "Kuaishou refund")?;
+    let refund_id = r
+        .refund_id
+        .as_ref()
+        .map(Num::text)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Rejected::new(None, "refund has no refundId"))?;
+    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
+    let order_id = r
+        .oid
+        .as_ref()
+        .map(Num::text)
+        .ok_or_else(|| reject("refund has no oid".into()))?;
+    let status_num = r
+        .status
+        .as_ref()
+        .ok_or_else(|| reject("refund has no status".into()))?;
+    let platform_status = status_num.text();
+    let status = status_num
+        .int()
+        .and_then(map_refund_status)
+        .ok_or_else(|| reject(format!("unknown refund status {platform_status:?}")))?;
+    let refund_fen = match &r.refund_fee {
+        None => 0,
+        Some(n) => n
+            .int()
+            .ok_or_else(|| reject("refundFee: not an amount in fen".into()))?,
+    };
+    let time = |name: &str, v: &Option<Num>| {
+        v.as_ref()
+            .and_then(Num::int)
+            .and_then(|t| from_unix_millis(t).ok())
+            .ok_or_else(|| reject(format!("{name}: not a time in ms")))
+    };
+    Ok(RefundRow {
+        channel: Channel::Kuaishou,
+        shop_id: shop.to_string(),
+        created_at: time("createTime", &r.create_time)?,
+        updated_at: time("updateTime", &r.update_time)?,
+        refund_id,
+        order_id,
+        line_id: None,
+        status,
+        platform_status,
+        refund_fen,
+    })
 }
 
 #[cfg(test)]
@@ -215,6 +320,26 @@ mod tests {
         "orderAddress":{"encryptedMobile":"$QUJD$1$","desensitiseMobile":"139****5678",
         "encryptedConsignee":"#QUJD#1#","province":"浙江省","city":"杭州市"},"orderRefundList":[]}"##;
 
+    /// A refund lands with its order, status and amount in fen; a bad
+    /// amount or status is rejected with the refund's id.
+    #[test]
+    fn maps_a_refund() {
+        let raw = r#"{"refundId":91001,"oid":2400000012345678,"refundType":1,"status":60,
+            "refundFee":18800,"createTime":1710727200000,"updateTime":1710813600000}"#;
+        let r = map_refund(raw, "shop1").unwrap();
+        assert_eq!(
+            (r.refund_id.as_str(), r.order_id.as_str()),
+            ("91001", "2400000012345678")
+        );
+        assert_eq!((r.status, r.refund_fen), (RefundStatus::Succeeded, 18800));
+        assert_eq!(r.updated_at.to_rfc3339(), "2024-03-19T02:00:00+00:00");
+        let e = map_refund(&raw.replace("18800", "\"12,5\""), "s").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("91001"));
+        assert!(e.reason.starts_with("refundFee"), "{}", e.reason);
+        assert!(map_refund(&raw.replace(":60,", ":99,"), "s").is_err());
+        assert_eq!(map_refund_status(70), Some(RefundStatus::Closed));
+    }
+
     #[test]
     fn maps_an_order() {
         let m = map_order_with_cipher(ORDER, "shop1", &hasher()).unwrap();
@@ -230,6 +355,17 @@ mod tests {
         assert_eq!(r.created_at.to_rfc3339(), "2024-03-18T02:00:00+00:00");
         assert_eq!(r.province.as_deref(), Some("浙江省"));
         assert_eq!(m.cipher.as_deref(), Some("$QUJD$1$"));
+        let l = &m.lines;
+        assert_eq!(l.len(), 1, "one item per Kuaishou order");
+        assert_eq!(
+            (
+                l[0].line_id.as_str(),
+                l[0].sku_id.as_deref(),
+                l[0].quantity,
+                l[0].amount_fen
+            ),
+            ("1", Some("2"), 3, 18000)
+        );
     }
 
     #[test]

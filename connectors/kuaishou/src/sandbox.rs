@@ -32,7 +32,7 @@ use quanyu_connector_sdk::connector::{
     TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
-use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
+use quanyu_connector_sdk::sandbox::orders::{mask_phone, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
@@ -45,7 +45,7 @@ use crate::client::{
     CODE_TOKEN_EXPIRED,
 };
 use crate::sign::{sign, SignMethod};
-use crate::{CURSOR_LIST_API, DECRYPT_API, NO_MORE};
+use crate::{CURSOR_LIST_API, DECRYPT_API, NO_MORE, REFUND_LIST_API};
 
 /// What the sandbox accepts and serves.
 #[derive(Debug, Clone)]
@@ -143,6 +143,7 @@ impl KuaishouSandbox {
         Router::new()
             .route("/open/order/cursor/list", any(list_route))
             .route("/open/order/decrypt/batch", any(decrypt_route))
+            .route("/open/seller/order/refund/pcursor/list", any(refund_route))
             .route("/oauth2/refresh_token", any(refresh_route))
             .route("/oauth2/access_token", any(access_token_route))
             .with_state(self.clone())
@@ -291,6 +292,14 @@ async fn list_route(
     api(sb, CURSOR_LIST_API, params_of(q, &body)).await
 }
 
+async fn refund_route(
+    State(sb): State<KuaishouSandbox>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    api(sb, REFUND_LIST_API, params_of(q, &body)).await
+}
+
 async fn decrypt_route(
     State(sb): State<KuaishouSandbox>,
     RawQuery(q): RawQuery,
@@ -357,11 +366,88 @@ async fn api(sb: KuaishouSandbox, path_method: &str, params: Vec<(String, String
     else {
         return ks_error(CODE_BUSINESS, "param无效");
     };
-    if path_method == DECRYPT_API {
-        decrypt(&sb, &param)
-    } else {
-        cursor_list(&sb, shop, &param)
+    match path_method {
+        DECRYPT_API => decrypt(&sb, &param),
+        REFUND_LIST_API => refund_list(&sb, shop, &param),
+        _ => cursor_list(&sb, shop, &param),
     }
+}
+
+/// `open.seller.order.refund.pcursor.list`: the shop's refunds updated in
+/// `[beginTime, endTime]` (ms, at most 7 days; `queryType` 2), newest
+/// first, `pageSize` at most 100, followed by `pcursor` until `nomore`.
+fn refund_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> Response {
+    let int = |k: &str| param.get(k).and_then(serde_json::Value::as_i64);
+    let (Some(begin), Some(end)) = (int("beginTime"), int("endTime")) else {
+        return ks_error(CODE_BUSINESS, "beginTime和endTime不能为空");
+    };
+    if end < begin || end - begin > 7 * 86_400_000 {
+        return ks_error(CODE_BUSINESS, "查询时间范围不能超过7天");
+    }
+    if int("queryType") != Some(2) || int("type") != Some(9) {
+        return ks_error(CODE_BUSINESS, "沙箱仅支持queryType=2, type=9(全部)");
+    }
+    let page_size = match int("pageSize") {
+        Some(n @ 1..=100) => n as usize,
+        _ => return ks_error(CODE_BUSINESS, "pageSize无效，最大为100"),
+    };
+    let after = match param.get("pcursor").and_then(serde_json::Value::as_str) {
+        None | Some("") => None,
+        Some(c) => match decode_cursor(c) {
+            Some(pos) => Some(pos),
+            None => return ks_error(CODE_BUSINESS, "pcursor无效"),
+        },
+    };
+    let book = &sb.inner.core.book;
+    let idx = book.snapshot();
+    let lo = begin.div_euclid(1000) + i64::from(begin.rem_euclid(1000) != 0);
+    let hi = end.div_euclid(1000);
+    let mut list: Vec<_> = if lo > hi {
+        vec![]
+    } else {
+        idx.refund_window(shop, lo, hi)
+            .iter()
+            .map(|e| (e.modified * 1000, book.refund_no(e), *e))
+            .collect()
+    };
+    list.sort_unstable_by_key(|x| std::cmp::Reverse((x.0, x.1)));
+    let start = after.map_or(0, |pos| list.partition_point(|x| (x.0, x.1) >= pos));
+    let to = (start + page_size).min(list.len());
+    let page = &list[start..to];
+    let corrupt_at = (!page.is_empty() && sb.inner.core.faults.draw_malformed())
+        .then(|| (sb.requests() as usize) % page.len());
+    let rows: Vec<serde_json::Value> = page
+        .iter()
+        .enumerate()
+        .map(|(k, (_, refund_no, e))| {
+            let plan = book.refund_plan(e);
+            let status = match e.stage(&plan) {
+                RefundStage::Asked => 10,
+                RefundStage::Granted => 60,
+                RefundStage::Refused => 70,
+            };
+            json!({
+                "refundId": refund_no,
+                "oid": sb.oid(e.purchase as usize),
+                "refundType": if plan.line.is_some() { 2 } else { 1 },
+                "status": status,
+                "refundFee": if corrupt_at == Some(k) { json!("12,5") } else { json!(plan.amount) },
+                "createTime": plan.asked * 1000,
+                "updateTime": e.modified * 1000,
+            })
+        })
+        .collect();
+    let pcursor = match page.last() {
+        Some(&(m, r, _)) if to < list.len() => encode_cursor(m, r),
+        _ => NO_MORE.to_string(),
+    };
+    json_response(
+        json!({
+            "result": 1,
+            "data": {"pcursor": pcursor, "refundOrderInfoList": rows}
+        })
+        .to_string(),
+    )
 }
 
 fn cursor_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> Response {
@@ -650,6 +736,7 @@ pub static KIT: KitSpec<crate::KuaishouConfig> = KitSpec {
         tokens: TokenFlow::Refresh("oauth2.refresh_token"),
         clear_phones: ClearPhones::None,
         masks: true,
+        one_line_per_order: true,
         official_sdk: Some(OfficialSdk {
             script: "tests/sdk_check.py",
             args: |ann, shop| {
@@ -678,6 +765,7 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::KuaishouCo
         window_minutes: 7 * 24 * 60,
         lookback_minutes: 60,
         initial_days: pull.initial_days,
+        refunds: pull.refunds,
         decrypt: pull.decrypt,
         decrypt_qps: 0,
         shops: quanyu_connector_sdk::market::TokenShop::announced(ann),

@@ -24,6 +24,8 @@ pub use client::PddClient;
 pub const DEFAULT_ROUTER: &str = "https://gw-api.pinduoduo.com/api/router";
 /// The API this connector pulls.
 pub const INCREMENT_API: &str = "pdd.order.number.list.increment.get";
+/// The after-sale list API.
+pub const REFUNDS_API: &str = "pdd.refund.list.increment.get";
 /// The receiver decrypt API.
 pub const DECRYPT_API: &str = "pdd.open.decrypt.batch";
 /// Most ciphertexts one decrypt call takes.
@@ -87,10 +89,10 @@ pub fn build_streams(
     let base = PddClient::new(wiring.app_api(), &cfg.router, &cfg.client_id, secret);
     // The increment API's data settles about three minutes behind.
     let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
-    cfg.shops
-        .iter()
-        .map(|shop| {
-            let token = wiring.token_of(shop)?;
+    let mut streams = Vec::new();
+    for shop in &cfg.shops {
+        let token = wiring.token_of(shop)?;
+        streams.extend({
             let decrypt = cfg.decrypt.then(|| {
                 Arc::new(Decrypt {
                     client: base.with_api(wiring.decrypt_api_every(
@@ -102,31 +104,33 @@ pub fn build_streams(
                     shop: shop.id.clone(),
                 }) as Arc<dyn PhoneDecrypt>
             });
-            let list = Increments {
-                client: base.with_api(wiring.shop_api(&shop.id, cfg.shop_qps)),
-                token,
+            // The shop's lists share its per-shop budget.
+            let shop_api = wiring.shop_api(&shop.id, cfg.shop_qps);
+            let list = || Increments {
+                client: base.with_api(shop_api.clone()),
+                token: token.clone(),
                 shop: shop.id.clone(),
                 page_size: cfg.page_size,
             };
-            Ok(OrderStream::new(
-                "pdd",
-                &shop.id,
-                list,
-                Listing {
-                    api: INCREMENT_API,
-                    paging: Paging::backward(1, cfg.page_size),
-                    max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
-                    max_records: None,
-                },
-                plan,
-            )
-            .decrypting(decrypt, DECRYPT_BATCH)
-            .shared())
-        })
-        .collect()
+            let listing = |api| Listing {
+                api,
+                paging: Paging::backward(1, cfg.page_size),
+                max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
+                max_records: None,
+            };
+            let orders = OrderStream::new("pdd", &shop.id, list(), listing(INCREMENT_API), plan)
+                .decrypting(decrypt, DECRYPT_BATCH)
+                .shared();
+            let refunds = cfg.refunds.then(|| {
+                RefundStream::new("pdd", &shop.id, list(), listing(REFUNDS_API), plan).shared()
+            });
+            std::iter::once(orders).chain(refunds)
+        });
+    }
+    Ok(streams)
 }
 
-/// The increment list of one shop.
+/// The increment lists (orders, after-sales) of one shop.
 struct Increments {
     client: PddClient,
     token: Arc<ShopToken>,
@@ -148,7 +152,7 @@ struct ListData<'a> {
 }
 
 #[async_trait]
-impl OrderList for Increments {
+impl RecordList for Increments {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
@@ -159,21 +163,12 @@ impl OrderList for Increments {
         at: PageAt<'_>,
         hasher: &PiiHasher,
     ) -> Result<ListPage, ConnectorError> {
-        // Inclusive second bounds: [start, end - 1 s] (one second at least,
-        // for a window shorter than a second).
-        let start = window.start.timestamp();
-        let end = (window.end.timestamp() - 1).max(start);
         let rctx = RequestContext::new("pdd", Some(&self.shop), INCREMENT_API);
-        let page = at.number(&rctx)?;
-        let params = [
-            ("start_updated_at", start.to_string()),
-            ("end_updated_at", end.to_string()),
-            ("is_lucky_flag", "0".into()),
-            ("order_status", "5".into()),
-            ("refund_status", "5".into()),
-            ("page", page.to_string()),
-            ("page_size", self.page_size.to_string()),
-        ];
+        let mut params = self.window_params(&rctx, window, at)?;
+        // 5 = every status.
+        params.push(("is_lucky_flag", "0".into()));
+        params.push(("order_status", "5".into()));
+        params.push(("refund_status", "5".into()));
         self.client
             .call_with(&rctx, INCREMENT_API, &self.token, &params, |body| {
                 let env: ListEnvelope = read_answer(&rctx, body, "order list")?;
@@ -193,6 +188,79 @@ impl OrderList for Increments {
                 })
             })
             .await
+    }
+}
+
+#[derive(Deserialize)]
+struct RefundEnvelope<'a> {
+    #[serde(borrow)]
+    refund_increment_get_response: Option<RefundData<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RefundData<'a> {
+    total_count: Option<u64>,
+    #[serde(borrow, default)]
+    refund_list: Option<Vec<&'a RawValue>>,
+}
+
+#[async_trait]
+impl RecordList<RefundRow> for Increments {
+    fn http(&self) -> &ApiClient {
+        self.client.api()
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        _hasher: &PiiHasher,
+    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let rctx = RequestContext::new("pdd", Some(&self.shop), REFUNDS_API);
+        let mut params = self.window_params(&rctx, window, at)?;
+        // 1 = every status, every type.
+        params.push(("after_sales_status", "1".into()));
+        params.push(("after_sales_type", "1".into()));
+        self.client
+            .call_with(&rctx, REFUNDS_API, &self.token, &params, |body| {
+                let env: RefundEnvelope = read_answer(&rctx, body, "refund list")?;
+                let data = env.refund_increment_get_response.ok_or_else(|| {
+                    ConnectorError::new(
+                        &rctx,
+                        ErrorKind::Protocol,
+                        "answer has no refund_increment_get_response",
+                    )
+                })?;
+                Ok(ListPage {
+                    total: data.total_count,
+                    next: None,
+                    records: ListPage::mapped(data.refund_list.unwrap_or_default(), |raw| {
+                        mapping::map_refund(raw, &self.shop)
+                    }),
+                })
+            })
+            .await
+    }
+}
+
+impl Increments {
+    /// The window and page parameters of an increment list: inclusive
+    /// second bounds `[start, end - 1 s]` (one second at least, for a
+    /// window shorter than a second).
+    fn window_params(
+        &self,
+        rctx: &RequestContext,
+        window: Window,
+        at: PageAt<'_>,
+    ) -> Result<Vec<(&'static str, String)>, ConnectorError> {
+        let start = window.start.timestamp();
+        let end = (window.end.timestamp() - 1).max(start);
+        Ok(vec![
+            ("start_updated_at", start.to_string()),
+            ("end_updated_at", end.to_string()),
+            ("page", at.number(rctx)?.to_string()),
+            ("page_size", self.page_size.to_string()),
+        ])
     }
 }
 

@@ -1,8 +1,10 @@
 //! Pinduoduo order JSON (one `order_sn_list` element of
 //! `pdd.order.number.list.increment.get`) → canonical `orders` rows.
 
-use quanyu_schemas::time::{parse_beijing, yuan_to_fen};
-use quanyu_schemas::{normalize_phone, Channel, OrderRow, OrderStatus, PhoneError, PiiHasher};
+use quanyu_schemas::time::parse_beijing;
+use quanyu_schemas::{
+    normalize_phone, Channel, OrderRow, OrderStatus, PhoneError, PiiHasher, RefundRow, RefundStatus,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -28,6 +30,11 @@ struct Order {
 #[derive(Debug, Deserialize)]
 struct Item {
     goods_count: Option<serde_json::Value>,
+    goods_id: Option<serde_json::Value>,
+    sku_id: Option<serde_json::Value>,
+    goods_name: Option<String>,
+    #[serde(default)]
+    goods_price: serde_json::Value,
 }
 
 /// Map Pinduoduo's `order_status` (1 待发货, 2 已发货待签收, 3 已签收) and
@@ -47,7 +54,7 @@ pub fn map_status(order_status: i64, refund_status: i64) -> Option<OrderStatus> 
     })
 }
 
-use quanyu_connector_sdk::market::int_of;
+use quanyu_connector_sdk::market::{int_of, lines_of, text_of, yuan_of, Line};
 pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
 /// Map one raw order of `shop` (see [`map_order_with_cipher`]).
@@ -65,7 +72,7 @@ pub fn map_order_with_cipher(
     shop: &str,
     hasher: &PiiHasher,
 ) -> Result<MappedOrder, Rejected> {
-    let o: Order = Rejected::parse(raw, "Pinduoduo")?;
+    let o: Order = Rejected::parse(raw, "Pinduoduo order")?;
     let order_id = o
         .order_sn
         .map(|s| s.trim().to_string())
@@ -101,24 +108,26 @@ pub fn map_order_with_cipher(
     let status = int_of(status_value)
         .and_then(|s| map_status(s, refund))
         .ok_or_else(|| reject(format!("unknown order status {platform_status:?}")))?;
-    let amount_fen = match &o.pay_amount {
-        None | Some(serde_json::Value::Null) => 0,
-        Some(v @ serde_json::Value::Number(_)) => {
-            yuan_to_fen(&v.to_string()).map_err(|e| reject(format!("pay_amount: {e}")))?
-        }
-        Some(serde_json::Value::String(s)) => {
-            yuan_to_fen(s).map_err(|e| reject(format!("pay_amount: {e}")))?
-        }
-        Some(_) => return Err(reject("pay_amount: not an amount".into())),
-    };
-    let item_count = o
-        .item_list
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|i| i.goods_count.as_ref().and_then(int_of).unwrap_or(1))
-        .sum::<i64>()
-        .clamp(0, i64::from(i32::MAX)) as i32;
+    let amount_fen = yuan_of(o.pay_amount.as_ref().unwrap_or(&serde_json::Value::Null))
+        .map_err(|e| reject(format!("pay_amount: {e}")))?
+        .unwrap_or(0);
+    let mut item_count = 0i64;
+    let mut lines = Vec::new();
+    for (k, i) in o.item_list.unwrap_or_default().into_iter().enumerate() {
+        let n = i.goods_count.as_ref().and_then(int_of).unwrap_or(1);
+        item_count = item_count.saturating_add(n);
+        lines.push(Line {
+            price_fen: yuan_of(&i.goods_price)
+                .map_err(|e| reject(format!("item_list[{k}].goods_price: {e}")))?,
+            id: i.sku_id.as_ref().and_then(text_of),
+            sku: i.sku_id.as_ref().and_then(text_of),
+            item: i.goods_id.as_ref().and_then(text_of),
+            title: i.goods_name,
+            quantity: Some(n),
+            amount_fen: None,
+        });
+    }
+    let item_count = item_count.clamp(0, i64::from(i32::MAX)) as i32;
     // Outside 多多云 the phone is ciphertext (`$…$…$`); inside it, or for
     // some order types, it may come in clear.
     let receiver = o.receiver_phone.as_deref().map(str::trim).unwrap_or("");
@@ -163,7 +172,81 @@ pub fn map_order_with_cipher(
         buyer_unionid: None,
         receiver_hash,
     };
-    Ok(MappedOrder { row, cipher })
+    Ok(MappedOrder {
+        lines: lines_of(&row, lines),
+        row,
+        cipher,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct Refund {
+    id: Option<serde_json::Value>,
+    order_sn: Option<String>,
+    after_sales_status: Option<serde_json::Value>,
+    refund_amount: Option<serde_json::Value>,
+    created_time: Option<String>,
+    updated_time: Option<String>,
+}
+
+/// Map Pinduoduo's `after_sales_status` into the closed vocabulary: 10 退款成功
+/// is succeeded; 9 平台拒绝, 11 买家撤销, 12/13 逾期, 14+ closed exchange
+/// or repair flows without money back are closed; 2–8 (待处理, 退款中,
+/// 驳回待买家处理, 待退货...) pending.
+pub fn map_refund_status(status: i64) -> Option<RefundStatus> {
+    Some(match status {
+        2..=8 => RefundStatus::Pending,
+        10 => RefundStatus::Succeeded,
+        9 | 11..=13 => RefundStatus::Closed,
+        _ => return None,
+    })
+}
+
+/// Map one raw after-sale request of `shop` (`pdd.refund.list.increment.get`;
+/// `refund_amount` in fen). The request names the goods, not a line id:
+/// the line stays empty.
+pub fn map_refund(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
+    let r: Refund = Rejected::parse(raw, "Pinduoduo refund")?;
+    let refund_id =
+        r.id.as_ref()
+            .and_then(text_of)
+            .ok_or_else(|| Rejected::new(None, "refund has no id"))?;
+    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
+    let order_id = r
+        .order_sn
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| reject("refund has no order_sn".into()))?;
+    let status_value = r
+        .after_sales_status
+        .ok_or_else(|| reject("refund has no after_sales_status".into()))?;
+    let platform_status = text_of(&status_value).unwrap_or_else(|| status_value.to_string());
+    let status = int_of(&status_value)
+        .and_then(map_refund_status)
+        .ok_or_else(|| reject(format!("unknown after_sales_status {platform_status:?}")))?;
+    let refund_fen = match &r.refund_amount {
+        None => 0,
+        Some(v) => int_of(v)
+            .ok_or_else(|| reject(format!("refund_amount: {v} is not an amount in fen")))?,
+    };
+    let time = |name: &str, v: Option<String>| {
+        parse_beijing(
+            v.as_deref()
+                .ok_or_else(|| reject(format!("refund has no {name}")))?,
+        )
+        .map_err(|e| reject(format!("{name}: {e}")))
+    };
+    Ok(RefundRow {
+        channel: Channel::Pdd,
+        shop_id: shop.to_string(),
+        created_at: time("created_time", r.created_time)?,
+        updated_at: time("updated_time", r.updated_time)?,
+        refund_id,
+        order_id,
+        line_id: None,
+        status,
+        platform_status,
+        refund_fen,
+    })
 }
 
 #[cfg(test)]
@@ -187,6 +270,37 @@ mod tests {
                      {"goods_id":3,"sku_id":4,"goods_name":"赠品","goods_count":1,"goods_price":0}],
         "risk_control_status":0}"#;
 
+    /// An after-sale request lands with its order, status and amount in
+    /// fen; an unknown status or an amount that is not fen is rejected
+    /// with the request's id.
+    #[test]
+    fn maps_a_refund() {
+        let raw = r#"{"id":88001,"order_sn":"240318-422796379670125","after_sales_status":10,
+            "after_sales_type":2,"refund_amount":18830,"created_time":"2024-03-19 10:00:00",
+            "updated_time":"2024-03-20 10:00:00"}"#;
+        let r = map_refund(raw, "shop1").unwrap();
+        assert_eq!(
+            (r.refund_id.as_str(), r.order_id.as_str()),
+            ("88001", "240318-422796379670125")
+        );
+        assert_eq!(
+            (r.status, r.refund_fen, r.platform_status.as_str()),
+            (RefundStatus::Succeeded, 18830, "10")
+        );
+        assert_eq!(r.updated_at.to_rfc3339(), "2024-03-20T02:00:00+00:00");
+        let e = map_refund(&raw.replace(":10,", ":99,"), "s").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("88001"));
+        assert!(
+            e.reason.contains("unknown after_sales_status"),
+            "{}",
+            e.reason
+        );
+        let e = map_refund(&raw.replace("18830", "\"12,5\""), "s").unwrap_err();
+        assert!(e.reason.starts_with("refund_amount"), "{}", e.reason);
+        assert_eq!(map_refund_status(3), Some(RefundStatus::Pending));
+        assert_eq!(map_refund_status(11), Some(RefundStatus::Closed));
+    }
+
     #[test]
     fn maps_an_order() {
         let m = map_order_with_cipher(ORDER, "shop1", &hasher()).unwrap();
@@ -202,6 +316,18 @@ mod tests {
         assert_eq!(r.created_at.to_rfc3339(), "2024-03-18T02:00:00+00:00");
         assert_eq!(r.paid_at.unwrap().to_rfc3339(), "2024-03-18T02:05:00+00:00");
         assert_eq!(r.city.as_deref(), Some("杭州市"));
+        let l = &m.lines;
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (
+                l[0].line_id.as_str(),
+                l[0].item_id.as_deref(),
+                l[0].quantity,
+                l[0].amount_fen
+            ),
+            ("2", Some("1"), 2, 19000)
+        );
+        assert_eq!(l[1].unit_price_fen, Some(0));
         assert_eq!(m.cipher.as_deref(), Some("$Y/YK1$AgAAAAEx$0$$"));
     }
 

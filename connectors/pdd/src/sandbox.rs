@@ -30,7 +30,7 @@ use quanyu_connector_sdk::connector::{
     TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
-use quanyu_connector_sdk::sandbox::orders::Stage;
+use quanyu_connector_sdk::sandbox::orders::{RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
@@ -44,7 +44,7 @@ use crate::client::{
     CODE_THROTTLED, CODE_TOKEN_EXPIRED, REFRESH_API,
 };
 use crate::sign::sign;
-use crate::{DECRYPT_API, INCREMENT_API};
+use crate::{DECRYPT_API, INCREMENT_API, REFUNDS_API};
 
 /// The token-creation API (authorization code → tokens).
 pub const CREATE_API: &str = "pdd.pop.auth.token.create";
@@ -306,7 +306,7 @@ async fn router_route(
     }
     match api {
         REFRESH_API | CREATE_API => return token_api(&sb, api, &params),
-        INCREMENT_API | DECRYPT_API => {}
+        INCREMENT_API | DECRYPT_API | REFUNDS_API => {}
         other => return pdd_error(CODE_PUBLIC_PARAM, &format!("公共参数错误:type {other}")),
     }
     let shop = match sb.inner.core.issuer.check(p("access_token").unwrap_or("")) {
@@ -330,39 +330,110 @@ async fn router_route(
         Some(Fault::TokenExpired) => return pdd_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
         None => {}
     }
-    if api == DECRYPT_API {
-        decrypt(&sb, &params)
-    } else {
-        increment(&sb, shop, &params)
+    match api {
+        DECRYPT_API => decrypt(&sb, &params),
+        REFUNDS_API => refunds(&sb, shop, &params),
+        _ => increment(&sb, shop, &params),
     }
 }
 
-fn increment(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Response {
+/// An increment list's update-time window (at most 30 minutes, within 90
+/// days) and 1-based page of at most 100: `(start, end, page, size)`.
+#[allow(clippy::result_large_err)] // the error is the answer, sent at once
+fn window_query(
+    sb: &PddSandbox,
+    params: &[(String, String)],
+) -> Result<(i64, i64, usize, usize), Response> {
     let int = |k: &str| get(params, k).map(|v| v.trim().parse::<i64>());
     let (Some(Ok(start)), Some(Ok(end))) = (int("start_updated_at"), int("end_updated_at")) else {
-        return pdd_error(CODE_PARAM, "参数错误:start_updated_at和end_updated_at必填");
+        return Err(pdd_error(
+            CODE_PARAM,
+            "参数错误:start_updated_at和end_updated_at必填",
+        ));
     };
     if end < start {
-        return pdd_error(
+        return Err(pdd_error(
             CODE_PARAM,
             "参数错误:end_updated_at不能小于start_updated_at",
-        );
+        ));
     }
     if end - start > 30 * 60 {
-        return pdd_error(CODE_PARAM, "参数错误:更新时间间隔不能超过30分钟");
+        return Err(pdd_error(CODE_PARAM, "参数错误:更新时间间隔不能超过30分钟"));
     }
     if start < sb.as_of().timestamp() - 90 * 86_400 {
-        return pdd_error(CODE_PARAM, "参数错误:只能查询90天内更新的订单");
+        return Err(pdd_error(CODE_PARAM, "参数错误:只能查询90天内更新的订单"));
     }
     let page = match int("page") {
         None => 1,
         Some(Ok(n)) if n >= 1 => n as usize,
-        Some(_) => return pdd_error(CODE_PARAM, "参数错误:page"),
+        Some(_) => return Err(pdd_error(CODE_PARAM, "参数错误:page")),
     };
     let size = match int("page_size") {
         None => 100,
         Some(Ok(n @ 1..=100)) => n as usize,
-        Some(_) => return pdd_error(CODE_PARAM, "参数错误:page_size最大为100"),
+        Some(_) => return Err(pdd_error(CODE_PARAM, "参数错误:page_size最大为100")),
+    };
+    Ok((start, end, page, size))
+}
+
+/// `pdd.refund.list.increment.get`: the shop's after-sale requests updated
+/// in the window, newest first (`after_sales_status` and
+/// `after_sales_type` 1 = all).
+fn refunds(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Response {
+    let (start, end, page, size) = match window_query(sb, params) {
+        Ok(q) => q,
+        Err(answer) => return answer,
+    };
+    for k in ["after_sales_status", "after_sales_type"] {
+        if get(params, k).is_none() {
+            return pdd_error(CODE_PARAM, &format!("参数错误:{k}必填"));
+        }
+    }
+    let book = &sb.inner.core.book;
+    let idx = book.snapshot();
+    let list = idx.refund_window(shop, start, end);
+    let (from, to, corrupt_at) = sb.inner.core.page_slice(list.len(), page, size);
+    let time = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid"));
+    let rows: Vec<serde_json::Value> = (from..to)
+        .map(|k| {
+            let e = &list[k];
+            let plan = book.refund_plan(e);
+            let p = &sb.world().purchases[e.purchase as usize];
+            let status = match e.stage(&plan) {
+                RefundStage::Asked if plan.line.is_some() => 3,
+                RefundStage::Asked => 2,
+                RefundStage::Granted => 10,
+                RefundStage::Refused => 9,
+            };
+            json!({
+                "id": book.refund_no(e),
+                "order_sn": sb.world().order_id(p),
+                "after_sales_status": status,
+                "after_sales_type": if plan.line.is_some() { 3 } else { 2 },
+                "refund_amount": if corrupt_at == Some(k) { json!("12,5") } else { json!(plan.amount) },
+                "goods_id": plan.line.map(|l| 300_000_000 + book.lifecycle(e.purchase as usize).items[l].1 % 997 + l as i64),
+                "created_time": time(plan.asked),
+                "updated_time": time(e.modified),
+            })
+        })
+        .collect();
+    json_response(
+        json!({
+            "refund_increment_get_response": {
+                "total_count": list.len(),
+                "refund_list": rows,
+                "request_id": request_id(),
+            }
+        })
+        .to_string(),
+    )
+}
+
+fn increment(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Response {
+    let int = |k: &str| get(params, k).map(|v| v.trim().parse::<i64>());
+    let (start, end, page, size) = match window_query(sb, params) {
+        Ok(q) => q,
+        Err(answer) => return answer,
     };
     let order_status = match int("order_status") {
         None | Some(Ok(5)) => None,
@@ -385,10 +456,7 @@ fn increment(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Respo
         })
         .collect();
     let total = list.len();
-    let from = ((page - 1) * size).min(total);
-    let to = (from + size).min(total);
-    let corrupt_at = (to > from && sb.inner.core.faults.draw_malformed())
-        .then(|| from + (sb.requests() as usize) % (to - from));
+    let (from, to, corrupt_at) = sb.inner.core.page_slice(total, page, size);
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| sb.render_order(list[k].0, list[k].1, corrupt_at == Some(k)))
         .collect();
@@ -534,6 +602,7 @@ pub static KIT: KitSpec<crate::PddConfig> = KitSpec {
         tokens: TokenFlow::Refresh(REFRESH_API),
         clear_phones: ClearPhones::None,
         masks: true,
+        one_line_per_order: false,
         official_sdk: Some(OfficialSdk {
             script: "tests/sdk_check.py",
             // pdd-sdk takes a host and a port.
@@ -578,6 +647,7 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::PddConfig 
         window_minutes: crate::MAX_WINDOW_MINUTES,
         lookback_minutes: 30,
         initial_days: pull.initial_days,
+        refunds: pull.refunds,
         decrypt: pull.decrypt,
         // The sandbox keeps no decrypt quota; against the real router
         // leave the default (one call per 10 s outside 多多云).

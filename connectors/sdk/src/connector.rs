@@ -239,6 +239,8 @@ pub struct SandboxPull {
     pub decrypt: bool,
     /// The app key's requests per second (0 = no limit).
     pub app_qps: u32,
+    /// Also pull the refund lists (off in the order checks).
+    pub refunds: bool,
 }
 
 impl Default for SandboxPull {
@@ -247,6 +249,7 @@ impl Default for SandboxPull {
             initial_days: 31,
             decrypt: false,
             app_qps: 0,
+            refunds: false,
         }
     }
 }
@@ -278,6 +281,9 @@ pub struct SandboxFacts {
     /// Whether every order carries a masked phone (`138****0000`) without
     /// decrypting; where it does not, only a decrypted phone gives one.
     pub masks: bool,
+    /// Whether each order holds one item whatever was bought (Kuaishou's
+    /// `orderItemInfo`): one line per order; else one line per item bought.
+    pub one_line_per_order: bool,
     /// The platform's official SDK, where one installs from PyPI: the suite
     /// drives it against the sandbox.
     pub official_sdk: Option<OfficialSdk>,

@@ -148,6 +148,9 @@ impl PullContext {
 pub struct NormalizedPage {
     /// Canonical rows (in the stream's table schema); `None` when the page had none.
     pub batch: Option<RecordBatch>,
+    /// Rows of companion tables that land with the page (an order's lines,
+    /// [`TableKind::companions`]): written before the page's own rows.
+    pub extra: Vec<(TableKind, RecordBatch)>,
     /// Records rejected, with reasons.
     pub quarantine: Vec<QuarantineRow>,
     /// Records received on this page (landed + quarantined).

@@ -20,6 +20,10 @@ pub use sign::SignMethod;
 pub const DEFAULT_GATEWAY: &str = "https://eco.taobao.com/router/rest";
 /// The API this connector pulls.
 pub const INCREMENT_API: &str = "taobao.trades.sold.increment.get";
+/// The refund list API.
+pub const REFUNDS_API: &str = "taobao.refunds.receive.get";
+/// The refund fields requested.
+pub const REFUND_FIELDS: &str = "refund_id,tid,oid,total_fee,refund_fee,status,created,modified";
 /// The receiver decrypt API.
 pub const DECRYPT_API: &str = "taobao.top.oaid.decrypt";
 /// Most OAIDs one decrypt call takes.
@@ -28,7 +32,8 @@ pub const DECRYPT_BATCH: usize = 20;
 pub const FIELDS: &str =
     "tid,tid_str,status,type,created,modified,pay_time,payment,total_fee,post_fee,\
 buyer_open_uid,receiver_name,receiver_address,receiver_mobile,receiver_phone,receiver_state,\
-receiver_city,oaid,orders.oid,orders.num";
+receiver_city,oaid,orders.oid,orders.num_iid,orders.sku_id,orders.title,orders.num,orders.price,\
+orders.payment";
 
 quanyu_connector_sdk::market_config! {
     /// One Taobao app key and the shops authorized to it.
@@ -114,9 +119,9 @@ pub fn build_streams(
         size: cfg.page_size,
         ahead: cfg.concurrency as usize,
     };
-    cfg.shops
-        .iter()
-        .map(|shop| {
+    let mut streams = Vec::new();
+    for shop in &cfg.shops {
+        streams.extend({
             let session = wiring.secret(&shop.session)?;
             // Decrypt calls have their own budget for the app, shared by its shops.
             let decrypt = cfg.decrypt.then(|| {
@@ -127,36 +132,116 @@ pub fn build_streams(
                     scene: cfg.decrypt_scene.clone(),
                 }) as Arc<dyn PhoneDecrypt>
             });
-            let list = Increments {
+            let list = || TopList {
                 client: client.clone(),
-                session,
+                session: session.clone(),
                 shop: shop.id.clone(),
                 page_size: cfg.page_size,
             };
-            Ok(OrderStream::new(
-                "taobao",
-                &shop.id,
-                list,
-                Listing {
-                    api: INCREMENT_API,
-                    paging,
-                    max_window: Some(Duration::days(1)),
-                    max_records: None,
-                },
-                plan,
-            )
-            .decrypting(decrypt, DECRYPT_BATCH)
-            .shared())
-        })
-        .collect()
+            let listing = |api| Listing {
+                api,
+                paging,
+                max_window: Some(Duration::days(1)),
+                max_records: None,
+            };
+            let orders = OrderStream::new("taobao", &shop.id, list(), listing(INCREMENT_API), plan)
+                .decrypting(decrypt, DECRYPT_BATCH)
+                .shared();
+            let refunds = cfg.refunds.then(|| {
+                RefundStream::new("taobao", &shop.id, list(), listing(REFUNDS_API), plan).shared()
+            });
+            std::iter::once(orders).chain(refunds)
+        });
+    }
+    Ok(streams)
 }
 
-/// `taobao.trades.sold.increment.get` of one shop.
-struct Increments {
+/// A list of one shop by modification time: `taobao.trades.sold.increment.get`
+/// or `taobao.refunds.receive.get`.
+struct TopList {
     client: TopClient,
     session: Secret,
     shop: String,
     page_size: u32,
+}
+
+impl TopList {
+    /// The list's parameters for page `at` of `window`: TOP takes
+    /// inclusive bounds with one-second resolution, `[start, end - 1s]`.
+    fn query(
+        &self,
+        rctx: &RequestContext,
+        fields: &str,
+        window: Window,
+        at: PageAt<'_>,
+    ) -> Result<[(&'static str, String); 5], ConnectorError> {
+        Ok([
+            ("fields", fields.to_string()),
+            ("start_modified", format_beijing(window.start)),
+            (
+                "end_modified",
+                format_beijing(window.end - Duration::seconds(1)),
+            ),
+            ("page_no", at.number(rctx)?.to_string()),
+            ("page_size", self.page_size.to_string()),
+        ])
+    }
+}
+
+#[derive(Deserialize)]
+struct RefundsEnvelope<'a> {
+    #[serde(borrow)]
+    refunds_receive_get_response: Option<RefundsResponse<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RefundsResponse<'a> {
+    total_results: Option<u64>,
+    #[serde(borrow)]
+    refunds: Option<RefundList<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RefundList<'a> {
+    #[serde(borrow, default)]
+    refund: Vec<&'a RawValue>,
+}
+
+#[async_trait]
+impl RecordList<RefundRow> for TopList {
+    fn http(&self) -> &ApiClient {
+        self.client.api()
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        _hasher: &PiiHasher,
+    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let rctx = RequestContext::new("taobao", Some(&self.shop), REFUNDS_API);
+        let biz = self.query(&rctx, REFUND_FIELDS, window, at)?;
+        self.client
+            .call_with(&rctx, REFUNDS_API, &self.session, &biz, |body| {
+                let env: RefundsEnvelope = read_answer(&rctx, body, "refunds")?;
+                let resp = env.refunds_receive_get_response.ok_or_else(|| {
+                    ConnectorError::new(
+                        &rctx,
+                        ErrorKind::Protocol,
+                        "answer has no refunds_receive_get_response",
+                    )
+                })?;
+                Ok(ListPage {
+                    total: resp.total_results,
+                    next: None,
+                    records: ListPage::mapped(
+                        resp.refunds.map(|r| r.refund).unwrap_or_default(),
+                        |raw| mapping::map_refund(raw, &self.shop),
+                    ),
+                })
+            })
+            .await
+    }
 }
 
 #[derive(Deserialize)]
@@ -179,7 +264,7 @@ struct TradeList<'a> {
 }
 
 #[async_trait]
-impl OrderList for Increments {
+impl RecordList for TopList {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
@@ -191,17 +276,7 @@ impl OrderList for Increments {
         hasher: &PiiHasher,
     ) -> Result<ListPage, ConnectorError> {
         let rctx = RequestContext::new("taobao", Some(&self.shop), INCREMENT_API);
-        // TOP takes inclusive bounds with one-second resolution: [start, end - 1s].
-        let biz = [
-            ("fields", FIELDS.to_string()),
-            ("start_modified", format_beijing(window.start)),
-            (
-                "end_modified",
-                format_beijing(window.end - Duration::seconds(1)),
-            ),
-            ("page_no", at.number(&rctx)?.to_string()),
-            ("page_size", self.page_size.to_string()),
-        ];
+        let biz = self.query(&rctx, FIELDS, window, at)?;
         self.client
             .call_with(&rctx, INCREMENT_API, &self.session, &biz, |body| {
                 let env: IncrementEnvelope = read_answer(&rctx, body, "trades")?;

@@ -1,7 +1,9 @@
 //! TOP trade JSON → canonical `orders` rows.
 
 use quanyu_schemas::time::{parse_beijing, yuan_to_fen};
-use quanyu_schemas::{normalize_phone, Channel, OrderRow, OrderStatus, PhoneError, PiiHasher};
+use quanyu_schemas::{
+    normalize_phone, Channel, OrderRow, OrderStatus, PhoneError, PiiHasher, RefundRow,
+};
 use serde::Deserialize;
 
 /// `tid` comes as a JSON number, `tid_str` as text; either may be missing.
@@ -47,7 +49,13 @@ struct OrdersWrap {
 
 #[derive(Debug, Deserialize)]
 struct Item {
+    oid: Option<Id>,
+    num_iid: Option<Id>,
+    sku_id: Option<String>,
+    title: Option<String>,
     num: Option<i64>,
+    price: Option<String>,
+    payment: Option<String>,
 }
 
 /// Map TOP's trade status into the closed vocabulary.
@@ -68,6 +76,7 @@ pub fn map_status(status: &str) -> Option<OrderStatus> {
     })
 }
 
+use quanyu_connector_sdk::market::{lines_of, top_refund_status, Line};
 pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
 /// Map one raw trade JSON object of `shop` into an order row.
@@ -121,11 +130,30 @@ pub fn map_trade_with_oaid(
     };
     let amount_fen = yuan_to_fen(t.payment.as_deref().unwrap_or("0"))
         .map_err(|e| reject(format!("payment: {e}")))?;
-    let item_count = t
-        .orders
-        .map(|o| o.order.iter().map(|i| i.num.unwrap_or(1)).sum::<i64>())
-        .unwrap_or(0)
+    let items = t.orders.map(|o| o.order).unwrap_or_default();
+    let item_count = items
+        .iter()
+        .map(|i| i.num.unwrap_or(1))
+        .sum::<i64>()
         .clamp(0, i64::from(i32::MAX)) as i32;
+    let mut lines = Vec::with_capacity(items.len());
+    for (k, i) in items.into_iter().enumerate() {
+        let money = |what: &str, v: Option<String>| -> Result<Option<i64>, Rejected> {
+            v.filter(|v| !v.is_empty())
+                .map(|v| yuan_to_fen(&v))
+                .transpose()
+                .map_err(|e| reject(format!("orders[{k}].{what}: {e}")))
+        };
+        lines.push(Line {
+            price_fen: money("price", i.price)?,
+            amount_fen: money("payment", i.payment)?,
+            id: i.oid.map(Id::into_string),
+            item: i.num_iid.map(Id::into_string),
+            sku: i.sku_id,
+            title: i.title,
+            quantity: i.num,
+        });
+    }
     let (phone_hash, phone_masked) = match t.receiver_mobile.as_deref() {
         None => (None, None),
         Some(m) => match normalize_phone(m) {
@@ -157,13 +185,74 @@ pub fn map_trade_with_oaid(
         buyer_unionid: None,
         receiver_hash: None,
     };
-    Ok(MappedOrder { row, cipher: oaid })
+    let lines = lines_of(&row, lines);
+    Ok(MappedOrder {
+        row,
+        cipher: oaid,
+        lines,
+    })
+}
+
+/// The refund fields quanyu reads (TOP `Refund`).
+#[derive(Debug, Deserialize)]
+struct Refund {
+    refund_id: Option<Id>,
+    tid: Option<Id>,
+    oid: Option<Id>,
+    refund_fee: Option<String>,
+    status: Option<String>,
+    created: Option<String>,
+    modified: Option<String>,
+}
+
+/// Map one raw refund of `shop` (`taobao.refunds.receive.get`). A refund
+/// of the whole trade names the trade as its `oid`: it has no line.
+pub fn map_refund(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
+    let r: Refund = Rejected::parse(raw, "TOP refund")?;
+    let refund_id = r
+        .refund_id
+        .map(Id::into_string)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| Rejected::new(None, "refund has no refund_id"))?;
+    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
+    let order_id = r
+        .tid
+        .map(Id::into_string)
+        .ok_or_else(|| reject("refund has no tid".into()))?;
+    let platform_status = r
+        .status
+        .ok_or_else(|| reject("refund has no status".into()))?;
+    let status = top_refund_status(&platform_status)
+        .ok_or_else(|| reject(format!("unknown refund status {platform_status:?}")))?;
+    let time = |name: &str, v: Option<String>| {
+        parse_beijing(
+            v.as_deref()
+                .ok_or_else(|| reject(format!("refund has no {name}")))?,
+        )
+        .map_err(|e| reject(format!("{name}: {e}")))
+    };
+    let created_at = time("created", r.created)?;
+    let updated_at = time("modified", r.modified)?;
+    let refund_fen = yuan_to_fen(r.refund_fee.as_deref().unwrap_or("0"))
+        .map_err(|e| reject(format!("refund_fee: {e}")))?;
+    Ok(RefundRow {
+        channel: Channel::Taobao,
+        shop_id: shop.to_string(),
+        line_id: r.oid.map(Id::into_string).filter(|oid| *oid != order_id),
+        refund_id,
+        order_id,
+        status,
+        platform_status,
+        refund_fen,
+        created_at,
+        updated_at,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quanyu_schemas::LakeKey;
+    use quanyu_schemas::{LakeKey, RefundStatus};
 
     fn hasher() -> PiiHasher {
         PiiHasher::new(&LakeKey::from_bytes([1; 32]))
@@ -172,7 +261,7 @@ mod tests {
     const TRADE: &str = r#"{"tid":3100000000000001,"tid_str":"3100000000000001","status":"WAIT_SELLER_SEND_GOODS",
         "created":"2024-03-18 10:00:00","modified":"2024-03-18 10:05:00","pay_time":"2024-03-18 10:05:00",
         "payment":"188.00","buyer_open_uid":"AAHxyz","receiver_mobile":"139****5678",
-        "receiver_state":"浙江省","receiver_city":"杭州市","orders":{"order":[{"num":2},{"num":1}]}}"#;
+        "receiver_state":"浙江省","receiver_city":"杭州市","orders":{"order":[{"oid":31,"num_iid":600000001,"title":"商品","num":2,"price":"59.00","payment":"118.00"},{"num":1}]}}"#;
 
     #[test]
     fn maps_a_trade() {
@@ -185,6 +274,31 @@ mod tests {
         assert_eq!(r.phone_hash, None, "a masked phone is never hashed");
         assert_eq!(r.phone_masked.as_deref(), Some("139****5678"));
         assert_eq!(r.created_at.to_rfc3339(), "2024-03-18T02:00:00+00:00");
+    }
+
+    /// Each sub-order is a line: its oid, item, quantity, price and payment;
+    /// one without them keeps its position and one piece.
+    #[test]
+    fn sub_orders_are_lines() {
+        let m = map_trade_with_oaid(TRADE, "shop1", &hasher()).unwrap();
+        let l = &m.lines;
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            (
+                l[0].line_id.as_str(),
+                l[0].item_id.as_deref(),
+                l[0].quantity
+            ),
+            ("31", Some("600000001"), 2)
+        );
+        assert_eq!((l[0].unit_price_fen, l[0].amount_fen), (Some(5900), 11800));
+        assert_eq!(
+            (l[1].line_id.as_str(), l[1].quantity, l[1].amount_fen),
+            ("2", 1, 0)
+        );
+        let bad = TRADE.replace("\"59.00\"", "\"5,9\"");
+        let e = map_trade(&bad, "s", &hasher()).unwrap_err();
+        assert!(e.reason.starts_with("orders[0].price"), "{}", e.reason);
     }
 
     #[test]
@@ -214,6 +328,52 @@ mod tests {
         let e = map_trade(r#"{"status":"TRADE_FINISHED"}"#, "s", &hasher()).unwrap_err();
         assert_eq!(e.key, None);
         assert!(map_trade("[1,2]", "s", &hasher()).is_err());
+    }
+
+    const REFUND: &str = r#"{"refund_id":310000000000000150,"tid":3100000000000001,"oid":31000000000000010,
+        "total_fee":"188.00","refund_fee":"59.00","status":"SUCCESS","created":"2024-03-20 10:00:00",
+        "modified":"2024-03-21 09:00:00","has_good_return":true}"#;
+
+    /// A refund names its trade and sub-order, amount in fen and status in
+    /// the vocabulary; one of the whole trade has no line; a bad amount or
+    /// status is a rejection naming the refund.
+    #[test]
+    fn maps_a_refund() {
+        let r = map_refund(REFUND, "shop1").unwrap();
+        assert_eq!(
+            (
+                r.refund_id.as_str(),
+                r.order_id.as_str(),
+                r.line_id.as_deref()
+            ),
+            (
+                "310000000000000150",
+                "3100000000000001",
+                Some("31000000000000010")
+            )
+        );
+        assert_eq!((r.status, r.refund_fen), (RefundStatus::Succeeded, 5900));
+        assert_eq!(r.created_at.to_rfc3339(), "2024-03-20T02:00:00+00:00");
+        let whole = REFUND.replace("31000000000000010", "3100000000000001");
+        assert_eq!(map_refund(&whole, "s").unwrap().line_id, None);
+        let bad = REFUND.replace("\"59.00\"", "\"12,5\"");
+        let e = map_refund(&bad, "s").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("310000000000000150"));
+        assert!(e.reason.starts_with("refund_fee"), "{}", e.reason);
+        let bad = REFUND.replace("SUCCESS", "NEW_STATE");
+        assert!(map_refund(&bad, "s")
+            .unwrap_err()
+            .reason
+            .contains("unknown refund status"));
+        for s in [
+            "WAIT_SELLER_AGREE",
+            "WAIT_BUYER_RETURN_GOODS",
+            "WAIT_SELLER_CONFIRM_GOODS",
+            "SELLER_REFUSE_BUYER",
+            "CLOSED",
+        ] {
+            assert!(top_refund_status(s).is_some(), "{s}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! An emulator of the TOP gateway for `taobao.trades.sold.increment.get`.
+//! An emulator of the TOP gateway for `taobao.trades.sold.increment.get`
+//! and `taobao.refunds.receive.get`.
 //!
 //! Same path (`/router/rest`), same system parameters, the real signature
 //! check (md5, hmac, hmac-sha256) answered with TOP's own error envelope, the
@@ -28,7 +29,9 @@ use quanyu_connector_sdk::connector::{
     TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
-use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, Stage};
+use quanyu_connector_sdk::sandbox::orders::{
+    fen_text, mask_phone, RefundEntry, RefundStage, Stage,
+};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
@@ -200,6 +203,36 @@ impl TopSandbox {
     }
 }
 
+impl TopSandbox {
+    fn render_refund(&self, out: &mut String, e: &RefundEntry, corrupt: bool) {
+        let book = &self.inner.core.book;
+        let p = &book.world().purchases[e.purchase as usize];
+        let plan = book.refund_plan(e);
+        let ts = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid"));
+        let status = match e.stage(&plan) {
+            RefundStage::Asked => "WAIT_SELLER_AGREE",
+            RefundStage::Granted => "SUCCESS",
+            RefundStage::Refused => "CLOSED",
+        };
+        let _ = write!(
+            out,
+            r#"{{"refund_id":{rid},"tid":{tid},"oid":{oid},"total_fee":"{total}","refund_fee":"{fee}","status":"{status}","created":"{created}","modified":"{modified}","has_good_return":{goods}}}"#,
+            rid = book.refund_no(e),
+            tid = p.order_no,
+            oid = plan.line.map_or(p.order_no, |l| p.order_no * 10 + l as u64),
+            total = fen_text(book.lifecycle(e.purchase as usize).payment()),
+            fee = if corrupt {
+                "12,5".to_string()
+            } else {
+                fen_text(plan.amount)
+            },
+            created = ts(plan.asked),
+            modified = ts(e.modified),
+            goods = plan.line.is_some(),
+        );
+    }
+}
+
 fn top_error(
     code: u32,
     msg: &str,
@@ -314,7 +347,7 @@ async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: B
             )
         }
     };
-    if method != crate::INCREMENT_API && method != crate::DECRYPT_API {
+    if ![crate::INCREMENT_API, crate::DECRYPT_API, crate::REFUNDS_API].contains(&method) {
         return top_error(22, "Invalid Method", None, None, rid);
     }
     // Faults come after authentication, as the real gateway's flow control does.
@@ -350,7 +383,136 @@ async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: B
     if method == crate::DECRYPT_API {
         return oaid_decrypt(&sb, &get, rid);
     }
+    if method == crate::REFUNDS_API {
+        return refunds_receive_get(&sb, shop, &get, rid);
+    }
     increment_get(&sb, shop, &get, rid)
+}
+
+/// A list call's window and page: `fields`, `start_modified` and
+/// `end_modified` (at most one day apart, within three months), `page_no`,
+/// `page_size` (1–100) and `use_has_next`; or TOP's error answer.
+struct ListQuery {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    page_no: usize,
+    page_size: usize,
+    use_has_next: bool,
+}
+
+#[allow(clippy::result_large_err)] // the error is the answer, sent at once
+fn list_query<'a>(
+    sb: &TopSandbox,
+    get: &impl Fn(&str) -> Option<&'a str>,
+    rid: u64,
+) -> Result<ListQuery, Response> {
+    let invalid = |field: &str, msg: &str| {
+        top_error(
+            41,
+            "Invalid Arguments",
+            Some(&format!("isv.invalid-parameter:{field}")),
+            Some(msg),
+            rid,
+        )
+    };
+    let missing = |field: &str| {
+        top_error(
+            40,
+            "Missing Required Arguments",
+            Some(&format!("isv.missing-parameter:{field}")),
+            None,
+            rid,
+        )
+    };
+    if get("fields").is_none() {
+        return Err(missing("fields"));
+    }
+    let (Some(s), Some(e)) = (get("start_modified"), get("end_modified")) else {
+        return Err(missing("start_modified"));
+    };
+    let (Ok(start), Ok(end)) = (parse_beijing(s), parse_beijing(e)) else {
+        return Err(invalid(
+            "start_modified",
+            "时间格式错误，应为 yyyy-MM-dd HH:mm:ss",
+        ));
+    };
+    if end < start {
+        return Err(invalid(
+            "end_modified",
+            "end_modified不能早于start_modified",
+        ));
+    }
+    if end - start > Duration::days(1) {
+        return Err(invalid(
+            "end_modified",
+            "start_modified和end_modified的时间间隔不能超过一天",
+        ));
+    }
+    if start < sb.as_of() - Duration::days(90) {
+        return Err(invalid("start_modified", "只能查询三个月内的订单"));
+    }
+    let page_no: usize = match get("page_no").map(str::parse).unwrap_or(Ok(1)) {
+        Ok(n) if n >= 1 => n,
+        _ => return Err(invalid("page_no", "page_no必须大于0")),
+    };
+    let page_size: usize = match get("page_size").map(str::parse).unwrap_or(Ok(40)) {
+        Ok(n) if (1..=100).contains(&n) => n,
+        _ => return Err(invalid("page_size", "page_size必须在1到100之间")),
+    };
+    Ok(ListQuery {
+        start,
+        end,
+        page_no,
+        page_size,
+        use_has_next: get("use_has_next") == Some("true"),
+    })
+}
+
+impl ListQuery {
+    /// The `[from, to)` slice of `len` records this page holds, and the
+    /// one to corrupt.
+    fn slice(&self, sb: &TopSandbox, len: usize) -> (usize, usize, Option<usize>) {
+        sb.inner.core.page_slice(len, self.page_no, self.page_size)
+    }
+
+    /// The page's count field: `has_next` or `total_results`.
+    fn count(&self, out: &mut String, to: usize, len: usize) {
+        if self.use_has_next {
+            let _ = write!(out, r#""has_next":{},"#, to < len);
+        } else {
+            let _ = write!(out, r#""total_results":{len},"#);
+        }
+    }
+}
+
+/// `taobao.refunds.receive.get`: the refunds of the shop modified in the
+/// window, newest first, each on one sub-order (`oid`; the trade's id for
+/// a refund of the whole trade).
+fn refunds_receive_get<'a>(
+    sb: &TopSandbox,
+    shop: usize,
+    get: &impl Fn(&str) -> Option<&'a str>,
+    rid: u64,
+) -> Response {
+    let q = match list_query(sb, get, rid) {
+        Ok(q) => q,
+        Err(answer) => return answer,
+    };
+    let idx = sb.inner.core.book.snapshot();
+    let list = idx.refund_window(shop, q.start.timestamp(), q.end.timestamp());
+    let (from, to, corrupt_at) = q.slice(sb, list.len());
+    let mut out = String::with_capacity(64 + (to - from) * 300);
+    out.push_str(r#"{"refunds_receive_get_response":{"#);
+    q.count(&mut out, to, list.len());
+    out.push_str(r#""refunds":{"refund":["#);
+    for (k, e) in list[from..to].iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        sb.render_refund(&mut out, e, corrupt_at == Some(from + k));
+    }
+    let _ = write!(out, r#"]}},"request_id":"{rid:x}"}}}}"#);
+    json_response(out)
 }
 
 /// `taobao.top.oaid.decrypt`: `query_list` of at most 20 `{tid, oaid, scene}`.
@@ -410,75 +572,17 @@ fn increment_get<'a>(
     get: &impl Fn(&str) -> Option<&'a str>,
     rid: u64,
 ) -> Response {
-    let invalid = |field: &str, msg: &str| {
-        top_error(
-            41,
-            "Invalid Arguments",
-            Some(&format!("isv.invalid-parameter:{field}")),
-            Some(msg),
-            rid,
-        )
+    let q = match list_query(sb, get, rid) {
+        Ok(q) => q,
+        Err(answer) => return answer,
     };
-    if get("fields").is_none() {
-        return top_error(
-            40,
-            "Missing Required Arguments",
-            Some("isv.missing-parameter:fields"),
-            None,
-            rid,
-        );
-    }
-    let (Some(s), Some(e)) = (get("start_modified"), get("end_modified")) else {
-        return top_error(
-            40,
-            "Missing Required Arguments",
-            Some("isv.missing-parameter:start_modified"),
-            None,
-            rid,
-        );
-    };
-    let (Ok(start), Ok(end)) = (parse_beijing(s), parse_beijing(e)) else {
-        return invalid("start_modified", "时间格式错误，应为 yyyy-MM-dd HH:mm:ss");
-    };
-    if end < start {
-        return invalid("end_modified", "end_modified不能早于start_modified");
-    }
-    if end - start > Duration::days(1) {
-        return invalid(
-            "end_modified",
-            "start_modified和end_modified的时间间隔不能超过一天",
-        );
-    }
-    let as_of = sb.as_of();
-    if start < as_of - Duration::days(90) {
-        return invalid("start_modified", "只能查询三个月内的订单");
-    }
-    let page_no: usize = match get("page_no").map(str::parse).unwrap_or(Ok(1)) {
-        Ok(n) if n >= 1 => n,
-        _ => return invalid("page_no", "page_no必须大于0"),
-    };
-    let page_size: usize = match get("page_size").map(str::parse).unwrap_or(Ok(40)) {
-        Ok(n) if (1..=100).contains(&n) => n,
-        _ => return invalid("page_size", "page_size必须在1到100之间"),
-    };
-    let use_has_next = get("use_has_next") == Some("true");
-
     let idx = sb.inner.core.book.snapshot();
-    let list = idx.window(shop, start.timestamp(), end.timestamp());
-    let (lo, hi) = (0, list.len());
-    let total = hi;
-    let from = (lo + (page_no - 1) * page_size).min(hi);
-    let to = (from + page_size).min(hi);
-    let corrupt_at = (to > from && sb.inner.core.faults.draw_malformed())
-        .then(|| from + (rid as usize % (to - from)));
+    let list = idx.window(shop, q.start.timestamp(), q.end.timestamp());
+    let (from, to, corrupt_at) = q.slice(sb, list.len());
 
     let mut out = String::with_capacity(64 + (to - from) * 900);
     out.push_str(r#"{"trades_sold_increment_get_response":{"#);
-    if use_has_next {
-        let _ = write!(out, r#""has_next":{},"#, to < hi);
-    } else {
-        let _ = write!(out, r#""total_results":{total},"#);
-    }
+    q.count(&mut out, to, list.len());
     out.push_str(r#""trades":{"trade":["#);
     for (k, e) in list[from..to].iter().enumerate() {
         if k > 0 {
@@ -520,6 +624,7 @@ pub static KIT: KitSpec<crate::TaobaoConfig> = KitSpec {
         tokens: TokenFlow::Configured,
         clear_phones: ClearPhones::Some,
         masks: true,
+        one_line_per_order: false,
         official_sdk: Some(OfficialSdk {
             script: "tests/sdk_check.py",
             args: OfficialSdk::common_args,
@@ -541,6 +646,7 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::TaobaoConf
         window_minutes: 24 * 60,
         lookback_minutes: 60,
         initial_days: pull.initial_days,
+        refunds: pull.refunds,
         decrypt: pull.decrypt,
         decrypt_qps: 0,
         decrypt_scene: "2002".into(),

@@ -39,6 +39,10 @@ pub const LIST_API: &str = "/channels/ec/order/list/get";
 pub const GET_API: &str = "/channels/ec/order/get";
 /// Longest window the list takes.
 pub const MAX_WINDOW_DAYS: i64 = 7;
+/// The after-sale id list API.
+pub const AFTER_SALE_LIST_API: &str = "/channels/ec/aftersale/getaftersalelist";
+/// The API reading one after-sale order.
+pub const AFTER_SALE_GET_API: &str = "/channels/ec/aftersale/getaftersaleorder";
 
 quanyu_connector_sdk::market_config! {
     /// The shop accounts of one brand.
@@ -131,24 +135,26 @@ pub fn build_streams(
                 page_size: cfg.page_size,
                 details_at_once: cfg.details_at_once,
             };
-            Ok(OrderStream::new(
-                "wechat_shop",
-                &shop.id,
-                list,
-                Listing {
-                    api: LIST_API,
-                    paging: Paging::Cursor,
-                    max_window: Some(Duration::days(MAX_WINDOW_DAYS)),
-                    max_records: None,
-                },
-                plan,
+            let listing = |api| Listing {
+                api,
+                paging: Paging::Cursor,
+                max_window: Some(Duration::days(MAX_WINDOW_DAYS)),
+                max_records: None,
+            };
+            let refunds = cfg
+                .refunds
+                .then(|| (list.clone(), listing(AFTER_SALE_LIST_API)));
+            Ok(
+                OrderStream::new("wechat_shop", &shop.id, list, listing(LIST_API), plan)
+                    .with_refunds(refunds),
             )
-            .shared())
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().flatten().collect())
 }
 
-/// The orders of one shop account.
+/// The orders and after-sale orders of one shop account.
+#[derive(Clone)]
 struct Orders {
     client: ShopClient,
     token: Arc<ShopToken>,
@@ -157,40 +163,72 @@ struct Orders {
     details_at_once: usize,
 }
 
+/// An id list (`order_id_list`, `after_sale_order_id_list`) and its cursor.
 #[derive(Deserialize)]
 struct ListAnswer {
-    #[serde(default)]
+    #[serde(default, alias = "after_sale_order_id_list")]
     order_id_list: Vec<serde_json::Value>,
     next_key: Option<String>,
     has_more: Option<bool>,
 }
 
+/// One record's answer (`order`, `after_sale_order`).
 #[derive(Deserialize)]
 struct GetAnswer<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, alias = "after_sale_order")]
     order: Option<&'a RawValue>,
 }
 
+/// A list paged by id and cursor, each record then read whole.
+struct Kind<R> {
+    /// The id list API.
+    list: &'static str,
+    /// The API reading one record.
+    get: &'static str,
+    /// The field naming the record to `get`.
+    id_field: &'static str,
+    /// Its mapping.
+    map: fn(&str, &str, &PiiHasher) -> Result<R, Rejected>,
+}
+
+const ORDERS: Kind<MappedOrder> = Kind {
+    list: LIST_API,
+    get: GET_API,
+    id_field: "order_id",
+    map: mapping::map_order,
+};
+
+const AFTER_SALES: Kind<RefundRow> = Kind {
+    list: AFTER_SALE_LIST_API,
+    get: AFTER_SALE_GET_API,
+    id_field: "after_sale_order_id",
+    map: |raw, shop, _| mapping::map_after_sale(raw, shop),
+};
+
 impl Orders {
-    /// One order through `order/get`, mapped (or rejected with its text).
-    /// An order the shop lists but refuses to show (a bad request: gone,
-    /// or another shop's) is quarantined with the refusal, so one order
+    /// One record through `kind.get`, mapped (or rejected with its text).
+    /// A record the shop lists but refuses to show (a bad request: gone,
+    /// or another shop's) is quarantined with the refusal, so one record
     /// cannot stop the stream; every other failure fails the page.
-    async fn order(
+    async fn record<R>(
         &self,
+        kind: &Kind<R>,
         id: String,
         hasher: &PiiHasher,
-    ) -> Result<Result<MappedOrder, (Rejected, String)>, ConnectorError> {
-        let rctx = RequestContext::new("wechat_shop", Some(&self.shop), GET_API);
-        let params = serde_json::json!({ "order_id": id });
+    ) -> Result<Result<R, (Rejected, String)>, ConnectorError>
+    where
+        R: Send,
+    {
+        let rctx = RequestContext::new("wechat_shop", Some(&self.shop), kind.get);
+        let params = serde_json::json!({ kind.id_field: id });
         let read = self
             .client
-            .call_with(&rctx, GET_API, &self.token, &params, |body| {
-                let answer: GetAnswer = read_answer(&rctx, body, "order")?;
+            .call_with(&rctx, kind.get, &self.token, &params, |body| {
+                let answer: GetAnswer = read_answer(&rctx, body, "record")?;
                 let raw = answer.order.ok_or_else(|| {
-                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no order")
+                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no record")
                 })?;
-                Ok(mapping::map_order(raw.get(), &self.shop, hasher)
+                Ok((kind.map)(raw.get(), &self.shop, hasher)
                     .map_err(|r| (r, raw.get().to_string())))
             })
             .await;
@@ -198,28 +236,24 @@ impl Orders {
             Err(e) if e.kind == ErrorKind::InvalidRequest => Ok(Err((
                 Rejected::new(
                     Some(&id),
-                    format!("{GET_API} refused the listed order: {e}"),
+                    format!("{} refused the listed record: {e}", kind.get),
                 ),
                 params.to_string(),
             ))),
             other => other,
         }
     }
-}
 
-#[async_trait]
-impl OrderList for Orders {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
-    async fn page(
+    /// The page `at` of `kind`'s records updated in `window`: the ids,
+    /// then each record whole, `details_at_once` at a time, in list order.
+    async fn listed<R: Send>(
         &self,
+        kind: &Kind<R>,
         window: Window,
         at: PageAt<'_>,
         hasher: &PiiHasher,
-    ) -> Result<ListPage, ConnectorError> {
-        let rctx = RequestContext::new("wechat_shop", Some(&self.shop), LIST_API);
+    ) -> Result<ListPage<R>, ConnectorError> {
+        let rctx = RequestContext::new("wechat_shop", Some(&self.shop), kind.list);
         let cursor = at.cursor(&rctx)?;
         // Inclusive second bounds: [start, end - 1 s].
         let start = window.start.timestamp();
@@ -231,8 +265,8 @@ impl OrderList for Orders {
         });
         let list: ListAnswer = self
             .client
-            .call_with(&rctx, LIST_API, &self.token, &params, |body| {
-                read_answer(&rctx, body, "order list")
+            .call_with(&rctx, kind.list, &self.token, &params, |body| {
+                read_answer(&rctx, body, "id list")
             })
             .await?;
         let ids: Vec<String> = list
@@ -242,7 +276,7 @@ impl OrderList for Orders {
             .filter(|id| !id.is_empty())
             .collect();
         let records = futures::stream::iter(ids)
-            .map(|id| self.order(id, hasher))
+            .map(|id| self.record(kind, id, hasher))
             .buffered(self.details_at_once.max(1))
             .collect::<Vec<_>>()
             .await
@@ -264,6 +298,38 @@ impl OrderList for Orders {
             next,
             records,
         })
+    }
+}
+
+#[async_trait]
+impl RecordList for Orders {
+    fn http(&self) -> &ApiClient {
+        self.client.api()
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        hasher: &PiiHasher,
+    ) -> Result<ListPage, ConnectorError> {
+        self.listed(&ORDERS, window, at, hasher).await
+    }
+}
+
+#[async_trait]
+impl RecordList<RefundRow> for Orders {
+    fn http(&self) -> &ApiClient {
+        self.client.api()
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        hasher: &PiiHasher,
+    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+        self.listed(&AFTER_SALES, window, at, hasher).await
     }
 }
 

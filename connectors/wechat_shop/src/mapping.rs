@@ -1,8 +1,9 @@
 //! WeChat Channels shop order JSON (the `order` of
 //! `/channels/ec/order/get`) → canonical `orders` rows.
 
-use quanyu_connector_sdk::market::{int_of, phone_fields, text_of, MappedOrder, Rejected};
-use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher};
+use quanyu_connector_sdk::market::{int_of, lines_of, phone_fields, text_of, Line};
+use quanyu_connector_sdk::market::{MappedOrder, Rejected};
+use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher, RefundRow, RefundStatus};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +33,11 @@ struct Detail {
 #[derive(Debug, Deserialize)]
 struct Product {
     sku_cnt: Option<serde_json::Value>,
+    product_id: Option<serde_json::Value>,
+    sku_id: Option<serde_json::Value>,
+    title: Option<String>,
+    sale_price: Option<serde_json::Value>,
+    real_price: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,7 +89,7 @@ pub fn map_status(status: i64, paid: bool) -> Option<OrderStatus> {
 /// comes masked (`138****0000`) and is kept masked; a virtual number is
 /// not the receiver's and is dropped.
 pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrder, Rejected> {
-    let o: Order = Rejected::parse(raw, "WeChat shop")?;
+    let o: Order = Rejected::parse(raw, "WeChat shop order")?;
     let order_id = o
         .order_id
         .as_ref()
@@ -121,13 +127,31 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrde
             .filter(|f| *f >= 0)
             .ok_or_else(|| reject(format!("order_price: {v} is not an amount in fen")))?,
     };
-    let item_count = products
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|p| p.sku_cnt.as_ref().and_then(int_of).unwrap_or(1))
-        .sum::<i64>()
-        .clamp(0, i64::from(i32::MAX)) as i32;
+    let mut item_count = 0i64;
+    let mut lines = Vec::new();
+    // One line per SKU (the shop has no sub-order ids); prices in fen.
+    for (k, p) in products.unwrap_or_default().into_iter().enumerate() {
+        let n = p.sku_cnt.as_ref().and_then(int_of).unwrap_or(1);
+        item_count = item_count.saturating_add(n);
+        let fen = |what: &str, v: &Option<serde_json::Value>| match v {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => int_of(v).filter(|f| *f >= 0).map(Some).ok_or_else(|| {
+                reject(format!(
+                    "product_infos[{k}].{what}: {v} is not an amount in fen"
+                ))
+            }),
+        };
+        lines.push(Line {
+            price_fen: fen("sale_price", &p.sale_price)?,
+            amount_fen: fen("real_price", &p.real_price)?,
+            id: p.sku_id.as_ref().and_then(text_of),
+            sku: p.sku_id.as_ref().and_then(text_of),
+            item: p.product_id.as_ref().and_then(text_of),
+            title: p.title,
+            quantity: Some(n),
+        });
+    }
+    let item_count = item_count.clamp(0, i64::from(i32::MAX)) as i32;
     let address = delivery.and_then(|d| d.address_info);
     let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     // A virtual number is not the receiver's: dropped.
@@ -160,7 +184,106 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrde
         // Name and address come masked only; a mask tells nobody apart.
         receiver_hash: None,
     };
-    Ok(MappedOrder { row, cipher: None })
+    Ok(MappedOrder {
+        lines: lines_of(&row, lines),
+        row,
+        cipher: None,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct AfterSale {
+    after_sale_order_id: Option<serde_json::Value>,
+    order_id: Option<serde_json::Value>,
+    status: Option<String>,
+    #[serde(default)]
+    product_info: Option<AfterSaleProduct>,
+    #[serde(default)]
+    refund_info: Option<RefundInfo>,
+    create_time: Option<serde_json::Value>,
+    update_time: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AfterSaleProduct {
+    sku_id: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RefundInfo {
+    amount: Option<serde_json::Value>,
+}
+
+/// Map a Channels shop after-sale `status` into the closed vocabulary:
+/// the refund-success states are succeeded; cancelled, rejected, closed
+/// and failed ones closed; the waiting ones pending.
+pub fn map_after_sale_status(status: &str) -> Option<RefundStatus> {
+    Some(match status {
+        "MERCHANT_PROCESSING"
+        | "USER_WAIT_RETURN"
+        | "MERCHANT_WAIT_RECEIPT"
+        | "PLATFORM_REFUNDING"
+        | "USER_WAIT_CONFIRM"
+        | "MERCHANT_OVERDUE_REFUND"
+        | "MERCHANT_REFUND_RETRY_FAIL"
+        | "USER_WAIT_CONFIRM_UPDATE" => RefundStatus::Pending,
+        "MERCHANT_REFUND_SUCCESS" | "MERCHANT_RETURN_SUCCESS" => RefundStatus::Succeeded,
+        "USER_CANCELD"
+        | "MERCHANT_REJECT_REFUND"
+        | "MERCHANT_REJECT_RETURN"
+        | "RETURN_CLOSED"
+        | "PLATFORM_REFUND_FAIL"
+        | "MERCHANT_FAIL" => RefundStatus::Closed,
+        _ => return None,
+    })
+}
+
+/// Map one after-sale order of `shop` (`aftersale/getaftersaleorder`:
+/// amount in fen, times in unix seconds); its SKU is the line.
+pub fn map_after_sale(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
+    let a: AfterSale = Rejected::parse(raw, "WeChat shop after-sale")?;
+    let refund_id = a
+        .after_sale_order_id
+        .as_ref()
+        .and_then(text_of)
+        .ok_or_else(|| Rejected::new(None, "refund has no after_sale_order_id"))?;
+    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
+    let order_id = a
+        .order_id
+        .as_ref()
+        .and_then(text_of)
+        .ok_or_else(|| reject("after-sale has no order_id".into()))?;
+    let platform_status = a
+        .status
+        .ok_or_else(|| reject("after-sale has no status".into()))?;
+    let status = map_after_sale_status(&platform_status)
+        .ok_or_else(|| reject(format!("unknown after-sale status {platform_status:?}")))?;
+    let refund_fen = match a.refund_info.and_then(|r| r.amount) {
+        None | Some(serde_json::Value::Null) => 0,
+        Some(v) => int_of(&v)
+            .filter(|f| *f >= 0)
+            .ok_or_else(|| reject(format!("refund_info.amount: {v} is not an amount in fen")))?,
+    };
+    let time = |name: &str, v: &Option<serde_json::Value>| {
+        v.as_ref()
+            .and_then(int_of)
+            .and_then(|t| quanyu_schemas::time::from_unix_seconds(t).ok())
+            .ok_or_else(|| reject(format!("{name}: not a unix time")))
+    };
+    Ok(RefundRow {
+        channel: Channel::WechatShop,
+        shop_id: shop.to_string(),
+        created_at: time("create_time", &a.create_time)?,
+        updated_at: time("update_time", &a.update_time)?,
+        line_id: a
+            .product_info
+            .and_then(|p| p.sku_id.as_ref().and_then(text_of)),
+        refund_id,
+        order_id,
+        status,
+        platform_status,
+        refund_fen,
+    })
 }
 
 #[cfg(test)]
@@ -182,6 +305,33 @@ mod tests {
           "delivery_info":{"address_info":{"user_name":"陈*","tel_number":"139****5678","province_name":"广东省",
             "city_name":"深圳市","county_name":"南山区","detail_info":"科技园****","use_tel_number":0}}}}"#;
 
+    /// An after-sale order: its order, SKU as the line, status and amount
+    /// in fen; a negative amount is rejected with its id.
+    #[test]
+    fn maps_an_after_sale() {
+        let raw = r#"{"after_sale_order_id":"4000000001","order_id":"3704612354559743232","status":"MERCHANT_REFUND_SUCCESS",
+            "product_info":{"product_id":"1","sku_id":"2","count":1},"refund_info":{"amount":4500},
+            "create_time":1773817700,"update_time":1773904100}"#;
+        let r = map_after_sale(raw, "store").unwrap();
+        assert_eq!(
+            (
+                r.order_id.as_str(),
+                r.line_id.as_deref(),
+                r.status,
+                r.refund_fen
+            ),
+            (
+                "3704612354559743232",
+                Some("2"),
+                RefundStatus::Succeeded,
+                4500
+            )
+        );
+        let e = map_after_sale(&raw.replace("4500", "-1"), "s").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("4000000001"));
+        assert!(map_after_sale(&raw.replace("MERCHANT_REFUND_SUCCESS", "NEW"), "s").is_err());
+    }
+
     #[test]
     fn maps_an_order() {
         let m = map_order(ORDER, "store", &hasher()).unwrap();
@@ -191,6 +341,18 @@ mod tests {
         assert_eq!(r.platform_status, "status=20");
         assert_eq!(r.amount_fen, 9820);
         assert_eq!(r.item_count, 3);
+        assert_eq!(
+            m.lines
+                .iter()
+                .map(|l| (
+                    l.line_id.as_str(),
+                    l.item_id.as_deref(),
+                    l.quantity,
+                    l.amount_fen
+                ))
+                .collect::<Vec<_>>()[0],
+            ("2", Some("1"), 2, 9000)
+        );
         assert_eq!(r.buyer_id.as_deref(), Some("oZ0a45xyzOpenId"));
         assert_eq!(
             r.buyer_unionid.as_deref(),

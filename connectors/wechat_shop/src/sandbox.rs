@@ -34,7 +34,7 @@ use quanyu_connector_sdk::connector::{
     TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
-use quanyu_connector_sdk::sandbox::orders::{mask_phone, Stage};
+use quanyu_connector_sdk::sandbox::orders::{mask_phone, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::{mask_address, mask_name, WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{Fault, FaultConfig};
@@ -46,7 +46,7 @@ use crate::client::{
     CODE_BAD_APPID, CODE_BAD_CREDENTIAL, CODE_BAD_SECRET, CODE_BUSY, CODE_PARAM,
     CODE_TOKEN_EXPIRED, CODE_TOO_FREQUENT, TOKEN_PATH,
 };
-use crate::{GET_API, LIST_API};
+use crate::{AFTER_SALE_GET_API, AFTER_SALE_LIST_API, GET_API, LIST_API};
 
 /// The errcode for a `next_key` sent with other filters than its page's.
 pub const CODE_CURSOR_FILTERS: i64 = 606_006;
@@ -161,6 +161,8 @@ impl WechatShopSandbox {
             .route(TOKEN_PATH, post(token_route))
             .route(LIST_API, post(list_route))
             .route(GET_API, post(get_route))
+            .route(AFTER_SALE_LIST_API, post(after_sale_list_route))
+            .route(AFTER_SALE_GET_API, post(after_sale_get_route))
             .with_state(self.clone())
     }
 
@@ -524,6 +526,120 @@ async fn get_route(
     json_response(json!({"errcode": 0, "errmsg": "ok", "order": sb.render_order(i, ev, corrupt)}))
 }
 
+/// `POST /channels/ec/aftersale/getaftersalelist`: the ids of the
+/// account's after-sale orders updated in `update_time_range`, newest
+/// first, `page_size` at most 100, then `next_key` while `has_more`.
+async fn after_sale_list_route(
+    State(sb): State<WechatShopSandbox>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (shop, params) = match admit(&sb, q.as_deref(), &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (lo, hi) = match range(&params, "update_time_range") {
+        Ok(Some(r)) => r,
+        Ok(None) => return error(CODE_PARAM, "update_time_range required"),
+        Err((code, msg)) => return error(code, msg),
+    };
+    let size = match params.get("page_size").map(serde_json::Value::as_i64) {
+        None => 10,
+        Some(Some(n @ 1..=100)) => n as usize,
+        Some(_) => return error(CODE_PARAM, "page_size must be 1 to 100"),
+    };
+    let fingerprint =
+        quanyu_connector_sdk::sandbox::seed::mix((lo as u64) ^ (hi as u64).rotate_left(17));
+    let after = match params.get("next_key").and_then(serde_json::Value::as_str) {
+        None | Some("") => None,
+        Some(k) => match parse_key(k) {
+            Some((f, m, r)) if f == fingerprint => Some((m, r)),
+            Some(_) => return error(CODE_CURSOR_FILTERS, "params differ from previous page"),
+            None => return error(CODE_PARAM, "invalid next_key"),
+        },
+    };
+    let book = &sb.inner.core.book;
+    let snap = book.snapshot();
+    let mut list: Vec<(i64, u64)> = snap
+        .refund_window(shop, lo.max(0), hi)
+        .iter()
+        .map(|e| (e.modified, book.refund_no(e)))
+        .collect();
+    list.sort_unstable_by(|a, b| b.cmp(a));
+    let start = after.map_or(0, |key| list.partition_point(|x| *x >= key));
+    let page = &list[start..(start + size).min(list.len())];
+    let has_more = start + page.len() < list.len();
+    let ids: Vec<String> = page.iter().map(|&(_, r)| r.to_string()).collect();
+    let next_key = page
+        .last()
+        .map(|&(m, r)| format!("{fingerprint:x}.{m}.{r}"))
+        .unwrap_or_default();
+    json_response(json!({
+        "errcode": 0, "errmsg": "ok", "after_sale_order_id_list": ids, "next_key": next_key, "has_more": has_more,
+    }))
+}
+
+/// `POST /channels/ec/aftersale/getaftersaleorder`: one after-sale order
+/// of the account.
+async fn after_sale_get_route(
+    State(sb): State<WechatShopSandbox>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (shop, params) = match admit(&sb, q.as_deref(), &headers, &body).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Some(id) = params
+        .get("after_sale_order_id")
+        .and_then(quanyu_connector_sdk::market::text_of)
+    else {
+        return error(CODE_PARAM, "after_sale_order_id required");
+    };
+    let book = &sb.inner.core.book;
+    let snap = book.snapshot();
+    let Some(e) = snap.refunds_per_shop[shop]
+        .iter()
+        .find(|e| book.refund_no(e).to_string() == id)
+    else {
+        return error(CODE_PARAM, "after sale order not found");
+    };
+    let plan = book.refund_plan(e);
+    let world = sb.world();
+    let p = &world.purchases[e.purchase as usize];
+    let status = match e.stage(&plan) {
+        RefundStage::Asked => "MERCHANT_PROCESSING",
+        RefundStage::Granted => "MERCHANT_REFUND_SUCCESS",
+        RefundStage::Refused => "MERCHANT_REJECT_REFUND",
+    };
+    let lc = book.lifecycle(e.purchase as usize);
+    let product = plan.line.map(|l| {
+        let price = lc.items[l].1;
+        json!({
+            "product_id": (10_000_000_000 + price % 997 + l as i64).to_string(),
+            "sku_id": (20_000_000_000 + price % 991 + l as i64).to_string(),
+            "count": lc.items[l].0,
+        })
+    });
+    let amount = if sb.inner.core.faults.draw_malformed() {
+        json!(-1)
+    } else {
+        json!(plan.amount)
+    };
+    json_response(json!({"errcode": 0, "errmsg": "ok", "after_sale_order": {
+        "after_sale_order_id": id,
+        "order_id": world.order_id(p),
+        "status": status,
+        "type": if plan.line.is_some() { "RETURN" } else { "REFUND" },
+        "product_info": product,
+        "refund_info": {"amount": amount},
+        "create_time": plan.asked,
+        "update_time": e.modified,
+    }}))
+}
+
 /// How the demo, `quanyu sandbox` and the shared suite start and pull this
 /// sandbox.
 pub static KIT: KitSpec<crate::WechatShopConfig> = KitSpec {
@@ -551,6 +667,7 @@ pub static KIT: KitSpec<crate::WechatShopConfig> = KitSpec {
         tokens: TokenFlow::AppGrant(TOKEN_PATH),
         clear_phones: ClearPhones::None,
         masks: true,
+        one_line_per_order: false,
         // No PyPI package calls `/channels/ec/*` (wechatpy has no such
         // module); the official SDKs are Java, .NET, Go and PHP.
         official_sdk: None,
@@ -568,6 +685,7 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::WechatShop
         window_minutes: 24 * 60,
         lookback_minutes: 30,
         initial_days: pull.initial_days,
+        refunds: pull.refunds,
         shops: ann
             .shops
             .iter()

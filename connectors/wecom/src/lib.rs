@@ -169,6 +169,7 @@ impl Stream for WecomContacts {
                 let batch = (!builder.is_empty()).then(|| builder.finish());
                 sink.page(NormalizedPage {
                     batch,
+                    extra: Vec::new(),
                     quarantine,
                     records_in: n,
                 })

@@ -34,6 +34,10 @@ pub const DEFAULT_GATEWAY: &str = "https://open.youzanyun.com";
 pub const TRADES_API: &str = "youzan.trades.sold.get";
 /// Its version (4.0.4 returns `yz_open_id`, not the old `buyer_id`).
 pub const TRADES_VERSION: &str = "4.0.4";
+/// The refund list API.
+pub const REFUNDS_API: &str = "youzan.trade.refund.search";
+/// Its version.
+pub const REFUNDS_VERSION: &str = "1.0.0";
 /// The batch decrypt API.
 pub const DECRYPT_API: &str = "youzan.cloud.secret.decrypt.batch";
 /// Its version.
@@ -135,25 +139,31 @@ pub fn build_streams(
                 shop: shop.id.clone(),
                 page_size: cfg.page_size,
             };
-            Ok(OrderStream::new(
-                "youzan",
-                &shop.id,
-                list,
-                Listing {
-                    api: TRADES_API,
-                    paging: Paging::backward(1, cfg.page_size),
-                    max_window: Some(Duration::days(MAX_WINDOW_DAYS)),
-                    max_records: Some(MAX_DEPTH.min(MAX_PAGE_NO * u64::from(cfg.page_size))),
-                },
-                plan,
-            )
-            .decrypting(decrypt, DECRYPT_BATCH)
-            .shared())
+            let trades = Listing {
+                api: TRADES_API,
+                paging: Paging::backward(1, cfg.page_size),
+                max_window: Some(Duration::days(MAX_WINDOW_DAYS)),
+                max_records: Some(MAX_DEPTH.min(MAX_PAGE_NO * u64::from(cfg.page_size))),
+            };
+            let refunds = cfg.refunds.then(|| {
+                let listing = Listing {
+                    api: REFUNDS_API,
+                    max_window: Some(Duration::days(90)),
+                    max_records: None,
+                    ..trades
+                };
+                (list.clone(), listing)
+            });
+            Ok(OrderStream::new("youzan", &shop.id, list, trades, plan)
+                .decrypting(decrypt, DECRYPT_BATCH)
+                .with_refunds(refunds))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(|v| v.into_iter().flatten().collect())
 }
 
-/// The trade list of one shop.
+/// The trade and refund lists of one shop.
+#[derive(Clone)]
 struct Trades {
     client: YouzanClient,
     token: Arc<ShopToken>,
@@ -175,7 +185,7 @@ struct ListData<'a> {
 }
 
 #[async_trait]
-impl OrderList for Trades {
+impl RecordList for Trades {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
@@ -212,6 +222,59 @@ impl OrderList for Trades {
                         data.full_order_info_list.unwrap_or_default(),
                         |raw| mapping::map_order(raw, &self.shop, hasher),
                     ),
+                })
+            })
+            .await
+    }
+}
+
+#[derive(Deserialize)]
+struct RefundAnswer<'a> {
+    #[serde(borrow)]
+    data: Option<RefundData<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RefundData<'a> {
+    total: Option<u64>,
+    #[serde(borrow, default)]
+    refunds: Option<Vec<&'a RawValue>>,
+}
+
+#[async_trait]
+impl RecordList<RefundRow> for Trades {
+    fn http(&self) -> &ApiClient {
+        self.client.api()
+    }
+
+    async fn page(
+        &self,
+        window: Window,
+        at: PageAt<'_>,
+        _hasher: &PiiHasher,
+    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let start = window.start;
+        let end = (window.end - Duration::seconds(1)).max(start);
+        let rctx = RequestContext::new("youzan", Some(&self.shop), REFUNDS_API);
+        let params = serde_json::json!({
+            "update_time_start": format_beijing(start),
+            "update_time_end": format_beijing(end),
+            "page_no": at.number(&rctx)?,
+            "page_size": self.page_size,
+        });
+        let method = format!("{REFUNDS_API}/{REFUNDS_VERSION}");
+        self.client
+            .call_with(&rctx, &method, &self.token, &params, |body| {
+                let answer: RefundAnswer = read_answer(&rctx, body, "refund list")?;
+                let data = answer.data.ok_or_else(|| {
+                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
+                })?;
+                Ok(ListPage {
+                    total: Some(data.total.unwrap_or(0)),
+                    next: None,
+                    records: ListPage::mapped(data.refunds.unwrap_or_default(), |raw| {
+                        mapping::map_refund(raw, &self.shop)
+                    }),
                 })
             })
             .await

@@ -1,9 +1,10 @@
 //! Youzan order JSON (one `full_order_info_list` element of
 //! `youzan.trades.sold.get` 4.0.4) → canonical `orders` rows.
 
-use quanyu_connector_sdk::market::{int_of, phone_fields, MappedOrder, Rejected};
-use quanyu_schemas::time::{parse_beijing, yuan_to_fen};
-use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher};
+use quanyu_connector_sdk::market::{self as kit, int_of, phone_fields, text_of, yuan_of};
+use quanyu_connector_sdk::market::{MappedOrder, Rejected};
+use quanyu_schemas::time::parse_beijing;
+use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher, RefundRow};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +49,12 @@ struct PayInfo {
 #[derive(Debug, Deserialize)]
 struct Line {
     num: Option<serde_json::Value>,
+    oid: Option<serde_json::Value>,
+    item_id: Option<serde_json::Value>,
+    sku_id: Option<serde_json::Value>,
+    title: Option<String>,
+    price: Option<serde_json::Value>,
+    payment: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,7 +99,7 @@ pub fn is_cipher(v: &str) -> bool {
 /// phone (or, without one, the buyer's) comes as ciphertext: it is handed
 /// back for the decrypt API and never stored; a phone in clear is hashed.
 pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrder, Rejected> {
-    let e: Element = Rejected::parse(raw, "Youzan")?;
+    let e: Element = Rejected::parse(raw, "Youzan order")?;
     let full = e
         .full_order_info
         .ok_or_else(|| Rejected::missing("full_order_info"))?;
@@ -126,25 +133,35 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrde
     let platform_status = format!("{status_text};refund_state={refund_state}");
     let status = map_status(status_text, refund_state, paid_at.is_some())
         .ok_or_else(|| reject(format!("unknown order status {platform_status:?}")))?;
-    let amount_fen = match full.pay_info.and_then(|p| p.payment) {
-        None | Some(serde_json::Value::Null) => 0,
-        Some(serde_json::Value::String(s)) if s.trim().is_empty() => 0,
-        Some(serde_json::Value::String(s)) => {
-            yuan_to_fen(&s).map_err(|e| reject(format!("payment: {e}")))?
-        }
-        Some(v @ serde_json::Value::Number(_)) => {
-            yuan_to_fen(&v.to_string()).map_err(|e| reject(format!("payment: {e}")))?
-        }
-        Some(_) => return Err(reject("payment: not an amount".into())),
-    };
-    let item_count = full
-        .orders
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|l| l.num.as_ref().and_then(int_of).unwrap_or(1))
-        .sum::<i64>()
-        .clamp(0, i64::from(i32::MAX)) as i32;
+    let amount_fen = yuan_of(
+        &full
+            .pay_info
+            .and_then(|p| p.payment)
+            .unwrap_or(serde_json::Value::Null),
+    )
+    .map_err(|e| reject(format!("payment: {e}")))?
+    .unwrap_or(0);
+    let mut item_count = 0i64;
+    let mut lines = Vec::new();
+    for (k, l) in full.orders.unwrap_or_default().into_iter().enumerate() {
+        let n = l.num.as_ref().and_then(int_of).unwrap_or(1);
+        item_count = item_count.saturating_add(n);
+        let money = |what: &str, v: &Option<serde_json::Value>| {
+            yuan_of(v.as_ref().unwrap_or(&serde_json::Value::Null))
+                .map_err(|e| reject(format!("orders[{k}].{what}: {e}")))
+        };
+        lines.push(kit::Line {
+            price_fen: money("price", &l.price)?,
+            amount_fen: money("payment", &l.payment)?,
+            id: l.oid.as_ref().and_then(text_of),
+            item: l.item_id.as_ref().and_then(text_of),
+            // Youzan's sku_id is 0 for an item without SKUs.
+            sku: l.sku_id.as_ref().and_then(text_of).filter(|s| s != "0"),
+            title: l.title,
+            quantity: Some(n),
+        });
+    }
+    let item_count = item_count.clamp(0, i64::from(i32::MAX)) as i32;
     let buyer = full.buyer_info;
     let address = full.address_info;
     let phone = address
@@ -185,7 +202,66 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrde
         buyer_unionid: None,
         receiver_hash: None,
     };
-    Ok(MappedOrder { row, cipher })
+    Ok(MappedOrder {
+        lines: kit::lines_of(&row, lines),
+        row,
+        cipher,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct Refund {
+    refund_id: Option<serde_json::Value>,
+    tid: Option<String>,
+    oid: Option<serde_json::Value>,
+    status: Option<String>,
+    refund_fee: Option<serde_json::Value>,
+    created: Option<String>,
+    modified: Option<String>,
+}
+
+/// Map one raw refund of `shop` (`youzan.trade.refund.search`: `refund_fee`
+/// in yuan, TOP-style status words); one naming a sub-order has it as its
+/// line.
+pub fn map_refund(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
+    let r: Refund = Rejected::parse(raw, "Youzan refund")?;
+    let refund_id = r
+        .refund_id
+        .as_ref()
+        .and_then(text_of)
+        .ok_or_else(|| Rejected::new(None, "refund has no refund_id"))?;
+    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
+    let order_id = r
+        .tid
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| reject("refund has no tid".into()))?;
+    let platform_status = r
+        .status
+        .ok_or_else(|| reject("refund has no status".into()))?;
+    let status = kit::top_refund_status(&platform_status)
+        .ok_or_else(|| reject(format!("unknown refund status {platform_status:?}")))?;
+    let refund_fen = yuan_of(r.refund_fee.as_ref().unwrap_or(&serde_json::Value::Null))
+        .map_err(|e| reject(format!("refund_fee: {e}")))?
+        .unwrap_or(0);
+    let time = |name: &str, v: Option<String>| {
+        parse_beijing(
+            v.as_deref()
+                .ok_or_else(|| reject(format!("refund has no {name}")))?,
+        )
+        .map_err(|e| reject(format!("{name}: {e}")))
+    };
+    Ok(RefundRow {
+        channel: Channel::Youzan,
+        shop_id: shop.to_string(),
+        created_at: time("created", r.created)?,
+        updated_at: time("modified", r.modified)?,
+        line_id: r.oid.as_ref().and_then(text_of),
+        refund_id,
+        order_id,
+        status,
+        platform_status,
+        refund_fen,
+    })
 }
 
 #[cfg(test)]
@@ -226,6 +302,35 @@ mod tests {
         assert_eq!(r.created_at.to_rfc3339(), "2026-03-18T07:08:48+00:00");
         assert_eq!(r.city.as_deref(), Some("深圳市"));
         assert_eq!(r.receiver_hash, None);
+        let l = &m.lines;
+        assert_eq!(
+            l.iter()
+                .map(|l| (
+                    l.line_id.as_str(),
+                    l.quantity,
+                    l.unit_price_fen,
+                    l.amount_fen
+                ))
+                .collect::<Vec<_>>(),
+            [("1", 2, Some(4500), 8820), ("2", 1, None, 1000)]
+        );
+    }
+
+    /// A refund names its trade and, for an after-sale on one item, the
+    /// sub-order; a bad fee is rejected with the refund's id.
+    #[test]
+    fn maps_a_refund() {
+        let raw = r#"{"refund_id":"201903081210000000001","tid":"E20260318150848096300018","oid":"1",
+            "status":"SUCCESS","refund_fee":"45.00","created":"2026-03-20 10:00:00","modified":"2026-03-21 10:00:00"}"#;
+        let r = map_refund(raw, "mall").unwrap();
+        assert_eq!(
+            (r.order_id.as_str(), r.line_id.as_deref(), r.refund_fen),
+            ("E20260318150848096300018", Some("1"), 4500)
+        );
+        assert_eq!(r.status, quanyu_schemas::RefundStatus::Succeeded);
+        let e = map_refund(&raw.replace("\"45.00\"", "\"12,5\""), "s").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("201903081210000000001"));
+        assert!(e.reason.starts_with("refund_fee"), "{}", e.reason);
     }
 
     #[test]

@@ -36,7 +36,7 @@ use quanyu_connector_sdk::connector::{
     TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::market::MarketCore;
-use quanyu_connector_sdk::sandbox::orders::{fen_text, Stage};
+use quanyu_connector_sdk::sandbox::orders::{fen_text, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
 use quanyu_connector_sdk::sandbox::{Fault, FaultConfig};
@@ -49,7 +49,9 @@ use crate::client::{
     API_PARAM, API_TIMEOUT, API_WINDOW, AUTH_BAD_APP, AUTH_NO_CLIENT, GW_ILLEGAL_TOKEN, GW_NO_API,
     GW_NO_TOKEN, GW_SYSTEM, GW_THROTTLED, GW_TOKEN_EXPIRED, TOKEN_PATH,
 };
-use crate::{DECRYPT_API, DECRYPT_VERSION, TRADES_API, TRADES_VERSION};
+use crate::{
+    DECRYPT_API, DECRYPT_VERSION, REFUNDS_API, REFUNDS_VERSION, TRADES_API, TRADES_VERSION,
+};
 
 /// What the sandbox accepts and serves.
 #[derive(Debug, Clone)]
@@ -357,7 +359,9 @@ async fn api_route(
     core.count_request();
     let known = matches!(
         (name.as_str(), version.as_str()),
-        (TRADES_API, TRADES_VERSION) | (DECRYPT_API, DECRYPT_VERSION)
+        (TRADES_API, TRADES_VERSION)
+            | (DECRYPT_API, DECRYPT_VERSION)
+            | (REFUNDS_API, REFUNDS_VERSION)
     );
     if !known {
         return gateway_error(GW_NO_API, "api不存在或版本不存在");
@@ -389,11 +393,58 @@ async fn api_route(
         Some(Fault::TokenExpired) => return gateway_error(GW_TOKEN_EXPIRED, "请求凭证过期"),
         None => {}
     }
-    if name == DECRYPT_API {
-        decrypt(&sb, &params)
-    } else {
-        trades(&sb, shop, &params)
+    match name.as_str() {
+        DECRYPT_API => decrypt(&sb, &params),
+        REFUNDS_API => refunds(&sb, shop, &params),
+        _ => trades(&sb, shop, &params),
     }
+}
+
+/// `youzan.trade.refund.search`: the shop's refunds updated between
+/// `update_time_start` and `update_time_end` (both, at most 90 days
+/// apart), newest first, 1-based pages of at most 100.
+fn refunds(sb: &YouzanSandbox, shop: usize, params: &serde_json::Value) -> Response {
+    let (Ok(Some(start)), Ok(Some(end))) = (
+        beijing_param(params, "update_time_start"),
+        beijing_param(params, "update_time_end"),
+    ) else {
+        return api_error(API_PARAM, "update_time_start和update_time_end必须同时传入");
+    };
+    if end < start || end - start > 90 * 86_400 {
+        return api_error(API_WINDOW, "查询时间跨度不能超过90天");
+    }
+    let int = |k: &str| params.get(k).and_then(quanyu_connector_sdk::market::int_of);
+    let (page, size) = (int("page_no").unwrap_or(1), int("page_size").unwrap_or(20));
+    if page < 1 || !(1..=100).contains(&size) {
+        return api_error(API_PARAM, "page_no从1开始，每页最多显示100条数据");
+    }
+    let core = &sb.inner.core;
+    let idx = core.book.snapshot();
+    let list = idx.refund_window(shop, start, end);
+    let (from, to, corrupt_at) = core.page_slice(list.len(), page as usize, size as usize);
+    let ts = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid"));
+    let rows: Vec<serde_json::Value> = (from..to)
+        .map(|k| {
+            let e = &list[k];
+            let plan = core.book.refund_plan(e);
+            let p = &sb.world().purchases[e.purchase as usize];
+            let status = match e.stage(&plan) {
+                RefundStage::Asked => "WAIT_SELLER_AGREE",
+                RefundStage::Granted => "SUCCESS",
+                RefundStage::Refused => "CLOSED",
+            };
+            json!({
+                "refund_id": core.book.refund_no(e).to_string(),
+                "tid": sb.world().order_id(p),
+                "oid": plan.line.map(|l| format!("{}{l:02}", p.order_no % 1_000_000_000_000)),
+                "status": status,
+                "refund_fee": if corrupt_at == Some(k) { "12,5".to_string() } else { fen_text(plan.amount) },
+                "created": ts(plan.asked),
+                "modified": ts(e.modified),
+            })
+        })
+        .collect();
+    success(json!({ "total": list.len(), "refunds": rows }))
 }
 
 /// A Beijing `yyyy-MM-dd HH:mm:ss` parameter: `None` when absent, an error
@@ -445,10 +496,7 @@ fn trades(sb: &YouzanSandbox, shop: usize, params: &serde_json::Value) -> Respon
     let idx = core.book.snapshot();
     let list = idx.window(shop, start.max(0), end);
     let total = list.len();
-    let from = (((page - 1) * size) as usize).min(total);
-    let to = (from + size as usize).min(total);
-    let corrupt_at = (to > from && core.faults.draw_malformed())
-        .then(|| from + (core.requests() as usize) % (to - from));
+    let (from, to, corrupt_at) = core.page_slice(total, page as usize, size as usize);
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| {
             let e = list[k];
@@ -522,6 +570,7 @@ pub static KIT: KitSpec<crate::YouzanConfig> = KitSpec {
         tokens: TokenFlow::AppGrant(TOKEN_PATH),
         clear_phones: ClearPhones::None,
         masks: false,
+        one_line_per_order: false,
         // Youzan publishes no Python SDK (PyPI `youzan` is the retired
         // 口袋通 API).
         official_sdk: None,
@@ -540,6 +589,7 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::YouzanConf
         window_minutes: 6 * 60,
         lookback_minutes: 30,
         initial_days: pull.initial_days,
+        refunds: pull.refunds,
         decrypt: pull.decrypt,
         shops: ann
             .shops

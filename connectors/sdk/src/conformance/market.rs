@@ -16,7 +16,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use quanyu_schemas::{LakeKey, PiiHasher};
+use quanyu_schemas::{LakeKey, PiiHasher, TableKind};
 
 use super::{fast_retry_policy, run_all, Harness, Key, MemoryLake, Running};
 use crate::connector::{
@@ -24,6 +24,7 @@ use crate::connector::{
     SandboxKit, SandboxPull, TokenFlow,
 };
 use crate::sandbox::market::MarketCore;
+use crate::sandbox::orders::RefundStage;
 use crate::sandbox::world::{WorldConfig, WorldShop};
 use crate::sandbox::{loopback_any_port, FaultConfig, SandboxHandle};
 use crate::secret::Secret;
@@ -47,6 +48,8 @@ pub struct Started {
     pub handle: SandboxHandle,
     /// What it announced: URL, credentials, shops and their tokens.
     pub announcement: SandboxAnnouncement,
+    /// How many days its world spans.
+    pub days: i64,
 }
 
 impl Started {
@@ -59,11 +62,22 @@ impl Started {
         faults: FaultConfig,
         orders: usize,
     ) -> Self {
+        Self::start_over(connector, faults, orders, WORLD_DAYS).await
+    }
+
+    /// [`Started::start`] over a world spanning `days` days (after-sale
+    /// requests come days after an order is finished).
+    pub async fn start_over(
+        connector: &'static dyn Connector,
+        faults: FaultConfig,
+        orders: usize,
+        days: i64,
+    ) -> Self {
         let kit = Self::kit_of(connector);
         let as_of = Utc::now() - Duration::minutes(10);
         let mut world = WorldConfig::demo(as_of, orders);
-        world.start = as_of - Duration::days(WORLD_DAYS);
-        world.days = WORLD_DAYS;
+        world.start = as_of - Duration::days(days);
+        world.days = days;
         world.shops = WorldShop::only(connector.channel());
         let sandbox = kit.create(world, as_of, faults);
         let handle = sandbox
@@ -76,6 +90,7 @@ impl Started {
             sandbox,
             handle,
             announcement,
+            days,
         }
     }
 
@@ -105,12 +120,16 @@ impl Started {
 
     /// Streams signing with wrong secrets.
     pub fn streams_with_wrong_secrets(&self) -> Vec<Arc<dyn Stream>> {
+        self.wrong_streams(SandboxPull::default())
+    }
+
+    fn wrong_streams(&self, pull: SandboxPull) -> Vec<Arc<dyn Stream>> {
         let mut wrong = self.announcement.clone();
         wrong.app_secret = "wrong-app-secret".into();
         if wrong.sign_secret.is_some() {
             wrong.sign_secret = Some("wrong-sign-secret".into());
         }
-        self.streams_for(&wrong, SandboxPull::default(), &setup())
+        self.streams_for(&wrong, pull, &setup())
     }
 
     fn streams_for(
@@ -120,7 +139,7 @@ impl Started {
         setup: &ConnectorSetup,
     ) -> Vec<Arc<dyn Stream>> {
         let pull = SandboxPull {
-            initial_days: WORLD_DAYS + 1,
+            initial_days: self.days + 1,
             ..pull
         };
         Self::kit_of(self.connector)
@@ -204,6 +223,75 @@ impl Started {
     }
 }
 
+/// The refund streams of a connector's sandbox, as a [`Harness`]: the base
+/// suite's checks run on refunds (every refund once under faults, resume
+/// after a crash at any page, malformed records quarantined, bad
+/// credentials, expired tokens, reported totals).
+pub fn refunds_harness(connector: &'static dyn Connector) -> impl Harness {
+    RefundsHarness(connector)
+}
+
+struct RefundsHarness(&'static dyn Connector);
+
+#[async_trait]
+impl Harness for RefundsHarness {
+    async fn start(&self, faults: FaultConfig) -> Box<dyn Running> {
+        Box::new(RefundsRunning(AsRunning(
+            Started::start_over(self.0, faults, 1000, REFUND_DAYS).await,
+        )))
+    }
+}
+
+/// How many days the refund checks' world spans: refunds of closed orders
+/// and after-sale requests days after delivery, asked, granted or refused.
+const REFUND_DAYS: i64 = 6;
+
+/// The pull settings with the refund lists on.
+const WITH_REFUNDS: SandboxPull = SandboxPull {
+    initial_days: REFUND_DAYS + 1,
+    decrypt: false,
+    app_qps: 0,
+    refunds: true,
+};
+
+fn only(table: TableKind, streams: Vec<Arc<dyn Stream>>) -> Vec<Arc<dyn Stream>> {
+    streams.into_iter().filter(|s| s.table() == table).collect()
+}
+
+struct RefundsRunning(AsRunning);
+
+#[async_trait]
+impl Running for RefundsRunning {
+    fn streams(&self, good_credentials: bool) -> Vec<Arc<dyn Stream>> {
+        let sb = &self.0 .0;
+        only(
+            TableKind::Refunds,
+            if good_credentials {
+                sb.streams(WITH_REFUNDS, &setup())
+            } else {
+                sb.wrong_streams(WITH_REFUNDS)
+            },
+        )
+    }
+    fn expected_keys(&self) -> BTreeSet<Key> {
+        let sb = &self.0 .0;
+        sb.core()
+            .visible_refunds()
+            .into_iter()
+            .map(|r| vec![sb.connector.name().to_string(), r.shop, r.refund_id])
+            .collect()
+    }
+    fn secret(&self) -> String {
+        self.0.secret()
+    }
+    fn expire_tokens(&self) -> bool {
+        self.0.expire_tokens()
+    }
+    async fn stop(self: Box<Self>) {
+        self.0 .0.stop().await
+    }
+}
+
 /// A setup with the suites' short retries and in-memory tokens.
 pub fn setup() -> ConnectorSetup {
     ConnectorSetup::new(fast_retry_policy())
@@ -253,14 +341,15 @@ impl Harness for AsHarness {
     }
 }
 
-/// Keeps the batches of every page.
+/// Keeps the batches of every page (and of their companion tables).
 #[derive(Default)]
-pub struct Batches(pub Vec<RecordBatch>);
+pub struct Batches(pub Vec<RecordBatch>, pub Vec<(TableKind, RecordBatch)>);
 
 #[async_trait]
 impl PageSink for Batches {
     async fn page(&mut self, page: NormalizedPage) -> Result<(), SinkError> {
         self.0.extend(page.batch);
+        self.1.extend(page.extra);
         Ok(())
     }
 }
@@ -311,6 +400,165 @@ pub async fn run_market_suite(connector: &'static dyn Connector) {
     check_decrypt_on_and_off(connector).await;
     check_shops_share_one_budget(connector).await;
     check_official_sdk(connector).await;
+    check_orders_land_with_their_lines(connector).await;
+    run_all(&refunds_harness(connector)).await;
+    check_refunds_as_shown(connector).await;
+}
+
+/// Pull every window of `streams` over the suite's world into one sink.
+async fn pull_all(sb: &Started, streams: &[Arc<dyn Stream>]) -> Batches {
+    let ctx = pull_context();
+    let core = sb.core();
+    let start = core.world().config.start - Duration::days(1);
+    let mut out = Batches::default();
+    for s in streams {
+        for w in windows(
+            start,
+            core.as_of() + Duration::seconds(1),
+            max_window(s.as_ref()),
+        ) {
+            s.pull(w, &ctx, &mut out).await.expect("a pull");
+        }
+    }
+    out
+}
+
+/// Every order lands with its lines: one key per line, each order's
+/// lines add up to its item count, every line belongs to a landed order.
+pub async fn check_orders_land_with_their_lines(connector: &'static dyn Connector) {
+    let sb = Started::start(connector, FaultConfig::default(), 150).await;
+    let got = pull_all(&sb, &sb.streams(SandboxPull::default(), &setup())).await;
+    let mut pieces: HashMap<(String, String), (i64, i64)> = HashMap::new();
+    for b in &got.0 {
+        let (shops, ids) = (strings(b, "shop_id"), strings(b, "order_id"));
+        let count = b.column_by_name("item_count").expect("item_count");
+        let count = count.as_primitive::<arrow::datatypes::Int32Type>();
+        for i in 0..b.num_rows() {
+            let key = (shops.value(i).to_string(), ids.value(i).to_string());
+            pieces.insert(key, (i64::from(count.value(i)), 0));
+        }
+    }
+    assert_eq!(
+        pieces.len(),
+        sb.core().visible_orders().len(),
+        "every order"
+    );
+    let mut keys = BTreeSet::new();
+    for (kind, b) in &got.1 {
+        assert_eq!(*kind, TableKind::OrderLines);
+        assert_eq!(b.schema(), TableKind::OrderLines.schema());
+        let (shops, ids, lines) = (
+            strings(b, "shop_id"),
+            strings(b, "order_id"),
+            strings(b, "line_id"),
+        );
+        let qty = b.column_by_name("quantity").expect("quantity");
+        let qty = qty.as_primitive::<arrow::datatypes::Int32Type>();
+        for i in 0..b.num_rows() {
+            let order = (shops.value(i).to_string(), ids.value(i).to_string());
+            keys.insert((order.clone(), lines.value(i).to_string()));
+            pieces
+                .get_mut(&order)
+                .unwrap_or_else(|| panic!("a line of an order that did not land: {order:?}"))
+                .1 += i64::from(qty.value(i));
+        }
+    }
+    let rows: usize = got.1.iter().map(|(_, b)| b.num_rows()).sum();
+    assert!(
+        rows >= pieces.len(),
+        "{rows} lines for {} orders",
+        pieces.len()
+    );
+    assert!(
+        keys.len() == rows,
+        "a line key landed twice in one pass: {} of {rows}",
+        keys.len()
+    );
+    for (order, (count, lines)) in &pieces {
+        assert_eq!(
+            count, lines,
+            "{order:?}: item_count vs the lines' quantities"
+        );
+    }
+    sb.stop().await;
+}
+
+/// The refunds land as the platform shows them: each request once, with
+/// its order, status and amount.
+pub async fn check_refunds_as_shown(connector: &'static dyn Connector) {
+    let sb = Started::start_over(connector, FaultConfig::default(), 1000, REFUND_DAYS).await;
+    let got = pull_all(
+        &sb,
+        &only(TableKind::Refunds, sb.streams(WITH_REFUNDS, &setup())),
+    )
+    .await;
+    let mut landed = Vec::new();
+    for b in &got.0 {
+        assert_eq!(b.schema(), TableKind::Refunds.schema());
+        let (shops, ids, orders, status) = (
+            strings(b, "shop_id"),
+            strings(b, "refund_id"),
+            strings(b, "order_id"),
+            strings(b, "status"),
+        );
+        let fen = b.column_by_name("refund_fen").expect("refund_fen");
+        let fen = fen.as_primitive::<arrow::datatypes::Int64Type>();
+        for i in 0..b.num_rows() {
+            landed.push((
+                shops.value(i).to_string(),
+                ids.value(i).to_string(),
+                orders.value(i).to_string(),
+                status.value(i).to_string(),
+                fen.value(i),
+            ));
+        }
+    }
+    landed.sort();
+    let mut shown: Vec<_> = sb
+        .core()
+        .visible_refunds()
+        .into_iter()
+        .map(|r| {
+            let status = match r.stage {
+                RefundStage::Asked => "pending",
+                RefundStage::Granted => "succeeded",
+                RefundStage::Refused => "closed",
+            };
+            (
+                r.shop,
+                r.refund_id,
+                r.order_id,
+                status.to_string(),
+                r.amount_fen,
+            )
+        })
+        .collect();
+    shown.sort();
+    assert!(shown.len() >= 10, "the world has refunds: {}", shown.len());
+    let missing: Vec<_> = shown
+        .iter()
+        .filter(|r| !landed.contains(r))
+        .take(3)
+        .collect();
+    let extra: Vec<_> = landed
+        .iter()
+        .filter(|r| !shown.contains(r))
+        .take(3)
+        .collect();
+    assert!(
+        landed == shown,
+        "refunds as the platform shows them: {} landed, {} shown; missing e.g. {missing:?}; unexpected e.g. {extra:?}",
+        landed.len(),
+        shown.len()
+    );
+    sb.stop().await;
+}
+
+fn strings(b: &RecordBatch, name: &str) -> arrow::array::StringArray {
+    b.column_by_name(name)
+        .unwrap_or_else(|| panic!("{name}"))
+        .as_string::<i32>()
+        .clone()
 }
 
 /// The platform's official SDK, pointed at the sandbox, signs its own

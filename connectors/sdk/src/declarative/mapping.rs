@@ -346,6 +346,7 @@ impl RowMapper {
             TableKind::Orders => v.order(&self.hasher).map(Mapped::Order),
             TableKind::Contacts => v.contact().map(Mapped::Contact),
             TableKind::Touchpoints => v.touchpoint(self.cost, digest).map(Mapped::Touchpoint),
+            other => Err(format!("files are not imported into {}", other.name())),
         }
     }
 
@@ -355,6 +356,7 @@ impl RowMapper {
             TableKind::Orders => "order_id",
             TableKind::Contacts => "contact_id",
             TableKind::Touchpoints => "event_id",
+            _ => return None,
         };
         self.fields
             .iter()

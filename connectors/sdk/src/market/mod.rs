@@ -2,11 +2,12 @@
 //! common, so that a platform's folder holds only what is its own (request
 //! parameters, envelope and error codes, signing, mapping, the emulator).
 //!
-//! - [`OrderList`]: the one thing a platform implements for its order
-//!   list: fetch one page of a window and map its records.
+//! - [`RecordList`]: the one thing a platform implements for each of its
+//!   lists (orders, refunds): fetch one page of a window and map its
+//!   records ([`MappedOrder`] with its lines, or a refund row).
 //! - [`Paging`]: how the list pages (numbered pages read backwards by the
 //!   total, 0- or 1-based; or a forward cursor), with one page guard.
-//! - [`OrderStream`]: the windowed order stream built from the two: it
+//! - [`OrderStream`] / [`RefundStream`]: the windowed stream built from the two: it
 //!   pages, deduplicates within the window, quarantines what does not map,
 //!   decrypts phones in batches ([`PhoneDecrypt`]), builds Arrow and hands
 //!   the page to the sink (the one page emitter).
@@ -30,9 +31,11 @@ pub use decrypt::{decrypt_phones, PhoneDecrypt};
 pub use gateway::{refresh_refused, refresh_token_of, TokenGateway};
 pub use paging::{Paging, MAX_PAGES_PER_WINDOW};
 pub use record::{
-    int_of, phone_fields, phones_for, read_answer, read_token_answer, text_of, values_of,
-    MappedOrder, Rejected,
+    int_of, lines_of, phone_fields, phones_for, read_answer, read_token_answer, text_of,
+    top_refund_status, values_of, yuan_of, Line, MappedOrder, Rejected,
 };
 pub use settings::{PullLimits, PullSettings};
-pub use stream::{ListPage, Listing, OrderList, OrderStream, PageAt};
+pub use stream::{
+    ListPage, ListStream, Listed, Listing, OrderStream, PageAt, RecordList, RefundStream,
+};
 pub use wiring::{AppWiring, TokenShop};

@@ -6,13 +6,14 @@ pub use std::sync::Arc;
 pub use async_trait::async_trait;
 pub use chrono::Duration;
 pub use quanyu_schemas::time::format_beijing;
-pub use quanyu_schemas::PiiHasher;
+pub use quanyu_schemas::{OrderLineRow, PiiHasher, RefundRow, RefundStatus};
 pub use serde::Deserialize;
 pub use serde_json::value::RawValue;
 
 pub use super::{
-    int_of, phones_for, read_answer, text_of, AppWiring, ListPage, Listing, MappedOrder, OrderList,
-    OrderStream, PageAt, Paging, PhoneDecrypt, PullLimits, Rejected, TokenGateway, TokenShop,
+    int_of, lines_of, phones_for, read_answer, text_of, yuan_of, AppWiring, Line, ListPage,
+    Listing, MappedOrder, OrderStream, PageAt, Paging, PhoneDecrypt, PullLimits, RecordList,
+    RefundStream, Rejected, TokenGateway, TokenShop,
 };
 pub use crate::connector::{ConnectorSpec, OrderIds};
 pub use crate::{

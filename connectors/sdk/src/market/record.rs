@@ -1,15 +1,66 @@
 //! What a platform's mapping makes of one record.
 
-use quanyu_schemas::OrderRow;
+use quanyu_schemas::{OrderLineRow, OrderRow};
 
-/// A mapped order and its phone ciphertext, when the platform sent one
-/// (for the decrypt API; never stored).
+/// A mapped order, its lines, and its phone ciphertext when the platform
+/// sent one (for the decrypt API; never stored).
 #[derive(Debug, Clone)]
 pub struct MappedOrder {
     /// The canonical row.
     pub row: OrderRow,
     /// The receiver phone's ciphertext, when it came encrypted.
     pub cipher: Option<String>,
+    /// The order's lines (item, SKU, quantity, price).
+    pub lines: Vec<OrderLineRow>,
+}
+
+/// One order line as a platform lists it; what it leaves out stays empty.
+#[derive(Debug, Clone, Default)]
+pub struct Line {
+    /// The platform's line (sub-order) id; the line's position when absent.
+    pub id: Option<String>,
+    /// Item (product) id.
+    pub item: Option<String>,
+    /// SKU id.
+    pub sku: Option<String>,
+    /// Item title.
+    pub title: Option<String>,
+    /// Pieces (1 when absent).
+    pub quantity: Option<i64>,
+    /// Price of one piece in fen.
+    pub price_fen: Option<i64>,
+    /// What the line cost in fen (quantity × price when absent).
+    pub amount_fen: Option<i64>,
+}
+
+/// The `order_lines` rows of the order `row`: keyed by its channel, shop
+/// and order, stamped with its times; ids that are blank count as absent.
+pub fn lines_of(row: &OrderRow, lines: impl IntoIterator<Item = Line>) -> Vec<OrderLineRow> {
+    let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    lines
+        .into_iter()
+        .enumerate()
+        .map(|(k, l)| {
+            let quantity = l.quantity.unwrap_or(1).clamp(0, i64::from(i32::MAX));
+            OrderLineRow {
+                channel: row.channel,
+                shop_id: row.shop_id.clone(),
+                order_id: row.order_id.clone(),
+                line_id: text(l.id).unwrap_or_else(|| (k + 1).to_string()),
+                item_id: text(l.item),
+                sku_id: text(l.sku),
+                title: text(l.title),
+                quantity: quantity as i32,
+                unit_price_fen: l.price_fen,
+                amount_fen: l
+                    .amount_fen
+                    .or_else(|| l.price_fen.map(|p| p.saturating_mul(quantity)))
+                    .unwrap_or(0),
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+            }
+        })
+        .collect()
 }
 
 /// Why a record could not be mapped.
@@ -22,15 +73,15 @@ pub struct Rejected {
 }
 
 impl Rejected {
-    /// The record read as the platform's `what` order object, or why not.
+    /// The record read as the platform's `what` object (`JD order`), or why not.
     pub fn parse<T: serde::de::DeserializeOwned>(raw: &str, what: &str) -> Result<T, Rejected> {
         serde_json::from_str(raw).map_err(|e| Rejected {
             key: None,
-            reason: format!("order is not a valid {what} order object: {e}"),
+            reason: format!("not a valid {what} object: {e}"),
         })
     }
 
-    /// A record without its key `field`.
+    /// An order without its key `field`.
     pub fn missing(field: &str) -> Rejected {
         Rejected {
             key: None,
@@ -47,12 +98,46 @@ impl Rejected {
     }
 }
 
+/// The refund status words Taobao's TOP uses and Youzan copied, in the
+/// closed vocabulary: a refusal the buyer can still answer
+/// (`SELLER_REFUSE_BUYER`, `SELLER_REFUSE_RETURN_GOODS`) is pending,
+/// `CLOSED` is closed, `SUCCESS` succeeded.
+pub fn top_refund_status(status: &str) -> Option<quanyu_schemas::RefundStatus> {
+    use quanyu_schemas::RefundStatus::*;
+    Some(match status {
+        "WAIT_SELLER_AGREE"
+        | "WAIT_BUYER_RETURN_GOODS"
+        | "WAIT_SELLER_CONFIRM_GOODS"
+        | "SELLER_REFUSE_BUYER"
+        | "SELLER_REFUSE_RETURN_GOODS" => Pending,
+        "SUCCESS" => Succeeded,
+        "CLOSED" => Closed,
+        _ => return None,
+    })
+}
+
 /// A JSON number, or a string holding one, as an integer.
 pub fn int_of(v: &serde_json::Value) -> Option<i64> {
     match v {
         serde_json::Value::Number(n) => n.as_i64(),
         serde_json::Value::String(s) => s.trim().parse().ok(),
         _ => None,
+    }
+}
+
+/// A yuan amount sent as a JSON number or string (`95.0`, `"95.00"`) in
+/// fen; `None` for null or a blank string; why not for anything else.
+pub fn yuan_of(v: &serde_json::Value) -> Result<Option<i64>, String> {
+    match v {
+        serde_json::Value::Null => Ok(None),
+        serde_json::Value::String(s) if s.trim().is_empty() => Ok(None),
+        serde_json::Value::Number(n) => quanyu_schemas::time::yuan_to_fen(&n.to_string())
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        serde_json::Value::String(s) => quanyu_schemas::time::yuan_to_fen(s)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        _ => Err("not an amount".into()),
     }
 }
 
@@ -171,6 +256,56 @@ pub fn values_of<'a>(body: &'a [u8], key: &str) -> impl Iterator<Item = &'a [u8]
 mod tests {
     use super::*;
 
+    /// Lines take the order's key and times; a missing id is the line's
+    /// position, a missing amount is quantity × price.
+    #[test]
+    fn lines_take_the_orders_key_and_fill_what_is_missing() {
+        let t = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let row = OrderRow {
+            channel: quanyu_schemas::Channel::Jd,
+            shop_id: "s".into(),
+            order_id: "o".into(),
+            buyer_id: None,
+            phone_hash: None,
+            phone_masked: None,
+            status: quanyu_schemas::OrderStatus::Paid,
+            platform_status: "x".into(),
+            amount_fen: 0,
+            item_count: 0,
+            province: None,
+            city: None,
+            created_at: t,
+            paid_at: None,
+            updated_at: t,
+            receiver_hash: None,
+            buyer_unionid: None,
+        };
+        let lines = lines_of(
+            &row,
+            [
+                Line {
+                    id: Some(" 77 ".into()),
+                    quantity: Some(2),
+                    price_fen: Some(300),
+                    ..Line::default()
+                },
+                Line {
+                    id: Some("".into()),
+                    sku: Some("  ".into()),
+                    amount_fen: Some(50),
+                    ..Line::default()
+                },
+            ],
+        );
+        assert_eq!(
+            (lines[0].line_id.as_str(), lines[0].amount_fen),
+            ("77", 600)
+        );
+        assert_eq!((lines[1].line_id.as_str(), lines[1].quantity), ("2", 1));
+        assert_eq!((lines[1].sku_id.clone(), lines[1].amount_fen), (None, 50));
+        assert!(lines.iter().all(|l| l.order_id == "o" && l.updated_at == t));
+    }
+
     #[test]
     fn phones_are_kept_hashed_masked_or_not_at_all() {
         let h = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([3; 32]));
@@ -231,5 +366,10 @@ mod tests {
         assert_eq!(int_of(&serde_json::json!(" 42 ")), Some(42));
         assert_eq!(text_of(&serde_json::json!(7)), Some("7".into()));
         assert_eq!(text_of(&serde_json::json!("  ")), None);
+        assert_eq!(yuan_of(&serde_json::json!(95.5)), Ok(Some(9550)));
+        assert_eq!(yuan_of(&serde_json::json!("0.05")), Ok(Some(5)));
+        assert_eq!(yuan_of(&serde_json::Value::Null), Ok(None));
+        assert!(yuan_of(&serde_json::json!([1])).is_err());
+        assert!(yuan_of(&serde_json::json!("abc")).is_err());
     }
 }

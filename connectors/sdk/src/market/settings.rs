@@ -25,6 +25,9 @@ pub struct PullSettings {
     pub lookback_minutes: i64,
     /// How many days back the first pull starts.
     pub initial_days: i64,
+    /// Also pull each shop's refund / after-sale list (a `refunds` stream
+    /// per shop).
+    pub refunds: bool,
 }
 
 /// What a platform allows of the pull settings.
@@ -113,6 +116,10 @@ macro_rules! market_config {
             /// How many days back the first pull starts.
             #[serde(default = "pull_defaults::initial_days")]
             pub initial_days: i64,
+            /// Also pull each shop's refund / after-sale list (a `refunds`
+            /// stream per shop; needs the app's refund permission).
+            #[serde(default = "pull_defaults::refunds")]
+            pub refunds: bool,
         }
 
         impl $name {
@@ -124,6 +131,7 @@ macro_rules! market_config {
                     window_minutes: self.window_minutes,
                     lookback_minutes: self.lookback_minutes,
                     initial_days: self.initial_days,
+                    refunds: self.refunds,
                 }
             }
         }
@@ -147,6 +155,9 @@ macro_rules! market_config {
             }
             pub fn initial_days() -> i64 {
                 $initial
+            }
+            pub fn refunds() -> bool {
+                true
             }
         }
     };

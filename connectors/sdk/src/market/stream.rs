@@ -1,11 +1,13 @@
-//! The windowed order stream and its one page emitter.
+//! The windowed list stream (orders with their lines, refunds) and its
+//! one page emitter.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use futures::StreamExt;
-use quanyu_schemas::{OrdersBuilder, PiiHasher, TableKind};
+use quanyu_schemas::{OrdersBuilder, PiiHasher, RefundRow, TableKind};
 use serde_json::value::RawValue;
 
 use crate::error::{ConnectorError, ErrorKind, RequestContext};
@@ -55,46 +57,116 @@ impl<'a> PageAt<'a> {
     }
 }
 
-/// One page of an order list, parsed once and mapped.
-#[derive(Debug, Default)]
-pub struct ListPage {
-    /// The platform's count of orders in the window (numbered paging needs it).
+/// One page of a list, parsed once and mapped: orders by default.
+#[derive(Debug)]
+pub struct ListPage<R = MappedOrder> {
+    /// The platform's count of records in the window (numbered paging needs it).
     pub total: Option<u64>,
     /// The cursor of the next page (cursor paging); `None` when the listing ended.
     pub next: Option<String>,
     /// Each record in page order: mapped, or rejected with its raw text.
-    pub records: Vec<Result<MappedOrder, (Rejected, String)>>,
+    pub records: Vec<Result<R, (Rejected, String)>>,
 }
 
-impl ListPage {
+impl<R> Default for ListPage<R> {
+    fn default() -> Self {
+        ListPage {
+            total: None,
+            next: None,
+            records: Vec::new(),
+        }
+    }
+}
+
+impl<R> ListPage<R> {
     /// Map each raw record with `map`, keeping the raw text of those rejected.
     pub fn mapped<'r>(
         raws: impl IntoIterator<Item = &'r RawValue>,
-        map: impl Fn(&str) -> Result<MappedOrder, Rejected>,
-    ) -> Vec<Result<MappedOrder, (Rejected, String)>> {
+        map: impl Fn(&str) -> Result<R, Rejected>,
+    ) -> Vec<Result<R, (Rejected, String)>> {
         raws.into_iter()
             .map(|raw| map(raw.get()).map_err(|r| (r, raw.get().to_string())))
             .collect()
     }
 }
 
-/// What a platform implements for its order list.
+/// What a list yields: an order (landing with its lines) or a refund.
+pub trait Listed: Send + Sync + Sized + 'static {
+    /// The stream's name (`orders`, `refunds`).
+    const STREAM: &'static str;
+    /// The table the records land in.
+    const TABLE: TableKind;
+    /// The record's key within its shop: a record seen twice in one window
+    /// lands once.
+    fn key(&self) -> &str;
+    /// The page's records as a batch of [`Self::TABLE`], and the batches of
+    /// its companion tables (an order's lines).
+    fn land(records: &[Self], ctx: &PullContext) -> (RecordBatch, Vec<(TableKind, RecordBatch)>);
+    /// The records as orders, when they are (for the phone decrypt).
+    fn as_orders(records: &mut [Self]) -> Option<&mut [MappedOrder]> {
+        let _ = records;
+        None
+    }
+}
+
+impl Listed for MappedOrder {
+    const STREAM: &'static str = "orders";
+    const TABLE: TableKind = TableKind::Orders;
+
+    fn key(&self) -> &str {
+        &self.row.order_id
+    }
+
+    fn land(records: &[Self], ctx: &PullContext) -> (RecordBatch, Vec<(TableKind, RecordBatch)>) {
+        let mut builder = OrdersBuilder::new(&ctx.run_id, ctx.ingested_at);
+        for m in records {
+            builder.append(&m.row);
+        }
+        let lines: Vec<_> = records
+            .iter()
+            .flat_map(|m| m.lines.iter().cloned())
+            .collect();
+        let lines = quanyu_schemas::sales::order_lines_batch(&lines, &ctx.run_id, ctx.ingested_at);
+        (builder.finish(), vec![(TableKind::OrderLines, lines)])
+    }
+
+    fn as_orders(records: &mut [Self]) -> Option<&mut [MappedOrder]> {
+        Some(records)
+    }
+}
+
+impl Listed for RefundRow {
+    const STREAM: &'static str = "refunds";
+    const TABLE: TableKind = TableKind::Refunds;
+
+    fn key(&self) -> &str {
+        &self.refund_id
+    }
+
+    fn land(records: &[Self], ctx: &PullContext) -> (RecordBatch, Vec<(TableKind, RecordBatch)>) {
+        let batch = quanyu_schemas::sales::refunds_batch(records, &ctx.run_id, ctx.ingested_at);
+        (batch, vec![])
+    }
+}
+
+/// What a platform implements for one of its lists (orders, refunds):
+/// fetch one page of a window and map its records.
 #[async_trait]
-pub trait OrderList: Send + Sync + 'static {
-    /// Fetch the page `at` of the orders modified in `window` and map it
+pub trait RecordList<R = MappedOrder>: Send + Sync + 'static {
+    /// Fetch the page `at` of the records modified in `window` and map it
     /// (phones hashed with `hasher`).
     async fn page(
         &self,
         window: Window,
         at: PageAt<'_>,
         hasher: &PiiHasher,
-    ) -> Result<ListPage, ConnectorError>;
+    ) -> Result<ListPage<R>, ConnectorError>;
 
     /// The HTTP client the list calls through (for its counters).
     fn http(&self) -> &ApiClient;
 }
 
-/// How a platform's order list is called.
+/// How a platform's list is called.
 #[derive(Debug, Clone, Copy)]
 pub struct Listing {
     /// The list API's name (for errors and spans).
@@ -110,35 +182,64 @@ pub struct Listing {
     pub max_records: Option<u64>,
 }
 
-/// The orders of one shop: windows by modification time, paged as the
+/// The records of one shop: windows by modification time, paged as the
 /// platform pages, each page deduplicated within the window, quarantined
-/// where it does not map, decrypted, built into Arrow and handed over.
-pub struct OrderStream<L> {
+/// where it does not map, decrypted (orders), built into Arrow and handed
+/// over.
+pub struct ListStream<L, R> {
     id: StreamId,
     list: Arc<L>,
     listing: Listing,
     plan: WindowPlan,
     decrypt: Option<(Arc<dyn PhoneDecrypt>, usize)>,
+    records: std::marker::PhantomData<fn() -> R>,
 }
 
-impl<L: OrderList> OrderStream<L> {
-    /// The `orders` stream of `connector` for `shop`, listed through `list`
-    /// as `listing` says, in windows as `plan` cuts them.
-    pub fn new(connector: &str, shop: &str, list: L, listing: Listing, plan: WindowPlan) -> Self {
-        OrderStream {
-            id: StreamId::new(connector, "orders", shop),
-            list: Arc::new(list),
-            listing,
-            plan,
-            decrypt: None,
-        }
-    }
+/// The `orders` stream of one shop (orders land with their lines).
+pub type OrderStream<L> = ListStream<L, MappedOrder>;
 
+/// The `refunds` stream of one shop.
+pub type RefundStream<L> = ListStream<L, RefundRow>;
+
+impl<L: RecordList<MappedOrder>> ListStream<L, MappedOrder> {
     /// Decrypt phones through `decrypt` (when given) after mapping each
     /// page, at most `batch` ciphertexts a call.
     pub fn decrypting(mut self, decrypt: Option<Arc<dyn PhoneDecrypt>>, batch: usize) -> Self {
         self.decrypt = decrypt.map(|d| (d, batch));
         self
+    }
+}
+
+impl<L: RecordList<MappedOrder>> ListStream<L, MappedOrder> {
+    /// This orders stream and, when `refunds` names the shop's refund list
+    /// and how it is called, the shop's `refunds` stream in the same
+    /// windows.
+    pub fn with_refunds<F: RecordList<RefundRow>>(
+        self,
+        refunds: Option<(F, Listing)>,
+    ) -> Vec<Arc<dyn Stream>> {
+        let (connector, shop, plan) = (self.id.connector.clone(), self.id.scope.clone(), self.plan);
+        let mut streams = vec![self.shared()];
+        if let Some((list, listing)) = refunds {
+            streams.push(RefundStream::new(&connector, &shop, list, listing, plan).shared());
+        }
+        streams
+    }
+}
+
+impl<R: Listed, L: RecordList<R>> ListStream<L, R> {
+    /// The stream of `R` records (`orders`, `refunds`) of `connector` for
+    /// `shop`, listed through `list` as `listing` says, in windows as
+    /// `plan` cuts them.
+    pub fn new(connector: &str, shop: &str, list: L, listing: Listing, plan: WindowPlan) -> Self {
+        ListStream {
+            id: StreamId::new(connector, R::STREAM, shop),
+            list: Arc::new(list),
+            listing,
+            plan,
+            decrypt: None,
+            records: std::marker::PhantomData,
+        }
     }
 
     /// As a shared [`Stream`].
@@ -154,7 +255,7 @@ impl<L: OrderList> OrderStream<L> {
         &self,
         window: Window,
         (first, size, ahead): (u64, u32, usize),
-        emit: &mut Emitter<'_>,
+        emit: &mut Emitter<'_, R>,
     ) -> Result<(), PullError> {
         let rctx = self.request_context();
         // Windows the platform can page through, earliest first: one the
@@ -177,7 +278,8 @@ impl<L: OrderList> OrderStream<L> {
                         &rctx,
                         ErrorKind::InvalidRequest,
                         format!(
-                            "{total} orders changed within one second, more than the {max} {} pages through",
+                            "{total} {} changed within one second, more than the {max} {} pages through",
+                            R::STREAM,
                             self.id.connector
                         ),
                     )
@@ -205,10 +307,10 @@ impl<L: OrderList> OrderStream<L> {
     async fn pages_of(
         &self,
         window: Window,
-        page: ListPage,
+        page: ListPage<R>,
         total: u64,
         (first, size, ahead): (u64, u32, usize),
-        emit: &mut Emitter<'_>,
+        emit: &mut Emitter<'_, R>,
     ) -> Result<(), PullError> {
         let rctx = self.request_context();
         let pages = total.div_ceil(u64::from(size.max(1)));
@@ -217,7 +319,8 @@ impl<L: OrderList> OrderStream<L> {
                 &rctx,
                 ErrorKind::InvalidRequest,
                 format!(
-                    "{total} orders in one window is more than {MAX_PAGES_PER_WINDOW} pages: use shorter windows"
+                    "{total} {} in one window is more than {MAX_PAGES_PER_WINDOW} pages: use shorter windows",
+                    R::STREAM
                 ),
             )
             .into());
@@ -252,7 +355,7 @@ impl<L: OrderList> OrderStream<L> {
         Ok(())
     }
 
-    async fn by_cursor(&self, window: Window, emit: &mut Emitter<'_>) -> Result<(), PullError> {
+    async fn by_cursor(&self, window: Window, emit: &mut Emitter<'_, R>) -> Result<(), PullError> {
         let rctx = self.request_context();
         let mut cursor = String::new();
         for _ in 0..MAX_PAGES_PER_WINDOW {
@@ -298,22 +401,27 @@ fn span_text(max: chrono::Duration) -> String {
 
 /// Hands the pages of one window to the sink: skips orders already seen in
 /// the window, quarantines rejections, decrypts, builds Arrow, counts.
-struct Emitter<'a> {
+struct Emitter<'a, R> {
     ctx: &'a PullContext,
     sink: &'a mut dyn PageSink,
     seen: HashSet<String>,
     report: PullReport,
+    records: std::marker::PhantomData<fn() -> R>,
 }
 
-impl Emitter<'_> {
-    async fn page<L>(&mut self, stream: &OrderStream<L>, page: ListPage) -> Result<(), PullError> {
+impl<R: Listed> Emitter<'_, R> {
+    async fn page<L>(
+        &mut self,
+        stream: &ListStream<L, R>,
+        page: ListPage<R>,
+    ) -> Result<(), PullError> {
         let mut orders = Vec::with_capacity(page.records.len());
         let mut quarantine = Vec::new();
         let mut records_in = 0;
         for record in page.records {
             match record {
                 Ok(m) => {
-                    if self.seen.insert(m.row.order_id.clone()) {
+                    if self.seen.insert(m.key().to_string()) {
                         orders.push(m);
                         records_in += 1;
                     }
@@ -329,7 +437,7 @@ impl Emitter<'_> {
                     records_in += 1;
                     quarantine.push(self.ctx.reject(
                         &stream.id,
-                        TableKind::Orders,
+                        R::TABLE,
                         rejected.key,
                         &raw,
                         rejected.reason,
@@ -337,26 +445,32 @@ impl Emitter<'_> {
                 }
             }
         }
-        if let Some((d, batch)) = &stream.decrypt {
+        if let (Some((d, batch)), Some(orders)) = (&stream.decrypt, R::as_orders(&mut orders)) {
             decrypt_phones(
                 d.as_ref(),
                 *batch,
                 &stream.id.scope,
-                &mut orders,
+                orders,
                 &self.ctx.hasher,
             )
             .await?;
         }
-        let mut builder = OrdersBuilder::new(&self.ctx.run_id, self.ctx.ingested_at);
-        for m in &orders {
-            builder.append(&m.row);
-        }
         self.report.pages += 1;
         self.report.records += records_in as u64;
-        let batch = (!builder.is_empty()).then(|| builder.finish());
+        let (batch, extra) = if orders.is_empty() {
+            (None, vec![])
+        } else {
+            let (batch, extra) = R::land(&orders, self.ctx);
+            let extra = extra
+                .into_iter()
+                .filter(|(_, b)| b.num_rows() > 0)
+                .collect();
+            (Some(batch), extra)
+        };
         self.sink
             .page(NormalizedPage {
                 batch,
+                extra,
                 quarantine,
                 records_in,
             })
@@ -366,13 +480,13 @@ impl Emitter<'_> {
 }
 
 #[async_trait]
-impl<L: OrderList> Stream for OrderStream<L> {
+impl<R: Listed, L: RecordList<R>> Stream for ListStream<L, R> {
     fn id(&self) -> &StreamId {
         &self.id
     }
 
     fn table(&self) -> TableKind {
-        TableKind::Orders
+        R::TABLE
     }
 
     fn cursor_mode(&self) -> CursorMode {
@@ -411,6 +525,7 @@ impl<L: OrderList> Stream for OrderStream<L> {
             sink,
             seen: HashSet::new(),
             report: PullReport::default(),
+            records: std::marker::PhantomData,
         };
         match self.listing.paging {
             Paging::Backward { first, size, ahead } => {
@@ -468,7 +583,7 @@ mod tests {
     }
 
     #[async_trait]
-    impl OrderList for Fake {
+    impl RecordList for Fake {
         fn http(&self) -> &ApiClient {
             &self.http
         }
@@ -499,6 +614,7 @@ mod tests {
                     id => Ok(MappedOrder {
                         row: row(id),
                         cipher: None,
+                        lines: vec![],
                     }),
                 })
                 .collect();

@@ -32,6 +32,24 @@ pub struct Lifecycle {
     pub post_fee: i64,
     /// Discount in fen.
     pub discount: i64,
+    /// An after-sale request on one line of a finished order: (asked,
+    /// settled, line, granted), unix seconds.
+    pub after_sale: Option<(i64, i64, usize, bool)>,
+}
+
+/// A refund or after-sale request in an order's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefundPlan {
+    /// When the buyer asked (unix seconds).
+    pub asked: i64,
+    /// When it was settled (unix seconds).
+    pub settled: i64,
+    /// The line asked for; `None` for the whole order.
+    pub line: Option<usize>,
+    /// The amount asked for, in fen.
+    pub amount: i64,
+    /// Whether the seller granted it (the money went back).
+    pub granted: bool,
 }
 
 const PRICES_FEN: [i64; 6] = [3990, 5900, 8900, 12900, 19900, 29900];
@@ -59,6 +77,16 @@ impl Lifecycle {
             }
         }
         let lines = 1 + r(7, 3) as usize;
+        // One finished order in twelve has an after-sale request on one
+        // line a few days later; one in four of those is refused.
+        let after_sale = match events.last() {
+            Some(&(finished, Stage::Finished)) if r(40, 12) == 0 => {
+                let asked = finished + 3600 + r(41, 3 * 86_400) as i64;
+                let settled = asked + 6 * 3600 + r(42, 2 * 86_400) as i64;
+                Some((asked, settled, r(43, lines as u64) as usize, r(44, 4) != 0))
+            }
+            _ => None,
+        };
         let items = (0..lines)
             .map(|i| {
                 (
@@ -72,7 +100,38 @@ impl Lifecycle {
             items,
             post_fee: if r(8, 3) == 0 { 800 } else { 0 },
             discount: [0, 0, 500, 1000][r(9, 4) as usize],
+            after_sale,
         }
+    }
+
+    /// The order's refund requests, in the order they were asked: the whole
+    /// payment when it closed refunded after payment (asked half-way
+    /// between payment and the refund), and its after-sale request.
+    pub fn refunds(&self) -> Vec<RefundPlan> {
+        let mut out = Vec::new();
+        if let (Some(paid), Some(refunded)) = (
+            self.time_of(Stage::Paid, self.events.len()),
+            self.time_of(Stage::Refunded, self.events.len()),
+        ) {
+            out.push(RefundPlan {
+                asked: paid + (refunded - paid) / 2,
+                settled: refunded,
+                line: None,
+                amount: self.payment(),
+                granted: true,
+            });
+        }
+        if let Some((asked, settled, line, granted)) = self.after_sale {
+            let (n, price) = self.items[line.min(self.items.len() - 1)];
+            out.push(RefundPlan {
+                asked,
+                settled,
+                line: Some(line),
+                amount: i64::from(n) * price,
+                granted,
+            });
+        }
+        out
     }
 
     /// Sum of the lines in fen.

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use quanyu_schemas::Channel;
 
 use super::announce::{AnnouncedShop, SandboxAnnouncement};
-use super::orders::{OrderBook, VisibleOrder};
+use super::orders::{OrderBook, VisibleOrder, VisibleRefund};
 use super::tokens::TokenIssuer;
 use super::world::{World, WorldConfig};
 use super::{FaultConfig, FaultInjector};
@@ -98,6 +98,29 @@ impl MarketCore {
         self.book.visible()
     }
 
+    /// How many order lines the visible orders hold: one per order where
+    /// the platform has one item per order, else one per item bought.
+    pub fn visible_lines(&self, one_per_order: bool) -> usize {
+        let idx = self.book.snapshot();
+        idx.per_shop
+            .iter()
+            .flatten()
+            .map(|e| {
+                let items = self.book.lifecycle(e.purchase as usize).items.len();
+                if one_per_order {
+                    items.min(1)
+                } else {
+                    items
+                }
+            })
+            .sum()
+    }
+
+    /// Every refund request as the platform shows it at the sandbox clock.
+    pub fn visible_refunds(&self) -> Vec<VisibleRefund> {
+        self.book.visible_refunds()
+    }
+
     /// What a sandbox whose shops hold refreshable tokens announces: every
     /// shop with the pair its authorization gave, at `base_url`.
     pub fn announce(
@@ -128,6 +151,22 @@ impl MarketCore {
                 .collect(),
             orders: self.visible_orders().len(),
         }
+    }
+
+    /// The `[from, to)` records of the 1-based page `page` of `size` out of
+    /// `len`, and the one to corrupt where the faults ask for a malformed
+    /// record (drawn once per page).
+    pub fn page_slice(
+        &self,
+        len: usize,
+        page: usize,
+        size: usize,
+    ) -> (usize, usize, Option<usize>) {
+        let from = (page.saturating_sub(1).saturating_mul(size)).min(len);
+        let to = from.saturating_add(size).min(len);
+        let corrupt = (to > from && self.faults.draw_malformed())
+            .then(|| from + self.requests() as usize % (to - from));
+        (from, to, corrupt)
     }
 
     /// Count one request answered.

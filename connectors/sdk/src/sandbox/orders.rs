@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use quanyu_schemas::Channel;
 
-pub use super::lifecycle::{Lifecycle, Stage};
+pub use super::lifecycle::{Lifecycle, RefundPlan, Stage};
 use super::world::{lists_unpaid, World};
 
 /// One order as it stands at the clock: (modified, purchase index, event index).
@@ -23,6 +23,41 @@ pub struct Entry {
     pub event: u8,
 }
 
+/// One refund request as it stands at the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefundEntry {
+    /// Modification time: when it was asked, or settled once it is.
+    pub modified: i64,
+    /// Index into `World::purchases`.
+    pub purchase: u32,
+    /// Index into the lifecycle's [`Lifecycle::refunds`].
+    pub refund: u8,
+    /// Whether it is settled at the clock.
+    pub settled: bool,
+}
+
+/// Where a refund request stands at the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RefundStage {
+    /// Asked, not settled.
+    Asked,
+    /// Granted: the money went back.
+    Granted,
+    /// Refused.
+    Refused,
+}
+
+impl RefundEntry {
+    /// Its stage, given its plan.
+    pub fn stage(&self, plan: &RefundPlan) -> RefundStage {
+        match (self.settled, plan.granted) {
+            (false, _) => RefundStage::Asked,
+            (true, true) => RefundStage::Granted,
+            (true, false) => RefundStage::Refused,
+        }
+    }
+}
+
 /// The index at one clock reading.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -31,16 +66,29 @@ pub struct Snapshot {
     /// Per served shop (in `OrderBook::shops` order): entries by `modified`
     /// descending, then purchase index descending.
     pub per_shop: Vec<Vec<Entry>>,
+    /// Per served shop: the refund requests asked by the clock, by
+    /// `modified` descending.
+    pub refunds_per_shop: Vec<Vec<RefundEntry>>,
+}
+
+/// The entries of `list` (newest first) modified in `[start, end]`.
+fn modified_in<T>(list: &[T], modified: impl Fn(&T) -> i64, start: i64, end: i64) -> &[T] {
+    let lo = list.partition_point(|x| modified(x) > end);
+    let hi = list.partition_point(|x| modified(x) >= start);
+    &list[lo..hi.max(lo)]
 }
 
 impl Snapshot {
     /// The entries of `shop` (local index) modified in `[start, end]`
     /// (inclusive, unix seconds), newest first.
     pub fn window(&self, shop: usize, start: i64, end: i64) -> &[Entry] {
-        let list = &self.per_shop[shop];
-        let lo = list.partition_point(|x| x.modified > end);
-        let hi = list.partition_point(|x| x.modified >= start);
-        &list[lo..hi.max(lo)]
+        modified_in(&self.per_shop[shop], |e| e.modified, start, end)
+    }
+
+    /// The refund requests of `shop` modified in `[start, end]`, newest
+    /// first.
+    pub fn refund_window(&self, shop: usize, start: i64, end: i64) -> &[RefundEntry] {
+        modified_in(&self.refunds_per_shop[shop], |e| e.modified, start, end)
     }
 }
 
@@ -55,6 +103,24 @@ pub struct VisibleOrder {
     pub stage: Stage,
     /// Payment in fen.
     pub payment_fen: i64,
+}
+
+/// One refund request as the platform shows it now: the ground truth for
+/// tests.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VisibleRefund {
+    /// Shop id.
+    pub shop: String,
+    /// The platform's order id.
+    pub order_id: String,
+    /// Which request of the order (0, 1).
+    pub index: u8,
+    /// The refund id every sandbox shows (decimal).
+    pub refund_id: String,
+    /// Its stage now.
+    pub stage: RefundStage,
+    /// The amount asked, in fen.
+    pub amount_fen: i64,
 }
 
 /// The purchases of one channel, with lifecycles and a clock.
@@ -84,6 +150,7 @@ impl OrderBook {
                         items: vec![],
                         post_fee: 0,
                         discount: 0,
+                        after_sale: None,
                     }
                 }
             })
@@ -97,6 +164,7 @@ impl OrderBook {
             index: RwLock::new(Arc::new(Snapshot {
                 as_of: i64::MIN,
                 per_shop: vec![],
+                refunds_per_shop: vec![],
             })),
         }
     }
@@ -155,6 +223,7 @@ impl OrderBook {
             }
         }
         let mut per_shop = vec![Vec::new(); self.shops.len()];
+        let mut refunds_per_shop = vec![Vec::new(); self.shops.len()];
         for (i, p) in self.world.purchases.iter().enumerate() {
             if p.channel != self.channel {
                 continue;
@@ -171,6 +240,17 @@ impl OrderBook {
             if listed.is_none_or(|t| t > now) {
                 continue;
             }
+            for (k, plan) in lc.refunds().iter().enumerate() {
+                if plan.asked <= now {
+                    let settled = plan.settled <= now;
+                    refunds_per_shop[local].push(RefundEntry {
+                        modified: if settled { plan.settled } else { plan.asked },
+                        purchase: i as u32,
+                        refund: k as u8,
+                        settled,
+                    });
+                }
+            }
             let ev = lc.events.iter().rposition(|e| e.0 <= now).unwrap_or(0);
             per_shop[local].push(Entry {
                 modified: lc.events[ev].0,
@@ -185,9 +265,15 @@ impl OrderBook {
                     .then(b.purchase.cmp(&a.purchase))
             });
         }
+        for v in &mut refunds_per_shop {
+            v.sort_unstable_by(|a, b| {
+                (b.modified, b.purchase, b.refund).cmp(&(a.modified, a.purchase, a.refund))
+            });
+        }
         let idx = Arc::new(Snapshot {
             as_of: now,
             per_shop,
+            refunds_per_shop,
         });
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = idx.clone();
         idx
@@ -212,6 +298,39 @@ impl OrderBook {
         }
         out.sort();
         out
+    }
+
+    /// Every refund request as the platform shows it at the clock.
+    pub fn visible_refunds(&self) -> Vec<VisibleRefund> {
+        let idx = self.snapshot();
+        let mut out = Vec::new();
+        for (shop, v) in idx.refunds_per_shop.iter().enumerate() {
+            for e in v {
+                let plan = self.refund_plan(e);
+                out.push(VisibleRefund {
+                    shop: self.shop_id(shop).to_string(),
+                    order_id: self
+                        .world
+                        .order_id(&self.world.purchases[e.purchase as usize]),
+                    index: e.refund,
+                    refund_id: self.refund_no(e).to_string(),
+                    stage: e.stage(&plan),
+                    amount_fen: plan.amount,
+                });
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The refund id of `e` (every sandbox renders it in decimal).
+    pub fn refund_no(&self, e: &RefundEntry) -> u64 {
+        self.world.purchases[e.purchase as usize].order_no * 100 + 50 + u64::from(e.refund)
+    }
+
+    /// The plan of the refund request `e` points at.
+    pub fn refund_plan(&self, e: &RefundEntry) -> RefundPlan {
+        self.lifecycles[e.purchase as usize].refunds()[usize::from(e.refund)]
     }
 }
 
@@ -285,10 +404,65 @@ mod tests {
         assert_eq!(mask_phone("13812345678"), "138****5678");
     }
 
+    /// Refunds come from orders refunded after payment (the whole payment)
+    /// and from after-sale requests on finished orders (one line, some
+    /// refused); a request is asked before it is settled, and the clock
+    /// settles it.
+    #[test]
+    fn refunds_are_asked_then_settled() {
+        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
+        let world = Arc::new(World::generate(WorldConfig::demo(now, 3000)));
+        let book = OrderBook::new(world.clone(), Channel::Taobao, Some(now));
+        let refunds = book.visible_refunds();
+        let stages =
+            |v: &[VisibleRefund], s: RefundStage| v.iter().filter(|r| r.stage == s).count();
+        assert!(
+            stages(&refunds, RefundStage::Granted) > 10,
+            "{}",
+            refunds.len()
+        );
+        assert!(stages(&refunds, RefundStage::Refused) > 0);
+        assert!(stages(&refunds, RefundStage::Asked) > 0);
+        assert!(refunds.iter().any(|r| r.index == 1 || r.amount_fen > 0));
+        let orders: std::collections::HashMap<_, _> = book
+            .visible()
+            .into_iter()
+            .map(|o| (o.order_id.clone(), o))
+            .collect();
+        for r in &refunds {
+            let o = &orders[&r.order_id];
+            assert!(r.amount_fen <= o.payment_fen + 30_000, "{r:?}");
+            if r.index == 0 && o.stage == Stage::Refunded {
+                assert_eq!(
+                    r.amount_fen, o.payment_fen,
+                    "a refunded order gives all back"
+                );
+            }
+        }
+        book.set_as_of(now + chrono::Duration::days(30));
+        let later = book.visible_refunds();
+        assert!(later.len() >= refunds.len());
+        assert!(
+            later.len() > refunds.len(),
+            "requests of orders finished since"
+        );
+        assert_eq!(
+            stages(&later, RefundStage::Asked),
+            0,
+            "a month later all are settled"
+        );
+        let snap = book.snapshot();
+        let all: usize = (0..book.shops().len())
+            .map(|s| snap.refund_window(s, i64::MIN, i64::MAX).len())
+            .sum();
+        assert_eq!(all, later.len());
+    }
+
     #[test]
     fn windows_are_inclusive() {
         let snap = Snapshot {
             as_of: 0,
+            refunds_per_shop: vec![],
             per_shop: vec![vec![
                 Entry {
                     modified: 30,
