@@ -19,12 +19,14 @@ instead killed the moment its log says a shop token was issued (Douyin's
 `token.create` / `token.refresh`: the platform has
 issued, and may have rotated, the tokens, and quanyu is about to save them). After every kill:
 
-- no key appears twice in orders, contacts or touchpoints;
+- no key appears twice in orders, order_lines, refunds, contacts or
+  touchpoints;
 - no quarantine row appears twice (by fingerprint).
 
 At the end, one more run and import finish, and:
 
-- orders == what the sandboxes hold, contacts == WeCom's contacts,
+- orders and refunds == what the sandboxes hold, every order has its lines,
+  contacts == WeCom's contacts,
   touchpoints == the good rows of the call log, quarantine == its bad rows;
 - every killed run that got as far as marking itself shows in `runs` as
   `interrupted`; `status` reports no unfinished run;
@@ -78,6 +80,7 @@ class Harness:
         yz = self.sandbox("youzan")
         wc = self.sandbox("wecom")
         self.truth["orders"] = tb["orders"] + dy["orders"] + yz["orders"]
+        self.truth["refunds"] = tb["refunds"] + dy["refunds"] + yz["refunds"]
         self.truth["contacts"] = wc["contacts"]
         env = {"QY_TB_SECRET": tb["app_secret"], "QY_DY_SECRET": dy["app_secret"],
                "QY_YZ_SECRET": yz["app_secret"], "QY_WC_SECRET": wc["secret"]}
@@ -212,7 +215,8 @@ class Harness:
 
     def check_no_duplicates(self, when):
         keys = {"orders": "channel, shop_id, order_id", "contacts": "channel, contact_id, owner_userid",
-                "touchpoints": "channel, event_id"}
+                "touchpoints": "channel, event_id", "order_lines": "channel, shop_id, order_id, line_id",
+                "refunds": "channel, shop_id, refund_id"}
         for table, key in keys.items():
             n = self.scalar(f"select count(*) from (select {key} from {table} group by {key} having count(*) > 1)")
             if n:
@@ -223,10 +227,14 @@ class Harness:
             self.fail(f"{when}: {n} quarantine rows twice")
 
     def check_final(self, marked_kills):
-        for table in ("orders", "contacts", "touchpoints"):
+        for table in ("orders", "refunds", "contacts", "touchpoints"):
             got = self.scalar(f"select count(*) from {table}")
             if got != self.truth[table]:
                 self.fail(f"{table}: {got} rows, ground truth {self.truth[table]}")
+        bare = self.scalar("select count(*) from orders o left anti join order_lines l "
+                           "on o.channel = l.channel and o.shop_id = l.shop_id and o.order_id = l.order_id")
+        if bare:
+            self.fail(f"order_lines: {bare} orders landed without their lines")
         got = self.scalar("select count(*) from quarantine where source like '%calls%'")
         if got != self.truth["quarantine"]:
             self.fail(f"quarantine: {got} rows for the call log, {self.truth['quarantine']} bad rows in it")
@@ -320,7 +328,7 @@ class Harness:
         figures = {"trials": self.args.trials, "kills": kills["run"] + kills["import"],
                    "kills_run": kills["run"], "kills_import": kills["import"],
                    "kills_at_a_token_answer": token_kills, "interrupted_runs_recorded": interrupted,
-                   "orders": self.truth["orders"], "contacts": self.truth["contacts"],
+                   "orders": self.truth["orders"], "refunds": self.truth["refunds"], "contacts": self.truth["contacts"],
                    "calls": self.args.calls, "faults": self.args.faults,
                    "run_seconds": round(lengths["run"], 2), "import_seconds": round(lengths["import"], 2),
                    "violations": len(self.failures)}

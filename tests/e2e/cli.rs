@@ -64,8 +64,8 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
         expected_orders < world.purchases.len() as i64,
         "some Pinduoduo orders are unpaid"
     );
-    // One stream per marketplace shop, and WeCom.
-    let streams = world.config.shops.len() as i64 + 1;
+    // Orders and refunds per marketplace shop, and WeCom.
+    let streams = 2 * world.config.shops.len() as i64 + 1;
     assert_eq!(
         sql_int(&lake, "select count(*) from orders"),
         expected_orders
@@ -350,7 +350,13 @@ fn run_from_config_against_sandbox_processes_with_faults() {
         sql_int(&lake, "select sum(retries) from runs") > 0,
         "faults were injected and retried"
     );
+    // Each Taobao shop has its refunds stream beside its orders.
+    assert_eq!(
+        sql_int(&lake, "select count(*) from runs where stream = 'refunds'"),
+        shops.len() as i64
+    );
     // Selecting one shop runs only that stream.
+    let runs_before = sql_int(&lake, "select count(*) from runs");
     quanyu(
         &[
             "run",
@@ -360,7 +366,7 @@ fn run_from_config_against_sandbox_processes_with_faults() {
         ],
         &env_refs,
     );
-    assert_eq!(sql_int(&lake, "select count(*) from runs"), 4);
+    assert_eq!(sql_int(&lake, "select count(*) from runs"), runs_before + 1);
     tb.kill().unwrap();
     wc.kill().unwrap();
     let _ = (tb.wait(), wc.wait());

@@ -11,6 +11,10 @@
 //!
 //! The longest window is our choice (seven days): no source we could read
 //! states one for `update_time_start/end`.
+//!
+//! Refunds: `afterSale.List` by `update_start_time`/`update_end_time` in
+//! the same windows (pages from 0, at most 100), amounts in fen, the SKU
+//! order as the line. Order lines are the `sku_order_list` sub-orders.
 #![warn(missing_docs)]
 
 pub mod client;
@@ -106,7 +110,7 @@ fn default_true() -> bool {
     true
 }
 
-/// Build one orders stream per shop.
+/// Build one orders stream per shop, and its refunds stream when `refunds`.
 pub fn build_streams(
     cfg: &DouyinConfig,
     setup: &ConnectorSetup,

@@ -13,6 +13,13 @@
 //! ciphertext. Buyers are identified by `open_id_buyer` (per app), so JD
 //! orders join other records through the buyer within the shop and
 //! package-insert cards naming the order.
+//!
+//! Refunds: `jingdong.pop.afs.soa.refundapply.queryPageList` lists refund
+//! applications by the time they were asked or reviewed, not by
+//! modification: each window is walked by a cursor through the applications
+//! asked in it, then those reviewed in it (at most 50 a page). Assumed from
+//! the docs we could read: `applyRefundSum` is in fen, a review sets
+//! `checkTime`. Order lines are the `itemInfoList` SKUs.
 #![warn(missing_docs)]
 
 pub mod client;
@@ -88,7 +95,7 @@ fn default_oauth_base() -> String {
     DEFAULT_OAUTH_BASE.into()
 }
 
-/// Build one orders stream per shop.
+/// Build one orders stream per shop, and its refunds stream when `refunds`.
 pub fn build_streams(
     cfg: &JdConfig,
     setup: &ConnectorSetup,

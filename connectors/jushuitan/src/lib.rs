@@ -10,6 +10,10 @@
 //!
 //! Not built: the `start_ts` row-version cursor (an alternative to modified
 //! windows); modified windows with a look-back cover the same changes.
+//!
+//! Refunds: the ERP's after-sale orders, `refund/single/query` by modified
+//! time per shop (`refund` in yuan; the platform order is `so_id`). Order
+//! lines are the order's `items` (`oi_id`).
 #![warn(missing_docs)]
 
 pub mod client;
@@ -71,7 +75,7 @@ fn default_gateway() -> String {
     DEFAULT_GATEWAY.into()
 }
 
-/// Build one orders stream per ERP shop.
+/// Build one orders stream per ERP shop, and its refunds stream when `refunds`.
 pub fn build_streams(
     cfg: &JushuitanConfig,
     setup: &ConnectorSetup,

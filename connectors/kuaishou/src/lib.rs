@@ -4,6 +4,10 @@
 //! app's signSecret (MD5 or HMAC_SHA256). Shop tokens are refreshed through
 //! `/oauth2/refresh_token` and persisted. Optionally decrypts receiver
 //! phones through `open.order.decrypt.batch` and hashes them at once.
+//!
+//! Refunds: `open.seller.order.refund.pcursor.list` (every type, by update
+//! time, `pcursor` until `nomore`). A Kuaishou order holds one item
+//! (`orderItemInfo`), so it has one line and its refunds name no line.
 #![warn(missing_docs)]
 
 pub mod client;
@@ -84,7 +88,7 @@ fn default_decrypt_qps() -> u32 {
     2
 }
 
-/// Build one orders stream per shop.
+/// Build one orders stream per shop, and its refunds stream when `refunds`.
 pub fn build_streams(
     cfg: &KuaishouConfig,
     setup: &ConnectorSetup,

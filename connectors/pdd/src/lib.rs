@@ -9,6 +9,10 @@
 //! (at most 100 per call, once per 10 seconds outside 多多云 by default)
 //! and hashes them at once. Pinduoduo exposes no buyer id: an order joins
 //! other records only through its phone or a card naming it.
+//!
+//! Refunds: `pdd.refund.list.increment.get` (every status and type) in the
+//! same 30-minute windows; `refund_amount` in fen; the request names the
+//! goods, not a line. Order lines are the `item_list` SKUs.
 #![warn(missing_docs)]
 
 pub mod client;
@@ -79,7 +83,7 @@ fn default_decrypt_interval_secs() -> u64 {
     10
 }
 
-/// Build one orders stream per shop.
+/// Build one orders stream per shop, and its refunds stream when `refunds`.
 pub fn build_streams(
     cfg: &PddConfig,
     setup: &ConnectorSetup,

@@ -4,6 +4,11 @@
 //! pages are read can then never be skipped), signed as TOP signs (md5,
 //! hmac, hmac-sha256). Optionally decrypts receivers through
 //! `taobao.top.oaid.decrypt` and hashes the phones at once.
+//!
+//! Refunds (`refunds = true`, the default): `taobao.refunds.receive.get` by
+//! modification time in the same windows and pages, one row per refund of
+//! a sub-order (`oid`; the trade's own id for a refund of the whole
+//! trade); order lines from the trade's `orders`.
 #![warn(missing_docs)]
 
 pub mod client;
@@ -99,7 +104,7 @@ fn default_decrypt_scene() -> String {
     "2002".into()
 }
 
-/// Build one orders stream per shop.
+/// Build one orders stream per shop, and its refunds stream when `refunds`.
 pub fn build_streams(
     cfg: &TaobaoConfig,
     setup: &ConnectorSetup,

@@ -20,6 +20,11 @@
 //! order handed out (so an order updated meanwhile cannot push an unread
 //! one past us); 47001 answers a bad parameter; per-API quotas are not
 //! published, so the default is 10 requests per second per account.
+//!
+//! Refunds: `aftersale/getaftersalelist` by `update_time_range` with its
+//! `next_key`, then each after-sale order whole through
+//! `aftersale/getaftersaleorder` (amount in fen, its SKU as the line).
+//! Order lines are the order's `product_infos`.
 #![warn(missing_docs)]
 
 pub mod client;
@@ -96,7 +101,7 @@ fn default_details_at_once() -> usize {
     4
 }
 
-/// Build one orders stream per shop account.
+/// Build one orders stream per shop account, and its refunds stream when `refunds`.
 pub fn build_streams(
     cfg: &WechatShopConfig,
     setup: &ConnectorSetup,

@@ -17,6 +17,10 @@
 //! batch decrypt answers a map from ciphertext to clear text; there is no
 //! published trade QPS, so the default is a cautious 10 per second per
 //! app.
+//!
+//! Refunds: `youzan.trade.refund.search` 1.0.0 by `update_time_start` /
+//! `update_time_end` (at most 90 days; TOP-style status words, yuan). Order
+//! lines are the trade's `orders`.
 #![warn(missing_docs)]
 
 pub mod client;
@@ -101,7 +105,7 @@ fn default_gateway() -> String {
     DEFAULT_GATEWAY.into()
 }
 
-/// Build one orders stream per shop.
+/// Build one orders stream per shop, and its refunds stream when `refunds`.
 pub fn build_streams(
     cfg: &YouzanConfig,
     setup: &ConnectorSetup,

@@ -36,6 +36,9 @@ pub struct SandboxAnnouncement {
     pub shops: Vec<AnnouncedShop>,
     /// Orders it serves now.
     pub orders: usize,
+    /// Refund and after-sale requests it serves now.
+    #[serde(default)]
+    pub refunds: usize,
 }
 
 /// The credentials every marketplace sandbox accepts by default.

@@ -150,6 +150,7 @@ impl MarketCore {
                 })
                 .collect(),
             orders: self.visible_orders().len(),
+            refunds: self.visible_refunds().len(),
         }
     }
 
