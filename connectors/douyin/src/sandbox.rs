@@ -15,28 +15,25 @@
 //! flow control, 20000 unavailable, HTTP 5xx, slow answers, 30002 token
 //! expiry, a corrupt order) are injected on request.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
     ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
     TokenFlow,
 };
-use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::answer::{json_answer, param, Refusal};
+use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
-use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::sandbox::world::REGIONS;
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::parse_beijing;
 use quanyu_schemas::Channel;
@@ -50,21 +47,7 @@ use crate::sign::{sign, SignMethod, Signed};
 use crate::{AFTER_SALE_API, DECRYPT_API, DECRYPT_BATCH, SEARCH_API};
 
 /// What the sandbox accepts and serves.
-#[derive(Debug, Clone)]
-pub struct DouyinSandboxConfig {
-    /// The app key it accepts.
-    pub app_key: String,
-    /// The app secret requests must be signed with.
-    pub app_secret: String,
-    /// The seeded world; its Douyin shops are served.
-    pub world: WorldConfig,
-    /// Faults to inject.
-    pub faults: FaultConfig,
-    /// The sandbox clock (`None` = the wall clock).
-    pub as_of: Option<DateTime<Utc>>,
-    /// Lifetime of issued access tokens, in seconds.
-    pub token_ttl_secs: i64,
-}
+pub type DouyinSandboxConfig = MarketSandboxConfig;
 
 /// Douyin's `order_status` for a stage.
 pub fn dy_status(stage: Stage) -> i64 {
@@ -79,7 +62,7 @@ pub fn dy_status(stage: Stage) -> i64 {
 
 quanyu_connector_sdk::market_sandbox! {
     /// The Douyin shop open-platform emulator. Cheap to clone.
-    pub struct DouyinSandbox(DouyinSandboxConfig) {
+    pub struct DouyinSandbox {
         creates: AtomicU64,
     }
 }
@@ -122,11 +105,6 @@ impl DouyinSandbox {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &DouyinSandboxConfig {
-        &self.inner.cfg
-    }
-
     /// Tokens created through `/token/create` so far.
     pub fn creates(&self) -> u64 {
         self.inner.creates.load(Ordering::Relaxed)
@@ -141,11 +119,6 @@ impl DouyinSandbox {
             .route("/token/create", any(create_route))
             .route("/token/refresh", any(refresh_route))
             .with_state(self.clone())
-    }
-
-    /// Serve on `addr` in the background.
-    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
-        serve(self.router(), addr).await
     }
 
     /// One order JSON as `order.searchList` shows it.
@@ -229,7 +202,7 @@ fn log_id() -> String {
 }
 
 fn dy_error(code: i64, msg: &str, sub_code: &str, sub_msg: &str) -> Response {
-    json_response(
+    json_answer(
         json!({
             "code": code,
             "msg": msg,
@@ -243,7 +216,7 @@ fn dy_error(code: i64, msg: &str, sub_code: &str, sub_msg: &str) -> Response {
 }
 
 fn ok(data: serde_json::Value) -> Response {
-    json_response(
+    json_answer(
         json!({
             "code": CODE_OK,
             "msg": "success",
@@ -254,22 +227,6 @@ fn ok(data: serde_json::Value) -> Response {
         })
         .to_string(),
     )
-}
-
-fn json_response(body: String) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
-        body,
-    )
-        .into_response()
-}
-
-fn get<'a>(params: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(n, _)| n == k)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
 }
 
 /// A verified request: its query and business JSON.
@@ -294,7 +251,7 @@ fn verify(
                 .collect()
         })
         .unwrap_or_default();
-    let p = |k: &str| get(&params, k);
+    let p = |k: &str| param(&params, k);
     let param_json = match std::str::from_utf8(body) {
         Ok(b) if !b.trim().is_empty() => b.to_string(),
         Ok(_) => p("param_json").unwrap_or("{}").to_string(),
@@ -397,7 +354,7 @@ async fn authorize(sb: &DouyinSandbox, v: &Verified) -> Result<usize, Response> 
         .inner
         .core
         .issuer
-        .check(get(&v.params, "access_token").unwrap_or(""))
+        .check(param(&v.params, "access_token").unwrap_or(""))
     {
         Ok(s) => s,
         Err(TokenProblem::Expired) => {
@@ -417,36 +374,27 @@ async fn authorize(sb: &DouyinSandbox, v: &Verified) -> Result<usize, Response> 
             ))
         }
     };
-    match sb.inner.core.faults.draw(true) {
-        Some(Fault::Throttle) => Err(dy_error(
+    let answer = sb.inner.core.faults.answer(true, |r| match r {
+        Refusal::Throttled => dy_error(
             CODE_FLOW_LIMIT,
             "流量受限",
             "isv.flow-limited",
             "请求过于频繁，请稍后再试",
-        )),
-        Some(Fault::ServiceError) => Err(dy_error(
+        ),
+        Refusal::Busy => dy_error(
             CODE_UNAVAILABLE,
             "服务不可用",
             "isp.service-unavailable",
             "系统繁忙",
-        )),
-        Some(Fault::Http5xx(code)) => Err((
-            StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
-            "<html><body>502 Bad Gateway</body></html>",
-        )
-            .into_response()),
-        Some(Fault::Slow(d)) => {
-            tokio::time::sleep(d).await;
-            Ok(shop)
-        }
-        Some(Fault::TokenExpired) => Err(dy_error(
+        ),
+        Refusal::TokenExpired => dy_error(
             CODE_TOKEN_EXPIRED,
             "access_token已过期",
             "isv.access-token-expired",
             "access_token已过期",
-        )),
-        None => Ok(shop),
-    }
+        ),
+    });
+    answer.await.map_or(Ok(shop), Err)
 }
 
 async fn search_route(
@@ -655,7 +603,7 @@ fn token_answer(
     issued: quanyu_connector_sdk::sandbox::tokens::Issued,
 ) -> Response {
     let shop_id = sb.inner.core.book.shop_id(issued.shop).to_string();
-    json_response(
+    json_answer(
         json!({
             "code": CODE_OK,
             "msg": "success",
@@ -680,28 +628,20 @@ fn token_answer(
 }
 
 fn token_faults(sb: &DouyinSandbox) -> Option<Response> {
-    match sb.inner.core.faults.draw(false) {
-        Some(Fault::Throttle) => Some(dy_error(
+    sb.inner.core.faults.answer_now(false, |r| match r {
+        Refusal::Throttled => dy_error(
             CODE_FLOW_LIMIT,
             "流量受限",
             "isv.flow-limited",
             "请求过于频繁",
-        )),
-        Some(Fault::ServiceError) => Some(dy_error(
+        ),
+        _ => dy_error(
             CODE_UNAVAILABLE,
             "服务不可用",
             "isp.service-unavailable",
             "系统繁忙",
-        )),
-        Some(Fault::Http5xx(code)) => Some(
-            (
-                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
-                "<html><body>Bad Gateway</body></html>",
-            )
-                .into_response(),
         ),
-        _ => None,
-    }
+    })
 }
 
 /// `/token/create`: `authorization_self` with `shop_id` (or `test_shop`),
@@ -809,14 +749,7 @@ pub static KIT: KitSpec<crate::DouyinConfig> = KitSpec {
             router: DouyinSandbox::router,
             announce: DouyinSandbox::announcement,
             describe: "Douyin shop (抖店) open platform sandbox at {base_url}/order/searchList",
-            sandbox: DouyinSandbox::new(DouyinSandboxConfig {
-                app_key: APP_KEY.into(),
-                app_secret: APP_SECRET.into(),
-                world,
-                faults,
-                as_of: Some(as_of),
-                token_ttl_secs: 7 * 86_400,
-            }),
+            sandbox: DouyinSandbox::new(MarketSandboxConfig::new(world, as_of, faults, 7 * 86_400)),
         })
     },
     config,
@@ -899,17 +832,7 @@ mod tests {
     use chrono::Duration;
 
     fn sandbox() -> DouyinSandbox {
-        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
-        let mut world = WorldConfig::demo(now, 300);
-        world.shops = quanyu_connector_sdk::sandbox::world::WorldShop::only(Channel::Douyin);
-        DouyinSandbox::new(DouyinSandboxConfig {
-            app_key: "APPKEY".into(),
-            app_secret: "secret".into(),
-            world,
-            faults: FaultConfig::default(),
-            as_of: Some(now),
-            token_ttl_secs: 3600,
-        })
+        DouyinSandbox::new(MarketSandboxConfig::for_test(Channel::Douyin))
     }
 
     #[test]

@@ -20,7 +20,6 @@
 //! backend timeouts, HTTP 5xx, slow answers, code 19 token expiry, a
 //! corrupt order) are injected on request.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -31,15 +30,14 @@ use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
     ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
     TokenFlow,
 };
-use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::answer::{form_params, json_as, param, Refusal};
+use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
 use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, RefundStage, Stage};
-use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::sandbox::world::REGIONS;
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::{format_beijing, parse_beijing};
 use quanyu_schemas::Channel;
@@ -71,22 +69,7 @@ pub const OAUTH_BUSY: i64 = 500;
 pub const MAX_SKEW_SECS: i64 = 6 * 60;
 
 /// What the sandbox accepts and serves.
-#[derive(Debug, Clone)]
-pub struct JdSandboxConfig {
-    /// The app key it accepts.
-    pub app_key: String,
-    /// The app secret requests must be signed with (and the OAuth
-    /// endpoints check).
-    pub app_secret: String,
-    /// The seeded world; its JD shops are served.
-    pub world: WorldConfig,
-    /// Faults to inject.
-    pub faults: FaultConfig,
-    /// The sandbox clock (`None` = the wall clock).
-    pub as_of: Option<DateTime<Utc>>,
-    /// Lifetime of refreshed access tokens, in seconds.
-    pub token_ttl_secs: i64,
-}
+pub type JdSandboxConfig = MarketSandboxConfig;
 
 /// JD's `orderState` for a stage. A cancelled order and a refunded one are
 /// both `TRADE_CANCELED`; only the refunded one has a payment time.
@@ -127,7 +110,7 @@ const STATES: [&str; 11] = [
 
 quanyu_connector_sdk::market_sandbox! {
     /// The JD open-platform emulator. Cheap to clone.
-    pub struct JdSandbox(JdSandboxConfig) {}
+    pub struct JdSandbox {}
 }
 
 /// The sandbox's 16-byte TDE key id.
@@ -175,11 +158,6 @@ impl JdSandbox {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &JdSandboxConfig {
-        &self.inner.cfg
-    }
-
     /// The venderId JD shows for local shop `i`.
     pub fn vender_id(&self, i: usize) -> String {
         (10_080_000 + i).to_string()
@@ -192,11 +170,6 @@ impl JdSandbox {
             .route(REFRESH_PATH, any(refresh_route))
             .route("/oauth2/access_token", any(access_token_route))
             .with_state(self.clone())
-    }
-
-    /// Serve on `addr` in the background.
-    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
-        serve(self.router(), addr).await
     }
 
     /// One order JSON as `jingdong.pop.order.search` shows it (all fields).
@@ -278,45 +251,13 @@ impl JdSandbox {
     }
 }
 
-fn json_response(body: String) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json;charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
-
 /// The gateway's error envelope.
 fn jd_error(code: i64, zh: &str, en: &str) -> Response {
-    json_response(
+    json_as(
+        "application/json;charset=utf-8",
         json!({"error_response": {"code": code.to_string(), "zh_desc": zh, "en_desc": en}})
             .to_string(),
     )
-}
-
-fn http_fault(code: u16) -> Response {
-    (
-        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
-        "<html><body><h1>502 Bad Gateway</h1></body></html>",
-    )
-        .into_response()
-}
-
-fn params_of(query: Option<String>, body: &[u8]) -> Vec<(String, String)> {
-    let mut params: Vec<(String, String)> = Vec::new();
-    if let Some(q) = query {
-        params.extend(url::form_urlencoded::parse(q.as_bytes()).into_owned());
-    }
-    params.extend(url::form_urlencoded::parse(body).into_owned());
-    params
-}
-
-fn get<'a>(params: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(n, _)| n == k)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
 }
 
 /// `yyyy-MM-dd HH:mm:ss` Beijing, or with milliseconds and an offset
@@ -333,8 +274,8 @@ fn parse_timestamp(t: &str) -> Option<DateTime<Utc>> {
 /// then the API.
 async fn router_route(State(sb): State<JdSandbox>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     sb.inner.core.count_request();
-    let params = params_of(q, &body);
-    let p = |k: &str| get(&params, k);
+    let params = form_params(q.as_deref(), &body);
+    let p = |k: &str| param(&params, k);
     let Some(method) = p("method") else {
         return jd_error(CODE_MISSING_METHOD, "缺少方法名参数", "Missing Method");
     };
@@ -384,27 +325,29 @@ async fn router_route(State(sb): State<JdSandbox>, RawQuery(q): RawQuery, body: 
     let Ok(shop) = sb.inner.core.issuer.check(access_token) else {
         return jd_error(CODE_BAD_TOKEN, "无效access_token", "Invalid access_token");
     };
-    match sb.inner.core.faults.draw(true) {
-        Some(Fault::Throttle) => {
-            return jd_error(
+    if let Some(answer) = sb
+        .inner
+        .core
+        .faults
+        .answer(true, |r| match r {
+            Refusal::Throttled => jd_error(
                 CODE_CALL_LIMITED,
                 "限制时间内调用失败次数",
                 "App Call Limited",
-            )
-        }
-        Some(Fault::ServiceError) => {
-            return jd_error(
+            ),
+            Refusal::Busy => jd_error(
                 CODE_BACKEND_TIMEOUT,
                 "平台连接后端服务超时",
                 "Platform Connect Backend Service Timeout",
-            )
-        }
-        Some(Fault::Http5xx(code)) => return http_fault(code),
-        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
-        Some(Fault::TokenExpired) => {
-            return jd_error(CODE_BAD_TOKEN, "无效access_token", "Invalid access_token")
-        }
-        None => {}
+            ),
+            // JD answers 19 for an expired token too.
+            Refusal::TokenExpired => {
+                jd_error(CODE_BAD_TOKEN, "无效access_token", "Invalid access_token")
+            }
+        })
+        .await
+    {
+        return answer;
     }
     let param = match p("360buy_param_json") {
         None => json!({}),
@@ -426,7 +369,8 @@ fn refund_answer(
     result: Vec<serde_json::Value>,
     total: usize,
 ) -> Response {
-    json_response(
+    json_as(
+        "application/json;charset=utf-8",
         json!({
             REFUND_ROOT: {
                 "code": "0",
@@ -513,7 +457,8 @@ fn refund_apply(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Respo
 /// A search refused for its parameters: the API root with a failed
 /// `apiResult`.
 fn search_error(zh: &str) -> Response {
-    json_response(
+    json_as(
+        "application/json;charset=utf-8",
         json!({
             SEARCH_ROOT: {
                 "code": "0",
@@ -627,7 +572,8 @@ fn search(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Response {
             o
         })
         .collect();
-    json_response(
+    json_as(
+        "application/json;charset=utf-8",
         json!({
             SEARCH_ROOT: {
                 "code": "0",
@@ -649,7 +595,8 @@ fn search(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Response {
 }
 
 fn oauth_error(code: i64, msg: &str) -> Response {
-    json_response(
+    json_as(
+        "application/json;charset=utf-8",
         json!({
             "code": code,
             "msg": msg,
@@ -661,29 +608,26 @@ fn oauth_error(code: i64, msg: &str) -> Response {
 
 /// The client check and the faults every OAuth endpoint shares.
 fn oauth_gate(sb: &JdSandbox, params: &[(String, String)]) -> Option<Response> {
-    if get(params, "app_key") != Some(sb.inner.cfg.app_key.as_str())
-        || get(params, "app_secret") != Some(sb.inner.cfg.app_secret.as_str())
+    if param(params, "app_key") != Some(sb.inner.cfg.app_key.as_str())
+        || param(params, "app_secret") != Some(sb.inner.cfg.app_secret.as_str())
     {
         return Some(oauth_error(OAUTH_BAD_CLIENT, "app_key或app_secret无效"));
     }
-    match sb.inner.core.faults.draw(false) {
-        Some(Fault::Throttle) => Some(
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::CONTENT_TYPE, "application/json;charset=utf-8")],
-                json!({"code": 429, "msg": "请求过于频繁"}).to_string(),
-            )
-                .into_response(),
-        ),
-        Some(Fault::ServiceError) => Some(oauth_error(OAUTH_BUSY, "系统繁忙，请稍后再试")),
-        Some(Fault::Http5xx(code)) => Some(http_fault(code)),
-        _ => None,
-    }
+    sb.inner.core.faults.answer_now(false, |r| match r {
+        Refusal::Throttled => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::CONTENT_TYPE, "application/json;charset=utf-8")],
+            json!({"code": 429, "msg": "请求过于频繁"}).to_string(),
+        )
+            .into_response(),
+        _ => oauth_error(OAUTH_BUSY, "系统繁忙，请稍后再试"),
+    })
 }
 
 fn token_answer(sb: &JdSandbox, i: quanyu_connector_sdk::sandbox::tokens::Issued) -> Response {
     let shop = sb.inner.core.book.shop_id(i.shop).to_string();
-    json_response(
+    json_as(
+        "application/json;charset=utf-8",
         json!({
             "access_token": i.access_token,
             "expires_in": i.expires_in,
@@ -707,14 +651,14 @@ async fn refresh_route(
     body: Bytes,
 ) -> Response {
     sb.inner.core.count_request();
-    let params = params_of(q, &body);
+    let params = form_params(q.as_deref(), &body);
     if let Some(r) = oauth_gate(&sb, &params) {
         return r;
     }
-    if get(&params, "grant_type") != Some("refresh_token") {
+    if param(&params, "grant_type") != Some("refresh_token") {
         return oauth_error(OAUTH_BAD_REQUEST, "grant_type必须为refresh_token");
     }
-    let Some(rt) = get(&params, "refresh_token") else {
+    let Some(rt) = param(&params, "refresh_token") else {
         return oauth_error(OAUTH_BAD_REQUEST, "refresh_token不能为空");
     };
     match sb.inner.core.issuer.refresh(rt) {
@@ -734,14 +678,14 @@ async fn access_token_route(
     body: Bytes,
 ) -> Response {
     sb.inner.core.count_request();
-    let params = params_of(q, &body);
+    let params = form_params(q.as_deref(), &body);
     if let Some(r) = oauth_gate(&sb, &params) {
         return r;
     }
-    if get(&params, "grant_type") != Some("authorization_code") {
+    if param(&params, "grant_type") != Some("authorization_code") {
         return oauth_error(OAUTH_BAD_REQUEST, "grant_type必须为authorization_code");
     }
-    let shop = get(&params, "code")
+    let shop = param(&params, "code")
         .and_then(|c| c.strip_prefix("sandbox-code-"))
         .and_then(|n| n.parse::<usize>().ok())
         .filter(|&n| n < sb.inner.core.book.shops().len());
@@ -759,14 +703,7 @@ pub static KIT: KitSpec<crate::JdConfig> = KitSpec {
             router: JdSandbox::router,
             announce: JdSandbox::announcement,
             describe: "JD (JOS) gateway sandbox at {base_url}/routerjson",
-            sandbox: JdSandbox::new(JdSandboxConfig {
-                app_key: APP_KEY.into(),
-                app_secret: APP_SECRET.into(),
-                world,
-                faults,
-                as_of: Some(as_of),
-                token_ttl_secs: 30 * 86_400,
-            }),
+            sandbox: JdSandbox::new(MarketSandboxConfig::new(world, as_of, faults, 30 * 86_400)),
         })
     },
     config,
@@ -820,21 +757,11 @@ impl JdSandbox {
 mod tests {
     use super::*;
     use chrono::Duration;
-    use quanyu_connector_sdk::sandbox::world::WorldShop;
+
     use quanyu_schemas::{LakeKey, OrderStatus, PiiHasher};
 
     fn sandbox() -> JdSandbox {
-        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
-        let mut world = WorldConfig::demo(now, 300);
-        world.shops = WorldShop::only(Channel::Jd);
-        JdSandbox::new(JdSandboxConfig {
-            app_key: "APPKEY".into(),
-            app_secret: "secret".into(),
-            world,
-            faults: FaultConfig::default(),
-            as_of: Some(now),
-            token_ttl_secs: 3600,
-        })
+        JdSandbox::new(MarketSandboxConfig::for_test(Channel::Jd))
     }
 
     #[test]

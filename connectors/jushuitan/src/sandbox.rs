@@ -8,26 +8,24 @@
 //! shops, whose receiver phones the ERP holds in clear.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
-use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
     AnnouncedShop, ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull,
     TokenFlow,
 };
-use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::answer::Refusal;
+use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
 use quanyu_connector_sdk::sandbox::orders::{fen_text, OrderBook, RefundEntry, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::{TokenIssuer, TokenProblem};
-use quanyu_connector_sdk::sandbox::world::{World, WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::sandbox::world::{World, REGIONS};
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::{format_beijing, parse_beijing};
 use quanyu_schemas::Channel;
@@ -40,21 +38,7 @@ use crate::client::{
 use crate::sign::sign;
 
 /// What the sandbox accepts and serves.
-#[derive(Debug, Clone)]
-pub struct JushuitanSandboxConfig {
-    /// The app key it accepts.
-    pub app_key: String,
-    /// The app secret requests are signed with.
-    pub app_secret: String,
-    /// The seeded world; its Jushuitan shops are served.
-    pub world: WorldConfig,
-    /// Faults to inject.
-    pub faults: FaultConfig,
-    /// The sandbox clock (`None` = the wall clock).
-    pub as_of: Option<DateTime<Utc>>,
-    /// Access-token lifetime in seconds.
-    pub token_ttl_secs: i64,
-}
+pub type JushuitanSandboxConfig = MarketSandboxConfig;
 
 /// The ERP's status for a stage.
 fn jst_status(stage: Stage) -> &'static str {
@@ -73,7 +57,7 @@ pub fn erp_shop_id(i: usize) -> i64 {
 
 quanyu_connector_sdk::market_sandbox! {
     /// The Jushuitan emulator. Cheap to clone.
-    pub struct JushuitanSandbox(JushuitanSandboxConfig) {}
+    pub struct JushuitanSandbox {}
 }
 
 fn reply(code: i64, msg: &str, data: serde_json::Value) -> Response {
@@ -100,11 +84,6 @@ impl JushuitanSandbox {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &JushuitanSandboxConfig {
-        &self.inner.cfg
-    }
-
     /// (lake shop id, ERP shop_id) of every shop served.
     pub fn shops(&self) -> Vec<(String, i64)> {
         (0..self.inner.core.book.shops().len())
@@ -124,11 +103,6 @@ impl JushuitanSandbox {
             .route("/open/refund/single/query", post(refunds))
             .route("/openWeb/auth/refreshToken", post(refresh))
             .with_state(self.clone())
-    }
-
-    /// Serve on `addr`.
-    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
-        serve(self.router(), addr).await
     }
 
     fn render(&self, i: usize, ev: usize, local_shop: usize, corrupt: bool) -> serde_json::Value {
@@ -249,19 +223,18 @@ async fn authorized(sb: &JushuitanSandbox, body: &[u8]) -> Result<serde_json::Va
         }
         Some(Ok(_)) => {}
     }
-    match sb.inner.core.faults.draw(true) {
-        Some(Fault::Throttle) => return Err(error(CODE_QPS, "调用频率超限，请稍后再试")),
-        Some(Fault::ServiceError) => return Err(error(CODE_BUSY, "系统繁忙")),
-        Some(Fault::Http5xx(c)) => {
-            return Err((
-                StatusCode::from_u16(c).unwrap_or(StatusCode::BAD_GATEWAY),
-                "upstream error",
-            )
-                .into_response())
-        }
-        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
-        Some(Fault::TokenExpired) => return Err(error(CODE_TOKEN_EXPIRED, "access_token已过期")),
-        None => {}
+    if let Some(answer) = sb
+        .inner
+        .core
+        .faults
+        .answer(true, |r| match r {
+            Refusal::Throttled => error(CODE_QPS, "调用频率超限，请稍后再试"),
+            Refusal::Busy => error(CODE_BUSY, "系统繁忙"),
+            Refusal::TokenExpired => error(CODE_TOKEN_EXPIRED, "access_token已过期"),
+        })
+        .await
+    {
+        return Err(answer);
     }
     map.get("biz")
         .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
@@ -447,14 +420,12 @@ pub static KIT: KitSpec<crate::JushuitanConfig> = KitSpec {
             router: JushuitanSandbox::router,
             announce: JushuitanSandbox::announcement,
             describe: "Jushuitan open API sandbox at {base_url}/open/orders/single/query",
-            sandbox: JushuitanSandbox::new(JushuitanSandboxConfig {
-                app_key: APP_KEY.into(),
-                app_secret: APP_SECRET.into(),
+            sandbox: JushuitanSandbox::new(MarketSandboxConfig::new(
                 world,
+                as_of,
                 faults,
-                as_of: Some(as_of),
-                token_ttl_secs: 30 * 86_400,
-            }),
+                30 * 86_400,
+            )),
         })
     },
     config,
@@ -533,17 +504,7 @@ mod tests {
 
     #[test]
     fn renders_orders_that_map() {
-        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
-        let mut world = WorldConfig::demo(now, 300);
-        world.shops = quanyu_connector_sdk::sandbox::world::WorldShop::only(Channel::Jushuitan);
-        let sb = JushuitanSandbox::new(JushuitanSandboxConfig {
-            app_key: "AK".into(),
-            app_secret: "S".into(),
-            world,
-            faults: FaultConfig::default(),
-            as_of: Some(now),
-            token_ttl_secs: 3600,
-        });
+        let sb = JushuitanSandbox::new(MarketSandboxConfig::for_test(Channel::Jushuitan));
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
         let i = sb
             .world()

@@ -15,27 +15,24 @@
 //! busy, HTTP 5xx, slow answers, code 28 token expiry, a corrupt order) are
 //! injected on request.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET, SIGN_SECRET};
 use quanyu_connector_sdk::connector::{
     ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
     TokenFlow,
 };
-use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::answer::{form_params, json_answer, param, Refusal};
+use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
-use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::sandbox::world::REGIONS;
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::Channel;
 use serde_json::json;
@@ -48,23 +45,7 @@ use crate::sign::{sign, SignMethod};
 use crate::{CURSOR_LIST_API, DECRYPT_API, NO_MORE, REFUND_LIST_API};
 
 /// What the sandbox accepts and serves.
-#[derive(Debug, Clone)]
-pub struct KuaishouSandboxConfig {
-    /// The app key (`appkey` / `app_id`) it accepts.
-    pub app_key: String,
-    /// The app secret the OAuth endpoints check.
-    pub app_secret: String,
-    /// The signSecret API calls must be signed with.
-    pub sign_secret: String,
-    /// The seeded world; its Kuaishou shops are served.
-    pub world: WorldConfig,
-    /// Faults to inject.
-    pub faults: FaultConfig,
-    /// The sandbox clock (`None` = the wall clock).
-    pub as_of: Option<DateTime<Utc>>,
-    /// Lifetime of refreshed access tokens, in seconds.
-    pub token_ttl_secs: i64,
-}
+pub type KuaishouSandboxConfig = MarketSandboxConfig;
 
 /// Kuaishou's status code for a stage.
 pub fn ks_status(stage: Stage) -> i64 {
@@ -79,7 +60,7 @@ pub fn ks_status(stage: Stage) -> i64 {
 
 quanyu_connector_sdk::market_sandbox! {
     /// The Kuaishou open-platform emulator. Cheap to clone.
-    pub struct KuaishouSandbox(KuaishouSandboxConfig) {}
+    pub struct KuaishouSandbox {}
 }
 
 /// A ciphertext in Kuaishou's style: separator, base64 payload, key
@@ -133,11 +114,6 @@ impl KuaishouSandbox {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &KuaishouSandboxConfig {
-        &self.inner.cfg
-    }
-
     /// The axum router.
     pub fn router(&self) -> Router {
         Router::new()
@@ -147,11 +123,6 @@ impl KuaishouSandbox {
             .route("/oauth2/refresh_token", any(refresh_route))
             .route("/oauth2/access_token", any(access_token_route))
             .with_state(self.clone())
-    }
-
-    /// Serve on `addr` in the background.
-    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
-        serve(self.router(), addr).await
     }
 
     fn oid(&self, purchase: usize) -> u64 {
@@ -246,7 +217,7 @@ impl KuaishouSandbox {
 }
 
 fn ks_error(code: i64, detail: &str) -> Response {
-    json_response(
+    json_answer(
         json!({
             "result": code,
             "subCode": code.to_string(),
@@ -259,37 +230,12 @@ fn ks_error(code: i64, detail: &str) -> Response {
     )
 }
 
-fn json_response(body: String) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
-        body,
-    )
-        .into_response()
-}
-
-fn params_of(query: Option<String>, body: &[u8]) -> Vec<(String, String)> {
-    let mut params: Vec<(String, String)> = Vec::new();
-    if let Some(q) = query {
-        params.extend(url::form_urlencoded::parse(q.as_bytes()).into_owned());
-    }
-    params.extend(url::form_urlencoded::parse(body).into_owned());
-    params
-}
-
-fn get<'a>(params: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(n, _)| n == k)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-}
-
 async fn list_route(
     State(sb): State<KuaishouSandbox>,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    api(sb, CURSOR_LIST_API, params_of(q, &body)).await
+    api(sb, CURSOR_LIST_API, form_params(q.as_deref(), &body)).await
 }
 
 async fn refund_route(
@@ -297,7 +243,7 @@ async fn refund_route(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    api(sb, REFUND_LIST_API, params_of(q, &body)).await
+    api(sb, REFUND_LIST_API, form_params(q.as_deref(), &body)).await
 }
 
 async fn decrypt_route(
@@ -305,13 +251,13 @@ async fn decrypt_route(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    api(sb, DECRYPT_API, params_of(q, &body)).await
+    api(sb, DECRYPT_API, form_params(q.as_deref(), &body)).await
 }
 
 /// Authentication, signature, freshness, token and faults; then dispatch.
 async fn api(sb: KuaishouSandbox, path_method: &str, params: Vec<(String, String)>) -> Response {
     sb.inner.core.count_request();
-    let p = |k: &str| get(&params, k);
+    let p = |k: &str| param(&params, k);
     if p("method") != Some(path_method) {
         return ks_error(CODE_BUSINESS, "method无效");
     }
@@ -348,19 +294,18 @@ async fn api(sb: KuaishouSandbox, path_method: &str, params: Vec<(String, String
         Err(TokenProblem::Expired) => return ks_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
         Err(TokenProblem::Unknown) => return ks_error(CODE_BAD_TOKEN, "access_token无效"),
     };
-    match sb.inner.core.faults.draw(true) {
-        Some(Fault::Throttle) => return ks_error(CODE_QPS, "调用频率超过限制"),
-        Some(Fault::ServiceError) => return ks_error(CODE_SYSTEM, "系统繁忙，请稍后重试"),
-        Some(Fault::Http5xx(code)) => {
-            return (
-                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
-                "<html><body>502 Bad Gateway</body></html>",
-            )
-                .into_response()
-        }
-        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
-        Some(Fault::TokenExpired) => return ks_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
-        None => {}
+    if let Some(answer) = sb
+        .inner
+        .core
+        .faults
+        .answer(true, |r| match r {
+            Refusal::Throttled => ks_error(CODE_QPS, "调用频率超过限制"),
+            Refusal::Busy => ks_error(CODE_SYSTEM, "系统繁忙，请稍后重试"),
+            Refusal::TokenExpired => ks_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
+        })
+        .await
+    {
+        return answer;
     }
     let Some(param) = p("param").and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
     else {
@@ -441,7 +386,7 @@ fn refund_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
         Some(&(m, r, _)) if to < list.len() => encode_cursor(m, r),
         _ => NO_MORE.to_string(),
     };
-    json_response(
+    json_answer(
         json!({
             "result": 1,
             "data": {"pcursor": pcursor, "refundOrderInfoList": rows}
@@ -542,7 +487,7 @@ fn cursor_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
         Some(&(m, o, _, _)) if to < list.len() => encode_cursor(m, o),
         _ => NO_MORE.to_string(),
     };
-    json_response(
+    json_answer(
         json!({
             "result": 1,
             "data": {
@@ -590,11 +535,11 @@ fn decrypt(sb: &KuaishouSandbox, param: &serde_json::Value) -> Response {
             }
         })
         .collect();
-    json_response(json!({"result": 1, "data": {"decryptList": out}}).to_string())
+    json_answer(json!({"result": 1, "data": {"decryptList": out}}).to_string())
 }
 
 fn oauth_error(code: i64, error: &str, msg: &str) -> Response {
-    json_response(json!({"result": code, "error": error, "error_msg": msg}).to_string())
+    json_answer(json!({"result": code, "error": error, "error_msg": msg}).to_string())
 }
 
 fn issued_answer(sb: &KuaishouSandbox, shop: usize, refresh: bool) -> Response {
@@ -606,7 +551,7 @@ fn issued_answer(sb: &KuaishouSandbox, shop: usize, refresh: bool) -> Response {
     let Some(i) = issued else {
         return oauth_error(CODE_BUSINESS, "invalid_grant", "refresh_token无效");
     };
-    json_response(
+    json_answer(
         json!({
             "result": 1,
             "access_token": i.access_token,
@@ -621,8 +566,8 @@ fn issued_answer(sb: &KuaishouSandbox, shop: usize, refresh: bool) -> Response {
 }
 
 fn check_client(sb: &KuaishouSandbox, params: &[(String, String)]) -> Option<Response> {
-    if get(params, "app_id") != Some(sb.inner.cfg.app_key.as_str())
-        || get(params, "app_secret") != Some(sb.inner.cfg.app_secret.as_str())
+    if param(params, "app_id") != Some(sb.inner.cfg.app_key.as_str())
+        || param(params, "app_secret") != Some(sb.inner.cfg.app_secret.as_str())
     {
         return Some(oauth_error(
             CODE_BAD_APP,
@@ -630,18 +575,10 @@ fn check_client(sb: &KuaishouSandbox, params: &[(String, String)]) -> Option<Res
             "app_id或app_secret无效",
         ));
     }
-    match sb.inner.core.faults.draw(false) {
-        Some(Fault::Throttle) => Some(oauth_error(CODE_QPS, "rate_limited", "调用频率超过限制")),
-        Some(Fault::ServiceError) => Some(oauth_error(CODE_SYSTEM, "server_error", "系统繁忙")),
-        Some(Fault::Http5xx(code)) => Some(
-            (
-                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
-                "<html><body>Bad Gateway</body></html>",
-            )
-                .into_response(),
-        ),
-        _ => None,
-    }
+    sb.inner.core.faults.answer_now(false, |r| match r {
+        Refusal::Throttled => oauth_error(CODE_QPS, "rate_limited", "调用频率超过限制"),
+        _ => oauth_error(CODE_SYSTEM, "server_error", "系统繁忙"),
+    })
 }
 
 /// `/oauth2/refresh_token` (GET query or POST form): rotates the pair.
@@ -651,20 +588,20 @@ async fn refresh_route(
     body: Bytes,
 ) -> Response {
     sb.inner.core.count_request();
-    let params = params_of(q, &body);
+    let params = form_params(q.as_deref(), &body);
     if let Some(r) = check_client(&sb, &params) {
         return r;
     }
-    if get(&params, "grant_type") != Some("refresh_token") {
+    if param(&params, "grant_type") != Some("refresh_token") {
         return oauth_error(CODE_BUSINESS, "unsupported_grant_type", "grant_type无效");
     }
-    let Some(rt) = get(&params, "refresh_token") else {
+    let Some(rt) = param(&params, "refresh_token") else {
         return oauth_error(CODE_BUSINESS, "invalid_request", "refresh_token不能为空");
     };
     match sb.inner.core.issuer.refresh(rt) {
         Some(i) => {
             sb.inner.core.count_refresh();
-            json_response(
+            json_answer(
                 json!({
                     "result": 1,
                     "access_token": i.access_token,
@@ -689,17 +626,17 @@ async fn access_token_route(
     body: Bytes,
 ) -> Response {
     sb.inner.core.count_request();
-    let params = params_of(q, &body);
+    let params = form_params(q.as_deref(), &body);
     if let Some(r) = check_client(&sb, &params) {
         return r;
     }
     if !matches!(
-        get(&params, "grant_type"),
+        param(&params, "grant_type"),
         Some("code" | "authorization_code")
     ) {
         return oauth_error(CODE_BUSINESS, "unsupported_grant_type", "grant_type无效");
     }
-    let shop = get(&params, "code")
+    let shop = param(&params, "code")
         .and_then(|c| c.strip_prefix("sandbox-code-"))
         .and_then(|n| n.parse::<usize>().ok())
         .filter(|&n| n < sb.inner.core.book.shops().len());
@@ -717,15 +654,12 @@ pub static KIT: KitSpec<crate::KuaishouConfig> = KitSpec {
             router: KuaishouSandbox::router,
             announce: KuaishouSandbox::announcement,
             describe: "Kuaishou open platform sandbox at {base_url}/open/order/cursor/list",
-            sandbox: KuaishouSandbox::new(KuaishouSandboxConfig {
-                app_key: APP_KEY.into(),
-                app_secret: APP_SECRET.into(),
-                sign_secret: SIGN_SECRET.into(),
+            sandbox: KuaishouSandbox::new(MarketSandboxConfig::new(
                 world,
+                as_of,
                 faults,
-                as_of: Some(as_of),
-                token_ttl_secs: 7 * 86_400,
-            }),
+                7 * 86_400,
+            )),
         })
     },
     config,
@@ -792,18 +726,7 @@ mod tests {
     use chrono::Duration;
 
     fn sandbox() -> KuaishouSandbox {
-        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
-        let mut world = WorldConfig::demo(now, 300);
-        world.shops = quanyu_connector_sdk::sandbox::world::WorldShop::only(Channel::Kuaishou);
-        KuaishouSandbox::new(KuaishouSandboxConfig {
-            app_key: "ks123".into(),
-            app_secret: "app-secret".into(),
-            sign_secret: "SIGNSECRET".into(),
-            world,
-            faults: FaultConfig::default(),
-            as_of: Some(now),
-            token_ttl_secs: 3600,
-        })
+        KuaishouSandbox::new(MarketSandboxConfig::for_test(Channel::Kuaishou))
     }
 
     #[test]

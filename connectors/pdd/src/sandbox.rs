@@ -13,27 +13,24 @@
 //! 50000 busy, HTTP 5xx, slow answers, 10019 token expiry, a corrupt order)
 //! are injected on request.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
     ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
     TokenFlow,
 };
-use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::answer::{json_answer, param, Refusal};
+use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
 use quanyu_connector_sdk::sandbox::orders::{RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
-use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::sandbox::world::REGIONS;
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::format_beijing;
 use quanyu_schemas::Channel;
@@ -50,21 +47,7 @@ use crate::{DECRYPT_API, INCREMENT_API, REFUNDS_API};
 pub const CREATE_API: &str = "pdd.pop.auth.token.create";
 
 /// What the sandbox accepts and serves.
-#[derive(Debug, Clone)]
-pub struct PddSandboxConfig {
-    /// The client_id it accepts.
-    pub client_id: String,
-    /// The client_secret requests must be signed with.
-    pub client_secret: String,
-    /// The seeded world; its Pinduoduo shops are served.
-    pub world: WorldConfig,
-    /// Faults to inject.
-    pub faults: FaultConfig,
-    /// The sandbox clock (`None` = the wall clock).
-    pub as_of: Option<DateTime<Utc>>,
-    /// Lifetime of refreshed access tokens, in seconds.
-    pub token_ttl_secs: i64,
-}
+pub type PddSandboxConfig = MarketSandboxConfig;
 
 /// Pinduoduo's (order_status, refund_status) for a stage. Orders are not
 /// listed before payment; a refund before shipping leaves order_status 1.
@@ -79,7 +62,7 @@ pub fn pdd_status(stage: Stage) -> (i64, i64) {
 
 quanyu_connector_sdk::market_sandbox! {
     /// The Pinduoduo router emulator. Cheap to clone.
-    pub struct PddSandbox(PddSandboxConfig) {}
+    pub struct PddSandbox {}
 }
 
 /// A ciphertext in Pinduoduo's style, e.g. `$Y/YK$AgAAAA…$0$$` for phones,
@@ -134,21 +117,11 @@ impl PddSandbox {
         }
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &PddSandboxConfig {
-        &self.inner.cfg
-    }
-
     /// The axum router.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/api/router", any(router_route))
             .with_state(self.clone())
-    }
-
-    /// Serve on `addr` in the background.
-    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
-        serve(self.router(), addr).await
     }
 
     /// One order JSON as the increment API shows it.
@@ -234,7 +207,7 @@ fn request_id() -> String {
 }
 
 fn pdd_error(code: i64, msg: &str) -> Response {
-    json_response(
+    json_answer(
         json!({
             "error_response": {
                 "error_code": code,
@@ -246,22 +219,6 @@ fn pdd_error(code: i64, msg: &str) -> Response {
         })
         .to_string(),
     )
-}
-
-fn json_response(body: String) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
-        body,
-    )
-        .into_response()
-}
-
-fn get<'a>(params: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|(n, _)| n == k)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
 }
 
 /// `/api/router`: public parameters, signature, freshness; then the API.
@@ -276,12 +233,12 @@ async fn router_route(
         params.extend(url::form_urlencoded::parse(q.as_bytes()).into_owned());
     }
     params.extend(url::form_urlencoded::parse(&body).into_owned());
-    let p = |k: &str| get(&params, k);
+    let p = |k: &str| param(&params, k);
     let Some(api) = p("type") else {
         return pdd_error(CODE_PUBLIC_PARAM, "公共参数错误:type");
     };
     match p("client_id") {
-        Some(c) if c == sb.inner.cfg.client_id => {}
+        Some(c) if c == sb.inner.cfg.app_key => {}
         Some(_) => return pdd_error(CODE_BAD_CLIENT, "client_id不存在"),
         None => return pdd_error(CODE_PUBLIC_PARAM, "公共参数错误:client_id"),
     }
@@ -290,7 +247,7 @@ async fn router_route(
     };
     let expected = sign(
         params.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        &sb.inner.cfg.client_secret,
+        &sb.inner.cfg.app_secret,
     );
     if !given.eq_ignore_ascii_case(&expected) {
         return pdd_error(CODE_BAD_SIGN, "签名错误");
@@ -314,21 +271,18 @@ async fn router_route(
         Err(TokenProblem::Expired) => return pdd_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
         Err(TokenProblem::Unknown) => return pdd_error(CODE_BAD_TOKEN, "access_token不存在"),
     };
-    match sb.inner.core.faults.draw(true) {
-        Some(Fault::Throttle) => {
-            return pdd_error(CODE_THROTTLED, "当前接口您已被限流，请求过于频繁")
-        }
-        Some(Fault::ServiceError) => return pdd_error(CODE_SYSTEM, "系统繁忙，请稍后重试"),
-        Some(Fault::Http5xx(code)) => {
-            return (
-                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
-                "<html><body>502 Bad Gateway</body></html>",
-            )
-                .into_response()
-        }
-        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
-        Some(Fault::TokenExpired) => return pdd_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
-        None => {}
+    if let Some(answer) = sb
+        .inner
+        .core
+        .faults
+        .answer(true, |r| match r {
+            Refusal::Throttled => pdd_error(CODE_THROTTLED, "当前接口您已被限流，请求过于频繁"),
+            Refusal::Busy => pdd_error(CODE_SYSTEM, "系统繁忙，请稍后重试"),
+            Refusal::TokenExpired => pdd_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
+        })
+        .await
+    {
+        return answer;
     }
     match api {
         DECRYPT_API => decrypt(&sb, &params),
@@ -344,7 +298,7 @@ fn window_query(
     sb: &PddSandbox,
     params: &[(String, String)],
 ) -> Result<(i64, i64, usize, usize), Response> {
-    let int = |k: &str| get(params, k).map(|v| v.trim().parse::<i64>());
+    let int = |k: &str| param(params, k).map(|v| v.trim().parse::<i64>());
     let (Some(Ok(start)), Some(Ok(end))) = (int("start_updated_at"), int("end_updated_at")) else {
         return Err(pdd_error(
             CODE_PARAM,
@@ -385,7 +339,7 @@ fn refunds(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Respons
         Err(answer) => return answer,
     };
     for k in ["after_sales_status", "after_sales_type"] {
-        if get(params, k).is_none() {
+        if param(params, k).is_none() {
             return pdd_error(CODE_PARAM, &format!("参数错误:{k}必填"));
         }
     }
@@ -417,7 +371,7 @@ fn refunds(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Respons
             })
         })
         .collect();
-    json_response(
+    json_answer(
         json!({
             "refund_increment_get_response": {
                 "total_count": list.len(),
@@ -430,7 +384,7 @@ fn refunds(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Respons
 }
 
 fn increment(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Response {
-    let int = |k: &str| get(params, k).map(|v| v.trim().parse::<i64>());
+    let int = |k: &str| param(params, k).map(|v| v.trim().parse::<i64>());
     let (start, end, page, size) = match window_query(sb, params) {
         Ok(q) => q,
         Err(answer) => return answer,
@@ -460,7 +414,7 @@ fn increment(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Respo
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| sb.render_order(list[k].0, list[k].1, corrupt_at == Some(k)))
         .collect();
-    json_response(
+    json_answer(
         json!({
             "order_sn_increment_get_response": {
                 "total_count": total,
@@ -476,7 +430,7 @@ fn increment(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Respo
 /// `pdd.open.decrypt.batch`: `data_list`, a JSON list of at most 100
 /// `{data_tag, encrypted_data}`.
 fn decrypt(sb: &PddSandbox, params: &[(String, String)]) -> Response {
-    let Some(list) = get(params, "data_list")
+    let Some(list) = param(params, "data_list")
         .and_then(|s| serde_json::from_str::<Vec<serde_json::Value>>(s).ok())
     else {
         return pdd_error(CODE_PARAM, "参数错误:data_list");
@@ -510,7 +464,7 @@ fn decrypt(sb: &PddSandbox, params: &[(String, String)]) -> Response {
             }
         })
         .collect();
-    json_response(
+    json_answer(
         json!({"open_decrypt_batch_response": {"data_decrypt_list": out, "request_id": request_id()}})
             .to_string(),
     )
@@ -520,22 +474,14 @@ fn decrypt(sb: &PddSandbox, params: &[(String, String)]) -> Response {
 /// {refresh_token}`: the sandbox's authorization codes are
 /// `sandbox-code-<shop index>`; a refresh rotates the pair.
 fn token_api(sb: &PddSandbox, api: &str, params: &[(String, String)]) -> Response {
-    match sb.inner.core.faults.draw(false) {
-        Some(Fault::Throttle) => {
-            return pdd_error(CODE_THROTTLED, "当前接口您已被限流，请求过于频繁")
-        }
-        Some(Fault::ServiceError) => return pdd_error(CODE_SYSTEM, "系统繁忙，请稍后重试"),
-        Some(Fault::Http5xx(code)) => {
-            return (
-                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
-                "<html><body>Bad Gateway</body></html>",
-            )
-                .into_response()
-        }
-        _ => {}
+    if let Some(answer) = sb.inner.core.faults.answer_now(false, |r| match r {
+        Refusal::Throttled => pdd_error(CODE_THROTTLED, "当前接口您已被限流，请求过于频繁"),
+        Refusal::Busy | Refusal::TokenExpired => pdd_error(CODE_SYSTEM, "系统繁忙，请稍后重试"),
+    }) {
+        return answer;
     }
     let (issued, root) = if api == REFRESH_API {
-        let Some(rt) = get(params, "refresh_token") else {
+        let Some(rt) = param(params, "refresh_token") else {
             return pdd_error(CODE_PARAM, "参数错误:refresh_token");
         };
         let Some(i) = sb.inner.core.issuer.refresh(rt) else {
@@ -544,7 +490,7 @@ fn token_api(sb: &PddSandbox, api: &str, params: &[(String, String)]) -> Respons
         sb.inner.core.count_refresh();
         (i, "pop_auth_token_refresh_response")
     } else {
-        let shop = get(params, "code")
+        let shop = param(params, "code")
             .and_then(|c| c.strip_prefix("sandbox-code-"))
             .and_then(|n| n.parse::<usize>().ok())
             .filter(|&n| n < sb.inner.core.book.shops().len());
@@ -557,7 +503,7 @@ fn token_api(sb: &PddSandbox, api: &str, params: &[(String, String)]) -> Respons
         )
     };
     let shop_id = sb.inner.core.book.shop_id(issued.shop).to_string();
-    json_response(
+    json_answer(
         json!({
             root: {
                 "access_token": issued.access_token,
@@ -584,14 +530,7 @@ pub static KIT: KitSpec<crate::PddConfig> = KitSpec {
             router: PddSandbox::router,
             announce: PddSandbox::announcement,
             describe: "Pinduoduo router sandbox at {base_url}/api/router",
-            sandbox: PddSandbox::new(PddSandboxConfig {
-                client_id: APP_KEY.into(),
-                client_secret: APP_SECRET.into(),
-                world,
-                faults,
-                as_of: Some(as_of),
-                token_ttl_secs: 86_400,
-            }),
+            sandbox: PddSandbox::new(MarketSandboxConfig::new(world, as_of, faults, 86_400)),
         })
     },
     config,
@@ -662,8 +601,8 @@ impl PddSandbox {
         self.inner.core.announce(
             Channel::Pdd,
             base_url,
-            &self.inner.cfg.client_id,
-            &self.inner.cfg.client_secret,
+            &self.inner.cfg.app_key,
+            &self.inner.cfg.app_secret,
         )
     }
 }
@@ -674,17 +613,7 @@ mod tests {
     use chrono::Duration;
 
     fn sandbox() -> PddSandbox {
-        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
-        let mut world = WorldConfig::demo(now, 300);
-        world.shops = quanyu_connector_sdk::sandbox::world::WorldShop::only(Channel::Pdd);
-        PddSandbox::new(PddSandboxConfig {
-            client_id: "CID".into(),
-            client_secret: "secret".into(),
-            world,
-            faults: FaultConfig::default(),
-            as_of: Some(now),
-            token_ttl_secs: 3600,
-        })
+        PddSandbox::new(MarketSandboxConfig::for_test(Channel::Pdd))
     }
 
     #[test]

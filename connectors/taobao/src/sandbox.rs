@@ -13,28 +13,25 @@
 //! are injected on request.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
-use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
     ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
     TokenFlow,
 };
-use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::answer::{json_answer, Refusal};
+use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
 use quanyu_connector_sdk::sandbox::orders::{
     fen_text, mask_phone, RefundEntry, RefundStage, Stage,
 };
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
-use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{serve, Fault, FaultConfig, SandboxHandle};
+use quanyu_connector_sdk::sandbox::world::REGIONS;
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::{format_beijing, parse_beijing};
 use quanyu_schemas::Channel;
@@ -42,20 +39,7 @@ use quanyu_schemas::Channel;
 use crate::sign::{sign, SignMethod};
 
 /// What the sandbox accepts and serves.
-#[derive(Debug, Clone)]
-pub struct TopSandboxConfig {
-    /// The app key it accepts.
-    pub app_key: String,
-    /// The app secret requests must be signed with.
-    pub app_secret: String,
-    /// The seeded world; its `shops` are the shops served.
-    pub world: WorldConfig,
-    /// Faults to inject.
-    pub faults: FaultConfig,
-    /// The sandbox clock: trades are shown as they stand at this time
-    /// (`None` = the wall clock).
-    pub as_of: Option<DateTime<Utc>>,
-}
+pub type TopSandboxConfig = MarketSandboxConfig;
 
 /// How long a session key lives: TOP's sessions outlive any test (the
 /// shop renews the authorization on the platform).
@@ -88,7 +72,7 @@ pub struct VisibleTrade {
 
 quanyu_connector_sdk::market_sandbox! {
     /// The TOP gateway emulator. Cheap to clone.
-    pub struct TopSandbox(TopSandboxConfig) {}
+    pub struct TopSandbox {}
 }
 
 impl TopSandbox {
@@ -106,11 +90,6 @@ impl TopSandbox {
         TopSandbox {
             inner: Arc::new(Inner { cfg, core }),
         }
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &TopSandboxConfig {
-        &self.inner.cfg
     }
 
     /// The session key the shop `i` authorization gave.
@@ -139,11 +118,6 @@ impl TopSandbox {
         Router::new()
             .route("/router/rest", any(handle))
             .with_state(self.clone())
-    }
-
-    /// Serve on `addr` in the background.
-    pub async fn serve(&self, addr: SocketAddr) -> std::io::Result<SandboxHandle> {
-        serve(self.router(), addr).await
     }
 
     fn render_trade(&self, out: &mut String, i: usize, ev: usize, corrupt: bool) {
@@ -247,15 +221,7 @@ fn top_error(
     if let Some(s) = sub_msg {
         body["error_response"]["sub_msg"] = s.into();
     }
-    json_response(body.to_string())
-}
-
-fn json_response(body: String) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
-        body,
-    )
-        .into_response()
+    json_answer(body.to_string())
 }
 
 async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: Bytes) -> Response {
@@ -351,34 +317,29 @@ async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: B
         return top_error(22, "Invalid Method", None, None, rid);
     }
     // Faults come after authentication, as the real gateway's flow control does.
-    match sb.inner.core.faults.draw(false) {
-        Some(Fault::Throttle) => {
-            return top_error(
+    if let Some(answer) = sb
+        .inner
+        .core
+        .faults
+        .answer(false, |r| match r {
+            Refusal::Throttled => top_error(
                 7,
                 "App Call Limited",
                 Some("accesscontrol.limited-by-app-access-count"),
                 Some("This ban will last for 1 more seconds"),
                 rid,
-            )
-        }
-        Some(Fault::ServiceError) => {
-            return top_error(
+            ),
+            Refusal::Busy | Refusal::TokenExpired => top_error(
                 15,
                 "Remote service error",
                 Some("isp.top-remote-connection-timeout"),
                 Some("调用后端服务超时"),
                 rid,
-            )
-        }
-        Some(Fault::Http5xx(code)) => {
-            return (
-                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
-                "<html><body>Bad Gateway</body></html>",
-            )
-                .into_response()
-        }
-        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
-        Some(Fault::TokenExpired) | None => {}
+            ),
+        })
+        .await
+    {
+        return answer;
     }
     if method == crate::DECRYPT_API {
         return oaid_decrypt(&sb, &get, rid);
@@ -512,7 +473,7 @@ fn refunds_receive_get<'a>(
         sb.render_refund(&mut out, e, corrupt_at == Some(from + k));
     }
     let _ = write!(out, r#"]}},"request_id":"{rid:x}"}}}}"#);
-    json_response(out)
+    json_answer(out)
 }
 
 /// `taobao.top.oaid.decrypt`: `query_list` of at most 20 `{tid, oaid, scene}`.
@@ -557,7 +518,7 @@ fn oaid_decrypt<'a>(sb: &TopSandbox, get: &impl Fn(&str) -> Option<&'a str>, rid
             }))
         })
         .collect();
-    json_response(
+    json_answer(
         serde_json::json!({"top_oaid_decrypt_response": {
             "receiver_list": {"receiver": receivers},
             "request_id": format!("{rid:x}"),
@@ -596,7 +557,7 @@ fn increment_get<'a>(
         );
     }
     let _ = write!(out, r#"]}},"request_id":"{rid:x}"}}}}"#);
-    json_response(out)
+    json_answer(out)
 }
 
 /// How the demo, `quanyu sandbox` and the shared suite start and pull this
@@ -607,13 +568,12 @@ pub static KIT: KitSpec<crate::TaobaoConfig> = KitSpec {
             router: TopSandbox::router,
             announce: TopSandbox::announcement,
             describe: "TOP gateway sandbox at {base_url}/router/rest",
-            sandbox: TopSandbox::new(TopSandboxConfig {
-                app_key: APP_KEY.into(),
-                app_secret: APP_SECRET.into(),
+            sandbox: TopSandbox::new(MarketSandboxConfig::new(
                 world,
+                as_of,
                 faults,
-                as_of: Some(as_of),
-            }),
+                SESSION_TTL_SECS,
+            )),
         })
     },
     config,
@@ -683,14 +643,7 @@ mod tests {
     use super::*;
 
     fn sandbox() -> TopSandbox {
-        let now = DateTime::from_timestamp(1_735_000_000, 0).unwrap();
-        TopSandbox::new(TopSandboxConfig {
-            app_key: "12345678".into(),
-            app_secret: "secret".into(),
-            world: WorldConfig::demo(now, 300),
-            faults: FaultConfig::default(),
-            as_of: Some(now),
-        })
+        TopSandbox::new(MarketSandboxConfig::for_test(Channel::Taobao))
     }
 
     #[test]

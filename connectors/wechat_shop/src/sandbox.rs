@@ -23,21 +23,19 @@ use std::sync::{Arc, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
     AnnouncedShop, ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull,
     TokenFlow,
 };
-use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::answer::{json_as, Refusal};
+use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
-use quanyu_connector_sdk::sandbox::world::{mask_address, mask_name, WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{Fault, FaultConfig};
+use quanyu_connector_sdk::sandbox::world::{mask_address, mask_name, REGIONS};
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::Channel;
 use serde_json::json;
@@ -52,21 +50,7 @@ use crate::{AFTER_SALE_GET_API, AFTER_SALE_LIST_API, GET_API, LIST_API};
 pub const CODE_CURSOR_FILTERS: i64 = 606_006;
 
 /// What the sandbox accepts and serves.
-#[derive(Debug, Clone)]
-pub struct WechatShopSandboxConfig {
-    /// The app key its shop appids derive from.
-    pub app_key: String,
-    /// The secret its shop secrets derive from ([`shop_secret`]).
-    pub app_secret: String,
-    /// The seeded world; its Channels shops are served.
-    pub world: WorldConfig,
-    /// Faults to inject.
-    pub faults: FaultConfig,
-    /// The sandbox clock (`None` = the wall clock).
-    pub as_of: Option<DateTime<Utc>>,
-    /// Lifetime of issued tokens, in seconds (WeChat: 7200).
-    pub token_ttl_secs: i64,
-}
+pub type WechatShopSandboxConfig = MarketSandboxConfig;
 
 /// The appid of the sandbox's shop `i`.
 pub fn shop_appid(app_key: &str, i: usize) -> String {
@@ -91,20 +75,12 @@ pub fn shop_status(stage: Stage) -> i64 {
 
 quanyu_connector_sdk::market_sandbox! {
     /// The WeChat Channels shop emulator. Cheap to clone.
-    pub struct WechatShopSandbox(WechatShopSandboxConfig) {
+    pub struct WechatShopSandbox {
         /// order id → purchase index, built on first use.
         by_order_id: OnceLock<HashMap<String, usize>>,
         /// Orders `order/get` refuses although the list shows them (tests).
         refused: std::sync::Mutex<std::collections::HashSet<String>>,
     }
-}
-
-fn json_response(body: serde_json::Value) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json; encoding=utf-8")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 fn rid() -> String {
@@ -116,15 +92,10 @@ fn rid() -> String {
 }
 
 fn error(code: i64, msg: &str) -> Response {
-    json_response(json!({"errcode": code, "errmsg": format!("{msg} rid: {}", rid())}))
-}
-
-fn bad_gateway(code: u16) -> Response {
-    (
-        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
-        "<html><body>502 Bad Gateway</body></html>",
+    json_as(
+        "application/json; encoding=utf-8",
+        json!({"errcode": code, "errmsg": format!("{msg} rid: {}", rid())}),
     )
-        .into_response()
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -295,9 +266,9 @@ impl WechatShopSandbox {
 }
 
 /// An errcode and its message.
-type Refusal = (i64, &'static str);
+type Denial = (i64, &'static str);
 
-fn shop_of_token(sb: &WechatShopSandbox, q: Option<&str>) -> Result<usize, Refusal> {
+fn shop_of_token(sb: &WechatShopSandbox, q: Option<&str>) -> Result<usize, Denial> {
     let token = q
         .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned())
         .and_then(|mut pairs| pairs.find(|(k, _)| k == "access_token").map(|(_, v)| v))
@@ -330,15 +301,18 @@ async fn admit(
     let Ok(params) = serde_json::from_slice::<serde_json::Value>(body) else {
         return Err(error(CODE_PARAM, "data format error"));
     };
-    match sb.inner.core.faults.draw(true) {
-        Some(Fault::Throttle) => {
-            return Err(error(CODE_TOO_FREQUENT, "api minute-quota reach limit"))
-        }
-        Some(Fault::ServiceError) => return Err(error(CODE_BUSY, "system error")),
-        Some(Fault::Http5xx(code)) => return Err(bad_gateway(code)),
-        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
-        Some(Fault::TokenExpired) => return Err(error(CODE_TOKEN_EXPIRED, "access_token expired")),
-        None => {}
+    if let Some(answer) = sb
+        .inner
+        .core
+        .faults
+        .answer(true, |r| match r {
+            Refusal::Throttled => error(CODE_TOO_FREQUENT, "api minute-quota reach limit"),
+            Refusal::Busy => error(CODE_BUSY, "system error"),
+            Refusal::TokenExpired => error(CODE_TOKEN_EXPIRED, "access_token expired"),
+        })
+        .await
+    {
+        return Err(answer);
     }
     Ok((shop, params))
 }
@@ -354,11 +328,15 @@ async fn token_route(
     if !is_json(&headers) {
         return error(CODE_PARAM, "data format error");
     }
-    match core.faults.draw(false) {
-        Some(Fault::Throttle) => return error(CODE_TOO_FREQUENT, "api minute-quota reach limit"),
-        Some(Fault::ServiceError) => return error(CODE_BUSY, "system error"),
-        Some(Fault::Http5xx(code)) => return bad_gateway(code),
-        _ => {}
+    if let Some(answer) = core
+        .faults
+        .answer(false, |r| match r {
+            Refusal::Throttled => error(CODE_TOO_FREQUENT, "api minute-quota reach limit"),
+            Refusal::Busy | Refusal::TokenExpired => error(CODE_BUSY, "system error"),
+        })
+        .await
+    {
+        return answer;
     }
     let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return error(CODE_PARAM, "data format error");
@@ -384,11 +362,14 @@ async fn token_route(
     // left; forced: a new one that ends the old.
     let (token, expires_in) = core.issuer.grant(shop, force, force, 300);
     core.count_refresh();
-    json_response(json!({ "access_token": token, "expires_in": expires_in }))
+    json_as(
+        "application/json; encoding=utf-8",
+        json!({ "access_token": token, "expires_in": expires_in }),
+    )
 }
 
 /// A time range `{start_time, end_time}` in seconds, at most 7 days.
-fn range(params: &serde_json::Value, k: &str) -> Result<Option<(i64, i64)>, Refusal> {
+fn range(params: &serde_json::Value, k: &str) -> Result<Option<(i64, i64)>, Denial> {
     let Some(r) = params.get(k) else {
         return Ok(None);
     };
@@ -476,9 +457,12 @@ async fn list_route(
         .last()
         .map(|&(m, p)| format!("{fingerprint:x}.{m}.{p}"))
         .unwrap_or_default();
-    json_response(json!({
-        "errcode": 0, "errmsg": "ok", "order_id_list": ids, "next_key": next_key, "has_more": has_more,
-    }))
+    json_as(
+        "application/json; encoding=utf-8",
+        json!({
+            "errcode": 0, "errmsg": "ok", "order_id_list": ids, "next_key": next_key, "has_more": has_more,
+        }),
+    )
 }
 
 fn parse_key(k: &str) -> Option<(u64, i64, u64)> {
@@ -523,7 +507,10 @@ async fn get_route(
         return error(CODE_PARAM, "order not found");
     };
     let corrupt = core.faults.draw_malformed();
-    json_response(json!({"errcode": 0, "errmsg": "ok", "order": sb.render_order(i, ev, corrupt)}))
+    json_as(
+        "application/json; encoding=utf-8",
+        json!({"errcode": 0, "errmsg": "ok", "order": sb.render_order(i, ev, corrupt)}),
+    )
 }
 
 /// `POST /channels/ec/aftersale/getaftersalelist`: the ids of the
@@ -575,9 +562,12 @@ async fn after_sale_list_route(
         .last()
         .map(|&(m, r)| format!("{fingerprint:x}.{m}.{r}"))
         .unwrap_or_default();
-    json_response(json!({
-        "errcode": 0, "errmsg": "ok", "after_sale_order_id_list": ids, "next_key": next_key, "has_more": has_more,
-    }))
+    json_as(
+        "application/json; encoding=utf-8",
+        json!({
+            "errcode": 0, "errmsg": "ok", "after_sale_order_id_list": ids, "next_key": next_key, "has_more": has_more,
+        }),
+    )
 }
 
 /// `POST /channels/ec/aftersale/getaftersaleorder`: one after-sale order
@@ -628,16 +618,19 @@ async fn after_sale_get_route(
     } else {
         json!(plan.amount)
     };
-    json_response(json!({"errcode": 0, "errmsg": "ok", "after_sale_order": {
-        "after_sale_order_id": id,
-        "order_id": world.order_id(p),
-        "status": status,
-        "type": if plan.line.is_some() { "RETURN" } else { "REFUND" },
-        "product_info": product,
-        "refund_info": {"amount": amount},
-        "create_time": plan.asked,
-        "update_time": e.modified,
-    }}))
+    json_as(
+        "application/json; encoding=utf-8",
+        json!({"errcode": 0, "errmsg": "ok", "after_sale_order": {
+            "after_sale_order_id": id,
+            "order_id": world.order_id(p),
+            "status": status,
+            "type": if plan.line.is_some() { "RETURN" } else { "REFUND" },
+            "product_info": product,
+            "refund_info": {"amount": amount},
+            "create_time": plan.asked,
+            "update_time": e.modified,
+        }}),
+    )
 }
 
 /// How the demo, `quanyu sandbox` and the shared suite start and pull this
@@ -648,14 +641,7 @@ pub static KIT: KitSpec<crate::WechatShopConfig> = KitSpec {
             router: WechatShopSandbox::router,
             announce: WechatShopSandbox::announcement,
             describe: "WeChat Channels shop API sandbox at {base_url}/channels/ec/order/list/get",
-            sandbox: WechatShopSandbox::new(WechatShopSandboxConfig {
-                app_key: APP_KEY.into(),
-                app_secret: APP_SECRET.into(),
-                world,
-                faults,
-                as_of: Some(as_of),
-                token_ttl_secs: 7200,
-            }),
+            sandbox: WechatShopSandbox::new(MarketSandboxConfig::new(world, as_of, faults, 7200)),
         })
     },
     config,
@@ -707,17 +693,7 @@ mod tests {
     use super::*;
 
     fn sandbox() -> WechatShopSandbox {
-        let now = DateTime::from_timestamp(1_773_817_700, 0).unwrap();
-        let mut world = WorldConfig::demo(now, 300);
-        world.shops = quanyu_connector_sdk::sandbox::world::WorldShop::only(Channel::WechatShop);
-        WechatShopSandbox::new(WechatShopSandboxConfig {
-            app_key: "K".into(),
-            app_secret: "S".into(),
-            world,
-            faults: FaultConfig::default(),
-            as_of: Some(now),
-            token_ttl_secs: 7200,
-        })
+        WechatShopSandbox::new(MarketSandboxConfig::for_test(Channel::WechatShop))
     }
 
     #[test]

@@ -24,22 +24,21 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use quanyu_connector_sdk::connector::sandbox_credentials::{APP_KEY, APP_SECRET};
 use quanyu_connector_sdk::connector::{
     AnnouncedShop, ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull,
     TokenFlow,
 };
-use quanyu_connector_sdk::sandbox::market::MarketCore;
+use quanyu_connector_sdk::sandbox::answer::{json_answer, Refusal};
+use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
 use quanyu_connector_sdk::sandbox::orders::{fen_text, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
-use quanyu_connector_sdk::sandbox::world::{WorldConfig, REGIONS};
-use quanyu_connector_sdk::sandbox::{Fault, FaultConfig};
+use quanyu_connector_sdk::sandbox::world::REGIONS;
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::{format_beijing, from_beijing_naive};
 use quanyu_schemas::Channel;
@@ -54,21 +53,7 @@ use crate::{
 };
 
 /// What the sandbox accepts and serves.
-#[derive(Debug, Clone)]
-pub struct YouzanSandboxConfig {
-    /// The client_id it accepts.
-    pub client_id: String,
-    /// The client_secret silent authorization checks.
-    pub client_secret: String,
-    /// The seeded world; its Youzan shops are served.
-    pub world: WorldConfig,
-    /// Faults to inject.
-    pub faults: FaultConfig,
-    /// The sandbox clock (`None` = the wall clock).
-    pub as_of: Option<DateTime<Utc>>,
-    /// Lifetime of issued tokens, in seconds (Youzan: 7 days).
-    pub token_ttl_secs: i64,
-}
+pub type YouzanSandboxConfig = MarketSandboxConfig;
 
 /// Youzan's `(status, refund_state)` for a stage.
 pub fn youzan_status(stage: Stage) -> (&'static str, i64) {
@@ -89,7 +74,7 @@ pub fn kdt_id(i: usize) -> String {
 
 quanyu_connector_sdk::market_sandbox! {
     /// The Youzan gateway emulator. Cheap to clone.
-    pub struct YouzanSandbox(YouzanSandboxConfig) {}
+    pub struct YouzanSandbox {}
 }
 
 /// Youzan's ciphertext shape, `$<base64>$1$`, around the world's cipher
@@ -141,8 +126,8 @@ impl YouzanSandbox {
         let mut ann = core.announce(
             Channel::Youzan,
             base_url,
-            &self.inner.cfg.client_id,
-            &self.inner.cfg.client_secret,
+            &self.inner.cfg.app_key,
+            &self.inner.cfg.app_secret,
         );
         ann.shops = ann
             .shops
@@ -253,28 +238,18 @@ fn trace_id() -> String {
     )
 }
 
-fn json_response(body: serde_json::Value) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
 fn gateway_error(code: i64, msg: &str) -> Response {
-    json_response(
-        json!({"gw_err_resp": {"trace_id": trace_id(), "err_msg": msg, "err_code": code}}),
-    )
+    json_answer(json!({"gw_err_resp": {"trace_id": trace_id(), "err_msg": msg, "err_code": code}}))
 }
 
 fn api_error(code: i64, msg: &str) -> Response {
-    json_response(json!({
+    json_answer(json!({
         "trace_id": trace_id(), "code": code, "data": null, "success": false, "message": msg,
     }))
 }
 
 fn success(data: serde_json::Value) -> Response {
-    json_response(json!({
+    json_answer(json!({
         "trace_id": trace_id(), "code": 200, "data": data, "success": true, "message": "successful",
     }))
 }
@@ -295,21 +270,27 @@ async fn token_route(State(sb): State<YouzanSandbox>, headers: HeaderMap, body: 
             "Content type not supported, use application/json",
         );
     }
-    match sb.inner.core.faults.draw(false) {
-        Some(Fault::Throttle) => return api_error(GW_THROTTLED, "请求太频繁"),
-        Some(Fault::ServiceError) => return api_error(API_TIMEOUT, "系统繁忙"),
-        Some(Fault::Http5xx(code)) => return bad_gateway(code),
-        _ => {}
+    if let Some(answer) = sb
+        .inner
+        .core
+        .faults
+        .answer(false, |r| match r {
+            Refusal::Throttled => api_error(GW_THROTTLED, "请求太频繁"),
+            Refusal::Busy | Refusal::TokenExpired => api_error(API_TIMEOUT, "系统繁忙"),
+        })
+        .await
+    {
+        return answer;
     }
     let Ok(req) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return api_error(AUTH_BAD_APP, "请求体不是JSON");
     };
     let s = |k: &str| req.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
     let cfg = &sb.inner.cfg;
-    if s("client_id") != cfg.client_id {
+    if s("client_id") != cfg.app_key {
         return api_error(AUTH_NO_CLIENT, "Client 不存在");
     }
-    if s("client_secret") != cfg.client_secret {
+    if s("client_secret") != cfg.app_secret {
         return api_error(AUTH_BAD_APP, "应用信息错误");
     }
     if s("authorize_type") != "silent" {
@@ -337,14 +318,6 @@ async fn token_route(State(sb): State<YouzanSandbox>, headers: HeaderMap, body: 
         "scope": "multi_store shop item trade logistics coupon_advanced user pay_qrcode trade_virtual reviews item_category storage retail_goods points crm_advanced",
         "authority_id": grant,
     }))
-}
-
-fn bad_gateway(code: u16) -> Response {
-    (
-        StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
-        "<html><body>502 Bad Gateway</body></html>",
-    )
-        .into_response()
 }
 
 /// `POST /api/{name}/{version}?access_token=…`.
@@ -385,13 +358,16 @@ async fn api_route(
     let Ok(params) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return gateway_error(4004, "请求体不是JSON");
     };
-    match core.faults.draw(true) {
-        Some(Fault::Throttle) => return gateway_error(GW_THROTTLED, "请求太频繁"),
-        Some(Fault::ServiceError) => return api_error(API_TIMEOUT, "系统超时，请重试"),
-        Some(Fault::Http5xx(code)) => return bad_gateway(code),
-        Some(Fault::Slow(d)) => tokio::time::sleep(d).await,
-        Some(Fault::TokenExpired) => return gateway_error(GW_TOKEN_EXPIRED, "请求凭证过期"),
-        None => {}
+    if let Some(answer) = core
+        .faults
+        .answer(true, |r| match r {
+            Refusal::Throttled => gateway_error(GW_THROTTLED, "请求太频繁"),
+            Refusal::Busy => api_error(API_TIMEOUT, "系统超时，请重试"),
+            Refusal::TokenExpired => gateway_error(GW_TOKEN_EXPIRED, "请求凭证过期"),
+        })
+        .await
+    {
+        return answer;
     }
     match name.as_str() {
         DECRYPT_API => decrypt(&sb, &params),
@@ -550,14 +526,7 @@ pub static KIT: KitSpec<crate::YouzanConfig> = KitSpec {
             router: YouzanSandbox::router,
             announce: YouzanSandbox::announcement,
             describe: "Youzan cloud gateway sandbox at {base_url}/api/youzan.trades.sold.get/4.0.4",
-            sandbox: YouzanSandbox::new(YouzanSandboxConfig {
-                client_id: APP_KEY.into(),
-                client_secret: APP_SECRET.into(),
-                world,
-                faults,
-                as_of: Some(as_of),
-                token_ttl_secs: 7 * 86_400,
-            }),
+            sandbox: YouzanSandbox::new(MarketSandboxConfig::new(world, as_of, faults, 7 * 86_400)),
         })
     },
     config,
@@ -610,17 +579,7 @@ mod tests {
     use super::*;
 
     fn sandbox() -> YouzanSandbox {
-        let now = DateTime::from_timestamp(1_773_817_700, 0).unwrap();
-        let mut world = WorldConfig::demo(now, 300);
-        world.shops = quanyu_connector_sdk::sandbox::world::WorldShop::only(Channel::Youzan);
-        YouzanSandbox::new(YouzanSandboxConfig {
-            client_id: "CID".into(),
-            client_secret: "secret".into(),
-            world,
-            faults: FaultConfig::default(),
-            as_of: Some(now),
-            token_ttl_secs: 3600,
-        })
+        YouzanSandbox::new(MarketSandboxConfig::for_test(Channel::Youzan))
     }
 
     #[test]

@@ -14,6 +14,60 @@ use super::tokens::TokenIssuer;
 use super::world::{World, WorldConfig};
 use super::{FaultConfig, FaultInjector};
 
+/// What a marketplace emulator accepts and serves.
+#[derive(Debug, Clone)]
+pub struct MarketSandboxConfig {
+    /// The app key (client id) it accepts.
+    pub app_key: String,
+    /// The app secret requests are signed with (or tokens granted for).
+    pub app_secret: String,
+    /// A separate signing secret, where the platform has one (Kuaishou).
+    pub sign_secret: String,
+    /// The seeded world; its shops of the platform's channel are served.
+    pub world: WorldConfig,
+    /// Faults to inject.
+    pub faults: FaultConfig,
+    /// The sandbox clock: records are shown as they stand at this time
+    /// (`None` = the wall clock).
+    pub as_of: Option<DateTime<Utc>>,
+    /// How long an access token lives, in seconds.
+    pub token_ttl_secs: i64,
+}
+
+impl MarketSandboxConfig {
+    /// The default sandbox credentials ([`sandbox_credentials`]) over
+    /// `world` at `as_of`, with `faults` and tokens living
+    /// `token_ttl_secs`.
+    ///
+    /// [`sandbox_credentials`]: super::announce::sandbox_credentials
+    pub fn new(
+        world: WorldConfig,
+        as_of: DateTime<Utc>,
+        faults: FaultConfig,
+        token_ttl_secs: i64,
+    ) -> Self {
+        use super::announce::sandbox_credentials::{APP_KEY, APP_SECRET, SIGN_SECRET};
+        MarketSandboxConfig {
+            app_key: APP_KEY.into(),
+            app_secret: APP_SECRET.into(),
+            sign_secret: SIGN_SECRET.into(),
+            world,
+            faults,
+            as_of: Some(as_of),
+            token_ttl_secs,
+        }
+    }
+
+    /// For a unit test: the demo world of 300 orders in `channel`'s shops
+    /// only, at a fixed clock, no faults, hour-long tokens.
+    pub fn for_test(channel: Channel) -> Self {
+        let now = DateTime::from_timestamp(1_735_000_000, 0).expect("a valid time");
+        let mut world = WorldConfig::demo(now, 300);
+        world.shops = super::world::WorldShop::only(channel);
+        Self::new(world, now, FaultConfig::default(), 3600)
+    }
+}
+
 /// The order book, token issuer, fault injector and counters of one
 /// marketplace emulator.
 pub struct MarketCore {
@@ -202,14 +256,15 @@ impl MarketCore {
 }
 
 /// A marketplace emulator's types, declared once: its state `Inner` (the
-/// config, the [`MarketCore`] and any fields of its own) and the handle,
-/// cheap to clone, that derefs to the core (shops, tokens, faults,
-/// counters, the order book).
+/// [`MarketSandboxConfig`], the [`MarketCore`] and any fields of its own)
+/// and the handle, cheap to clone, that derefs to the core (shops, tokens,
+/// faults, counters, the order book), with `config()` and `serve(addr)`
+/// (serving the platform's own `router()`).
 ///
 /// ```ignore
 /// quanyu_connector_sdk::market_sandbox! {
 ///     /// The emulator.
-///     pub struct MySandbox(MySandboxConfig) {
+///     pub struct MySandbox {
 ///         /// A field of its own.
 ///         grants: std::sync::atomic::AtomicU64,
 ///     }
@@ -219,12 +274,12 @@ impl MarketCore {
 macro_rules! market_sandbox {
     (
         $(#[$meta:meta])*
-        pub struct $name:ident($cfg:ty) {
+        pub struct $name:ident {
             $($(#[$fmeta:meta])* $field:ident: $fty:ty),* $(,)?
         }
     ) => {
         struct Inner {
-            cfg: $cfg,
+            cfg: $crate::sandbox::market::MarketSandboxConfig,
             core: $crate::sandbox::market::MarketCore,
             $($(#[$fmeta])* $field: $fty,)*
         }
@@ -233,6 +288,21 @@ macro_rules! market_sandbox {
         #[derive(Clone)]
         pub struct $name {
             inner: std::sync::Arc<Inner>,
+        }
+
+        impl $name {
+            /// What it accepts and serves.
+            pub fn config(&self) -> &$crate::sandbox::market::MarketSandboxConfig {
+                &self.inner.cfg
+            }
+
+            /// Serve it on `addr` in the background.
+            pub async fn serve(
+                &self,
+                addr: std::net::SocketAddr,
+            ) -> std::io::Result<$crate::sandbox::SandboxHandle> {
+                $crate::sandbox::serve(self.router(), addr).await
+            }
         }
 
         impl std::ops::Deref for $name {

@@ -3,6 +3,7 @@
 //! sandbox draws its records from, so that records match across channels.
 
 pub mod announce;
+pub mod answer;
 pub mod lifecycle;
 pub mod market;
 pub mod orders;
