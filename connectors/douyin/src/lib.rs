@@ -200,18 +200,16 @@ struct ListData<'a> {
     shop_order_list: Option<Vec<&'a RawValue>>,
 }
 
-#[async_trait]
-impl RecordList for SearchList {
+impl Lists for SearchList {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
+}
 
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        hasher: &PiiHasher,
-    ) -> Result<ListPage, ConnectorError> {
+#[async_trait]
+impl RecordList for SearchList {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
+        let PageQuery { window, at, hasher } = q;
         let rctx = RequestContext::new("douyin", Some(&self.shop), SEARCH_API);
         // Inclusive second bounds: [start, end - 1 s] (one second at least).
         let start = window.start.timestamp();
@@ -256,16 +254,8 @@ struct AfterSaleData<'a> {
 
 #[async_trait]
 impl RecordList<RefundRow> for SearchList {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        _hasher: &PiiHasher,
-    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let PageQuery { window, at, .. } = q;
         let rctx = RequestContext::new("douyin", Some(&self.shop), AFTER_SALE_API);
         let start = window.start.timestamp();
         let param = serde_json::json!({
@@ -353,17 +343,7 @@ impl PhoneDecrypt for Decrypt {
     }
 }
 
-/// The connector as the engine registers it.
-pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<DouyinConfig> =
-    quanyu_connector_sdk::connector::ConnectorSpec {
-        name: "douyin",
-        about: "Douyin shop (抖店) orders",
-        channel: quanyu_schemas::Channel::Douyin,
-        build: build_streams,
-        decrypts: true,
-        order_ids: Some(quanyu_connector_sdk::connector::OrderIds {
-            state_prefix: "dy_",
-            pattern: Some("[0-9]{16,20}"),
-        }),
-        sandbox: Some(&sandbox::KIT),
-    };
+quanyu_connector_sdk::market_connector! {
+    DouyinConfig, "douyin", Douyin, "Douyin shop (抖店) orders",
+    decrypts: true, state: "dy_", ids: Some("[0-9]{16,20}")
+}

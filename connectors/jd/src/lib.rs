@@ -229,18 +229,16 @@ impl OrderSearch {
     }
 }
 
-#[async_trait]
-impl RecordList for OrderSearch {
+impl Lists for OrderSearch {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
+}
 
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        hasher: &PiiHasher,
-    ) -> Result<ListPage, ConnectorError> {
+#[async_trait]
+impl RecordList for OrderSearch {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
+        let PageQuery { window, at, hasher } = q;
         let rctx = RequestContext::new("jd", Some(&self.shop), SEARCH_API);
         // Inclusive second bounds in Beijing time: [start, end - 1 s] (one
         // second at least, for a window shorter than a second).
@@ -297,16 +295,8 @@ fn refund_phase(cursor: &str) -> Option<(&'static str, u64)> {
 
 #[async_trait]
 impl RecordList<RefundRow> for OrderSearch {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        _hasher: &PiiHasher,
-    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let PageQuery { window, at, .. } = q;
         let rctx = RequestContext::new("jd", Some(&self.shop), REFUND_API);
         let protocol = |m: String| ConnectorError::new(&rctx, ErrorKind::Protocol, m);
         let cursor = at.cursor(&rctx)?;
@@ -358,17 +348,7 @@ impl RecordList<RefundRow> for OrderSearch {
     }
 }
 
-/// The connector as the engine registers it.
-pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<JdConfig> =
-    quanyu_connector_sdk::connector::ConnectorSpec {
-        name: "jd",
-        about: "JD (京东) POP orders",
-        channel: quanyu_schemas::Channel::Jd,
-        build: build_streams,
-        decrypts: false,
-        order_ids: Some(quanyu_connector_sdk::connector::OrderIds {
-            state_prefix: "jd_",
-            pattern: Some("[0-9]{9,15}"),
-        }),
-        sandbox: Some(&sandbox::KIT),
-    };
+quanyu_connector_sdk::market_connector! {
+    JdConfig, "jd", Jd, "JD (京东) POP orders",
+    decrypts: false, state: "jd_", ids: Some("[0-9]{9,15}")
+}

@@ -162,18 +162,16 @@ struct RefundData<'a> {
     datas: Vec<&'a RawValue>,
 }
 
-#[async_trait]
-impl RecordList<RefundRow> for OrderQuery {
+impl Lists for OrderQuery {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
+}
 
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        _hasher: &PiiHasher,
-    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+#[async_trait]
+impl RecordList<RefundRow> for OrderQuery {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let PageQuery { window, at, .. } = q;
         let rctx = RequestContext::new("jushuitan", Some(&self.shop.id), "refund/single/query");
         let biz = serde_json::json!({
             "shop_ids": [self.shop.shop_id],
@@ -203,16 +201,8 @@ impl RecordList<RefundRow> for OrderQuery {
 
 #[async_trait]
 impl RecordList for OrderQuery {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        hasher: &PiiHasher,
-    ) -> Result<ListPage, ConnectorError> {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
+        let PageQuery { window, at, hasher } = q;
         let rctx = RequestContext::new("jushuitan", Some(&self.shop.id), "orders/single/query");
         // Inclusive bounds with one-second resolution: [start, end - 1s].
         let biz = serde_json::json!({
@@ -242,17 +232,7 @@ impl RecordList for OrderQuery {
     }
 }
 
-/// The connector as the engine registers it.
-pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<JushuitanConfig> =
-    quanyu_connector_sdk::connector::ConnectorSpec {
-        name: "jushuitan",
-        about: "Jushuitan (聚水潭) ERP orders",
-        channel: quanyu_schemas::Channel::Jushuitan,
-        build: build_streams,
-        decrypts: false,
-        order_ids: Some(quanyu_connector_sdk::connector::OrderIds {
-            state_prefix: "jst_",
-            pattern: None,
-        }),
-        sandbox: Some(&sandbox::KIT),
-    };
+quanyu_connector_sdk::market_connector! {
+    JushuitanConfig, "jushuitan", Jushuitan, "Jushuitan (聚水潭) ERP orders",
+    decrypts: false, state: "jst_", ids: None
+}

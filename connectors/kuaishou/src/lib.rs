@@ -167,18 +167,16 @@ struct ListData<'a> {
     order_list: Option<Vec<&'a RawValue>>,
 }
 
-#[async_trait]
-impl RecordList for CursorList {
+impl Lists for CursorList {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
+}
 
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        hasher: &PiiHasher,
-    ) -> Result<ListPage, ConnectorError> {
+#[async_trait]
+impl RecordList for CursorList {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
+        let PageQuery { window, at, hasher } = q;
         let rctx = RequestContext::new("kuaishou", Some(&self.shop), CURSOR_LIST_API);
         // Inclusive millisecond bounds: [start, end - 1 ms].
         let param = KsParam::get(
@@ -227,16 +225,8 @@ struct RefundData<'a> {
 
 #[async_trait]
 impl RecordList<RefundRow> for CursorList {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        _hasher: &PiiHasher,
-    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let PageQuery { window, at, .. } = q;
         let rctx = RequestContext::new("kuaishou", Some(&self.shop), REFUND_LIST_API);
         // Every type (9), by update time (2), newest first; inclusive ms bounds.
         let param = KsParam::get(
@@ -334,17 +324,7 @@ impl PhoneDecrypt for Decrypt {
     }
 }
 
-/// The connector as the engine registers it.
-pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<KuaishouConfig> =
-    quanyu_connector_sdk::connector::ConnectorSpec {
-        name: "kuaishou",
-        about: "Kuaishou shop (快手电商) orders",
-        channel: quanyu_schemas::Channel::Kuaishou,
-        build: build_streams,
-        decrypts: true,
-        order_ids: Some(quanyu_connector_sdk::connector::OrderIds {
-            state_prefix: "ks_",
-            pattern: Some("[0-9]{14,20}"),
-        }),
-        sandbox: Some(&sandbox::KIT),
-    };
+quanyu_connector_sdk::market_connector! {
+    KuaishouConfig, "kuaishou", Kuaishou, "Kuaishou shop (快手电商) orders",
+    decrypts: true, state: "ks_", ids: Some("[0-9]{14,20}")
+}

@@ -155,18 +155,16 @@ struct ListData<'a> {
     order_sn_list: Option<Vec<&'a RawValue>>,
 }
 
-#[async_trait]
-impl RecordList for Increments {
+impl Lists for Increments {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
+}
 
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        hasher: &PiiHasher,
-    ) -> Result<ListPage, ConnectorError> {
+#[async_trait]
+impl RecordList for Increments {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
+        let PageQuery { window, at, hasher } = q;
         let rctx = RequestContext::new("pdd", Some(&self.shop), INCREMENT_API);
         let mut params = self.window_params(&rctx, window, at)?;
         // 5 = every status.
@@ -210,16 +208,8 @@ struct RefundData<'a> {
 
 #[async_trait]
 impl RecordList<RefundRow> for Increments {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        _hasher: &PiiHasher,
-    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let PageQuery { window, at, .. } = q;
         let rctx = RequestContext::new("pdd", Some(&self.shop), REFUNDS_API);
         let mut params = self.window_params(&rctx, window, at)?;
         // 1 = every status, every type.
@@ -331,17 +321,7 @@ impl PhoneDecrypt for Decrypt {
     }
 }
 
-/// The connector as the engine registers it.
-pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<PddConfig> =
-    quanyu_connector_sdk::connector::ConnectorSpec {
-        name: "pdd",
-        about: "Pinduoduo (拼多多) orders",
-        channel: quanyu_schemas::Channel::Pdd,
-        build: build_streams,
-        decrypts: true,
-        order_ids: Some(quanyu_connector_sdk::connector::OrderIds {
-            state_prefix: "pdd_",
-            pattern: Some("[0-9]{6}-[0-9]{10,20}"),
-        }),
-        sandbox: Some(&sandbox::KIT),
-    };
+quanyu_connector_sdk::market_connector! {
+    PddConfig, "pdd", Pdd, "Pinduoduo (拼多多) orders",
+    decrypts: true, state: "pdd_", ids: Some("[0-9]{6}-[0-9]{10,20}")
+}

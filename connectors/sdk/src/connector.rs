@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use quanyu_schemas::Channel;
+pub use quanyu_schemas::Channel;
 use serde::de::DeserializeOwned;
 
 use crate::sandbox::world::WorldConfig;
@@ -127,6 +127,39 @@ impl<C: DeserializeOwned + 'static> Connector for ConnectorSpec<C> {
     fn sandbox(&self) -> Option<&dyn SandboxKit> {
         self.sandbox
     }
+}
+
+/// A marketplace's registration in one call: the `CONNECTOR` static of
+/// its crate over its typed config, built by its `build_streams`, with its
+/// sandbox `sandbox::KIT`, its card `state` prefix and order-id pattern.
+///
+/// ```ignore
+/// quanyu_connector_sdk::market_connector! {
+///     TaobaoConfig, "taobao", Taobao, "Taobao / Tmall (淘宝/天猫) orders",
+///     decrypts: true, state: "tb_", ids: Some("[0-9]{12,20}")
+/// }
+/// ```
+#[macro_export]
+macro_rules! market_connector {
+    (
+        $cfg:ty, $name:literal, $channel:ident, $about:literal,
+        decrypts: $decrypts:expr, state: $state:literal, ids: $ids:expr
+    ) => {
+        /// The connector as the engine registers it.
+        pub static CONNECTOR: $crate::connector::ConnectorSpec<$cfg> =
+            $crate::connector::ConnectorSpec {
+                name: $name,
+                about: $about,
+                channel: $crate::connector::Channel::$channel,
+                build: build_streams,
+                decrypts: $decrypts,
+                order_ids: Some($crate::connector::OrderIds {
+                    state_prefix: $state,
+                    pattern: $ids,
+                }),
+                sandbox: Some(&sandbox::KIT),
+            };
+    };
 }
 
 /// Read a config section into the connector's typed config; a problem

@@ -212,18 +212,16 @@ struct RefundList<'a> {
     refund: Vec<&'a RawValue>,
 }
 
-#[async_trait]
-impl RecordList<RefundRow> for TopList {
+impl Lists for TopList {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
+}
 
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        _hasher: &PiiHasher,
-    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+#[async_trait]
+impl RecordList<RefundRow> for TopList {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let PageQuery { window, at, .. } = q;
         let rctx = RequestContext::new("taobao", Some(&self.shop), REFUNDS_API);
         let biz = self.query(&rctx, REFUND_FIELDS, window, at)?;
         self.client
@@ -270,16 +268,8 @@ struct TradeList<'a> {
 
 #[async_trait]
 impl RecordList for TopList {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        hasher: &PiiHasher,
-    ) -> Result<ListPage, ConnectorError> {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
+        let PageQuery { window, at, hasher } = q;
         let rctx = RequestContext::new("taobao", Some(&self.shop), INCREMENT_API);
         let biz = self.query(&rctx, FIELDS, window, at)?;
         self.client
@@ -369,17 +359,7 @@ impl PhoneDecrypt for Decrypt {
     }
 }
 
-/// The connector as the engine registers it.
-pub static CONNECTOR: quanyu_connector_sdk::connector::ConnectorSpec<TaobaoConfig> =
-    quanyu_connector_sdk::connector::ConnectorSpec {
-        name: "taobao",
-        about: "Taobao / Tmall (淘宝/天猫) orders",
-        channel: quanyu_schemas::Channel::Taobao,
-        build: build_streams,
-        decrypts: true,
-        order_ids: Some(quanyu_connector_sdk::connector::OrderIds {
-            state_prefix: "tb_",
-            pattern: Some("[0-9]{12,20}"),
-        }),
-        sandbox: Some(&sandbox::KIT),
-    };
+quanyu_connector_sdk::market_connector! {
+    TaobaoConfig, "taobao", Taobao, "Taobao / Tmall (淘宝/天猫) orders",
+    decrypts: true, state: "tb_", ids: Some("[0-9]{12,20}")
+}

@@ -306,48 +306,29 @@ impl Orders {
     }
 }
 
-#[async_trait]
-impl RecordList for Orders {
+impl Lists for Orders {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
+}
 
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        hasher: &PiiHasher,
-    ) -> Result<ListPage, ConnectorError> {
+#[async_trait]
+impl RecordList for Orders {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
+        let PageQuery { window, at, hasher } = q;
         self.listed(&ORDERS, window, at, hasher).await
     }
 }
 
 #[async_trait]
 impl RecordList<RefundRow> for Orders {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        hasher: &PiiHasher,
-    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let PageQuery { window, at, hasher } = q;
         self.listed(&AFTER_SALES, window, at, hasher).await
     }
 }
 
-/// The connector as the engine registers it.
-pub static CONNECTOR: ConnectorSpec<WechatShopConfig> = ConnectorSpec {
-    name: "wechat_shop",
-    about: "WeChat Channels shop (微信小店) orders",
-    channel: quanyu_schemas::Channel::WechatShop,
-    build: build_streams,
-    decrypts: false,
-    order_ids: Some(OrderIds {
-        state_prefix: "wxs_",
-        pattern: Some("[0-9]{15,20}"),
-    }),
-    sandbox: Some(&sandbox::KIT),
-};
+quanyu_connector_sdk::market_connector! {
+    WechatShopConfig, "wechat_shop", WechatShop, "WeChat Channels shop (微信小店) orders",
+    decrypts: false, state: "wxs_", ids: Some("[0-9]{15,20}")
+}

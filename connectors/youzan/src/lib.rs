@@ -188,18 +188,16 @@ struct ListData<'a> {
     full_order_info_list: Option<Vec<&'a RawValue>>,
 }
 
-#[async_trait]
-impl RecordList for Trades {
+impl Lists for Trades {
     fn http(&self) -> &ApiClient {
         self.client.api()
     }
+}
 
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        hasher: &PiiHasher,
-    ) -> Result<ListPage, ConnectorError> {
+#[async_trait]
+impl RecordList for Trades {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
+        let PageQuery { window, at, hasher } = q;
         // Inclusive second bounds: [start, end - 1 s].
         let start = window.start;
         let end = (window.end - Duration::seconds(1)).max(start);
@@ -247,16 +245,8 @@ struct RefundData<'a> {
 
 #[async_trait]
 impl RecordList<RefundRow> for Trades {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        _hasher: &PiiHasher,
-    ) -> Result<ListPage<RefundRow>, ConnectorError> {
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
+        let PageQuery { window, at, .. } = q;
         let start = window.start;
         let end = (window.end - Duration::seconds(1)).max(start);
         let rctx = RequestContext::new("youzan", Some(&self.shop), REFUNDS_API);
@@ -334,16 +324,7 @@ impl PhoneDecrypt for Decrypt {
     }
 }
 
-/// The connector as the engine registers it.
-pub static CONNECTOR: ConnectorSpec<YouzanConfig> = ConnectorSpec {
-    name: "youzan",
-    about: "Youzan (有赞) mall orders",
-    channel: quanyu_schemas::Channel::Youzan,
-    build: build_streams,
-    decrypts: true,
-    order_ids: Some(OrderIds {
-        state_prefix: "yz_",
-        pattern: Some("E[0-9]{23}"),
-    }),
-    sandbox: Some(&sandbox::KIT),
-};
+quanyu_connector_sdk::market_connector! {
+    YouzanConfig, "youzan", Youzan, "Youzan (有赞) mall orders",
+    decrypts: true, state: "yz_", ids: Some("E[0-9]{23}")
+}

@@ -36,6 +36,7 @@ pub use record::{
 };
 pub use settings::{PullLimits, PullSettings};
 pub use stream::{
-    ListPage, ListStream, Listed, Listing, OrderStream, PageAt, RecordList, RefundStream,
+    ListPage, ListStream, Listed, Listing, Lists, OrderStream, PageAt, PageQuery, RecordList,
+    RefundStream,
 };
 pub use wiring::{AppWiring, TokenShop};

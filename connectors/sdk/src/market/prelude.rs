@@ -12,8 +12,8 @@ pub use serde_json::value::RawValue;
 
 pub use super::{
     int_of, lines_of, phones_for, read_answer, text_of, yuan_of, AppWiring, Line, ListPage,
-    Listing, MappedOrder, OrderStream, PageAt, Paging, PhoneDecrypt, PullLimits, RecordList,
-    RefundStream, Rejected, TokenGateway, TokenShop,
+    Listing, Lists, MappedOrder, OrderStream, PageAt, PageQuery, Paging, PhoneDecrypt, PullLimits,
+    RecordList, RefundStream, Rejected, TokenGateway, TokenShop,
 };
 pub use crate::connector::{ConnectorSpec, OrderIds};
 pub use crate::{

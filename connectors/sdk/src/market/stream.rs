@@ -149,21 +149,31 @@ impl Listed for RefundRow {
     }
 }
 
+/// What calls a platform's lists: the HTTP client they go through (for
+/// its counters).
+pub trait Lists: Send + Sync + 'static {
+    /// The client.
+    fn http(&self) -> &ApiClient;
+}
+
+/// Which page of which window a list is asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct PageQuery<'a> {
+    /// The modification-time window.
+    pub window: Window,
+    /// The page.
+    pub at: PageAt<'a>,
+    /// Hashes phones as records are mapped.
+    pub hasher: &'a PiiHasher,
+}
+
 /// What a platform implements for one of its lists (orders, refunds):
 /// fetch one page of a window and map its records.
 #[async_trait]
-pub trait RecordList<R = MappedOrder>: Send + Sync + 'static {
-    /// Fetch the page `at` of the records modified in `window` and map it
-    /// (phones hashed with `hasher`).
-    async fn page(
-        &self,
-        window: Window,
-        at: PageAt<'_>,
-        hasher: &PiiHasher,
-    ) -> Result<ListPage<R>, ConnectorError>;
-
-    /// The HTTP client the list calls through (for its counters).
-    fn http(&self) -> &ApiClient;
+pub trait RecordList<R = MappedOrder>: Lists {
+    /// Fetch the page `q.at` of the records modified in `q.window` and map
+    /// it (phones hashed with `q.hasher`).
+    async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<R>, ConnectorError>;
 }
 
 /// How a platform's list is called.
@@ -266,7 +276,11 @@ impl<R: Listed, L: RecordList<R>> ListStream<L, R> {
         while let Some(w) = todo.pop() {
             let page = self
                 .list
-                .page(w, PageAt::Number(first), &emit.ctx.hasher)
+                .page(PageQuery {
+                    window: w,
+                    at: PageAt::Number(first),
+                    hasher: &emit.ctx.hasher,
+                })
                 .await?;
             let total = page.total.ok_or_else(|| {
                 ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no total")
@@ -337,15 +351,23 @@ impl<R: Listed, L: RecordList<R>> ListStream<L, R> {
                 let hasher = emit.ctx.hasher.clone();
                 let rctx = rctx.clone();
                 async move {
-                    tokio::spawn(async move { list.page(window, PageAt::Number(n), &hasher).await })
+                    tokio::spawn(async move {
+                        let at = PageAt::Number(n);
+                        list.page(PageQuery {
+                            window,
+                            at,
+                            hasher: &hasher,
+                        })
                         .await
-                        .map_err(|e| {
-                            ConnectorError::new(
-                                &rctx,
-                                ErrorKind::Protocol,
-                                format!("page task failed: {e}"),
-                            )
-                        })?
+                    })
+                    .await
+                    .map_err(|e| {
+                        ConnectorError::new(
+                            &rctx,
+                            ErrorKind::Protocol,
+                            format!("page task failed: {e}"),
+                        )
+                    })?
                 }
             })
             .buffered(ahead.max(1));
@@ -361,7 +383,11 @@ impl<R: Listed, L: RecordList<R>> ListStream<L, R> {
         for _ in 0..MAX_PAGES_PER_WINDOW {
             let page = self
                 .list
-                .page(window, PageAt::Cursor(&cursor), &emit.ctx.hasher)
+                .page(PageQuery {
+                    window,
+                    at: PageAt::Cursor(&cursor),
+                    hasher: &emit.ctx.hasher,
+                })
                 .await?;
             let next = page.next.clone().filter(|n| !n.is_empty());
             emit.page(self, page).await?;
@@ -582,18 +608,16 @@ mod tests {
         }
     }
 
-    #[async_trait]
-    impl RecordList for Fake {
+    impl Lists for Fake {
         fn http(&self) -> &ApiClient {
             &self.http
         }
+    }
 
-        async fn page(
-            &self,
-            _window: Window,
-            at: PageAt<'_>,
-            _hasher: &PiiHasher,
-        ) -> Result<ListPage, ConnectorError> {
+    #[async_trait]
+    impl RecordList for Fake {
+        async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
+            let at = q.at;
             let (index, next) = match at {
                 PageAt::Number(n) => ((n - self.first) as usize, None),
                 PageAt::Cursor(c) => {
