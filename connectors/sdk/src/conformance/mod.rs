@@ -457,6 +457,27 @@ pub async fn check_token_expiry(h: &dyn Harness) {
     sb.stop().await;
 }
 
+/// An envelope check held to the quick test a platform's `attempt` uses
+/// (`market::values_of` behind `may_be_error`): `check(body)`, after
+/// asserting that an answer reading whole as a JSON object is flagged by
+/// `may_be_error` exactly when `check` refuses it.
+pub fn envelope_checked(
+    body: &[u8],
+    check: impl Fn(&[u8]) -> crate::error::Result<()>,
+    may_be_error: impl Fn(&[u8]) -> bool,
+) -> crate::error::Result<()> {
+    let result = check(body);
+    if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok() {
+        assert_eq!(
+            may_be_error(body),
+            result.is_err(),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    result
+}
+
 /// Run the whole suite.
 pub async fn run_all(h: &dyn Harness) {
     check_reported_totals(h).await;
