@@ -1,6 +1,7 @@
 //! Every platform's answer parsing: the envelope check (error codes,
-//! throttling, token expiry) and the record mapping, on arbitrary bytes.
-//! The first byte picks the platform. A rejection's reason never holds a
+//! throttling, token expiry) and the record mapping (orders with their
+//! lines, and refunds), on arbitrary bytes. The first byte picks the
+//! platform and, for the marketplaces, orders or refunds. A rejection's reason never holds a
 //! phone that was in the record.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -15,6 +16,23 @@ fuzz_target!(|data: &[u8]| {
     let hasher = PiiHasher::new(&LakeKey::from_bytes([7; 32]));
     let text = String::from_utf8_lossy(body);
     let ctx = RequestContext::new("fuzz", Some("shop"), "api");
+    if which >= 128 {
+        // A marketplace's refund or after-sale record.
+        let refund = match which % 8 {
+            0 => quanyu_taobao::mapping::map_refund(&text, "shop"),
+            1 => quanyu_jd::mapping::map_refund(&text, "shop"),
+            2 => quanyu_pdd::mapping::map_refund(&text, "shop"),
+            3 => quanyu_douyin::mapping::map_after_sale(&text, "shop"),
+            4 => quanyu_kuaishou::mapping::map_refund(&text, "shop"),
+            5 => quanyu_jushuitan::mapping::map_refund(&text, "shop"),
+            6 => quanyu_youzan::mapping::map_refund(&text, "shop"),
+            _ => quanyu_wechat_shop::mapping::map_after_sale(&text, "shop"),
+        };
+        if let Err(r) = refund {
+            assert_no_phone_outside_hashes(&hasher, &r.reason);
+        }
+        return;
+    }
     let reason = match which % 11 {
         0 => {
             let _ = quanyu_taobao::client::check_envelope(&ctx, body);
@@ -85,24 +103,28 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     if let Some(reason) = reason {
-        // What a rejection says goes to quarantine after scrubbing; outside
-        // its `[phone:<hash>]` tokens the scrubbed reason holds no phone.
-        let scrubbed = hasher.scrub(&reason);
-        let outside: String = scrubbed
-            .split("[phone:")
-            .enumerate()
-            .map(|(i, p)| {
-                if i == 0 {
-                    p
-                } else {
-                    p.split_once(']').map_or("", |(_, r)| r)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("|");
-        assert!(find_phones(&outside).is_empty(), "{reason:?}");
+        assert_no_phone_outside_hashes(&hasher, &reason);
     }
 });
+
+/// What a rejection says goes to quarantine after scrubbing; outside its
+/// `[phone:<hash>]` tokens the scrubbed reason holds no phone.
+fn assert_no_phone_outside_hashes(hasher: &PiiHasher, reason: &str) {
+    let scrubbed = hasher.scrub(reason);
+    let outside: String = scrubbed
+        .split("[phone:")
+        .enumerate()
+        .map(|(i, p)| {
+            if i == 0 {
+                p
+            } else {
+                p.split_once(']').map_or("", |(_, r)| r)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("|");
+    assert!(find_phones(&outside).is_empty(), "{reason:?}");
+}
 
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(1_767_225_600, 0).unwrap()

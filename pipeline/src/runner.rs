@@ -534,12 +534,15 @@ pub async fn run_streams(
             .expect("valid template");
     // Every table the streams write exists before they run side by side
     // (creating one is not a commit that can be retried).
+    // Their companions (an order's lines) too.
     let mut created = Vec::new();
     for stream in streams {
-        if !created.contains(&stream.table()) {
-            created.push(stream.table());
-            lake.table(&raw_table(stream.table()), &stream.table().schema())
-                .await?;
+        let kind = stream.table();
+        for table in std::iter::once(&kind).chain(kind.companions()) {
+            if !created.contains(table) {
+                created.push(*table);
+                lake.table(&raw_table(*table), &table.schema()).await?;
+            }
         }
     }
     lake.table("runs", &runs_schema()).await?;

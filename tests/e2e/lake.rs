@@ -163,6 +163,25 @@ async fn lines_and_refunds_land_whole_under_faults() {
     assert!(m.visible_refunds() > 10);
 }
 
+/// Streams run side by side: the tables their pages' companions land in
+/// (an order's lines) exist before any of them commits, so two streams
+/// never race to create one (a second creation fails its commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn companion_tables_exist_before_streams_run() {
+    let sb = sandboxes(FaultConfig::default(), 0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    assert!(lake.try_open("raw_order_lines").await.unwrap().is_none());
+    let records = quanyu::runner::run_streams(&lake, &taobao_streams(&sb), &ctx(), opts())
+        .await
+        .unwrap();
+    assert!(records.iter().all(|r| r.rows_out == 0), "{records:?}");
+    assert!(
+        lake.try_open("raw_order_lines").await.unwrap().is_some(),
+        "created before the streams ran, though none landed a line"
+    );
+}
+
 /// Wraps a stream and fails after `fail_after` pages, as a crash would.
 struct Crashing {
     inner: Arc<dyn Stream>,
