@@ -59,7 +59,7 @@ pub fn map_status(status: i64, paid: bool) -> Option<OrderStatus> {
     })
 }
 
-use quanyu_connector_sdk::market::{int_of, lines_of, text_of, Line};
+use quanyu_connector_sdk::market::{int_of, lines_of, text_of, Line, Money, RefundParts, TimeText};
 pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
 /// Map one raw order of `shop` (see [`map_order_with_cipher`]).
@@ -187,7 +187,7 @@ struct AfterSale {
     order_info: Option<AfterSaleOrder>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct AfterSaleInfo {
     aftersale_id: Option<serde_json::Value>,
     aftersale_status: Option<serde_json::Value>,
@@ -226,53 +226,31 @@ pub fn map_after_sale_status(status: i64) -> Option<RefundStatus> {
 /// the line.
 pub fn map_after_sale(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
     let a: AfterSale = Rejected::parse(raw, "Douyin after-sale")?;
-    let info = a
-        .aftersale_info
-        .ok_or_else(|| Rejected::new(None, "refund has no aftersale_info"))?;
-    let refund_id = info
-        .aftersale_id
-        .as_ref()
-        .and_then(text_of)
-        .ok_or_else(|| Rejected::new(None, "refund has no aftersale_id"))?;
-    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
-    let order = a.order_info;
-    let order_id = order
-        .as_ref()
-        .and_then(|o| o.shop_order_id.as_ref())
-        .and_then(text_of)
-        .ok_or_else(|| reject("after-sale has no shop_order_id".into()))?;
-    let line_id = order
-        .and_then(|o| o.related_order_info.into_iter().next())
-        .and_then(|r| r.sku_order_id.as_ref().and_then(text_of));
-    let status_value = info
-        .aftersale_status
-        .ok_or_else(|| reject("after-sale has no aftersale_status".into()))?;
-    let platform_status = text_of(&status_value).unwrap_or_else(|| status_value.to_string());
-    let status = int_of(&status_value)
-        .and_then(map_after_sale_status)
-        .ok_or_else(|| reject(format!("unknown aftersale_status {platform_status:?}")))?;
-    let refund_fen = match &info.refund_amount {
-        None | Some(serde_json::Value::Null) => 0,
-        Some(v) => int_of(v)
-            .ok_or_else(|| reject(format!("refund_amount: {v} is not an amount in fen")))?,
+    let info = a.aftersale_info.unwrap_or_default();
+    let (order_id, line_id) = match a.order_info {
+        Some(o) => (
+            o.shop_order_id.as_ref().and_then(text_of),
+            o.related_order_info
+                .into_iter()
+                .next()
+                .and_then(|r| r.sku_order_id.as_ref().and_then(text_of)),
+        ),
+        None => (None, None),
     };
-    let time = |name: &str, v: &Option<serde_json::Value>| {
-        v.as_ref()
-            .and_then(int_of)
-            .and_then(|t| from_unix_seconds(t).ok())
-            .ok_or_else(|| reject(format!("{name}: not a unix time")))
-    };
-    Ok(RefundRow {
-        channel: Channel::Douyin,
-        shop_id: shop.to_string(),
-        created_at: time("create_time", &info.create_time)?,
-        updated_at: time("update_time", &info.update_time)?,
-        refund_id,
-        order_id,
+    RefundParts {
+        refund_id: info.aftersale_id.as_ref().and_then(text_of),
+        order_id: ("shop_order_id", order_id),
         line_id,
-        status,
-        platform_status,
-        refund_fen,
+        status: (
+            "aftersale_status",
+            info.aftersale_status.as_ref().and_then(text_of),
+        ),
+        amount: ("refund_amount", Money::Fen(info.refund_amount)),
+        created: ("create_time", TimeText::UnixSeconds(info.create_time)),
+        updated: ("update_time", TimeText::UnixSeconds(info.update_time)),
+    }
+    .row(Channel::Douyin, shop, |s| {
+        s.parse().ok().and_then(map_after_sale_status)
     })
 }
 

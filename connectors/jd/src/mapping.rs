@@ -1,7 +1,9 @@
 //! JD order JSON (one `orderInfoList` element of `jingdong.pop.order.search`)
 //! → canonical `orders` rows.
 
-use quanyu_connector_sdk::market::{lines_of, phone_fields, Line, MappedOrder};
+use quanyu_connector_sdk::market::{
+    lines_of, phone_fields, Line, MappedOrder, Money, RefundParts, TimeText,
+};
 use quanyu_schemas::time::{parse_beijing, yuan_to_fen};
 use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher, RefundRow, RefundStatus};
 use serde::Deserialize;
@@ -217,7 +219,7 @@ struct Refund {
     id: Option<Text>,
     order_id: Option<Text>,
     status: Option<Text>,
-    apply_refund_sum: Option<Text>,
+    apply_refund_sum: Option<serde_json::Value>,
     apply_time: Option<String>,
     check_time: Option<String>,
 }
@@ -239,55 +241,23 @@ pub fn map_refund_status(status: i64) -> Option<RefundStatus> {
 /// last change is its review (`checkTime`), else its application.
 pub fn map_refund(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
     let r: Refund = Rejected::parse(raw, "JD refund application")?;
-    let refund_id =
-        r.id.as_ref()
-            .map(Text::text)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| Rejected::new(None, "refund has no id"))?;
-    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
-    let order_id = r
-        .order_id
-        .as_ref()
-        .map(Text::text)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| reject("refund has no orderId".into()))?;
-    let platform_status = r
-        .status
-        .as_ref()
-        .map(Text::text)
-        .ok_or_else(|| reject("refund has no status".into()))?;
-    let status = platform_status
-        .parse()
-        .ok()
-        .and_then(map_refund_status)
-        .ok_or_else(|| reject(format!("unknown refund status {platform_status:?}")))?;
-    let refund_fen = match &r.apply_refund_sum {
-        None => 0,
-        Some(t) => t
-            .text()
-            .parse::<i64>()
-            .map_err(|_| reject("applyRefundSum: not an amount in fen".into()))?,
-    };
-    let time = |name: &str, v: Option<&str>| match v.map(str::trim).filter(|t| !unset_time(t)) {
-        None => Ok(None),
-        Some(t) => parse_beijing(t)
-            .map(Some)
-            .map_err(|e| reject(format!("{name}: {e}"))),
-    };
-    let created_at = time("applyTime", r.apply_time.as_deref())?
-        .ok_or_else(|| reject("refund has no applyTime".into()))?;
-    let updated_at = time("checkTime", r.check_time.as_deref())?.unwrap_or(created_at);
-    Ok(RefundRow {
-        channel: Channel::Jd,
-        shop_id: shop.to_string(),
-        refund_id,
-        order_id,
+    let set = |t: Option<String>| t.filter(|t| !unset_time(t.trim()));
+    let applied = set(r.apply_time);
+    let text = |t: Option<Text>| t.as_ref().map(Text::text);
+    RefundParts {
+        refund_id: text(r.id),
+        order_id: ("orderId", text(r.order_id)),
         line_id: None,
-        status,
-        platform_status,
-        refund_fen,
-        created_at,
-        updated_at,
+        status: ("refund status", text(r.status)),
+        amount: ("applyRefundSum", Money::Fen(r.apply_refund_sum)),
+        updated: (
+            "checkTime",
+            TimeText::Beijing(set(r.check_time).or(applied.clone())),
+        ),
+        created: ("applyTime", TimeText::Beijing(applied)),
+    }
+    .row(Channel::Jd, shop, |s| {
+        s.parse().ok().and_then(map_refund_status)
     })
 }
 

@@ -13,7 +13,9 @@ use quanyu_schemas::{
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use quanyu_connector_sdk::market::{lines_of, text_of, yuan_of, Line};
+use quanyu_connector_sdk::market::{
+    lines_of, text_of, yuan_of, Line, Money, RefundParts, TimeText,
+};
 pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
 #[derive(Deserialize)]
@@ -194,43 +196,16 @@ pub fn map_refund_status(status: &str) -> Option<RefundStatus> {
 /// `refund` in yuan); the order is the platform order (`so_id`).
 pub fn map_refund(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
     let r: Refund = Rejected::parse(raw, "Jushuitan after-sale")?;
-    let refund_id = r
-        .as_id
-        .as_ref()
-        .and_then(text_of)
-        .ok_or_else(|| Rejected::new(None, "refund has no as_id"))?;
-    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
-    let order_id = r
-        .so_id
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| reject("after-sale has no so_id".into()))?;
-    let platform_status = r
-        .status
-        .ok_or_else(|| reject("after-sale has no status".into()))?;
-    let status = map_refund_status(&platform_status)
-        .ok_or_else(|| reject(format!("unknown after-sale status {platform_status:?}")))?;
-    let refund_fen = yuan_of(r.refund.as_ref().unwrap_or(&serde_json::Value::Null))
-        .map_err(|e| reject(format!("refund: {e}")))?
-        .unwrap_or(0);
-    let time = |name: &str, v: Option<String>| {
-        parse_beijing(
-            v.as_deref()
-                .ok_or_else(|| reject(format!("after-sale has no {name}")))?,
-        )
-        .map_err(|e| reject(format!("{name}: {e}")))
-    };
-    Ok(RefundRow {
-        channel: Channel::Jushuitan,
-        shop_id: shop.to_string(),
-        created_at: time("as_date", r.as_date)?,
-        updated_at: time("modified", r.modified)?,
-        refund_id,
-        order_id,
+    RefundParts {
+        refund_id: r.as_id.as_ref().and_then(text_of),
+        order_id: ("so_id", r.so_id),
         line_id: None,
-        status,
-        platform_status,
-        refund_fen,
-    })
+        status: ("after-sale status", r.status),
+        amount: ("refund", Money::Yuan(r.refund)),
+        created: ("as_date", TimeText::Beijing(r.as_date)),
+        updated: ("modified", TimeText::Beijing(r.modified)),
+    }
+    .row(Channel::Jushuitan, shop, map_refund_status)
 }
 
 #[cfg(test)]

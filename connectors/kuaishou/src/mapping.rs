@@ -1,7 +1,7 @@
 //! Kuaishou order JSON (one `orderList` element of `open.order.cursor.list`)
 //! → canonical `orders` rows.
 
-use quanyu_connector_sdk::market::{lines_of, phone_fields, Line};
+use quanyu_connector_sdk::market::{lines_of, phone_fields, Line, Money, RefundParts, TimeText};
 use quanyu_schemas::time::from_unix_millis;
 use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher, RefundRow, RefundStatus};
 use serde::Deserialize;
@@ -235,9 +235,9 @@ struct Refund {
     refund_id: Option<Num>,
     oid: Option<Num>,
     status: Option<Num>,
-    refund_fee: Option<Num>,
-    create_time: Option<Num>,
-    update_time: Option<Num>,
+    refund_fee: Option<serde_json::Value>,
+    create_time: Option<serde_json::Value>,
+    update_time: Option<serde_json::Value>,
 }
 
 /// Map Kuaishou's refund `status` into the closed vocabulary: 60 退款成功
@@ -257,50 +257,18 @@ pub fn map_refund_status(status: i64) -> Option<RefundStatus> {
 /// refund has no line of its own.
 pub fn map_refund(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
     let r: Refund = Rejected::parse(raw, "Kuaishou refund")?;
-    let refund_id = r
-        .refund_id
-        .as_ref()
-        .map(Num::text)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| Rejected::new(None, "refund has no refundId"))?;
-    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
-    let order_id = r
-        .oid
-        .as_ref()
-        .map(Num::text)
-        .ok_or_else(|| reject("refund has no oid".into()))?;
-    let status_num = r
-        .status
-        .as_ref()
-        .ok_or_else(|| reject("refund has no status".into()))?;
-    let platform_status = status_num.text();
-    let status = status_num
-        .int()
-        .and_then(map_refund_status)
-        .ok_or_else(|| reject(format!("unknown refund status {platform_status:?}")))?;
-    let refund_fen = match &r.refund_fee {
-        None => 0,
-        Some(n) => n
-            .int()
-            .ok_or_else(|| reject("refundFee: not an amount in fen".into()))?,
-    };
-    let time = |name: &str, v: &Option<Num>| {
-        v.as_ref()
-            .and_then(Num::int)
-            .and_then(|t| from_unix_millis(t).ok())
-            .ok_or_else(|| reject(format!("{name}: not a time in ms")))
-    };
-    Ok(RefundRow {
-        channel: Channel::Kuaishou,
-        shop_id: shop.to_string(),
-        created_at: time("createTime", &r.create_time)?,
-        updated_at: time("updateTime", &r.update_time)?,
-        refund_id,
-        order_id,
+    let text = |n: Option<Num>| n.as_ref().map(Num::text);
+    RefundParts {
+        refund_id: text(r.refund_id),
+        order_id: ("oid", text(r.oid)),
         line_id: None,
-        status,
-        platform_status,
-        refund_fen,
+        status: ("refund status", text(r.status)),
+        amount: ("refundFee", Money::Fen(r.refund_fee)),
+        created: ("createTime", TimeText::UnixMillis(r.create_time)),
+        updated: ("updateTime", TimeText::UnixMillis(r.update_time)),
+    }
+    .row(Channel::Kuaishou, shop, |s| {
+        s.parse().ok().and_then(map_refund_status)
     })
 }
 

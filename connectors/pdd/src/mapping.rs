@@ -54,7 +54,9 @@ pub fn map_status(order_status: i64, refund_status: i64) -> Option<OrderStatus> 
     })
 }
 
-use quanyu_connector_sdk::market::{int_of, lines_of, text_of, yuan_of, Line};
+use quanyu_connector_sdk::market::{
+    int_of, lines_of, text_of, yuan_of, Line, Money, RefundParts, TimeText,
+};
 pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
 /// Map one raw order of `shop` (see [`map_order_with_cipher`]).
@@ -207,45 +209,20 @@ pub fn map_refund_status(status: i64) -> Option<RefundStatus> {
 /// the line stays empty.
 pub fn map_refund(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
     let r: Refund = Rejected::parse(raw, "Pinduoduo refund")?;
-    let refund_id =
-        r.id.as_ref()
-            .and_then(text_of)
-            .ok_or_else(|| Rejected::new(None, "refund has no id"))?;
-    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
-    let order_id = r
-        .order_sn
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| reject("refund has no order_sn".into()))?;
-    let status_value = r
-        .after_sales_status
-        .ok_or_else(|| reject("refund has no after_sales_status".into()))?;
-    let platform_status = text_of(&status_value).unwrap_or_else(|| status_value.to_string());
-    let status = int_of(&status_value)
-        .and_then(map_refund_status)
-        .ok_or_else(|| reject(format!("unknown after_sales_status {platform_status:?}")))?;
-    let refund_fen = match &r.refund_amount {
-        None => 0,
-        Some(v) => int_of(v)
-            .ok_or_else(|| reject(format!("refund_amount: {v} is not an amount in fen")))?,
-    };
-    let time = |name: &str, v: Option<String>| {
-        parse_beijing(
-            v.as_deref()
-                .ok_or_else(|| reject(format!("refund has no {name}")))?,
-        )
-        .map_err(|e| reject(format!("{name}: {e}")))
-    };
-    Ok(RefundRow {
-        channel: Channel::Pdd,
-        shop_id: shop.to_string(),
-        created_at: time("created_time", r.created_time)?,
-        updated_at: time("updated_time", r.updated_time)?,
-        refund_id,
-        order_id,
+    RefundParts {
+        refund_id: r.id.as_ref().and_then(text_of),
+        order_id: ("order_sn", r.order_sn),
         line_id: None,
-        status,
-        platform_status,
-        refund_fen,
+        status: (
+            "after_sales_status",
+            r.after_sales_status.as_ref().and_then(text_of),
+        ),
+        amount: ("refund_amount", Money::Fen(r.refund_amount)),
+        created: ("created_time", TimeText::Beijing(r.created_time)),
+        updated: ("updated_time", TimeText::Beijing(r.updated_time)),
+    }
+    .row(Channel::Pdd, shop, |s| {
+        s.parse().ok().and_then(map_refund_status)
     })
 }
 

@@ -76,7 +76,9 @@ pub fn map_status(status: &str) -> Option<OrderStatus> {
     })
 }
 
-use quanyu_connector_sdk::market::{lines_of, top_refund_status, Line};
+use quanyu_connector_sdk::market::{
+    lines_of, top_refund_status, Line, Money, RefundParts, TimeText,
+};
 pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
 /// Map one raw trade JSON object of `shop` into an order row.
@@ -199,7 +201,7 @@ struct Refund {
     refund_id: Option<Id>,
     tid: Option<Id>,
     oid: Option<Id>,
-    refund_fee: Option<String>,
+    refund_fee: Option<serde_json::Value>,
     status: Option<String>,
     created: Option<String>,
     modified: Option<String>,
@@ -209,44 +211,21 @@ struct Refund {
 /// of the whole trade names the trade as its `oid`: it has no line.
 pub fn map_refund(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
     let r: Refund = Rejected::parse(raw, "TOP refund")?;
-    let refund_id = r
-        .refund_id
+    let order_id = r.tid.map(Id::into_string);
+    let line_id = r
+        .oid
         .map(Id::into_string)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| Rejected::new(None, "refund has no refund_id"))?;
-    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
-    let order_id = r
-        .tid
-        .map(Id::into_string)
-        .ok_or_else(|| reject("refund has no tid".into()))?;
-    let platform_status = r
-        .status
-        .ok_or_else(|| reject("refund has no status".into()))?;
-    let status = top_refund_status(&platform_status)
-        .ok_or_else(|| reject(format!("unknown refund status {platform_status:?}")))?;
-    let time = |name: &str, v: Option<String>| {
-        parse_beijing(
-            v.as_deref()
-                .ok_or_else(|| reject(format!("refund has no {name}")))?,
-        )
-        .map_err(|e| reject(format!("{name}: {e}")))
-    };
-    let created_at = time("created", r.created)?;
-    let updated_at = time("modified", r.modified)?;
-    let refund_fen = yuan_to_fen(r.refund_fee.as_deref().unwrap_or("0"))
-        .map_err(|e| reject(format!("refund_fee: {e}")))?;
-    Ok(RefundRow {
-        channel: Channel::Taobao,
-        shop_id: shop.to_string(),
-        line_id: r.oid.map(Id::into_string).filter(|oid| *oid != order_id),
-        refund_id,
-        order_id,
-        status,
-        platform_status,
-        refund_fen,
-        created_at,
-        updated_at,
-    })
+        .filter(|oid| Some(oid) != order_id.as_ref());
+    RefundParts {
+        refund_id: r.refund_id.map(Id::into_string),
+        order_id: ("tid", order_id),
+        line_id,
+        status: ("status", r.status),
+        amount: ("refund_fee", Money::Yuan(r.refund_fee)),
+        created: ("created", TimeText::Beijing(r.created)),
+        updated: ("modified", TimeText::Beijing(r.modified)),
+    }
+    .row(Channel::Taobao, shop, top_refund_status)
 }
 
 #[cfg(test)]
@@ -361,10 +340,10 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("310000000000000150"));
         assert!(e.reason.starts_with("refund_fee"), "{}", e.reason);
         let bad = REFUND.replace("SUCCESS", "NEW_STATE");
-        assert!(map_refund(&bad, "s")
-            .unwrap_err()
-            .reason
-            .contains("unknown refund status"));
+        assert_eq!(
+            map_refund(&bad, "s").unwrap_err().reason,
+            "unknown status \"NEW_STATE\""
+        );
         for s in [
             "WAIT_SELLER_AGREE",
             "WAIT_BUYER_RETURN_GOODS",

@@ -1,7 +1,9 @@
 //! WeChat Channels shop order JSON (the `order` of
 //! `/channels/ec/order/get`) → canonical `orders` rows.
 
-use quanyu_connector_sdk::market::{int_of, lines_of, phone_fields, text_of, Line};
+use quanyu_connector_sdk::market::{
+    int_of, lines_of, phone_fields, text_of, Line, Money, RefundParts, TimeText,
+};
 use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher, RefundRow, RefundStatus};
 use serde::Deserialize;
@@ -242,48 +244,21 @@ pub fn map_after_sale_status(status: &str) -> Option<RefundStatus> {
 /// amount in fen, times in unix seconds); its SKU is the line.
 pub fn map_after_sale(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
     let a: AfterSale = Rejected::parse(raw, "WeChat shop after-sale")?;
-    let refund_id = a
-        .after_sale_order_id
-        .as_ref()
-        .and_then(text_of)
-        .ok_or_else(|| Rejected::new(None, "refund has no after_sale_order_id"))?;
-    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
-    let order_id = a
-        .order_id
-        .as_ref()
-        .and_then(text_of)
-        .ok_or_else(|| reject("after-sale has no order_id".into()))?;
-    let platform_status = a
-        .status
-        .ok_or_else(|| reject("after-sale has no status".into()))?;
-    let status = map_after_sale_status(&platform_status)
-        .ok_or_else(|| reject(format!("unknown after-sale status {platform_status:?}")))?;
-    let refund_fen = match a.refund_info.and_then(|r| r.amount) {
-        None | Some(serde_json::Value::Null) => 0,
-        Some(v) => int_of(&v)
-            .filter(|f| *f >= 0)
-            .ok_or_else(|| reject(format!("refund_info.amount: {v} is not an amount in fen")))?,
-    };
-    let time = |name: &str, v: &Option<serde_json::Value>| {
-        v.as_ref()
-            .and_then(int_of)
-            .and_then(|t| quanyu_schemas::time::from_unix_seconds(t).ok())
-            .ok_or_else(|| reject(format!("{name}: not a unix time")))
-    };
-    Ok(RefundRow {
-        channel: Channel::WechatShop,
-        shop_id: shop.to_string(),
-        created_at: time("create_time", &a.create_time)?,
-        updated_at: time("update_time", &a.update_time)?,
+    RefundParts {
+        refund_id: a.after_sale_order_id.as_ref().and_then(text_of),
+        order_id: ("order_id", a.order_id.as_ref().and_then(text_of)),
         line_id: a
             .product_info
             .and_then(|p| p.sku_id.as_ref().and_then(text_of)),
-        refund_id,
-        order_id,
-        status,
-        platform_status,
-        refund_fen,
-    })
+        status: ("after-sale status", a.status),
+        amount: (
+            "refund_info.amount",
+            Money::Fen(a.refund_info.and_then(|r| r.amount)),
+        ),
+        created: ("create_time", TimeText::UnixSeconds(a.create_time)),
+        updated: ("update_time", TimeText::UnixSeconds(a.update_time)),
+    }
+    .row(Channel::WechatShop, shop, map_after_sale_status)
 }
 
 #[cfg(test)]

@@ -225,43 +225,16 @@ struct Refund {
 /// line.
 pub fn map_refund(raw: &str, shop: &str) -> Result<RefundRow, Rejected> {
     let r: Refund = Rejected::parse(raw, "Youzan refund")?;
-    let refund_id = r
-        .refund_id
-        .as_ref()
-        .and_then(text_of)
-        .ok_or_else(|| Rejected::new(None, "refund has no refund_id"))?;
-    let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
-    let order_id = r
-        .tid
-        .filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| reject("refund has no tid".into()))?;
-    let platform_status = r
-        .status
-        .ok_or_else(|| reject("refund has no status".into()))?;
-    let status = kit::top_refund_status(&platform_status)
-        .ok_or_else(|| reject(format!("unknown refund status {platform_status:?}")))?;
-    let refund_fen = yuan_of(r.refund_fee.as_ref().unwrap_or(&serde_json::Value::Null))
-        .map_err(|e| reject(format!("refund_fee: {e}")))?
-        .unwrap_or(0);
-    let time = |name: &str, v: Option<String>| {
-        parse_beijing(
-            v.as_deref()
-                .ok_or_else(|| reject(format!("refund has no {name}")))?,
-        )
-        .map_err(|e| reject(format!("{name}: {e}")))
-    };
-    Ok(RefundRow {
-        channel: Channel::Youzan,
-        shop_id: shop.to_string(),
-        created_at: time("created", r.created)?,
-        updated_at: time("modified", r.modified)?,
+    kit::RefundParts {
+        refund_id: r.refund_id.as_ref().and_then(text_of),
+        order_id: ("tid", r.tid),
         line_id: r.oid.as_ref().and_then(text_of),
-        refund_id,
-        order_id,
-        status,
-        platform_status,
-        refund_fen,
-    })
+        status: ("status", r.status),
+        amount: ("refund_fee", kit::Money::Yuan(r.refund_fee)),
+        created: ("created", kit::TimeText::Beijing(r.created)),
+        updated: ("modified", kit::TimeText::Beijing(r.modified)),
+    }
+    .row(Channel::Youzan, shop, kit::top_refund_status)
 }
 
 #[cfg(test)]
