@@ -59,7 +59,9 @@ pub fn map_status(status: i64, paid: bool) -> Option<OrderStatus> {
     })
 }
 
-use quanyu_connector_sdk::market::{int_of, lines_of, text_of, Line, Money, RefundParts, TimeText};
+use quanyu_connector_sdk::market::{
+    int_of, item_count_of, lines_of, text_of, Line, Money, RefundParts, TimeText,
+};
 pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
 /// Map one raw order of `shop` (see [`map_order_with_cipher`]).
@@ -110,12 +112,10 @@ pub fn map_order_with_cipher(
         None | Some(serde_json::Value::Null) => 0,
         Some(v) => int_of(v).ok_or_else(|| reject("pay_amount: not an amount in fen".into()))?,
     };
-    let mut item_count = 0i64;
     let mut lines = Vec::new();
     // Each SKU is a sub-order with its own id and payment (in fen).
     for (k, sku) in o.sku_order_list.unwrap_or_default().into_iter().enumerate() {
         let n = sku.item_num.as_ref().and_then(int_of).unwrap_or(1);
-        item_count = item_count.saturating_add(n);
         let amount_fen = match &sku.pay_amount {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => Some(int_of(v).ok_or_else(|| {
@@ -134,7 +134,6 @@ pub fn map_order_with_cipher(
             amount_fen,
         });
     }
-    let item_count = item_count.clamp(0, i64::from(i32::MAX)) as i32;
     // `post_tel` is empty for merchants without the clear-text permission;
     // a clear value is hashed at once, a mask kept as a mask.
     let (phone_hash, mut phone_masked) = phone_fields(o.post_tel.as_deref(), hasher);
@@ -165,7 +164,7 @@ pub fn map_order_with_cipher(
         status,
         platform_status,
         amount_fen,
-        item_count,
+        item_count: item_count_of(&lines),
         province,
         city,
         created_at,

@@ -2,7 +2,7 @@
 //! → canonical `orders` rows.
 
 use quanyu_connector_sdk::market::{
-    lines_of, phone_fields, Line, MappedOrder, Money, RefundParts, TimeText,
+    item_count_of, lines_of, phone_fields, Line, MappedOrder, Money, RefundParts, TimeText,
 };
 use quanyu_schemas::time::{parse_beijing, yuan_to_fen};
 use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher, RefundRow, RefundStatus};
@@ -138,7 +138,6 @@ pub fn map_order_lines(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<Mapp
         None => 0,
         Some(t) => yuan_to_fen(&t.text()).map_err(|e| reject(format!("orderPayment: {e}")))?,
     };
-    let mut item_count: i64 = 0;
     let mut lines = Vec::new();
     for (k, item) in o.item_info_list.unwrap_or_default().into_iter().enumerate() {
         let n = match &item.item_total {
@@ -150,7 +149,6 @@ pub fn map_order_lines(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<Mapp
                 .filter(|n| *n >= 0)
                 .ok_or_else(|| reject("itemTotal: not a piece count".into()))?,
         };
-        item_count = item_count.saturating_add(n);
         let price_fen = match &item.jd_price {
             None => None,
             Some(p) => Some(
@@ -168,7 +166,6 @@ pub fn map_order_lines(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<Mapp
             amount_fen: None,
         });
     }
-    let item_count = item_count.clamp(0, i64::from(i32::MAX)) as i32;
     let (mut phone_hash, mut phone_masked) = (None, None);
     let (mut province, mut city) = (None, None);
     if let Some(c) = o.consignee_info {
@@ -197,7 +194,7 @@ pub fn map_order_lines(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<Mapp
         status,
         platform_status,
         amount_fen,
-        item_count,
+        item_count: item_count_of(&lines),
         province,
         city,
         created_at,

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use quanyu_connector_sdk::market::{
-    lines_of, text_of, yuan_of, Line, Money, RefundParts, TimeText,
+    item_count_of, lines_of, text_of, yuan_of, Line, Money, RefundParts, TimeText,
 };
 pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
@@ -149,12 +149,7 @@ pub fn map_order_lines(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<Mapp
         status,
         platform_status,
         amount_fen,
-        item_count: o
-            .items
-            .iter()
-            .map(|i| i.qty.unwrap_or(1))
-            .sum::<i64>()
-            .clamp(0, i64::from(i32::MAX)) as i32,
+        item_count: item_count_of(&lines),
         province: o.receiver_state.filter(|s| !s.is_empty()),
         city: o.receiver_city.filter(|s| !s.is_empty()),
         created_at: created,

@@ -1,7 +1,9 @@
 //! Kuaishou order JSON (one `orderList` element of `open.order.cursor.list`)
 //! → canonical `orders` rows.
 
-use quanyu_connector_sdk::market::{lines_of, phone_fields, Line, Money, RefundParts, TimeText};
+use quanyu_connector_sdk::market::{
+    item_count_of, lines_of, phone_fields, Line, Money, RefundParts, TimeText,
+};
 use quanyu_schemas::time::from_unix_millis;
 use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher, RefundRow, RefundStatus};
 use serde::Deserialize;
@@ -162,11 +164,9 @@ pub fn map_order_with_cipher(
         Some(Items::One(i)) => vec![i],
         Some(Items::Many(v)) => v,
     };
-    let mut item_count = 0i64;
     let mut lines = Vec::with_capacity(items.len());
     for (k, i) in items.into_iter().enumerate() {
         let n = i.num.as_ref().and_then(Num::int).unwrap_or(1);
-        item_count = item_count.saturating_add(n);
         let price_fen = match &i.price {
             None => None,
             Some(p) => Some(p.int().ok_or_else(|| {
@@ -183,7 +183,6 @@ pub fn map_order_with_cipher(
             amount_fen: None,
         });
     }
-    let item_count = item_count.clamp(0, i64::from(i32::MAX)) as i32;
     let addr = o.order_address;
     let (phone_hash, phone_masked) = phone_fields(
         addr.as_ref().and_then(|a| a.desensitise_mobile.as_deref()),
@@ -213,7 +212,7 @@ pub fn map_order_with_cipher(
         status,
         platform_status,
         amount_fen,
-        item_count,
+        item_count: item_count_of(&lines),
         province,
         city,
         created_at,

@@ -55,7 +55,7 @@ pub fn map_status(order_status: i64, refund_status: i64) -> Option<OrderStatus> 
 }
 
 use quanyu_connector_sdk::market::{
-    int_of, lines_of, text_of, yuan_of, Line, Money, RefundParts, TimeText,
+    int_of, item_count_of, lines_of, text_of, yuan_of, Line, Money, RefundParts, TimeText,
 };
 pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
@@ -113,11 +113,9 @@ pub fn map_order_with_cipher(
     let amount_fen = yuan_of(o.pay_amount.as_ref().unwrap_or(&serde_json::Value::Null))
         .map_err(|e| reject(format!("pay_amount: {e}")))?
         .unwrap_or(0);
-    let mut item_count = 0i64;
     let mut lines = Vec::new();
     for (k, i) in o.item_list.unwrap_or_default().into_iter().enumerate() {
         let n = i.goods_count.as_ref().and_then(int_of).unwrap_or(1);
-        item_count = item_count.saturating_add(n);
         lines.push(Line {
             price_fen: yuan_of(&i.goods_price)
                 .map_err(|e| reject(format!("item_list[{k}].goods_price: {e}")))?,
@@ -129,7 +127,6 @@ pub fn map_order_with_cipher(
             amount_fen: None,
         });
     }
-    let item_count = item_count.clamp(0, i64::from(i32::MAX)) as i32;
     // Outside 多多云 the phone is ciphertext (`$…$…$`); inside it, or for
     // some order types, it may come in clear.
     let receiver = o.receiver_phone.as_deref().map(str::trim).unwrap_or("");
@@ -165,7 +162,7 @@ pub fn map_order_with_cipher(
         status,
         platform_status,
         amount_fen,
-        item_count,
+        item_count: item_count_of(&lines),
         province: o.province.filter(|s| !s.is_empty()),
         city: o.city.filter(|s| !s.is_empty()),
         created_at,

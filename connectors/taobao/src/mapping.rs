@@ -77,7 +77,7 @@ pub fn map_status(status: &str) -> Option<OrderStatus> {
 }
 
 use quanyu_connector_sdk::market::{
-    lines_of, top_refund_status, Line, Money, RefundParts, TimeText,
+    item_count_of, lines_of, top_refund_status, Line, Money, RefundParts, TimeText,
 };
 pub use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 
@@ -133,11 +133,6 @@ pub fn map_trade_with_oaid(
     let amount_fen = yuan_to_fen(t.payment.as_deref().unwrap_or("0"))
         .map_err(|e| reject(format!("payment: {e}")))?;
     let items = t.orders.map(|o| o.order).unwrap_or_default();
-    let item_count = items
-        .iter()
-        .map(|i| i.num.unwrap_or(1))
-        .sum::<i64>()
-        .clamp(0, i64::from(i32::MAX)) as i32;
     let mut lines = Vec::with_capacity(items.len());
     for (k, i) in items.into_iter().enumerate() {
         let money = |what: &str, v: Option<String>| -> Result<Option<i64>, Rejected> {
@@ -178,7 +173,7 @@ pub fn map_trade_with_oaid(
         status,
         platform_status,
         amount_fen,
-        item_count,
+        item_count: item_count_of(&lines),
         province: t.receiver_state.filter(|s| !s.is_empty()),
         city: t.receiver_city.filter(|s| !s.is_empty()),
         created_at: created,

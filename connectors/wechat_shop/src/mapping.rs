@@ -2,7 +2,7 @@
 //! `/channels/ec/order/get`) → canonical `orders` rows.
 
 use quanyu_connector_sdk::market::{
-    int_of, lines_of, phone_fields, text_of, Line, Money, RefundParts, TimeText,
+    int_of, item_count_of, lines_of, phone_fields, text_of, Line, Money, RefundParts, TimeText,
 };
 use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher, RefundRow, RefundStatus};
@@ -129,12 +129,10 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrde
             .filter(|f| *f >= 0)
             .ok_or_else(|| reject(format!("order_price: {v} is not an amount in fen")))?,
     };
-    let mut item_count = 0i64;
     let mut lines = Vec::new();
     // One line per SKU (the shop has no sub-order ids); prices in fen.
     for (k, p) in products.unwrap_or_default().into_iter().enumerate() {
         let n = p.sku_cnt.as_ref().and_then(int_of).unwrap_or(1);
-        item_count = item_count.saturating_add(n);
         let fen = |what: &str, v: &Option<serde_json::Value>| match v {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(v) => int_of(v).filter(|f| *f >= 0).map(Some).ok_or_else(|| {
@@ -153,7 +151,6 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrde
             quantity: Some(n),
         });
     }
-    let item_count = item_count.clamp(0, i64::from(i32::MAX)) as i32;
     let address = delivery.and_then(|d| d.address_info);
     let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     // A virtual number is not the receiver's: dropped.
@@ -177,7 +174,7 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrde
         status,
         platform_status,
         amount_fen,
-        item_count,
+        item_count: item_count_of(&lines),
         province,
         city,
         created_at,

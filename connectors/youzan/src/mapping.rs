@@ -1,7 +1,9 @@
 //! Youzan order JSON (one `full_order_info_list` element of
 //! `youzan.trades.sold.get` 4.0.4) → canonical `orders` rows.
 
-use quanyu_connector_sdk::market::{self as kit, int_of, phone_fields, text_of, yuan_of};
+use quanyu_connector_sdk::market::{
+    self as kit, int_of, item_count_of, phone_fields, text_of, yuan_of,
+};
 use quanyu_connector_sdk::market::{MappedOrder, Rejected};
 use quanyu_schemas::time::parse_beijing;
 use quanyu_schemas::{Channel, OrderRow, OrderStatus, PiiHasher, RefundRow};
@@ -141,11 +143,9 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrde
     )
     .map_err(|e| reject(format!("payment: {e}")))?
     .unwrap_or(0);
-    let mut item_count = 0i64;
     let mut lines = Vec::new();
     for (k, l) in full.orders.unwrap_or_default().into_iter().enumerate() {
         let n = l.num.as_ref().and_then(int_of).unwrap_or(1);
-        item_count = item_count.saturating_add(n);
         let money = |what: &str, v: &Option<serde_json::Value>| {
             yuan_of(v.as_ref().unwrap_or(&serde_json::Value::Null))
                 .map_err(|e| reject(format!("orders[{k}].{what}: {e}")))
@@ -161,7 +161,6 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrde
             quantity: Some(n),
         });
     }
-    let item_count = item_count.clamp(0, i64::from(i32::MAX)) as i32;
     let buyer = full.buyer_info;
     let address = full.address_info;
     let phone = address
@@ -192,7 +191,7 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrde
         status,
         platform_status,
         amount_fen,
-        item_count,
+        item_count: item_count_of(&lines),
         province,
         city,
         created_at,

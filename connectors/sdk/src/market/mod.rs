@@ -31,9 +31,9 @@ pub use decrypt::{decrypt_phones, PhoneDecrypt};
 pub use gateway::{refresh_refused, refresh_token_of, TokenGateway};
 pub use paging::{Paging, MAX_PAGES_PER_WINDOW};
 pub use record::{
-    int_of, lines_of, phone_fields, phones_for, read_answer, read_token_answer, text_of,
-    top_refund_status, values_of, yuan_of, Line, MappedOrder, Money, RefundParts, Rejected,
-    TimeText,
+    int_of, item_count_of, lines_of, phone_fields, phones_for, read_answer, read_token_answer,
+    text_of, top_refund_status, values_of, yuan_of, Line, MappedOrder, Money, RefundParts,
+    Rejected, TimeText,
 };
 pub use settings::{PullLimits, PullSettings};
 pub use stream::{

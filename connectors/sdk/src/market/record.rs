@@ -33,6 +33,16 @@ pub struct Line {
     pub amount_fen: Option<i64>,
 }
 
+/// The pieces `lines` hold (one for a line that gives no quantity), as an
+/// order's `item_count`.
+pub fn item_count_of(lines: &[Line]) -> i32 {
+    lines
+        .iter()
+        .map(|l| l.quantity.unwrap_or(1).max(0))
+        .fold(0i64, i64::saturating_add)
+        .min(i64::from(i32::MAX)) as i32
+}
+
 /// The `order_lines` rows of the order `row`: keyed by its channel, shop
 /// and order, stamped with its times; ids that are blank count as absent.
 pub fn lines_of(row: &OrderRow, lines: impl IntoIterator<Item = Line>) -> Vec<OrderLineRow> {
