@@ -149,11 +149,12 @@ pub fn map_order_lines(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<Mapp
                 .filter(|n| *n >= 0)
                 .ok_or_else(|| reject("itemTotal: not a piece count".into()))?,
         };
-        let price_fen = match &item.jd_price {
+        // A blank price is no price: the line lands without it.
+        let price_fen = match item.jd_price.as_ref().map(Text::text) {
             None => None,
+            Some(p) if p.is_empty() => None,
             Some(p) => Some(
-                yuan_to_fen(&p.text())
-                    .map_err(|e| reject(format!("itemInfoList[{k}].jdPrice: {e}")))?,
+                yuan_to_fen(&p).map_err(|e| reject(format!("itemInfoList[{k}].jdPrice: {e}")))?,
             ),
         };
         lines.push(Line {
@@ -325,6 +326,13 @@ mod tests {
             ("100001", Some("9"), 2, 19900)
         );
         assert_eq!((l[1].item_id.as_deref(), l[1].amount_fen), (None, 0));
+        let blank = ORDER.replace("\"99.50\"", "\"\"");
+        let l = map_order_lines(&blank, "s", &hasher()).unwrap().lines;
+        assert_eq!(
+            (l[0].unit_price_fen, l[0].amount_fen),
+            (None, 0),
+            "a blank price lands as none"
+        );
         let bad = ORDER.replace("\"99.50\"", "\"n/a\"");
         let e = map_order(&bad, "s", &hasher()).unwrap_err();
         assert!(

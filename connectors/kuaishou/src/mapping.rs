@@ -167,8 +167,10 @@ pub fn map_order_with_cipher(
     let mut lines = Vec::with_capacity(items.len());
     for (k, i) in items.into_iter().enumerate() {
         let n = i.num.as_ref().and_then(Num::int).unwrap_or(1);
+        // A blank price is no price: the line lands without it.
         let price_fen = match &i.price {
             None => None,
+            Some(p) if p.text().is_empty() => None,
             Some(p) => Some(p.int().ok_or_else(|| {
                 reject(format!("orderItemInfo[{k}].price: not an amount in fen"))
             })?),
@@ -240,7 +242,7 @@ struct Refund {
 }
 
 /// Map Kuaishou's refund `status` into the closed vocabulary: 60 退款成功
-/// is succeeded, 70 退款关闭 closed, 10–50 (申请, 待退货, 待确认收货,
+/// is succeeded, 70 退款关闭 closed, 10–59 (申请, 待退货, 待确认收货,
 /// 退款执行中) pending.
 pub fn map_refund_status(status: i64) -> Option<RefundStatus> {
     Some(match status {

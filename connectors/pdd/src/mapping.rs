@@ -188,15 +188,17 @@ struct Refund {
     updated_time: Option<String>,
 }
 
-/// Map Pinduoduo's `after_sales_status` into the closed vocabulary: 10 退款成功
-/// is succeeded; 9 平台拒绝, 11 买家撤销, 12/13 逾期, 14+ closed exchange
-/// or repair flows without money back are closed; 2–8 (待处理, 退款中,
-/// 驳回待买家处理, 待退货...) pending.
+/// Map Pinduoduo's `after_sales_status` into the closed vocabulary. 10
+/// 退款成功 is succeeded. Closed, no money back: 9 平台拒绝, 11 买家撤销,
+/// 12/13 逾期; and exchanges, reissues and repairs once done (16 换货补寄成功,
+/// 17 换货补寄失败, 24 维修关闭, 25 维修成功). Pending: 2–8 (待处理, 退款中,
+/// 驳回待买家处理, 待退货), exchanges and repairs under way (14, 15, 18, 21,
+/// 22, 27, 32) and refunds agreed after a rejection or recall (31, 33).
 pub fn map_refund_status(status: i64) -> Option<RefundStatus> {
     Some(match status {
-        2..=8 => RefundStatus::Pending,
+        2..=8 | 14 | 15 | 18 | 21 | 22 | 27 | 31..=33 => RefundStatus::Pending,
         10 => RefundStatus::Succeeded,
-        9 | 11..=13 => RefundStatus::Closed,
+        9 | 11..=13 | 16 | 17 | 24 | 25 => RefundStatus::Closed,
         _ => return None,
     })
 }
@@ -273,6 +275,13 @@ mod tests {
         assert!(e.reason.starts_with("refund_amount"), "{}", e.reason);
         assert_eq!(map_refund_status(3), Some(RefundStatus::Pending));
         assert_eq!(map_refund_status(11), Some(RefundStatus::Closed));
+        assert_eq!(
+            map_refund_status(16),
+            Some(RefundStatus::Closed),
+            "an exchange gives no money back"
+        );
+        assert_eq!(map_refund_status(21), Some(RefundStatus::Pending));
+        assert_eq!(map_refund_status(1), None, "1 is 无售后: not a request");
     }
 
     #[test]

@@ -135,6 +135,7 @@ pub fn map_order(raw: &str, shop: &str, hasher: &PiiHasher) -> Result<MappedOrde
         let n = p.sku_cnt.as_ref().and_then(int_of).unwrap_or(1);
         let fen = |what: &str, v: &Option<serde_json::Value>| match v {
             None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) if text_of(v).is_none() => Ok(None),
             Some(v) => int_of(v).filter(|f| *f >= 0).map(Some).ok_or_else(|| {
                 reject(format!(
                     "product_infos[{k}].{what}: {v} is not an amount in fen"

@@ -149,6 +149,12 @@ pub fn build_streams(
                 max_window: Some(Duration::days(MAX_WINDOW_DAYS)),
                 max_records: Some(MAX_DEPTH.min(MAX_PAGE_NO * u64::from(cfg.page_size))),
             };
+            if cfg.refunds && cfg.window_minutes > 90 * 24 * 60 {
+                return Err(wiring.error(format!(
+                    "window_minutes {} is more than the 90 days {REFUNDS_API} takes (shorten the window or set refunds = false)",
+                    cfg.window_minutes
+                )));
+            }
             let refunds = cfg.refunds.then(|| {
                 let listing = Listing {
                     api: REFUNDS_API,

@@ -37,6 +37,13 @@ async fn gateway_limits_are_youzans() {
     cfg.window_minutes = 366 * 24 * 60;
     let err = build_streams(&cfg, &setup).err().unwrap();
     assert!(err.to_string().contains("one year"), "{err}");
+    // A window the trade list takes but the refund list does not.
+    cfg.window_minutes = 120 * 24 * 60;
+    cfg.refunds = true;
+    let err = build_streams(&cfg, &setup).err().unwrap();
+    assert!(err.to_string().contains("90 days"), "{err}");
+    cfg.refunds = false;
+    assert!(build_streams(&cfg, &setup).is_ok(), "orders alone take it");
     cfg.window_minutes = 60;
     cfg.shops[0].kdt_id = " ".into();
     assert!(build_streams(&cfg, &setup).is_err(), "an empty kdt_id");

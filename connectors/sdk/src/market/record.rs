@@ -44,19 +44,30 @@ pub fn item_count_of(lines: &[Line]) -> i32 {
 }
 
 /// The `order_lines` rows of the order `row`: keyed by its channel, shop
-/// and order, stamped with its times; ids that are blank count as absent.
+/// and order, stamped with its times; ids that are blank count as absent,
+/// and an id repeated within the order is told apart by its position
+/// (`sku#3`).
 pub fn lines_of(row: &OrderRow, lines: impl IntoIterator<Item = Line>) -> Vec<OrderLineRow> {
     let text = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let mut seen = std::collections::HashSet::new();
     lines
         .into_iter()
         .enumerate()
         .map(|(k, l)| {
             let quantity = l.quantity.unwrap_or(1).clamp(0, i64::from(i32::MAX));
+            // An id seen before in the order (a SKU listed twice, as a gift
+            // of the same item) keeps the line apart by its position.
+            let id = text(l.id).unwrap_or_else(|| (k + 1).to_string());
+            let line_id = if seen.insert(id.clone()) {
+                id
+            } else {
+                format!("{id}#{}", k + 1)
+            };
             OrderLineRow {
                 channel: row.channel,
                 shop_id: row.shop_id.clone(),
                 order_id: row.order_id.clone(),
-                line_id: text(l.id).unwrap_or_else(|| (k + 1).to_string()),
+                line_id,
                 item_id: text(l.item),
                 sku_id: text(l.sku),
                 title: text(l.title),
@@ -139,14 +150,19 @@ impl RefundParts {
         let status = status_of(&platform_status)
             .ok_or_else(|| reject(format!("unknown {} {platform_status:?}", self.status.0)))?;
         let (name, money) = self.amount;
+        // An amount must be there: a refund of unknown size would count as
+        // nothing paid back.
+        let missing_amount = || reject(format!("refund has no {name}"));
         let refund_fen = match money {
-            Money::Fen(None | Some(serde_json::Value::Null)) | Money::Yuan(None) => 0,
+            Money::Fen(None | Some(serde_json::Value::Null)) | Money::Yuan(None) => {
+                return Err(missing_amount())
+            }
             Money::Fen(Some(v)) => {
                 int_of(&v).ok_or_else(|| reject(format!("{name}: {v} is not an amount in fen")))?
             }
             Money::Yuan(Some(v)) => yuan_of(&v)
                 .map_err(|e| reject(format!("{name}: {e}")))?
-                .unwrap_or(0),
+                .ok_or_else(missing_amount)?,
         };
         if refund_fen < 0 {
             return Err(reject(format!("{name}: {refund_fen} is negative")));
@@ -174,7 +190,10 @@ impl RefundParts {
             shop_id: shop.to_string(),
             created_at: time(self.created)?,
             updated_at: time(self.updated)?,
-            line_id: self.line_id.filter(|l| !l.trim().is_empty()),
+            line_id: self
+                .line_id
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty()),
             refund_id,
             order_id,
             status,
@@ -404,7 +423,15 @@ mod tests {
         assert_eq!((r.refund_fen, r.line_id.clone()), (1230, None));
         assert_eq!(r.created_at.to_rfc3339(), "2026-03-20T02:00:00+00:00");
         assert_eq!(r.status, quanyu_schemas::RefundStatus::Succeeded);
-        let cases: [(fn(&mut RefundParts), &str); 6] = [
+        let cases: [(fn(&mut RefundParts), &str); 8] = [
+            (
+                |p| p.amount.1 = Money::Fen(None),
+                "refund has no refund_fee",
+            ),
+            (
+                |p| p.amount.1 = Money::Yuan(Some(serde_json::json!(" "))),
+                "refund has no refund_fee",
+            ),
             (|p| p.refund_id = None, "refund has no id"),
             (|p| p.order_id.1 = Some(" ".into()), "refund has no tid"),
             (
@@ -481,6 +508,15 @@ mod tests {
         assert_eq!((lines[1].line_id.as_str(), lines[1].quantity), ("2", 1));
         assert_eq!((lines[1].sku_id.clone(), lines[1].amount_fen), (None, 50));
         assert!(lines.iter().all(|l| l.order_id == "o" && l.updated_at == t));
+        let twice = Line {
+            id: Some("sku9".into()),
+            ..Line::default()
+        };
+        let ids: Vec<String> = lines_of(&row, [twice.clone(), twice])
+            .into_iter()
+            .map(|l| l.line_id)
+            .collect();
+        assert_eq!(ids, ["sku9", "sku9#2"], "a SKU listed twice is two lines");
     }
 
     #[test]
