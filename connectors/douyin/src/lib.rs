@@ -169,7 +169,11 @@ pub fn build_streams(
                 max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
                 max_records: None,
             };
-            let refunds = cfg.refunds.then(|| (list.clone(), listing(AFTER_SALE_API)));
+            let refunds = cfg.refunds.then(|| (SearchList {
+                    // Same budget, its own request count.
+                    client: list.client.with_api(list.client.api().counted_apart()),
+                    ..list.clone()
+                }, listing(AFTER_SALE_API)));
             Ok(OrderStream::new("douyin", &shop.id, list, listing(SEARCH_API), plan)
                 .decrypting(decrypt, DECRYPT_BATCH)
                 .with_refunds(refunds))

@@ -133,7 +133,14 @@ pub fn build_streams(
                     paging: Paging::Cursor,
                     ..orders
                 };
-                (list.clone(), listing)
+                (
+                    OrderSearch {
+                        // Same budget, its own request count.
+                        client: list.client.with_api(list.client.api().counted_apart()),
+                        ..list.clone()
+                    },
+                    listing,
+                )
             });
             Ok(OrderStream::new("jd", &shop.id, list, orders, plan).with_refunds(refunds))
         })

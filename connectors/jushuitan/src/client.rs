@@ -115,6 +115,14 @@ pub struct JstClient {
 }
 
 impl JstClient {
+    /// The same client calling through `api`.
+    pub fn with_api(&self, api: ApiClient) -> Self {
+        JstClient {
+            api,
+            ..self.clone()
+        }
+    }
+
     /// A client posting to `gateway` (`https://openapi.jushuitan.com`).
     pub fn new(api: ApiClient, gateway: &str, app_key: &str, secret: Secret) -> Self {
         JstClient {

@@ -112,9 +112,16 @@ pub fn build_streams(
                 max_window: None,
                 max_records: None,
             };
-            let refunds = cfg
-                .refunds
-                .then(|| (list.clone(), listing("refund/single/query")));
+            let refunds = cfg.refunds.then(|| {
+                (
+                    OrderQuery {
+                        // Same budget, its own request count.
+                        client: list.client.with_api(list.client.api().counted_apart()),
+                        ..list.clone()
+                    },
+                    listing("refund/single/query"),
+                )
+            });
             OrderStream::new(
                 "jushuitan",
                 &s.id,

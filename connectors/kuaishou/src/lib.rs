@@ -131,9 +131,16 @@ pub fn build_streams(
                 max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
                 max_records: None,
             };
-            let refunds = cfg
-                .refunds
-                .then(|| (list.clone(), listing(REFUND_LIST_API)));
+            let refunds = cfg.refunds.then(|| {
+                (
+                    CursorList {
+                        // Same budget, its own request count.
+                        client: list.client.with_api(list.client.api().counted_apart()),
+                        ..list.clone()
+                    },
+                    listing(REFUND_LIST_API),
+                )
+            });
             Ok(
                 OrderStream::new("kuaishou", &shop.id, list, listing(CURSOR_LIST_API), plan)
                     .decrypting(decrypt, DECRYPT_BATCH)

@@ -110,8 +110,9 @@ pub fn build_streams(
             });
             // The shop's lists share its per-shop budget.
             let shop_api = wiring.shop_api(&shop.id, cfg.shop_qps);
-            let list = || Increments {
-                client: base.with_api(shop_api.clone()),
+            // (The refunds stream counts its requests apart.)
+            let list = |api: ApiClient| Increments {
+                client: base.with_api(api),
                 token: token.clone(),
                 shop: shop.id.clone(),
                 page_size: cfg.page_size,
@@ -122,11 +123,18 @@ pub fn build_streams(
                 max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
                 max_records: None,
             };
-            let orders = OrderStream::new("pdd", &shop.id, list(), listing(INCREMENT_API), plan)
-                .decrypting(decrypt, DECRYPT_BATCH)
-                .shared();
+            let orders = OrderStream::new(
+                "pdd",
+                &shop.id,
+                list(shop_api.clone()),
+                listing(INCREMENT_API),
+                plan,
+            )
+            .decrypting(decrypt, DECRYPT_BATCH)
+            .shared();
             let refunds = cfg.refunds.then(|| {
-                RefundStream::new("pdd", &shop.id, list(), listing(REFUNDS_API), plan).shared()
+                let list = list(shop_api.counted_apart());
+                RefundStream::new("pdd", &shop.id, list, listing(REFUNDS_API), plan).shared()
             });
             std::iter::once(orders).chain(refunds)
         });

@@ -157,6 +157,16 @@ impl ApiClient {
         }
     }
 
+    /// The same client (limiters, policy, connections) counting its
+    /// requests apart: for a second stream sharing the budget, whose run
+    /// record must count only its own calls.
+    pub fn counted_apart(&self) -> ApiClient {
+        ApiClient {
+            stats: Arc::new(ClientStats::default()),
+            ..self.clone()
+        }
+    }
+
     /// The underlying reqwest client, for building requests.
     pub fn http(&self) -> &reqwest::Client {
         &self.http

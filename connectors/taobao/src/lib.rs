@@ -137,8 +137,9 @@ pub fn build_streams(
                     scene: cfg.decrypt_scene.clone(),
                 }) as Arc<dyn PhoneDecrypt>
             });
-            let list = || TopList {
-                client: client.clone(),
+            // The refunds stream counts its requests apart (same budget).
+            let list = |api: ApiClient| TopList {
+                client: client.with_api(api),
                 session: session.clone(),
                 shop: shop.id.clone(),
                 page_size: cfg.page_size,
@@ -149,11 +150,18 @@ pub fn build_streams(
                 max_window: Some(Duration::days(1)),
                 max_records: None,
             };
-            let orders = OrderStream::new("taobao", &shop.id, list(), listing(INCREMENT_API), plan)
-                .decrypting(decrypt, DECRYPT_BATCH)
-                .shared();
+            let orders = OrderStream::new(
+                "taobao",
+                &shop.id,
+                list(client.api().clone()),
+                listing(INCREMENT_API),
+                plan,
+            )
+            .decrypting(decrypt, DECRYPT_BATCH)
+            .shared();
             let refunds = cfg.refunds.then(|| {
-                RefundStream::new("taobao", &shop.id, list(), listing(REFUNDS_API), plan).shared()
+                let list = list(client.api().counted_apart());
+                RefundStream::new("taobao", &shop.id, list, listing(REFUNDS_API), plan).shared()
             });
             std::iter::once(orders).chain(refunds)
         });

@@ -107,6 +107,14 @@ pub struct ShopClient {
 }
 
 impl ShopClient {
+    /// The same client calling through `api`.
+    pub fn with_api(&self, api: ApiClient) -> Self {
+        ShopClient {
+            api,
+            ..self.clone()
+        }
+    }
+
     /// A client for the shop account `appid` at `api_base`
     /// (`https://api.weixin.qq.com`).
     pub fn new(api: ApiClient, api_base: &str, appid: &str, secret: Secret) -> Self {

@@ -146,9 +146,16 @@ pub fn build_streams(
                 max_window: Some(Duration::days(MAX_WINDOW_DAYS)),
                 max_records: None,
             };
-            let refunds = cfg
-                .refunds
-                .then(|| (list.clone(), listing(AFTER_SALE_LIST_API)));
+            let refunds = cfg.refunds.then(|| {
+                (
+                    Orders {
+                        // Same budget, its own request count.
+                        client: list.client.with_api(list.client.api().counted_apart()),
+                        ..list.clone()
+                    },
+                    listing(AFTER_SALE_LIST_API),
+                )
+            });
             Ok(
                 OrderStream::new("wechat_shop", &shop.id, list, listing(LIST_API), plan)
                     .with_refunds(refunds),

@@ -162,7 +162,11 @@ pub fn build_streams(
                     max_records: None,
                     ..trades
                 };
-                (list.clone(), listing)
+                (Trades {
+                    // Same budget, its own request count.
+                    client: list.client.with_api(list.client.api().counted_apart()),
+                    ..list.clone()
+                }, listing)
             });
             Ok(OrderStream::new("youzan", &shop.id, list, trades, plan)
                 .decrypting(decrypt, DECRYPT_BATCH)

@@ -487,11 +487,18 @@ pub async fn check_orders_land_with_their_lines(connector: &'static dyn Connecto
 /// its order, status and amount.
 pub async fn check_refunds_as_shown(connector: &'static dyn Connector) {
     let sb = Started::start_over(connector, FaultConfig::default(), 1000, REFUND_DAYS).await;
-    let got = pull_all(
-        &sb,
-        &only(TableKind::Refunds, sb.streams(WITH_REFUNDS, &setup())),
-    )
-    .await;
+    let streams = sb.streams(WITH_REFUNDS, &setup());
+    let got = pull_all(&sb, &only(TableKind::Refunds, streams.clone())).await;
+    // A shop's orders and refunds share its budget, not their counts: the
+    // orders streams made no request while the refunds were pulled.
+    for s in only(TableKind::Orders, streams) {
+        assert_eq!(
+            s.request_stats(),
+            (0, 0),
+            "{} counts the refunds' requests",
+            s.id()
+        );
+    }
     let mut landed = Vec::new();
     for b in &got.0 {
         assert_eq!(b.schema(), TableKind::Refunds.schema());
