@@ -405,31 +405,11 @@ async fn list_route(
             "create_time_range or update_time_range required",
         );
     }
-    let size = match params.get("page_size").map(serde_json::Value::as_i64) {
-        None => 10,
-        Some(Some(n @ 1..=100)) => n as usize,
-        Some(_) => return error(CODE_PARAM, "page_size must be 1 to 100"),
-    };
     let status = params.get("status").and_then(serde_json::Value::as_i64);
-    // The cursor is bound to the filters it was handed out with.
-    let filters = format!("{update:?}{create:?}{status:?}");
-    let fingerprint = quanyu_connector_sdk::sandbox::seed::mix(
-        filters
-            .bytes()
-            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
-    );
-    let after = match params.get("next_key").and_then(serde_json::Value::as_str) {
-        None | Some("") => None,
-        Some(k) => match parse_key(k) {
-            Some((f, m, p)) if f == fingerprint => Some((m, p)),
-            Some(_) => return error(CODE_CURSOR_FILTERS, "params differ from previous page"),
-            None => return error(CODE_PARAM, "invalid next_key"),
-        },
-    };
     let core = &sb.inner.core;
     let snap = core.book.snapshot();
     let (lo, hi) = update.unwrap_or((i64::MIN, i64::MAX));
-    let mut list: Vec<(i64, u64)> = snap
+    let list: Vec<(i64, u64)> = snap
         .window(shop, lo.max(0), hi)
         .iter()
         .map(|e| (e.modified, u64::from(e.purchase)))
@@ -444,23 +424,55 @@ async fn list_route(
             })
         })
         .collect();
+    let world = sb.world();
+    let filters = format!("{update:?}{create:?}{status:?}");
+    id_page(&params, &filters, list, "order_id_list", |p| {
+        world.order_id(&world.purchases[p as usize])
+    })
+}
+
+/// One page of an id list: `list`'s (modified, key) newest first, from
+/// `next_key` on (a key bound to the `filters` it was handed out with), at
+/// most `page_size` (1–100), each key shown as `id(key)` under `field`,
+/// with the next key while more remain.
+fn id_page(
+    params: &serde_json::Value,
+    filters: &str,
+    mut list: Vec<(i64, u64)>,
+    field: &str,
+    id: impl Fn(u64) -> String,
+) -> Response {
+    let size = match params.get("page_size").map(serde_json::Value::as_i64) {
+        None => 10,
+        Some(Some(n @ 1..=100)) => n as usize,
+        Some(_) => return error(CODE_PARAM, "page_size must be 1 to 100"),
+    };
+    let fingerprint = quanyu_connector_sdk::sandbox::seed::mix(
+        filters
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
+    );
+    let after = match params.get("next_key").and_then(serde_json::Value::as_str) {
+        None | Some("") => None,
+        Some(k) => match parse_key(k) {
+            Some((f, m, p)) if f == fingerprint => Some((m, p)),
+            Some(_) => return error(CODE_CURSOR_FILTERS, "params differ from previous page"),
+            None => return error(CODE_PARAM, "invalid next_key"),
+        },
+    };
     list.sort_unstable_by(|a, b| b.cmp(a));
     let start = after.map_or(0, |key| list.partition_point(|x| *x >= key));
     let page = &list[start..(start + size).min(list.len())];
     let has_more = start + page.len() < list.len();
-    let world = sb.world();
-    let ids: Vec<String> = page
-        .iter()
-        .map(|&(_, p)| world.order_id(&world.purchases[p as usize]))
-        .collect();
+    let ids: Vec<String> = page.iter().map(|&(_, k)| id(k)).collect();
     let next_key = page
         .last()
-        .map(|&(m, p)| format!("{fingerprint:x}.{m}.{p}"))
+        .map(|&(m, k)| format!("{fingerprint:x}.{m}.{k}"))
         .unwrap_or_default();
     json_as(
         "application/json; encoding=utf-8",
         json!({
-            "errcode": 0, "errmsg": "ok", "order_id_list": ids, "next_key": next_key, "has_more": has_more,
+            "errcode": 0, "errmsg": "ok", field: ids, "next_key": next_key, "has_more": has_more,
         }),
     )
 }
@@ -531,43 +543,17 @@ async fn after_sale_list_route(
         Ok(None) => return error(CODE_PARAM, "update_time_range required"),
         Err((code, msg)) => return error(code, msg),
     };
-    let size = match params.get("page_size").map(serde_json::Value::as_i64) {
-        None => 10,
-        Some(Some(n @ 1..=100)) => n as usize,
-        Some(_) => return error(CODE_PARAM, "page_size must be 1 to 100"),
-    };
-    let fingerprint =
-        quanyu_connector_sdk::sandbox::seed::mix((lo as u64) ^ (hi as u64).rotate_left(17));
-    let after = match params.get("next_key").and_then(serde_json::Value::as_str) {
-        None | Some("") => None,
-        Some(k) => match parse_key(k) {
-            Some((f, m, r)) if f == fingerprint => Some((m, r)),
-            Some(_) => return error(CODE_CURSOR_FILTERS, "params differ from previous page"),
-            None => return error(CODE_PARAM, "invalid next_key"),
-        },
-    };
     let book = &sb.inner.core.book;
     let snap = book.snapshot();
-    let mut list: Vec<(i64, u64)> = snap
+    let list: Vec<(i64, u64)> = snap
         .refund_window(shop, lo.max(0), hi)
         .iter()
         .map(|e| (e.modified, book.refund_no(e)))
         .collect();
-    list.sort_unstable_by(|a, b| b.cmp(a));
-    let start = after.map_or(0, |key| list.partition_point(|x| *x >= key));
-    let page = &list[start..(start + size).min(list.len())];
-    let has_more = start + page.len() < list.len();
-    let ids: Vec<String> = page.iter().map(|&(_, r)| r.to_string()).collect();
-    let next_key = page
-        .last()
-        .map(|&(m, r)| format!("{fingerprint:x}.{m}.{r}"))
-        .unwrap_or_default();
-    json_as(
-        "application/json; encoding=utf-8",
-        json!({
-            "errcode": 0, "errmsg": "ok", "after_sale_order_id_list": ids, "next_key": next_key, "has_more": has_more,
-        }),
-    )
+    let filters = format!("after-sales {lo} {hi}");
+    id_page(&params, &filters, list, "after_sale_order_id_list", |r| {
+        r.to_string()
+    })
 }
 
 /// `POST /channels/ec/aftersale/getaftersaleorder`: one after-sale order
