@@ -423,7 +423,8 @@ mod tests {
         assert_eq!((r.refund_fen, r.line_id.clone()), (1230, None));
         assert_eq!(r.created_at.to_rfc3339(), "2026-03-20T02:00:00+00:00");
         assert_eq!(r.status, quanyu_schemas::RefundStatus::Succeeded);
-        let cases: [(fn(&mut RefundParts), &str); 8] = [
+        type Case = (fn(&mut RefundParts), &'static str);
+        let cases: [Case; 8] = [
             (
                 |p| p.amount.1 = Money::Fen(None),
                 "refund has no refund_fee",
