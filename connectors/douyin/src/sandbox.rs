@@ -16,7 +16,6 @@
 //! expiry, a corrupt order) are injected on request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -30,13 +29,12 @@ use quanyu_connector_sdk::connector::{
     TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::answer::{json_answer, param, Refusal};
-use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
+use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::REGIONS;
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::parse_beijing;
-use quanyu_schemas::Channel;
 use serde_json::json;
 
 use crate::client::{
@@ -63,8 +61,9 @@ pub fn dy_status(stage: Stage) -> i64 {
 quanyu_connector_sdk::market_sandbox! {
     /// The Douyin shop open-platform emulator. Cheap to clone.
     pub struct DouyinSandbox {
-        creates: AtomicU64,
+        creates: AtomicU64 = AtomicU64::new(0),
     }
+    serves: Douyin, tokens: "dy",
 }
 
 /// A ciphertext in Douyin's style: separator, base64 payload, key version,
@@ -86,25 +85,6 @@ fn token_of(c: &str) -> Option<String> {
 }
 
 impl DouyinSandbox {
-    /// Generate the world and index it.
-    pub fn new(cfg: DouyinSandboxConfig) -> Self {
-        let core = MarketCore::new(
-            &cfg.world,
-            Channel::Douyin,
-            cfg.as_of,
-            cfg.faults,
-            "dy",
-            cfg.token_ttl_secs,
-        );
-        DouyinSandbox {
-            inner: Arc::new(Inner {
-                cfg,
-                core,
-                creates: AtomicU64::new(0),
-            }),
-        }
-    }
-
     /// Tokens created through `/token/create` so far.
     pub fn creates(&self) -> u64 {
         self.inner.creates.load(Ordering::Relaxed)
@@ -123,18 +103,11 @@ impl DouyinSandbox {
 
     /// One order JSON as `order.searchList` shows it.
     fn render_order(&self, i: usize, ev: usize, corrupt: bool) -> serde_json::Value {
-        let book = &self.inner.core.book;
-        let world = book.world();
-        let p = &world.purchases[i];
-        let lc = book.lifecycle(i);
-        let person = world.receiver(p);
-        let (modified, stage) = lc.events[ev];
+        let v = self.book.view(i, ev);
+        let (world, p, lc, person) = (v.world, v.purchase, v.lifecycle, &v.receiver);
+        let (modified, stage) = (v.modified, v.stage);
         let secs = |t: Option<i64>| t.unwrap_or(0);
-        let created = if corrupt {
-            json!("not-a-time")
-        } else {
-            json!(lc.created())
-        };
+        let created = v.created_as(corrupt, |t| t);
         let (province, city) = REGIONS[person.region];
         let token = world.cipher_token(p);
         let order_id = world.order_id(p);
@@ -243,7 +216,7 @@ fn verify(
     query: Option<String>,
     body: &[u8],
 ) -> Result<Verified, Response> {
-    sb.inner.core.count_request();
+    sb.count_request();
     let params: Vec<(String, String)> = query
         .map(|q| {
             url::form_urlencoded::parse(q.as_bytes())
@@ -351,8 +324,6 @@ fn verify(
 #[allow(clippy::result_large_err)] // the error is the answer, sent at once
 async fn authorize(sb: &DouyinSandbox, v: &Verified) -> Result<usize, Response> {
     let shop = match sb
-        .inner
-        .core
         .issuer
         .check(param(&v.params, "access_token").unwrap_or(""))
     {
@@ -374,7 +345,7 @@ async fn authorize(sb: &DouyinSandbox, v: &Verified) -> Result<usize, Response> 
             ))
         }
     };
-    let answer = sb.inner.core.faults.answer(true, |r| match r {
+    let answer = sb.faults.answer(true, |r| match r {
         Refusal::Throttled => dy_error(
             CODE_FLOW_LIMIT,
             "流量受限",
@@ -439,7 +410,7 @@ async fn search_route(
         .get("order_asc")
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
-    let idx = sb.inner.core.book.snapshot();
+    let idx = sb.book.snapshot();
     let mut list: Vec<(usize, usize)> = idx
         .window(shop, start, end)
         .iter()
@@ -449,10 +420,7 @@ async fn search_route(
         list.reverse();
     }
     let total = list.len();
-    let (from, to, corrupt_at) = sb
-        .inner
-        .core
-        .page_slice(total, page as usize + 1, size as usize);
+    let (from, to, corrupt_at) = sb.page_slice(total, page as usize + 1, size as usize);
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| sb.render_order(list[k].0, list[k].1, corrupt_at == Some(k)))
         .collect();
@@ -494,13 +462,10 @@ async fn after_sale_route(
     if end < start || end - start > 7 * 86_400 {
         return bad("更新时间跨度不能超过7天");
     }
-    let book = &sb.inner.core.book;
+    let book = &sb.book;
     let idx = book.snapshot();
     let list = idx.refund_window(shop, start, end);
-    let (from, to, corrupt_at) =
-        sb.inner
-            .core
-            .page_slice(list.len(), page as usize + 1, size as usize);
+    let (from, to, corrupt_at) = sb.page_slice(list.len(), page as usize + 1, size as usize);
     let items: Vec<serde_json::Value> = (from..to)
         .map(|k| {
             let e = &list[k];
@@ -572,7 +537,7 @@ async fn decrypt_route(
             "cipher_infos最多50条",
         );
     }
-    sb.inner.core.count_decrypt();
+    sb.count_decrypt();
     let world = sb.world();
     let out: Vec<serde_json::Value> = list
         .iter()
@@ -602,7 +567,7 @@ fn token_answer(
     sb: &DouyinSandbox,
     issued: quanyu_connector_sdk::sandbox::tokens::Issued,
 ) -> Response {
-    let shop_id = sb.inner.core.book.shop_id(issued.shop).to_string();
+    let shop_id = sb.book.shop_id(issued.shop).to_string();
     json_answer(
         json!({
             "code": CODE_OK,
@@ -628,7 +593,7 @@ fn token_answer(
 }
 
 fn token_faults(sb: &DouyinSandbox) -> Option<Response> {
-    sb.inner.core.faults.answer_now(false, |r| match r {
+    sb.faults.answer_now(false, |r| match r {
         Refusal::Throttled => dy_error(
             CODE_FLOW_LIMIT,
             "流量受限",
@@ -690,7 +655,7 @@ async fn create_route(
     match shop {
         Some(s) => {
             sb.inner.creates.fetch_add(1, Ordering::Relaxed);
-            token_answer(&sb, sb.inner.core.issuer.issue(s))
+            token_answer(&sb, sb.issuer.issue(s))
         }
         None => dy_error(
             CODE_PARAM,
@@ -727,9 +692,9 @@ async fn refresh_route(
         .get("refresh_token")
         .and_then(serde_json::Value::as_str)
         .unwrap_or("");
-    match sb.inner.core.issuer.refresh(rt) {
+    match sb.issuer.refresh(rt) {
         Some(i) => {
-            sb.inner.core.count_refresh();
+            sb.count_refresh();
             token_answer(&sb, i)
         }
         None => dy_error(
@@ -814,35 +779,19 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::DouyinConf
     }
 }
 
-impl DouyinSandbox {
-    /// What this sandbox accepts, served at `base_url`.
-    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
-        self.inner.core.announce(
-            Channel::Douyin,
-            base_url,
-            &self.inner.cfg.app_key,
-            &self.inner.cfg.app_secret,
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::Duration;
 
-    fn sandbox() -> DouyinSandbox {
-        DouyinSandbox::new(MarketSandboxConfig::for_test(Channel::Douyin))
-    }
-
     #[test]
     fn rendered_orders_map_and_ciphertexts_resolve() {
-        let sb = sandbox();
+        let sb = DouyinSandbox::for_test();
         let first = sb
             .world()
             .purchases
             .iter()
-            .position(|p| p.channel == Channel::Douyin)
+            .position(|p| p.channel == quanyu_schemas::Channel::Douyin)
             .unwrap();
         let v = sb.render_order(first, 0, false);
         assert_eq!(v["order_status"], 1);
@@ -863,7 +812,7 @@ mod tests {
 
     #[test]
     fn time_moves_orders_forward() {
-        let sb = sandbox();
+        let sb = DouyinSandbox::for_test();
         let before = sb.visible_orders();
         sb.set_as_of(sb.as_of() + Duration::days(10));
         let after = sb.visible_orders();

@@ -20,8 +20,6 @@
 //! backend timeouts, HTTP 5xx, slow answers, code 19 token expiry, a
 //! corrupt order) are injected on request.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
@@ -34,13 +32,12 @@ use quanyu_connector_sdk::connector::{
     ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
     TokenFlow,
 };
-use quanyu_connector_sdk::sandbox::answer::{form_params, json_as, param, Refusal};
-use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
+use quanyu_connector_sdk::sandbox::answer::{beijing_text, form_params, json_as, param, Refusal};
+use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::world::REGIONS;
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::{format_beijing, parse_beijing};
-use quanyu_schemas::Channel;
 use serde_json::json;
 
 use crate::client::{
@@ -111,6 +108,7 @@ const STATES: [&str; 11] = [
 quanyu_connector_sdk::market_sandbox! {
     /// The JD open-platform emulator. Cheap to clone.
     pub struct JdSandbox {}
+    serves: Jd, tokens: "jd",
 }
 
 /// The sandbox's 16-byte TDE key id.
@@ -143,21 +141,6 @@ fn token_of(c: &str) -> Option<String> {
 }
 
 impl JdSandbox {
-    /// Generate the world and index it.
-    pub fn new(cfg: JdSandboxConfig) -> Self {
-        let core = MarketCore::new(
-            &cfg.world,
-            Channel::Jd,
-            cfg.as_of,
-            cfg.faults,
-            "jd",
-            cfg.token_ttl_secs,
-        );
-        JdSandbox {
-            inner: Arc::new(Inner { cfg, core }),
-        }
-    }
-
     /// The venderId JD shows for local shop `i`.
     pub fn vender_id(&self, i: usize) -> String {
         (10_080_000 + i).to_string()
@@ -174,22 +157,11 @@ impl JdSandbox {
 
     /// One order JSON as `jingdong.pop.order.search` shows it (all fields).
     fn render_order(&self, i: usize, ev: usize, corrupt: bool) -> serde_json::Value {
-        let book = &self.inner.core.book;
-        let world = book.world();
-        let p = &world.purchases[i];
-        let lc = book.lifecycle(i);
-        let person = world.receiver(p);
-        let (modified, stage) = lc.events[ev];
-        let at = |t: Option<i64>| {
-            t.and_then(|t| DateTime::from_timestamp(t, 0))
-                .map(format_beijing)
-                .unwrap_or_default()
-        };
-        let created = if corrupt {
-            "not-a-time".to_string()
-        } else {
-            at(Some(lc.created()))
-        };
+        let v = self.book.view(i, ev);
+        let (world, p, lc, person) = (v.world, v.purchase, v.lifecycle, &v.receiver);
+        let (modified, stage) = (v.modified, v.stage);
+        let at = beijing_text;
+        let created = v.created_as(corrupt, |t| beijing_text(Some(t)));
         let paid = lc.time_of(Stage::Paid, ev);
         let ended = match stage {
             Stage::Finished | Stage::Cancelled | Stage::Refunded => Some(modified),
@@ -198,7 +170,12 @@ impl JdSandbox {
         let (province, city) = REGIONS[person.region];
         let token = world.cipher_token(p);
         let buyer = world.buyer_token(p.person, p.shop);
-        let local_shop = book.shops().iter().position(|&s| s == p.shop).unwrap_or(0);
+        let local_shop = self
+            .book
+            .shops()
+            .iter()
+            .position(|&s| s == p.shop)
+            .unwrap_or(0);
         let items: Vec<serde_json::Value> = lc
             .items
             .iter()
@@ -273,7 +250,7 @@ fn parse_timestamp(t: &str) -> Option<DateTime<Utc>> {
 /// `/routerjson`: system parameters, signature, freshness, token, faults;
 /// then the API.
 async fn router_route(State(sb): State<JdSandbox>, RawQuery(q): RawQuery, body: Bytes) -> Response {
-    sb.inner.core.count_request();
+    sb.count_request();
     let params = form_params(q.as_deref(), &body);
     let p = |k: &str| param(&params, k);
     let Some(method) = p("method") else {
@@ -322,12 +299,10 @@ async fn router_route(State(sb): State<JdSandbox>, RawQuery(q): RawQuery, body: 
         );
     };
     // JD answers 19 for an unknown, replaced or expired token alike.
-    let Ok(shop) = sb.inner.core.issuer.check(access_token) else {
+    let Ok(shop) = sb.issuer.check(access_token) else {
         return jd_error(CODE_BAD_TOKEN, "无效access_token", "Invalid access_token");
     };
     if let Some(answer) = sb
-        .inner
-        .core
         .faults
         .answer(true, |r| match r {
             Refusal::Throttled => jd_error(
@@ -413,7 +388,7 @@ fn refund_apply(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Respo
     if page < 1 || !(1..=50).contains(&size) {
         return refund_answer(false, "PARAM_ERROR", vec![], 0);
     }
-    let book = &sb.inner.core.book;
+    let book = &sb.book;
     let snap = book.snapshot();
     let mut list: Vec<_> = snap.refunds_per_shop[shop]
         .iter()
@@ -428,7 +403,7 @@ fn refund_apply(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Respo
         })
         .collect();
     list.sort_unstable_by_key(|x| std::cmp::Reverse((x.0, x.1)));
-    let (from, to, corrupt) = sb.inner.core.page_slice(list.len(), page, size);
+    let (from, to, corrupt) = sb.page_slice(list.len(), page, size);
     let ts = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid"));
     let world = sb.world();
     let rows = (from..to)
@@ -529,7 +504,7 @@ fn search(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Response {
     };
     let fields: Option<Vec<String>> = text_of(param, "optional_fields")
         .map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
-    let book = &sb.inner.core.book;
+    let book = &sb.book;
     let idx = book.snapshot();
     // (sort time, purchase, event), newest first.
     let mut list: Vec<(i64, usize, usize)> = if by_created {
@@ -561,7 +536,7 @@ fn search(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Response {
     let total = list.len();
     let from = (page.saturating_sub(1)).saturating_mul(size).min(total);
     let to = (from + size).min(total);
-    let corrupt_at = (to > from && sb.inner.core.faults.draw_malformed())
+    let corrupt_at = (to > from && sb.faults.draw_malformed())
         .then(|| from + (sb.requests() as usize) % (to - from));
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| {
@@ -613,7 +588,7 @@ fn oauth_gate(sb: &JdSandbox, params: &[(String, String)]) -> Option<Response> {
     {
         return Some(oauth_error(OAUTH_BAD_CLIENT, "app_key或app_secret无效"));
     }
-    sb.inner.core.faults.answer_now(false, |r| match r {
+    sb.faults.answer_now(false, |r| match r {
         Refusal::Throttled => (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::CONTENT_TYPE, "application/json;charset=utf-8")],
@@ -625,7 +600,7 @@ fn oauth_gate(sb: &JdSandbox, params: &[(String, String)]) -> Option<Response> {
 }
 
 fn token_answer(sb: &JdSandbox, i: quanyu_connector_sdk::sandbox::tokens::Issued) -> Response {
-    let shop = sb.inner.core.book.shop_id(i.shop).to_string();
+    let shop = sb.book.shop_id(i.shop).to_string();
     json_as(
         "application/json;charset=utf-8",
         json!({
@@ -650,7 +625,7 @@ async fn refresh_route(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    sb.inner.core.count_request();
+    sb.count_request();
     let params = form_params(q.as_deref(), &body);
     if let Some(r) = oauth_gate(&sb, &params) {
         return r;
@@ -661,9 +636,9 @@ async fn refresh_route(
     let Some(rt) = param(&params, "refresh_token") else {
         return oauth_error(OAUTH_BAD_REQUEST, "refresh_token不能为空");
     };
-    match sb.inner.core.issuer.refresh(rt) {
+    match sb.issuer.refresh(rt) {
         Some(i) => {
-            sb.inner.core.count_refresh();
+            sb.count_refresh();
             token_answer(&sb, i)
         }
         None => oauth_error(OAUTH_BAD_GRANT, "refresh_token无效或已过期"),
@@ -677,7 +652,7 @@ async fn access_token_route(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    sb.inner.core.count_request();
+    sb.count_request();
     let params = form_params(q.as_deref(), &body);
     if let Some(r) = oauth_gate(&sb, &params) {
         return r;
@@ -688,9 +663,9 @@ async fn access_token_route(
     let shop = param(&params, "code")
         .and_then(|c| c.strip_prefix("sandbox-code-"))
         .and_then(|n| n.parse::<usize>().ok())
-        .filter(|&n| n < sb.inner.core.book.shops().len());
+        .filter(|&n| n < sb.book.shops().len());
     match shop {
-        Some(s) => token_answer(&sb, sb.inner.core.issuer.issue(s)),
+        Some(s) => token_answer(&sb, sb.issuer.issue(s)),
         None => oauth_error(OAUTH_BAD_GRANT, "code无效或已过期"),
     }
 }
@@ -741,18 +716,6 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JdConfig {
     }
 }
 
-impl JdSandbox {
-    /// What this sandbox accepts, served at `base_url`.
-    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
-        self.inner.core.announce(
-            Channel::Jd,
-            base_url,
-            &self.inner.cfg.app_key,
-            &self.inner.cfg.app_secret,
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -760,21 +723,17 @@ mod tests {
 
     use quanyu_schemas::{LakeKey, OrderStatus, PiiHasher};
 
-    fn sandbox() -> JdSandbox {
-        JdSandbox::new(MarketSandboxConfig::for_test(Channel::Jd))
-    }
-
     #[test]
     fn rendered_orders_map_and_ciphertexts_resolve() {
-        let sb = sandbox();
+        let sb = JdSandbox::for_test();
         let hasher = PiiHasher::new(&LakeKey::from_bytes([0; 32]));
-        let snap = sb.inner.core.book.snapshot();
+        let snap = sb.book.snapshot();
         let mut seen_states = std::collections::HashSet::new();
         for e in snap.per_shop.iter().flatten() {
             let i = e.purchase as usize;
             let v = sb.render_order(i, usize::from(e.event), false);
             let row = crate::mapping::map_order(&v.to_string(), "x", &hasher).unwrap();
-            let lc = sb.inner.core.book.lifecycle(i);
+            let lc = sb.book.lifecycle(i);
             let stage = lc.events[usize::from(e.event)].1;
             let want = match stage {
                 Stage::Created => OrderStatus::PendingPayment,
@@ -817,11 +776,11 @@ mod tests {
 
     #[tokio::test]
     async fn search_by_creation_or_modification_sorted_and_cut_to_fields() {
-        let sb = sandbox();
+        let sb = JdSandbox::for_test();
         let as_of = sb.as_of();
         let start = format_beijing(as_of - chrono::Duration::days(20));
         let end = format_beijing(as_of);
-        let book = &sb.inner.core.book;
+        let book = &sb.book;
         let world = sb.world();
         let created_in = |i: usize| {
             let c = book.lifecycle(i).created();
@@ -887,7 +846,7 @@ mod tests {
 
     #[test]
     fn time_moves_orders_forward() {
-        let sb = sandbox();
+        let sb = JdSandbox::for_test();
         let before = sb.visible_orders();
         sb.set_as_of(sb.as_of() + Duration::days(10));
         let after = sb.visible_orders();

@@ -8,7 +8,6 @@
 //! shops, whose receiver phones the ERP holds in clear.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -58,6 +57,13 @@ pub fn erp_shop_id(i: usize) -> i64 {
 quanyu_connector_sdk::market_sandbox! {
     /// The Jushuitan emulator. Cheap to clone.
     pub struct JushuitanSandbox {}
+    serves: Jushuitan, tokens: "jst",
+    // One ERP company: one token for all its shops.
+    core: |cfg: &MarketSandboxConfig| {
+        let book = OrderBook::new(World::shared(&cfg.world), Channel::Jushuitan, cfg.as_of);
+        MarketCore::with_issuer(book, TokenIssuer::new("jst", 1, cfg.token_ttl_secs), cfg.faults)
+    },
+    announce: with_company_token,
 }
 
 fn reply(code: i64, msg: &str, data: serde_json::Value) -> Response {
@@ -73,27 +79,16 @@ fn error(code: i64, msg: &str) -> Response {
 }
 
 impl JushuitanSandbox {
-    /// Generate the world and index it.
-    pub fn new(cfg: JushuitanSandboxConfig) -> Self {
-        let book = OrderBook::new(World::shared(&cfg.world), Channel::Jushuitan, cfg.as_of);
-        // One ERP company: one token for all its shops.
-        let issuer = TokenIssuer::new("jst", 1, cfg.token_ttl_secs);
-        let core = MarketCore::with_issuer(book, issuer, cfg.faults);
-        JushuitanSandbox {
-            inner: Arc::new(Inner { cfg, core }),
-        }
-    }
-
     /// (lake shop id, ERP shop_id) of every shop served.
     pub fn shops(&self) -> Vec<(String, i64)> {
-        (0..self.inner.core.book.shops().len())
-            .map(|i| (self.inner.core.book.shop_id(i).to_string(), erp_shop_id(i)))
+        (0..self.book.shops().len())
+            .map(|i| (self.book.shop_id(i).to_string(), erp_shop_id(i)))
             .collect()
     }
 
     /// The company's (access, refresh) tokens as an authorization gave them.
     pub fn tokens(&self) -> (String, String) {
-        self.inner.core.issuer.initial(0)
+        self.issuer.initial(0)
     }
 
     /// The router.
@@ -106,12 +101,9 @@ impl JushuitanSandbox {
     }
 
     fn render(&self, i: usize, ev: usize, local_shop: usize, corrupt: bool) -> serde_json::Value {
-        let book = &self.inner.core.book;
-        let world = book.world();
-        let p = &world.purchases[i];
-        let lc = book.lifecycle(i);
-        let person = world.receiver(p);
-        let (modified, stage) = lc.events[ev];
+        let v = self.book.view(i, ev);
+        let (world, p, lc, person) = (v.world, v.purchase, v.lifecycle, &v.receiver);
+        let (modified, stage) = (v.modified, v.stage);
         let ts = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid time"));
         let (province, city) = REGIONS[person.region];
         let paid = lc.time_of(Stage::Paid, ev);
@@ -179,7 +171,7 @@ fn checked(
 }
 
 async fn refresh(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
-    sb.inner.core.count_request();
+    sb.count_request();
     let map = match checked(&sb, &body) {
         Ok(m) => m,
         Err((code, msg)) => return error(code, msg),
@@ -189,10 +181,10 @@ async fn refresh(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
     }
     match map
         .get("refresh_token")
-        .and_then(|rt| sb.inner.core.issuer.refresh(rt))
+        .and_then(|rt| sb.issuer.refresh(rt))
     {
         Some(t) => {
-            sb.inner.core.count_refresh();
+            sb.count_refresh();
             reply(
                 0,
                 "执行成功",
@@ -207,15 +199,12 @@ async fn refresh(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
 /// no fault drawn; or the answer.
 #[allow(clippy::result_large_err)] // the error is the answer, sent at once
 async fn authorized(sb: &JushuitanSandbox, body: &[u8]) -> Result<serde_json::Value, Response> {
-    sb.inner.core.count_request();
+    sb.count_request();
     let map = match checked(sb, body) {
         Ok(m) => m,
         Err((code, msg)) => return Err(error(code, msg)),
     };
-    match map
-        .get("access_token")
-        .map(|t| sb.inner.core.issuer.check(t))
-    {
+    match map.get("access_token").map(|t| sb.issuer.check(t)) {
         None => return Err(error(CODE_BAD_TOKEN, "缺少access_token")),
         Some(Err(TokenProblem::Unknown)) => return Err(error(CODE_BAD_TOKEN, "access_token无效")),
         Some(Err(TokenProblem::Expired)) => {
@@ -224,8 +213,6 @@ async fn authorized(sb: &JushuitanSandbox, body: &[u8]) -> Result<serde_json::Va
         Some(Ok(_)) => {}
     }
     if let Some(answer) = sb
-        .inner
-        .core
         .faults
         .answer(true, |r| match r {
             Refusal::Throttled => error(CODE_QPS, "调用频率超限，请稍后再试"),
@@ -282,7 +269,7 @@ fn list_query(sb: &JushuitanSandbox, biz: &serde_json::Value) -> Result<ListQuer
             .map(|a| a.iter().filter_map(serde_json::Value::as_i64).collect()),
         (None, None) => None,
     };
-    let all = 0..sb.inner.core.book.shops().len();
+    let all = 0..sb.book.shops().len();
     let shops = match named {
         Some(ids) => all.filter(|&i| ids.contains(&erp_shop_id(i))).collect(),
         None => all.collect(),
@@ -310,7 +297,7 @@ async fn refunds(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
         Ok(q) => q,
         Err(answer) => return answer,
     };
-    let book = &sb.inner.core.book;
+    let book = &sb.book;
     let snap = book.snapshot();
     let mut list: Vec<(usize, RefundEntry)> = q
         .shops
@@ -323,10 +310,7 @@ async fn refunds(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
         .collect();
     list.sort_by_key(|(_, e)| std::cmp::Reverse((e.modified, e.purchase, e.refund)));
     let total = list.len() as u64;
-    let (from, to, corrupt) =
-        sb.inner
-            .core
-            .page_slice(list.len(), q.page as usize, q.size as usize);
+    let (from, to, corrupt) = sb.page_slice(list.len(), q.page as usize, q.size as usize);
     let ts = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid"));
     let datas: Vec<serde_json::Value> = (from..to)
         .map(|k| {
@@ -371,7 +355,7 @@ async fn orders(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
         Err(answer) => return answer,
     };
     let (page, size) = (q.page, q.size);
-    let snap = sb.inner.core.book.snapshot();
+    let snap = sb.book.snapshot();
     let mut list: Vec<(usize, quanyu_connector_sdk::sandbox::orders::Entry)> = q
         .shops
         .iter()
@@ -383,10 +367,7 @@ async fn orders(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
             .then(b.1.purchase.cmp(&a.1.purchase))
     });
     let total = list.len() as u64;
-    let (from, to, corrupt) = sb
-        .inner
-        .core
-        .page_slice(list.len(), page as usize, size as usize);
+    let (from, to, corrupt) = sb.page_slice(list.len(), page as usize, size as usize);
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| {
             let (shop, e) = list[k];
@@ -474,16 +455,9 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JushuitanC
 }
 
 impl JushuitanSandbox {
-    /// What this sandbox accepts, served at `base_url`.
-    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
-        let mut a = self.inner.core.announce(
-            Channel::Jushuitan,
-            base_url,
-            &self.inner.cfg.app_key,
-            &self.inner.cfg.app_secret,
-        );
-        // One company token for every ERP shop; the shop's ERP shop_id
-        // rides in its id as `<id>#<shop_id>`.
+    /// One company token for every ERP shop; the shop's ERP shop_id rides
+    /// in its id as `<id>#<shop_id>`.
+    fn with_company_token(&self, mut a: SandboxAnnouncement) -> SandboxAnnouncement {
         let (at, rt) = self.tokens();
         a.shops = self
             .shops()
@@ -504,7 +478,7 @@ mod tests {
 
     #[test]
     fn renders_orders_that_map() {
-        let sb = JushuitanSandbox::new(MarketSandboxConfig::for_test(Channel::Jushuitan));
+        let sb = JushuitanSandbox::for_test();
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
         let i = sb
             .world()

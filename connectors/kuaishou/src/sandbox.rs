@@ -15,8 +15,6 @@
 //! busy, HTTP 5xx, slow answers, code 28 token expiry, a corrupt order) are
 //! injected on request.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
@@ -29,12 +27,11 @@ use quanyu_connector_sdk::connector::{
     TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::answer::{form_params, json_answer, param, Refusal};
-use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
+use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::REGIONS;
 use quanyu_connector_sdk::SecretRef;
-use quanyu_schemas::Channel;
 use serde_json::json;
 
 use crate::client::{
@@ -61,6 +58,8 @@ pub fn ks_status(stage: Stage) -> i64 {
 quanyu_connector_sdk::market_sandbox! {
     /// The Kuaishou open-platform emulator. Cheap to clone.
     pub struct KuaishouSandbox {}
+    serves: Kuaishou, tokens: "ks",
+    announce: with_sign_secret,
 }
 
 /// A ciphertext in Kuaishou's style: separator, base64 payload, key
@@ -99,19 +98,10 @@ fn decode_cursor(c: &str) -> Option<(i64, u64)> {
 }
 
 impl KuaishouSandbox {
-    /// Generate the world and index it.
-    pub fn new(cfg: KuaishouSandboxConfig) -> Self {
-        let core = MarketCore::new(
-            &cfg.world,
-            Channel::Kuaishou,
-            cfg.as_of,
-            cfg.faults,
-            "ks",
-            cfg.token_ttl_secs,
-        );
-        KuaishouSandbox {
-            inner: Arc::new(Inner { cfg, core }),
-        }
+    /// Kuaishou signs with its own secret: it is announced too.
+    fn with_sign_secret(&self, mut a: SandboxAnnouncement) -> SandboxAnnouncement {
+        a.sign_secret = Some(self.inner.cfg.sign_secret.clone());
+        a
     }
 
     /// The axum router.
@@ -132,19 +122,12 @@ impl KuaishouSandbox {
 
     /// One order JSON as `open.order.cursor.list` shows it.
     fn render_order(&self, i: usize, ev: usize, corrupt: bool) -> serde_json::Value {
-        let book = &self.inner.core.book;
-        let world = book.world();
-        let p = &world.purchases[i];
-        let lc = book.lifecycle(i);
-        let person = world.receiver(p);
+        let v = self.book.view(i, ev);
+        let (world, p, lc, person) = (v.world, v.purchase, v.lifecycle, &v.receiver);
         let shop = &world.config.shops[p.shop].id;
-        let (modified, stage) = lc.events[ev];
+        let (modified, stage) = (v.modified, v.stage);
         let ms = |t: Option<i64>| t.map(|t| t * 1000).unwrap_or(0);
-        let created = if corrupt {
-            json!("not-a-time")
-        } else {
-            json!(lc.created() * 1000)
-        };
+        let created = v.created_as(corrupt, |t| t * 1000);
         let paid = lc.time_of(Stage::Paid, ev);
         let sent = lc.time_of(Stage::Shipped, ev);
         let recv = lc.time_of(Stage::Finished, ev);
@@ -256,7 +239,7 @@ async fn decrypt_route(
 
 /// Authentication, signature, freshness, token and faults; then dispatch.
 async fn api(sb: KuaishouSandbox, path_method: &str, params: Vec<(String, String)>) -> Response {
-    sb.inner.core.count_request();
+    sb.count_request();
     let p = |k: &str| param(&params, k);
     if p("method") != Some(path_method) {
         return ks_error(CODE_BUSINESS, "method无效");
@@ -289,14 +272,12 @@ async fn api(sb: KuaishouSandbox, path_method: &str, params: Vec<(String, String
     if !fresh {
         return ks_error(CODE_BUSINESS, "timestamp无效或与服务器时间相差超过10分钟");
     }
-    let shop = match sb.inner.core.issuer.check(p("access_token").unwrap_or("")) {
+    let shop = match sb.issuer.check(p("access_token").unwrap_or("")) {
         Ok(s) => s,
         Err(TokenProblem::Expired) => return ks_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
         Err(TokenProblem::Unknown) => return ks_error(CODE_BAD_TOKEN, "access_token无效"),
     };
     if let Some(answer) = sb
-        .inner
-        .core
         .faults
         .answer(true, |r| match r {
             Refusal::Throttled => ks_error(CODE_QPS, "调用频率超过限制"),
@@ -343,7 +324,7 @@ fn refund_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
             None => return ks_error(CODE_BUSINESS, "pcursor无效"),
         },
     };
-    let book = &sb.inner.core.book;
+    let book = &sb.book;
     let idx = book.snapshot();
     let lo = begin.div_euclid(1000) + i64::from(begin.rem_euclid(1000) != 0);
     let hi = end.div_euclid(1000);
@@ -359,7 +340,7 @@ fn refund_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
     let start = after.map_or(0, |pos| list.partition_point(|x| (x.0, x.1) >= pos));
     let to = (start + page_size).min(list.len());
     let page = &list[start..to];
-    let corrupt_at = (!page.is_empty() && sb.inner.core.faults.draw_malformed())
+    let corrupt_at = (!page.is_empty() && sb.faults.draw_malformed())
         .then(|| (sb.requests() as usize) % page.len());
     let rows: Vec<serde_json::Value> = page
         .iter()
@@ -442,7 +423,7 @@ fn cursor_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
             None => return ks_error(CODE_BUSINESS, "cursor无效"),
         },
     };
-    let idx = sb.inner.core.book.snapshot();
+    let idx = sb.book.snapshot();
     // Entries modified in [ceil(begin s), floor(end s)].
     let lo = begin.div_euclid(1000) + i64::from(begin.rem_euclid(1000) != 0);
     let hi = end.div_euclid(1000);
@@ -456,7 +437,7 @@ fn cursor_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
                 (e.modified * 1000, sb.oid(i), i, usize::from(e.event))
             })
             .filter(|&(_, _, i, ev)| {
-                wanted.is_none_or(|w| ks_status(sb.inner.core.book.lifecycle(i).events[ev].1) == w)
+                wanted.is_none_or(|w| ks_status(sb.book.lifecycle(i).events[ev].1) == w)
             })
             .collect()
     };
@@ -476,7 +457,7 @@ fn cursor_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
     };
     let to = (start + page_size).min(list.len());
     let page = &list[start..to];
-    let corrupt_at = (!page.is_empty() && sb.inner.core.faults.draw_malformed())
+    let corrupt_at = (!page.is_empty() && sb.faults.draw_malformed())
         .then(|| (sb.requests() as usize) % page.len());
     let orders: Vec<serde_json::Value> = page
         .iter()
@@ -504,7 +485,7 @@ fn cursor_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
 
 /// `open.order.decrypt.batch`: at most 100 `{bizId, encryptedData}`.
 fn decrypt(sb: &KuaishouSandbox, param: &serde_json::Value) -> Response {
-    sb.inner.core.count_decrypt();
+    sb.count_decrypt();
     let Some(list) = param
         .get("batchDecryptList")
         .and_then(serde_json::Value::as_array)
@@ -546,7 +527,7 @@ fn issued_answer(sb: &KuaishouSandbox, shop: usize, refresh: bool) -> Response {
     let issued = if refresh {
         None
     } else {
-        Some(sb.inner.core.issuer.issue(shop))
+        Some(sb.issuer.issue(shop))
     };
     let Some(i) = issued else {
         return oauth_error(CODE_BUSINESS, "invalid_grant", "refresh_token无效");
@@ -558,7 +539,7 @@ fn issued_answer(sb: &KuaishouSandbox, shop: usize, refresh: bool) -> Response {
             "expires_in": i.expires_in,
             "refresh_token": i.refresh_token,
             "refresh_token_expires_in": i.refresh_expires_in,
-            "open_id": format!("seller-{}", sb.inner.core.book.shop_id(shop)),
+            "open_id": format!("seller-{}", sb.book.shop_id(shop)),
             "scopes": ["merchant_order", "merchant_user"],
         })
         .to_string(),
@@ -575,7 +556,7 @@ fn check_client(sb: &KuaishouSandbox, params: &[(String, String)]) -> Option<Res
             "app_id或app_secret无效",
         ));
     }
-    sb.inner.core.faults.answer_now(false, |r| match r {
+    sb.faults.answer_now(false, |r| match r {
         Refusal::Throttled => oauth_error(CODE_QPS, "rate_limited", "调用频率超过限制"),
         _ => oauth_error(CODE_SYSTEM, "server_error", "系统繁忙"),
     })
@@ -587,7 +568,7 @@ async fn refresh_route(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    sb.inner.core.count_request();
+    sb.count_request();
     let params = form_params(q.as_deref(), &body);
     if let Some(r) = check_client(&sb, &params) {
         return r;
@@ -598,9 +579,9 @@ async fn refresh_route(
     let Some(rt) = param(&params, "refresh_token") else {
         return oauth_error(CODE_BUSINESS, "invalid_request", "refresh_token不能为空");
     };
-    match sb.inner.core.issuer.refresh(rt) {
+    match sb.issuer.refresh(rt) {
         Some(i) => {
-            sb.inner.core.count_refresh();
+            sb.count_refresh();
             json_answer(
                 json!({
                     "result": 1,
@@ -608,7 +589,7 @@ async fn refresh_route(
                     "expires_in": i.expires_in,
                     "refresh_token": i.refresh_token,
                     "refresh_token_expires_in": i.refresh_expires_in,
-                    "open_id": format!("seller-{}", sb.inner.core.book.shop_id(i.shop)),
+                    "open_id": format!("seller-{}", sb.book.shop_id(i.shop)),
                     "scopes": ["merchant_order", "merchant_user"],
                 })
                 .to_string(),
@@ -625,7 +606,7 @@ async fn access_token_route(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    sb.inner.core.count_request();
+    sb.count_request();
     let params = form_params(q.as_deref(), &body);
     if let Some(r) = check_client(&sb, &params) {
         return r;
@@ -639,7 +620,7 @@ async fn access_token_route(
     let shop = param(&params, "code")
         .and_then(|c| c.strip_prefix("sandbox-code-"))
         .and_then(|n| n.parse::<usize>().ok())
-        .filter(|&n| n < sb.inner.core.book.shops().len());
+        .filter(|&n| n < sb.book.shops().len());
     match shop {
         Some(s) => issued_answer(&sb, s, false),
         None => oauth_error(CODE_BUSINESS, "invalid_grant", "code无效"),
@@ -706,37 +687,19 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::KuaishouCo
     }
 }
 
-impl KuaishouSandbox {
-    /// What this sandbox accepts, served at `base_url`.
-    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
-        let mut a = self.inner.core.announce(
-            Channel::Kuaishou,
-            base_url,
-            &self.inner.cfg.app_key,
-            &self.inner.cfg.app_secret,
-        );
-        a.sign_secret = Some(self.inner.cfg.sign_secret.clone());
-        a
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::Duration;
 
-    fn sandbox() -> KuaishouSandbox {
-        KuaishouSandbox::new(MarketSandboxConfig::for_test(Channel::Kuaishou))
-    }
-
     #[test]
     fn rendered_orders_map_and_ciphertexts_resolve() {
-        let sb = sandbox();
+        let sb = KuaishouSandbox::for_test();
         let first = sb
             .world()
             .purchases
             .iter()
-            .position(|p| p.channel == Channel::Kuaishou)
+            .position(|p| p.channel == quanyu_schemas::Channel::Kuaishou)
             .unwrap();
         let v = sb.render_order(first, 0, false);
         assert_eq!(v["orderBaseInfo"]["status"], 10);
@@ -767,7 +730,7 @@ mod tests {
 
     #[test]
     fn time_moves_orders_forward() {
-        let sb = sandbox();
+        let sb = KuaishouSandbox::for_test();
         let before = sb.visible_orders();
         sb.set_as_of(sb.as_of() + Duration::days(10));
         let after = sb.visible_orders();

@@ -13,8 +13,6 @@
 //! 50000 busy, HTTP 5xx, slow answers, 10019 token expiry, a corrupt order)
 //! are injected on request.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
@@ -26,14 +24,13 @@ use quanyu_connector_sdk::connector::{
     ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
     TokenFlow,
 };
-use quanyu_connector_sdk::sandbox::answer::{json_answer, param, Refusal};
-use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
+use quanyu_connector_sdk::sandbox::answer::{beijing_text, json_answer, param, Refusal};
+use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::REGIONS;
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::format_beijing;
-use quanyu_schemas::Channel;
 use serde_json::json;
 
 use crate::client::{
@@ -63,6 +60,7 @@ pub fn pdd_status(stage: Stage) -> (i64, i64) {
 quanyu_connector_sdk::market_sandbox! {
     /// The Pinduoduo router emulator. Cheap to clone.
     pub struct PddSandbox {}
+    serves: Pdd, tokens: "pdd",
 }
 
 /// A ciphertext in Pinduoduo's style, e.g. `$Y/YK$AgAAAA…$0$$` for phones,
@@ -102,21 +100,6 @@ fn yuan(fen: i64) -> serde_json::Value {
 }
 
 impl PddSandbox {
-    /// Generate the world and index it.
-    pub fn new(cfg: PddSandboxConfig) -> Self {
-        let core = MarketCore::new(
-            &cfg.world,
-            Channel::Pdd,
-            cfg.as_of,
-            cfg.faults,
-            "pdd",
-            cfg.token_ttl_secs,
-        );
-        PddSandbox {
-            inner: Arc::new(Inner { cfg, core }),
-        }
-    }
-
     /// The axum router.
     pub fn router(&self) -> Router {
         Router::new()
@@ -126,22 +109,11 @@ impl PddSandbox {
 
     /// One order JSON as the increment API shows it.
     fn render_order(&self, i: usize, ev: usize, corrupt: bool) -> serde_json::Value {
-        let book = &self.inner.core.book;
-        let world = book.world();
-        let p = &world.purchases[i];
-        let lc = book.lifecycle(i);
-        let person = world.receiver(p);
-        let (modified, stage) = lc.events[ev];
-        let at = |t: Option<i64>| {
-            t.and_then(|t| DateTime::from_timestamp(t, 0))
-                .map(format_beijing)
-                .unwrap_or_default()
-        };
-        let created = if corrupt {
-            "not-a-time".to_string()
-        } else {
-            at(Some(lc.created()))
-        };
+        let v = self.book.view(i, ev);
+        let (world, p, lc, person) = (v.world, v.purchase, v.lifecycle, &v.receiver);
+        let (modified, stage) = (v.modified, v.stage);
+        let at = beijing_text;
+        let created = v.created_as(corrupt, |t| beijing_text(Some(t)));
         let paid = lc.time_of(Stage::Paid, ev);
         let (order_status, refund_status) = pdd_status(stage);
         let (province, city) = REGIONS[person.region];
@@ -227,7 +199,7 @@ async fn router_route(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
-    sb.inner.core.count_request();
+    sb.count_request();
     let mut params: Vec<(String, String)> = Vec::new();
     if let Some(q) = q {
         params.extend(url::form_urlencoded::parse(q.as_bytes()).into_owned());
@@ -266,14 +238,12 @@ async fn router_route(
         INCREMENT_API | DECRYPT_API | REFUNDS_API => {}
         other => return pdd_error(CODE_PUBLIC_PARAM, &format!("公共参数错误:type {other}")),
     }
-    let shop = match sb.inner.core.issuer.check(p("access_token").unwrap_or("")) {
+    let shop = match sb.issuer.check(p("access_token").unwrap_or("")) {
         Ok(s) => s,
         Err(TokenProblem::Expired) => return pdd_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
         Err(TokenProblem::Unknown) => return pdd_error(CODE_BAD_TOKEN, "access_token不存在"),
     };
     if let Some(answer) = sb
-        .inner
-        .core
         .faults
         .answer(true, |r| match r {
             Refusal::Throttled => pdd_error(CODE_THROTTLED, "当前接口您已被限流，请求过于频繁"),
@@ -343,10 +313,10 @@ fn refunds(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Respons
             return pdd_error(CODE_PARAM, &format!("参数错误:{k}必填"));
         }
     }
-    let book = &sb.inner.core.book;
+    let book = &sb.book;
     let idx = book.snapshot();
     let list = idx.refund_window(shop, start, end);
-    let (from, to, corrupt_at) = sb.inner.core.page_slice(list.len(), page, size);
+    let (from, to, corrupt_at) = sb.page_slice(list.len(), page, size);
     let time = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid"));
     let rows: Vec<serde_json::Value> = (from..to)
         .map(|k| {
@@ -399,18 +369,18 @@ fn increment(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Respo
         Some(Ok(s @ 1..=4)) => Some(s),
         Some(_) => return pdd_error(CODE_PARAM, "参数错误:refund_status"),
     };
-    let idx = sb.inner.core.book.snapshot();
+    let idx = sb.book.snapshot();
     let list: Vec<(usize, usize)> = idx
         .window(shop, start, end)
         .iter()
         .map(|e| (e.purchase as usize, usize::from(e.event)))
         .filter(|&(i, ev)| {
-            let (os, rs) = pdd_status(sb.inner.core.book.lifecycle(i).events[ev].1);
+            let (os, rs) = pdd_status(sb.book.lifecycle(i).events[ev].1);
             order_status.is_none_or(|w| w == os) && refund_status.is_none_or(|w| w == rs)
         })
         .collect();
     let total = list.len();
-    let (from, to, corrupt_at) = sb.inner.core.page_slice(total, page, size);
+    let (from, to, corrupt_at) = sb.page_slice(total, page, size);
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| sb.render_order(list[k].0, list[k].1, corrupt_at == Some(k)))
         .collect();
@@ -438,7 +408,7 @@ fn decrypt(sb: &PddSandbox, params: &[(String, String)]) -> Response {
     if list.is_empty() || list.len() > 100 {
         return pdd_error(CODE_PARAM, "参数错误:data_list条数为1到100");
     }
-    sb.inner.core.count_decrypt();
+    sb.count_decrypt();
     let world = sb.world();
     let out: Vec<serde_json::Value> = list
         .iter()
@@ -474,7 +444,7 @@ fn decrypt(sb: &PddSandbox, params: &[(String, String)]) -> Response {
 /// {refresh_token}`: the sandbox's authorization codes are
 /// `sandbox-code-<shop index>`; a refresh rotates the pair.
 fn token_api(sb: &PddSandbox, api: &str, params: &[(String, String)]) -> Response {
-    if let Some(answer) = sb.inner.core.faults.answer_now(false, |r| match r {
+    if let Some(answer) = sb.faults.answer_now(false, |r| match r {
         Refusal::Throttled => pdd_error(CODE_THROTTLED, "当前接口您已被限流，请求过于频繁"),
         Refusal::Busy | Refusal::TokenExpired => pdd_error(CODE_SYSTEM, "系统繁忙，请稍后重试"),
     }) {
@@ -484,25 +454,22 @@ fn token_api(sb: &PddSandbox, api: &str, params: &[(String, String)]) -> Respons
         let Some(rt) = param(params, "refresh_token") else {
             return pdd_error(CODE_PARAM, "参数错误:refresh_token");
         };
-        let Some(i) = sb.inner.core.issuer.refresh(rt) else {
+        let Some(i) = sb.issuer.refresh(rt) else {
             return pdd_error(CODE_PARAM, "refresh_token已过期或无效");
         };
-        sb.inner.core.count_refresh();
+        sb.count_refresh();
         (i, "pop_auth_token_refresh_response")
     } else {
         let shop = param(params, "code")
             .and_then(|c| c.strip_prefix("sandbox-code-"))
             .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&n| n < sb.inner.core.book.shops().len());
+            .filter(|&n| n < sb.book.shops().len());
         let Some(s) = shop else {
             return pdd_error(CODE_PARAM, "code无效或已过期");
         };
-        (
-            sb.inner.core.issuer.issue(s),
-            "pop_auth_token_create_response",
-        )
+        (sb.issuer.issue(s), "pop_auth_token_create_response")
     };
-    let shop_id = sb.inner.core.book.shop_id(issued.shop).to_string();
+    let shop_id = sb.book.shop_id(issued.shop).to_string();
     json_answer(
         json!({
             root: {
@@ -595,31 +562,15 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::PddConfig 
     }
 }
 
-impl PddSandbox {
-    /// What this sandbox accepts, served at `base_url`.
-    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
-        self.inner.core.announce(
-            Channel::Pdd,
-            base_url,
-            &self.inner.cfg.app_key,
-            &self.inner.cfg.app_secret,
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::Duration;
 
-    fn sandbox() -> PddSandbox {
-        PddSandbox::new(MarketSandboxConfig::for_test(Channel::Pdd))
-    }
-
     #[test]
     fn rendered_orders_map_and_ciphertexts_resolve() {
-        let sb = sandbox();
-        let snap = sb.inner.core.book.snapshot();
+        let sb = PddSandbox::for_test();
+        let snap = sb.book.snapshot();
         let e = snap.per_shop[0][0];
         let i = e.purchase as usize;
         let v = sb.render_order(i, usize::from(e.event), false);
@@ -635,7 +586,7 @@ mod tests {
             sb.world().receiver(&sb.world().purchases[i]).phone
         );
         assert!(!v.to_string().contains(&person.phone), "no clear phone");
-        assert_eq!(m.row.amount_fen, sb.inner.core.book.lifecycle(i).payment());
+        assert_eq!(m.row.amount_fen, sb.book.lifecycle(i).payment());
         assert_eq!(
             token_of(&cipher('~', "tok", 5)),
             None,
@@ -659,7 +610,7 @@ mod tests {
 
     #[test]
     fn only_paid_orders_are_listed_and_time_moves_them() {
-        let sb = sandbox();
+        let sb = PddSandbox::for_test();
         let before = sb.visible_orders();
         assert!(before
             .iter()

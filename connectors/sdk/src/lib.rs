@@ -28,6 +28,9 @@ pub use bytes::Bytes;
 pub use connector::Connector;
 pub use error::{ConnectorError, ErrorKind, RequestContext, Result};
 pub use http::{ApiClient, Attempt, LimiterRegistry, RetryPolicy};
+/// The canonical schemas, for the kit's macros.
+#[doc(hidden)]
+pub use quanyu_schemas as schemas;
 pub use secret::{Secret, SecretRef};
 pub use setup::{ConfigError, ConnectorSetup};
 pub use source::{

@@ -13,7 +13,6 @@
 //! are injected on request.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -73,23 +72,21 @@ pub struct VisibleTrade {
 quanyu_connector_sdk::market_sandbox! {
     /// The TOP gateway emulator. Cheap to clone.
     pub struct TopSandbox {}
+    serves: Taobao, tokens: "top-session",
+    // Session keys are the shops' access tokens.
+    core: |cfg: &MarketSandboxConfig| {
+        MarketCore::new(&cfg.world, Channel::Taobao, cfg.as_of, cfg.faults, "top-session", SESSION_TTL_SECS)
+    },
+    announce: without_refresh_tokens,
 }
 
 impl TopSandbox {
-    /// Generate the world and index it.
-    pub fn new(cfg: TopSandboxConfig) -> Self {
-        // Session keys are the shops' access tokens.
-        let core = MarketCore::new(
-            &cfg.world,
-            Channel::Taobao,
-            cfg.as_of,
-            cfg.faults,
-            "top-session",
-            SESSION_TTL_SECS,
-        );
-        TopSandbox {
-            inner: Arc::new(Inner { cfg, core }),
+    /// Session keys are not refreshed by the connector: none is announced.
+    fn without_refresh_tokens(&self, mut a: SandboxAnnouncement) -> SandboxAnnouncement {
+        for s in &mut a.shops {
+            s.refresh_token = None;
         }
+        a
     }
 
     /// The session key the shop `i` authorization gave.
@@ -99,9 +96,7 @@ impl TopSandbox {
 
     /// Every trade as the gateway shows it at the sandbox clock.
     pub fn visible_trades(&self) -> Vec<VisibleTrade> {
-        self.inner
-            .core
-            .book
+        self.book
             .visible()
             .into_iter()
             .map(|o| VisibleTrade {
@@ -121,19 +116,13 @@ impl TopSandbox {
     }
 
     fn render_trade(&self, out: &mut String, i: usize, ev: usize, corrupt: bool) {
-        let book = &self.inner.core.book;
-        let world = book.world();
-        let p = &world.purchases[i];
-        let lc = book.lifecycle(i);
-        let person = world.receiver(p);
+        let v = self.book.view(i, ev);
+        let (world, p, lc, person) = (v.world, v.purchase, v.lifecycle, &v.receiver);
         let shop = &world.config.shops[p.shop].id;
-        let (status_time, stage) = lc.events[ev];
+        let (status_time, stage) = (v.modified, v.stage);
         let ts = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid"));
-        let created = if corrupt {
-            "not-a-time".to_string()
-        } else {
-            ts(lc.created())
-        };
+        let created = v.created_as(corrupt, ts);
+        let created = created.as_str().unwrap_or_default();
         let paid = lc.time_of(Stage::Paid, ev).map(ts);
         let mobile = if p.phone_plain {
             person.phone.clone()
@@ -179,7 +168,7 @@ impl TopSandbox {
 
 impl TopSandbox {
     fn render_refund(&self, out: &mut String, e: &RefundEntry, corrupt: bool) {
-        let book = &self.inner.core.book;
+        let book = &self.book;
         let p = &book.world().purchases[e.purchase as usize];
         let plan = book.refund_plan(e);
         let ts = |t: i64| format_beijing(DateTime::from_timestamp(t, 0).expect("valid"));
@@ -225,8 +214,8 @@ fn top_error(
 }
 
 async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: Bytes) -> Response {
-    sb.inner.core.count_request();
-    let rid = sb.inner.core.requests();
+    sb.count_request();
+    let rid = sb.requests();
     let mut params: Vec<(String, String)> = Vec::new();
     if let Some(q) = query {
         params.extend(url::form_urlencoded::parse(q.as_bytes()).into_owned());
@@ -292,7 +281,7 @@ async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: B
     let Some(session) = get("session") else {
         return top_error(26, "Missing Session", None, None, rid);
     };
-    let shop = match sb.inner.core.issuer.check(session) {
+    let shop = match sb.issuer.check(session) {
         Ok(shop) => shop,
         Err(TokenProblem::Expired) => {
             return top_error(
@@ -318,8 +307,6 @@ async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: B
     }
     // Faults come after authentication, as the real gateway's flow control does.
     if let Some(answer) = sb
-        .inner
-        .core
         .faults
         .answer(false, |r| match r {
             Refusal::Throttled => top_error(
@@ -433,7 +420,7 @@ impl ListQuery {
     /// The `[from, to)` slice of `len` records this page holds, and the
     /// one to corrupt.
     fn slice(&self, sb: &TopSandbox, len: usize) -> (usize, usize, Option<usize>) {
-        sb.inner.core.page_slice(len, self.page_no, self.page_size)
+        sb.page_slice(len, self.page_no, self.page_size)
     }
 
     /// The page's count field: `has_next` or `total_results`.
@@ -459,7 +446,7 @@ fn refunds_receive_get<'a>(
         Ok(q) => q,
         Err(answer) => return answer,
     };
-    let idx = sb.inner.core.book.snapshot();
+    let idx = sb.book.snapshot();
     let list = idx.refund_window(shop, q.start.timestamp(), q.end.timestamp());
     let (from, to, corrupt_at) = q.slice(sb, list.len());
     let mut out = String::with_capacity(64 + (to - from) * 300);
@@ -478,7 +465,7 @@ fn refunds_receive_get<'a>(
 
 /// `taobao.top.oaid.decrypt`: `query_list` of at most 20 `{tid, oaid, scene}`.
 fn oaid_decrypt<'a>(sb: &TopSandbox, get: &impl Fn(&str) -> Option<&'a str>, rid: u64) -> Response {
-    sb.inner.core.count_decrypt();
+    sb.count_decrypt();
     let invalid = |msg: &str| {
         top_error(
             41,
@@ -537,7 +524,7 @@ fn increment_get<'a>(
         Ok(q) => q,
         Err(answer) => return answer,
     };
-    let idx = sb.inner.core.book.snapshot();
+    let idx = sb.book.snapshot();
     let list = idx.window(shop, q.start.timestamp(), q.end.timestamp());
     let (from, to, corrupt_at) = q.slice(sb, list.len());
 
@@ -621,34 +608,13 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::TaobaoConf
     }
 }
 
-impl TopSandbox {
-    /// What this sandbox accepts, served at `base_url`.
-    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
-        let mut a = self.inner.core.announce(
-            Channel::Taobao,
-            base_url,
-            &self.inner.cfg.app_key,
-            &self.inner.cfg.app_secret,
-        );
-        // Session keys are not refreshed by the connector.
-        for s in &mut a.shops {
-            s.refresh_token = None;
-        }
-        a
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sandbox() -> TopSandbox {
-        TopSandbox::new(MarketSandboxConfig::for_test(Channel::Taobao))
-    }
-
     #[test]
     fn rendered_trades_are_valid_json_and_map() {
-        let sb = sandbox();
+        let sb = TopSandbox::for_test();
         let first = sb
             .world()
             .purchases
@@ -668,7 +634,7 @@ mod tests {
 
     #[test]
     fn time_moves_trades_forward() {
-        let sb = sandbox();
+        let sb = TopSandbox::for_test();
         let before = sb.visible_trades();
         sb.set_as_of(sb.as_of() + Duration::days(10));
         let after = sb.visible_trades();

@@ -19,7 +19,7 @@
 //! corrupt order.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -28,11 +28,10 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use quanyu_connector_sdk::connector::{
-    AnnouncedShop, ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull,
-    TokenFlow,
+    ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull, TokenFlow,
 };
 use quanyu_connector_sdk::sandbox::answer::{json_as, Refusal};
-use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
+use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::{mask_address, mask_name, REGIONS};
@@ -77,10 +76,12 @@ quanyu_connector_sdk::market_sandbox! {
     /// The WeChat Channels shop emulator. Cheap to clone.
     pub struct WechatShopSandbox {
         /// order id → purchase index, built on first use.
-        by_order_id: OnceLock<HashMap<String, usize>>,
+        by_order_id: OnceLock<HashMap<String, usize>> = OnceLock::new(),
         /// Orders `order/get` refuses although the list shows them (tests).
-        refused: std::sync::Mutex<std::collections::HashSet<String>>,
+        refused: std::sync::Mutex<std::collections::HashSet<String>> = Default::default(),
     }
+    serves: WechatShop, tokens: "wxs",
+    announce: with_appids,
 }
 
 fn rid() -> String {
@@ -106,26 +107,6 @@ fn is_json(headers: &HeaderMap) -> bool {
 }
 
 impl WechatShopSandbox {
-    /// A sandbox over `cfg.world`'s Channels shops.
-    pub fn new(cfg: WechatShopSandboxConfig) -> Self {
-        let core = MarketCore::new(
-            &cfg.world,
-            Channel::WechatShop,
-            cfg.as_of,
-            cfg.faults,
-            "wxs",
-            cfg.token_ttl_secs,
-        );
-        WechatShopSandbox {
-            inner: Arc::new(Inner {
-                cfg,
-                core,
-                by_order_id: OnceLock::new(),
-                refused: Default::default(),
-            }),
-        }
-    }
-
     /// The routes.
     pub fn router(&self) -> Router {
         Router::new()
@@ -137,25 +118,10 @@ impl WechatShopSandbox {
             .with_state(self.clone())
     }
 
-    /// What this sandbox accepts, served at `base_url`: every shop as
+    /// Announced: every shop as
     /// `<id>#<appid>`, whose secret is [`shop_secret`] of the announced one.
-    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
-        let cfg = &self.inner.cfg;
-        let mut ann =
-            self.inner
-                .core
-                .announce(Channel::WechatShop, base_url, &cfg.app_key, &cfg.app_secret);
-        ann.shops = ann
-            .shops
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| AnnouncedShop {
-                id: format!("{}#{}", s.id, shop_appid(&cfg.app_key, i)),
-                refresh_token: None,
-                ..s
-            })
-            .collect();
-        ann
+    fn with_appids(&self, ann: SandboxAnnouncement) -> SandboxAnnouncement {
+        ann.shops_named(|i, id| format!("{id}#{}", shop_appid(&self.inner.cfg.app_key, i)))
     }
 
     /// Make `order/get` refuse `order_id` (47001) while the list still
@@ -183,12 +149,9 @@ impl WechatShopSandbox {
     }
 
     fn render_order(&self, i: usize, ev: usize, corrupt: bool) -> serde_json::Value {
-        let book = &self.inner.core.book;
-        let world = book.world();
-        let p = &world.purchases[i];
-        let lc = book.lifecycle(i);
-        let person = world.receiver(p);
-        let (modified, stage) = lc.events[ev];
+        let v = self.book.view(i, ev);
+        let (world, p, lc, person) = (v.world, v.purchase, v.lifecycle, &v.receiver);
+        let (modified, stage) = (v.modified, v.stage);
         let (province, city) = REGIONS[person.region];
         let products: Vec<serde_json::Value> = lc
             .items
@@ -255,9 +218,7 @@ impl WechatShopSandbox {
     /// The event of purchase `i` the shop shows at the sandbox clock.
     fn shown_event(&self, i: usize) -> Option<usize> {
         let as_of = self.as_of().timestamp();
-        self.inner
-            .core
-            .book
+        self.book
             .lifecycle(i)
             .events
             .iter()
@@ -276,7 +237,7 @@ fn shop_of_token(sb: &WechatShopSandbox, q: Option<&str>) -> Result<usize, Denia
     let Some(token) = token else {
         return Err((41_001, "access_token missing"));
     };
-    match sb.inner.core.issuer.check(&token) {
+    match sb.issuer.check(&token) {
         Ok(s) => Ok(s),
         Err(TokenProblem::Expired) => Err((CODE_TOKEN_EXPIRED, "access_token expired")),
         Err(TokenProblem::Unknown) => Err((
@@ -293,7 +254,7 @@ async fn admit(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(usize, serde_json::Value), Response> {
-    sb.inner.core.count_request();
+    sb.count_request();
     let shop = shop_of_token(sb, q).map_err(|(code, msg)| error(code, msg))?;
     if !is_json(headers) {
         return Err(error(CODE_PARAM, "data format error"));
@@ -302,8 +263,6 @@ async fn admit(
         return Err(error(CODE_PARAM, "data format error"));
     };
     if let Some(answer) = sb
-        .inner
-        .core
         .faults
         .answer(true, |r| match r {
             Refusal::Throttled => error(CODE_TOO_FREQUENT, "api minute-quota reach limit"),
@@ -323,7 +282,7 @@ async fn token_route(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let core = &sb.inner.core;
+    let core = &sb;
     core.count_request();
     if !is_json(&headers) {
         return error(CODE_PARAM, "data format error");
@@ -406,7 +365,7 @@ async fn list_route(
         );
     }
     let status = params.get("status").and_then(serde_json::Value::as_i64);
-    let core = &sb.inner.core;
+    let core = &sb;
     let snap = core.book.snapshot();
     let (lo, hi) = update.unwrap_or((i64::MIN, i64::MAX));
     let list: Vec<(i64, u64)> = snap
@@ -510,7 +469,7 @@ async fn get_route(
     if refused {
         return error(CODE_PARAM, "order not found");
     }
-    let core = &sb.inner.core;
+    let core = &sb;
     let found = sb
         .purchase_of(&id)
         .filter(|&i| core.book.shops()[shop] == core.world().purchases[i].shop)
@@ -543,7 +502,7 @@ async fn after_sale_list_route(
         Ok(None) => return error(CODE_PARAM, "update_time_range required"),
         Err((code, msg)) => return error(code, msg),
     };
-    let book = &sb.inner.core.book;
+    let book = &sb.book;
     let snap = book.snapshot();
     let list: Vec<(i64, u64)> = snap
         .refund_window(shop, lo.max(0), hi)
@@ -574,7 +533,7 @@ async fn after_sale_get_route(
     else {
         return error(CODE_PARAM, "after_sale_order_id required");
     };
-    let book = &sb.inner.core.book;
+    let book = &sb.book;
     let snap = book.snapshot();
     let Some(e) = snap.refunds_per_shop[shop]
         .iter()
@@ -599,7 +558,7 @@ async fn after_sale_get_route(
             "count": lc.items[l].0,
         })
     });
-    let amount = if sb.inner.core.faults.draw_malformed() {
+    let amount = if sb.faults.draw_malformed() {
         json!(-1)
     } else {
         json!(plan.amount)
@@ -678,13 +637,9 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::WechatShop
 mod tests {
     use super::*;
 
-    fn sandbox() -> WechatShopSandbox {
-        WechatShopSandbox::new(MarketSandboxConfig::for_test(Channel::WechatShop))
-    }
-
     #[test]
     fn rendered_orders_map_with_their_unionid() {
-        let sb = sandbox();
+        let sb = WechatShopSandbox::for_test();
         let world = sb.world();
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
         let mut with_unionid = 0;
@@ -699,7 +654,7 @@ mod tests {
             let person = world.receiver(p);
             assert!(!text.contains(&person.phone), "no clear phone");
             let m = crate::mapping::map_order(&text, "x", &hasher).unwrap();
-            assert_eq!(m.row.amount_fen, sb.inner.core.book.lifecycle(i).payment());
+            assert_eq!(m.row.amount_fen, sb.book.lifecycle(i).payment());
             assert_eq!(
                 m.row.buyer_unionid,
                 world.persons[p.person as usize].unionid

@@ -20,8 +20,6 @@
 //! Faults: gateway 4101 throttling, 106100118 timeouts, HTTP 5xx, slow
 //! answers, 4202 expiry, a corrupt order.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap};
@@ -31,17 +29,15 @@ use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use quanyu_connector_sdk::connector::{
-    AnnouncedShop, ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull,
-    TokenFlow,
+    ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull, TokenFlow,
 };
-use quanyu_connector_sdk::sandbox::answer::{json_answer, Refusal};
-use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
+use quanyu_connector_sdk::sandbox::answer::{beijing_text, json_answer, Refusal};
+use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::REGIONS;
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::{format_beijing, from_beijing_naive};
-use quanyu_schemas::Channel;
 use serde_json::json;
 
 use crate::client::{
@@ -75,6 +71,8 @@ pub fn kdt_id(i: usize) -> String {
 quanyu_connector_sdk::market_sandbox! {
     /// The Youzan gateway emulator. Cheap to clone.
     pub struct YouzanSandbox {}
+    serves: Youzan, tokens: "yz",
+    announce: with_kdt_ids,
 }
 
 /// Youzan's ciphertext shape, `$<base64>$1$`, around the world's cipher
@@ -96,21 +94,6 @@ fn token_of(c: &str) -> Option<String> {
 }
 
 impl YouzanSandbox {
-    /// A sandbox over `cfg.world`'s Youzan shops.
-    pub fn new(cfg: YouzanSandboxConfig) -> Self {
-        let core = MarketCore::new(
-            &cfg.world,
-            Channel::Youzan,
-            cfg.as_of,
-            cfg.faults,
-            "yz",
-            cfg.token_ttl_secs,
-        );
-        YouzanSandbox {
-            inner: Arc::new(Inner { cfg, core }),
-        }
-    }
-
     /// The routes.
     pub fn router(&self) -> Router {
         Router::new()
@@ -119,27 +102,10 @@ impl YouzanSandbox {
             .with_state(self.clone())
     }
 
-    /// What this sandbox accepts, served at `base_url`: every shop as
+    /// Announced: every shop as
     /// `<id>#<kdt_id>` (tokens come from silent authorization).
-    pub fn announcement(&self, base_url: &str) -> SandboxAnnouncement {
-        let core = &self.inner.core;
-        let mut ann = core.announce(
-            Channel::Youzan,
-            base_url,
-            &self.inner.cfg.app_key,
-            &self.inner.cfg.app_secret,
-        );
-        ann.shops = ann
-            .shops
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| AnnouncedShop {
-                id: format!("{}#{}", s.id, kdt_id(i)),
-                refresh_token: None,
-                ..s
-            })
-            .collect();
-        ann
+    fn with_kdt_ids(&self, ann: SandboxAnnouncement) -> SandboxAnnouncement {
+        ann.shops_named(|i, id| format!("{id}#{}", kdt_id(i)))
     }
 
     fn render_order(
@@ -149,22 +115,11 @@ impl YouzanSandbox {
         local_shop: usize,
         corrupt: bool,
     ) -> serde_json::Value {
-        let book = &self.inner.core.book;
-        let world = book.world();
-        let p = &world.purchases[i];
-        let lc = book.lifecycle(i);
-        let person = world.receiver(p);
-        let (modified, stage) = lc.events[ev];
-        let at = |t: Option<i64>| {
-            t.and_then(|t| DateTime::from_timestamp(t, 0))
-                .map(format_beijing)
-                .unwrap_or_default()
-        };
-        let created = if corrupt {
-            "not-a-time".to_string()
-        } else {
-            at(Some(lc.created()))
-        };
+        let v = self.book.view(i, ev);
+        let (world, p, lc, person) = (v.world, v.purchase, v.lifecycle, &v.receiver);
+        let (modified, stage) = (v.modified, v.stage);
+        let at = beijing_text;
+        let created = v.created_as(corrupt, |t| beijing_text(Some(t)));
         let (status, refund_state) = youzan_status(stage);
         let (province, city) = REGIONS[person.region];
         let token = world.cipher_token(p);
@@ -263,7 +218,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 /// `POST /auth/token`: silent authorization of a self-use app.
 async fn token_route(State(sb): State<YouzanSandbox>, headers: HeaderMap, body: Bytes) -> Response {
-    sb.inner.core.count_request();
+    sb.count_request();
     if !is_json(&headers) {
         return api_error(
             AUTH_BAD_APP,
@@ -271,8 +226,6 @@ async fn token_route(State(sb): State<YouzanSandbox>, headers: HeaderMap, body: 
         );
     }
     if let Some(answer) = sb
-        .inner
-        .core
         .faults
         .answer(false, |r| match r {
             Refusal::Throttled => api_error(GW_THROTTLED, "请求太频繁"),
@@ -303,11 +256,11 @@ async fn token_route(State(sb): State<YouzanSandbox>, headers: HeaderMap, body: 
             other => other.to_string(),
         })
         .unwrap_or_default();
-    let Some(shop) = (0..sb.inner.core.book.shops().len()).find(|&i| kdt_id(i) == grant) else {
+    let Some(shop) = (0..sb.book.shops().len()).find(|&i| kdt_id(i) == grant) else {
         return api_error(AUTH_NO_CLIENT, "授权关系不存在");
     };
     let renew = req.get("refresh").and_then(serde_json::Value::as_bool) == Some(true);
-    let core = &sb.inner.core;
+    let core = &sb;
     // A new token leaves the old one working a while (Youzan: up to an
     // hour), so in-flight calls do not fail.
     let (token, left) = core.issuer.grant(shop, renew, false, 0);
@@ -328,7 +281,7 @@ async fn api_route(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let core = &sb.inner.core;
+    let core = &sb;
     core.count_request();
     let known = matches!(
         (name.as_str(), version.as_str()),
@@ -394,7 +347,7 @@ fn refunds(sb: &YouzanSandbox, shop: usize, params: &serde_json::Value) -> Respo
     if page < 1 || !(1..=100).contains(&size) {
         return api_error(API_PARAM, "page_no从1开始，每页最多显示100条数据");
     }
-    let core = &sb.inner.core;
+    let core = &sb;
     let idx = core.book.snapshot();
     let list = idx.refund_window(shop, start, end);
     let (from, to, corrupt_at) = core.page_slice(list.len(), page as usize, size as usize);
@@ -468,7 +421,7 @@ fn trades(sb: &YouzanSandbox, shop: usize, params: &serde_json::Value) -> Respon
     if !(1..=100).contains(&page) || page * size > 3_200 {
         return api_error(API_PARAM, "page_size 和page_no相乘总条数不能大于3200条");
     }
-    let core = &sb.inner.core;
+    let core = &sb;
     let idx = core.book.snapshot();
     let list = idx.window(shop, start.max(0), end);
     let total = list.len();
@@ -503,7 +456,7 @@ fn decrypt(sb: &YouzanSandbox, params: &serde_json::Value) -> Response {
     if texts.len() != sources.len() || texts.iter().any(|t| t.is_empty()) {
         return api_error(10_500, "系统异常");
     }
-    sb.inner.core.count_decrypt();
+    sb.count_decrypt();
     let world = sb.world();
     let data: serde_json::Map<String, serde_json::Value> = texts
         .iter()
@@ -578,14 +531,10 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::YouzanConf
 mod tests {
     use super::*;
 
-    fn sandbox() -> YouzanSandbox {
-        YouzanSandbox::new(MarketSandboxConfig::for_test(Channel::Youzan))
-    }
-
     #[test]
     fn rendered_orders_map_and_ciphertexts_resolve() {
-        let sb = sandbox();
-        let snap = sb.inner.core.book.snapshot();
+        let sb = YouzanSandbox::for_test();
+        let snap = sb.book.snapshot();
         let e = snap.per_shop[0][0];
         let i = e.purchase as usize;
         let v = sb.render_order(i, usize::from(e.event), 0, false);
@@ -597,7 +546,7 @@ mod tests {
         assert_eq!(person.phone, world.receiver(&world.purchases[i]).phone);
         assert!(!v.to_string().contains(&person.phone), "no clear phone");
         assert!(!v.to_string().contains(&person.name), "no clear name");
-        assert_eq!(m.row.amount_fen, sb.inner.core.book.lifecycle(i).payment());
+        assert_eq!(m.row.amount_fen, sb.book.lifecycle(i).payment());
         assert_eq!(m.row.order_id.len(), 24);
         assert_eq!(token_of(&cipher("tok", 1)), None, "names are not phones");
         let bad = sb.render_order(i, usize::from(e.event), 0, true);

@@ -41,6 +41,18 @@ pub struct SandboxAnnouncement {
     pub refunds: usize,
 }
 
+impl SandboxAnnouncement {
+    /// Its shops renamed `name(i, id)` (the platform's own ids ride in
+    /// them), without refresh tokens (the connector fetches its tokens).
+    pub fn shops_named(mut self, name: impl Fn(usize, &str) -> String) -> Self {
+        for (i, s) in self.shops.iter_mut().enumerate() {
+            s.id = name(i, &s.id);
+            s.refresh_token = None;
+        }
+        self
+    }
+}
+
 /// The credentials every marketplace sandbox accepts by default.
 pub mod sandbox_credentials {
     /// The app key.

@@ -256,18 +256,27 @@ impl MarketCore {
 }
 
 /// A marketplace emulator's types, declared once: its state `Inner` (the
-/// [`MarketSandboxConfig`], the [`MarketCore`] and any fields of its own)
-/// and the handle, cheap to clone, that derefs to the core (shops, tokens,
-/// faults, counters, the order book), with `config()` and `serve(addr)`
-/// (serving the platform's own `router()`).
+/// [`MarketSandboxConfig`], the [`MarketCore`] and any fields of its own,
+/// each with its initial value) and the handle, cheap to clone, that derefs
+/// to the core (shops, tokens, faults, counters, the order book), with
+/// `new(cfg)`, `config()`, `announcement(base_url)` and `serve(addr)`
+/// (serving the platform's own `router()`), and `for_test()` in the
+/// crate's tests.
+///
+/// `serves` names the channel and the token prefix; an optional `core`
+/// builds the core otherwise (a closure of the config), and an optional
+/// `announce` names a method that adjusts what the sandbox announces
+/// (`fn(&self, SandboxAnnouncement) -> SandboxAnnouncement`).
 ///
 /// ```ignore
 /// quanyu_connector_sdk::market_sandbox! {
 ///     /// The emulator.
 ///     pub struct MySandbox {
 ///         /// A field of its own.
-///         grants: std::sync::atomic::AtomicU64,
+///         grants: std::sync::atomic::AtomicU64 = Default::default(),
 ///     }
+///     serves: Taobao, tokens: "top",
+///     announce: without_refresh_tokens,
 /// }
 /// ```
 #[macro_export]
@@ -275,8 +284,11 @@ macro_rules! market_sandbox {
     (
         $(#[$meta:meta])*
         pub struct $name:ident {
-            $($(#[$fmeta:meta])* $field:ident: $fty:ty),* $(,)?
+            $($(#[$fmeta:meta])* $field:ident: $fty:ty = $init:expr),* $(,)?
         }
+        serves: $channel:ident, tokens: $prefix:expr
+        $(, core: $core:expr)?
+        $(, announce: $announce:ident)? $(,)?
     ) => {
         struct Inner {
             cfg: $crate::sandbox::market::MarketSandboxConfig,
@@ -291,9 +303,57 @@ macro_rules! market_sandbox {
         }
 
         impl $name {
+            /// A sandbox over `cfg.world`'s shops of this platform.
+            pub fn new(cfg: $crate::sandbox::market::MarketSandboxConfig) -> Self {
+                #[allow(unused_variables)]
+                let core = |cfg: &$crate::sandbox::market::MarketSandboxConfig| {
+                    $crate::sandbox::market::MarketCore::new(
+                        &cfg.world,
+                        $crate::schemas::Channel::$channel,
+                        cfg.as_of,
+                        cfg.faults,
+                        $prefix,
+                        cfg.token_ttl_secs,
+                    )
+                };
+                $(let core = $core;)?
+                $name {
+                    inner: std::sync::Arc::new(Inner {
+                        core: core(&cfg),
+                        cfg,
+                        $($field: $init,)*
+                    }),
+                }
+            }
+
+            /// For a unit test: the test world's shops of this platform.
+            #[cfg(test)]
+            #[allow(dead_code)]
+            pub(crate) fn for_test() -> Self {
+                Self::new($crate::sandbox::market::MarketSandboxConfig::for_test(
+                    $crate::schemas::Channel::$channel,
+                ))
+            }
+
             /// What it accepts and serves.
             pub fn config(&self) -> &$crate::sandbox::market::MarketSandboxConfig {
                 &self.inner.cfg
+            }
+
+            /// What this sandbox accepts, served at `base_url`.
+            pub fn announcement(
+                &self,
+                base_url: &str,
+            ) -> $crate::connector::SandboxAnnouncement {
+                let cfg = &self.inner.cfg;
+                let a = self.inner.core.announce(
+                    $crate::schemas::Channel::$channel,
+                    base_url,
+                    &cfg.app_key,
+                    &cfg.app_secret,
+                );
+                $(let a = self.$announce(a);)?
+                a
             }
 
             /// Serve it on `addr` in the background.

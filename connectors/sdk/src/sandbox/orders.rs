@@ -133,6 +133,42 @@ pub struct OrderBook {
     index: RwLock<Arc<Snapshot>>,
 }
 
+/// One purchase as it stands at one of its events.
+pub struct OrderView<'a> {
+    /// The world it belongs to.
+    pub world: &'a World,
+    /// The purchase.
+    pub purchase: &'a super::world::Purchase,
+    /// Its lifecycle.
+    pub lifecycle: &'a Lifecycle,
+    /// Who receives it.
+    pub receiver: super::world::Receiver,
+    /// The receiver's (province, city).
+    pub region: (&'static str, &'static str),
+    /// The event index (its stage now).
+    pub event: usize,
+    /// When that event happened (unix seconds): the order's modification time.
+    pub modified: i64,
+    /// The stage it is in.
+    pub stage: Stage,
+}
+
+impl OrderView<'_> {
+    /// The creation time as `show` renders it; a text no platform would
+    /// send where the faults ask for a corrupt record.
+    pub fn created_as<T: Into<serde_json::Value>>(
+        &self,
+        corrupt: bool,
+        show: impl Fn(i64) -> T,
+    ) -> serde_json::Value {
+        if corrupt {
+            "not-a-time".into()
+        } else {
+            show(self.lifecycle.created()).into()
+        }
+    }
+}
+
 impl OrderBook {
     /// The order book of `channel` in `world`; `as_of` fixes the clock
     /// (`None` = the wall clock).
@@ -192,6 +228,25 @@ impl OrderBook {
     /// The lifecycle of purchase `i`.
     pub fn lifecycle(&self, i: usize) -> &Lifecycle {
         &self.lifecycles[i]
+    }
+
+    /// Purchase `i` as it stands at its event `ev`: what a platform
+    /// renders an order from.
+    pub fn view(&self, i: usize, ev: usize) -> OrderView<'_> {
+        let purchase = &self.world.purchases[i];
+        let lifecycle = &self.lifecycles[i];
+        let (modified, stage) = lifecycle.events[ev];
+        let receiver = self.world.receiver(purchase);
+        OrderView {
+            world: &self.world,
+            purchase,
+            lifecycle,
+            region: super::world::REGIONS[receiver.region],
+            receiver,
+            event: ev,
+            modified,
+            stage,
+        }
     }
 
     /// Move the clock.
