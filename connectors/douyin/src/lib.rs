@@ -125,62 +125,58 @@ pub fn build_streams(
         cfg.sign_method,
     );
     let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
-    cfg.shops
-        .iter()
-        .map(|shop| {
-            let configured = match &shop.access_token {
-                Some(a) => Some(TokenSet::configured(
-                    wiring.secret(a)?,
-                    wiring.optional_secret(shop.refresh_token.as_ref())?,
-                )),
-                None if shop.self_authorize => None,
-                None => {
-                    return Err(wiring.error(format!(
-                        "shop {}: needs an access_token (or self_authorize = true for a self-built app)",
-                        shop.id
-                    )))
-                }
-            };
-            let token = wiring.shop_token(&shop.id, configured)?;
-            let client = base.for_shop(
-                shop.self_authorize
-                    .then(|| shop.shop_id.as_deref().unwrap_or(&shop.id)),
-            );
-            let decrypt = cfg.decrypt.then(|| {
-                Arc::new(Decrypt {
-                    client: client.with_api(wiring.decrypt_api(
-                        &shop.id,
-                        cfg.shop_qps,
-                        cfg.decrypt_qps,
-                    )),
-                    token: token.clone(),
-                    shop: shop.id.clone(),
-                }) as Arc<dyn PhoneDecrypt>
-            });
-            let list = SearchList {
-                client: client.with_api(wiring.shop_api(&shop.id, cfg.shop_qps)),
-                token,
-                shop: shop.id.clone(),
-                page_size: cfg.page_size,
-            };
-            let listing = |api| Listing {
-                api,
-                paging: Paging::backward(0, cfg.page_size),
-                max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
-                max_records: None,
-            };
-            let refunds = cfg.refunds.then(|| (SearchList {
-                    // Same budget, its own request count.
-                    client: list.client.with_api(list.client.api().counted_apart()),
-                    ..list.clone()
-                }, listing(AFTER_SALE_API)));
-            Ok(OrderStream::new("douyin", &shop.id, list, listing(SEARCH_API), plan)
-                .decrypting(decrypt, DECRYPT_BATCH)
-                .with_refunds(refunds))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(|v| v.into_iter().flatten().collect())
+    each_shop(&cfg.shops, |shop| {
+        let configured = match &shop.access_token {
+            Some(a) => Some(TokenSet::configured(
+                wiring.secret(a)?,
+                wiring.optional_secret(shop.refresh_token.as_ref())?,
+            )),
+            None if shop.self_authorize => None,
+            None => {
+                return Err(wiring.error(format!(
+                "shop {}: needs an access_token (or self_authorize = true for a self-built app)",
+                shop.id
+            )))
+            }
+        };
+        let token = wiring.shop_token(&shop.id, configured)?;
+        let client = base.for_shop(
+            shop.self_authorize
+                .then(|| shop.shop_id.as_deref().unwrap_or(&shop.id)),
+        );
+        let list = |api| SearchList {
+            client: client.with_api(api),
+            token: token.clone(),
+            shop: shop.id.clone(),
+            page_size: cfg.page_size,
+        };
+        let listing = |api| {
+            Listing::new(api, Paging::backward(0, cfg.page_size))
+                .within(Duration::minutes(MAX_WINDOW_MINUTES))
+        };
+        let api = wiring.shop_api(&shop.id, cfg.shop_qps);
+        let decrypt = cfg
+            .decrypt
+            .then(|| list(wiring.decrypt_api(&shop.id, cfg.shop_qps, cfg.decrypt_qps)));
+        Ok(OrderStream::new(
+            "douyin",
+            &shop.id,
+            list(api.clone()),
+            listing(SEARCH_API),
+            plan,
+        )
+        .decrypting(decrypt, DECRYPT_BATCH)
+        .with_refunds(
+            cfg.refunds
+                .then(|| (list(api.counted_apart()), listing(AFTER_SALE_API))),
+        ))
+    })
 }
+
+/// Where `order.searchList` answers its orders.
+const ORDERS: ListAnswer = ListAnswer::records("data.shop_order_list").total("data.total");
+/// Where `afterSale.List` answers its after-sales.
+const AFTER_SALES: ListAnswer = ListAnswer::records("data.items").total("data.total");
 
 /// `order.searchList` and `afterSale.List` of one shop.
 #[derive(Clone)]
@@ -189,19 +185,6 @@ struct SearchList {
     token: Arc<ShopToken>,
     shop: String,
     page_size: u32,
-}
-
-#[derive(Deserialize)]
-struct ListEnvelope<'a> {
-    #[serde(borrow)]
-    data: Option<ListData<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ListData<'a> {
-    total: Option<u64>,
-    #[serde(borrow, default)]
-    shop_order_list: Option<Vec<&'a RawValue>>,
 }
 
 impl Lists for SearchList {
@@ -225,35 +208,11 @@ impl RecordList for SearchList {
             "order_by": "update_time",
             "order_asc": false,
         });
+        let map = |raw: &str| mapping::map_order_with_cipher(raw, &self.shop, hasher);
         self.client
-            .call_with(&rctx, SEARCH_API, &self.token, &param, |body| {
-                let env: ListEnvelope = read_answer(&rctx, body, "order list")?;
-                let data = env.data.ok_or_else(|| {
-                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
-                })?;
-                Ok(ListPage {
-                    total: data.total,
-                    next: None,
-                    records: ListPage::mapped(data.shop_order_list.unwrap_or_default(), |raw| {
-                        mapping::map_order_with_cipher(raw, &self.shop, hasher)
-                    }),
-                })
-            })
+            .list_page(&rctx, SEARCH_API, &self.token, &param, &ORDERS, map)
             .await
     }
-}
-
-#[derive(Deserialize)]
-struct AfterSaleEnvelope<'a> {
-    #[serde(borrow)]
-    data: Option<AfterSaleData<'a>>,
-}
-
-#[derive(Deserialize)]
-struct AfterSaleData<'a> {
-    total: Option<u64>,
-    #[serde(borrow, default)]
-    items: Option<Vec<&'a RawValue>>,
 }
 
 #[async_trait]
@@ -269,29 +228,18 @@ impl RecordList<RefundRow> for SearchList {
             "update_end_time": (window.end.timestamp() - 1).max(start),
             "order_by": ["update_time desc"],
         });
+        let map = |raw: &str| mapping::map_after_sale(raw, &self.shop);
         self.client
-            .call_with(&rctx, AFTER_SALE_API, &self.token, &param, |body| {
-                let env: AfterSaleEnvelope = read_answer(&rctx, body, "after-sale list")?;
-                let data = env.data.ok_or_else(|| {
-                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
-                })?;
-                Ok(ListPage {
-                    total: data.total,
-                    next: None,
-                    records: ListPage::mapped(data.items.unwrap_or_default(), |raw| {
-                        mapping::map_after_sale(raw, &self.shop)
-                    }),
-                })
-            })
+            .list_page(
+                &rctx,
+                AFTER_SALE_API,
+                &self.token,
+                &param,
+                &AFTER_SALES,
+                map,
+            )
             .await
     }
-}
-
-/// `order.batchDecrypt` for one shop, under its own budget.
-struct Decrypt {
-    client: DyClient,
-    token: Arc<ShopToken>,
-    shop: String,
 }
 
 #[derive(Deserialize)]
@@ -313,12 +261,9 @@ struct Decrypted {
     err_no: Option<i64>,
 }
 
+/// `order.batchDecrypt` of one shop, under its own budget.
 #[async_trait]
-impl PhoneDecrypt for Decrypt {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
+impl PhoneDecrypt for SearchList {
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
         let rctx = RequestContext::new("douyin", Some(&self.shop), DECRYPT_API);
         let list: Vec<serde_json::Value> = items

@@ -110,42 +110,25 @@ pub fn build_streams(
     );
     // The search index trails the order database a little.
     let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
-    cfg.shops
-        .iter()
-        .map(|shop| {
-            let list = OrderSearch {
-                client: base.with_api(wiring.shop_api(&shop.id, cfg.shop_qps)),
-                token: wiring.token_of(shop)?,
-                shop: shop.id.clone(),
-                page_size: cfg.page_size,
-            };
-            let orders = Listing {
-                api: SEARCH_API,
-                paging: Paging::backward(1, cfg.page_size),
-                max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
-                max_records: None,
-            };
-            // Refund applications are listed by the time they were asked,
-            // then by the time they were reviewed: a cursor walks both.
-            let refunds = cfg.refunds.then(|| {
-                let listing = Listing {
-                    api: REFUND_API,
-                    paging: Paging::Cursor,
-                    ..orders
-                };
-                (
-                    OrderSearch {
-                        // Same budget, its own request count.
-                        client: list.client.with_api(list.client.api().counted_apart()),
-                        ..list.clone()
-                    },
-                    listing,
-                )
-            });
-            Ok(OrderStream::new("jd", &shop.id, list, orders, plan).with_refunds(refunds))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(|v| v.into_iter().flatten().collect())
+    each_shop(&cfg.shops, |shop| {
+        let token = wiring.token_of(shop)?;
+        let list = |api| OrderSearch {
+            client: base.with_api(api),
+            token: token.clone(),
+            shop: shop.id.clone(),
+            page_size: cfg.page_size,
+        };
+        let longest = Duration::minutes(MAX_WINDOW_MINUTES);
+        let orders = Listing::new(SEARCH_API, Paging::backward(1, cfg.page_size)).within(longest);
+        // Refund applications are listed by the time they were asked,
+        // then by the time they were reviewed: a cursor walks both.
+        let refunds = Listing::new(REFUND_API, Paging::Cursor).within(longest);
+        let api = wiring.shop_api(&shop.id, cfg.shop_qps);
+        Ok(
+            OrderStream::new("jd", &shop.id, list(api.clone()), orders, plan)
+                .with_refunds(cfg.refunds.then(|| (list(api.counted_apart()), refunds))),
+        )
+    })
 }
 
 /// `jingdong.pop.order.search` and the refund applications of one shop.

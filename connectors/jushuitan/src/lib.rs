@@ -96,43 +96,33 @@ pub fn build_streams(
         wiring.secret(&cfg.app_secret)?,
     );
     let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
-    Ok(cfg
-        .shops
-        .iter()
-        .flat_map(|s| {
-            let list = OrderQuery {
-                client: client.clone(),
-                token: token.clone(),
-                shop: s.clone(),
-                page_size: cfg.page_size,
-            };
-            let listing = |api| Listing {
-                api,
-                paging: Paging::backward(1, cfg.page_size),
-                max_window: None,
-                max_records: None,
-            };
-            let refunds = cfg.refunds.then(|| {
-                (
-                    OrderQuery {
-                        // Same budget, its own request count.
-                        client: list.client.with_api(list.client.api().counted_apart()),
-                        ..list.clone()
-                    },
-                    listing("refund/single/query"),
-                )
-            });
-            OrderStream::new(
-                "jushuitan",
-                &s.id,
-                list,
-                listing("orders/single/query"),
-                plan,
-            )
-            .with_refunds(refunds)
-        })
-        .collect())
+    each_shop(&cfg.shops, |s| {
+        let list = |api| OrderQuery {
+            client: client.with_api(api),
+            token: token.clone(),
+            shop: s.clone(),
+            page_size: cfg.page_size,
+        };
+        let listing = |api| Listing::new(api, Paging::backward(1, cfg.page_size));
+        let api = client.api();
+        Ok(OrderStream::new(
+            "jushuitan",
+            &s.id,
+            list(api.clone()),
+            listing("orders/single/query"),
+            plan,
+        )
+        .with_refunds(
+            cfg.refunds
+                .then(|| (list(api.counted_apart()), listing("refund/single/query"))),
+        ))
+    })
 }
+
+/// Where `orders/single/query` answers its orders.
+const ORDERS: ListAnswer = ListAnswer::records("data.orders").total("data.data_count");
+/// Where `refund/single/query` answers its refunds.
+const REFUNDS: ListAnswer = ListAnswer::records("data.datas").total("data.data_count");
 
 /// `orders/single/query` and `refund/single/query` of one ERP shop.
 #[derive(Clone)]
@@ -141,32 +131,6 @@ struct OrderQuery {
     token: Arc<ShopToken>,
     shop: JushuitanShop,
     page_size: u32,
-}
-
-#[derive(Deserialize)]
-struct Answer<'a> {
-    #[serde(borrow)]
-    data: Option<Data<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Data<'a> {
-    data_count: Option<u64>,
-    #[serde(borrow, default)]
-    orders: Vec<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct RefundAnswer<'a> {
-    #[serde(borrow)]
-    data: Option<RefundData<'a>>,
-}
-
-#[derive(Deserialize)]
-struct RefundData<'a> {
-    data_count: Option<u64>,
-    #[serde(borrow, default)]
-    datas: Vec<&'a RawValue>,
 }
 
 impl Lists for OrderQuery {
@@ -188,20 +152,16 @@ impl RecordList<RefundRow> for OrderQuery {
             "page_size": self.page_size,
         })
         .to_string();
+        let map = |raw: &str| mapping::map_refund(raw, &self.shop.id);
         self.client
-            .call_with(&rctx, REFUNDS_PATH, &self.token, biz.as_str(), |body| {
-                let a: RefundAnswer = read_answer(&rctx, body, "refunds")?;
-                let d = a.data.ok_or_else(|| {
-                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
-                })?;
-                Ok(ListPage {
-                    total: d.data_count,
-                    next: None,
-                    records: ListPage::mapped(d.datas, |raw| {
-                        mapping::map_refund(raw, &self.shop.id)
-                    }),
-                })
-            })
+            .list_page(
+                &rctx,
+                REFUNDS_PATH,
+                &self.token,
+                biz.as_str(),
+                &REFUNDS,
+                map,
+            )
             .await
     }
 }
@@ -221,20 +181,9 @@ impl RecordList for OrderQuery {
             "page_size": self.page_size,
         })
         .to_string();
+        let map = |raw: &str| mapping::map_order_lines(raw, &self.shop.id, hasher);
         self.client
-            .call_with(&rctx, ORDERS_PATH, &self.token, biz.as_str(), |body| {
-                let a: Answer = read_answer(&rctx, body, "orders")?;
-                let d = a.data.ok_or_else(|| {
-                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
-                })?;
-                Ok(ListPage {
-                    total: d.data_count,
-                    next: None,
-                    records: ListPage::mapped(d.orders, |raw| {
-                        mapping::map_order_lines(raw, &self.shop.id, hasher)
-                    }),
-                })
-            })
+            .list_page(&rctx, ORDERS_PATH, &self.token, biz.as_str(), &ORDERS, map)
             .await
     }
 }

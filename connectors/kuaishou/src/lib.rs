@@ -104,52 +104,40 @@ pub fn build_streams(
         cfg.sign_method,
     );
     let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
-    cfg.shops
-        .iter()
-        .map(|shop| {
-            let token = wiring.token_of(shop)?;
-            let decrypt = cfg.decrypt.then(|| {
-                Arc::new(Decrypt {
-                    client: base.with_api(wiring.decrypt_api(
-                        &shop.id,
-                        cfg.shop_qps,
-                        cfg.decrypt_qps,
-                    )),
-                    token: token.clone(),
-                    shop: shop.id.clone(),
-                }) as Arc<dyn PhoneDecrypt>
-            });
-            let list = CursorList {
-                client: base.with_api(wiring.shop_api(&shop.id, cfg.shop_qps)),
-                token,
-                shop: shop.id.clone(),
-                page_size: cfg.page_size,
-            };
-            let listing = |api| Listing {
-                api,
-                paging: Paging::Cursor,
-                max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
-                max_records: None,
-            };
-            let refunds = cfg.refunds.then(|| {
-                (
-                    CursorList {
-                        // Same budget, its own request count.
-                        client: list.client.with_api(list.client.api().counted_apart()),
-                        ..list.clone()
-                    },
-                    listing(REFUND_LIST_API),
-                )
-            });
-            Ok(
-                OrderStream::new("kuaishou", &shop.id, list, listing(CURSOR_LIST_API), plan)
-                    .decrypting(decrypt, DECRYPT_BATCH)
-                    .with_refunds(refunds),
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(|v| v.into_iter().flatten().collect())
+    each_shop(&cfg.shops, |shop| {
+        let token = wiring.token_of(shop)?;
+        let list = |api| CursorList {
+            client: base.with_api(api),
+            token: token.clone(),
+            shop: shop.id.clone(),
+            page_size: cfg.page_size,
+        };
+        let listing =
+            |api| Listing::new(api, Paging::Cursor).within(Duration::minutes(MAX_WINDOW_MINUTES));
+        let api = wiring.shop_api(&shop.id, cfg.shop_qps);
+        let decrypt = cfg
+            .decrypt
+            .then(|| list(wiring.decrypt_api(&shop.id, cfg.shop_qps, cfg.decrypt_qps)));
+        Ok(OrderStream::new(
+            "kuaishou",
+            &shop.id,
+            list(api.clone()),
+            listing(CURSOR_LIST_API),
+            plan,
+        )
+        .decrypting(decrypt, DECRYPT_BATCH)
+        .with_refunds(
+            cfg.refunds
+                .then(|| (list(api.counted_apart()), listing(REFUND_LIST_API))),
+        ))
+    })
 }
+
+/// Where `open.order.cursor.list` answers its orders and next cursor.
+const ORDERS: ListAnswer = ListAnswer::records("data.orderList").next_until("data.cursor", NO_MORE);
+/// Where the refund list answers its refunds and next cursor.
+const REFUNDS: ListAnswer =
+    ListAnswer::records("data.refundOrderInfoList").next_until("data.pcursor", NO_MORE);
 
 /// `open.order.cursor.list` and the refund list of one shop.
 #[derive(Clone)]
@@ -158,20 +146,6 @@ struct CursorList {
     token: Arc<ShopToken>,
     shop: String,
     page_size: u32,
-}
-
-#[derive(Deserialize)]
-struct ListEnvelope<'a> {
-    #[serde(borrow)]
-    data: Option<ListData<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListData<'a> {
-    cursor: Option<String>,
-    #[serde(borrow, default)]
-    order_list: Option<Vec<&'a RawValue>>,
 }
 
 impl Lists for CursorList {
@@ -198,36 +172,11 @@ impl RecordList for CursorList {
             })
             .to_string(),
         );
+        let map = |raw: &str| mapping::map_order_with_cipher(raw, &self.shop, hasher);
         self.client
-            .call_with(&rctx, CURSOR_LIST_API, &self.token, &param, |body| {
-                let env: ListEnvelope = read_answer(&rctx, body, "order list")?;
-                let data = env.data.ok_or_else(|| {
-                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
-                })?;
-                Ok(ListPage {
-                    total: None,
-                    next: data.cursor.filter(|c| c != NO_MORE),
-                    records: ListPage::mapped(data.order_list.unwrap_or_default(), |raw| {
-                        mapping::map_order_with_cipher(raw, &self.shop, hasher)
-                    }),
-                })
-            })
+            .list_page(&rctx, CURSOR_LIST_API, &self.token, &param, &ORDERS, map)
             .await
     }
-}
-
-#[derive(Deserialize)]
-struct RefundEnvelope<'a> {
-    #[serde(borrow)]
-    data: Option<RefundData<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RefundData<'a> {
-    pcursor: Option<String>,
-    #[serde(borrow, default)]
-    refund_order_info_list: Option<Vec<&'a RawValue>>,
 }
 
 #[async_trait]
@@ -248,30 +197,11 @@ impl RecordList<RefundRow> for CursorList {
             })
             .to_string(),
         );
+        let map = |raw: &str| mapping::map_refund(raw, &self.shop);
         self.client
-            .call_with(&rctx, REFUND_LIST_API, &self.token, &param, |body| {
-                let env: RefundEnvelope = read_answer(&rctx, body, "refund list")?;
-                let data = env.data.ok_or_else(|| {
-                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
-                })?;
-                Ok(ListPage {
-                    total: None,
-                    next: data.pcursor.filter(|c| c != NO_MORE),
-                    records: ListPage::mapped(
-                        data.refund_order_info_list.unwrap_or_default(),
-                        |raw| mapping::map_refund(raw, &self.shop),
-                    ),
-                })
-            })
+            .list_page(&rctx, REFUND_LIST_API, &self.token, &param, &REFUNDS, map)
             .await
     }
-}
-
-/// `open.order.decrypt.batch` for one shop, under its own budget.
-struct Decrypt {
-    client: KsClient,
-    token: Arc<ShopToken>,
-    shop: String,
 }
 
 #[derive(Deserialize)]
@@ -295,12 +225,9 @@ struct Decrypted {
     error_code: Option<i64>,
 }
 
+/// `open.order.decrypt.batch` for one shop, under its own budget.
 #[async_trait]
-impl PhoneDecrypt for Decrypt {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
+impl PhoneDecrypt for CursorList {
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
         let rctx = RequestContext::new("kuaishou", Some(&self.shop), DECRYPT_API);
         let list: Vec<serde_json::Value> = items

@@ -93,54 +93,46 @@ pub fn build_streams(
     let base = PddClient::new(wiring.app_api(), &cfg.router, &cfg.client_id, secret);
     // The increment API's data settles about three minutes behind.
     let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
-    let mut streams = Vec::new();
-    for shop in &cfg.shops {
+    each_shop(&cfg.shops, |shop| {
         let token = wiring.token_of(shop)?;
-        streams.extend({
-            let decrypt = cfg.decrypt.then(|| {
-                Arc::new(Decrypt {
-                    client: base.with_api(wiring.decrypt_api_every(
-                        &shop.id,
-                        cfg.shop_qps,
-                        std::time::Duration::from_secs(cfg.decrypt_interval_secs),
-                    )),
-                    token: token.clone(),
-                    shop: shop.id.clone(),
-                }) as Arc<dyn PhoneDecrypt>
-            });
-            // The shop's lists share its per-shop budget.
-            let shop_api = wiring.shop_api(&shop.id, cfg.shop_qps);
-            // (The refunds stream counts its requests apart.)
-            let list = |api: ApiClient| Increments {
-                client: base.with_api(api),
-                token: token.clone(),
-                shop: shop.id.clone(),
-                page_size: cfg.page_size,
-            };
-            let listing = |api| Listing {
-                api,
-                paging: Paging::backward(1, cfg.page_size),
-                max_window: Some(Duration::minutes(MAX_WINDOW_MINUTES)),
-                max_records: None,
-            };
-            let orders = OrderStream::new(
-                "pdd",
-                &shop.id,
-                list(shop_api.clone()),
-                listing(INCREMENT_API),
-                plan,
-            )
-            .decrypting(decrypt, DECRYPT_BATCH)
-            .shared();
-            let refunds = cfg.refunds.then(|| {
-                let list = list(shop_api.counted_apart());
-                RefundStream::new("pdd", &shop.id, list, listing(REFUNDS_API), plan).shared()
-            });
-            std::iter::once(orders).chain(refunds)
+        let list = |api| Increments {
+            client: base.with_api(api),
+            token: token.clone(),
+            shop: shop.id.clone(),
+            page_size: cfg.page_size,
+        };
+        let listing = |api| {
+            Listing::new(api, Paging::backward(1, cfg.page_size))
+                .within(Duration::minutes(MAX_WINDOW_MINUTES))
+        };
+        // The shop's lists share its per-shop budget; decrypt calls have
+        // their own interval too.
+        let api = wiring.shop_api(&shop.id, cfg.shop_qps);
+        let decrypt = cfg.decrypt.then(|| {
+            let every = std::time::Duration::from_secs(cfg.decrypt_interval_secs);
+            list(wiring.decrypt_api_every(&shop.id, cfg.shop_qps, every))
         });
-    }
-    Ok(streams)
+        Ok(OrderStream::new(
+            "pdd",
+            &shop.id,
+            list(api.clone()),
+            listing(INCREMENT_API),
+            plan,
+        )
+        .decrypting(decrypt, DECRYPT_BATCH)
+        .with_refunds(
+            cfg.refunds
+                .then(|| (list(api.counted_apart()), listing(REFUNDS_API))),
+        ))
+    })
 }
+
+/// Where the order increment list answers its orders.
+const ORDERS: ListAnswer = ListAnswer::records("order_sn_increment_get_response.order_sn_list")
+    .total("order_sn_increment_get_response.total_count");
+/// Where the after-sale increment list answers its after-sales.
+const REFUNDS: ListAnswer = ListAnswer::records("refund_increment_get_response.refund_list")
+    .total("refund_increment_get_response.total_count");
 
 /// The increment lists (orders, after-sales) of one shop.
 struct Increments {
@@ -148,19 +140,6 @@ struct Increments {
     token: Arc<ShopToken>,
     shop: String,
     page_size: u32,
-}
-
-#[derive(Deserialize)]
-struct ListEnvelope<'a> {
-    #[serde(borrow)]
-    order_sn_increment_get_response: Option<ListData<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ListData<'a> {
-    total_count: Option<u64>,
-    #[serde(borrow, default)]
-    order_sn_list: Option<Vec<&'a RawValue>>,
 }
 
 impl Lists for Increments {
@@ -179,39 +158,11 @@ impl RecordList for Increments {
         params.push(("is_lucky_flag", "0".into()));
         params.push(("order_status", "5".into()));
         params.push(("refund_status", "5".into()));
+        let map = |raw: &str| mapping::map_order_with_cipher(raw, &self.shop, hasher);
         self.client
-            .call_with(&rctx, INCREMENT_API, &self.token, &params, |body| {
-                let env: ListEnvelope = read_answer(&rctx, body, "order list")?;
-                let data = env.order_sn_increment_get_response.ok_or_else(|| {
-                    ConnectorError::new(
-                        &rctx,
-                        ErrorKind::Protocol,
-                        "answer has no order_sn_increment_get_response",
-                    )
-                })?;
-                Ok(ListPage {
-                    total: data.total_count,
-                    next: None,
-                    records: ListPage::mapped(data.order_sn_list.unwrap_or_default(), |raw| {
-                        mapping::map_order_with_cipher(raw, &self.shop, hasher)
-                    }),
-                })
-            })
+            .list_page(&rctx, INCREMENT_API, &self.token, &params, &ORDERS, map)
             .await
     }
-}
-
-#[derive(Deserialize)]
-struct RefundEnvelope<'a> {
-    #[serde(borrow)]
-    refund_increment_get_response: Option<RefundData<'a>>,
-}
-
-#[derive(Deserialize)]
-struct RefundData<'a> {
-    total_count: Option<u64>,
-    #[serde(borrow, default)]
-    refund_list: Option<Vec<&'a RawValue>>,
 }
 
 #[async_trait]
@@ -223,24 +174,9 @@ impl RecordList<RefundRow> for Increments {
         // 1 = every status, every type.
         params.push(("after_sales_status", "1".into()));
         params.push(("after_sales_type", "1".into()));
+        let map = |raw: &str| mapping::map_refund(raw, &self.shop);
         self.client
-            .call_with(&rctx, REFUNDS_API, &self.token, &params, |body| {
-                let env: RefundEnvelope = read_answer(&rctx, body, "refund list")?;
-                let data = env.refund_increment_get_response.ok_or_else(|| {
-                    ConnectorError::new(
-                        &rctx,
-                        ErrorKind::Protocol,
-                        "answer has no refund_increment_get_response",
-                    )
-                })?;
-                Ok(ListPage {
-                    total: data.total_count,
-                    next: None,
-                    records: ListPage::mapped(data.refund_list.unwrap_or_default(), |raw| {
-                        mapping::map_refund(raw, &self.shop)
-                    }),
-                })
-            })
+            .list_page(&rctx, REFUNDS_API, &self.token, &params, &REFUNDS, map)
             .await
     }
 }
@@ -266,13 +202,6 @@ impl Increments {
     }
 }
 
-/// `pdd.open.decrypt.batch` for one shop, under its own interval.
-struct Decrypt {
-    client: PddClient,
-    token: Arc<ShopToken>,
-    shop: String,
-}
-
 #[derive(Deserialize)]
 struct DecryptEnvelope {
     open_decrypt_batch_response: Option<DecryptData>,
@@ -292,12 +221,9 @@ struct Decrypted {
     error_code: Option<i64>,
 }
 
+/// `pdd.open.decrypt.batch` for one shop, under its own interval.
 #[async_trait]
-impl PhoneDecrypt for Decrypt {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
+impl PhoneDecrypt for Increments {
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
         let rctx = RequestContext::new("pdd", Some(&self.shop), DECRYPT_API);
         let list: Vec<serde_json::Value> = items

@@ -124,50 +124,42 @@ pub fn build_streams(
         size: cfg.page_size,
         ahead: cfg.concurrency as usize,
     };
-    let mut streams = Vec::new();
-    for shop in &cfg.shops {
-        streams.extend({
-            let session = wiring.secret(&shop.session)?;
-            // Decrypt calls have their own budget for the app, shared by its shops.
-            let decrypt = cfg.decrypt.then(|| {
-                Arc::new(Decrypt {
-                    client: client.with_api(wiring.app_decrypt_api(cfg.decrypt_qps)),
-                    session: session.clone(),
-                    shop: shop.id.clone(),
-                    scene: cfg.decrypt_scene.clone(),
-                }) as Arc<dyn PhoneDecrypt>
-            });
-            // The refunds stream counts its requests apart (same budget).
-            let list = |api: ApiClient| TopList {
-                client: client.with_api(api),
-                session: session.clone(),
-                shop: shop.id.clone(),
-                page_size: cfg.page_size,
-            };
-            let listing = |api| Listing {
-                api,
-                paging,
-                max_window: Some(Duration::days(1)),
-                max_records: None,
-            };
-            let orders = OrderStream::new(
-                "taobao",
-                &shop.id,
-                list(client.api().clone()),
-                listing(INCREMENT_API),
-                plan,
-            )
-            .decrypting(decrypt, DECRYPT_BATCH)
-            .shared();
-            let refunds = cfg.refunds.then(|| {
-                let list = list(client.api().counted_apart());
-                RefundStream::new("taobao", &shop.id, list, listing(REFUNDS_API), plan).shared()
-            });
-            std::iter::once(orders).chain(refunds)
-        });
-    }
-    Ok(streams)
+    each_shop(&cfg.shops, |shop| {
+        let session = wiring.secret(&shop.session)?;
+        let list = |api| TopList {
+            client: client.with_api(api),
+            session: session.clone(),
+            shop: shop.id.clone(),
+            page_size: cfg.page_size,
+            scene: cfg.decrypt_scene.clone(),
+        };
+        let listing = |api| Listing::new(api, paging).within(Duration::days(1));
+        // Decrypt calls have their own budget for the app, shared by its shops.
+        let decrypt = cfg
+            .decrypt
+            .then(|| list(wiring.app_decrypt_api(cfg.decrypt_qps)));
+        let api = client.api();
+        Ok(OrderStream::new(
+            "taobao",
+            &shop.id,
+            list(api.clone()),
+            listing(INCREMENT_API),
+            plan,
+        )
+        .decrypting(decrypt, DECRYPT_BATCH)
+        .with_refunds(
+            cfg.refunds
+                .then(|| (list(api.counted_apart()), listing(REFUNDS_API))),
+        ))
+    })
 }
+
+/// Where `taobao.trades.sold.increment.get` answers its trades.
+const TRADES: ListAnswer = ListAnswer::records("trades_sold_increment_get_response.trades.trade")
+    .total("trades_sold_increment_get_response.total_results");
+/// Where `taobao.refunds.receive.get` answers its refunds.
+const REFUNDS: ListAnswer = ListAnswer::records("refunds_receive_get_response.refunds.refund")
+    .total("refunds_receive_get_response.total_results");
 
 /// A list of one shop by modification time: `taobao.trades.sold.increment.get`
 /// or `taobao.refunds.receive.get`.
@@ -176,6 +168,8 @@ struct TopList {
     session: Secret,
     shop: String,
     page_size: u32,
+    /// The decrypt scene (`taobao.top.oaid.decrypt`).
+    scene: String,
 }
 
 impl TopList {
@@ -201,25 +195,6 @@ impl TopList {
     }
 }
 
-#[derive(Deserialize)]
-struct RefundsEnvelope<'a> {
-    #[serde(borrow)]
-    refunds_receive_get_response: Option<RefundsResponse<'a>>,
-}
-
-#[derive(Deserialize)]
-struct RefundsResponse<'a> {
-    total_results: Option<u64>,
-    #[serde(borrow)]
-    refunds: Option<RefundList<'a>>,
-}
-
-#[derive(Deserialize)]
-struct RefundList<'a> {
-    #[serde(borrow, default)]
-    refund: Vec<&'a RawValue>,
-}
-
 impl Lists for TopList {
     fn http(&self) -> &ApiClient {
         self.client.api()
@@ -232,46 +207,13 @@ impl RecordList<RefundRow> for TopList {
         let PageQuery { window, at, .. } = q;
         let rctx = RequestContext::new("taobao", Some(&self.shop), REFUNDS_API);
         let biz = self.query(&rctx, REFUND_FIELDS, window, at)?;
+        let map = |raw: &str| mapping::map_refund(raw, &self.shop);
         self.client
             .call_with(&rctx, REFUNDS_API, &self.session, &biz, |body| {
-                let env: RefundsEnvelope = read_answer(&rctx, body, "refunds")?;
-                let resp = env.refunds_receive_get_response.ok_or_else(|| {
-                    ConnectorError::new(
-                        &rctx,
-                        ErrorKind::Protocol,
-                        "answer has no refunds_receive_get_response",
-                    )
-                })?;
-                Ok(ListPage {
-                    total: resp.total_results,
-                    next: None,
-                    records: ListPage::mapped(
-                        resp.refunds.map(|r| r.refund).unwrap_or_default(),
-                        |raw| mapping::map_refund(raw, &self.shop),
-                    ),
-                })
+                REFUNDS.read(&rctx, body, map)
             })
             .await
     }
-}
-
-#[derive(Deserialize)]
-struct IncrementEnvelope<'a> {
-    #[serde(borrow)]
-    trades_sold_increment_get_response: Option<IncrementResponse<'a>>,
-}
-
-#[derive(Deserialize)]
-struct IncrementResponse<'a> {
-    total_results: Option<u64>,
-    #[serde(borrow)]
-    trades: Option<TradeList<'a>>,
-}
-
-#[derive(Deserialize)]
-struct TradeList<'a> {
-    #[serde(borrow, default)]
-    trade: Vec<&'a RawValue>,
 }
 
 #[async_trait]
@@ -280,35 +222,13 @@ impl RecordList for TopList {
         let PageQuery { window, at, hasher } = q;
         let rctx = RequestContext::new("taobao", Some(&self.shop), INCREMENT_API);
         let biz = self.query(&rctx, FIELDS, window, at)?;
+        let map = |raw: &str| mapping::map_trade_with_oaid(raw, &self.shop, hasher);
         self.client
             .call_with(&rctx, INCREMENT_API, &self.session, &biz, |body| {
-                let env: IncrementEnvelope = read_answer(&rctx, body, "trades")?;
-                let resp = env.trades_sold_increment_get_response.ok_or_else(|| {
-                    ConnectorError::new(
-                        &rctx,
-                        ErrorKind::Protocol,
-                        "answer has no trades_sold_increment_get_response",
-                    )
-                })?;
-                Ok(ListPage {
-                    total: resp.total_results,
-                    next: None,
-                    records: ListPage::mapped(
-                        resp.trades.map(|t| t.trade).unwrap_or_default(),
-                        |raw| mapping::map_trade_with_oaid(raw, &self.shop, hasher),
-                    ),
-                })
+                TRADES.read(&rctx, body, map)
             })
             .await
     }
-}
-
-/// `taobao.top.oaid.decrypt` for one shop, under the app's decrypt budget.
-struct Decrypt {
-    client: TopClient,
-    session: Secret,
-    shop: String,
-    scene: String,
 }
 
 #[derive(Deserialize)]
@@ -335,12 +255,9 @@ struct Receiver {
     mobile: Option<String>,
 }
 
+/// `taobao.top.oaid.decrypt` for one shop, under the app's decrypt budget.
 #[async_trait]
-impl PhoneDecrypt for Decrypt {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
+impl PhoneDecrypt for TopList {
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
         let rctx = RequestContext::new("taobao", Some(&self.shop), DECRYPT_API);
         let query: Vec<serde_json::Value> = items

@@ -113,56 +113,46 @@ pub fn build_streams(
     let wiring = AppWiring::new("wechat_shop", &section, setup, cfg.qps);
     wiring.check_range("details_at_once", cfg.details_at_once, 1..=32, "")?;
     let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
-    cfg.shops
-        .iter()
-        .map(|shop| {
-            if shop.appid.trim().is_empty() {
-                return Err(wiring.error(format!("shop {}: appid is empty", shop.id)));
-            }
-            let client = ShopClient::new(
-                wiring.shop_api(&shop.appid, cfg.shop_qps),
-                &cfg.api_base,
-                shop.appid.trim(),
-                wiring.secret(&shop.secret)?,
-            );
-            // Kept per account: no configured token, `stable_token` gives it.
-            let token = ShopToken::open(
-                &setup.tokens,
-                &format!("wechat_shop/{}/{}", shop.appid.trim(), shop.id),
-                None,
-            )
-            .map(Arc::new)
-            .map_err(|e| wiring.error(format!("shop {}: token store: {e}", shop.id)))?;
-            let list = Orders {
-                client,
-                token,
-                shop: shop.id.clone(),
-                page_size: cfg.page_size,
-                details_at_once: cfg.details_at_once,
-            };
-            let listing = |api| Listing {
-                api,
-                paging: Paging::Cursor,
-                max_window: Some(Duration::days(MAX_WINDOW_DAYS)),
-                max_records: None,
-            };
-            let refunds = cfg.refunds.then(|| {
-                (
-                    Orders {
-                        // Same budget, its own request count.
-                        client: list.client.with_api(list.client.api().counted_apart()),
-                        ..list.clone()
-                    },
-                    listing(AFTER_SALE_LIST_API),
-                )
-            });
-            Ok(
-                OrderStream::new("wechat_shop", &shop.id, list, listing(LIST_API), plan)
-                    .with_refunds(refunds),
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(|v| v.into_iter().flatten().collect())
+    each_shop(&cfg.shops, |shop| {
+        if shop.appid.trim().is_empty() {
+            return Err(wiring.error(format!("shop {}: appid is empty", shop.id)));
+        }
+        let client = ShopClient::new(
+            wiring.shop_api(&shop.appid, cfg.shop_qps),
+            &cfg.api_base,
+            shop.appid.trim(),
+            wiring.secret(&shop.secret)?,
+        );
+        // Kept per account: no configured token, `stable_token` gives it.
+        let token = ShopToken::open(
+            &setup.tokens,
+            &format!("wechat_shop/{}/{}", shop.appid.trim(), shop.id),
+            None,
+        )
+        .map(Arc::new)
+        .map_err(|e| wiring.error(format!("shop {}: token store: {e}", shop.id)))?;
+        let list = |api| Orders {
+            client: client.with_api(api),
+            token: token.clone(),
+            shop: shop.id.clone(),
+            page_size: cfg.page_size,
+            details_at_once: cfg.details_at_once,
+        };
+        let listing =
+            |api| Listing::new(api, Paging::Cursor).within(Duration::days(MAX_WINDOW_DAYS));
+        let api = client.api();
+        Ok(OrderStream::new(
+            "wechat_shop",
+            &shop.id,
+            list(api.clone()),
+            listing(LIST_API),
+            plan,
+        )
+        .with_refunds(
+            cfg.refunds
+                .then(|| (list(api.counted_apart()), listing(AFTER_SALE_LIST_API))),
+        ))
+    })
 }
 
 /// The orders and after-sale orders of one shop account.

@@ -113,68 +113,54 @@ pub fn build_streams(
     let wiring = AppWiring::new("youzan", &cfg.client_id, setup, cfg.qps);
     let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
     let secret = wiring.secret(&cfg.client_secret)?;
-    cfg.shops
-        .iter()
-        .map(|shop| {
-            if shop.kdt_id.trim().is_empty() {
-                return Err(wiring.error(format!("shop {}: kdt_id is empty", shop.id)));
-            }
-            let client = YouzanClient::new(
-                wiring.shop_api(&shop.id, cfg.shop_qps),
-                &cfg.gateway,
-                &cfg.client_id,
-                secret.clone(),
-                shop.kdt_id.trim(),
-            );
-            // No configured token: silent authorization creates it. Kept
-            // under the shop's kdt_id too, so a shop id pointed at another
-            // kdt_id never reuses the old shop's token.
-            let token = wiring.shop_token(&format!("{}#{}", shop.id, shop.kdt_id.trim()), None)?;
-            let decrypt = cfg.decrypt.then(|| {
-                Arc::new(Decrypt {
-                    client: client.clone(),
-                    token: token.clone(),
-                    shop: shop.id.clone(),
-                }) as Arc<dyn PhoneDecrypt>
-            });
-            let list = Trades {
-                client,
-                token,
-                shop: shop.id.clone(),
-                page_size: cfg.page_size,
-            };
-            let trades = Listing {
-                api: TRADES_API,
-                paging: Paging::backward(1, cfg.page_size),
-                max_window: Some(Duration::days(MAX_WINDOW_DAYS)),
-                max_records: Some(MAX_DEPTH.min(MAX_PAGE_NO * u64::from(cfg.page_size))),
-            };
-            if cfg.refunds && cfg.window_minutes > 90 * 24 * 60 {
-                return Err(wiring.error(format!(
-                    "window_minutes {} is more than the 90 days {REFUNDS_API} takes (shorten the window or set refunds = false)",
-                    cfg.window_minutes
-                )));
-            }
-            let refunds = cfg.refunds.then(|| {
-                let listing = Listing {
-                    api: REFUNDS_API,
-                    max_window: Some(Duration::days(90)),
-                    max_records: None,
-                    ..trades
-                };
-                (Trades {
-                    // Same budget, its own request count.
-                    client: list.client.with_api(list.client.api().counted_apart()),
-                    ..list.clone()
-                }, listing)
-            });
-            Ok(OrderStream::new("youzan", &shop.id, list, trades, plan)
-                .decrypting(decrypt, DECRYPT_BATCH)
-                .with_refunds(refunds))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(|v| v.into_iter().flatten().collect())
+    if cfg.refunds && cfg.window_minutes > 90 * 24 * 60 {
+        return Err(wiring.error(format!(
+            "window_minutes {} is more than the 90 days {REFUNDS_API} takes (shorten the window or set refunds = false)",
+            cfg.window_minutes
+        )));
+    }
+    each_shop(&cfg.shops, |shop| {
+        if shop.kdt_id.trim().is_empty() {
+            return Err(wiring.error(format!("shop {}: kdt_id is empty", shop.id)));
+        }
+        let client = YouzanClient::new(
+            wiring.shop_api(&shop.id, cfg.shop_qps),
+            &cfg.gateway,
+            &cfg.client_id,
+            secret.clone(),
+            shop.kdt_id.trim(),
+        );
+        // No configured token: silent authorization creates it. Kept
+        // under the shop's kdt_id too, so a shop id pointed at another
+        // kdt_id never reuses the old shop's token.
+        let token = wiring.shop_token(&format!("{}#{}", shop.id, shop.kdt_id.trim()), None)?;
+        let list = |api| Trades {
+            client: client.with_api(api),
+            token: token.clone(),
+            shop: shop.id.clone(),
+            page_size: cfg.page_size,
+        };
+        let trades = Listing {
+            max_records: Some(MAX_DEPTH.min(MAX_PAGE_NO * u64::from(cfg.page_size))),
+            ..Listing::new(TRADES_API, Paging::backward(1, cfg.page_size))
+                .within(Duration::days(MAX_WINDOW_DAYS))
+        };
+        let refunds = Listing::new(REFUNDS_API, trades.paging).within(Duration::days(90));
+        // Decrypt calls share the shop's budget.
+        let api = client.api().clone();
+        Ok(
+            OrderStream::new("youzan", &shop.id, list(api.clone()), trades, plan)
+                .decrypting(cfg.decrypt.then(|| list(api.clone())), DECRYPT_BATCH)
+                .with_refunds(cfg.refunds.then(|| (list(api.counted_apart()), refunds))),
+        )
+    })
 }
+
+/// Where `youzan.trades.sold.get` answers its trades.
+const TRADES: ListAnswer =
+    ListAnswer::records("data.full_order_info_list").total("data.total_results");
+/// Where `youzan.trade.refund.search` answers its refunds.
+const REFUNDS: ListAnswer = ListAnswer::records("data.refunds").total("data.total");
 
 /// The trade and refund lists of one shop.
 #[derive(Clone)]
@@ -183,19 +169,6 @@ struct Trades {
     token: Arc<ShopToken>,
     shop: String,
     page_size: u32,
-}
-
-#[derive(Deserialize)]
-struct ListAnswer<'a> {
-    #[serde(borrow)]
-    data: Option<ListData<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ListData<'a> {
-    total_results: Option<u64>,
-    #[serde(borrow, default)]
-    full_order_info_list: Option<Vec<&'a RawValue>>,
 }
 
 impl Lists for Trades {
@@ -220,37 +193,11 @@ impl RecordList for Trades {
             "page_size": self.page_size,
         });
         let method = format!("{TRADES_API}/{TRADES_VERSION}");
+        let map = |raw: &str| mapping::map_order(raw, &self.shop, hasher);
         self.client
-            .call_with(&rctx, &method, &self.token, &params, |body| {
-                let answer: ListAnswer = read_answer(&rctx, body, "trade list")?;
-                let data = answer.data.ok_or_else(|| {
-                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
-                })?;
-                let total = data.total_results.unwrap_or(0);
-                Ok(ListPage {
-                    total: Some(total),
-                    next: None,
-                    records: ListPage::mapped(
-                        data.full_order_info_list.unwrap_or_default(),
-                        |raw| mapping::map_order(raw, &self.shop, hasher),
-                    ),
-                })
-            })
+            .list_page(&rctx, &method, &self.token, &params, &TRADES, map)
             .await
     }
-}
-
-#[derive(Deserialize)]
-struct RefundAnswer<'a> {
-    #[serde(borrow)]
-    data: Option<RefundData<'a>>,
-}
-
-#[derive(Deserialize)]
-struct RefundData<'a> {
-    total: Option<u64>,
-    #[serde(borrow, default)]
-    refunds: Option<Vec<&'a RawValue>>,
 }
 
 #[async_trait]
@@ -267,30 +214,11 @@ impl RecordList<RefundRow> for Trades {
             "page_size": self.page_size,
         });
         let method = format!("{REFUNDS_API}/{REFUNDS_VERSION}");
+        let map = |raw: &str| mapping::map_refund(raw, &self.shop);
         self.client
-            .call_with(&rctx, &method, &self.token, &params, |body| {
-                let answer: RefundAnswer = read_answer(&rctx, body, "refund list")?;
-                let data = answer.data.ok_or_else(|| {
-                    ConnectorError::new(&rctx, ErrorKind::Protocol, "answer has no data")
-                })?;
-                Ok(ListPage {
-                    total: Some(data.total.unwrap_or(0)),
-                    next: None,
-                    records: ListPage::mapped(data.refunds.unwrap_or_default(), |raw| {
-                        mapping::map_refund(raw, &self.shop)
-                    }),
-                })
-            })
+            .list_page(&rctx, &method, &self.token, &params, &REFUNDS, map)
             .await
     }
-}
-
-/// `youzan.cloud.secret.decrypt.batch` for one shop: keys are per shop, so
-/// the shop's own token decrypts its ciphertexts.
-struct Decrypt {
-    client: YouzanClient,
-    token: Arc<ShopToken>,
-    shop: String,
 }
 
 #[derive(Deserialize)]
@@ -299,12 +227,10 @@ struct DecryptAnswer {
     data: Option<HashMap<String, Option<String>>>,
 }
 
+/// `youzan.cloud.secret.decrypt.batch` for one shop: keys are per shop, so
+/// the shop's own token decrypts its ciphertexts.
 #[async_trait]
-impl PhoneDecrypt for Decrypt {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
-
+impl PhoneDecrypt for Trades {
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
         let rctx = RequestContext::new("youzan", Some(&self.shop), DECRYPT_API);
         // Each ciphertext once (a receiver repeats), never an empty one

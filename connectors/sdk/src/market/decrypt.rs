@@ -5,21 +5,19 @@ use async_trait::async_trait;
 use quanyu_schemas::{normalize_phone, PiiHasher};
 
 use crate::error::ConnectorError;
-use crate::http::ApiClient;
 
 use super::record::MappedOrder;
+use super::stream::Lists;
 
-/// A platform's batch decrypt API, under its own rate limit.
+/// A platform's batch decrypt API, under its own rate limit (its client
+/// is the one [`Lists::http`] names).
 #[async_trait]
-pub trait PhoneDecrypt: Send + Sync {
+pub trait PhoneDecrypt: Lists {
     /// Decrypt one batch of `(order id, ciphertext)`; the answer holds the
     /// clear phone for each item in the same order (`None` where the
     /// platform returned none for it). A call failure after retries fails
     /// the pull like any call.
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError>;
-
-    /// The HTTP client the decrypt calls go through (for its counters).
-    fn http(&self) -> &ApiClient;
 }
 
 /// Decrypt the phones of `orders` that have a ciphertext and no hash, in

@@ -9,6 +9,10 @@ use crate::http::ApiClient;
 use crate::secret::Secret;
 use crate::token::{ShopToken, TokenSet};
 
+use super::answer::ListAnswer;
+use super::record::Rejected;
+use super::stream::ListPage;
+
 /// A platform gateway whose calls carry a shop's access token.
 #[async_trait]
 pub trait TokenGateway: Send + Sync {
@@ -49,6 +53,27 @@ pub trait TokenGateway: Send + Sync {
             serde_json::from_slice::<serde::de::IgnoredAny>(body)
                 .map(|_| body.clone())
                 .map_err(|e| cut_off(ctx, &e))
+        })
+        .await
+    }
+
+    /// One page of a list: [`TokenGateway::call_with`] reading the answer
+    /// where `answer` says and mapping each record with `map`.
+    async fn list_page<R, M>(
+        &self,
+        ctx: &RequestContext,
+        method: &str,
+        token: &ShopToken,
+        params: &Self::Params,
+        answer: &ListAnswer,
+        map: M,
+    ) -> Result<ListPage<R>>
+    where
+        R: Send,
+        M: Fn(&str) -> std::result::Result<R, Rejected> + Send + Sync,
+    {
+        self.call_with(ctx, method, token, params, |body| {
+            answer.read(ctx, body, &map)
         })
         .await
     }

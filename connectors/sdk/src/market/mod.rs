@@ -2,6 +2,8 @@
 //! common, so that a platform's folder holds only what is its own (request
 //! parameters, envelope and error codes, signing, mapping, the emulator).
 //!
+//! - [`ListAnswer`]: where a list's answer holds its records, total and
+//!   next cursor, by path: the page is read once whatever the envelope.
 //! - [`RecordList`]: the one thing a platform implements for each of its
 //!   lists (orders, refunds): fetch one page of a window and map its
 //!   records ([`MappedOrder`] with its lines, or a refund row).
@@ -18,6 +20,7 @@
 //! - [`market_config!`](crate::market_config) and [`PullSettings`]: the
 //!   pull settings every section has, declared and checked once.
 
+mod answer;
 mod decrypt;
 mod gateway;
 mod paging;
@@ -27,6 +30,7 @@ mod settings;
 mod stream;
 mod wiring;
 
+pub use answer::ListAnswer;
 pub use decrypt::{decrypt_phones, PhoneDecrypt};
 pub use gateway::{refresh_refused, refresh_token_of, TokenGateway};
 pub use paging::{Paging, MAX_PAGES_PER_WINDOW};
@@ -37,7 +41,7 @@ pub use record::{
 };
 pub use settings::{PullLimits, PullSettings};
 pub use stream::{
-    ListPage, ListStream, Listed, Listing, Lists, OrderStream, PageAt, PageQuery, RecordList,
-    RefundStream,
+    each_shop, ListPage, ListStream, Listed, Listing, Lists, OrderStream, PageAt, PageQuery,
+    RecordList, RefundStream,
 };
 pub use wiring::{AppWiring, TokenShop};

@@ -192,6 +192,38 @@ pub struct Listing {
     pub max_records: Option<u64>,
 }
 
+impl Listing {
+    /// The list `api`, paged as `paging`, taking windows of any length and
+    /// pages to any depth.
+    pub fn new(api: &'static str, paging: Paging) -> Self {
+        Listing {
+            api,
+            paging,
+            max_window: None,
+            max_records: None,
+        }
+    }
+
+    /// The same list, taking windows of at most `longest`.
+    pub fn within(self, longest: chrono::Duration) -> Self {
+        Listing {
+            max_window: Some(longest),
+            ..self
+        }
+    }
+}
+
+/// The streams of every shop of a section: `streams(shop)` gives one
+/// shop's (its orders and, when on, its refunds), or the configuration
+/// error that stops the section.
+pub fn each_shop<S>(
+    shops: &[S],
+    streams: impl FnMut(&S) -> Result<Vec<Arc<dyn Stream>>, crate::ConfigError>,
+) -> Result<Vec<Arc<dyn Stream>>, crate::ConfigError> {
+    let per_shop: Vec<_> = shops.iter().map(streams).collect::<Result<_, _>>()?;
+    Ok(per_shop.into_iter().flatten().collect())
+}
+
 /// The records of one shop: windows by modification time, paged as the
 /// platform pages, each page deduplicated within the window, quarantined
 /// where it does not map, decrypted (orders), built into Arrow and handed
@@ -214,8 +246,8 @@ pub type RefundStream<L> = ListStream<L, RefundRow>;
 impl<L: RecordList<MappedOrder>> ListStream<L, MappedOrder> {
     /// Decrypt phones through `decrypt` (when given) after mapping each
     /// page, at most `batch` ciphertexts a call.
-    pub fn decrypting(mut self, decrypt: Option<Arc<dyn PhoneDecrypt>>, batch: usize) -> Self {
-        self.decrypt = decrypt.map(|d| (d, batch));
+    pub fn decrypting<D: PhoneDecrypt>(mut self, decrypt: Option<D>, batch: usize) -> Self {
+        self.decrypt = decrypt.map(|d| (Arc::new(d) as Arc<dyn PhoneDecrypt>, batch));
         self
     }
 }
