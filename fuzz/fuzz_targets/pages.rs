@@ -1,10 +1,11 @@
 //! Every platform's answer parsing: the envelope check (error codes,
 //! throttling, token expiry) and the record mapping (orders with their
-//! lines, and refunds), on arbitrary bytes. The first byte picks the
+//! lines, and refunds) and the kit's list reader, on arbitrary bytes. The first byte picks the
 //! platform and, for the marketplaces, orders or refunds. A rejection's reason never holds a
 //! phone that was in the record.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use quanyu_connector_sdk::market::ListAnswer;
 use quanyu_connector_sdk::RequestContext;
 use quanyu_schemas::phone::find_phones;
 use quanyu_schemas::{LakeKey, PiiHasher};
@@ -16,6 +17,11 @@ fuzz_target!(|data: &[u8]| {
     let hasher = PiiHasher::new(&LakeKey::from_bytes([7; 32]));
     let text = String::from_utf8_lossy(body);
     let ctx = RequestContext::new("fuzz", Some("shop"), "api");
+    // The kit's list reader: whatever the bytes, a page or a clear error.
+    let answer = ListAnswer::records("r.page.list")
+        .total("r.total")
+        .next_until("r.page.cursor", "nomore");
+    let _ = answer.read(&ctx, body, |raw| Ok(raw.len()));
     if which >= 128 {
         // A marketplace's refund or after-sale record.
         let refund = match which % 8 {

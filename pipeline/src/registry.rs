@@ -109,6 +109,13 @@ mod tests {
                 "{} has a sandbox of orders",
                 c.name()
             );
+            // Its sandbox.toml reads (a bad one panics naming the field).
+            let facts = c.sandbox().map(|k| k.facts());
+            assert!(
+                facts.is_some_and(|f| !f.list_api.is_empty()),
+                "{}",
+                c.name()
+            );
         }
     }
 }

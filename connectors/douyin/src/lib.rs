@@ -115,7 +115,7 @@ pub fn build_streams(
     cfg: &DouyinConfig,
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    let wiring = AppWiring::new("douyin", &cfg.app_key, setup, cfg.qps);
+    let wiring = AppWiring::new("douyin", &cfg.app_key, setup, cfg.pull.qps);
     let secret = wiring.secret(&cfg.app_secret)?;
     let base = DyClient::new(
         wiring.app_api(),
@@ -124,7 +124,7 @@ pub fn build_streams(
         secret,
         cfg.sign_method,
     );
-    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
     each_shop(&cfg.shops, |shop| {
         let configured = match &shop.access_token {
             Some(a) => Some(TokenSet::configured(
@@ -148,10 +148,10 @@ pub fn build_streams(
             client: client.with_api(api),
             token: token.clone(),
             shop: shop.id.clone(),
-            page_size: cfg.page_size,
+            page_size: cfg.pull.page_size,
         };
         let listing = |api| {
-            Listing::new(api, Paging::backward(0, cfg.page_size))
+            Listing::new(api, Paging::backward(0, cfg.pull.page_size))
                 .within(Duration::minutes(MAX_WINDOW_MINUTES))
         };
         let api = wiring.shop_api(&shop.id, cfg.shop_qps);
@@ -167,7 +167,8 @@ pub fn build_streams(
         )
         .decrypting(decrypt, DECRYPT_BATCH)
         .with_refunds(
-            cfg.refunds
+            cfg.pull
+                .refunds
                 .then(|| (list(api.counted_apart()), listing(AFTER_SALE_API))),
         ))
     })

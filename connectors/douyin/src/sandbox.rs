@@ -24,10 +24,8 @@ use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
-    TokenFlow,
-};
+use quanyu_connector_sdk::connector::{SandboxAnnouncement, SandboxPull};
+use quanyu_connector_sdk::market::PullSettings;
 use quanyu_connector_sdk::sandbox::answer::{json_answer, param, Refusal};
 use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, RefundStage, Stage};
@@ -42,7 +40,7 @@ use crate::client::{
     CODE_UNAVAILABLE,
 };
 use crate::sign::{sign, SignMethod, Signed};
-use crate::{AFTER_SALE_API, DECRYPT_API, DECRYPT_BATCH, SEARCH_API};
+use crate::{AFTER_SALE_API, DECRYPT_BATCH, SEARCH_API};
 
 /// What the sandbox accepts and serves.
 pub type DouyinSandboxConfig = MarketSandboxConfig;
@@ -63,7 +61,9 @@ quanyu_connector_sdk::market_sandbox! {
     pub struct DouyinSandbox {
         creates: AtomicU64 = AtomicU64::new(0),
     }
-    serves: Douyin, tokens: "dy",
+    serves: Douyin, tokens: "dy", token_ttl: 7 * 86_400,
+    describe: "Douyin shop (抖店) open platform sandbox at {base_url}/order/searchList",
+    kit: crate::DouyinConfig,
 }
 
 /// A ciphertext in Douyin's style: separator, base64 payload, key version,
@@ -93,11 +93,11 @@ impl DouyinSandbox {
     /// The axum router.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/order/searchList", any(search_route))
-            .route("/order/batchDecrypt", any(decrypt_route))
-            .route("/afterSale/List", any(after_sale_route))
-            .route("/token/create", any(create_route))
-            .route("/token/refresh", any(refresh_route))
+            .route("/order/searchList", any(api_route))
+            .route("/order/batchDecrypt", any(api_route))
+            .route("/afterSale/List", any(api_route))
+            .route("/token/create", any(api_route))
+            .route("/token/refresh", any(api_route))
             .with_state(self.clone())
     }
 
@@ -368,19 +368,36 @@ async fn authorize(sb: &DouyinSandbox, v: &Verified) -> Result<usize, Response> 
     answer.await.map_or(Ok(shop), Err)
 }
 
-async fn search_route(
+/// Every API (its path is the method with `/` for `.`): method, app key,
+/// signature and freshness first; then the shop's token and a drawn fault
+/// for the shop's APIs, or the token endpoints' own faults.
+async fn api_route(
     State(sb): State<DouyinSandbox>,
     RawQuery(q): RawQuery,
+    uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
-    let v = match verify(&sb, SEARCH_API, q, &body) {
+    let method = uri.path().trim_start_matches('/').replace('/', ".");
+    let v = match verify(&sb, &method, q, &body) {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let shop = match authorize(&sb, &v).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    if method.starts_with("token.") {
+        return match token_faults(&sb) {
+            Some(r) => r,
+            None if method == "token.create" => create(&sb, &v),
+            None => refresh(&sb, &v),
+        };
+    }
+    match authorize(&sb, &v).await {
+        Err(r) => r,
+        Ok(shop) if method == SEARCH_API => search(&sb, shop, &v),
+        Ok(shop) if method == AFTER_SALE_API => after_sales(&sb, shop, &v),
+        Ok(_) => decrypt(&sb, &v),
+    }
+}
+
+fn search(sb: &DouyinSandbox, shop: usize, v: &Verified) -> Response {
     let param = &v.body;
     let int = |k: &str| param.get(k).and_then(serde_json::Value::as_i64);
     let bad = |m: &str| dy_error(CODE_PARAM, "参数错误", "isv.parameter-invalid", m);
@@ -435,19 +452,7 @@ async fn search_route(
 /// `afterSale.List`: the shop's after-sale requests updated between
 /// `update_start_time` and `update_end_time` (at most 7 days), newest
 /// first, `page` from 0, `size` at most 100.
-async fn after_sale_route(
-    State(sb): State<DouyinSandbox>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let v = match verify(&sb, AFTER_SALE_API, q, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let shop = match authorize(&sb, &v).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+fn after_sales(sb: &DouyinSandbox, shop: usize, v: &Verified) -> Response {
     let int = |k: &str| v.body.get(k).and_then(serde_json::Value::as_i64);
     let bad = |m: &str| dy_error(CODE_PARAM, "参数错误", "isv.parameter-invalid", m);
     let (Some(page), Some(size)) = (int("page"), int("size")) else {
@@ -505,18 +510,7 @@ async fn after_sale_route(
 }
 
 /// `order.batchDecrypt`: at most 50 `{auth_id, cipher_text}`.
-async fn decrypt_route(
-    State(sb): State<DouyinSandbox>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let v = match verify(&sb, DECRYPT_API, q, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    if let Err(r) = authorize(&sb, &v).await {
-        return r;
-    }
+fn decrypt(sb: &DouyinSandbox, v: &Verified) -> Response {
     let Some(list) = v
         .body
         .get("cipher_infos")
@@ -611,18 +605,7 @@ fn token_faults(sb: &DouyinSandbox) -> Option<Response> {
 
 /// `/token/create`: `authorization_self` with `shop_id` (or `test_shop`),
 /// or `authorization_code` with the sandbox's codes `sandbox-code-<i>`.
-async fn create_route(
-    State(sb): State<DouyinSandbox>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let v = match verify(&sb, "token.create", q, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    if let Some(r) = token_faults(&sb) {
-        return r;
-    }
+fn create(sb: &DouyinSandbox, v: &Verified) -> Response {
     let text = |k: &str| {
         v.body
             .get(k)
@@ -640,9 +623,7 @@ async fn create_route(
             (None, Some(t)) if t == "1" => Some(0).filter(|_| !shops.is_empty()),
             _ => None,
         },
-        Some("authorization_code") => text("code")
-            .and_then(|c| c.strip_prefix("sandbox-code-").and_then(|n| n.parse().ok()))
-            .filter(|&n: &usize| n < shops.len()),
+        Some("authorization_code") => sb.shop_of_code(text("code").as_deref()),
         _ => {
             return dy_error(
                 CODE_PARAM,
@@ -655,7 +636,7 @@ async fn create_route(
     match shop {
         Some(s) => {
             sb.inner.creates.fetch_add(1, Ordering::Relaxed);
-            token_answer(&sb, sb.issuer.issue(s))
+            token_answer(sb, sb.issuer.issue(s))
         }
         None => dy_error(
             CODE_PARAM,
@@ -667,18 +648,7 @@ async fn create_route(
 }
 
 /// `/token/refresh`: rotates the pair; the old refresh token is spent.
-async fn refresh_route(
-    State(sb): State<DouyinSandbox>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    let v = match verify(&sb, "token.refresh", q, &body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    if let Some(r) = token_faults(&sb) {
-        return r;
-    }
+fn refresh(sb: &DouyinSandbox, v: &Verified) -> Response {
     if v.body.get("grant_type").and_then(serde_json::Value::as_str) != Some("refresh_token") {
         return dy_error(
             CODE_PARAM,
@@ -695,7 +665,7 @@ async fn refresh_route(
     match sb.issuer.refresh(rt) {
         Some(i) => {
             sb.count_refresh();
-            token_answer(&sb, i)
+            token_answer(sb, i)
         }
         None => dy_error(
             CODE_PARAM,
@@ -706,48 +676,6 @@ async fn refresh_route(
     }
 }
 
-/// How the demo, `quanyu sandbox` and the shared suite start and pull this
-/// sandbox.
-pub static KIT: KitSpec<crate::DouyinConfig> = KitSpec {
-    create: |world, as_of, faults| {
-        Box::new(Emulated {
-            router: DouyinSandbox::router,
-            announce: DouyinSandbox::announcement,
-            describe: "Douyin shop (抖店) open platform sandbox at {base_url}/order/searchList",
-            sandbox: DouyinSandbox::new(MarketSandboxConfig::new(world, as_of, faults, 7 * 86_400)),
-        })
-    },
-    config,
-    build: crate::build_streams,
-    facts: SandboxFacts {
-        list_api: SEARCH_API,
-        bad_signature: ("40004", "签名错误"),
-        tokens: TokenFlow::Refresh("token.refresh"),
-        clear_phones: ClearPhones::None,
-        masks: true,
-        one_line_per_order: false,
-        official_sdk: Some(OfficialSdk {
-            script: "tests/sdk_check.py",
-            // doudian creates its own token for the shop.
-            args: |ann, shop| {
-                [
-                    "--base-url",
-                    &ann.base_url,
-                    "--app-key",
-                    &ann.app_key,
-                    "--secret",
-                    &ann.app_secret,
-                    "--shop-id",
-                    &shop.id,
-                ]
-                .into_iter()
-                .map(String::from)
-                .collect()
-            },
-        }),
-    },
-};
-
 /// The config that pulls an announced sandbox as `pull` asks.
 pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::DouyinConfig {
     let inline = |s: &str| SecretRef::inline(s.to_string());
@@ -756,15 +684,10 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::DouyinConf
         app_key: ann.app_key.clone(),
         app_secret: inline(&ann.app_secret),
         sign_method: crate::SignMethod::HmacSha256,
-        qps: pull.app_qps,
         shop_qps: 0,
-        page_size: 100,
-        window_minutes: 24 * 60,
-        lookback_minutes: 60,
-        initial_days: pull.initial_days,
-        refunds: pull.refunds,
         decrypt: pull.decrypt,
         decrypt_qps: 0,
+        pull: PullSettings::sandbox(pull, 100, 24 * 60, 60),
         shops: ann
             .shops
             .iter()

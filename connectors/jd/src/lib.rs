@@ -100,7 +100,7 @@ pub fn build_streams(
     cfg: &JdConfig,
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    let wiring = AppWiring::new("jd", &cfg.app_key, setup, cfg.qps);
+    let wiring = AppWiring::new("jd", &cfg.app_key, setup, cfg.pull.qps);
     let base = JdClient::new(
         wiring.app_api(),
         &cfg.gateway,
@@ -109,24 +109,28 @@ pub fn build_streams(
         wiring.secret(&cfg.app_secret)?,
     );
     // The search index trails the order database a little.
-    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
     each_shop(&cfg.shops, |shop| {
         let token = wiring.token_of(shop)?;
         let list = |api| OrderSearch {
             client: base.with_api(api),
             token: token.clone(),
             shop: shop.id.clone(),
-            page_size: cfg.page_size,
+            page_size: cfg.pull.page_size,
         };
         let longest = Duration::minutes(MAX_WINDOW_MINUTES);
-        let orders = Listing::new(SEARCH_API, Paging::backward(1, cfg.page_size)).within(longest);
+        let orders =
+            Listing::new(SEARCH_API, Paging::backward(1, cfg.pull.page_size)).within(longest);
         // Refund applications are listed by the time they were asked,
         // then by the time they were reviewed: a cursor walks both.
         let refunds = Listing::new(REFUND_API, Paging::Cursor).within(longest);
         let api = wiring.shop_api(&shop.id, cfg.shop_qps);
         Ok(
-            OrderStream::new("jd", &shop.id, list(api.clone()), orders, plan)
-                .with_refunds(cfg.refunds.then(|| (list(api.counted_apart()), refunds))),
+            OrderStream::new("jd", &shop.id, list(api.clone()), orders, plan).with_refunds(
+                cfg.pull
+                    .refunds
+                    .then(|| (list(api.counted_apart()), refunds)),
+            ),
         )
     })
 }

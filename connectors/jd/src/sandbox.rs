@@ -28,10 +28,8 @@ use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
-    TokenFlow,
-};
+use quanyu_connector_sdk::connector::{SandboxAnnouncement, SandboxPull};
+use quanyu_connector_sdk::market::PullSettings;
 use quanyu_connector_sdk::sandbox::answer::{beijing_text, form_params, json_as, param, Refusal};
 use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, mask_phone, RefundStage, Stage};
@@ -108,7 +106,9 @@ const STATES: [&str; 11] = [
 quanyu_connector_sdk::market_sandbox! {
     /// The JD open-platform emulator. Cheap to clone.
     pub struct JdSandbox {}
-    serves: Jd, tokens: "jd",
+    serves: Jd, tokens: "jd", token_ttl: 30 * 86_400,
+    describe: "JD (JOS) gateway sandbox at {base_url}/routerjson",
+    kit: crate::JdConfig,
 }
 
 /// The sandbox's 16-byte TDE key id.
@@ -150,8 +150,8 @@ impl JdSandbox {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/routerjson", any(router_route))
-            .route(REFRESH_PATH, any(refresh_route))
-            .route("/oauth2/access_token", any(access_token_route))
+            .route(REFRESH_PATH, any(oauth_route))
+            .route("/oauth2/access_token", any(oauth_route))
             .with_state(self.clone())
     }
 
@@ -618,28 +618,35 @@ fn token_answer(sb: &JdSandbox, i: quanyu_connector_sdk::sandbox::tokens::Issued
     )
 }
 
-/// `/oauth2/refresh_token?app_key&app_secret&grant_type=refresh_token&refresh_token`:
-/// rotates the pair (the old refresh token and access tokens stop working).
-async fn refresh_route(
+/// The OAuth endpoints: the app key and secret first, then the grant the path names.
+async fn oauth_route(
     State(sb): State<JdSandbox>,
     RawQuery(q): RawQuery,
+    uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
     sb.count_request();
     let params = form_params(q.as_deref(), &body);
-    if let Some(r) = oauth_gate(&sb, &params) {
-        return r;
+    match oauth_gate(&sb, &params) {
+        Some(r) => r,
+        None if uri.path() == REFRESH_PATH => refresh(&sb, &params),
+        None => access_token(&sb, &params),
     }
-    if param(&params, "grant_type") != Some("refresh_token") {
+}
+
+/// `/oauth2/refresh_token?app_key&app_secret&grant_type=refresh_token&refresh_token`:
+/// rotates the pair (the old refresh token and access tokens stop working).
+fn refresh(sb: &JdSandbox, params: &[(String, String)]) -> Response {
+    if param(params, "grant_type") != Some("refresh_token") {
         return oauth_error(OAUTH_BAD_REQUEST, "grant_type必须为refresh_token");
     }
-    let Some(rt) = param(&params, "refresh_token") else {
+    let Some(rt) = param(params, "refresh_token") else {
         return oauth_error(OAUTH_BAD_REQUEST, "refresh_token不能为空");
     };
     match sb.issuer.refresh(rt) {
         Some(i) => {
             sb.count_refresh();
-            token_answer(&sb, i)
+            token_answer(sb, i)
         }
         None => oauth_error(OAUTH_BAD_GRANT, "refresh_token无效或已过期"),
     }
@@ -647,55 +654,16 @@ async fn refresh_route(
 
 /// `/oauth2/access_token?app_key&app_secret&grant_type=authorization_code&code`:
 /// the sandbox's authorization codes are `sandbox-code-<shop index>`.
-async fn access_token_route(
-    State(sb): State<JdSandbox>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    sb.count_request();
-    let params = form_params(q.as_deref(), &body);
-    if let Some(r) = oauth_gate(&sb, &params) {
-        return r;
-    }
-    if param(&params, "grant_type") != Some("authorization_code") {
+fn access_token(sb: &JdSandbox, params: &[(String, String)]) -> Response {
+    if param(params, "grant_type") != Some("authorization_code") {
         return oauth_error(OAUTH_BAD_REQUEST, "grant_type必须为authorization_code");
     }
-    let shop = param(&params, "code")
-        .and_then(|c| c.strip_prefix("sandbox-code-"))
-        .and_then(|n| n.parse::<usize>().ok())
-        .filter(|&n| n < sb.book.shops().len());
+    let shop = sb.shop_of_code(param(params, "code"));
     match shop {
-        Some(s) => token_answer(&sb, sb.issuer.issue(s)),
+        Some(s) => token_answer(sb, sb.issuer.issue(s)),
         None => oauth_error(OAUTH_BAD_GRANT, "code无效或已过期"),
     }
 }
-
-/// How the demo, `quanyu sandbox` and the shared suite start and pull this
-/// sandbox.
-pub static KIT: KitSpec<crate::JdConfig> = KitSpec {
-    create: |world, as_of, faults| {
-        Box::new(Emulated {
-            router: JdSandbox::router,
-            announce: JdSandbox::announcement,
-            describe: "JD (JOS) gateway sandbox at {base_url}/routerjson",
-            sandbox: JdSandbox::new(MarketSandboxConfig::new(world, as_of, faults, 30 * 86_400)),
-        })
-    },
-    config,
-    build: crate::build_streams,
-    facts: SandboxFacts {
-        list_api: crate::SEARCH_API,
-        bad_signature: ("12", "无效签名"),
-        tokens: TokenFlow::Refresh(crate::client::REFRESH_API),
-        clear_phones: ClearPhones::None,
-        masks: true,
-        one_line_per_order: false,
-        official_sdk: Some(OfficialSdk {
-            script: "tests/sdk_check.py",
-            args: OfficialSdk::common_args,
-        }),
-    },
-};
 
 /// The config that pulls an announced sandbox as `pull` asks.
 pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JdConfig {
@@ -705,13 +673,8 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JdConfig {
         oauth_base: ann.base_url.clone(),
         app_key: ann.app_key.clone(),
         app_secret: inline(&ann.app_secret),
-        qps: pull.app_qps,
         shop_qps: 0,
-        page_size: 100,
-        window_minutes: 7 * 24 * 60,
-        lookback_minutes: 60,
-        initial_days: pull.initial_days,
-        refunds: pull.refunds,
+        pull: PullSettings::sandbox(pull, 100, 7 * 24 * 60, 60),
         shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
     }
 }

@@ -80,7 +80,7 @@ pub fn build_streams(
     cfg: &JushuitanConfig,
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    let wiring = AppWiring::new("jushuitan", &cfg.app_key, setup, cfg.qps);
+    let wiring = AppWiring::new("jushuitan", &cfg.app_key, setup, cfg.pull.qps);
     // One token for the whole ERP account (company), shared by its shops.
     let token = wiring.shop_token(
         "company",
@@ -95,15 +95,15 @@ pub fn build_streams(
         &cfg.app_key,
         wiring.secret(&cfg.app_secret)?,
     );
-    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
     each_shop(&cfg.shops, |s| {
         let list = |api| OrderQuery {
             client: client.with_api(api),
             token: token.clone(),
             shop: s.clone(),
-            page_size: cfg.page_size,
+            page_size: cfg.pull.page_size,
         };
-        let listing = |api| Listing::new(api, Paging::backward(1, cfg.page_size));
+        let listing = |api| Listing::new(api, Paging::backward(1, cfg.pull.page_size));
         let api = client.api();
         Ok(OrderStream::new(
             "jushuitan",
@@ -113,7 +113,8 @@ pub fn build_streams(
             plan,
         )
         .with_refunds(
-            cfg.refunds
+            cfg.pull
+                .refunds
                 .then(|| (list(api.counted_apart()), listing("refund/single/query"))),
         ))
     })

@@ -16,10 +16,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
-use quanyu_connector_sdk::connector::{
-    AnnouncedShop, ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull,
-    TokenFlow,
-};
+use quanyu_connector_sdk::connector::{AnnouncedShop, SandboxAnnouncement, SandboxPull};
+use quanyu_connector_sdk::market::PullSettings;
 use quanyu_connector_sdk::sandbox::answer::Refusal;
 use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
 use quanyu_connector_sdk::sandbox::orders::{fen_text, OrderBook, RefundEntry, RefundStage, Stage};
@@ -57,7 +55,9 @@ pub fn erp_shop_id(i: usize) -> i64 {
 quanyu_connector_sdk::market_sandbox! {
     /// The Jushuitan emulator. Cheap to clone.
     pub struct JushuitanSandbox {}
-    serves: Jushuitan, tokens: "jst",
+    serves: Jushuitan, tokens: "jst", token_ttl: 30 * 86_400,
+    describe: "Jushuitan open API sandbox at {base_url}/open/orders/single/query",
+    kit: crate::JushuitanConfig,
     // One ERP company: one token for all its shops.
     core: |cfg: &MarketSandboxConfig| {
         let book = OrderBook::new(World::shared(&cfg.world), Channel::Jushuitan, cfg.as_of);
@@ -393,35 +393,6 @@ async fn orders(State(sb): State<JushuitanSandbox>, body: Bytes) -> Response {
     )
 }
 
-/// How the demo, `quanyu sandbox` and the shared suite start and pull this
-/// sandbox.
-pub static KIT: KitSpec<crate::JushuitanConfig> = KitSpec {
-    create: |world, as_of, faults| {
-        Box::new(Emulated {
-            router: JushuitanSandbox::router,
-            announce: JushuitanSandbox::announcement,
-            describe: "Jushuitan open API sandbox at {base_url}/open/orders/single/query",
-            sandbox: JushuitanSandbox::new(MarketSandboxConfig::new(
-                world,
-                as_of,
-                faults,
-                30 * 86_400,
-            )),
-        })
-    },
-    config,
-    build: crate::build_streams,
-    facts: SandboxFacts {
-        list_api: "orders/single/query",
-        bad_signature: ("100", "签名错误"),
-        tokens: TokenFlow::Refresh("openWeb/auth/refreshToken"),
-        clear_phones: ClearPhones::All,
-        masks: true,
-        one_line_per_order: false,
-        official_sdk: None,
-    },
-};
-
 /// The config that pulls an announced sandbox as `pull` asks.
 pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JushuitanConfig {
     let inline = |s: &str| SecretRef::inline(s.to_string());
@@ -434,12 +405,7 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JushuitanC
         app_secret: inline(&ann.app_secret),
         access_token: inline(first.map(|s| s.access_token.as_str()).unwrap_or_default()),
         refresh_token: first.and_then(|s| s.refresh_token.as_deref()).map(inline),
-        qps: pull.app_qps,
-        page_size: 100,
-        window_minutes: 24 * 60,
-        lookback_minutes: 60,
-        initial_days: pull.initial_days,
-        refunds: pull.refunds,
+        pull: PullSettings::sandbox(pull, 100, 24 * 60, 60),
         shops: ann
             .shops
             .iter()

@@ -93,7 +93,7 @@ pub fn build_streams(
     cfg: &KuaishouConfig,
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    let wiring = AppWiring::new("kuaishou", &cfg.app_key, setup, cfg.qps);
+    let wiring = AppWiring::new("kuaishou", &cfg.app_key, setup, cfg.pull.qps);
     let base = KsClient::new(
         wiring.app_api(),
         &cfg.gateway,
@@ -103,14 +103,14 @@ pub fn build_streams(
         wiring.secret(&cfg.sign_secret)?,
         cfg.sign_method,
     );
-    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
     each_shop(&cfg.shops, |shop| {
         let token = wiring.token_of(shop)?;
         let list = |api| CursorList {
             client: base.with_api(api),
             token: token.clone(),
             shop: shop.id.clone(),
-            page_size: cfg.page_size,
+            page_size: cfg.pull.page_size,
         };
         let listing =
             |api| Listing::new(api, Paging::Cursor).within(Duration::minutes(MAX_WINDOW_MINUTES));
@@ -127,7 +127,8 @@ pub fn build_streams(
         )
         .decrypting(decrypt, DECRYPT_BATCH)
         .with_refunds(
-            cfg.refunds
+            cfg.pull
+                .refunds
                 .then(|| (list(api.counted_apart()), listing(REFUND_LIST_API))),
         ))
     })

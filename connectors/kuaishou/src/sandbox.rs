@@ -22,10 +22,8 @@ use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
-    TokenFlow,
-};
+use quanyu_connector_sdk::connector::{SandboxAnnouncement, SandboxPull};
+use quanyu_connector_sdk::market::PullSettings;
 use quanyu_connector_sdk::sandbox::answer::{form_params, json_answer, param, Refusal};
 use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, RefundStage, Stage};
@@ -39,7 +37,7 @@ use crate::client::{
     CODE_TOKEN_EXPIRED,
 };
 use crate::sign::{sign, SignMethod};
-use crate::{CURSOR_LIST_API, DECRYPT_API, NO_MORE, REFUND_LIST_API};
+use crate::{DECRYPT_API, NO_MORE, REFUND_LIST_API};
 
 /// What the sandbox accepts and serves.
 pub type KuaishouSandboxConfig = MarketSandboxConfig;
@@ -58,7 +56,9 @@ pub fn ks_status(stage: Stage) -> i64 {
 quanyu_connector_sdk::market_sandbox! {
     /// The Kuaishou open-platform emulator. Cheap to clone.
     pub struct KuaishouSandbox {}
-    serves: Kuaishou, tokens: "ks",
+    serves: Kuaishou, tokens: "ks", token_ttl: 7 * 86_400,
+    describe: "Kuaishou open platform sandbox at {base_url}/open/order/cursor/list",
+    kit: crate::KuaishouConfig,
     announce: with_sign_secret,
 }
 
@@ -107,11 +107,11 @@ impl KuaishouSandbox {
     /// The axum router.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/open/order/cursor/list", any(list_route))
-            .route("/open/order/decrypt/batch", any(decrypt_route))
-            .route("/open/seller/order/refund/pcursor/list", any(refund_route))
-            .route("/oauth2/refresh_token", any(refresh_route))
-            .route("/oauth2/access_token", any(access_token_route))
+            .route("/open/order/cursor/list", any(api_route))
+            .route("/open/order/decrypt/batch", any(api_route))
+            .route("/open/seller/order/refund/pcursor/list", any(api_route))
+            .route("/oauth2/refresh_token", any(oauth_route))
+            .route("/oauth2/access_token", any(oauth_route))
             .with_state(self.clone())
     }
 
@@ -213,28 +213,16 @@ fn ks_error(code: i64, detail: &str) -> Response {
     )
 }
 
-async fn list_route(
+/// An API at the path its method names (`/open/order/cursor/list` for
+/// `open.order.cursor.list`), parameters from the query and the form body.
+async fn api_route(
     State(sb): State<KuaishouSandbox>,
     RawQuery(q): RawQuery,
+    uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
-    api(sb, CURSOR_LIST_API, form_params(q.as_deref(), &body)).await
-}
-
-async fn refund_route(
-    State(sb): State<KuaishouSandbox>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    api(sb, REFUND_LIST_API, form_params(q.as_deref(), &body)).await
-}
-
-async fn decrypt_route(
-    State(sb): State<KuaishouSandbox>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    api(sb, DECRYPT_API, form_params(q.as_deref(), &body)).await
+    let method = uri.path().trim_start_matches('/').replace('/', ".");
+    api(sb, &method, form_params(q.as_deref(), &body)).await
 }
 
 /// Authentication, signature, freshness, token and faults; then dispatch.
@@ -562,21 +550,28 @@ fn check_client(sb: &KuaishouSandbox, params: &[(String, String)]) -> Option<Res
     })
 }
 
-/// `/oauth2/refresh_token` (GET query or POST form): rotates the pair.
-async fn refresh_route(
+/// The OAuth endpoints: the app id and secret first, then the grant the path names.
+async fn oauth_route(
     State(sb): State<KuaishouSandbox>,
     RawQuery(q): RawQuery,
+    uri: axum::http::Uri,
     body: Bytes,
 ) -> Response {
     sb.count_request();
     let params = form_params(q.as_deref(), &body);
-    if let Some(r) = check_client(&sb, &params) {
-        return r;
+    match check_client(&sb, &params) {
+        Some(r) => r,
+        None if uri.path() == "/oauth2/refresh_token" => refresh(&sb, &params),
+        None => access_token(&sb, &params),
     }
-    if param(&params, "grant_type") != Some("refresh_token") {
+}
+
+/// `/oauth2/refresh_token` (GET query or POST form): rotates the pair.
+fn refresh(sb: &KuaishouSandbox, params: &[(String, String)]) -> Response {
+    if param(params, "grant_type") != Some("refresh_token") {
         return oauth_error(CODE_BUSINESS, "unsupported_grant_type", "grant_type无效");
     }
-    let Some(rt) = param(&params, "refresh_token") else {
+    let Some(rt) = param(params, "refresh_token") else {
         return oauth_error(CODE_BUSINESS, "invalid_request", "refresh_token不能为空");
     };
     match sb.issuer.refresh(rt) {
@@ -601,68 +596,19 @@ async fn refresh_route(
 
 /// `/oauth2/access_token` with `grant_type=code`: the sandbox's
 /// authorization codes are `sandbox-code-<shop index>`.
-async fn access_token_route(
-    State(sb): State<KuaishouSandbox>,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    sb.count_request();
-    let params = form_params(q.as_deref(), &body);
-    if let Some(r) = check_client(&sb, &params) {
-        return r;
-    }
+fn access_token(sb: &KuaishouSandbox, params: &[(String, String)]) -> Response {
     if !matches!(
-        param(&params, "grant_type"),
+        param(params, "grant_type"),
         Some("code" | "authorization_code")
     ) {
         return oauth_error(CODE_BUSINESS, "unsupported_grant_type", "grant_type无效");
     }
-    let shop = param(&params, "code")
-        .and_then(|c| c.strip_prefix("sandbox-code-"))
-        .and_then(|n| n.parse::<usize>().ok())
-        .filter(|&n| n < sb.book.shops().len());
+    let shop = sb.shop_of_code(param(params, "code"));
     match shop {
-        Some(s) => issued_answer(&sb, s, false),
+        Some(s) => issued_answer(sb, s, false),
         None => oauth_error(CODE_BUSINESS, "invalid_grant", "code无效"),
     }
 }
-
-/// How the demo, `quanyu sandbox` and the shared suite start and pull this
-/// sandbox.
-pub static KIT: KitSpec<crate::KuaishouConfig> = KitSpec {
-    create: |world, as_of, faults| {
-        Box::new(Emulated {
-            router: KuaishouSandbox::router,
-            announce: KuaishouSandbox::announcement,
-            describe: "Kuaishou open platform sandbox at {base_url}/open/order/cursor/list",
-            sandbox: KuaishouSandbox::new(MarketSandboxConfig::new(
-                world,
-                as_of,
-                faults,
-                7 * 86_400,
-            )),
-        })
-    },
-    config,
-    build: crate::build_streams,
-    facts: SandboxFacts {
-        list_api: crate::CURSOR_LIST_API,
-        bad_signature: ("24", "签名验证失败"),
-        tokens: TokenFlow::Refresh("oauth2.refresh_token"),
-        clear_phones: ClearPhones::None,
-        masks: true,
-        one_line_per_order: true,
-        official_sdk: Some(OfficialSdk {
-            script: "tests/sdk_check.py",
-            args: |ann, shop| {
-                let mut args = OfficialSdk::common_args(ann, shop);
-                args.push("--sign-secret".into());
-                args.push(ann.sign_secret.clone().unwrap_or_default());
-                args
-            },
-        }),
-    },
-};
 
 /// The config that pulls an announced sandbox as `pull` asks.
 pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::KuaishouConfig {
@@ -674,15 +620,10 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::KuaishouCo
         app_secret: inline(&ann.app_secret),
         sign_secret: inline(ann.sign_secret.as_deref().unwrap_or_default()),
         sign_method: crate::SignMethod::HmacSha256,
-        qps: pull.app_qps,
         shop_qps: 0,
-        page_size: 50,
-        window_minutes: 7 * 24 * 60,
-        lookback_minutes: 60,
-        initial_days: pull.initial_days,
-        refunds: pull.refunds,
         decrypt: pull.decrypt,
         decrypt_qps: 0,
+        pull: PullSettings::sandbox(pull, 50, 7 * 24 * 60, 60),
         shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
     }
 }

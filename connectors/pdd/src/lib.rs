@@ -88,21 +88,21 @@ pub fn build_streams(
     cfg: &PddConfig,
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    let wiring = AppWiring::new("pdd", &cfg.client_id, setup, cfg.qps);
+    let wiring = AppWiring::new("pdd", &cfg.client_id, setup, cfg.pull.qps);
     let secret = wiring.secret(&cfg.client_secret)?;
     let base = PddClient::new(wiring.app_api(), &cfg.router, &cfg.client_id, secret);
     // The increment API's data settles about three minutes behind.
-    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
     each_shop(&cfg.shops, |shop| {
         let token = wiring.token_of(shop)?;
         let list = |api| Increments {
             client: base.with_api(api),
             token: token.clone(),
             shop: shop.id.clone(),
-            page_size: cfg.page_size,
+            page_size: cfg.pull.page_size,
         };
         let listing = |api| {
-            Listing::new(api, Paging::backward(1, cfg.page_size))
+            Listing::new(api, Paging::backward(1, cfg.pull.page_size))
                 .within(Duration::minutes(MAX_WINDOW_MINUTES))
         };
         // The shop's lists share its per-shop budget; decrypt calls have
@@ -121,7 +121,8 @@ pub fn build_streams(
         )
         .decrypting(decrypt, DECRYPT_BATCH)
         .with_refunds(
-            cfg.refunds
+            cfg.pull
+                .refunds
                 .then(|| (list(api.counted_apart()), listing(REFUNDS_API))),
         ))
     })

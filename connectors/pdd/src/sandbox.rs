@@ -20,10 +20,8 @@ use axum::routing::any;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
-    TokenFlow,
-};
+use quanyu_connector_sdk::connector::{SandboxAnnouncement, SandboxPull};
+use quanyu_connector_sdk::market::PullSettings;
 use quanyu_connector_sdk::sandbox::answer::{beijing_text, json_answer, param, Refusal};
 use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{RefundStage, Stage};
@@ -60,7 +58,9 @@ pub fn pdd_status(stage: Stage) -> (i64, i64) {
 quanyu_connector_sdk::market_sandbox! {
     /// The Pinduoduo router emulator. Cheap to clone.
     pub struct PddSandbox {}
-    serves: Pdd, tokens: "pdd",
+    serves: Pdd, tokens: "pdd", token_ttl: 86_400,
+    describe: "Pinduoduo router sandbox at {base_url}/api/router",
+    kit: crate::PddConfig,
 }
 
 /// A ciphertext in Pinduoduo's style, e.g. `$Y/YK$AgAAAA…$0$$` for phones,
@@ -460,11 +460,7 @@ fn token_api(sb: &PddSandbox, api: &str, params: &[(String, String)]) -> Respons
         sb.count_refresh();
         (i, "pop_auth_token_refresh_response")
     } else {
-        let shop = param(params, "code")
-            .and_then(|c| c.strip_prefix("sandbox-code-"))
-            .and_then(|n| n.parse::<usize>().ok())
-            .filter(|&n| n < sb.book.shops().len());
-        let Some(s) = shop else {
+        let Some(s) = sb.shop_of_code(param(params, "code")) else {
             return pdd_error(CODE_PARAM, "code无效或已过期");
         };
         (sb.issuer.issue(s), "pop_auth_token_create_response")
@@ -489,57 +485,6 @@ fn token_api(sb: &PddSandbox, api: &str, params: &[(String, String)]) -> Respons
     )
 }
 
-/// How the demo, `quanyu sandbox` and the shared suite start and pull this
-/// sandbox.
-pub static KIT: KitSpec<crate::PddConfig> = KitSpec {
-    create: |world, as_of, faults| {
-        Box::new(Emulated {
-            router: PddSandbox::router,
-            announce: PddSandbox::announcement,
-            describe: "Pinduoduo router sandbox at {base_url}/api/router",
-            sandbox: PddSandbox::new(MarketSandboxConfig::new(world, as_of, faults, 86_400)),
-        })
-    },
-    config,
-    build: crate::build_streams,
-    facts: SandboxFacts {
-        list_api: INCREMENT_API,
-        bad_signature: ("20004", "签名错误"),
-        tokens: TokenFlow::Refresh(REFRESH_API),
-        clear_phones: ClearPhones::None,
-        masks: true,
-        one_line_per_order: false,
-        official_sdk: Some(OfficialSdk {
-            script: "tests/sdk_check.py",
-            // pdd-sdk takes a host and a port.
-            args: |ann, shop| {
-                let url = url::Url::parse(&ann.base_url).ok();
-                let host = url.as_ref().and_then(|u| u.host_str()).unwrap_or_default();
-                let port = url
-                    .as_ref()
-                    .and_then(|u| u.port())
-                    .unwrap_or(80)
-                    .to_string();
-                [
-                    "--host",
-                    host,
-                    "--port",
-                    &port,
-                    "--client-id",
-                    &ann.app_key,
-                    "--secret",
-                    &ann.app_secret,
-                    "--token",
-                    &shop.access_token,
-                ]
-                .into_iter()
-                .map(String::from)
-                .collect()
-            },
-        }),
-    },
-};
-
 /// The config that pulls an announced sandbox as `pull` asks.
 pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::PddConfig {
     let inline = |s: &str| SecretRef::inline(s.to_string());
@@ -547,17 +492,12 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::PddConfig 
         router: format!("{}/api/router", ann.base_url),
         client_id: ann.app_key.clone(),
         client_secret: inline(&ann.app_secret),
-        qps: pull.app_qps,
         shop_qps: 0,
-        page_size: 100,
-        window_minutes: crate::MAX_WINDOW_MINUTES,
-        lookback_minutes: 30,
-        initial_days: pull.initial_days,
-        refunds: pull.refunds,
         decrypt: pull.decrypt,
         // The sandbox keeps no decrypt quota; against the real router
         // leave the default (one call per 10 s outside 多多云).
         decrypt_interval_secs: 0,
+        pull: PullSettings::sandbox(pull, 100, crate::MAX_WINDOW_MINUTES, 30),
         shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
     }
 }

@@ -180,26 +180,6 @@ pub fn parse_section<C: DeserializeOwned>(
 
 pub use crate::sandbox::announce::{sandbox_credentials, AnnouncedShop, SandboxAnnouncement};
 
-impl OfficialSdk {
-    /// The arguments most SDK checks take: `--base-url --app-key --secret
-    /// --token` (the shop's access token).
-    pub fn common_args(ann: &SandboxAnnouncement, shop: &AnnouncedShop) -> Vec<String> {
-        [
-            "--base-url",
-            &ann.base_url,
-            "--app-key",
-            &ann.app_key,
-            "--secret",
-            &ann.app_secret,
-            "--token",
-            &shop.access_token,
-        ]
-        .into_iter()
-        .map(String::from)
-        .collect()
-    }
-}
-
 /// A sandbox kit declared as data: how the emulator is created, the typed
 /// config that pulls an announcement of it, and what it answers. Each
 /// connector's `sandbox` module has one `pub static KIT`.
@@ -211,11 +191,14 @@ pub struct KitSpec<C> {
     pub config: fn(&SandboxAnnouncement, SandboxPull) -> C,
     /// The connector's streams of that config.
     pub build: BuildStreams<C>,
-    /// What the shared suite checks of it.
-    pub facts: SandboxFacts,
+    /// What the shared suite checks of it: the connector's
+    /// `sandbox.toml` ([`SandboxFacts`]).
+    pub facts: &'static str,
+    /// What the platform allows of the pull settings.
+    pub limits: &'static crate::market::PullLimits,
 }
 
-impl<C: 'static> SandboxKit for KitSpec<C> {
+impl<C: crate::market::Pulled + 'static> SandboxKit for KitSpec<C> {
     fn create(
         &self,
         world: WorldConfig,
@@ -235,7 +218,22 @@ impl<C: 'static> SandboxKit for KitSpec<C> {
     }
 
     fn facts(&self) -> SandboxFacts {
-        self.facts
+        SandboxFacts::read(self.facts)
+    }
+
+    fn pull_limits(&self) -> Option<&'static crate::market::PullLimits> {
+        Some(self.limits)
+    }
+
+    fn streams_with_settings(
+        &self,
+        announcement: &SandboxAnnouncement,
+        settings: &dyn Fn(&mut crate::market::PullSettings),
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
+        let mut cfg = (self.config)(announcement, SandboxPull::default());
+        settings(cfg.pull_settings());
+        (self.build)(&cfg, setup)
     }
 }
 
@@ -261,6 +259,20 @@ pub trait SandboxKit: Send + Sync {
 
     /// What the marketplace suite checks of this sandbox.
     fn facts(&self) -> SandboxFacts;
+
+    /// What the platform allows of the pull settings, where it says.
+    fn pull_limits(&self) -> Option<&'static crate::market::PullLimits> {
+        None
+    }
+
+    /// The streams of the default sandbox config with its pull settings
+    /// changed by `settings` (or the configuration error they meet).
+    fn streams_with_settings(
+        &self,
+        announcement: &SandboxAnnouncement,
+        settings: &dyn Fn(&mut crate::market::PullSettings),
+        setup: &ConnectorSetup,
+    ) -> Result<Vec<Arc<dyn Stream>>, ConfigError>;
 }
 
 /// How the streams pulling a sandbox are set up.
@@ -288,7 +300,8 @@ impl Default for SandboxPull {
 }
 
 /// Which receiver phones a platform sends in clear.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ClearPhones {
     /// None: masks and ciphertexts only.
     None,
@@ -298,15 +311,17 @@ pub enum ClearPhones {
     All,
 }
 
-/// What a marketplace sandbox answers, for the shared suite's checks.
-#[derive(Debug, Clone, Copy)]
+/// What a marketplace sandbox answers, for the shared suite's checks: a
+/// connector states them as data, in its `sandbox.toml`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SandboxFacts {
     /// The order list API, named in errors.
-    pub list_api: &'static str,
-    /// The code and a word of the message the platform answers a wrong
-    /// app secret with (a bad signature, or a refused token grant where
-    /// the platform signs nothing).
-    pub bad_signature: (&'static str, &'static str),
+    pub list_api: String,
+    /// What the platform answers a wrong app secret with (a bad
+    /// signature, or a refused token grant where the platform signs
+    /// nothing).
+    pub bad_signature: BadSignature,
     /// How shop tokens are obtained and renewed.
     pub tokens: TokenFlow,
     /// Which receiver phones come in clear.
@@ -316,34 +331,92 @@ pub struct SandboxFacts {
     pub masks: bool,
     /// Whether each order holds one item whatever was bought (Kuaishou's
     /// `orderItemInfo`): one line per order; else one line per item bought.
+    #[serde(default)]
     pub one_line_per_order: bool,
     /// The platform's official SDK, where one installs from PyPI: the suite
     /// drives it against the sandbox.
+    #[serde(default)]
     pub official_sdk: Option<OfficialSdk>,
 }
 
+impl SandboxFacts {
+    /// The facts stated in `toml` (a connector's `sandbox.toml`); they are
+    /// part of the build, so unreadable facts are a bug naming the field.
+    pub fn read(toml: &str) -> Self {
+        toml::from_str(toml).unwrap_or_else(|e| panic!("unreadable sandbox facts: {e}"))
+    }
+}
+
+/// The code and a word of the message a wrong app secret gets.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BadSignature {
+    /// The platform's code.
+    pub code: String,
+    /// A word its message holds.
+    pub says: String,
+}
+
 /// How a platform's shop tokens come and go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TokenFlow {
     /// Configured and never renewed by the connector (Taobao sessions).
     Configured,
     /// Configured, and renewed through the platform's refresh API (named
     /// when a refresh is refused).
-    Refresh(&'static str),
+    Refresh(String),
     /// Granted to the app itself, per shop, at this endpoint (Youzan's
     /// silent authorization): nothing to configure but the app's secret.
-    AppGrant(&'static str),
+    AppGrant(String),
 }
 
 /// An official SDK check: a script (relative to the connector's crate)
 /// that pulls one shop's orders through the SDK's own client and signing
 /// and prints `{"orders": N}`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OfficialSdk {
     /// The script, e.g. `tests/sdk_check.py`.
-    pub script: &'static str,
-    /// Its arguments for one shop (the window is added).
-    pub args: fn(&SandboxAnnouncement, &AnnouncedShop) -> Vec<String>,
+    pub script: String,
+    /// Its arguments for one shop (the window is added), where `{base_url}`,
+    /// `{host}`, `{port}`, `{app_key}`, `{app_secret}`, `{sign_secret}`,
+    /// `{shop_id}` and `{access_token}` stand for the announced values.
+    pub args: Vec<String>,
+}
+
+impl OfficialSdk {
+    /// The arguments for `shop` of the sandbox announced as `ann`.
+    pub fn args_for(&self, ann: &SandboxAnnouncement, shop: &AnnouncedShop) -> Vec<String> {
+        let url = url::Url::parse(&ann.base_url).ok();
+        let host = url.as_ref().and_then(|u| u.host_str()).unwrap_or_default();
+        let port = url
+            .as_ref()
+            .and_then(|u| u.port_or_known_default())
+            .unwrap_or(80)
+            .to_string();
+        let values = [
+            ("{base_url}", ann.base_url.as_str()),
+            ("{host}", host),
+            ("{port}", &port),
+            ("{app_key}", &ann.app_key),
+            ("{app_secret}", &ann.app_secret),
+            (
+                "{sign_secret}",
+                ann.sign_secret.as_deref().unwrap_or_default(),
+            ),
+            ("{shop_id}", &shop.id),
+            ("{access_token}", &shop.access_token),
+        ];
+        self.args
+            .iter()
+            .map(|a| {
+                values
+                    .iter()
+                    .fold(a.clone(), |a, (name, value)| a.replace(name, value))
+            })
+            .collect()
+    }
 }
 
 /// A created sandbox.
@@ -406,5 +479,61 @@ where
 
     fn market(&self) -> Option<&crate::sandbox::market::MarketCore> {
         Some(&self.sandbox)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Facts read from their TOML; an SDK's arguments take the announced
+    /// values, the port from the base URL.
+    #[test]
+    fn facts_read_and_sdk_arguments_fill_in() {
+        let facts = SandboxFacts::read(
+            r#"list_api = "x.list"
+            bad_signature = { code = "25", says = "Invalid signature" }
+            tokens = { refresh = "x.refresh" }
+            clear_phones = "some"
+            masks = true
+            [official_sdk]
+            script = "tests/sdk_check.py"
+            args = ["--host", "{host}", "--port", "{port}", "--token", "{access_token}", "--url={base_url}/r"]"#,
+        );
+        assert_eq!(facts.tokens, TokenFlow::Refresh("x.refresh".into()));
+        assert_eq!(
+            (facts.clear_phones, facts.one_line_per_order),
+            (ClearPhones::Some, false)
+        );
+        let ann = SandboxAnnouncement {
+            platform: Channel::Taobao,
+            base_url: "http://127.0.0.1:4100".into(),
+            app_key: "k".into(),
+            app_secret: "s".into(),
+            sign_secret: None,
+            shops: vec![],
+            orders: 0,
+            refunds: 0,
+        };
+        let shop = AnnouncedShop {
+            id: "shop1".into(),
+            access_token: "tok".into(),
+            refresh_token: None,
+        };
+        let args = facts.official_sdk.unwrap().args_for(&ann, &shop);
+        assert_eq!(
+            args,
+            [
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "4100",
+                "--token",
+                "tok",
+                "--url=http://127.0.0.1:4100/r"
+            ]
+        );
+        let bad = std::panic::catch_unwind(|| SandboxFacts::read("list_api = 1"));
+        assert!(bad.is_err(), "unreadable facts are a bug, said at once");
     }
 }

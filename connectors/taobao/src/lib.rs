@@ -109,7 +109,7 @@ pub fn build_streams(
     cfg: &TaobaoConfig,
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    let wiring = AppWiring::new("taobao", &cfg.app_key, setup, cfg.qps);
+    let wiring = AppWiring::new("taobao", &cfg.app_key, setup, cfg.pull.qps);
     wiring.check_range("concurrency", cfg.concurrency, 1..=32, "")?;
     let client = TopClient::new(
         wiring.app_api(),
@@ -118,10 +118,10 @@ pub fn build_streams(
         wiring.secret(&cfg.app_secret)?,
         cfg.sign_method,
     );
-    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
     let paging = Paging::Backward {
         first: 1,
-        size: cfg.page_size,
+        size: cfg.pull.page_size,
         ahead: cfg.concurrency as usize,
     };
     each_shop(&cfg.shops, |shop| {
@@ -130,7 +130,7 @@ pub fn build_streams(
             client: client.with_api(api),
             session: session.clone(),
             shop: shop.id.clone(),
-            page_size: cfg.page_size,
+            page_size: cfg.pull.page_size,
             scene: cfg.decrypt_scene.clone(),
         };
         let listing = |api| Listing::new(api, paging).within(Duration::days(1));
@@ -148,7 +148,8 @@ pub fn build_streams(
         )
         .decrypting(decrypt, DECRYPT_BATCH)
         .with_refunds(
-            cfg.refunds
+            cfg.pull
+                .refunds
                 .then(|| (list(api.counted_apart()), listing(REFUNDS_API))),
         ))
     })

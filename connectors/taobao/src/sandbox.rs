@@ -20,10 +20,8 @@ use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
-use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, KitSpec, OfficialSdk, SandboxAnnouncement, SandboxFacts, SandboxPull,
-    TokenFlow,
-};
+use quanyu_connector_sdk::connector::{SandboxAnnouncement, SandboxPull};
+use quanyu_connector_sdk::market::PullSettings;
 use quanyu_connector_sdk::sandbox::answer::{json_answer, Refusal};
 use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
 use quanyu_connector_sdk::sandbox::orders::{
@@ -72,7 +70,9 @@ pub struct VisibleTrade {
 quanyu_connector_sdk::market_sandbox! {
     /// The TOP gateway emulator. Cheap to clone.
     pub struct TopSandbox {}
-    serves: Taobao, tokens: "top-session",
+    serves: Taobao, tokens: "top-session", token_ttl: SESSION_TTL_SECS,
+    describe: "TOP gateway sandbox at {base_url}/router/rest",
+    kit: crate::TaobaoConfig,
     // Session keys are the shops' access tokens.
     core: |cfg: &MarketSandboxConfig| {
         MarketCore::new(&cfg.world, Channel::Taobao, cfg.as_of, cfg.faults, "top-session", SESSION_TTL_SECS)
@@ -547,38 +547,6 @@ fn increment_get<'a>(
     json_answer(out)
 }
 
-/// How the demo, `quanyu sandbox` and the shared suite start and pull this
-/// sandbox.
-pub static KIT: KitSpec<crate::TaobaoConfig> = KitSpec {
-    create: |world, as_of, faults| {
-        Box::new(Emulated {
-            router: TopSandbox::router,
-            announce: TopSandbox::announcement,
-            describe: "TOP gateway sandbox at {base_url}/router/rest",
-            sandbox: TopSandbox::new(MarketSandboxConfig::new(
-                world,
-                as_of,
-                faults,
-                SESSION_TTL_SECS,
-            )),
-        })
-    },
-    config,
-    build: crate::build_streams,
-    facts: SandboxFacts {
-        list_api: crate::INCREMENT_API,
-        bad_signature: ("25", "Invalid signature"),
-        tokens: TokenFlow::Configured,
-        clear_phones: ClearPhones::Some,
-        masks: true,
-        one_line_per_order: false,
-        official_sdk: Some(OfficialSdk {
-            script: "tests/sdk_check.py",
-            args: OfficialSdk::common_args,
-        }),
-    },
-};
-
 /// The config that pulls an announced sandbox as `pull` asks.
 pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::TaobaoConfig {
     let inline = |s: &str| SecretRef::inline(s.to_string());
@@ -587,16 +555,11 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::TaobaoConf
         app_key: ann.app_key.clone(),
         app_secret: inline(&ann.app_secret),
         sign_method: crate::SignMethod::HmacSha256,
-        qps: pull.app_qps,
-        page_size: 100,
         concurrency: 4,
-        window_minutes: 24 * 60,
-        lookback_minutes: 60,
-        initial_days: pull.initial_days,
-        refunds: pull.refunds,
         decrypt: pull.decrypt,
         decrypt_qps: 0,
         decrypt_scene: "2002".into(),
+        pull: PullSettings::sandbox(pull, 100, 24 * 60, 60),
         shops: ann
             .shops
             .iter()

@@ -30,17 +30,3 @@ async fn every_sign_method_lands_every_trade() {
     }
     top.stop().await;
 }
-
-#[tokio::test]
-async fn gateway_enforces_window_and_page_limits() {
-    let top = Started::start(&CONNECTOR, FaultConfig::default(), 50).await;
-    let mut cfg = sandbox::config(&top.announcement, SandboxPull::default());
-    cfg.window_minutes = 2 * 24 * 60;
-    let setup = market::setup();
-    let err = build_streams(&cfg, &setup).err().unwrap();
-    assert!(err.to_string().contains("one day"), "{err}");
-    cfg.window_minutes = 60;
-    cfg.page_size = 101;
-    assert!(build_streams(&cfg, &setup).is_err());
-    top.stop().await;
-}

@@ -110,9 +110,9 @@ pub fn build_streams(
     let mut accounts: Vec<&str> = cfg.shops.iter().map(|s| s.appid.as_str()).collect();
     accounts.sort_unstable();
     let section = accounts.join("+");
-    let wiring = AppWiring::new("wechat_shop", &section, setup, cfg.qps);
+    let wiring = AppWiring::new("wechat_shop", &section, setup, cfg.pull.qps);
     wiring.check_range("details_at_once", cfg.details_at_once, 1..=32, "")?;
-    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
     each_shop(&cfg.shops, |shop| {
         if shop.appid.trim().is_empty() {
             return Err(wiring.error(format!("shop {}: appid is empty", shop.id)));
@@ -135,7 +135,7 @@ pub fn build_streams(
             client: client.with_api(api),
             token: token.clone(),
             shop: shop.id.clone(),
-            page_size: cfg.page_size,
+            page_size: cfg.pull.page_size,
             details_at_once: cfg.details_at_once,
         };
         let listing =
@@ -149,7 +149,8 @@ pub fn build_streams(
             plan,
         )
         .with_refunds(
-            cfg.refunds
+            cfg.pull
+                .refunds
                 .then(|| (list(api.counted_apart()), listing(AFTER_SALE_LIST_API))),
         ))
     })

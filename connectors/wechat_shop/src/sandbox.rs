@@ -27,9 +27,8 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull, TokenFlow,
-};
+use quanyu_connector_sdk::connector::{SandboxAnnouncement, SandboxPull};
+use quanyu_connector_sdk::market::PullSettings;
 use quanyu_connector_sdk::sandbox::answer::{json_as, Refusal};
 use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{mask_phone, RefundStage, Stage};
@@ -80,7 +79,9 @@ quanyu_connector_sdk::market_sandbox! {
         /// Orders `order/get` refuses although the list shows them (tests).
         refused: std::sync::Mutex<std::collections::HashSet<String>> = Default::default(),
     }
-    serves: WechatShop, tokens: "wxs",
+    serves: WechatShop, tokens: "wxs", token_ttl: 7200,
+    describe: "WeChat Channels shop API sandbox at {base_url}/channels/ec/order/list/get",
+    kit: crate::WechatShopConfig,
     announce: with_appids,
 }
 
@@ -111,10 +112,10 @@ impl WechatShopSandbox {
     pub fn router(&self) -> Router {
         Router::new()
             .route(TOKEN_PATH, post(token_route))
-            .route(LIST_API, post(list_route))
-            .route(GET_API, post(get_route))
-            .route(AFTER_SALE_LIST_API, post(after_sale_list_route))
-            .route(AFTER_SALE_GET_API, post(after_sale_get_route))
+            .route(LIST_API, post(api_route))
+            .route(GET_API, post(api_route))
+            .route(AFTER_SALE_LIST_API, post(api_route))
+            .route(AFTER_SALE_GET_API, post(api_route))
             .with_state(self.clone())
     }
 
@@ -340,10 +341,12 @@ fn range(params: &serde_json::Value, k: &str) -> Result<Option<(i64, i64)>, Deni
     }
 }
 
-/// `POST /channels/ec/order/list/get`.
-async fn list_route(
+/// Every shop API: token, JSON body and faults first, then the API its
+/// path names.
+async fn api_route(
     State(sb): State<WechatShopSandbox>,
     RawQuery(q): RawQuery,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -351,9 +354,19 @@ async fn list_route(
         Ok(x) => x,
         Err(r) => return r,
     };
+    match uri.path() {
+        LIST_API => list(&sb, shop, &params),
+        GET_API => get(&sb, shop, &params),
+        AFTER_SALE_LIST_API => after_sale_list(&sb, shop, &params),
+        _ => after_sale_get(&sb, shop, &params),
+    }
+}
+
+/// `POST /channels/ec/order/list/get`.
+fn list(sb: &WechatShopSandbox, shop: usize, params: &serde_json::Value) -> Response {
     let (update, create) = match (
-        range(&params, "update_time_range"),
-        range(&params, "create_time_range"),
+        range(params, "update_time_range"),
+        range(params, "create_time_range"),
     ) {
         (Ok(u), Ok(c)) => (u, c),
         (Err((code, msg)), _) | (_, Err((code, msg))) => return error(code, msg),
@@ -385,7 +398,7 @@ async fn list_route(
         .collect();
     let world = sb.world();
     let filters = format!("{update:?}{create:?}{status:?}");
-    id_page(&params, &filters, list, "order_id_list", |p| {
+    id_page(params, &filters, list, "order_id_list", |p| {
         world.order_id(&world.purchases[p as usize])
     })
 }
@@ -445,16 +458,7 @@ fn parse_key(k: &str) -> Option<(u64, i64, u64)> {
 }
 
 /// `POST /channels/ec/order/get`.
-async fn get_route(
-    State(sb): State<WechatShopSandbox>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (shop, params) = match admit(&sb, q.as_deref(), &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+fn get(sb: &WechatShopSandbox, shop: usize, params: &serde_json::Value) -> Response {
     let id = match params.get("order_id") {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(serde_json::Value::Number(n)) => n.to_string(),
@@ -487,17 +491,8 @@ async fn get_route(
 /// `POST /channels/ec/aftersale/getaftersalelist`: the ids of the
 /// account's after-sale orders updated in `update_time_range`, newest
 /// first, `page_size` at most 100, then `next_key` while `has_more`.
-async fn after_sale_list_route(
-    State(sb): State<WechatShopSandbox>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (shop, params) = match admit(&sb, q.as_deref(), &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let (lo, hi) = match range(&params, "update_time_range") {
+fn after_sale_list(sb: &WechatShopSandbox, shop: usize, params: &serde_json::Value) -> Response {
+    let (lo, hi) = match range(params, "update_time_range") {
         Ok(Some(r)) => r,
         Ok(None) => return error(CODE_PARAM, "update_time_range required"),
         Err((code, msg)) => return error(code, msg),
@@ -510,23 +505,14 @@ async fn after_sale_list_route(
         .map(|e| (e.modified, book.refund_no(e)))
         .collect();
     let filters = format!("after-sales {lo} {hi}");
-    id_page(&params, &filters, list, "after_sale_order_id_list", |r| {
+    id_page(params, &filters, list, "after_sale_order_id_list", |r| {
         r.to_string()
     })
 }
 
 /// `POST /channels/ec/aftersale/getaftersaleorder`: one after-sale order
 /// of the account.
-async fn after_sale_get_route(
-    State(sb): State<WechatShopSandbox>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let (shop, params) = match admit(&sb, q.as_deref(), &headers, &body).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+fn after_sale_get(sb: &WechatShopSandbox, shop: usize, params: &serde_json::Value) -> Response {
     let Some(id) = params
         .get("after_sale_order_id")
         .and_then(quanyu_connector_sdk::market::text_of)
@@ -578,45 +564,13 @@ async fn after_sale_get_route(
     )
 }
 
-/// How the demo, `quanyu sandbox` and the shared suite start and pull this
-/// sandbox.
-pub static KIT: KitSpec<crate::WechatShopConfig> = KitSpec {
-    create: |world, as_of, faults| {
-        Box::new(Emulated {
-            router: WechatShopSandbox::router,
-            announce: WechatShopSandbox::announcement,
-            describe: "WeChat Channels shop API sandbox at {base_url}/channels/ec/order/list/get",
-            sandbox: WechatShopSandbox::new(MarketSandboxConfig::new(world, as_of, faults, 7200)),
-        })
-    },
-    config,
-    build: crate::build_streams,
-    facts: SandboxFacts {
-        list_api: LIST_API,
-        // No signature: a wrong secret is refused where the token is asked.
-        bad_signature: ("40125", "invalid appsecret"),
-        tokens: TokenFlow::AppGrant(TOKEN_PATH),
-        clear_phones: ClearPhones::None,
-        masks: true,
-        one_line_per_order: false,
-        // No PyPI package calls `/channels/ec/*` (wechatpy has no such
-        // module); the official SDKs are Java, .NET, Go and PHP.
-        official_sdk: None,
-    },
-};
-
 /// The config that pulls an announced sandbox as `pull` asks.
 pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::WechatShopConfig {
     crate::WechatShopConfig {
         api_base: ann.base_url.clone(),
-        qps: pull.app_qps,
         shop_qps: 0,
-        page_size: 100,
         details_at_once: 4,
-        window_minutes: 24 * 60,
-        lookback_minutes: 30,
-        initial_days: pull.initial_days,
-        refunds: pull.refunds,
+        pull: PullSettings::sandbox(pull, 100, 24 * 60, 30),
         shops: ann
             .shops
             .iter()

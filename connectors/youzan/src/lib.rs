@@ -110,13 +110,13 @@ pub fn build_streams(
     cfg: &YouzanConfig,
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
-    let wiring = AppWiring::new("youzan", &cfg.client_id, setup, cfg.qps);
-    let plan = cfg.pull().checked_plan(&wiring, &LIMITS)?;
+    let wiring = AppWiring::new("youzan", &cfg.client_id, setup, cfg.pull.qps);
+    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
     let secret = wiring.secret(&cfg.client_secret)?;
-    if cfg.refunds && cfg.window_minutes > 90 * 24 * 60 {
+    if cfg.pull.refunds && cfg.pull.window_minutes > 90 * 24 * 60 {
         return Err(wiring.error(format!(
             "window_minutes {} is more than the 90 days {REFUNDS_API} takes (shorten the window or set refunds = false)",
-            cfg.window_minutes
+            cfg.pull.window_minutes
         )));
     }
     each_shop(&cfg.shops, |shop| {
@@ -138,11 +138,11 @@ pub fn build_streams(
             client: client.with_api(api),
             token: token.clone(),
             shop: shop.id.clone(),
-            page_size: cfg.page_size,
+            page_size: cfg.pull.page_size,
         };
         let trades = Listing {
-            max_records: Some(MAX_DEPTH.min(MAX_PAGE_NO * u64::from(cfg.page_size))),
-            ..Listing::new(TRADES_API, Paging::backward(1, cfg.page_size))
+            max_records: Some(MAX_DEPTH.min(MAX_PAGE_NO * u64::from(cfg.pull.page_size))),
+            ..Listing::new(TRADES_API, Paging::backward(1, cfg.pull.page_size))
                 .within(Duration::days(MAX_WINDOW_DAYS))
         };
         let refunds = Listing::new(REFUNDS_API, trades.paging).within(Duration::days(90));
@@ -151,7 +151,11 @@ pub fn build_streams(
         Ok(
             OrderStream::new("youzan", &shop.id, list(api.clone()), trades, plan)
                 .decrypting(cfg.decrypt.then(|| list(api.clone())), DECRYPT_BATCH)
-                .with_refunds(cfg.refunds.then(|| (list(api.counted_apart()), refunds))),
+                .with_refunds(
+                    cfg.pull
+                        .refunds
+                        .then(|| (list(api.counted_apart()), refunds)),
+                ),
         )
     })
 }

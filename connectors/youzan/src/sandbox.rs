@@ -28,9 +28,8 @@ use axum::routing::post;
 use axum::Router;
 use base64::Engine as _;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use quanyu_connector_sdk::connector::{
-    ClearPhones, Emulated, KitSpec, SandboxAnnouncement, SandboxFacts, SandboxPull, TokenFlow,
-};
+use quanyu_connector_sdk::connector::{SandboxAnnouncement, SandboxPull};
+use quanyu_connector_sdk::market::PullSettings;
 use quanyu_connector_sdk::sandbox::answer::{beijing_text, json_answer, Refusal};
 use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, RefundStage, Stage};
@@ -71,7 +70,9 @@ pub fn kdt_id(i: usize) -> String {
 quanyu_connector_sdk::market_sandbox! {
     /// The Youzan gateway emulator. Cheap to clone.
     pub struct YouzanSandbox {}
-    serves: Youzan, tokens: "yz",
+    serves: Youzan, tokens: "yz", token_ttl: 7 * 86_400,
+    describe: "Youzan cloud gateway sandbox at {base_url}/api/youzan.trades.sold.get/4.0.4",
+    kit: crate::YouzanConfig,
     announce: with_kdt_ids,
 }
 
@@ -471,48 +472,15 @@ fn decrypt(sb: &YouzanSandbox, params: &serde_json::Value) -> Response {
     success(serde_json::Value::Object(data))
 }
 
-/// How the demo, `quanyu sandbox` and the shared suite start and pull this
-/// sandbox.
-pub static KIT: KitSpec<crate::YouzanConfig> = KitSpec {
-    create: |world, as_of, faults| {
-        Box::new(Emulated {
-            router: YouzanSandbox::router,
-            announce: YouzanSandbox::announcement,
-            describe: "Youzan cloud gateway sandbox at {base_url}/api/youzan.trades.sold.get/4.0.4",
-            sandbox: YouzanSandbox::new(MarketSandboxConfig::new(world, as_of, faults, 7 * 86_400)),
-        })
-    },
-    config,
-    build: crate::build_streams,
-    facts: SandboxFacts {
-        list_api: TRADES_API,
-        // Youzan signs nothing: a wrong secret is refused where the token
-        // is granted.
-        bad_signature: ("1000", "应用信息错误"),
-        tokens: TokenFlow::AppGrant(TOKEN_PATH),
-        clear_phones: ClearPhones::None,
-        masks: false,
-        one_line_per_order: false,
-        // Youzan publishes no Python SDK (PyPI `youzan` is the retired
-        // 口袋通 API).
-        official_sdk: None,
-    },
-};
-
 /// The config that pulls an announced sandbox as `pull` asks.
 pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::YouzanConfig {
     crate::YouzanConfig {
         gateway: ann.base_url.clone(),
         client_id: ann.app_key.clone(),
         client_secret: SecretRef::inline(ann.app_secret.clone()),
-        qps: pull.app_qps,
         shop_qps: 0,
-        page_size: 100,
-        window_minutes: 6 * 60,
-        lookback_minutes: 30,
-        initial_days: pull.initial_days,
-        refunds: pull.refunds,
         decrypt: pull.decrypt,
+        pull: PullSettings::sandbox(pull, 100, 6 * 60, 30),
         shops: ann
             .shops
             .iter()

@@ -30,21 +30,14 @@ async fn gateway_limits_are_youzans() {
     let sb = Started::start(&CONNECTOR, FaultConfig::default(), 50).await;
     let setup = market::setup();
     let mut cfg = sandbox::config(&sb.announcement, SandboxPull::default());
-    cfg.page_size = 101;
-    let err = build_streams(&cfg, &setup).err().unwrap();
-    assert!(err.to_string().contains("page_size"), "{err}");
-    cfg.page_size = 100;
-    cfg.window_minutes = 366 * 24 * 60;
-    let err = build_streams(&cfg, &setup).err().unwrap();
-    assert!(err.to_string().contains("one year"), "{err}");
-    // A window the trade list takes but the refund list does not.
-    cfg.window_minutes = 120 * 24 * 60;
-    cfg.refunds = true;
+    // (The suite checks the page and window limits.) A window the trade list takes but the refund list does not.
+    cfg.pull.window_minutes = 120 * 24 * 60;
+    cfg.pull.refunds = true;
     let err = build_streams(&cfg, &setup).err().unwrap();
     assert!(err.to_string().contains("90 days"), "{err}");
-    cfg.refunds = false;
+    cfg.pull.refunds = false;
     assert!(build_streams(&cfg, &setup).is_ok(), "orders alone take it");
-    cfg.window_minutes = 60;
+    cfg.pull.window_minutes = 60;
     cfg.shops[0].kdt_id = " ".into();
     assert!(build_streams(&cfg, &setup).is_err(), "an empty kdt_id");
 
@@ -144,8 +137,8 @@ async fn the_token_endpoint_takes_json_only() {
 async fn a_window_too_full_is_split_until_it_fits() {
     let sb = Started::start(&CONNECTOR, FaultConfig::default(), 9_000).await;
     let mut cfg = sandbox::config(&sb.announcement, SandboxPull::default());
-    cfg.window_minutes = 3 * 24 * 60;
-    cfg.initial_days = 3;
+    cfg.pull.window_minutes = 3 * 24 * 60;
+    cfg.pull.initial_days = 3;
     cfg.shops.truncate(1);
     let shop = cfg.shops[0].id.clone();
     let streams = build_streams(&cfg, &market::setup()).unwrap();

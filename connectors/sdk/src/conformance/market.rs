@@ -23,6 +23,7 @@ use crate::connector::{
     AnnouncedShop, ClearPhones, Connector, RunningSandbox, SandboxAnnouncement, SandboxFacts,
     SandboxKit, SandboxPull, TokenFlow,
 };
+use crate::market::PullSettings;
 use crate::sandbox::market::MarketCore;
 use crate::sandbox::orders::RefundStage;
 use crate::sandbox::world::{WorldConfig, WorldShop};
@@ -400,6 +401,7 @@ pub async fn run_market_suite(connector: &'static dyn Connector) {
     check_decrypt_on_and_off(connector).await;
     check_shops_share_one_budget(connector).await;
     check_official_sdk(connector).await;
+    check_pull_limits(connector).await;
     check_orders_land_with_their_lines(connector).await;
     run_all(&refunds_harness(connector)).await;
     check_refunds_as_shown(connector).await;
@@ -575,14 +577,73 @@ pub async fn check_official_sdk(connector: &'static dyn Connector) {
     let sb = Started::start(connector, FaultConfig::default(), 150).await;
     if let Some(sdk) = sb.facts().official_sdk {
         let ann = sb.announcement.clone();
-        let script = std::path::Path::new(sdk.script);
-        if let Some(got) = sb.official_sdk_orders(script, |shop| (sdk.args)(&ann, shop)) {
+        let script = std::path::Path::new(&sdk.script);
+        if let Some(got) = sb.official_sdk_orders(script, |shop| sdk.args_for(&ann, shop)) {
             assert_eq!(
                 got as usize,
                 sb.core().visible_orders().len(),
                 "the official SDK got every order"
             );
         }
+    }
+    sb.stop().await;
+}
+
+/// The pull settings are held to the platform's limits: a page size, a
+/// window or a first pull beyond them is refused naming the field, the
+/// limit and the platform's reason; at the limits the streams build.
+pub async fn check_pull_limits(connector: &'static dyn Connector) {
+    let kit = Started::kit_of(connector);
+    let limits = kit
+        .pull_limits()
+        .unwrap_or_else(|| panic!("{} states no pull limits", connector.name()));
+    let sb = Started::start(connector, FaultConfig::default(), 50).await;
+    let build = |change: &dyn Fn(&mut PullSettings)| {
+        kit.streams_with_settings(&sb.announcement, change, &setup())
+    };
+    let (pages, (window, window_why), (days, days_why)) = (
+        limits.page_size.clone(),
+        limits.window_minutes,
+        limits.initial_days,
+    );
+    let at_limits = build(&|p| {
+        p.page_size = *pages.end();
+        p.window_minutes = window;
+        p.initial_days = days;
+    });
+    assert!(at_limits.is_ok(), "at the limits: {:?}", at_limits.err());
+    type Refused<'a> = (&'a str, &'a dyn Fn(&mut PullSettings), String);
+    let refused: [Refused; 4] = [
+        (
+            "page_size",
+            &|p| p.page_size = *pages.end() + 1,
+            format!("..={}", pages.end()),
+        ),
+        (
+            "page_size",
+            &|p| p.page_size = *pages.start() - 1,
+            format!("{}..", pages.start()),
+        ),
+        (
+            "window_minutes",
+            &|p| p.window_minutes = window + 1,
+            format!("..={window}{window_why}"),
+        ),
+        (
+            "initial_days",
+            &|p| p.initial_days = days + 1,
+            format!("..={days}{days_why}"),
+        ),
+    ];
+    for (field, change, says) in refused {
+        let err = build(change)
+            .err()
+            .unwrap_or_else(|| panic!("{field} beyond the limit builds"));
+        let text = err.to_string();
+        assert!(
+            text.contains(field) && text.contains(&says),
+            "{field}: {text}"
+        );
     }
     sb.stop().await;
 }
@@ -600,11 +661,15 @@ pub async fn check_bad_signature(connector: &'static dyn Connector) {
         panic!("expected a connector error, got {err}")
     };
     assert_eq!(e.kind, crate::ErrorKind::Auth, "{e}");
-    assert_eq!(e.code.as_deref(), Some(facts.bad_signature.0), "{e}");
+    assert_eq!(
+        e.code.as_deref(),
+        Some(facts.bad_signature.code.as_str()),
+        "{e}"
+    );
     let text = e.to_string();
     assert!(text.contains(connector.name()), "{text}");
-    assert!(text.contains(facts.list_api), "{text}");
-    assert!(text.contains(facts.bad_signature.1), "{text}");
+    assert!(text.contains(&facts.list_api), "{text}");
+    assert!(text.contains(&facts.bad_signature.says), "{text}");
     assert!(
         sb.core().shops().iter().any(|s| text.contains(s.as_str())),
         "{text}"
@@ -727,7 +792,7 @@ pub async fn check_tokens_persist_across_restart(connector: &'static dyn Connect
                 panic!("{err}")
             };
             assert_eq!(e.kind, crate::ErrorKind::Auth, "{e}");
-            assert!(e.to_string().contains(refresh_api), "{e}");
+            assert!(e.to_string().contains(refresh_api.as_str()), "{e}");
         }
         _ => {
             let asked = core.refreshes();

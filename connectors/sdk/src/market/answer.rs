@@ -86,23 +86,11 @@ impl ListAnswer {
         .map(|list| read_part(ctx, list, self.records))
         .transpose()?
         .unwrap_or_default();
-        let total = match self.total {
-            Some(p) => at(ctx, root, p)?
-                .map(|v| count_of(ctx, v, p))
-                .transpose()?
-                .flatten(),
-            None => None,
-        };
+        let total = optional_part(ctx, root, self.total, count_of)?;
         // A page without records may leave its total out: none there.
         let total = total.or((self.total.is_some() && records.is_empty()).then_some(0));
-        let next = match self.next {
-            Some(p) => at(ctx, root, p)?
-                .map(|v| cursor_of(ctx, v, p))
-                .transpose()?
-                .flatten(),
-            None => None,
-        }
-        .filter(|c| Some(c.as_str()) != self.no_more);
+        let next = optional_part(ctx, root, self.next, cursor_of)?
+            .filter(|c| Some(c.as_str()) != self.no_more);
         Ok(ListPage {
             total,
             next,
@@ -121,6 +109,23 @@ fn read_part<'a, T: serde::Deserialize<'a>>(
     path: &str,
 ) -> Result<T, ConnectorError> {
     serde_json::from_str(v.get()).map_err(|e| protocol(ctx, format!("unreadable {path}: {e}")))
+}
+
+/// The part at `path` (when the answer names one) read with `read`;
+/// `None` where it is absent, null or empty.
+fn optional_part<T>(
+    ctx: &RequestContext,
+    root: &RawValue,
+    path: Option<&str>,
+    read: fn(&RequestContext, &RawValue, &str) -> Result<Option<T>, ConnectorError>,
+) -> Result<Option<T>, ConnectorError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    Ok(at(ctx, root, path)?
+        .map(|v| read(ctx, v, path))
+        .transpose()?
+        .flatten())
 }
 
 /// The value at `path` below `v`, `None` where a key is absent or a value

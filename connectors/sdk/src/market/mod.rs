@@ -39,7 +39,7 @@ pub use record::{
     text_of, top_refund_status, values_of, yuan_of, Line, MappedOrder, Money, RefundParts,
     Rejected, TimeText,
 };
-pub use settings::{PullLimits, PullSettings};
+pub use settings::{PullLimits, PullSettings, Pulled};
 pub use stream::{
     each_shop, ListPage, ListStream, Listed, Listing, Lists, OrderStream, PageAt, PageQuery,
     RecordList, RefundStream,

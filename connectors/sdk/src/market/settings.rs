@@ -30,6 +30,12 @@ pub struct PullSettings {
     pub refunds: bool,
 }
 
+/// A config with pull settings (every `market_config!` config).
+pub trait Pulled {
+    /// Its pull settings, to change.
+    fn pull_settings(&mut self) -> &mut PullSettings;
+}
+
 /// What a platform allows of the pull settings.
 #[derive(Debug, Clone)]
 pub struct PullLimits {
@@ -44,6 +50,24 @@ pub struct PullLimits {
 }
 
 impl PullSettings {
+    /// The settings a sandbox pull asks for (`pull`), with the platform's
+    /// page size, window and look-back.
+    pub fn sandbox(
+        pull: crate::connector::SandboxPull,
+        page_size: u32,
+        window_minutes: i64,
+        lookback_minutes: i64,
+    ) -> Self {
+        PullSettings {
+            qps: pull.app_qps,
+            page_size,
+            window_minutes,
+            lookback_minutes,
+            initial_days: pull.initial_days,
+            refunds: pull.refunds,
+        }
+    }
+
     /// Check the settings against `limits` (an error names the field and
     /// the platform's reason) and cut the windows they ask for.
     pub fn checked_plan(
@@ -65,11 +89,12 @@ impl PullSettings {
     }
 }
 
-/// A marketplace config: the platform's own fields, then the pull settings
-/// every marketplace has (`qps`, `page_size`, `window_minutes`,
-/// `lookback_minutes`, `initial_days`) with the platform's defaults.
-/// Unknown fields are an error naming them. Use once per crate (it adds a
-/// private module `pull_defaults`).
+/// A marketplace config: the platform's own fields, then `pull`, the pull
+/// settings every marketplace has (`qps`, `page_size`, `window_minutes`,
+/// `lookback_minutes`, `initial_days`, `refunds`), read from the same
+/// section with the platform's defaults. Unknown fields are an error
+/// naming them. Use once per crate (it adds a private module
+/// `pull_defaults`).
 ///
 /// ```ignore
 /// quanyu_connector_sdk::market_config! {
@@ -86,7 +111,7 @@ macro_rules! market_config {
     (
         $(#[$meta:meta])*
         pub struct $name:ident {
-            $($fields:tt)*
+            $($(#[$fmeta:meta])* pub $field:ident: $fty:ty,)*
         }
         pull defaults {
             qps: $qps:expr,
@@ -98,48 +123,58 @@ macro_rules! market_config {
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
+        #[serde(from = "pull_defaults::Section")]
         pub struct $name {
-            $($fields)*
-            /// Requests per second for the app key, shared by all its shops; 0 = no limit.
-            #[serde(default = "pull_defaults::qps")]
-            pub qps: u32,
-            /// Orders per page.
-            #[serde(default = "pull_defaults::page_size")]
-            pub page_size: u32,
-            /// Window length in minutes.
-            #[serde(default = "pull_defaults::window_minutes")]
-            pub window_minutes: i64,
-            /// Look-back overlap in minutes for late updates.
-            #[serde(default = "pull_defaults::lookback_minutes")]
-            pub lookback_minutes: i64,
-            /// How many days back the first pull starts.
-            #[serde(default = "pull_defaults::initial_days")]
-            pub initial_days: i64,
-            /// Also pull each shop's refund / after-sale list (a `refunds`
-            /// stream per shop; needs the app's refund permission).
-            #[serde(default = "pull_defaults::refunds")]
-            pub refunds: bool,
+            $($(#[$fmeta])* pub $field: $fty,)*
+            /// The pull settings, read from the same section.
+            pub pull: $crate::market::PullSettings,
         }
 
-        impl $name {
-            /// The section's pull settings.
-            pub fn pull(&self) -> $crate::market::PullSettings {
-                $crate::market::PullSettings {
-                    qps: self.qps,
-                    page_size: self.page_size,
-                    window_minutes: self.window_minutes,
-                    lookback_minutes: self.lookback_minutes,
-                    initial_days: self.initial_days,
-                    refunds: self.refunds,
-                }
+        impl $crate::market::Pulled for $name {
+            fn pull_settings(&mut self) -> &mut $crate::market::PullSettings {
+                &mut self.pull
             }
         }
 
-        /// The pull settings' defaults on this platform.
+        /// The pull settings' defaults on this platform, and the section as
+        /// it is written (flat).
         mod pull_defaults {
             #[allow(unused_imports)]
             use super::*;
+
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            pub struct Section {
+                $($(#[$fmeta])* pub $field: $fty,)*
+                #[serde(default = "qps")]
+                pub qps: u32,
+                #[serde(default = "page_size")]
+                pub page_size: u32,
+                #[serde(default = "window_minutes")]
+                pub window_minutes: i64,
+                #[serde(default = "lookback_minutes")]
+                pub lookback_minutes: i64,
+                #[serde(default = "initial_days")]
+                pub initial_days: i64,
+                #[serde(default = "refunds")]
+                pub refunds: bool,
+            }
+
+            impl From<Section> for super::$name {
+                fn from(s: Section) -> Self {
+                    super::$name {
+                        $($field: s.$field,)*
+                        pull: $crate::market::PullSettings {
+                            qps: s.qps,
+                            page_size: s.page_size,
+                            window_minutes: s.window_minutes,
+                            lookback_minutes: s.lookback_minutes,
+                            initial_days: s.initial_days,
+                            refunds: s.refunds,
+                        },
+                    }
+                }
+            }
 
             pub fn qps() -> u32 {
                 $qps

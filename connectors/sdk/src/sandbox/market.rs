@@ -132,6 +132,14 @@ impl MarketCore {
         self.issuer.initial(i)
     }
 
+    /// The shop an authorization code names: the sandbox's codes are
+    /// `sandbox-code-<shop index>`.
+    pub fn shop_of_code(&self, code: Option<&str>) -> Option<usize> {
+        code.and_then(|c| c.strip_prefix("sandbox-code-"))
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n < self.book.shops().len())
+    }
+
     /// Expire every access token (tests: "a day later").
     pub fn expire_tokens(&self) {
         self.issuer.expire_all();
@@ -263,7 +271,12 @@ impl MarketCore {
 /// (serving the platform's own `router()`), and `for_test()` in the
 /// crate's tests.
 ///
-/// `serves` names the channel and the token prefix; an optional `core`
+/// `serves` names the channel, the token prefix, how long tokens live and
+/// what `emulated` describes (`{base_url}` stands for where it serves);
+/// `kit` names the config type, and the macro declares `KIT`, the sandbox
+/// kit (the module's `config`, `crate::build_streams`, the crate's
+/// `sandbox.toml`, `crate::LIMITS`);
+/// an optional `core`
 /// builds the core otherwise (a closure of the config), and an optional
 /// `announce` names a method that adjusts what the sandbox announces
 /// (`fn(&self, SandboxAnnouncement) -> SandboxAnnouncement`).
@@ -275,18 +288,21 @@ impl MarketCore {
 ///         /// A field of its own.
 ///         grants: std::sync::atomic::AtomicU64 = Default::default(),
 ///     }
-///     serves: Taobao, tokens: "top",
+///     serves: Taobao, tokens: "top", token_ttl: 86_400,
+///     describe: "TOP gateway sandbox at {base_url}/router/rest", kit: crate::TaobaoConfig,
 ///     announce: without_refresh_tokens,
 /// }
 /// ```
 #[macro_export]
+#[allow(clippy::crate_in_macro_def)] // `crate::build_streams` is the calling connector's
 macro_rules! market_sandbox {
     (
         $(#[$meta:meta])*
         pub struct $name:ident {
             $($(#[$fmeta:meta])* $field:ident: $fty:ty = $init:expr),* $(,)?
         }
-        serves: $channel:ident, tokens: $prefix:expr
+        serves: $channel:ident, tokens: $prefix:expr, token_ttl: $ttl:expr,
+        describe: $describe:expr, kit: $config:ty
         $(, core: $core:expr)?
         $(, announce: $announce:ident)? $(,)?
     ) => {
@@ -324,6 +340,22 @@ macro_rules! market_sandbox {
                         $($field: $init,)*
                     }),
                 }
+            }
+
+            /// The emulator over `world` at `as_of` with `faults`, accepting
+            /// the default credentials, as a running sandbox.
+            pub fn emulated(
+                world: $crate::sandbox::world::WorldConfig,
+                as_of: chrono::DateTime<chrono::Utc>,
+                faults: $crate::sandbox::FaultConfig,
+            ) -> Box<dyn $crate::connector::RunningSandbox> {
+                let cfg = $crate::sandbox::market::MarketSandboxConfig::new(world, as_of, faults, $ttl);
+                Box::new($crate::connector::Emulated {
+                    router: Self::router,
+                    announce: Self::announcement,
+                    describe: $describe,
+                    sandbox: Self::new(cfg),
+                })
             }
 
             /// For a unit test: the test world's shops of this platform.
@@ -364,6 +396,17 @@ macro_rules! market_sandbox {
                 $crate::sandbox::serve(self.router(), addr).await
             }
         }
+
+        /// The sandbox kit: how the emulator is created, the config that
+        /// pulls it (this module's `config`), the connector's streams, and
+        /// what the shared suite checks of it (the crate's `sandbox.toml`).
+        pub static KIT: $crate::connector::KitSpec<$config> = $crate::connector::KitSpec {
+            create: $name::emulated,
+            config,
+            build: crate::build_streams,
+            facts: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sandbox.toml")),
+            limits: &crate::LIMITS,
+        };
 
         impl std::ops::Deref for $name {
             type Target = $crate::sandbox::market::MarketCore;
