@@ -25,14 +25,14 @@ fuzz_target!(|data: &[u8]| {
     if which >= 128 {
         // A marketplace's refund or after-sale record.
         let refund = match which % 8 {
-            0 => quanyu_taobao::mapping::map_refund(&text, "shop"),
-            1 => quanyu_jd::mapping::map_refund(&text, "shop"),
-            2 => quanyu_pdd::mapping::map_refund(&text, "shop"),
-            3 => quanyu_douyin::mapping::map_after_sale(&text, "shop"),
-            4 => quanyu_kuaishou::mapping::map_refund(&text, "shop"),
-            5 => quanyu_jushuitan::mapping::map_refund(&text, "shop"),
-            6 => quanyu_youzan::mapping::map_refund(&text, "shop"),
-            _ => quanyu_wechat_shop::mapping::map_after_sale(&text, "shop"),
+            0 => quanyu_taobao::MAPPING.refund(&text, "shop"),
+            1 => quanyu_jd::MAPPING.refund(&text, "shop"),
+            2 => quanyu_pdd::MAPPING.refund(&text, "shop"),
+            3 => quanyu_douyin::MAPPING.refund(&text, "shop"),
+            4 => quanyu_kuaishou::MAPPING.refund(&text, "shop"),
+            5 => quanyu_jushuitan::MAPPING.refund(&text, "shop"),
+            6 => quanyu_youzan::MAPPING.refund(&text, "shop"),
+            _ => quanyu_wechat_shop::MAPPING.refund(&text, "shop"),
         };
         if let Err(r) = refund {
             assert_no_phone_outside_hashes(&hasher, &r.reason);
@@ -42,37 +42,37 @@ fuzz_target!(|data: &[u8]| {
     let reason = match which % 11 {
         0 => {
             let _ = quanyu_taobao::client::check_envelope(&ctx, body);
-            quanyu_taobao::mapping::map_trade(&text, "shop", &hasher)
+            quanyu_taobao::MAPPING.order(&text, "shop", &hasher)
                 .err()
                 .map(|r| r.reason)
         }
         1 => {
             let _ = quanyu_jd::client::check_envelope(&ctx, body);
-            quanyu_jd::mapping::map_order(&text, "shop", &hasher)
+            quanyu_jd::MAPPING.order(&text, "shop", &hasher)
                 .err()
                 .map(|r| r.reason)
         }
         2 => {
             let _ = quanyu_pdd::client::check_envelope(&ctx, body);
-            quanyu_pdd::mapping::map_order(&text, "shop", &hasher)
+            quanyu_pdd::MAPPING.order(&text, "shop", &hasher)
                 .err()
                 .map(|r| r.reason)
         }
         3 => {
             let _ = quanyu_douyin::client::check_envelope(&ctx, body);
-            quanyu_douyin::mapping::map_order(&text, "shop", &hasher)
+            quanyu_douyin::MAPPING.order(&text, "shop", &hasher)
                 .err()
                 .map(|r| r.reason)
         }
         4 => {
             let _ = quanyu_kuaishou::client::check_envelope(&ctx, body);
-            quanyu_kuaishou::mapping::map_order(&text, "shop", &hasher)
+            quanyu_kuaishou::MAPPING.order(&text, "shop", &hasher)
                 .err()
                 .map(|r| r.reason)
         }
         5 => {
             let _ = quanyu_jushuitan::client::check_envelope(&ctx, body);
-            quanyu_jushuitan::mapping::map_order(&text, "shop", &hasher)
+            quanyu_jushuitan::MAPPING.order(&text, "shop", &hasher)
                 .err()
                 .map(|r| r.reason)
         }
@@ -87,13 +87,13 @@ fuzz_target!(|data: &[u8]| {
         }
         8 => {
             let _ = quanyu_youzan::client::check_envelope(&ctx, body);
-            quanyu_youzan::mapping::map_order(&text, "shop", &hasher)
+            quanyu_youzan::MAPPING.order(&text, "shop", &hasher)
                 .err()
                 .map(|r| r.reason)
         }
         9 => {
             let _ = quanyu_wechat_shop::client::check_envelope(&ctx, body);
-            quanyu_wechat_shop::mapping::map_order(&text, "shop", &hasher)
+            quanyu_wechat_shop::MAPPING.order(&text, "shop", &hasher)
                 .err()
                 .map(|r| r.reason)
         }

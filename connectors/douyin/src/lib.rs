@@ -18,7 +18,13 @@
 #![warn(missing_docs)]
 
 pub mod client;
-pub mod mapping;
+/// Douyin's orders and after-sales as canonical rows: where each field stands, its unit and
+/// what the status words mean are data (`mapping.toml`, with its checks).
+pub static MAPPING: quanyu_connector_sdk::market::RecordMapping =
+    quanyu_connector_sdk::market::RecordMapping::new(
+        quanyu_schemas::Channel::Douyin,
+        include_str!("../mapping.toml"),
+    );
 pub mod sandbox;
 pub mod sign;
 
@@ -209,7 +215,7 @@ impl RecordList for SearchList {
             "order_by": "update_time",
             "order_asc": false,
         });
-        let map = |raw: &str| mapping::map_order_with_cipher(raw, &self.shop, hasher);
+        let map = |raw: &str| MAPPING.order(raw, &self.shop, hasher);
         self.client
             .list_page(&rctx, SEARCH_API, &self.token, &param, &ORDERS, map)
             .await
@@ -229,7 +235,7 @@ impl RecordList<RefundRow> for SearchList {
             "update_end_time": (window.end.timestamp() - 1).max(start),
             "order_by": ["update_time desc"],
         });
-        let map = |raw: &str| mapping::map_after_sale(raw, &self.shop);
+        let map = |raw: &str| MAPPING.refund(raw, &self.shop);
         self.client
             .list_page(
                 &rctx,

@@ -719,7 +719,7 @@ mod tests {
         let v = sb.render_order(first, 0, false);
         assert_eq!(v["order_status"], 1);
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
-        let m = crate::mapping::map_order_with_cipher(&v.to_string(), "x", &hasher).unwrap();
+        let m = crate::MAPPING.order(&v.to_string(), "x", &hasher).unwrap();
         let c = m.cipher.unwrap();
         let person = sb
             .world()
@@ -730,7 +730,9 @@ mod tests {
         assert!(!v.to_string().contains(&person.phone), "no clear phone");
         assert_eq!(token_of(&cipher('#', "t", 1)), None);
         let bad = sb.render_order(first, 0, true);
-        assert!(crate::mapping::map_order(&bad.to_string(), "x", &hasher).is_err());
+        assert!(crate::MAPPING
+            .order(&bad.to_string(), "x", &hasher)
+            .is_err());
     }
 
     #[test]

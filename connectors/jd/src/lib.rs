@@ -23,7 +23,13 @@
 #![warn(missing_docs)]
 
 pub mod client;
-pub mod mapping;
+/// JD's orders and refund applications as canonical rows: where each field stands, its unit and
+/// what the status words mean are data (`mapping.toml`, with its checks).
+pub static MAPPING: quanyu_connector_sdk::market::RecordMapping =
+    quanyu_connector_sdk::market::RecordMapping::new(
+        quanyu_schemas::Channel::Jd,
+        include_str!("../mapping.toml"),
+    );
 pub mod sandbox;
 pub mod sign;
 
@@ -217,7 +223,7 @@ impl OrderSearch {
             total: Some(total),
             next: None,
             records: ListPage::mapped(data.order_info_list.unwrap_or_default(), |raw| {
-                mapping::map_order_lines(raw, &self.shop, hasher)
+                MAPPING.order(raw, &self.shop, hasher)
             }),
         })
     }
@@ -334,7 +340,7 @@ impl RecordList<RefundRow> for OrderSearch {
                     total: None,
                     next,
                     records: ListPage::mapped(result.result.unwrap_or_default(), |raw| {
-                        mapping::map_refund(raw, &self.shop)
+                        MAPPING.refund(raw, &self.shop)
                     }),
                 })
             })

@@ -695,7 +695,10 @@ mod tests {
         for e in snap.per_shop.iter().flatten() {
             let i = e.purchase as usize;
             let v = sb.render_order(i, usize::from(e.event), false);
-            let row = crate::mapping::map_order(&v.to_string(), "x", &hasher).unwrap();
+            let row = crate::MAPPING
+                .order(&v.to_string(), "x", &hasher)
+                .unwrap()
+                .row;
             let lc = sb.book.lifecycle(i);
             let stage = lc.events[usize::from(e.event)].1;
             let want = match stage {
@@ -725,7 +728,9 @@ mod tests {
         assert!(seen_states.len() >= 4, "{seen_states:?}");
         let e = snap.per_shop[0][0];
         let bad = sb.render_order(e.purchase as usize, usize::from(e.event), true);
-        assert!(crate::mapping::map_order(&bad.to_string(), "x", &hasher).is_err());
+        assert!(crate::MAPPING
+            .order(&bad.to_string(), "x", &hasher)
+            .is_err());
         assert_eq!(token_of(&tde("tok", 1)), None, "names are not mobiles");
         assert_eq!(token_of("not base64!"), None);
     }

@@ -17,7 +17,13 @@
 #![warn(missing_docs)]
 
 pub mod client;
-pub mod mapping;
+/// Jushuitan's orders and after-sale orders as canonical rows: where each field stands, its unit and
+/// what the status words mean are data (`mapping.toml`, with its checks).
+pub static MAPPING: quanyu_connector_sdk::market::RecordMapping =
+    quanyu_connector_sdk::market::RecordMapping::new(
+        quanyu_schemas::Channel::Jushuitan,
+        include_str!("../mapping.toml"),
+    );
 pub mod sandbox;
 pub mod sign;
 
@@ -153,7 +159,7 @@ impl RecordList<RefundRow> for OrderQuery {
             "page_size": self.page_size,
         })
         .to_string();
-        let map = |raw: &str| mapping::map_refund(raw, &self.shop.id);
+        let map = |raw: &str| MAPPING.refund(raw, &self.shop.id);
         self.client
             .list_page(
                 &rctx,
@@ -182,7 +188,7 @@ impl RecordList for OrderQuery {
             "page_size": self.page_size,
         })
         .to_string();
-        let map = |raw: &str| mapping::map_order_lines(raw, &self.shop.id, hasher);
+        let map = |raw: &str| MAPPING.order(raw, &self.shop.id, hasher);
         self.client
             .list_page(&rctx, ORDERS_PATH, &self.token, biz.as_str(), &ORDERS, map)
             .await

@@ -453,15 +453,15 @@ mod tests {
             .position(|p| p.channel == Channel::Jushuitan)
             .unwrap();
         let v = sb.render(i, 0, 0, false).to_string();
-        let row = crate::mapping::map_order(&v, "x", &hasher).unwrap();
+        let row = crate::MAPPING.order(&v, "x", &hasher).unwrap().row;
         assert_eq!(row.status, quanyu_schemas::OrderStatus::PendingPayment);
         assert!(
             row.phone_hash.is_some(),
             "the ERP's own channel gives clear phones"
         );
-        assert!(
-            crate::mapping::map_order(&sb.render(i, 0, 0, true).to_string(), "x", &hasher).is_err()
-        );
+        assert!(crate::MAPPING
+            .order(&sb.render(i, 0, 0, true).to_string(), "x", &hasher)
+            .is_err());
         assert_eq!(sb.visible_orders().len(), 300);
     }
 }

@@ -11,7 +11,13 @@
 #![warn(missing_docs)]
 
 pub mod client;
-pub mod mapping;
+/// Kuaishou's orders and refunds as canonical rows: where each field stands, its unit and
+/// what the status words mean are data (`mapping.toml`, with its checks).
+pub static MAPPING: quanyu_connector_sdk::market::RecordMapping =
+    quanyu_connector_sdk::market::RecordMapping::new(
+        quanyu_schemas::Channel::Kuaishou,
+        include_str!("../mapping.toml"),
+    );
 pub mod sandbox;
 pub mod sign;
 
@@ -173,7 +179,7 @@ impl RecordList for CursorList {
             })
             .to_string(),
         );
-        let map = |raw: &str| mapping::map_order_with_cipher(raw, &self.shop, hasher);
+        let map = |raw: &str| MAPPING.order(raw, &self.shop, hasher);
         self.client
             .list_page(&rctx, CURSOR_LIST_API, &self.token, &param, &ORDERS, map)
             .await
@@ -198,7 +204,7 @@ impl RecordList<RefundRow> for CursorList {
             })
             .to_string(),
         );
-        let map = |raw: &str| mapping::map_refund(raw, &self.shop);
+        let map = |raw: &str| MAPPING.refund(raw, &self.shop);
         self.client
             .list_page(&rctx, REFUND_LIST_API, &self.token, &param, &REFUNDS, map)
             .await

@@ -645,7 +645,7 @@ mod tests {
         let v = sb.render_order(first, 0, false);
         assert_eq!(v["orderBaseInfo"]["status"], 10);
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
-        let m = crate::mapping::map_order_with_cipher(&v.to_string(), "x", &hasher).unwrap();
+        let m = crate::MAPPING.order(&v.to_string(), "x", &hasher).unwrap();
         let c = m.cipher.unwrap();
         let person = sb
             .world()
@@ -655,7 +655,9 @@ mod tests {
         assert_eq!(person.phone, sb.world().receiver(p).phone);
         assert!(!v.to_string().contains(&person.phone), "no clear phone");
         let bad = sb.render_order(first, 0, true);
-        assert!(crate::mapping::map_order(&bad.to_string(), "x", &hasher).is_err());
+        assert!(crate::MAPPING
+            .order(&bad.to_string(), "x", &hasher)
+            .is_err());
     }
 
     #[test]

@@ -16,7 +16,13 @@
 #![warn(missing_docs)]
 
 pub mod client;
-pub mod mapping;
+/// Pinduoduo's orders and after-sales as canonical rows: where each field stands, its unit and
+/// what the status words mean are data (`mapping.toml`, with its checks).
+pub static MAPPING: quanyu_connector_sdk::market::RecordMapping =
+    quanyu_connector_sdk::market::RecordMapping::new(
+        quanyu_schemas::Channel::Pdd,
+        include_str!("../mapping.toml"),
+    );
 pub mod sandbox;
 pub mod sign;
 
@@ -159,7 +165,7 @@ impl RecordList for Increments {
         params.push(("is_lucky_flag", "0".into()));
         params.push(("order_status", "5".into()));
         params.push(("refund_status", "5".into()));
-        let map = |raw: &str| mapping::map_order_with_cipher(raw, &self.shop, hasher);
+        let map = |raw: &str| MAPPING.order(raw, &self.shop, hasher);
         self.client
             .list_page(&rctx, INCREMENT_API, &self.token, &params, &ORDERS, map)
             .await
@@ -175,7 +181,7 @@ impl RecordList<RefundRow> for Increments {
         // 1 = every status, every type.
         params.push(("after_sales_status", "1".into()));
         params.push(("after_sales_type", "1".into()));
-        let map = |raw: &str| mapping::map_refund(raw, &self.shop);
+        let map = |raw: &str| MAPPING.refund(raw, &self.shop);
         self.client
             .list_page(&rctx, REFUNDS_API, &self.token, &params, &REFUNDS, map)
             .await

@@ -515,7 +515,7 @@ mod tests {
         let i = e.purchase as usize;
         let v = sb.render_order(i, usize::from(e.event), false);
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
-        let m = crate::mapping::map_order_with_cipher(&v.to_string(), "x", &hasher).unwrap();
+        let m = crate::MAPPING.order(&v.to_string(), "x", &hasher).unwrap();
         let c = m.cipher.unwrap();
         let person = sb
             .world()
@@ -533,7 +533,9 @@ mod tests {
             "names are not phones"
         );
         let bad = sb.render_order(i, usize::from(e.event), true);
-        assert!(crate::mapping::map_order(&bad.to_string(), "x", &hasher).is_err());
+        assert!(crate::MAPPING
+            .order(&bad.to_string(), "x", &hasher)
+            .is_err());
     }
 
     #[test]

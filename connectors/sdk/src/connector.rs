@@ -196,6 +196,8 @@ pub struct KitSpec<C> {
     pub facts: &'static str,
     /// What the platform allows of the pull settings.
     pub limits: &'static crate::market::PullLimits,
+    /// How its records map (the connector's `MAPPING`).
+    pub mapping: &'static crate::market::RecordMapping,
 }
 
 impl<C: crate::market::Pulled + 'static> SandboxKit for KitSpec<C> {
@@ -223,6 +225,10 @@ impl<C: crate::market::Pulled + 'static> SandboxKit for KitSpec<C> {
 
     fn pull_limits(&self) -> Option<&'static crate::market::PullLimits> {
         Some(self.limits)
+    }
+
+    fn mapping(&self) -> Option<&'static crate::market::RecordMapping> {
+        Some(self.mapping)
     }
 
     fn streams_with_settings(
@@ -262,6 +268,12 @@ pub trait SandboxKit: Send + Sync {
 
     /// What the platform allows of the pull settings, where it says.
     fn pull_limits(&self) -> Option<&'static crate::market::PullLimits> {
+        None
+    }
+
+    /// How the platform's records map to canonical rows, where it is a
+    /// marketplace (its `mapping.toml`).
+    fn mapping(&self) -> Option<&'static crate::market::RecordMapping> {
         None
     }
 

@@ -12,7 +12,13 @@
 #![warn(missing_docs)]
 
 pub mod client;
-pub mod mapping;
+/// Taobao's trades and refunds as canonical rows: where each field stands, its unit and
+/// what the status words mean are data (`mapping.toml`, with its checks).
+pub static MAPPING: quanyu_connector_sdk::market::RecordMapping =
+    quanyu_connector_sdk::market::RecordMapping::new(
+        quanyu_schemas::Channel::Taobao,
+        include_str!("../mapping.toml"),
+    );
 pub mod sandbox;
 pub mod sign;
 
@@ -208,7 +214,7 @@ impl RecordList<RefundRow> for TopList {
         let PageQuery { window, at, .. } = q;
         let rctx = RequestContext::new("taobao", Some(&self.shop), REFUNDS_API);
         let biz = self.query(&rctx, REFUND_FIELDS, window, at)?;
-        let map = |raw: &str| mapping::map_refund(raw, &self.shop);
+        let map = |raw: &str| MAPPING.refund(raw, &self.shop);
         self.client
             .call_with(&rctx, REFUNDS_API, &self.session, &biz, |body| {
                 REFUNDS.read(&rctx, body, map)
@@ -223,7 +229,7 @@ impl RecordList for TopList {
         let PageQuery { window, at, hasher } = q;
         let rctx = RequestContext::new("taobao", Some(&self.shop), INCREMENT_API);
         let biz = self.query(&rctx, FIELDS, window, at)?;
-        let map = |raw: &str| mapping::map_trade_with_oaid(raw, &self.shop, hasher);
+        let map = |raw: &str| MAPPING.order(raw, &self.shop, hasher);
         self.client
             .call_with(&rctx, INCREMENT_API, &self.session, &biz, |body| {
                 TRADES.read(&rctx, body, map)

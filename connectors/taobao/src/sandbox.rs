@@ -589,10 +589,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["status"], "WAIT_BUYER_PAY");
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
-        crate::mapping::map_trade(&s, "x", &hasher).unwrap();
+        crate::MAPPING.order(&s, "x", &hasher).unwrap();
         let mut bad = String::new();
         sb.render_trade(&mut bad, first, 0, true);
-        assert!(crate::mapping::map_trade(&bad, "x", &hasher).is_err());
+        assert!(crate::MAPPING.order(&bad, "x", &hasher).is_err());
     }
 
     #[test]

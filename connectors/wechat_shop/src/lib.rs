@@ -28,7 +28,13 @@
 #![warn(missing_docs)]
 
 pub mod client;
-pub mod mapping;
+/// The Channels shop's orders and after-sales as canonical rows: where each field stands, its unit and
+/// what the status words mean are data (`mapping.toml`, with its checks).
+pub static MAPPING: quanyu_connector_sdk::market::RecordMapping =
+    quanyu_connector_sdk::market::RecordMapping::new(
+        quanyu_schemas::Channel::WechatShop,
+        include_str!("../mapping.toml"),
+    );
 pub mod sandbox;
 
 use futures::StreamExt;
@@ -198,14 +204,14 @@ const ORDERS: Kind<MappedOrder> = Kind {
     list: LIST_API,
     get: GET_API,
     id_field: "order_id",
-    map: mapping::map_order,
+    map: |raw, shop, hasher| MAPPING.order(raw, shop, hasher),
 };
 
 const AFTER_SALES: Kind<RefundRow> = Kind {
     list: AFTER_SALE_LIST_API,
     get: AFTER_SALE_GET_API,
     id_field: "after_sale_order_id",
-    map: |raw, shop, _| mapping::map_after_sale(raw, shop),
+    map: |raw, shop, _| MAPPING.refund(raw, shop),
 };
 
 impl Orders {

@@ -607,7 +607,7 @@ mod tests {
             let text = v.to_string();
             let person = world.receiver(p);
             assert!(!text.contains(&person.phone), "no clear phone");
-            let m = crate::mapping::map_order(&text, "x", &hasher).unwrap();
+            let m = crate::MAPPING.order(&text, "x", &hasher).unwrap();
             assert_eq!(m.row.amount_fen, sb.book.lifecycle(i).payment());
             assert_eq!(
                 m.row.buyer_unionid,
@@ -617,10 +617,9 @@ mod tests {
             assert_eq!(sb.purchase_of(&m.row.order_id), Some(i));
         }
         assert!(shown > 0 && with_unionid > 0 && with_unionid < shown);
-        assert!(
-            crate::mapping::map_order(&sb.render_order(0, 0, true).to_string(), "x", &hasher)
-                .is_err()
-        );
+        assert!(crate::MAPPING
+            .order(&sb.render_order(0, 0, true).to_string(), "x", &hasher)
+            .is_err());
         assert_eq!(parse_key("ff.12.3"), Some((255, 12, 3)));
         assert_eq!(parse_key("ff.12"), None);
     }

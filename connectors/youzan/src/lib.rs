@@ -24,7 +24,13 @@
 #![warn(missing_docs)]
 
 pub mod client;
-pub mod mapping;
+/// Youzan's orders and refunds as canonical rows: where each field stands, its unit and
+/// what the status words mean are data (`mapping.toml`, with its checks).
+pub static MAPPING: quanyu_connector_sdk::market::RecordMapping =
+    quanyu_connector_sdk::market::RecordMapping::new(
+        quanyu_schemas::Channel::Youzan,
+        include_str!("../mapping.toml"),
+    );
 pub mod sandbox;
 
 use quanyu_connector_sdk::market::prelude::*;
@@ -197,7 +203,7 @@ impl RecordList for Trades {
             "page_size": self.page_size,
         });
         let method = format!("{TRADES_API}/{TRADES_VERSION}");
-        let map = |raw: &str| mapping::map_order(raw, &self.shop, hasher);
+        let map = |raw: &str| MAPPING.order(raw, &self.shop, hasher);
         self.client
             .list_page(&rctx, &method, &self.token, &params, &TRADES, map)
             .await
@@ -218,7 +224,7 @@ impl RecordList<RefundRow> for Trades {
             "page_size": self.page_size,
         });
         let method = format!("{REFUNDS_API}/{REFUNDS_VERSION}");
-        let map = |raw: &str| mapping::map_refund(raw, &self.shop);
+        let map = |raw: &str| MAPPING.refund(raw, &self.shop);
         self.client
             .list_page(&rctx, &method, &self.token, &params, &REFUNDS, map)
             .await

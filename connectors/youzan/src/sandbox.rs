@@ -507,7 +507,7 @@ mod tests {
         let i = e.purchase as usize;
         let v = sb.render_order(i, usize::from(e.event), 0, false);
         let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
-        let m = crate::mapping::map_order(&v.to_string(), "x", &hasher).unwrap();
+        let m = crate::MAPPING.order(&v.to_string(), "x", &hasher).unwrap();
         let world = sb.world();
         let c = m.cipher.unwrap();
         let person = world.receiver_by_cipher(&token_of(&c).unwrap()).unwrap();
@@ -518,7 +518,9 @@ mod tests {
         assert_eq!(m.row.order_id.len(), 24);
         assert_eq!(token_of(&cipher("tok", 1)), None, "names are not phones");
         let bad = sb.render_order(i, usize::from(e.event), 0, true);
-        assert!(crate::mapping::map_order(&bad.to_string(), "x", &hasher).is_err());
+        assert!(crate::MAPPING
+            .order(&bad.to_string(), "x", &hasher)
+            .is_err());
     }
 
     #[test]
@@ -534,11 +536,14 @@ mod tests {
         ] {
             let (s, r) = youzan_status(stage);
             let paid = !matches!(stage, Stage::Created | Stage::Cancelled);
-            assert_eq!(
-                crate::mapping::map_status(s, r, paid),
-                Some(want),
-                "{stage:?}"
-            );
+            let order = serde_json::json!({"full_order_info": {"order_info": {
+                "tid": "E1", "status": s, "refund_state": r, "created": "2026-03-18 15:08:48",
+                "update_time": "2026-03-18 15:09:30",
+                "pay_time": if paid { "2026-03-18 15:09:30" } else { "" }}}});
+            let hasher =
+                quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([1; 32]));
+            let got = crate::MAPPING.order(&order.to_string(), "x", &hasher);
+            assert_eq!(got.map(|m| m.row.status), Ok(want), "{stage:?}");
         }
     }
 }

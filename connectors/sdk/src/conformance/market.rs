@@ -394,6 +394,7 @@ macro_rules! market_suite {
 /// Every check of [`run_all`], then every marketplace check, against
 /// `connector`'s own sandbox.
 pub async fn run_market_suite(connector: &'static dyn Connector) {
+    check_mapping(connector);
     run_all(&as_harness(connector)).await;
     check_bad_signature(connector).await;
     check_later_pull_updates(connector).await;
@@ -405,6 +406,17 @@ pub async fn run_market_suite(connector: &'static dyn Connector) {
     check_orders_land_with_their_lines(connector).await;
     run_all(&refunds_harness(connector)).await;
     check_refunds_as_shown(connector).await;
+}
+
+/// The connector's `mapping.toml` reads and every check in it holds.
+pub fn check_mapping(connector: &'static dyn Connector) {
+    let mapping = Started::kit_of(connector)
+        .mapping()
+        .unwrap_or_else(|| panic!("{} names no record mapping", connector.name()));
+    match mapping.check() {
+        Ok(n) => eprintln!("{}: {n} mapping checks hold", connector.name()),
+        Err(e) => panic!("{} mapping.toml:\n{e}", connector.name()),
+    }
 }
 
 /// Pull every window of `streams` over the suite's world into one sink.

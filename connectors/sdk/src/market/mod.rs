@@ -23,6 +23,7 @@
 mod answer;
 mod decrypt;
 mod gateway;
+mod mapping;
 mod paging;
 pub mod prelude;
 mod record;
@@ -33,11 +34,11 @@ mod wiring;
 pub use answer::ListAnswer;
 pub use decrypt::{decrypt_phones, PhoneDecrypt};
 pub use gateway::{refresh_refused, refresh_token_of, TokenGateway};
+pub use mapping::RecordMapping;
 pub use paging::{Paging, MAX_PAGES_PER_WINDOW};
 pub use record::{
-    int_of, item_count_of, lines_of, phone_fields, phones_for, read_answer, read_token_answer,
-    text_of, top_refund_status, values_of, yuan_of, Line, MappedOrder, Money, RefundParts,
-    Rejected, TimeText,
+    int_of, item_count_of, lines_of, phones_for, read_answer, read_token_answer, text_of,
+    values_of, yuan_of, Line, MappedOrder, Rejected,
 };
 pub use settings::{PullLimits, PullSettings, Pulled};
 pub use stream::{

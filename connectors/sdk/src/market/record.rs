@@ -84,125 +84,6 @@ pub fn lines_of(row: &OrderRow, lines: impl IntoIterator<Item = Line>) -> Vec<Or
         .collect()
 }
 
-/// A time as a platform writes it.
-#[derive(Debug, Clone)]
-pub enum TimeText {
-    /// `yyyy-MM-dd HH:mm:ss` in Beijing time.
-    Beijing(Option<String>),
-    /// Unix seconds (a number or a string holding one).
-    UnixSeconds(Option<serde_json::Value>),
-    /// Unix milliseconds.
-    UnixMillis(Option<serde_json::Value>),
-}
-
-/// An amount as a platform writes it.
-#[derive(Debug, Clone)]
-pub enum Money {
-    /// Integer fen (a number or a string holding one).
-    Fen(Option<serde_json::Value>),
-    /// Yuan as decimal text or a number (converted exactly).
-    Yuan(Option<serde_json::Value>),
-}
-
-/// A refund or after-sale request as a platform's record gives it, each
-/// part with the platform's field name (named in a rejection).
-#[derive(Debug, Clone)]
-pub struct RefundParts {
-    /// The refund id (its absence rejects the record).
-    pub refund_id: Option<String>,
-    /// The order refunded.
-    pub order_id: (&'static str, Option<String>),
-    /// The line, where the request names one.
-    pub line_id: Option<String>,
-    /// The platform's status, verbatim.
-    pub status: (&'static str, Option<String>),
-    /// The amount.
-    pub amount: (&'static str, Money),
-    /// When it was asked.
-    pub created: (&'static str, TimeText),
-    /// Its last change.
-    pub updated: (&'static str, TimeText),
-}
-
-impl RefundParts {
-    /// The `refunds` row of `shop` on `channel`, its status read by
-    /// `status_of` (the platform's vocabulary), or why not: a missing or
-    /// unreadable part rejects the record, naming the part and the refund.
-    pub fn row(
-        self,
-        channel: quanyu_schemas::Channel,
-        shop: &str,
-        status_of: impl Fn(&str) -> Option<quanyu_schemas::RefundStatus>,
-    ) -> Result<quanyu_schemas::RefundRow, Rejected> {
-        let refund_id = self
-            .refund_id
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| Rejected::new(None, "refund has no id"))?;
-        let reject = |reason: String| Rejected::new(Some(&refund_id), reason);
-        let present = |(name, v): (&str, Option<String>)| {
-            v.map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| reject(format!("refund has no {name}")))
-        };
-        let order_id = present(self.order_id)?;
-        let platform_status = present(self.status.clone())?;
-        let status = status_of(&platform_status)
-            .ok_or_else(|| reject(format!("unknown {} {platform_status:?}", self.status.0)))?;
-        let (name, money) = self.amount;
-        // An amount must be there: a refund of unknown size would count as
-        // nothing paid back.
-        let missing_amount = || reject(format!("refund has no {name}"));
-        let refund_fen = match money {
-            Money::Fen(None | Some(serde_json::Value::Null)) | Money::Yuan(None) => {
-                return Err(missing_amount())
-            }
-            Money::Fen(Some(v)) => {
-                int_of(&v).ok_or_else(|| reject(format!("{name}: {v} is not an amount in fen")))?
-            }
-            Money::Yuan(Some(v)) => yuan_of(&v)
-                .map_err(|e| reject(format!("{name}: {e}")))?
-                .ok_or_else(missing_amount)?,
-        };
-        if refund_fen < 0 {
-            return Err(reject(format!("{name}: {refund_fen} is negative")));
-        }
-        let time = |(name, t): (&str, TimeText)| {
-            use quanyu_schemas::time::{from_unix_millis, from_unix_seconds, parse_beijing};
-            let missing = || reject(format!("refund has no {name}"));
-            match t {
-                TimeText::Beijing(v) => parse_beijing(v.as_deref().ok_or_else(missing)?)
-                    .map_err(|e| reject(format!("{name}: {e}"))),
-                TimeText::UnixSeconds(v) => from_unix_seconds(
-                    int_of(&v.ok_or_else(missing)?)
-                        .ok_or_else(|| reject(format!("{name}: not a unix time")))?,
-                )
-                .map_err(|e| reject(format!("{name}: {e}"))),
-                TimeText::UnixMillis(v) => from_unix_millis(
-                    int_of(&v.ok_or_else(missing)?)
-                        .ok_or_else(|| reject(format!("{name}: not a time in ms")))?,
-                )
-                .map_err(|e| reject(format!("{name}: {e}"))),
-            }
-        };
-        Ok(quanyu_schemas::RefundRow {
-            channel,
-            shop_id: shop.to_string(),
-            created_at: time(self.created)?,
-            updated_at: time(self.updated)?,
-            line_id: self
-                .line_id
-                .map(|l| l.trim().to_string())
-                .filter(|l| !l.is_empty()),
-            refund_id,
-            order_id,
-            status,
-            platform_status,
-            refund_fen,
-        })
-    }
-}
-
 /// Why a record could not be mapped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
@@ -213,14 +94,6 @@ pub struct Rejected {
 }
 
 impl Rejected {
-    /// The record read as the platform's `what` object (`JD order`), or why not.
-    pub fn parse<T: serde::de::DeserializeOwned>(raw: &str, what: &str) -> Result<T, Rejected> {
-        serde_json::from_str(raw).map_err(|e| Rejected {
-            key: None,
-            reason: format!("not a valid {what} object: {e}"),
-        })
-    }
-
     /// An order without its key `field`.
     pub fn missing(field: &str) -> Rejected {
         Rejected {
@@ -236,24 +109,6 @@ impl Rejected {
             reason: reason.into(),
         }
     }
-}
-
-/// The refund status words Taobao's TOP uses and Youzan copied, in the
-/// closed vocabulary: a refusal the buyer can still answer
-/// (`SELLER_REFUSE_BUYER`, `SELLER_REFUSE_RETURN_GOODS`) is pending,
-/// `CLOSED` is closed, `SUCCESS` succeeded.
-pub fn top_refund_status(status: &str) -> Option<quanyu_schemas::RefundStatus> {
-    use quanyu_schemas::RefundStatus::*;
-    Some(match status {
-        "WAIT_SELLER_AGREE"
-        | "WAIT_BUYER_RETURN_GOODS"
-        | "WAIT_SELLER_CONFIRM_GOODS"
-        | "SELLER_REFUSE_BUYER"
-        | "SELLER_REFUSE_RETURN_GOODS" => Pending,
-        "SUCCESS" => Succeeded,
-        "CLOSED" => Closed,
-        _ => return None,
-    })
 }
 
 /// A JSON number, or a string holding one, as an integer.
@@ -304,22 +159,6 @@ pub fn read_answer<'a, T: serde::Deserialize<'a>>(
             format!("unreadable {what} answer: {e}"),
         )
     })
-}
-
-/// A receiver phone as a row keeps it: `(hash, mask)` of a mobile in
-/// clear; the platform's own mask when it sent one; nothing for a blank,
-/// a ciphertext or anything else (never stored).
-pub fn phone_fields(
-    text: Option<&str>,
-    hasher: &quanyu_schemas::PiiHasher,
-) -> (Option<String>, Option<String>) {
-    let t = text.map(str::trim).unwrap_or("");
-    match quanyu_schemas::normalize_phone(t) {
-        _ if t.is_empty() => (None, None),
-        Ok(p) => (Some(hasher.phone(&p)), Some(p.masked())),
-        Err(quanyu_schemas::PhoneError::Masked) => (None, Some(t.to_string())),
-        Err(_) => (None, None),
-    }
 }
 
 /// A token endpoint's answer read as `T`; one that is not JSON was cut
@@ -396,71 +235,6 @@ pub fn values_of<'a>(body: &'a [u8], key: &str) -> impl Iterator<Item = &'a [u8]
 mod tests {
     use super::*;
 
-    fn parts() -> RefundParts {
-        RefundParts {
-            refund_id: Some("r1".into()),
-            order_id: ("tid", Some("o1".into())),
-            line_id: Some(" ".into()),
-            status: ("status", Some("SUCCESS".into())),
-            amount: ("refund_fee", Money::Yuan(Some(serde_json::json!("12.30")))),
-            created: (
-                "created",
-                TimeText::Beijing(Some("2026-03-20 10:00:00".into())),
-            ),
-            updated: (
-                "modified",
-                TimeText::UnixMillis(Some(serde_json::json!(1_774_000_000_000i64))),
-            ),
-        }
-    }
-
-    /// A refund's parts make its row; each missing or unreadable part is
-    /// a rejection naming the part and the refund.
-    #[test]
-    fn refund_parts_make_a_row_or_say_which_part_is_wrong() {
-        let row = |p: RefundParts| p.row(quanyu_schemas::Channel::Taobao, "s", top_refund_status);
-        let r = row(parts()).unwrap();
-        assert_eq!((r.refund_fen, r.line_id.clone()), (1230, None));
-        assert_eq!(r.created_at.to_rfc3339(), "2026-03-20T02:00:00+00:00");
-        assert_eq!(r.status, quanyu_schemas::RefundStatus::Succeeded);
-        type Case = (fn(&mut RefundParts), &'static str);
-        let cases: [Case; 8] = [
-            (
-                |p| p.amount.1 = Money::Fen(None),
-                "refund has no refund_fee",
-            ),
-            (
-                |p| p.amount.1 = Money::Yuan(Some(serde_json::json!(" "))),
-                "refund has no refund_fee",
-            ),
-            (|p| p.refund_id = None, "refund has no id"),
-            (|p| p.order_id.1 = Some(" ".into()), "refund has no tid"),
-            (
-                |p| p.status.1 = Some("NEW".into()),
-                "unknown status \"NEW\"",
-            ),
-            (
-                |p| p.amount.1 = Money::Fen(Some(serde_json::json!("12,5"))),
-                "refund_fee: \"12,5\" is not an amount in fen",
-            ),
-            (
-                |p| p.created.1 = TimeText::Beijing(None),
-                "refund has no created",
-            ),
-            (
-                |p| p.updated.1 = TimeText::UnixSeconds(Some(serde_json::json!("soon"))),
-                "modified: not a unix time",
-            ),
-        ];
-        for (break_it, why) in cases {
-            let mut p = parts();
-            break_it(&mut p);
-            let e = row(p).unwrap_err();
-            assert_eq!(e.reason, why);
-            assert_eq!(e.key.is_none(), why == "refund has no id");
-        }
-    }
-
     /// Lines take the order's key and times; a missing id is the line's
     /// position, a missing amount is quantity × price.
     #[test]
@@ -518,27 +292,6 @@ mod tests {
             .map(|l| l.line_id)
             .collect();
         assert_eq!(ids, ["sku9", "sku9#2"], "a SKU listed twice is two lines");
-    }
-
-    #[test]
-    fn phones_are_kept_hashed_masked_or_not_at_all() {
-        let h = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([3; 32]));
-        let (hash, mask) = phone_fields(Some(" 139 1234 5678 "), &h);
-        assert_eq!(hash, h.phone_text("13912345678"));
-        assert_eq!(mask.as_deref(), Some("139****5678"));
-        assert_eq!(
-            phone_fields(Some("138****0000"), &h),
-            (None, Some("138****0000".into()))
-        );
-        for none in [
-            None,
-            Some(""),
-            Some("  "),
-            Some("$Y/YK1$AgAAAAEx$0$$"),
-            Some("0755-8888"),
-        ] {
-            assert_eq!(phone_fields(none, &h), (None, None), "{none:?}");
-        }
     }
 
     #[test]

@@ -406,6 +406,7 @@ macro_rules! market_sandbox {
             build: crate::build_streams,
             facts: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sandbox.toml")),
             limits: &crate::LIMITS,
+            mapping: &crate::MAPPING,
         };
 
         impl std::ops::Deref for $name {
