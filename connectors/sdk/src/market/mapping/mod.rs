@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
-use tree::Tree;
+use tree::{Fields, Path, Record, Tree};
 
 /// A connector's record mapping: its `mapping.toml`, read on first use.
 pub struct RecordMapping {
@@ -102,7 +102,7 @@ impl RecordMapping {
 /// One or more paths; the first that holds a value wins.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(from = "OneOrMore")]
-struct Paths(Vec<String>);
+struct Paths(Vec<Path>);
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -114,29 +114,30 @@ enum OneOrMore {
 impl From<OneOrMore> for Paths {
     fn from(v: OneOrMore) -> Self {
         match v {
-            OneOrMore::One(p) => Paths(vec![p]),
-            OneOrMore::More(v) => Paths(v),
+            OneOrMore::One(p) => Paths(vec![p.into()]),
+            OneOrMore::More(v) => Paths(v.into_iter().map(Path::from).collect()),
         }
     }
 }
 
 impl Paths {
     /// The first path holding a non-blank scalar, with that path.
-    fn find<'v>(&'v self, record: &'v Value) -> Option<(&'v str, &'v Value)> {
+    fn find<'v>(&'v self, record: &'v impl Fields) -> Option<(&'v str, &'v Value)> {
         self.0.iter().find_map(|p| {
-            at(record, p)
-                .filter(|v| text(v).is_some())
-                .map(|v| (p.as_str(), v))
+            record
+                .at(p)
+                .filter(|v| holds(v))
+                .map(|v| (p.name.as_str(), v))
         })
     }
 
-    fn text(&self, record: &Value) -> Option<String> {
+    fn text(&self, record: &impl Fields) -> Option<String> {
         self.find(record).and_then(|(_, v)| text(v))
     }
 
     /// The name a rejection gives the field.
     fn name(&self) -> &str {
-        self.0.first().map_or("?", String::as_str)
+        self.0.first().map_or("?", |p| p.name.as_str())
     }
 }
 
@@ -182,7 +183,7 @@ struct OrderLayout {
     /// Where the record is refused without its id, the field keying the
     /// refusal instead (`o_id:77`).
     #[serde(default)]
-    id_else: Option<String>,
+    id_else: Option<Path>,
     created: Paths,
     updated: Paths,
     #[serde(default)]
@@ -203,7 +204,7 @@ struct OrderLayout {
     /// The receiver's name and address (masked or clear), hashed together
     /// to tell buyers apart where the platform names none.
     #[serde(default)]
-    receiver: Option<(String, String)>,
+    receiver: Option<(Path, Path)>,
     #[serde(default)]
     phone: PhoneLayout,
     status: StatusLayout,
@@ -229,7 +230,10 @@ struct PhoneLayout {
     /// The phone is not the receiver's when this path holds this value
     /// (a virtual number).
     #[serde(default)]
-    unless: Option<(String, String)>,
+    unless: Option<(Path, String)>,
+    /// The ciphertext's path, when it has its own.
+    #[serde(skip)]
+    cipher_at: Option<Path>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -241,6 +245,8 @@ struct StatusLayout {
     /// none does.
     #[serde(default)]
     shown: Vec<String>,
+    #[serde(skip)]
+    templates: Vec<Vec<Piece>>,
     /// The platform's words for each order status.
     #[serde(default)]
     means: BTreeMap<OrderStatus, Vec<String>>,
@@ -250,10 +256,10 @@ struct StatusLayout {
     closed: Vec<String>,
     /// A field whose values say the order was refunded whatever its status.
     #[serde(default)]
-    refunded_when: Option<(String, Vec<String>)>,
+    refunded_when: Option<(Path, Vec<String>)>,
     /// A list that, when not empty, says a closed order was refunded.
     #[serde(default)]
-    refunds: Option<String>,
+    refunds: Option<Path>,
     #[serde(skip)]
     words: HashMap<String, Option<OrderStatus>>,
 }
@@ -353,53 +359,64 @@ impl OrderLayout {
             .map(|(k, v)| (Some(*k), v.clone()))
             .chain([(None, s.closed.clone())]);
         s.words = word_table(lists)?;
+        s.templates = s
+            .shown
+            .iter()
+            .map(|t| template(t))
+            .collect::<Result<_, _>>()?;
+        let p = &mut self.phone;
+        p.cipher_at = p.cipher.clone().filter(|c| c != "phone").map(Path::from);
         let mut tree = Tree::default();
         let all = [
-            &self.id,
-            &self.created,
-            &self.updated,
-            &self.paid,
-            &self.amount,
-            &self.buyer,
-            &self.unionid,
-            &self.province,
-            &self.city,
-            &self.phone.at,
-            &self.phone.mask,
-            &s.at,
+            &mut self.id,
+            &mut self.created,
+            &mut self.updated,
+            &mut self.paid,
+            &mut self.amount,
+            &mut self.buyer,
+            &mut self.unionid,
+            &mut self.province,
+            &mut self.city,
+            &mut p.at,
+            &mut p.mask,
+            &mut s.at,
         ];
-        for p in all.into_iter().flat_map(|p| &p.0) {
-            tree.add(p);
+        for path in all.into_iter().flat_map(|p| p.0.iter_mut()) {
+            tree.add(path)?;
         }
+        let (name, address) = match self.receiver.as_mut() {
+            Some((n, a)) => (Some(n), Some(a)),
+            None => (None, None),
+        };
         let singles = [
-            self.id_else.as_ref(),
-            self.receiver.as_ref().map(|r| &r.0),
-            self.receiver.as_ref().map(|r| &r.1),
-            self.phone.unless.as_ref().map(|u| &u.0),
-            self.phone.cipher.as_ref().filter(|c| *c != "phone"),
-            s.refunded_when.as_ref().map(|r| &r.0),
-            s.refunds.as_ref(),
+            self.id_else.as_mut(),
+            name,
+            address,
+            p.unless.as_mut().map(|u| &mut u.0),
+            p.cipher_at.as_mut(),
+            s.refunded_when.as_mut().map(|r| &mut r.0),
+            s.refunds.as_mut(),
         ];
-        for p in singles.into_iter().flatten() {
-            tree.add(p);
+        for path in singles.into_iter().flatten() {
+            tree.add(path)?;
         }
-        for t in &s.shown {
-            for p in placeholders(t) {
-                tree.add(p);
+        for piece in s.templates.iter_mut().flatten() {
+            if let Piece::Field(path) = piece {
+                tree.add(path)?;
             }
         }
-        if let Some(l) = &self.lines {
+        if let Some(l) = &mut self.lines {
             let line = [
-                &l.id,
-                &l.item,
-                &l.sku,
-                &l.title,
-                &l.quantity,
-                &l.price,
-                &l.amount,
+                &mut l.id,
+                &mut l.item,
+                &mut l.sku,
+                &mut l.title,
+                &mut l.quantity,
+                &mut l.price,
+                &mut l.amount,
             ];
-            for p in line.into_iter().flat_map(|p| &p.0) {
-                tree.add(&format!("{}.{p}", l.list));
+            for path in line.into_iter().flat_map(|p| p.0.iter_mut()) {
+                tree.add_line(&l.list, path)?;
             }
         }
         self.tree = tree;
@@ -416,7 +433,7 @@ impl OrderLayout {
         let r = self.tree.read(raw, &self.what)?;
         let order_id = self.id.text(&r).ok_or_else(|| {
             let also = self.id_else.as_ref();
-            let key = also.and_then(|p| Some(format!("{p}:{}", at(&r, p).and_then(text)?)));
+            let key = also.and_then(|p| Some(format!("{}:{}", p.name, r.at(p).and_then(text)?)));
             Rejected::new(key.as_deref(), format!("order has no {}", self.id.name()))
         })?;
         let reject = |reason: String| Rejected::new(Some(&order_id), reason);
@@ -458,7 +475,7 @@ impl OrderLayout {
             paid_at,
             updated_at,
             receiver_hash: self.receiver.as_ref().and_then(|(name, address)| {
-                let part = |p: &str| at(&r, p).and_then(text);
+                let part = |p: &Path| r.at(p).and_then(text);
                 hasher.receiver(part(name).as_deref(), part(address).as_deref())
             }),
             buyer_unionid: self.unionid.text(&r),
@@ -473,21 +490,22 @@ impl OrderLayout {
 
 impl StatusLayout {
     /// The status as shown and in the closed vocabulary, or why not.
-    fn read(&self, r: &Value, paid: bool) -> Result<(String, OrderStatus), String> {
+    fn read(&self, r: &impl Fields, paid: bool) -> Result<(String, OrderStatus), String> {
         let (_, value) = self
             .at
             .find(r)
             .ok_or_else(|| format!("order has no {}", self.at.name()))?;
         let word = text(value).unwrap_or_default();
         let shown = self
-            .shown
+            .templates
             .iter()
             .find_map(|t| render(t, r))
             .unwrap_or_else(|| word.clone());
-        let refunded = self.refunded_when.as_ref().is_some_and(|(p, values)| {
-            at(r, p).and_then(text).is_some_and(|v| values.contains(&v))
-        });
-        let has_refunds = self.refunds.as_ref().is_some_and(|p| match at(r, p) {
+        let refunded = self
+            .refunded_when
+            .as_ref()
+            .is_some_and(|(p, values)| r.at(p).and_then(text).is_some_and(|v| values.contains(&v)));
+        let has_refunds = self.refunds.as_ref().is_some_and(|p| match r.at(p) {
             Some(Value::Array(a)) => !a.is_empty(),
             Some(Value::Object(o)) => !o.is_empty(),
             _ => false,
@@ -509,13 +527,13 @@ impl PhoneLayout {
     /// anything else (a landline, garbage) stays out of the lake.
     fn read(
         &self,
-        r: &Value,
+        r: &impl Fields,
         hasher: &PiiHasher,
     ) -> (Option<String>, Option<String>, Option<String>) {
         let virtual_number = self
             .unless
             .as_ref()
-            .is_some_and(|(p, v)| at(r, p).and_then(text).as_ref() == Some(v));
+            .is_some_and(|(p, v)| r.at(p).and_then(text).as_ref() == Some(v));
         let phone = self.at.text(r).filter(|_| !virtual_number);
         let (mut hash, mut mask, mut cipher) = (None, None, None);
         if let Some(p) = &phone {
@@ -534,8 +552,8 @@ impl PhoneLayout {
                 .text(r)
                 .filter(|m| matches!(normalize_phone(m), Err(PhoneError::Masked)));
         }
-        if let Some(path) = self.cipher.as_deref().filter(|c| *c != "phone") {
-            cipher = at(r, path).and_then(text);
+        if let Some(path) = &self.cipher_at {
+            cipher = r.at(path).and_then(text);
         }
         (hash, mask, cipher)
     }
@@ -547,14 +565,10 @@ fn is_dollar_cipher(v: &str) -> bool {
 }
 
 impl LineLayout {
-    fn read(&self, r: &Value, money: MoneyUnit) -> Result<Vec<Line>, String> {
-        let items: Vec<&Value> = match at(r, &self.list) {
-            Some(Value::Array(a)) => a.iter().collect(),
-            Some(o @ Value::Object(_)) => vec![o],
-            _ => Vec::new(),
-        };
-        let mut lines = Vec::with_capacity(items.len());
-        for (k, item) in items.into_iter().enumerate() {
+    fn read(&self, r: &Record, money: MoneyUnit) -> Result<Vec<Line>, String> {
+        let mut lines = Vec::new();
+        for (k, item) in r.lines().enumerate() {
+            let item = &item;
             let named = |e: String| format!("{}[{k}].{e}", self.list);
             let quantity = match self.quantity.find(item) {
                 None => None,
@@ -584,16 +598,16 @@ impl RefundLayout {
         self.words = word_table(self.means.iter().map(|(k, v)| (*k, v.clone())))?;
         let mut tree = Tree::default();
         let all = [
-            &self.id,
-            &self.order,
-            &self.line,
-            &self.status,
-            &self.amount,
-            &self.created,
-            &self.updated,
+            &mut self.id,
+            &mut self.order,
+            &mut self.line,
+            &mut self.status,
+            &mut self.amount,
+            &mut self.created,
+            &mut self.updated,
         ];
-        for p in all.into_iter().flat_map(|p| &p.0) {
-            tree.add(p);
+        for path in all.into_iter().flat_map(|p| p.0.iter_mut()) {
+            tree.add(path)?;
         }
         self.tree = tree;
         Ok(())
@@ -647,15 +661,15 @@ impl RefundLayout {
 /// A time at `paths`: `None` when absent or unset (blank, 0, the years 1
 /// and 1970 some platforms write for "no time"), else the time or why not.
 fn read_time(
-    r: &Value,
+    r: &impl Fields,
     paths: &Paths,
     unit: TimeUnit,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, String> {
-    let Some((name, v)) = paths
-        .0
-        .iter()
-        .find_map(|p| at(r, p).filter(|v| !unset_time(v)).map(|v| (p.as_str(), v)))
-    else {
+    let Some((name, v)) = paths.0.iter().find_map(|p| {
+        r.at(p)
+            .filter(|v| !unset_time(v))
+            .map(|v| (p.name.as_str(), v))
+    }) else {
         return Ok(None);
     };
     let whole = |what: &str| {
@@ -689,11 +703,11 @@ fn unset_time(v: &Value) -> bool {
 
 /// An amount at `paths` in fen: `None` when absent or blank, else the
 /// amount or why not (a negative amount is refused).
-fn read_money(r: &Value, paths: &Paths, unit: MoneyUnit) -> Result<Option<i64>, String> {
+fn read_money(r: &impl Fields, paths: &Paths, unit: MoneyUnit) -> Result<Option<i64>, String> {
     let Some((name, v)) = paths.0.iter().find_map(|p| {
-        at(r, p)
-            .filter(|v| text(v).is_some())
-            .map(|v| (p.as_str(), v))
+        r.at(p)
+            .filter(|v| holds(v))
+            .map(|v| (p.name.as_str(), v))
     }) else {
         return Ok(None);
     };
@@ -709,45 +723,56 @@ fn read_money(r: &Value, paths: &Paths, unit: MoneyUnit) -> Result<Option<i64>, 
     }
 }
 
-/// The value at a dotted path; a list met on the way stands for its
-/// first element.
-fn at<'v>(mut v: &'v Value, path: &str) -> Option<&'v Value> {
-    for key in path.split('.') {
-        if let Value::Array(a) = v {
-            v = a.first()?;
-        }
-        v = v.get(key)?;
-    }
-    Some(v).filter(|v| !v.is_null())
-}
-
 /// A number, or non-blank text trimmed.
 fn text(v: &Value) -> Option<String> {
     super::record::text_of(v)
+}
+
+/// Whether `v` is a number or non-blank text (without copying it).
+fn holds(v: &Value) -> bool {
+    match v {
+        Value::Number(_) => true,
+        Value::String(s) => !s.trim().is_empty(),
+        _ => false,
+    }
 }
 
 fn int(v: &Value) -> Option<i64> {
     super::record::int_of(v)
 }
 
-/// The `{path}`s of a template.
-fn placeholders(t: &str) -> impl Iterator<Item = &str> {
-    t.split('{')
-        .skip(1)
-        .filter_map(|s| s.split_once('}').map(|(p, _)| p))
+/// A piece of a `platform_status` template.
+#[derive(Debug)]
+enum Piece {
+    Text(String),
+    Field(Path),
+}
+
+/// A template's pieces: text, and `{path}`s.
+fn template(t: &str) -> Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut rest = t;
+    while let Some((before, after)) = rest.split_once('{') {
+        let (path, tail) = after
+            .split_once('}')
+            .ok_or_else(|| format!("template {t:?} opens a brace it does not close"))?;
+        pieces.push(Piece::Text(before.to_string()));
+        pieces.push(Piece::Field(Path::from(path.to_string())));
+        rest = tail;
+    }
+    pieces.push(Piece::Text(rest.to_string()));
+    Ok(pieces)
 }
 
 /// A template with every `{path}` filled, or `None` when one is absent.
-fn render(t: &str, r: &Value) -> Option<String> {
+fn render(t: &[Piece], r: &impl Fields) -> Option<String> {
     let mut out = String::new();
-    let mut rest = t;
-    while let Some((before, after)) = rest.split_once('{') {
-        let (path, tail) = after.split_once('}')?;
-        out.push_str(before);
-        out.push_str(&at(r, path).and_then(text)?);
-        rest = tail;
+    for piece in t {
+        match piece {
+            Piece::Text(s) => out.push_str(s),
+            Piece::Field(p) => out.push_str(&r.at(p).and_then(text)?),
+        }
     }
-    out.push_str(rest);
     Some(out)
 }
 
@@ -796,22 +821,52 @@ mod tests {
         );
     }
 
-    /// Only the layout's paths are kept; the rest is skipped as it is
-    /// read, and a record that is not one JSON object is refused.
+    /// Only the layout's paths are read: a list on the way stands for its
+    /// first element, the list of lines is read element by element, and a
+    /// record that is not one JSON object is refused.
     #[test]
     fn records_are_read_into_their_paths_only() {
+        let path = |p: &str| Path::from(p.to_string());
         let mut tree = Tree::default();
-        tree.add("a.b");
-        tree.add("l.x");
-        let v = tree
+        let mut paths: Vec<Path> = ["a.b", "a.c.d", "first.x", "q"].map(path).into();
+        for p in &mut paths[..3] {
+            tree.add(p).unwrap();
+        }
+        let (mut x, mut z) = (path("x"), path("y.z"));
+        tree.add_line("l", &mut x).unwrap();
+        tree.add_line("l", &mut z).unwrap();
+        let r = tree
             .read(
-                r#"{"a":{"b":[1,{"c":2}],"z":{"deep":[[[]]]}},"l":[{"x":1,"y":2},3],"q":"big"}"#,
+                r#"{"a":{"b":[1,{"c":2}],"c":{"d":"s","e":1},"z":{"deep":[[[]]]}},"first":[{"x":7},{"x":8}],
+                   "l":[{"x":1,"y":{"z":2}},3,{"x":4}],"q":"big"}"#,
                 "t",
             )
             .unwrap();
+        let at = |i: usize| r.at(&paths[i]).cloned();
+        assert_eq!(at(0), Some(serde_json::json!([1, {"c": 2}])));
+        assert_eq!(at(1), Some(serde_json::json!("s")));
         assert_eq!(
-            v,
-            serde_json::json!({"a":{"b":[1,{"c":2}]},"l":[{"x":1},3]})
+            at(2),
+            Some(serde_json::json!(7)),
+            "a list stands for its first"
+        );
+        assert_eq!(at(3), None, "not a path of the layout");
+        let lines: Vec<_> = r
+            .lines()
+            .map(|l| (l.at(&x).cloned(), l.at(&z).cloned()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (Some(1.into()), Some(2.into())),
+                (None, None),
+                (Some(4.into()), None)
+            ]
+        );
+        let one = tree.read(r#"{"l":{"x":5}}"#, "t").unwrap();
+        assert_eq!(
+            one.lines().map(|l| l.at(&x).cloned()).collect::<Vec<_>>(),
+            [Some(5.into())]
         );
         for bad in ["[]", "1", "{\"a\":1} x", "{\"a\":", "\"s\""] {
             let e = tree.read(bad, "t").unwrap_err();
@@ -821,10 +876,10 @@ mod tests {
                 e.reason
             );
         }
-        assert_eq!(
-            at(&v, "l.x"),
-            Some(&serde_json::json!(1)),
-            "a list stands for its first"
+        assert!(
+            tree.add(&mut path("a.b.c")).is_err(),
+            "inside another path's value"
         );
+        assert!(tree.add(&mut path("a.c")).is_err(), "a path holding others");
     }
 }
