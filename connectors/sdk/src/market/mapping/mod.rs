@@ -704,11 +704,11 @@ fn unset_time(v: &Value) -> bool {
 /// An amount at `paths` in fen: `None` when absent or blank, else the
 /// amount or why not (a negative amount is refused).
 fn read_money(r: &impl Fields, paths: &Paths, unit: MoneyUnit) -> Result<Option<i64>, String> {
-    let Some((name, v)) = paths.0.iter().find_map(|p| {
-        r.at(p)
-            .filter(|v| holds(v))
-            .map(|v| (p.name.as_str(), v))
-    }) else {
+    let Some((name, v)) = paths
+        .0
+        .iter()
+        .find_map(|p| r.at(p).filter(|v| holds(v)).map(|v| (p.name.as_str(), v)))
+    else {
         return Ok(None);
     };
     let fen = match unit {
