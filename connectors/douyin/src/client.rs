@@ -15,7 +15,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::values_of;
-use quanyu_connector_sdk::market::TokenGateway;
+use quanyu_connector_sdk::market::{Attempt, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -342,13 +342,13 @@ impl TokenGateway for DyClient {
         &self.api
     }
 
-    async fn attempt(
-        &self,
-        ctx: &RequestContext,
-        method: &str,
-        access_token: &str,
-        params: &serde_json::Value,
-    ) -> Result<Bytes> {
+    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
+        let Attempt {
+            ctx,
+            method,
+            access_token,
+            params,
+        } = a;
         self.post(ctx, method, Some(access_token), params).await
     }
 

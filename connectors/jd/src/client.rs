@@ -13,7 +13,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::values_of;
-use quanyu_connector_sdk::market::{refresh_token_of, TokenGateway};
+use quanyu_connector_sdk::market::{refresh_token_of, Attempt, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -286,13 +286,13 @@ impl TokenGateway for JdClient {
 
     /// One signed attempt: system parameters and the signature in the
     /// query, `360buy_param_json` in the form.
-    async fn attempt(
-        &self,
-        ctx: &RequestContext,
-        method: &str,
-        access_token: &str,
-        param_json: &str,
-    ) -> Result<Bytes> {
+    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
+        let Attempt {
+            ctx,
+            method,
+            access_token,
+            params: param_json,
+        } = a;
         let timestamp = format_beijing(Utc::now());
         let mut system: Vec<(&str, &str)> = vec![
             ("method", method),

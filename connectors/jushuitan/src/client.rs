@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::values_of;
-use quanyu_connector_sdk::market::TokenGateway;
+use quanyu_connector_sdk::market::{Attempt, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -165,13 +165,13 @@ impl TokenGateway for JstClient {
     }
 
     /// One signed POST of `path` (the method) with the account's token.
-    async fn attempt(
-        &self,
-        ctx: &RequestContext,
-        path: &str,
-        access_token: &str,
-        biz: &str,
-    ) -> Result<Bytes> {
+    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
+        let Attempt {
+            ctx,
+            method: path,
+            access_token,
+            params: biz,
+        } = a;
         let body = self
             .post(
                 ctx,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::values_of;
-use quanyu_connector_sdk::market::{refresh_token_of, TokenGateway};
+use quanyu_connector_sdk::market::{refresh_token_of, Attempt, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -220,13 +220,13 @@ impl TokenGateway for KsClient {
 
     /// One signed attempt: system parameters, `param` and the signature in
     /// the query (GET) or form (POST) of `{gateway}/{method with / for .}`.
-    async fn attempt(
-        &self,
-        ctx: &RequestContext,
-        method: &str,
-        access_token: &str,
-        param: &KsParam,
-    ) -> Result<Bytes> {
+    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
+        let Attempt {
+            ctx,
+            method,
+            access_token,
+            params: param,
+        } = a;
         let timestamp = Utc::now().timestamp_millis().to_string();
         let mut params: Vec<(&str, &str)> = vec![
             ("appkey", &self.app_key),

@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::{
-    read_token_answer, refresh_refused, refresh_token_of, TokenGateway,
+    read_token_answer, refresh_refused, refresh_token_of, Attempt, TokenGateway,
 };
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
@@ -205,13 +205,13 @@ impl TokenGateway for PddClient {
         &self.api
     }
 
-    async fn attempt(
-        &self,
-        ctx: &RequestContext,
-        method: &str,
-        access_token: &str,
-        params: &Self::Params,
-    ) -> Result<Bytes> {
+    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
+        let Attempt {
+            ctx,
+            method,
+            access_token,
+            params,
+        } = a;
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.post(ctx, method, Some(access_token), &pairs).await
     }

@@ -14,7 +14,7 @@
 //! are authorization problems; anything else is a bad request.
 
 use async_trait::async_trait;
-use quanyu_connector_sdk::market::{read_token_answer, values_of, TokenGateway};
+use quanyu_connector_sdk::market::{read_token_answer, values_of, Attempt, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -184,13 +184,13 @@ impl TokenGateway for ShopClient {
     }
 
     /// `method` is the API's path (`/channels/ec/order/list/get`).
-    async fn attempt(
-        &self,
-        ctx: &RequestContext,
-        method: &str,
-        access_token: &str,
-        params: &serde_json::Value,
-    ) -> Result<Bytes> {
+    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
+        let Attempt {
+            ctx,
+            method,
+            access_token,
+            params,
+        } = a;
         let body = self
             .api
             .post_json(

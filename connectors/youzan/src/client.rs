@@ -22,7 +22,7 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use quanyu_connector_sdk::market::{read_token_answer, values_of, TokenGateway};
+use quanyu_connector_sdk::market::{read_token_answer, values_of, Attempt, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -260,13 +260,13 @@ impl TokenGateway for YouzanClient {
     }
 
     /// `method` is `name/version` (`youzan.trades.sold.get/4.0.4`).
-    async fn attempt(
-        &self,
-        ctx: &RequestContext,
-        method: &str,
-        access_token: &str,
-        params: &serde_json::Value,
-    ) -> Result<Bytes> {
+    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
+        let Attempt {
+            ctx,
+            method,
+            access_token,
+            params,
+        } = a;
         let body = self
             .api
             .post_json(

@@ -13,6 +13,19 @@ use super::answer::ListAnswer;
 use super::record::Rejected;
 use super::stream::ListPage;
 
+/// What one signed attempt is asked: the request's context, the API
+/// method, the shop's current access token and the business parameters.
+pub struct Attempt<'a, P: ?Sized> {
+    /// The request's context (platform, shop, API), for errors.
+    pub ctx: &'a RequestContext,
+    /// The API method (or path) called.
+    pub method: &'a str,
+    /// The shop's access token for this attempt.
+    pub access_token: &'a str,
+    /// The business parameters.
+    pub params: &'a P,
+}
+
 /// A platform gateway whose calls carry a shop's access token.
 #[async_trait]
 pub trait TokenGateway: Send + Sync {
@@ -22,16 +35,10 @@ pub trait TokenGateway: Send + Sync {
     /// The HTTP client: limiters, retries, counters.
     fn api(&self) -> &ApiClient;
 
-    /// One signed attempt of `method` with `access_token`: the answer body
-    /// once it is not the platform's error envelope (which becomes a typed
-    /// error: an expired token must be `TokenExpired`).
-    async fn attempt(
-        &self,
-        ctx: &RequestContext,
-        method: &str,
-        access_token: &str,
-        params: &Self::Params,
-    ) -> Result<Bytes>;
+    /// One signed attempt of `a.method` with `a.access_token`: the answer
+    /// body once it is not the platform's error envelope (which becomes a
+    /// typed error: an expired token must be `TokenExpired`).
+    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes>;
 
     /// Exchange the shop's refresh token (in `prev`) through the platform's
     /// own flow (`prev` is `None` when the shop has no token yet: a platform
@@ -114,8 +121,14 @@ pub trait TokenGateway: Send + Sync {
                     // itself creates one; the others say to authorize.
                     None => token.renew(None, renew).await?,
                 };
+                let access_token = tokens.access_token.expose();
                 let body = self
-                    .attempt(ctx, method, tokens.access_token.expose(), params)
+                    .attempt(Attempt {
+                        ctx,
+                        method,
+                        access_token,
+                        params,
+                    })
                     .await?;
                 read(&body).map_err(|e| {
                     match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
@@ -182,7 +195,7 @@ mod tests {
             &self.api
         }
 
-        async fn attempt(&self, _: &RequestContext, _: &str, _: &str, _: &str) -> Result<Bytes> {
+        async fn attempt(&self, _: Attempt<'_, str>) -> Result<Bytes> {
             Ok(match self.calls.fetch_add(1, Ordering::Relaxed) {
                 0 => Bytes::from_static(br#"{"list":[{"id":"#),
                 _ => Bytes::from_static(br#"{"list":[{"id":1}]}"#),
