@@ -15,7 +15,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::values_of;
-use quanyu_connector_sdk::market::{Attempt, TokenGateway};
+use quanyu_connector_sdk::market::{read_envelope, Attempt, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -122,13 +122,7 @@ pub fn may_be_error(body: &[u8]) -> bool {
 /// Fail on a failure envelope; a body that is not a JSON object is a
 /// transient protocol fault (a proxy cut it off).
 pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| {
-        ConnectorError::new(
-            ctx,
-            ErrorKind::Transient,
-            format!("answer is not a JSON object: {e}"),
-        )
-    })?;
+    let env: Envelope = read_envelope(ctx, body)?;
     let ok = match (&env.code, env.err_no) {
         (Some(_), _) => code_text(&env.code) == CODE_OK.to_string(),
         (None, Some(n)) => n == 0,
@@ -343,12 +337,7 @@ impl TokenGateway for DyClient {
     }
 
     async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
-        let Attempt {
-            ctx,
-            method,
-            access_token,
-            params,
-        } = a;
+        let (ctx, method, access_token, params) = (a.ctx, a.method, a.access_token, a.params);
         self.post(ctx, method, Some(access_token), params).await
     }
 

@@ -13,7 +13,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::values_of;
-use quanyu_connector_sdk::market::{refresh_token_of, Attempt, TokenGateway};
+use quanyu_connector_sdk::market::{read_envelope, refresh_token_of, Attempt, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -166,13 +166,7 @@ pub fn may_be_error(body: &[u8]) -> bool {
 /// whose `apiResult.success` is false. A body that is not a JSON object is a
 /// transient protocol fault (a proxy cut it off).
 pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-        ConnectorError::new(
-            ctx,
-            ErrorKind::Transient,
-            format!("answer is not a JSON object: {e}"),
-        )
-    })?;
+    let v: serde_json::Value = read_envelope(ctx, body)?;
     let Some(obj) = v.as_object() else {
         return Err(ConnectorError::new(
             ctx,
@@ -287,12 +281,7 @@ impl TokenGateway for JdClient {
     /// One signed attempt: system parameters and the signature in the
     /// query, `360buy_param_json` in the form.
     async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
-        let Attempt {
-            ctx,
-            method,
-            access_token,
-            params: param_json,
-        } = a;
+        let (ctx, method, access_token, param_json) = (a.ctx, a.method, a.access_token, a.params);
         let timestamp = format_beijing(Utc::now());
         let mut system: Vec<(&str, &str)> = vec![
             ("method", method),

@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::values_of;
-use quanyu_connector_sdk::market::{Attempt, TokenGateway};
+use quanyu_connector_sdk::market::{read_envelope, Attempt, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -73,13 +73,7 @@ pub fn may_be_error(body: &[u8]) -> bool {
 /// Fail on a non-zero `code`; a body that is not the envelope is a transient
 /// protocol fault (a proxy cut it off).
 pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
-    let e: Envelope = serde_json::from_slice(body).map_err(|e| {
-        ConnectorError::new(
-            ctx,
-            ErrorKind::Transient,
-            format!("answer is not JSON: {e}"),
-        )
-    })?;
+    let e: Envelope = read_envelope(ctx, body)?;
     match code_of(&e.code) {
         Some(0) => Ok(()),
         Some(c) => Err(classify(ctx, c, e.msg.as_deref().unwrap_or(""))),
@@ -166,12 +160,7 @@ impl TokenGateway for JstClient {
 
     /// One signed POST of `path` (the method) with the account's token.
     async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
-        let Attempt {
-            ctx,
-            method: path,
-            access_token,
-            params: biz,
-        } = a;
+        let (ctx, path, access_token, biz) = (a.ctx, a.method, a.access_token, a.params);
         let body = self
             .post(
                 ctx,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::values_of;
-use quanyu_connector_sdk::market::{refresh_token_of, Attempt, TokenGateway};
+use quanyu_connector_sdk::market::{read_envelope, refresh_token_of, Attempt, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -121,13 +121,7 @@ pub fn may_be_error(body: &[u8]) -> bool {
 /// Fail on an error envelope; a body that is not a JSON object is a
 /// transient protocol fault (a proxy cut it off).
 pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
-    let env: KsEnvelope = serde_json::from_slice(body).map_err(|e| {
-        ConnectorError::new(
-            ctx,
-            ErrorKind::Transient,
-            format!("answer is not a JSON object: {e}"),
-        )
-    })?;
+    let env: KsEnvelope = read_envelope(ctx, body)?;
     if code_text(&env.result) == "1" {
         return Ok(());
     }
@@ -221,12 +215,7 @@ impl TokenGateway for KsClient {
     /// One signed attempt: system parameters, `param` and the signature in
     /// the query (GET) or form (POST) of `{gateway}/{method with / for .}`.
     async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
-        let Attempt {
-            ctx,
-            method,
-            access_token,
-            params: param,
-        } = a;
+        let (ctx, method, access_token, param) = (a.ctx, a.method, a.access_token, a.params);
         let timestamp = Utc::now().timestamp_millis().to_string();
         let mut params: Vec<(&str, &str)> = vec![
             ("appkey", &self.app_key),

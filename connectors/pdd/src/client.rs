@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::{
-    read_token_answer, refresh_refused, refresh_token_of, Attempt, TokenGateway,
+    read_envelope, read_token_answer, refresh_refused, refresh_token_of, Attempt, TokenGateway,
 };
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
@@ -109,13 +109,7 @@ pub fn classify(ctx: &RequestContext, e: &PddError) -> ConnectorError {
 /// Fail on an error envelope; a body that is not a JSON object is a
 /// transient protocol fault (a proxy cut it off).
 pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
-    let env: ErrorEnvelope = serde_json::from_slice(body).map_err(|e| {
-        ConnectorError::new(
-            ctx,
-            ErrorKind::Transient,
-            format!("answer is not a JSON object: {e}"),
-        )
-    })?;
+    let env: ErrorEnvelope = read_envelope(ctx, body)?;
     match env.error_response {
         Some(e) => Err(classify(ctx, &e)),
         None => Ok(()),
@@ -206,12 +200,7 @@ impl TokenGateway for PddClient {
     }
 
     async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
-        let Attempt {
-            ctx,
-            method,
-            access_token,
-            params,
-        } = a;
+        let (ctx, method, access_token, params) = (a.ctx, a.method, a.access_token, a.params);
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.post(ctx, method, Some(access_token), &pairs).await
     }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use quanyu_connector_sdk::market::read_envelope;
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret};
 use serde::Deserialize;
@@ -186,13 +187,7 @@ impl TopClient {
 /// Fail on an `error_response`; a body that is not a JSON object is a
 /// transient protocol fault (a proxy cut it off).
 pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
-    let top: BTreeMap<&str, &RawValue> = serde_json::from_slice(body).map_err(|e| {
-        ConnectorError::new(
-            ctx,
-            ErrorKind::Transient,
-            format!("answer is not a JSON object: {e}"),
-        )
-    })?;
+    let top: BTreeMap<&str, &RawValue> = read_envelope(ctx, body)?;
     if let Some(raw) = top.get("error_response") {
         let e: TopError = serde_json::from_str(raw.get()).map_err(|e| {
             ConnectorError::new(

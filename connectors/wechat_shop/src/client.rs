@@ -14,7 +14,9 @@
 //! are authorization problems; anything else is a bad request.
 
 use async_trait::async_trait;
-use quanyu_connector_sdk::market::{read_token_answer, values_of, Attempt, TokenGateway};
+use quanyu_connector_sdk::market::{
+    read_envelope, read_token_answer, values_of, Attempt, TokenGateway,
+};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -65,13 +67,7 @@ pub fn kind_of(code: i64) -> ErrorKind {
 /// The error an answer carries (`errcode` not 0); a body that is not a
 /// JSON object is a transient fault (cut off).
 pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| {
-        ConnectorError::new(
-            ctx,
-            ErrorKind::Transient,
-            format!("answer is not a JSON object: {e}"),
-        )
-    })?;
+    let env: Envelope = read_envelope(ctx, body)?;
     match env.errcode {
         None | Some(0) => Ok(()),
         Some(code) => Err(ConnectorError::new(
@@ -185,12 +181,7 @@ impl TokenGateway for ShopClient {
 
     /// `method` is the API's path (`/channels/ec/order/list/get`).
     async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
-        let Attempt {
-            ctx,
-            method,
-            access_token,
-            params,
-        } = a;
+        let (ctx, method, access_token, params) = (a.ctx, a.method, a.access_token, a.params);
         let body = self
             .api
             .post_json(

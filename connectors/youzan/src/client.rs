@@ -22,7 +22,9 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use quanyu_connector_sdk::market::{read_token_answer, values_of, Attempt, TokenGateway};
+use quanyu_connector_sdk::market::{
+    read_envelope, read_token_answer, values_of, Attempt, TokenGateway,
+};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -76,13 +78,7 @@ struct Envelope {
 /// The error an answer carries, if it is one of Youzan's error envelopes;
 /// a body that is not a JSON object is a transient fault (cut off).
 pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| {
-        ConnectorError::new(
-            ctx,
-            ErrorKind::Transient,
-            format!("answer is not a JSON object: {e}"),
-        )
-    })?;
+    let env: Envelope = read_envelope(ctx, body)?;
     if let Some(gw) = env.gw_err_resp {
         let code = gw.err_code.unwrap_or(-1);
         let msg = gw.err_msg.unwrap_or_default();
@@ -261,12 +257,7 @@ impl TokenGateway for YouzanClient {
 
     /// `method` is `name/version` (`youzan.trades.sold.get/4.0.4`).
     async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
-        let Attempt {
-            ctx,
-            method,
-            access_token,
-            params,
-        } = a;
+        let (ctx, method, access_token, params) = (a.ctx, a.method, a.access_token, a.params);
         let body = self
             .api
             .post_json(

@@ -141,6 +141,16 @@ pub trait TokenGateway: Send + Sync {
     }
 }
 
+/// A platform's answer `body` read as its envelope `T` (borrowing from it
+/// where `T` does); an answer that is not JSON was cut off on the way and
+/// is a transient fault, retried.
+pub fn read_envelope<'a, T: serde::Deserialize<'a>>(
+    ctx: &RequestContext,
+    body: &'a [u8],
+) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| cut_off(ctx, &e))
+}
+
 /// An answer that is not JSON: a proxy cut it off; retried.
 fn cut_off(ctx: &RequestContext, e: &serde_json::Error) -> ConnectorError {
     ConnectorError::new(
