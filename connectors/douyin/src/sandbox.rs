@@ -345,26 +345,7 @@ async fn authorize(sb: &DouyinSandbox, v: &Verified) -> Result<usize, Response> 
             ))
         }
     };
-    let answer = sb.faults.answer(true, |r| match r {
-        Refusal::Throttled => dy_error(
-            CODE_FLOW_LIMIT,
-            "流量受限",
-            "isv.flow-limited",
-            "请求过于频繁，请稍后再试",
-        ),
-        Refusal::Busy => dy_error(
-            CODE_UNAVAILABLE,
-            "服务不可用",
-            "isp.service-unavailable",
-            "系统繁忙",
-        ),
-        Refusal::TokenExpired => dy_error(
-            CODE_TOKEN_EXPIRED,
-            "access_token已过期",
-            "isv.access-token-expired",
-            "access_token已过期",
-        ),
-    });
+    let answer = sb.refused(true, |r| dy_error(r.code, &r.says, &r.sub, &r.sub_says));
     answer.await.map_or(Ok(shop), Err)
 }
 

@@ -39,10 +39,9 @@ use quanyu_schemas::time::{format_beijing, parse_beijing};
 use serde_json::json;
 
 use crate::client::{
-    CODE_BACKEND_TIMEOUT, CODE_BAD_APP_KEY, CODE_BAD_METHOD, CODE_BAD_SIGN, CODE_BAD_TIMESTAMP,
-    CODE_BAD_TOKEN, CODE_BAD_VERSION, CODE_CALL_LIMITED, CODE_MISSING_APP_KEY, CODE_MISSING_METHOD,
-    CODE_MISSING_SIGN, CODE_MISSING_TIMESTAMP, CODE_MISSING_TOKEN, CODE_MISSING_VERSION,
-    REFRESH_PATH,
+    CODE_BAD_APP_KEY, CODE_BAD_METHOD, CODE_BAD_SIGN, CODE_BAD_TIMESTAMP, CODE_BAD_TOKEN,
+    CODE_BAD_VERSION, CODE_MISSING_APP_KEY, CODE_MISSING_METHOD, CODE_MISSING_SIGN,
+    CODE_MISSING_TIMESTAMP, CODE_MISSING_TOKEN, CODE_MISSING_VERSION, REFRESH_PATH,
 };
 use crate::sign::sign;
 use crate::{REFUND_API, REFUND_ROOT, SEARCH_API, SEARCH_ROOT};
@@ -303,23 +302,7 @@ async fn router_route(State(sb): State<JdSandbox>, RawQuery(q): RawQuery, body: 
         return jd_error(CODE_BAD_TOKEN, "无效access_token", "Invalid access_token");
     };
     if let Some(answer) = sb
-        .faults
-        .answer(true, |r| match r {
-            Refusal::Throttled => jd_error(
-                CODE_CALL_LIMITED,
-                "限制时间内调用失败次数",
-                "App Call Limited",
-            ),
-            Refusal::Busy => jd_error(
-                CODE_BACKEND_TIMEOUT,
-                "平台连接后端服务超时",
-                "Platform Connect Backend Service Timeout",
-            ),
-            // JD answers 19 for an expired token too.
-            Refusal::TokenExpired => {
-                jd_error(CODE_BAD_TOKEN, "无效access_token", "Invalid access_token")
-            }
-        })
+        .refused(true, |r| jd_error(r.code, &r.says, &r.sub_says))
         .await
     {
         return answer;

@@ -18,7 +18,6 @@ use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use quanyu_connector_sdk::connector::{AnnouncedShop, SandboxAnnouncement, SandboxPull};
 use quanyu_connector_sdk::market::PullSettings;
-use quanyu_connector_sdk::sandbox::answer::Refusal;
 use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
 use quanyu_connector_sdk::sandbox::orders::{fen_text, OrderBook, RefundEntry, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::{TokenIssuer, TokenProblem};
@@ -29,8 +28,7 @@ use quanyu_schemas::Channel;
 use serde_json::json;
 
 use crate::client::{
-    CODE_BAD_APP, CODE_BAD_PARAM, CODE_BAD_SIGN, CODE_BAD_TOKEN, CODE_BUSY, CODE_QPS,
-    CODE_TOKEN_EXPIRED,
+    CODE_BAD_APP, CODE_BAD_PARAM, CODE_BAD_SIGN, CODE_BAD_TOKEN, CODE_TOKEN_EXPIRED,
 };
 use crate::sign::sign;
 
@@ -212,15 +210,7 @@ async fn authorized(sb: &JushuitanSandbox, body: &[u8]) -> Result<serde_json::Va
         }
         Some(Ok(_)) => {}
     }
-    if let Some(answer) = sb
-        .faults
-        .answer(true, |r| match r {
-            Refusal::Throttled => error(CODE_QPS, "调用频率超限，请稍后再试"),
-            Refusal::Busy => error(CODE_BUSY, "系统繁忙"),
-            Refusal::TokenExpired => error(CODE_TOKEN_EXPIRED, "access_token已过期"),
-        })
-        .await
-    {
+    if let Some(answer) = sb.refused(true, |r| error(r.code, &r.says)).await {
         return Err(answer);
     }
     map.get("biz")

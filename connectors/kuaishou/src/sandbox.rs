@@ -265,15 +265,7 @@ async fn api(sb: KuaishouSandbox, path_method: &str, params: Vec<(String, String
         Err(TokenProblem::Expired) => return ks_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
         Err(TokenProblem::Unknown) => return ks_error(CODE_BAD_TOKEN, "access_token无效"),
     };
-    if let Some(answer) = sb
-        .faults
-        .answer(true, |r| match r {
-            Refusal::Throttled => ks_error(CODE_QPS, "调用频率超过限制"),
-            Refusal::Busy => ks_error(CODE_SYSTEM, "系统繁忙，请稍后重试"),
-            Refusal::TokenExpired => ks_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
-        })
-        .await
-    {
+    if let Some(answer) = sb.refused(true, |r| ks_error(r.code, &r.says)).await {
         return answer;
     }
     let Some(param) = p("param").and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())

@@ -243,15 +243,7 @@ async fn router_route(
         Err(TokenProblem::Expired) => return pdd_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
         Err(TokenProblem::Unknown) => return pdd_error(CODE_BAD_TOKEN, "access_token不存在"),
     };
-    if let Some(answer) = sb
-        .faults
-        .answer(true, |r| match r {
-            Refusal::Throttled => pdd_error(CODE_THROTTLED, "当前接口您已被限流，请求过于频繁"),
-            Refusal::Busy => pdd_error(CODE_SYSTEM, "系统繁忙，请稍后重试"),
-            Refusal::TokenExpired => pdd_error(CODE_TOKEN_EXPIRED, "access_token已过期"),
-        })
-        .await
-    {
+    if let Some(answer) = sb.refused(true, |r| pdd_error(r.code, &r.says)).await {
         return answer;
     }
     match api {

@@ -349,6 +349,41 @@ pub struct SandboxFacts {
     /// drives it against the sandbox.
     #[serde(default)]
     pub official_sdk: Option<OfficialSdk>,
+    /// What the gateway answers a drawn fault with, in its own words.
+    pub refusals: Refusals,
+}
+
+/// What a platform's gateway answers each refusal with.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refusals {
+    /// Too many calls.
+    pub throttled: Refused,
+    /// The service is busy or timed out behind the gateway.
+    pub busy: Refused,
+    /// The shop's token has expired.
+    pub token_expired: Refused,
+}
+
+/// One refusal in the platform's words: its code and message, and where
+/// the platform has them a sub-code and a second message.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refused {
+    /// The platform's code.
+    pub code: i64,
+    /// Its message.
+    pub says: String,
+    /// A sub-code (`isv.flow-limited`), where the envelope has one.
+    #[serde(default)]
+    pub sub: String,
+    /// A second message (the sub-message, or the English one).
+    #[serde(default)]
+    pub sub_says: String,
+    /// Which of the platform's envelopes answers it, where it has two
+    /// (`gateway`); empty for the usual one.
+    #[serde(default)]
+    pub envelope: String,
 }
 
 impl SandboxFacts {
@@ -508,11 +543,24 @@ mod tests {
             tokens = { refresh = "x.refresh" }
             clear_phones = "some"
             masks = true
+            [refusals]
+            throttled = { code = 7, says = "App Call Limited", sub = "accesscontrol.limited" }
+            busy = { code = 15, says = "Remote service error" }
+            token_expired = { code = 27, says = "Invalid session", envelope = "gateway" }
             [official_sdk]
             script = "tests/sdk_check.py"
             args = ["--host", "{host}", "--port", "{port}", "--token", "{access_token}", "--url={base_url}/r"]"#,
         );
         assert_eq!(facts.tokens, TokenFlow::Refresh("x.refresh".into()));
+        let r = &facts.refusals;
+        assert_eq!(
+            (r.throttled.code, r.throttled.sub.as_str()),
+            (7, "accesscontrol.limited")
+        );
+        assert_eq!(
+            (r.busy.sub.as_str(), r.token_expired.envelope.as_str()),
+            ("", "gateway")
+        );
         assert_eq!(
             (facts.clear_phones, facts.one_line_per_order),
             (ClearPhones::Some, false)

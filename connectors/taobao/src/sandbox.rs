@@ -22,7 +22,7 @@ use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use quanyu_connector_sdk::connector::{SandboxAnnouncement, SandboxPull};
 use quanyu_connector_sdk::market::PullSettings;
-use quanyu_connector_sdk::sandbox::answer::{json_answer, Refusal};
+use quanyu_connector_sdk::sandbox::answer::json_answer;
 use quanyu_connector_sdk::sandbox::market::{MarketCore, MarketSandboxConfig};
 use quanyu_connector_sdk::sandbox::orders::{
     fen_text, mask_phone, RefundEntry, RefundStage, Stage,
@@ -307,22 +307,8 @@ async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: B
     }
     // Faults come after authentication, as the real gateway's flow control does.
     if let Some(answer) = sb
-        .faults
-        .answer(false, |r| match r {
-            Refusal::Throttled => top_error(
-                7,
-                "App Call Limited",
-                Some("accesscontrol.limited-by-app-access-count"),
-                Some("This ban will last for 1 more seconds"),
-                rid,
-            ),
-            Refusal::Busy | Refusal::TokenExpired => top_error(
-                15,
-                "Remote service error",
-                Some("isp.top-remote-connection-timeout"),
-                Some("调用后端服务超时"),
-                rid,
-            ),
+        .refused(false, |r| {
+            top_error(r.code as u32, &r.says, Some(&r.sub), Some(&r.sub_says), rid)
         })
         .await
     {

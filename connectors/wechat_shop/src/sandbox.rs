@@ -263,15 +263,7 @@ async fn admit(
     let Ok(params) = serde_json::from_slice::<serde_json::Value>(body) else {
         return Err(error(CODE_PARAM, "data format error"));
     };
-    if let Some(answer) = sb
-        .faults
-        .answer(true, |r| match r {
-            Refusal::Throttled => error(CODE_TOO_FREQUENT, "api minute-quota reach limit"),
-            Refusal::Busy => error(CODE_BUSY, "system error"),
-            Refusal::TokenExpired => error(CODE_TOKEN_EXPIRED, "access_token expired"),
-        })
-        .await
-    {
+    if let Some(answer) = sb.refused(true, |r| error(r.code, &r.says)).await {
         return Err(answer);
     }
     Ok((shop, params))

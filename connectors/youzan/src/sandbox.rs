@@ -198,6 +198,14 @@ fn gateway_error(code: i64, msg: &str) -> Response {
     json_answer(json!({"gw_err_resp": {"trace_id": trace_id(), "err_msg": msg, "err_code": code}}))
 }
 
+/// A refusal in the envelope the platform answers it with.
+fn youzan_error(r: &quanyu_connector_sdk::connector::Refused) -> Response {
+    match r.envelope.as_str() {
+        "gateway" => gateway_error(r.code, &r.says),
+        _ => api_error(r.code, &r.says),
+    }
+}
+
 fn api_error(code: i64, msg: &str) -> Response {
     json_answer(json!({
         "trace_id": trace_id(), "code": code, "data": null, "success": false, "message": msg,
@@ -312,15 +320,7 @@ async fn api_route(
     let Ok(params) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return gateway_error(4004, "请求体不是JSON");
     };
-    if let Some(answer) = core
-        .faults
-        .answer(true, |r| match r {
-            Refusal::Throttled => gateway_error(GW_THROTTLED, "请求太频繁"),
-            Refusal::Busy => api_error(API_TIMEOUT, "系统超时，请重试"),
-            Refusal::TokenExpired => gateway_error(GW_TOKEN_EXPIRED, "请求凭证过期"),
-        })
-        .await
-    {
+    if let Some(answer) = core.refused(true, youzan_error).await {
         return answer;
     }
     match name.as_str() {

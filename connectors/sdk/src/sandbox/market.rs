@@ -9,10 +9,12 @@ use chrono::{DateTime, Utc};
 use quanyu_schemas::Channel;
 
 use super::announce::{AnnouncedShop, SandboxAnnouncement};
+use super::answer::Refusal;
 use super::orders::{OrderBook, VisibleOrder, VisibleRefund};
 use super::tokens::TokenIssuer;
 use super::world::{World, WorldConfig};
 use super::{FaultConfig, FaultInjector};
+use axum::response::Response;
 
 /// What a marketplace emulator accepts and serves.
 #[derive(Debug, Clone)]
@@ -77,6 +79,8 @@ pub struct MarketCore {
     pub issuer: TokenIssuer,
     /// The faults injected into answers.
     pub faults: FaultInjector,
+    /// The faults' answers in the platform's words (its `sandbox.toml`).
+    refusals: Option<crate::connector::Refusals>,
     requests: AtomicU64,
     refreshes: AtomicU64,
     decrypts: AtomicU64,
@@ -109,10 +113,38 @@ impl MarketCore {
             book,
             issuer,
             faults: FaultInjector::new(faults),
+            refusals: None,
             requests: AtomicU64::new(0),
             refreshes: AtomicU64::new(0),
             decrypts: AtomicU64::new(0),
         }
+    }
+
+    /// The core answering drawn faults with `refusals`.
+    pub fn with_refusals(mut self, refusals: crate::connector::Refusals) -> Self {
+        self.refusals = Some(refusals);
+        self
+    }
+
+    /// The drawn fault for this request (`token_faults`: the endpoint
+    /// takes a token) answered in the platform's words, which `answer`
+    /// makes its envelope; `None` to answer normally (after waiting, for a
+    /// slow fault). See [`FaultInjector::answer`].
+    pub async fn refused(
+        &self,
+        token_faults: bool,
+        answer: impl Fn(&crate::connector::Refused) -> Response,
+    ) -> Option<Response> {
+        let r = self
+            .refusals
+            .as_ref()
+            .expect("a marketplace sandbox's facts state its refusals");
+        let words = |k| match k {
+            Refusal::Throttled => &r.throttled,
+            Refusal::Busy => &r.busy,
+            Refusal::TokenExpired => &r.token_expired,
+        };
+        self.faults.answer(token_faults, |k| answer(words(k))).await
     }
 
     /// The world the orders come from.
@@ -333,9 +365,13 @@ macro_rules! market_sandbox {
                     )
                 };
                 $(let core = $core;)?
+                let facts = $crate::connector::SandboxFacts::read(include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/sandbox.toml"
+                )));
                 $name {
                     inner: std::sync::Arc::new(Inner {
-                        core: core(&cfg),
+                        core: core(&cfg).with_refusals(facts.refusals),
                         cfg,
                         $($field: $init,)*
                     }),
