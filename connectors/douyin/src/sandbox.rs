@@ -15,6 +15,7 @@
 //! flow control, 20000 unavailable, HTTP 5xx, slow answers, 30002 token
 //! expiry, a corrupt order) are injected on request.
 
+use quanyu_connector_sdk::sandbox::world::{cipher_payload, token_in};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Bytes;
@@ -22,7 +23,6 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::{SandboxAnnouncement, SandboxPull};
 use quanyu_connector_sdk::market::PullSettings;
@@ -69,19 +69,13 @@ quanyu_connector_sdk::market_sandbox! {
 /// A ciphertext in Douyin's style: separator, base64 payload, key version,
 /// doubled separator (`$…$3$$` phones, `#…#1##` names and addresses).
 fn cipher(sep: char, token: &str, field: u8) -> String {
-    let payload = base64::engine::general_purpose::STANDARD.encode(format!("{token}:{field}"));
+    let payload = cipher_payload(token, field);
     format!("{sep}{payload}{sep}{field}{sep}{sep}")
 }
 
 /// The cipher token inside a phone ciphertext.
 fn token_of(c: &str) -> Option<String> {
-    let payload = c.strip_prefix('$')?.split('$').next()?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(payload)
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (token, field) = text.split_once(':')?;
-    (field == "3").then(|| token.to_string())
+    token_in(c.strip_prefix('$')?.split('$').next()?, 3)
 }
 
 impl DouyinSandbox {
@@ -686,43 +680,14 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::DouyinConf
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Duration;
+
+    use quanyu_connector_sdk::sandbox::market::check_rendered_order;
 
     #[test]
     fn rendered_orders_map_and_ciphertexts_resolve() {
         let sb = DouyinSandbox::for_test();
-        let first = sb
-            .world()
-            .purchases
-            .iter()
-            .position(|p| p.channel == quanyu_schemas::Channel::Douyin)
-            .unwrap();
-        let v = sb.render_order(first, 0, false);
-        assert_eq!(v["order_status"], 1);
-        let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
-        let m = crate::MAPPING.order(&v.to_string(), "x", &hasher).unwrap();
-        let c = m.cipher.unwrap();
-        let person = sb
-            .world()
-            .receiver_by_cipher(&token_of(&c).unwrap())
-            .unwrap();
-        let p = &sb.world().purchases[first];
-        assert_eq!(person.phone, sb.world().receiver(p).phone);
-        assert!(!v.to_string().contains(&person.phone), "no clear phone");
-        assert_eq!(token_of(&cipher('#', "t", 1)), None);
-        let bad = sb.render_order(first, 0, true);
-        assert!(crate::MAPPING
-            .order(&bad.to_string(), "x", &hasher)
-            .is_err());
-    }
-
-    #[test]
-    fn time_moves_orders_forward() {
-        let sb = DouyinSandbox::for_test();
-        let before = sb.visible_orders();
-        sb.set_as_of(sb.as_of() + Duration::days(10));
-        let after = sb.visible_orders();
-        assert!(!before.is_empty());
-        assert!(before.iter().zip(&after).any(|(a, b)| a.stage != b.stage));
+        let render = |i, ev, garbled| sb.render_order(i, ev, garbled).to_string();
+        check_rendered_order(&sb, render, &crate::MAPPING, token_of);
+        assert_eq!(token_of(&cipher('#', "t", 1)), None, "names are not phones");
     }
 }

@@ -18,7 +18,6 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use axum::routing::any;
 use axum::Router;
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use quanyu_connector_sdk::connector::{SandboxAnnouncement, SandboxPull};
 use quanyu_connector_sdk::market::PullSettings;
@@ -27,6 +26,7 @@ use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::REGIONS;
+use quanyu_connector_sdk::sandbox::world::{cipher_payload, token_in};
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::format_beijing;
 use serde_json::json;
@@ -67,22 +67,15 @@ quanyu_connector_sdk::market_sandbox! {
 /// `~AgAAAA…~e3T2~0~~` for names: separator, a search index, the payload,
 /// the key version.
 fn cipher(sep: char, token: &str, field: u8) -> String {
-    let payload = base64::engine::general_purpose::STANDARD.encode(format!("{token}:{field}"));
+    let payload = cipher_payload(token, field);
     let index = &payload[..payload.len().min(6)];
     format!("{sep}{index}{sep}AgAAAA{payload}{sep}0{sep}{sep}")
 }
 
 /// The cipher token inside a phone ciphertext.
 fn token_of(c: &str) -> Option<String> {
-    let mut parts = c.strip_prefix('$')?.split('$');
-    let _index = parts.next()?;
-    let payload = parts.next()?.strip_prefix("AgAAAA")?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(payload)
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (token, field) = text.split_once(':')?;
-    (field == "6").then(|| token.to_string())
+    let payload = c.strip_prefix('$')?.split('$').nth(1)?;
+    token_in(payload.strip_prefix("AgAAAA")?, 6)
 }
 
 /// `1*********5`: Pinduoduo masks all but the first and last digit.
@@ -498,36 +491,18 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::PddConfig 
 mod tests {
     use super::*;
     use chrono::Duration;
+    use quanyu_connector_sdk::sandbox::market::check_rendered_order;
 
     #[test]
     fn rendered_orders_map_and_ciphertexts_resolve() {
         let sb = PddSandbox::for_test();
-        let snap = sb.book.snapshot();
-        let e = snap.per_shop[0][0];
-        let i = e.purchase as usize;
-        let v = sb.render_order(i, usize::from(e.event), false);
-        let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
-        let m = crate::MAPPING.order(&v.to_string(), "x", &hasher).unwrap();
-        let c = m.cipher.unwrap();
-        let person = sb
-            .world()
-            .receiver_by_cipher(&token_of(&c).unwrap())
-            .unwrap();
-        assert_eq!(
-            person.phone,
-            sb.world().receiver(&sb.world().purchases[i]).phone
-        );
-        assert!(!v.to_string().contains(&person.phone), "no clear phone");
-        assert_eq!(m.row.amount_fen, sb.book.lifecycle(i).payment());
+        let render = |i, ev, garbled| sb.render_order(i, ev, garbled).to_string();
+        check_rendered_order(&sb, render, &crate::MAPPING, token_of);
         assert_eq!(
             token_of(&cipher('~', "tok", 5)),
             None,
             "names are not phones"
         );
-        let bad = sb.render_order(i, usize::from(e.event), true);
-        assert!(crate::MAPPING
-            .order(&bad.to_string(), "x", &hasher)
-            .is_err());
     }
 
     #[test]

@@ -26,7 +26,6 @@ use axum::http::{header, HeaderMap};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use base64::Engine as _;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use quanyu_connector_sdk::connector::{SandboxAnnouncement, SandboxPull};
 use quanyu_connector_sdk::market::PullSettings;
@@ -35,6 +34,7 @@ use quanyu_connector_sdk::sandbox::market::MarketSandboxConfig;
 use quanyu_connector_sdk::sandbox::orders::{fen_text, RefundStage, Stage};
 use quanyu_connector_sdk::sandbox::tokens::TokenProblem;
 use quanyu_connector_sdk::sandbox::world::REGIONS;
+use quanyu_connector_sdk::sandbox::world::{cipher_payload, token_in};
 use quanyu_connector_sdk::SecretRef;
 use quanyu_schemas::time::{format_beijing, from_beijing_naive};
 use serde_json::json;
@@ -79,19 +79,12 @@ quanyu_connector_sdk::market_sandbox! {
 /// Youzan's ciphertext shape, `$<base64>$1$`, around the world's cipher
 /// token and the field.
 fn cipher(token: &str, field: u8) -> String {
-    let payload = base64::engine::general_purpose::STANDARD.encode(format!("{token}:{field}"));
-    format!("${payload}$1$")
+    format!("${}$1$", cipher_payload(token, field))
 }
 
 /// The cipher token inside a phone ciphertext.
 fn token_of(c: &str) -> Option<String> {
-    let inner = c.strip_prefix('$')?.strip_suffix("$1$")?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(inner)
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    let (token, field) = text.rsplit_once(':')?;
-    (field == "2").then(|| token.to_string())
+    token_in(c.strip_prefix('$')?.strip_suffix("$1$")?, 2)
 }
 
 impl YouzanSandbox {
@@ -498,29 +491,14 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::YouzanConf
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quanyu_connector_sdk::sandbox::market::check_rendered_order;
 
     #[test]
     fn rendered_orders_map_and_ciphertexts_resolve() {
         let sb = YouzanSandbox::for_test();
-        let snap = sb.book.snapshot();
-        let e = snap.per_shop[0][0];
-        let i = e.purchase as usize;
-        let v = sb.render_order(i, usize::from(e.event), 0, false);
-        let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
-        let m = crate::MAPPING.order(&v.to_string(), "x", &hasher).unwrap();
-        let world = sb.world();
-        let c = m.cipher.unwrap();
-        let person = world.receiver_by_cipher(&token_of(&c).unwrap()).unwrap();
-        assert_eq!(person.phone, world.receiver(&world.purchases[i]).phone);
-        assert!(!v.to_string().contains(&person.phone), "no clear phone");
-        assert!(!v.to_string().contains(&person.name), "no clear name");
-        assert_eq!(m.row.amount_fen, sb.book.lifecycle(i).payment());
-        assert_eq!(m.row.order_id.len(), 24);
+        let render = |i, ev, garbled| sb.render_order(i, ev, 0, garbled).to_string();
+        check_rendered_order(&sb, render, &crate::MAPPING, token_of);
         assert_eq!(token_of(&cipher("tok", 1)), None, "names are not phones");
-        let bad = sb.render_order(i, usize::from(e.event), 0, true);
-        assert!(crate::MAPPING
-            .order(&bad.to_string(), "x", &hasher)
-            .is_err());
     }
 
     #[test]

@@ -295,6 +295,44 @@ impl MarketCore {
     }
 }
 
+/// Check an emulator's rendering against its world (its unit tests call
+/// this): the first order its book shows, rendered by
+/// `render(purchase, event, garbled)`, maps with `mapping` at the
+/// lifecycle's payment; the phone ciphertext the mapping hands to the
+/// decrypt API (where it hands one) names the order's receiver through
+/// `token_of`; neither the receiver's phone nor their name stands in the
+/// rendering in clear; a garbled rendering is refused.
+pub fn check_rendered_order(
+    core: &MarketCore,
+    render: impl Fn(usize, usize, bool) -> String,
+    mapping: &crate::market::RecordMapping,
+    token_of: impl Fn(&str) -> Option<String>,
+) {
+    let snap = core.book.snapshot();
+    let e = snap.per_shop[0][0];
+    let (i, ev) = (e.purchase as usize, usize::from(e.event));
+    let text = render(i, ev, false);
+    let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([0; 32]));
+    let m = mapping
+        .order(&text, "x", &hasher)
+        .expect("a rendered order maps");
+    assert_eq!(m.row.amount_fen, core.book.lifecycle(i).payment());
+    let world = core.world();
+    let person = world.receiver(&world.purchases[i]);
+    if let Some(c) = &m.cipher {
+        let token = token_of(c).expect("the ciphertext holds a token");
+        let back = world.receiver_by_cipher(&token).expect("a known token");
+        assert_eq!(
+            back.phone, person.phone,
+            "the ciphertext names the receiver"
+        );
+    }
+    assert!(!text.contains(&person.phone), "no clear phone: {text}");
+    assert!(!text.contains(&person.name), "no clear name: {text}");
+    let garbled = render(i, ev, true);
+    assert!(mapping.order(&garbled, "x", &hasher).is_err(), "{garbled}");
+}
+
 /// A marketplace emulator's types, declared once: its state `Inner` (the
 /// [`MarketSandboxConfig`], the [`MarketCore`] and any fields of its own,
 /// each with its initial value) and the handle, cheap to clone, that derefs
@@ -455,4 +493,21 @@ macro_rules! market_sandbox {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sandbox clock moves orders along their lifecycles.
+    #[test]
+    fn time_moves_orders_forward() {
+        let cfg = MarketSandboxConfig::for_test(Channel::Jd);
+        let core = MarketCore::new(&cfg.world, Channel::Jd, cfg.as_of, cfg.faults, "t", 3600);
+        let before = core.visible_orders();
+        core.set_as_of(core.as_of() + chrono::Duration::days(10));
+        let after = core.visible_orders();
+        assert!(!before.is_empty());
+        assert!(before.iter().zip(&after).any(|(a, b)| a.stage != b.stage));
+    }
 }

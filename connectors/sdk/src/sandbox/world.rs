@@ -717,6 +717,13 @@ impl World {
         self.cipher_token_of(&self.receiver(p).phone)
     }
 
+    /// The receiver behind the cipher token a ciphertext's `payload`
+    /// ([`cipher_payload`]) holds for `field`, as a decrypt API would
+    /// resolve it.
+    pub fn receiver_in(&self, payload: &str, field: u8) -> Option<&Receiver> {
+        self.receiver_by_cipher(&token_in(payload, field)?)
+    }
+
     /// The receiver behind a cipher token, as a decrypt API would resolve it.
     pub fn receiver_by_cipher(&self, token: &str) -> Option<&Receiver> {
         let map = self.ciphers.get_or_init(|| {
@@ -1210,6 +1217,25 @@ fn phone_for(seed: u64, id: u32) -> String {
         Ok(p) if p.is_placeholder() => format!("166{:08}", (suffix + 50_000_000) % 100_000_000),
         _ => phone,
     }
+}
+
+/// The payload an emulator frames its ciphertext of `token` (the world's
+/// [`World::cipher_token`]) for `field` around: base64 of `token:field`.
+pub fn cipher_payload(token: &str, field: u8) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{token}:{field}"))
+}
+
+/// The cipher token in a [`cipher_payload`], when it was made for `field`
+/// (a name's ciphertext is not a phone's).
+pub fn token_in(payload: &str, field: u8) -> Option<String> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(payload)
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (token, f) = text.rsplit_once(':')?;
+    (f == field.to_string()).then(|| token.to_string())
 }
 
 #[cfg(test)]
