@@ -105,25 +105,20 @@ impl DouyinSandbox {
         let (province, city) = REGIONS[person.region];
         let token = world.cipher_token(p);
         let order_id = world.order_id(p);
-        let skus: Vec<serde_json::Value> = lc
-            .items
-            .iter()
-            .enumerate()
-            .map(|(k, &(n, price))| {
-                json!({
-                    "order_id": format!("{order_id}{k}"),
-                    "parent_order_id": order_id,
-                    "product_id": 3_500_000_000_000_000_000i64 + price,
-                    "sku_id": 1_700_000_000_000 + price,
-                    "out_sku_id": "",
-                    "code": "",
-                    "product_name": format!("抖音商品{}", price % 997),
-                    "item_num": n,
-                    "origin_amount": price * i64::from(n),
-                    "pay_amount": price * i64::from(n),
-                })
+        let skus = lc.render_items(|k, n, price| {
+            json!({
+                "order_id": format!("{order_id}{k}"),
+                "parent_order_id": order_id,
+                "product_id": 3_500_000_000_000_000_000i64 + price,
+                "sku_id": 1_700_000_000_000 + price,
+                "out_sku_id": "",
+                "code": "",
+                "product_name": format!("抖音商品{}", price % 997),
+                "item_num": n,
+                "origin_amount": price * i64::from(n),
+                "pay_amount": price * i64::from(n),
             })
-            .collect();
+        });
         json!({
             "order_id": order_id,
             "order_status": dy_status(stage),

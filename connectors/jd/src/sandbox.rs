@@ -175,22 +175,17 @@ impl JdSandbox {
             .iter()
             .position(|&s| s == p.shop)
             .unwrap_or(0);
-        let items: Vec<serde_json::Value> = lc
-            .items
-            .iter()
-            .enumerate()
-            .map(|(k, &(n, price))| {
-                json!({
-                    "skuId": (100_000_000_000 + price % 991 + k as i64).to_string(),
-                    "outerSkuId": "",
-                    "skuName": format!("京东商品{}", price % 997),
-                    "jdPrice": fen_text(price),
-                    "itemTotal": n.to_string(),
-                    "wareId": (10_000_000_000 + price % 997).to_string(),
-                    "giftPoint": "0",
-                })
+        let items = lc.render_items(|k, n, price| {
+            json!({
+                "skuId": (100_000_000_000 + price % 991 + k as i64).to_string(),
+                "outerSkuId": "",
+                "skuName": format!("京东商品{}", price % 997),
+                "jdPrice": fen_text(price),
+                "itemTotal": n.to_string(),
+                "wareId": (10_000_000_000 + price % 997).to_string(),
+                "giftPoint": "0",
             })
-            .collect();
+        });
         json!({
             "orderId": world.order_id(p),
             "venderId": self.vender_id(local_shop),

@@ -111,23 +111,18 @@ impl PddSandbox {
         let (order_status, refund_status) = pdd_status(stage);
         let (province, city) = REGIONS[person.region];
         let token = world.cipher_token(p);
-        let items: Vec<serde_json::Value> = lc
-            .items
-            .iter()
-            .enumerate()
-            .map(|(k, &(n, price))| {
-                json!({
-                    "goods_id": 300_000_000 + price % 997 + k as i64,
-                    "sku_id": 900_000_000 + price % 991 + k as i64,
-                    "goods_name": format!("拼单商品{}", price % 997),
-                    "goods_spec": "默认",
-                    "goods_count": n,
-                    "goods_price": yuan(price),
-                    "outer_id": "",
-                    "outer_goods_id": "",
-                })
+        let items = lc.render_items(|k, n, price| {
+            json!({
+                "goods_id": 300_000_000 + price % 997 + k as i64,
+                "sku_id": 900_000_000 + price % 991 + k as i64,
+                "goods_name": format!("拼单商品{}", price % 997),
+                "goods_spec": "默认",
+                "goods_count": n,
+                "goods_price": yuan(price),
+                "outer_id": "",
+                "outer_goods_id": "",
             })
-            .collect();
+        });
         json!({
             "order_sn": world.order_id(p),
             "order_status": order_status,

@@ -154,23 +154,18 @@ impl WechatShopSandbox {
         let (world, p, lc, person) = (v.world, v.purchase, v.lifecycle, &v.receiver);
         let (modified, stage) = (v.modified, v.stage);
         let (province, city) = REGIONS[person.region];
-        let products: Vec<serde_json::Value> = lc
-            .items
-            .iter()
-            .enumerate()
-            .map(|(k, &(n, price))| {
-                json!({
-                    "product_id": (10_000_000_000 + price % 997 + k as i64).to_string(),
-                    "sku_id": (20_000_000_000 + price % 991 + k as i64).to_string(),
-                    "sku_cnt": n,
-                    "sale_price": price,
-                    "real_price": price * i64::from(n),
-                    "title": format!("小店商品{}", price % 997),
-                    "on_aftersale_sku_cnt": 0,
-                    "finish_aftersale_sku_cnt": 0,
-                })
+        let products = lc.render_items(|k, n, price| {
+            json!({
+                "product_id": (10_000_000_000 + price % 997 + k as i64).to_string(),
+                "sku_id": (20_000_000_000 + price % 991 + k as i64).to_string(),
+                "sku_cnt": n,
+                "sale_price": price,
+                "real_price": price * i64::from(n),
+                "title": format!("小店商品{}", price % 997),
+                "on_aftersale_sku_cnt": 0,
+                "finish_aftersale_sku_cnt": 0,
             })
-            .collect();
+        });
         let paid = lc.time_of(Stage::Paid, ev);
         let mut order = json!({
             "order_id": world.order_id(p),

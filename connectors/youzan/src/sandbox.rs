@@ -117,24 +117,19 @@ impl YouzanSandbox {
         let (status, refund_state) = youzan_status(stage);
         let (province, city) = REGIONS[person.region];
         let token = world.cipher_token(p);
-        let lines: Vec<serde_json::Value> = lc
-            .items
-            .iter()
-            .enumerate()
-            .map(|(k, &(n, price))| {
-                json!({
-                    "oid": format!("{}{k:02}", p.order_no % 1_000_000_000_000),
-                    "item_id": 600_000_000 + price % 997 + k as i64,
-                    "sku_id": 0,
-                    "title": format!("有赞商品{}", price % 997),
-                    "num": n,
-                    "price": fen_text(price),
-                    "total_fee": fen_text(price * i64::from(n)),
-                    "payment": fen_text(price * i64::from(n)),
-                    "outer_item_id": "",
-                })
+        let lines = lc.render_items(|k, n, price| {
+            json!({
+                "oid": format!("{}{k:02}", p.order_no % 1_000_000_000_000),
+                "item_id": 600_000_000 + price % 997 + k as i64,
+                "sku_id": 0,
+                "title": format!("有赞商品{}", price % 997),
+                "num": n,
+                "price": fen_text(price),
+                "total_fee": fen_text(price * i64::from(n)),
+                "payment": fen_text(price * i64::from(n)),
+                "outer_item_id": "",
             })
-            .collect();
+        });
         json!({
             "full_order_info": {
                 "order_info": {

@@ -55,6 +55,16 @@ pub struct RefundPlan {
 const PRICES_FEN: [i64; 6] = [3990, 5900, 8900, 12900, 19900, 29900];
 
 impl Lifecycle {
+    /// Each line rendered by `line(position, quantity, unit price in fen)`,
+    /// in order: the platform's item list.
+    pub fn render_items<T>(&self, line: impl Fn(usize, u32, i64) -> T) -> Vec<T> {
+        self.items
+            .iter()
+            .enumerate()
+            .map(|(k, &(n, price))| line(k, n, price))
+            .collect()
+    }
+
     /// The lifecycle of an order created at `created` (unix seconds).
     pub fn generate(created: i64, seed: u64) -> Lifecycle {
         let r = |k: u64, n: u64| mix(seed ^ k.wrapping_mul(0x9E37)) % n;
