@@ -45,17 +45,6 @@ use crate::{AFTER_SALE_API, DECRYPT_BATCH, SEARCH_API};
 /// What the sandbox accepts and serves.
 pub type DouyinSandboxConfig = MarketSandboxConfig;
 
-/// Douyin's `order_status` for a stage.
-pub fn dy_status(stage: Stage) -> i64 {
-    match stage {
-        Stage::Created => 1,
-        Stage::Paid => 2,
-        Stage::Shipped => 3,
-        Stage::Finished => 5,
-        Stage::Cancelled | Stage::Refunded => 4,
-    }
-}
-
 quanyu_connector_sdk::market_sandbox! {
     /// The Douyin shop open-platform emulator. Cheap to clone.
     pub struct DouyinSandbox {
@@ -121,7 +110,7 @@ impl DouyinSandbox {
         });
         json!({
             "order_id": order_id,
-            "order_status": dy_status(stage),
+            "order_status": self.stage_word(stage),
             "order_status_desc": "",
             "main_status": 0,
             "create_time": created,

@@ -65,18 +65,6 @@ pub const MAX_SKEW_SECS: i64 = 6 * 60;
 /// What the sandbox accepts and serves.
 pub type JdSandboxConfig = MarketSandboxConfig;
 
-/// JD's `orderState` for a stage. A cancelled order and a refunded one are
-/// both `TRADE_CANCELED`; only the refunded one has a payment time.
-pub fn jd_state(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Created => "NOT_PAY",
-        Stage::Paid => "WAIT_SELLER_STOCK_OUT",
-        Stage::Shipped => "WAIT_GOODS_RECEIVE_CONFIRM",
-        Stage::Finished => "FINISHED_L",
-        Stage::Cancelled | Stage::Refunded => "TRADE_CANCELED",
-    }
-}
-
 fn state_remark(stage: Stage) -> &'static str {
     match stage {
         Stage::Created => "等待付款",
@@ -191,7 +179,7 @@ impl JdSandbox {
             "venderId": self.vender_id(local_shop),
             "orderType": "22",
             "payType": "4-在线支付",
-            "orderState": jd_state(stage),
+            "orderState": self.stage_word(stage),
             "orderStateRemark": state_remark(stage),
             "orderTotalPrice": fen_text(lc.goods_total()),
             "orderSellerPrice": fen_text(lc.goods_total() - lc.discount),
@@ -504,8 +492,8 @@ fn search(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Response {
     };
     if let Some(w) = &wanted {
         list.retain(|&(_, i, ev)| {
-            let state = jd_state(book.lifecycle(i).events[ev].1);
-            w.iter().any(|s| s == state)
+            let state = sb.stage_word(book.lifecycle(i).events[ev].1).as_str();
+            w.iter().any(|s| Some(s.as_str()) == state)
         });
     }
     if !desc {

@@ -35,16 +35,6 @@ use crate::sign::sign;
 /// What the sandbox accepts and serves.
 pub type JushuitanSandboxConfig = MarketSandboxConfig;
 
-/// The ERP's status for a stage.
-fn jst_status(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Created => "WaitPay",
-        Stage::Paid => "WaitConfirm",
-        Stage::Shipped | Stage::Finished => "Sent",
-        Stage::Cancelled | Stage::Refunded => "Cancelled",
-    }
-}
-
 /// The ERP `shop_id` of local shop `i`.
 pub fn erp_shop_id(i: usize) -> i64 {
     10_000_001 + i as i64
@@ -112,7 +102,7 @@ impl JushuitanSandbox {
             "so_id": world.order_id(p),
             "shop_id": erp_shop_id(local_shop),
             "order_from": "WAP",
-            "status": jst_status(stage),
+            "status": self.stage_word(stage),
             "order_date": if corrupt { "not-a-date".to_string() } else { ts(lc.created()) },
             "modified": ts(modified),
             "pay_date": paid.map(ts).unwrap_or_default(),

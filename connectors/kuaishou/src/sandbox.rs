@@ -43,17 +43,6 @@ use crate::{DECRYPT_API, NO_MORE, REFUND_LIST_API};
 /// What the sandbox accepts and serves.
 pub type KuaishouSandboxConfig = MarketSandboxConfig;
 
-/// Kuaishou's status code for a stage.
-pub fn ks_status(stage: Stage) -> i64 {
-    match stage {
-        Stage::Created => 10,
-        Stage::Paid => 30,
-        Stage::Shipped => 40,
-        Stage::Finished => 70,
-        Stage::Cancelled | Stage::Refunded => 80,
-    }
-}
-
 quanyu_connector_sdk::market_sandbox! {
     /// The Kuaishou open-platform emulator. Cheap to clone.
     pub struct KuaishouSandbox {}
@@ -134,7 +123,7 @@ impl KuaishouSandbox {
         let mut order = json!({
             "orderBaseInfo": {
                 "oid": oid,
-                "status": ks_status(stage),
+                "status": self.stage_word(stage),
                 "payType": if paid.is_some() { 1 } else { 0 },
                 "buyerOpenId": world.buyer_token(p.person, p.shop),
                 "buyerNick": format!("快手用户{:04}", p.person % 10_000),
@@ -412,7 +401,9 @@ fn cursor_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
                 (e.modified * 1000, sb.oid(i), i, usize::from(e.event))
             })
             .filter(|&(_, _, i, ev)| {
-                wanted.is_none_or(|w| ks_status(sb.book.lifecycle(i).events[ev].1) == w)
+                wanted.is_none_or(|w| {
+                    sb.stage_word(sb.book.lifecycle(i).events[ev].1).as_i64() == Some(w)
+                })
             })
             .collect()
     };

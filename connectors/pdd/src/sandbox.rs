@@ -44,17 +44,6 @@ pub const CREATE_API: &str = "pdd.pop.auth.token.create";
 /// What the sandbox accepts and serves.
 pub type PddSandboxConfig = MarketSandboxConfig;
 
-/// Pinduoduo's (order_status, refund_status) for a stage. Orders are not
-/// listed before payment; a refund before shipping leaves order_status 1.
-pub fn pdd_status(stage: Stage) -> (i64, i64) {
-    match stage {
-        Stage::Created | Stage::Paid | Stage::Cancelled => (1, 1),
-        Stage::Shipped => (2, 1),
-        Stage::Finished => (3, 1),
-        Stage::Refunded => (1, 4),
-    }
-}
-
 quanyu_connector_sdk::market_sandbox! {
     /// The Pinduoduo router emulator. Cheap to clone.
     pub struct PddSandbox {}
@@ -108,7 +97,8 @@ impl PddSandbox {
         let at = beijing_text;
         let created = v.created_as(corrupt, |t| beijing_text(Some(t)));
         let paid = lc.time_of(Stage::Paid, ev);
-        let (order_status, refund_status) = pdd_status(stage);
+        let words = self.stage_word(stage);
+        let (order_status, refund_status) = (&words[0], &words[1]);
         let (province, city) = REGIONS[person.region];
         let token = world.cipher_token(p);
         let items = lc.render_items(|k, n, price| {
@@ -355,8 +345,10 @@ fn increment(sb: &PddSandbox, shop: usize, params: &[(String, String)]) -> Respo
         .iter()
         .map(|e| (e.purchase as usize, usize::from(e.event)))
         .filter(|&(i, ev)| {
-            let (os, rs) = pdd_status(sb.book.lifecycle(i).events[ev].1);
-            order_status.is_none_or(|w| w == os) && refund_status.is_none_or(|w| w == rs)
+            let words = sb.stage_word(sb.book.lifecycle(i).events[ev].1);
+            let (os, rs) = (words[0].as_i64(), words[1].as_i64());
+            order_status.is_none_or(|w| Some(w) == os)
+                && refund_status.is_none_or(|w| Some(w) == rs)
         })
         .collect();
     let total = list.len();

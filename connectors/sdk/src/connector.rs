@@ -351,6 +351,43 @@ pub struct SandboxFacts {
     pub official_sdk: Option<OfficialSdk>,
     /// What the gateway answers a drawn fault with, in its own words.
     pub refusals: Refusals,
+    /// What the platform shows at each stage of an order's life.
+    pub stages: StageWords,
+}
+
+/// The status an order shows at each stage of its life, as the platform
+/// writes it (a number, a word, or a list of the fields that together say
+/// it, such as Pinduoduo's order and refund status).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageWords {
+    /// Created, not paid.
+    pub created: serde_json::Value,
+    /// Paid.
+    pub paid: serde_json::Value,
+    /// Shipped.
+    pub shipped: serde_json::Value,
+    /// Finished.
+    pub finished: serde_json::Value,
+    /// Closed before payment.
+    pub cancelled: serde_json::Value,
+    /// Closed after payment: refunded.
+    pub refunded: serde_json::Value,
+}
+
+impl StageWords {
+    /// What `stage` shows.
+    pub fn of(&self, stage: crate::sandbox::lifecycle::Stage) -> &serde_json::Value {
+        use crate::sandbox::lifecycle::Stage;
+        match stage {
+            Stage::Created => &self.created,
+            Stage::Paid => &self.paid,
+            Stage::Shipped => &self.shipped,
+            Stage::Finished => &self.finished,
+            Stage::Cancelled => &self.cancelled,
+            Stage::Refunded => &self.refunded,
+        }
+    }
 }
 
 /// What a platform's gateway answers each refusal with.
@@ -543,6 +580,13 @@ mod tests {
             tokens = { refresh = "x.refresh" }
             clear_phones = "some"
             masks = true
+            [stages]
+            created = 1
+            paid = "WAIT"
+            shipped = [2, 1]
+            finished = 3
+            cancelled = 4
+            refunded = 4
             [refusals]
             throttled = { code = 7, says = "App Call Limited", sub = "accesscontrol.limited" }
             busy = { code = 15, says = "Remote service error" }
@@ -552,6 +596,9 @@ mod tests {
             args = ["--host", "{host}", "--port", "{port}", "--token", "{access_token}", "--url={base_url}/r"]"#,
         );
         assert_eq!(facts.tokens, TokenFlow::Refresh("x.refresh".into()));
+        use crate::sandbox::lifecycle::Stage;
+        assert_eq!(facts.stages.of(Stage::Paid), "WAIT");
+        assert_eq!(facts.stages.of(Stage::Shipped), &serde_json::json!([2, 1]));
         let r = &facts.refusals;
         assert_eq!(
             (r.throttled.code, r.throttled.sub.as_str()),

@@ -42,18 +42,6 @@ pub type TopSandboxConfig = MarketSandboxConfig;
 /// shop renews the authorization on the platform).
 const SESSION_TTL_SECS: i64 = 30 * 86_400;
 
-/// TOP's status for a stage.
-fn top_status(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Created => "WAIT_BUYER_PAY",
-        Stage::Paid => "WAIT_SELLER_SEND_GOODS",
-        Stage::Shipped => "WAIT_BUYER_CONFIRM_GOODS",
-        Stage::Finished => "TRADE_FINISHED",
-        Stage::Cancelled => "TRADE_CLOSED_BY_TAOBAO",
-        Stage::Refunded => "TRADE_CLOSED",
-    }
-}
-
 /// One order as the gateway shows it at a time: the ground truth for tests.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VisibleTrade {
@@ -62,7 +50,7 @@ pub struct VisibleTrade {
     /// Trade id.
     pub tid: String,
     /// TOP status.
-    pub status: &'static str,
+    pub status: String,
     /// Payment in fen.
     pub payment_fen: i64,
 }
@@ -102,7 +90,11 @@ impl TopSandbox {
             .map(|o| VisibleTrade {
                 shop: o.shop,
                 tid: o.order_id,
-                status: top_status(o.stage),
+                status: self
+                    .stage_word(o.stage)
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 payment_fen: o.payment_fen,
             })
             .collect()
@@ -134,7 +126,7 @@ impl TopSandbox {
             out,
             r#"{{"tid":{tid},"tid_str":"{tid}","status":"{status}","type":"fixed","created":"{created}","modified":"{modified}","#,
             tid = p.order_no,
-            status = top_status(stage),
+            status = self.stage_word(stage).as_str().unwrap_or_default(),
             modified = ts(status_time),
         );
         if let Some(paid) = paid {
@@ -159,7 +151,7 @@ impl TopSandbox {
                 iid = 600_000_000 + (price % 997),
                 price = fen_text(*price),
                 pay = fen_text(i64::from(*num) * price),
-                status = top_status(stage),
+                status = self.stage_word(stage).as_str().unwrap_or_default(),
             );
         }
         out.push_str("]}}");

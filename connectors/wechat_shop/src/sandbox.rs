@@ -60,17 +60,6 @@ pub fn shop_secret(app_secret: &str, i: usize) -> String {
     format!("{app_secret}-{i}")
 }
 
-/// The shop's `status` for a stage.
-pub fn shop_status(stage: Stage) -> i64 {
-    match stage {
-        Stage::Created => 10,
-        Stage::Paid => 20,
-        Stage::Shipped => 30,
-        Stage::Finished => 100,
-        Stage::Cancelled | Stage::Refunded => 250,
-    }
-}
-
 quanyu_connector_sdk::market_sandbox! {
     /// The WeChat Channels shop emulator. Cheap to clone.
     pub struct WechatShopSandbox {
@@ -169,7 +158,7 @@ impl WechatShopSandbox {
         let paid = lc.time_of(Stage::Paid, ev);
         let mut order = json!({
             "order_id": world.order_id(p),
-            "status": shop_status(stage),
+            "status": self.stage_word(stage),
             "create_time": if corrupt { json!("not-a-time") } else { json!(lc.created()) },
             "update_time": modified,
             "openid": format!("o{}", world.buyer_token(p.person, p.shop)),
@@ -379,7 +368,9 @@ fn list(sb: &WechatShopSandbox, shop: usize, params: &serde_json::Value) -> Resp
         .filter(|&(_, p)| {
             status.is_none_or(|want| {
                 let ev = sb.shown_event(p as usize).unwrap_or(0);
-                shop_status(core.book.lifecycle(p as usize).events[ev].1) == want
+                core.stage_word(core.book.lifecycle(p as usize).events[ev].1)
+                    .as_i64()
+                    == Some(want)
             })
         })
         .collect();

@@ -50,18 +50,6 @@ use crate::{
 /// What the sandbox accepts and serves.
 pub type YouzanSandboxConfig = MarketSandboxConfig;
 
-/// Youzan's `(status, refund_state)` for a stage.
-pub fn youzan_status(stage: Stage) -> (&'static str, i64) {
-    match stage {
-        Stage::Created => ("WAIT_BUYER_PAY", 0),
-        Stage::Paid => ("WAIT_SELLER_SEND_GOODS", 0),
-        Stage::Shipped => ("WAIT_BUYER_CONFIRM_GOODS", 0),
-        Stage::Finished => ("TRADE_SUCCESS", 0),
-        Stage::Cancelled => ("TRADE_CLOSED", 0),
-        Stage::Refunded => ("TRADE_CLOSED", 12),
-    }
-}
-
 /// The `kdt_id` of the sandbox's shop `i`.
 pub fn kdt_id(i: usize) -> String {
     (42_583_152 + 7 * i as u64).to_string()
@@ -114,7 +102,8 @@ impl YouzanSandbox {
         let (modified, stage) = (v.modified, v.stage);
         let at = beijing_text;
         let created = v.created_as(corrupt, |t| beijing_text(Some(t)));
-        let (status, refund_state) = youzan_status(stage);
+        let words = self.stage_word(stage);
+        let (status, refund_state) = (&words[0], &words[1]);
         let (province, city) = REGIONS[person.region];
         let token = world.cipher_token(p);
         let lines = lc.render_items(|k, n, price| {
@@ -507,7 +496,9 @@ mod tests {
             (Stage::Cancelled, OrderStatus::Cancelled),
             (Stage::Refunded, OrderStatus::Refunded),
         ] {
-            let (s, r) = youzan_status(stage);
+            let sb = YouzanSandbox::for_test();
+            let words = sb.stage_word(stage);
+            let (s, r) = (&words[0], &words[1]);
             let paid = !matches!(stage, Stage::Created | Stage::Cancelled);
             let order = serde_json::json!({"full_order_info": {"order_info": {
                 "tid": "E1", "status": s, "refund_state": r, "created": "2026-03-18 15:08:48",

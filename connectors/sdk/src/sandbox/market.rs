@@ -81,6 +81,8 @@ pub struct MarketCore {
     pub faults: FaultInjector,
     /// The faults' answers in the platform's words (its `sandbox.toml`).
     refusals: Option<crate::connector::Refusals>,
+    /// What the platform shows at each stage (its `sandbox.toml`).
+    stages: Option<crate::connector::StageWords>,
     requests: AtomicU64,
     refreshes: AtomicU64,
     decrypts: AtomicU64,
@@ -114,16 +116,28 @@ impl MarketCore {
             issuer,
             faults: FaultInjector::new(faults),
             refusals: None,
+            stages: None,
             requests: AtomicU64::new(0),
             refreshes: AtomicU64::new(0),
             decrypts: AtomicU64::new(0),
         }
     }
 
-    /// The core answering drawn faults with `refusals`.
-    pub fn with_refusals(mut self, refusals: crate::connector::Refusals) -> Self {
-        self.refusals = Some(refusals);
+    /// The core speaking the platform's words of `facts`: its refusals
+    /// and the status each stage shows.
+    pub fn speaking(mut self, facts: crate::connector::SandboxFacts) -> Self {
+        self.refusals = Some(facts.refusals);
+        self.stages = Some(facts.stages);
         self
+    }
+
+    /// What an order at `stage` shows as its status, in the platform's
+    /// words (`sandbox.toml` `[stages]`).
+    pub fn stage_word(&self, stage: super::lifecycle::Stage) -> &serde_json::Value {
+        self.stages
+            .as_ref()
+            .expect("a marketplace sandbox's facts state its stages")
+            .of(stage)
     }
 
     /// The drawn fault for this request (`token_faults`: the endpoint
@@ -409,7 +423,7 @@ macro_rules! market_sandbox {
                 )));
                 $name {
                     inner: std::sync::Arc::new(Inner {
-                        core: core(&cfg).with_refusals(facts.refusals),
+                        core: core(&cfg).speaking(facts),
                         cfg,
                         $($field: $init,)*
                     }),
