@@ -18,13 +18,6 @@
 #![warn(missing_docs)]
 
 pub mod client;
-/// Douyin's orders and after-sales as canonical rows: where each field stands, its unit and
-/// what the status words mean are data (`mapping.toml`, with its checks).
-pub static MAPPING: quanyu_connector_sdk::market::RecordMapping =
-    quanyu_connector_sdk::market::RecordMapping::new(
-        quanyu_schemas::Channel::Douyin,
-        include_str!("../mapping.toml"),
-    );
 pub mod sandbox;
 pub mod sign;
 

@@ -11,13 +11,6 @@
 #![warn(missing_docs)]
 
 pub mod client;
-/// Kuaishou's orders and refunds as canonical rows: where each field stands, its unit and
-/// what the status words mean are data (`mapping.toml`, with its checks).
-pub static MAPPING: quanyu_connector_sdk::market::RecordMapping =
-    quanyu_connector_sdk::market::RecordMapping::new(
-        quanyu_schemas::Channel::Kuaishou,
-        include_str!("../mapping.toml"),
-    );
 pub mod sandbox;
 pub mod sign;
 

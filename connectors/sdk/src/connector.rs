@@ -131,7 +131,8 @@ impl<C: DeserializeOwned + 'static> Connector for ConnectorSpec<C> {
 
 /// A marketplace's registration in one call: the `CONNECTOR` static of
 /// its crate over its typed config, built by its `build_streams`, with its
-/// sandbox `sandbox::KIT`, its card `state` prefix and order-id pattern.
+/// sandbox `sandbox::KIT`, its card `state` prefix and order-id pattern;
+/// and its `MAPPING`, read from the crate's `mapping.toml`.
 ///
 /// ```ignore
 /// quanyu_connector_sdk::market_connector! {
@@ -159,6 +160,14 @@ macro_rules! market_connector {
                 }),
                 sandbox: Some(&sandbox::KIT),
             };
+
+        /// The platform's order and refund records as canonical rows: where
+        /// each field stands, its unit and what the status words mean are
+        /// data (the crate's `mapping.toml`, with its checks).
+        pub static MAPPING: $crate::market::RecordMapping = $crate::market::RecordMapping::new(
+            $crate::connector::Channel::$channel,
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/mapping.toml")),
+        );
     };
 }
 
