@@ -143,12 +143,7 @@ pub fn build_streams(
             shop.self_authorize
                 .then(|| shop.shop_id.as_deref().unwrap_or(&shop.id)),
         );
-        let list = |api| SearchList {
-            client: client.with_api(api),
-            token: token.clone(),
-            shop: shop.id.clone(),
-            page_size: cfg.pull.page_size,
-        };
+        let list = |api| SearchList::new(client.with_api(api), &token, &shop.id, &cfg.pull);
         let listing = |api| {
             Listing::new(api, Paging::backward(0, cfg.pull.page_size))
                 .within(Duration::minutes(MAX_WINDOW_MINUTES))
@@ -178,19 +173,9 @@ const ORDERS: ListAnswer = ListAnswer::records("data.shop_order_list").total("da
 /// Where `afterSale.List` answers its after-sales.
 const AFTER_SALES: ListAnswer = ListAnswer::records("data.items").total("data.total");
 
-/// `order.searchList` and `afterSale.List` of one shop.
-#[derive(Clone)]
-struct SearchList {
-    client: DyClient,
-    token: Arc<ShopToken>,
-    shop: String,
-    page_size: u32,
-}
-
-impl Lists for SearchList {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
+quanyu_connector_sdk::shop_list! {
+    /// `order.searchList` and `afterSale.List` of one shop.
+    struct SearchList(DyClient);
 }
 
 #[async_trait]

@@ -111,12 +111,7 @@ pub fn build_streams(
     let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
     each_shop(&cfg.shops, |shop| {
         let token = wiring.token_of(shop)?;
-        let list = |api| OrderSearch {
-            client: base.with_api(api),
-            token: token.clone(),
-            shop: shop.id.clone(),
-            page_size: cfg.pull.page_size,
-        };
+        let list = |api| OrderSearch::new(base.with_api(api), &token, &shop.id, &cfg.pull);
         let longest = Duration::minutes(MAX_WINDOW_MINUTES);
         let orders =
             Listing::new(SEARCH_API, Paging::backward(1, cfg.pull.page_size)).within(longest);
@@ -134,13 +129,9 @@ pub fn build_streams(
     })
 }
 
-/// `jingdong.pop.order.search` and the refund applications of one shop.
-#[derive(Clone)]
-struct OrderSearch {
-    client: JdClient,
-    token: Arc<ShopToken>,
-    shop: String,
-    page_size: u32,
+quanyu_connector_sdk::shop_list! {
+    /// `jingdong.pop.order.search` and the refund applications of one shop.
+    struct OrderSearch(JdClient);
 }
 
 #[derive(Deserialize)]
@@ -219,12 +210,6 @@ impl OrderSearch {
                 MAPPING.order(raw, &self.shop, hasher)
             }),
         })
-    }
-}
-
-impl Lists for OrderSearch {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
     }
 }
 

@@ -105,12 +105,7 @@ pub fn build_streams(
     let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
     each_shop(&cfg.shops, |shop| {
         let token = wiring.token_of(shop)?;
-        let list = |api| CursorList {
-            client: base.with_api(api),
-            token: token.clone(),
-            shop: shop.id.clone(),
-            page_size: cfg.pull.page_size,
-        };
+        let list = |api| CursorList::new(base.with_api(api), &token, &shop.id, &cfg.pull);
         let listing =
             |api| Listing::new(api, Paging::Cursor).within(Duration::minutes(MAX_WINDOW_MINUTES));
         let api = wiring.shop_api(&shop.id, cfg.shop_qps);
@@ -139,19 +134,9 @@ const ORDERS: ListAnswer = ListAnswer::records("data.orderList").next_until("dat
 const REFUNDS: ListAnswer =
     ListAnswer::records("data.refundOrderInfoList").next_until("data.pcursor", NO_MORE);
 
-/// `open.order.cursor.list` and the refund list of one shop.
-#[derive(Clone)]
-struct CursorList {
-    client: KsClient,
-    token: Arc<ShopToken>,
-    shop: String,
-    page_size: u32,
-}
-
-impl Lists for CursorList {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
+quanyu_connector_sdk::shop_list! {
+    /// `open.order.cursor.list` and the refund list of one shop.
+    struct CursorList(KsClient);
 }
 
 #[async_trait]

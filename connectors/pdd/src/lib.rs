@@ -94,12 +94,7 @@ pub fn build_streams(
     let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
     each_shop(&cfg.shops, |shop| {
         let token = wiring.token_of(shop)?;
-        let list = |api| Increments {
-            client: base.with_api(api),
-            token: token.clone(),
-            shop: shop.id.clone(),
-            page_size: cfg.pull.page_size,
-        };
+        let list = |api| Increments::new(base.with_api(api), &token, &shop.id, &cfg.pull);
         let listing = |api| {
             Listing::new(api, Paging::backward(1, cfg.pull.page_size))
                 .within(Duration::minutes(MAX_WINDOW_MINUTES))
@@ -134,18 +129,9 @@ const ORDERS: ListAnswer = ListAnswer::records("order_sn_increment_get_response.
 const REFUNDS: ListAnswer = ListAnswer::records("refund_increment_get_response.refund_list")
     .total("refund_increment_get_response.total_count");
 
-/// The increment lists (orders, after-sales) of one shop.
-struct Increments {
-    client: PddClient,
-    token: Arc<ShopToken>,
-    shop: String,
-    page_size: u32,
-}
-
-impl Lists for Increments {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
+quanyu_connector_sdk::shop_list! {
+    /// The increment lists (orders, after-sales) of one shop.
+    struct Increments(PddClient);
 }
 
 #[async_trait]

@@ -130,12 +130,14 @@ pub fn build_streams(
         )
         .map(Arc::new)
         .map_err(|e| wiring.error(format!("shop {}: token store: {e}", shop.id)))?;
-        let list = |api| Orders {
-            client: client.with_api(api),
-            token: token.clone(),
-            shop: shop.id.clone(),
-            page_size: cfg.pull.page_size,
-            details_at_once: cfg.details_at_once,
+        let list = |api| {
+            Orders::new(
+                client.with_api(api),
+                &token,
+                &shop.id,
+                &cfg.pull,
+                cfg.details_at_once,
+            )
         };
         let listing =
             |api| Listing::new(api, Paging::Cursor).within(Duration::days(MAX_WINDOW_DAYS));
@@ -155,14 +157,11 @@ pub fn build_streams(
     })
 }
 
-/// The orders and after-sale orders of one shop account.
-#[derive(Clone)]
-struct Orders {
-    client: ShopClient,
-    token: Arc<ShopToken>,
-    shop: String,
-    page_size: u32,
-    details_at_once: usize,
+quanyu_connector_sdk::shop_list! {
+    /// The orders and after-sale orders of one shop account.
+    struct Orders(ShopClient) {
+        details_at_once: usize,
+    }
 }
 
 /// An id list (`order_id_list`, `after_sale_order_id_list`) and its cursor.
@@ -300,12 +299,6 @@ impl Orders {
             next,
             records,
         })
-    }
-}
-
-impl Lists for Orders {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
     }
 }
 

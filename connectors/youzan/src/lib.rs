@@ -133,12 +133,7 @@ pub fn build_streams(
         // under the shop's kdt_id too, so a shop id pointed at another
         // kdt_id never reuses the old shop's token.
         let token = wiring.shop_token(&format!("{}#{}", shop.id, shop.kdt_id.trim()), None)?;
-        let list = |api| Trades {
-            client: client.with_api(api),
-            token: token.clone(),
-            shop: shop.id.clone(),
-            page_size: cfg.pull.page_size,
-        };
+        let list = |api| Trades::new(client.with_api(api), &token, &shop.id, &cfg.pull);
         let trades = Listing {
             max_records: Some(MAX_DEPTH.min(MAX_PAGE_NO * u64::from(cfg.pull.page_size))),
             ..Listing::new(TRADES_API, Paging::backward(1, cfg.pull.page_size))
@@ -165,19 +160,9 @@ const TRADES: ListAnswer =
 /// Where `youzan.trade.refund.search` answers its refunds.
 const REFUNDS: ListAnswer = ListAnswer::records("data.refunds").total("data.total");
 
-/// The trade and refund lists of one shop.
-#[derive(Clone)]
-struct Trades {
-    client: YouzanClient,
-    token: Arc<ShopToken>,
-    shop: String,
-    page_size: u32,
-}
-
-impl Lists for Trades {
-    fn http(&self) -> &ApiClient {
-        self.client.api()
-    }
+quanyu_connector_sdk::shop_list! {
+    /// The trade and refund lists of one shop.
+    struct Trades(YouzanClient);
 }
 
 #[async_trait]

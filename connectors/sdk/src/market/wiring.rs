@@ -186,3 +186,58 @@ impl<'a> AppWiring<'a> {
         self.shop_token(&shop.id, Some(TokenSet::configured(access, refresh)))
     }
 }
+
+/// A marketplace's list type for one shop: its client (through the shop's
+/// budget), the shop's token, its id and the page size, and any fields of
+/// its own; it [`Lists`](crate::market::Lists) through the client.
+/// `Name::new(client, &token, shop_id, &cfg.pull, ..own fields)` makes one.
+///
+/// ```ignore
+/// quanyu_connector_sdk::shop_list! {
+///     /// `order.searchList` and `afterSale.List` of one shop.
+///     struct SearchList(DyClient);
+/// }
+/// ```
+#[macro_export]
+macro_rules! shop_list {
+    (
+        $(#[$meta:meta])*
+        struct $name:ident($client:ty) $({ $($(#[$fmeta:meta])* $field:ident: $fty:ty),* $(,)? })? $(;)?
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone)]
+        struct $name {
+            client: $client,
+            token: std::sync::Arc<$crate::ShopToken>,
+            shop: String,
+            page_size: u32,
+            $($($(#[$fmeta])* $field: $fty,)*)?
+        }
+
+        impl $name {
+            /// The list of shop `shop` through `client` with its `token`,
+            /// in pages of `pull.page_size`.
+            fn new(
+                client: $client,
+                token: &std::sync::Arc<$crate::ShopToken>,
+                shop: &str,
+                pull: &$crate::market::PullSettings,
+                $($($field: $fty,)*)?
+            ) -> Self {
+                $name {
+                    client,
+                    token: token.clone(),
+                    shop: shop.to_string(),
+                    page_size: pull.page_size,
+                    $($($field,)*)?
+                }
+            }
+        }
+
+        impl $crate::market::Lists for $name {
+            fn http(&self) -> &$crate::ApiClient {
+                $crate::market::TokenGateway::api(&self.client)
+            }
+        }
+    };
+}
