@@ -6,8 +6,9 @@
 //! is written once; the file also holds the mapping's checks (`[[check]]`),
 //! records with what they must map to, run by [`RecordMapping::check`].
 //!
-//! Only the fields the layout names are kept from a record: it is read
-//! once, straight into a pruned tree, whatever else the platform sends.
+//! Only the fields the layout names are kept from a record: it is parsed
+//! once, each named path's value into its slot, and whatever else the
+//! platform sends is skipped unread.
 
 mod check;
 mod tree;
