@@ -15,7 +15,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::values_of;
-use quanyu_connector_sdk::market::{read_envelope, Attempt, TokenGateway};
+use quanyu_connector_sdk::market::{read_envelope, SignedCall, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -336,7 +336,7 @@ impl TokenGateway for DyClient {
         &self.api
     }
 
-    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
+    async fn attempt(&self, a: SignedCall<'_, Self::Params>) -> Result<Bytes> {
         let (ctx, method, access_token, params) = (a.ctx, a.method, a.access_token, a.params);
         self.post(ctx, method, Some(access_token), params).await
     }

@@ -227,53 +227,17 @@ impl RecordList<RefundRow> for SearchList {
     }
 }
 
-#[derive(Deserialize)]
-struct DecryptEnvelope {
-    data: Option<DecryptData>,
-}
-
-#[derive(Deserialize)]
-struct DecryptData {
-    #[serde(default)]
-    decrypt_infos: Vec<Decrypted>,
-}
-
-#[derive(Deserialize)]
-struct Decrypted {
-    auth_id: Option<String>,
-    cipher_text: Option<String>,
-    decrypt_text: Option<String>,
-    err_no: Option<i64>,
-}
-
 /// `order.batchDecrypt` of one shop, under its own budget.
 #[async_trait]
 impl PhoneDecrypt for SearchList {
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
         let rctx = RequestContext::new("douyin", Some(&self.shop), DECRYPT_API);
-        let list: Vec<serde_json::Value> = items
-            .iter()
-            .map(|(id, cipher)| serde_json::json!({ "auth_id": id, "cipher_text": cipher }))
-            .collect();
-        let param = serde_json::json!({ "cipher_infos": list });
+        let param = serde_json::json!({ "cipher_infos": MAPPING.decrypt_items(items) });
         let body = self
             .client
             .call(&rctx, DECRYPT_API, &self.token, &param)
             .await?;
-        let env: DecryptEnvelope = read_answer(&rctx, &body, "decrypt")?;
-        let results = env.data.map(|d| d.decrypt_infos).unwrap_or_default();
-        Ok(phones_for(
-            items,
-            &results,
-            |r, id, cipher| {
-                r.auth_id.as_deref() == Some(id) && r.cipher_text.as_deref() == Some(cipher)
-            },
-            |r| {
-                r.decrypt_text
-                    .clone()
-                    .filter(|_| r.err_no.is_none_or(|c| c == 0))
-            },
-        ))
+        MAPPING.decrypted(&rctx, &body, items)
     }
 }
 

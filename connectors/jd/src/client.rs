@@ -13,7 +13,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::values_of;
-use quanyu_connector_sdk::market::{read_envelope, refresh_token_of, Attempt, TokenGateway};
+use quanyu_connector_sdk::market::{read_envelope, refresh_token_of, SignedCall, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -280,7 +280,7 @@ impl TokenGateway for JdClient {
 
     /// One signed attempt: system parameters and the signature in the
     /// query, `360buy_param_json` in the form.
-    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
+    async fn attempt(&self, a: SignedCall<'_, Self::Params>) -> Result<Bytes> {
         let (ctx, method, access_token, param_json) = (a.ctx, a.method, a.access_token, a.params);
         let timestamp = format_beijing(Utc::now());
         let mut system: Vec<(&str, &str)> = vec![

@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::values_of;
-use quanyu_connector_sdk::market::{read_envelope, Attempt, TokenGateway};
+use quanyu_connector_sdk::market::{read_envelope, SignedCall, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -159,7 +159,7 @@ impl TokenGateway for JstClient {
     }
 
     /// One signed POST of `path` (the method) with the account's token.
-    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
+    async fn attempt(&self, a: SignedCall<'_, Self::Params>) -> Result<Bytes> {
         let (ctx, path, access_token, biz) = (a.ctx, a.method, a.access_token, a.params);
         let body = self
             .post(

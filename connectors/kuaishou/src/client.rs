@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::values_of;
-use quanyu_connector_sdk::market::{read_envelope, refresh_token_of, Attempt, TokenGateway};
+use quanyu_connector_sdk::market::{read_envelope, refresh_token_of, SignedCall, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -214,7 +214,7 @@ impl TokenGateway for KsClient {
 
     /// One signed attempt: system parameters, `param` and the signature in
     /// the query (GET) or form (POST) of `{gateway}/{method with / for .}`.
-    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
+    async fn attempt(&self, a: SignedCall<'_, Self::Params>) -> Result<Bytes> {
         let (ctx, method, access_token, param) = (a.ctx, a.method, a.access_token, a.params);
         let timestamp = Utc::now().timestamp_millis().to_string();
         let mut params: Vec<(&str, &str)> = vec![

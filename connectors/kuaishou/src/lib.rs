@@ -189,57 +189,19 @@ impl RecordList<RefundRow> for CursorList {
     }
 }
 
-#[derive(Deserialize)]
-struct DecryptEnvelope {
-    data: Option<DecryptData>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DecryptData {
-    #[serde(default, alias = "decryptResult", alias = "batchDecryptList")]
-    decrypt_list: Vec<Decrypted>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Decrypted {
-    biz_id: Option<serde_json::Value>,
-    encrypted_data: Option<String>,
-    decrypted_data: Option<String>,
-    error_code: Option<i64>,
-}
-
 /// `open.order.decrypt.batch` for one shop, under its own budget.
 #[async_trait]
 impl PhoneDecrypt for CursorList {
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
         let rctx = RequestContext::new("kuaishou", Some(&self.shop), DECRYPT_API);
-        let list: Vec<serde_json::Value> = items
-            .iter()
-            .map(|(id, cipher)| serde_json::json!({ "bizId": id, "encryptedData": cipher }))
-            .collect();
-        let param = KsParam::post(serde_json::json!({ "batchDecryptList": list }).to_string());
+        let param = KsParam::post(
+            serde_json::json!({ "batchDecryptList": MAPPING.decrypt_items(items) }).to_string(),
+        );
         let body = self
             .client
             .call(&rctx, DECRYPT_API, &self.token, &param)
             .await?;
-        let env: DecryptEnvelope = read_answer(&rctx, &body, "decrypt")?;
-        let results = env.data.map(|d| d.decrypt_list).unwrap_or_default();
-        Ok(phones_for(
-            items,
-            &results,
-            |r, id, cipher| {
-                r.biz_id.as_ref().and_then(text_of).as_deref() == Some(id)
-                    && r.encrypted_data.as_deref().is_none_or(|c| c == cipher)
-            },
-            // Kuaishou's per-item success code is 1.
-            |r| {
-                r.decrypted_data
-                    .clone()
-                    .filter(|_| r.error_code.is_none_or(|c| c == 1))
-            },
-        ))
+        MAPPING.decrypted(&rctx, &body, items)
     }
 }
 

@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::{
-    read_envelope, read_token_answer, refresh_refused, refresh_token_of, Attempt, TokenGateway,
+    read_envelope, read_token_answer, refresh_refused, refresh_token_of, SignedCall, TokenGateway,
 };
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
@@ -199,7 +199,7 @@ impl TokenGateway for PddClient {
         &self.api
     }
 
-    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
+    async fn attempt(&self, a: SignedCall<'_, Self::Params>) -> Result<Bytes> {
         let (ctx, method, access_token, params) = (a.ctx, a.method, a.access_token, a.params);
         let pairs: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.post(ctx, method, Some(access_token), &pairs).await

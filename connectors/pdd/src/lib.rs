@@ -188,56 +188,17 @@ impl Increments {
     }
 }
 
-#[derive(Deserialize)]
-struct DecryptEnvelope {
-    open_decrypt_batch_response: Option<DecryptData>,
-}
-
-#[derive(Deserialize)]
-struct DecryptData {
-    #[serde(default)]
-    data_decrypt_list: Vec<Decrypted>,
-}
-
-#[derive(Deserialize)]
-struct Decrypted {
-    data_tag: Option<String>,
-    encrypted_data: Option<String>,
-    decrypted_data: Option<String>,
-    error_code: Option<i64>,
-}
-
 /// `pdd.open.decrypt.batch` for one shop, under its own interval.
 #[async_trait]
 impl PhoneDecrypt for Increments {
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
         let rctx = RequestContext::new("pdd", Some(&self.shop), DECRYPT_API);
-        let list: Vec<serde_json::Value> = items
-            .iter()
-            .map(|(id, cipher)| serde_json::json!({ "data_tag": id, "encrypted_data": cipher }))
-            .collect();
-        let params = [("data_list", serde_json::Value::Array(list).to_string())];
+        let params = [("data_list", MAPPING.decrypt_items(items).to_string())];
         let body = self
             .client
             .call(&rctx, DECRYPT_API, &self.token, &params)
             .await?;
-        let env: DecryptEnvelope = read_answer(&rctx, &body, "decrypt")?;
-        let results = env
-            .open_decrypt_batch_response
-            .map(|d| d.data_decrypt_list)
-            .unwrap_or_default();
-        Ok(phones_for(
-            items,
-            &results,
-            |r, id, cipher| {
-                r.data_tag.as_deref() == Some(id) && r.encrypted_data.as_deref() == Some(cipher)
-            },
-            |r| {
-                r.decrypted_data
-                    .clone()
-                    .filter(|_| r.error_code.is_none_or(|c| c == 0))
-            },
-        ))
+        MAPPING.decrypted(&rctx, &body, items)
     }
 }
 

@@ -15,7 +15,7 @@
 
 use async_trait::async_trait;
 use quanyu_connector_sdk::market::{
-    read_envelope, read_token_answer, values_of, Attempt, TokenGateway,
+    read_envelope, read_token_answer, values_of, SignedCall, TokenGateway,
 };
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
@@ -180,7 +180,7 @@ impl TokenGateway for ShopClient {
     }
 
     /// `method` is the API's path (`/channels/ec/order/list/get`).
-    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes> {
+    async fn attempt(&self, a: SignedCall<'_, Self::Params>) -> Result<Bytes> {
         let (ctx, method, access_token, params) = (a.ctx, a.method, a.access_token, a.params);
         let body = self
             .api

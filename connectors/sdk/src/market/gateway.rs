@@ -13,9 +13,9 @@ use super::answer::ListAnswer;
 use super::record::Rejected;
 use super::stream::ListPage;
 
-/// What one signed attempt is asked: the request's context, the API
+/// What one signed attempt of a gateway call is asked: the request's context, the API
 /// method, the shop's current access token and the business parameters.
-pub struct Attempt<'a, P: ?Sized> {
+pub struct SignedCall<'a, P: ?Sized> {
     /// The request's context (platform, shop, API), for errors.
     pub ctx: &'a RequestContext,
     /// The API method (or path) called.
@@ -38,7 +38,7 @@ pub trait TokenGateway: Send + Sync {
     /// One signed attempt of `a.method` with `a.access_token`: the answer
     /// body once it is not the platform's error envelope (which becomes a
     /// typed error: an expired token must be `TokenExpired`).
-    async fn attempt(&self, a: Attempt<'_, Self::Params>) -> Result<Bytes>;
+    async fn attempt(&self, a: SignedCall<'_, Self::Params>) -> Result<Bytes>;
 
     /// Exchange the shop's refresh token (in `prev`) through the platform's
     /// own flow (`prev` is `None` when the shop has no token yet: a platform
@@ -123,7 +123,7 @@ pub trait TokenGateway: Send + Sync {
                 };
                 let access_token = tokens.access_token.expose();
                 let body = self
-                    .attempt(Attempt {
+                    .attempt(SignedCall {
                         ctx,
                         method,
                         access_token,
@@ -205,7 +205,7 @@ mod tests {
             &self.api
         }
 
-        async fn attempt(&self, _: Attempt<'_, str>) -> Result<Bytes> {
+        async fn attempt(&self, _: SignedCall<'_, str>) -> Result<Bytes> {
             Ok(match self.calls.fetch_add(1, Ordering::Relaxed) {
                 0 => Bytes::from_static(br#"{"list":[{"id":"#),
                 _ => Bytes::from_static(br#"{"list":[{"id":1}]}"#),

@@ -33,7 +33,7 @@ mod wiring;
 
 pub use answer::ListAnswer;
 pub use decrypt::{decrypt_phones, PhoneDecrypt};
-pub use gateway::{read_envelope, refresh_refused, refresh_token_of, Attempt, TokenGateway};
+pub use gateway::{read_envelope, refresh_refused, refresh_token_of, SignedCall, TokenGateway};
 pub use mapping::RecordMapping;
 pub use paging::{Paging, MAX_PAGES_PER_WINDOW};
 pub use record::{

@@ -11,9 +11,9 @@ pub use serde::Deserialize;
 pub use serde_json::value::RawValue;
 
 pub use super::{
-    each_shop, int_of, phones_for, read_answer, text_of, AppWiring, Attempt, ListAnswer, ListPage,
-    Listing, Lists, MappedOrder, OrderStream, PageAt, PageQuery, Paging, PhoneDecrypt, PullLimits,
-    RecordList, RefundStream, Rejected, TokenGateway, TokenShop,
+    each_shop, int_of, phones_for, read_answer, text_of, AppWiring, ListAnswer, ListPage, Listing,
+    Lists, MappedOrder, OrderStream, PageAt, PageQuery, Paging, PhoneDecrypt, PullLimits,
+    RecordList, RefundStream, Rejected, SignedCall, TokenGateway, TokenShop,
 };
 pub use crate::connector::{ConnectorSpec, OrderIds};
 pub use crate::{

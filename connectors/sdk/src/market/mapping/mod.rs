@@ -78,6 +78,62 @@ impl RecordMapping {
         refund.map(self.channel, raw, shop)
     }
 
+    /// The items of a batch decrypt request: one object per `(id,
+    /// ciphertext)` with the keys the layout's `[decrypt]` names.
+    pub fn decrypt_items(&self, items: &[(&str, &str)]) -> Value {
+        let d = self.decrypt_layout();
+        items
+            .iter()
+            .map(|(id, cipher)| {
+                let mut o = serde_json::Map::new();
+                o.insert(d.id.clone(), Value::from(*id));
+                o.insert(d.cipher.clone(), Value::from(*cipher));
+                Value::Object(o)
+            })
+            .collect()
+    }
+
+    /// The phones a batch decrypt's answer `body` gives `items`, in their
+    /// order: the result naming an item's id (and its ciphertext, where
+    /// the result repeats it) whose error code is absent or the layout's
+    /// success; `None` where there is none. An answer that is not JSON is
+    /// a protocol error.
+    pub fn decrypted(
+        &self,
+        ctx: &crate::RequestContext,
+        body: &[u8],
+        items: &[(&str, &str)],
+    ) -> Result<Vec<Option<String>>, crate::ConnectorError> {
+        let d = self.decrypt_layout();
+        let answer: Value = super::record::read_answer(ctx, body, "decrypt")?;
+        let results = d.answer.iter().find_map(|p| {
+            p.split('.')
+                .try_fold(&answer, |v, k| v.get(k))
+                .and_then(Value::as_array)
+        });
+        let field = |r: &Value, k: &str| r.get(k).and_then(text);
+        Ok(super::record::phones_for(
+            items,
+            results.map_or(&[][..], Vec::as_slice),
+            |r, id, cipher| {
+                field(r, &d.id).as_deref() == Some(id)
+                    && field(r, &d.cipher).is_none_or(|c| c == cipher)
+            },
+            |r| {
+                let ok = r.get(&d.error).and_then(int).is_none_or(|c| c == d.ok);
+                field(r, &d.phone).filter(|_| ok)
+            },
+        ))
+    }
+
+    fn decrypt_layout(&self) -> &DecryptLayout {
+        let channel = self.channel;
+        self.layout()
+            .decrypt
+            .as_ref()
+            .unwrap_or_else(|| panic!("{channel} mapping.toml has no [decrypt]"))
+    }
+
     /// Run the file's checks: every `[[check]]` record must map to what it
     /// says (or be refused for the reason it says). The error lists each
     /// check that failed and how.
@@ -169,6 +225,7 @@ enum MoneyUnit {
 struct Layout {
     order: Option<OrderLayout>,
     refund: Option<RefundLayout>,
+    decrypt: Option<DecryptLayout>,
     #[serde(default)]
     check: Vec<Check>,
 }
@@ -263,6 +320,27 @@ struct StatusLayout {
     refunds: Option<Path>,
     #[serde(skip)]
     words: HashMap<String, Option<OrderStatus>>,
+}
+
+/// A batch decrypt's request items and answer, by key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecryptLayout {
+    /// An item's id key, in the request and in a result.
+    id: String,
+    /// An item's ciphertext key, in the request and (where repeated) in a
+    /// result.
+    cipher: String,
+    /// Where the answer lists its results (dotted; the first that holds a
+    /// list).
+    answer: Vec<String>,
+    /// A result's clear phone.
+    phone: String,
+    /// A result's error code.
+    error: String,
+    /// The error code of a success.
+    #[serde(default)]
+    ok: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -788,6 +866,43 @@ mod tests {
     fn the_shared_rules_hold() {
         let m = RecordMapping::new(Channel::Taobao, SHARED);
         assert_eq!(m.check(), Ok(17));
+    }
+
+    /// A batch decrypt's items carry the layout's keys; its answer gives
+    /// each item the phone of the result naming it (in any order), none
+    /// where the result failed, repeats another ciphertext or is missing.
+    #[test]
+    fn decrypt_items_and_answers_follow_the_layout() {
+        let m = RecordMapping::new(Channel::Taobao, SHARED);
+        let items = [("o1", "c1"), ("o2", "c2"), ("o3", "c3"), ("4", "c4")];
+        assert_eq!(
+            m.decrypt_items(&items[..1]),
+            serde_json::json!([{"tag": "o1", "enc": "c1"}])
+        );
+        let body = serde_json::json!({"r": {"items": [
+            {"tag": "o2", "enc": "c2", "clear": "13800000002", "code": 1},
+            {"tag": "o1", "enc": "c1", "clear": "13800000001", "code": 7},
+            {"tag": "o3", "enc": "cX", "clear": "13800000003"},
+            {"tag": 4, "clear": "13800000004"},
+        ]}})
+        .to_string();
+        let ctx = crate::RequestContext::new("t", Some("s"), "decrypt");
+        let got = m.decrypted(&ctx, body.as_bytes(), &items).unwrap();
+        assert_eq!(
+            got,
+            [
+                None,
+                Some("13800000002".into()),
+                None,
+                Some("13800000004".into())
+            ]
+        );
+        assert_eq!(
+            m.decrypted(&ctx, b"{}", &items).unwrap(),
+            [None, None, None, None]
+        );
+        let e = m.decrypted(&ctx, b"<html>", &items).unwrap_err();
+        assert_eq!(e.kind, crate::ErrorKind::Protocol);
     }
 
     /// A check that does not hold is reported with its name and why.
