@@ -488,6 +488,8 @@ mod tests {
     #[test]
     fn statuses_map_back_to_their_stage() {
         use quanyu_schemas::OrderStatus;
+        let sb = YouzanSandbox::for_test();
+        let hasher = quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([1; 32]));
         for (stage, want) in [
             (Stage::Created, OrderStatus::PendingPayment),
             (Stage::Paid, OrderStatus::Paid),
@@ -496,7 +498,6 @@ mod tests {
             (Stage::Cancelled, OrderStatus::Cancelled),
             (Stage::Refunded, OrderStatus::Refunded),
         ] {
-            let sb = YouzanSandbox::for_test();
             let words = sb.stage_word(stage);
             let (s, r) = (&words[0], &words[1]);
             let paid = !matches!(stage, Stage::Created | Stage::Cancelled);
@@ -504,8 +505,6 @@ mod tests {
                 "tid": "E1", "status": s, "refund_state": r, "created": "2026-03-18 15:08:48",
                 "update_time": "2026-03-18 15:09:30",
                 "pay_time": if paid { "2026-03-18 15:09:30" } else { "" }}}});
-            let hasher =
-                quanyu_schemas::PiiHasher::new(&quanyu_schemas::LakeKey::from_bytes([1; 32]));
             let got = crate::MAPPING.order(&order.to_string(), "x", &hasher);
             assert_eq!(got.map(|m| m.row.status), Ok(want), "{stage:?}");
         }

@@ -94,14 +94,6 @@ pub struct Rejected {
 }
 
 impl Rejected {
-    /// An order without its key `field`.
-    pub fn missing(field: &str) -> Rejected {
-        Rejected {
-            key: None,
-            reason: format!("order has no {field}"),
-        }
-    }
-
     /// A rejection of the record keyed `key`.
     pub fn new(key: Option<&str>, reason: impl Into<String>) -> Self {
         Rejected {
