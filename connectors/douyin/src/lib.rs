@@ -152,19 +152,9 @@ pub fn build_streams(
         let decrypt = cfg
             .decrypt
             .then(|| list(wiring.decrypt_api(&shop.id, cfg.shop_qps, cfg.decrypt_qps)));
-        Ok(OrderStream::new(
-            "douyin",
-            &shop.id,
-            list(api.clone()),
-            listing(SEARCH_API),
-            plan,
-        )
-        .decrypting(decrypt, DECRYPT_BATCH)
-        .with_refunds(
-            cfg.pull
-                .refunds
-                .then(|| (list(api.counted_apart()), listing(AFTER_SALE_API))),
-        ))
+        let lists = [listing(SEARCH_API), listing(AFTER_SALE_API)];
+        let streams = wiring.shop_streams(&shop.id, (plan, &cfg.pull), &api, list, lists);
+        Ok(streams.decrypting(decrypt, DECRYPT_BATCH))
     })
 }
 
@@ -174,70 +164,42 @@ const ORDERS: ListAnswer = ListAnswer::records("data.shop_order_list").total("da
 const AFTER_SALES: ListAnswer = ListAnswer::records("data.items").total("data.total");
 
 quanyu_connector_sdk::shop_list! {
-    /// `order.searchList` and `afterSale.List` of one shop.
-    struct SearchList(DyClient);
+    /// `order.searchList`, `afterSale.List` and `order.batchDecrypt` of one shop.
+    struct SearchList(DyClient) in "douyin" by MAPPING;
+    decrypt DECRYPT_API with |items| serde_json::json!({ "cipher_infos": MAPPING.decrypt_items(items) });
 }
 
 #[async_trait]
 impl RecordList for SearchList {
     async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
-        let PageQuery { window, at, hasher } = q;
-        let rctx = RequestContext::new("douyin", Some(&self.shop), SEARCH_API);
+        let rctx = self.context(SEARCH_API);
         // Inclusive second bounds: [start, end - 1 s] (one second at least).
-        let start = window.start.timestamp();
+        let (start, end) = q.window.inclusive_seconds();
         let param = serde_json::json!({
-            "page": at.number(&rctx)?,
+            "page": q.at.number(&rctx)?,
             "size": self.page_size,
             "update_time_start": start,
-            "update_time_end": (window.end.timestamp() - 1).max(start),
+            "update_time_end": end,
             "order_by": "update_time",
             "order_asc": false,
         });
-        let map = |raw: &str| MAPPING.order(raw, &self.shop, hasher);
-        self.client
-            .list_page(&rctx, SEARCH_API, &self.token, &param, &ORDERS, map)
-            .await
+        self.orders(&rctx, &param, &ORDERS, q.hasher).await
     }
 }
 
 #[async_trait]
 impl RecordList<RefundRow> for SearchList {
     async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
-        let PageQuery { window, at, .. } = q;
-        let rctx = RequestContext::new("douyin", Some(&self.shop), AFTER_SALE_API);
-        let start = window.start.timestamp();
+        let rctx = self.context(AFTER_SALE_API);
+        let (start, end) = q.window.inclusive_seconds();
         let param = serde_json::json!({
-            "page": at.number(&rctx)?,
+            "page": q.at.number(&rctx)?,
             "size": self.page_size,
             "update_start_time": start,
-            "update_end_time": (window.end.timestamp() - 1).max(start),
+            "update_end_time": end,
             "order_by": ["update_time desc"],
         });
-        let map = |raw: &str| MAPPING.refund(raw, &self.shop);
-        self.client
-            .list_page(
-                &rctx,
-                AFTER_SALE_API,
-                &self.token,
-                &param,
-                &AFTER_SALES,
-                map,
-            )
-            .await
-    }
-}
-
-/// `order.batchDecrypt` of one shop, under its own budget.
-#[async_trait]
-impl PhoneDecrypt for SearchList {
-    async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
-        let rctx = RequestContext::new("douyin", Some(&self.shop), DECRYPT_API);
-        let param = serde_json::json!({ "cipher_infos": MAPPING.decrypt_items(items) });
-        let body = self
-            .client
-            .call(&rctx, DECRYPT_API, &self.token, &param)
-            .await?;
-        MAPPING.decrypted(&rctx, &body, items)
+        self.refunds(&rctx, &param, &AFTER_SALES).await
     }
 }
 

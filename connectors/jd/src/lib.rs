@@ -119,47 +119,19 @@ pub fn build_streams(
         // then by the time they were reviewed: a cursor walks both.
         let refunds = Listing::new(REFUND_API, Paging::Cursor).within(longest);
         let api = wiring.shop_api(&shop.id, cfg.shop_qps);
-        Ok(
-            OrderStream::new("jd", &shop.id, list(api.clone()), orders, plan).with_refunds(
-                cfg.pull
-                    .refunds
-                    .then(|| (list(api.counted_apart()), refunds)),
-            ),
-        )
+        let lists = [orders, refunds];
+        Ok(wiring.shop_streams(&shop.id, (plan, &cfg.pull), &api, list, lists))
     })
 }
 
+/// Where the order search answers its orders and their count.
+const ORDERS: ListAnswer =
+    ListAnswer::records("jingdong_pop_order_search_responce.searchorderinfo_result.orderInfoList")
+        .total("jingdong_pop_order_search_responce.searchorderinfo_result.orderTotal");
+
 quanyu_connector_sdk::shop_list! {
     /// `jingdong.pop.order.search` and the refund applications of one shop.
-    struct OrderSearch(JdClient);
-}
-
-#[derive(Deserialize)]
-struct ListEnvelope<'a> {
-    #[serde(borrow)]
-    jingdong_pop_order_search_responce: Option<ListRoot<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ListRoot<'a> {
-    #[serde(borrow)]
-    searchorderinfo_result: Option<ListData<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListData<'a> {
-    order_total: Option<Count>,
-    #[serde(borrow, default)]
-    order_info_list: Option<Vec<&'a RawValue>>,
-}
-
-/// `orderTotal` is a number; tolerate text.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Count {
-    Num(u64),
-    Text(String),
+    struct OrderSearch(JdClient) in "jd" by MAPPING;
 }
 
 impl OrderSearch {
@@ -178,59 +150,19 @@ impl OrderSearch {
         })
         .to_string()
     }
-
-    fn read(
-        &self,
-        rctx: &RequestContext,
-        body: &[u8],
-        hasher: &PiiHasher,
-    ) -> Result<ListPage, ConnectorError> {
-        let protocol = |m: String| ConnectorError::new(rctx, ErrorKind::Protocol, m);
-        let env: ListEnvelope = read_answer(rctx, body, "order search")?;
-        let data = env
-            .jingdong_pop_order_search_responce
-            .and_then(|r| r.searchorderinfo_result)
-            .ok_or_else(|| {
-                protocol(format!(
-                    "answer has no {SEARCH_ROOT}.searchorderinfo_result"
-                ))
-            })?;
-        let total = match data.order_total {
-            Some(Count::Num(n)) => n,
-            Some(Count::Text(t)) => t
-                .trim()
-                .parse()
-                .map_err(|_| protocol("orderTotal is not a count".into()))?,
-            None => return Err(protocol("answer has no orderTotal".into())),
-        };
-        Ok(ListPage {
-            total: Some(total),
-            next: None,
-            records: ListPage::mapped(data.order_info_list.unwrap_or_default(), |raw| {
-                MAPPING.order(raw, &self.shop, hasher)
-            }),
-        })
-    }
 }
 
 #[async_trait]
 impl RecordList for OrderSearch {
     async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
-        let PageQuery { window, at, hasher } = q;
-        let rctx = RequestContext::new("jd", Some(&self.shop), SEARCH_API);
-        // Inclusive second bounds in Beijing time: [start, end - 1 s] (one
-        // second at least, for a window shorter than a second).
-        let end = (window.end - Duration::seconds(1)).max(window.start);
+        let rctx = self.context(SEARCH_API);
+        // Inclusive second bounds in Beijing time: [start, end - 1 s].
         let param = self.search_params(
-            &format_beijing(window.start),
-            &format_beijing(end),
-            at.number(&rctx)?,
+            &format_beijing(q.window.start),
+            &format_beijing(q.window.inclusive_end()),
+            q.at.number(&rctx)?,
         );
-        self.client
-            .call_with(&rctx, SEARCH_API, &self.token, param.as_str(), |body| {
-                self.read(&rctx, body, hasher)
-            })
-            .await
+        self.orders(&rctx, param.as_str(), &ORDERS, q.hasher).await
     }
 }
 
@@ -275,12 +207,12 @@ fn refund_phase(cursor: &str) -> Option<(&'static str, u64)> {
 impl RecordList<RefundRow> for OrderSearch {
     async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
         let PageQuery { window, at, .. } = q;
-        let rctx = RequestContext::new("jd", Some(&self.shop), REFUND_API);
+        let rctx = self.context(REFUND_API);
         let protocol = |m: String| ConnectorError::new(&rctx, ErrorKind::Protocol, m);
         let cursor = at.cursor(&rctx)?;
         let (phase, page) = refund_phase(cursor)
             .ok_or_else(|| protocol(format!("bad refund cursor {cursor:?}")))?;
-        let end = (window.end - Duration::seconds(1)).max(window.start);
+        let end = window.inclusive_end();
         let size = self.page_size.min(REFUND_PAGE_SIZE);
         let param = serde_json::json!({
             format!("{phase}TimeStart"): format_beijing(window.start),

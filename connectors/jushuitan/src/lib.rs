@@ -103,19 +103,11 @@ pub fn build_streams(
             page_size: cfg.pull.page_size,
         };
         let listing = |api| Listing::new(api, Paging::backward(1, cfg.pull.page_size));
-        let api = client.api();
-        Ok(OrderStream::new(
-            "jushuitan",
-            &s.id,
-            list(api.clone()),
+        let lists = [
             listing("orders/single/query"),
-            plan,
-        )
-        .with_refunds(
-            cfg.pull
-                .refunds
-                .then(|| (list(api.counted_apart()), listing("refund/single/query"))),
-        ))
+            listing("refund/single/query"),
+        ];
+        Ok(wiring.shop_streams(&s.id, (plan, &cfg.pull), client.api(), list, lists))
     })
 }
 

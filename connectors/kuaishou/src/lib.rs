@@ -112,19 +112,9 @@ pub fn build_streams(
         let decrypt = cfg
             .decrypt
             .then(|| list(wiring.decrypt_api(&shop.id, cfg.shop_qps, cfg.decrypt_qps)));
-        Ok(OrderStream::new(
-            "kuaishou",
-            &shop.id,
-            list(api.clone()),
-            listing(CURSOR_LIST_API),
-            plan,
-        )
-        .decrypting(decrypt, DECRYPT_BATCH)
-        .with_refunds(
-            cfg.pull
-                .refunds
-                .then(|| (list(api.counted_apart()), listing(REFUND_LIST_API))),
-        ))
+        let lists = [listing(CURSOR_LIST_API), listing(REFUND_LIST_API)];
+        let streams = wiring.shop_streams(&shop.id, (plan, &cfg.pull), &api, list, lists);
+        Ok(streams.decrypting(decrypt, DECRYPT_BATCH))
     })
 }
 
@@ -135,73 +125,57 @@ const REFUNDS: ListAnswer =
     ListAnswer::records("data.refundOrderInfoList").next_until("data.pcursor", NO_MORE);
 
 quanyu_connector_sdk::shop_list! {
-    /// `open.order.cursor.list` and the refund list of one shop.
-    struct CursorList(KsClient);
+    /// `open.order.cursor.list`, the refund list and the batch decrypt of one shop.
+    struct CursorList(KsClient) in "kuaishou" by MAPPING;
+    decrypt DECRYPT_API with |items| KsParam::post(
+        serde_json::json!({ "batchDecryptList": MAPPING.decrypt_items(items) }).to_string(),
+    );
+}
+
+/// A window's inclusive millisecond bounds `[start, end - 1 ms]`.
+fn millis(window: Window) -> (i64, i64) {
+    (
+        window.start.timestamp_millis(),
+        window.end.timestamp_millis() - 1,
+    )
 }
 
 #[async_trait]
 impl RecordList for CursorList {
     async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
-        let PageQuery { window, at, hasher } = q;
-        let rctx = RequestContext::new("kuaishou", Some(&self.shop), CURSOR_LIST_API);
-        // Inclusive millisecond bounds: [start, end - 1 ms].
-        let param = KsParam::get(
-            serde_json::json!({
-                "orderViewStatus": 1,
-                "pageSize": self.page_size,
-                "sort": 1,
-                "queryType": 2,
-                "beginTime": window.start.timestamp_millis(),
-                "endTime": window.end.timestamp_millis() - 1,
-                "cursor": at.cursor(&rctx)?,
-            })
-            .to_string(),
-        );
-        let map = |raw: &str| MAPPING.order(raw, &self.shop, hasher);
-        self.client
-            .list_page(&rctx, CURSOR_LIST_API, &self.token, &param, &ORDERS, map)
-            .await
+        let rctx = self.context(CURSOR_LIST_API);
+        let (begin, end) = millis(q.window);
+        let param = serde_json::json!({
+            "orderViewStatus": 1,
+            "pageSize": self.page_size,
+            "sort": 1,
+            "queryType": 2,
+            "beginTime": begin,
+            "endTime": end,
+            "cursor": q.at.cursor(&rctx)?,
+        });
+        let param = KsParam::get(param.to_string());
+        self.orders(&rctx, &param, &ORDERS, q.hasher).await
     }
 }
 
 #[async_trait]
 impl RecordList<RefundRow> for CursorList {
     async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
-        let PageQuery { window, at, .. } = q;
-        let rctx = RequestContext::new("kuaishou", Some(&self.shop), REFUND_LIST_API);
-        // Every type (9), by update time (2), newest first; inclusive ms bounds.
-        let param = KsParam::get(
-            serde_json::json!({
-                "type": 9,
-                "queryType": 2,
-                "sort": 1,
-                "pageSize": self.page_size,
-                "beginTime": window.start.timestamp_millis(),
-                "endTime": window.end.timestamp_millis() - 1,
-                "pcursor": at.cursor(&rctx)?,
-            })
-            .to_string(),
-        );
-        let map = |raw: &str| MAPPING.refund(raw, &self.shop);
-        self.client
-            .list_page(&rctx, REFUND_LIST_API, &self.token, &param, &REFUNDS, map)
+        let rctx = self.context(REFUND_LIST_API);
+        let (begin, end) = millis(q.window);
+        // Every type (9), by update time (2), newest first.
+        let param = serde_json::json!({
+            "type": 9,
+            "queryType": 2,
+            "sort": 1,
+            "pageSize": self.page_size,
+            "beginTime": begin,
+            "endTime": end,
+            "pcursor": q.at.cursor(&rctx)?,
+        });
+        self.refunds(&rctx, &KsParam::get(param.to_string()), &REFUNDS)
             .await
-    }
-}
-
-/// `open.order.decrypt.batch` for one shop, under its own budget.
-#[async_trait]
-impl PhoneDecrypt for CursorList {
-    async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
-        let rctx = RequestContext::new("kuaishou", Some(&self.shop), DECRYPT_API);
-        let param = KsParam::post(
-            serde_json::json!({ "batchDecryptList": MAPPING.decrypt_items(items) }).to_string(),
-        );
-        let body = self
-            .client
-            .call(&rctx, DECRYPT_API, &self.token, &param)
-            .await?;
-        MAPPING.decrypted(&rctx, &body, items)
     }
 }
 

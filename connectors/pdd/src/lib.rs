@@ -106,19 +106,9 @@ pub fn build_streams(
             let every = std::time::Duration::from_secs(cfg.decrypt_interval_secs);
             list(wiring.decrypt_api_every(&shop.id, cfg.shop_qps, every))
         });
-        Ok(OrderStream::new(
-            "pdd",
-            &shop.id,
-            list(api.clone()),
-            listing(INCREMENT_API),
-            plan,
-        )
-        .decrypting(decrypt, DECRYPT_BATCH)
-        .with_refunds(
-            cfg.pull
-                .refunds
-                .then(|| (list(api.counted_apart()), listing(REFUNDS_API))),
-        ))
+        let lists = [listing(INCREMENT_API), listing(REFUNDS_API)];
+        let streams = wiring.shop_streams(&shop.id, (plan, &cfg.pull), &api, list, lists);
+        Ok(streams.decrypting(decrypt, DECRYPT_BATCH))
     })
 }
 
@@ -130,75 +120,52 @@ const REFUNDS: ListAnswer = ListAnswer::records("refund_increment_get_response.r
     .total("refund_increment_get_response.total_count");
 
 quanyu_connector_sdk::shop_list! {
-    /// The increment lists (orders, after-sales) of one shop.
-    struct Increments(PddClient);
+    /// The increment lists (orders, after-sales) and the batch decrypt of one shop.
+    struct Increments(PddClient) in "pdd" by MAPPING;
+    decrypt DECRYPT_API with |items| [("data_list", MAPPING.decrypt_items(items).to_string())];
 }
 
 #[async_trait]
 impl RecordList for Increments {
     async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
-        let PageQuery { window, at, hasher } = q;
-        let rctx = RequestContext::new("pdd", Some(&self.shop), INCREMENT_API);
-        let mut params = self.window_params(&rctx, window, at)?;
+        let rctx = self.context(INCREMENT_API);
+        let mut params = self.window_params(&rctx, q.window, q.at)?;
         // 5 = every status.
         params.push(("is_lucky_flag", "0".into()));
         params.push(("order_status", "5".into()));
         params.push(("refund_status", "5".into()));
-        let map = |raw: &str| MAPPING.order(raw, &self.shop, hasher);
-        self.client
-            .list_page(&rctx, INCREMENT_API, &self.token, &params, &ORDERS, map)
-            .await
+        self.orders(&rctx, &params, &ORDERS, q.hasher).await
     }
 }
 
 #[async_trait]
 impl RecordList<RefundRow> for Increments {
     async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
-        let PageQuery { window, at, .. } = q;
-        let rctx = RequestContext::new("pdd", Some(&self.shop), REFUNDS_API);
-        let mut params = self.window_params(&rctx, window, at)?;
+        let rctx = self.context(REFUNDS_API);
+        let mut params = self.window_params(&rctx, q.window, q.at)?;
         // 1 = every status, every type.
         params.push(("after_sales_status", "1".into()));
         params.push(("after_sales_type", "1".into()));
-        let map = |raw: &str| MAPPING.refund(raw, &self.shop);
-        self.client
-            .list_page(&rctx, REFUNDS_API, &self.token, &params, &REFUNDS, map)
-            .await
+        self.refunds(&rctx, &params, &REFUNDS).await
     }
 }
 
 impl Increments {
     /// The window and page parameters of an increment list: inclusive
-    /// second bounds `[start, end - 1 s]` (one second at least, for a
-    /// window shorter than a second).
+    /// second bounds `[start, end - 1 s]`.
     fn window_params(
         &self,
         rctx: &RequestContext,
         window: Window,
         at: PageAt<'_>,
     ) -> Result<Vec<(&'static str, String)>, ConnectorError> {
-        let start = window.start.timestamp();
-        let end = (window.end.timestamp() - 1).max(start);
+        let (start, end) = window.inclusive_seconds();
         Ok(vec![
             ("start_updated_at", start.to_string()),
             ("end_updated_at", end.to_string()),
             ("page", at.number(rctx)?.to_string()),
             ("page_size", self.page_size.to_string()),
         ])
-    }
-}
-
-/// `pdd.open.decrypt.batch` for one shop, under its own interval.
-#[async_trait]
-impl PhoneDecrypt for Increments {
-    async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
-        let rctx = RequestContext::new("pdd", Some(&self.shop), DECRYPT_API);
-        let params = [("data_list", MAPPING.decrypt_items(items).to_string())];
-        let body = self
-            .client
-            .call(&rctx, DECRYPT_API, &self.token, &params)
-            .await?;
-        MAPPING.decrypted(&rctx, &body, items)
     }
 }
 

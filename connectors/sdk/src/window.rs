@@ -23,6 +23,19 @@ impl Window {
     pub fn is_empty(&self) -> bool {
         self.end <= self.start
     }
+
+    /// The last second in the window, for a platform that takes inclusive
+    /// bounds at one-second resolution: `end - 1 s`, and never before
+    /// `start` (a window shorter than a second asks for its first second).
+    pub fn inclusive_end(&self) -> DateTime<Utc> {
+        (self.end - Duration::seconds(1)).max(self.start)
+    }
+
+    /// The window as inclusive Unix-second bounds `[start, end - 1 s]`
+    /// (see [`Window::inclusive_end`]).
+    pub fn inclusive_seconds(&self) -> (i64, i64) {
+        (self.start.timestamp(), self.inclusive_end().timestamp())
+    }
 }
 
 /// How to cut windows for one stream.
@@ -90,6 +103,23 @@ mod tests {
 
     fn t(h: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_704_067_200 + h * 3600, 0).unwrap()
+    }
+
+    #[test]
+    fn inclusive_bounds_end_a_second_early_but_never_before_the_start() {
+        let w = Window {
+            start: t(0),
+            end: t(1),
+        };
+        assert_eq!(
+            w.inclusive_seconds(),
+            (t(0).timestamp(), t(1).timestamp() - 1)
+        );
+        let short = Window {
+            start: t(0),
+            end: t(0) + Duration::milliseconds(300),
+        };
+        assert_eq!(short.inclusive_end(), t(0));
     }
 
     fn plan() -> WindowPlan {

@@ -137,20 +137,9 @@ pub fn build_streams(
         let decrypt = cfg
             .decrypt
             .then(|| list(wiring.app_decrypt_api(cfg.decrypt_qps)));
-        let api = client.api();
-        Ok(OrderStream::new(
-            "taobao",
-            &shop.id,
-            list(api.clone()),
-            listing(INCREMENT_API),
-            plan,
-        )
-        .decrypting(decrypt, DECRYPT_BATCH)
-        .with_refunds(
-            cfg.pull
-                .refunds
-                .then(|| (list(api.counted_apart()), listing(REFUNDS_API))),
-        ))
+        let lists = [listing(INCREMENT_API), listing(REFUNDS_API)];
+        let streams = wiring.shop_streams(&shop.id, (plan, &cfg.pull), client.api(), list, lists);
+        Ok(streams.decrypting(decrypt, DECRYPT_BATCH))
     })
 }
 
@@ -185,10 +174,7 @@ impl TopList {
         Ok([
             ("fields", fields.to_string()),
             ("start_modified", format_beijing(window.start)),
-            (
-                "end_modified",
-                format_beijing(window.end - Duration::seconds(1)),
-            ),
+            ("end_modified", format_beijing(window.inclusive_end())),
             ("page_no", at.number(rctx)?.to_string()),
             ("page_size", self.page_size.to_string()),
         ])

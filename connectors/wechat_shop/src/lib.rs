@@ -141,19 +141,8 @@ pub fn build_streams(
         };
         let listing =
             |api| Listing::new(api, Paging::Cursor).within(Duration::days(MAX_WINDOW_DAYS));
-        let api = client.api();
-        Ok(OrderStream::new(
-            "wechat_shop",
-            &shop.id,
-            list(api.clone()),
-            listing(LIST_API),
-            plan,
-        )
-        .with_refunds(
-            cfg.pull
-                .refunds
-                .then(|| (list(api.counted_apart()), listing(AFTER_SALE_LIST_API))),
-        ))
+        let lists = [listing(LIST_API), listing(AFTER_SALE_LIST_API)];
+        Ok(wiring.shop_streams(&shop.id, (plan, &cfg.pull), client.api(), list, lists))
     })
 }
 
@@ -161,7 +150,7 @@ quanyu_connector_sdk::shop_list! {
     /// The orders and after-sale orders of one shop account.
     struct Orders(ShopClient) {
         details_at_once: usize,
-    }
+    } in "wechat_shop" by MAPPING;
 }
 
 /// An id list (`order_id_list`, `after_sale_order_id_list`) and its cursor.
@@ -220,7 +209,7 @@ impl Orders {
     where
         R: Send,
     {
-        let rctx = RequestContext::new("wechat_shop", Some(&self.shop), kind.get);
+        let rctx = self.context(kind.get);
         let params = serde_json::json!({ kind.id_field: id });
         let read = self
             .client
@@ -254,11 +243,10 @@ impl Orders {
         at: PageAt<'_>,
         hasher: &PiiHasher,
     ) -> Result<ListPage<R>, ConnectorError> {
-        let rctx = RequestContext::new("wechat_shop", Some(&self.shop), kind.list);
+        let rctx = self.context(kind.list);
         let cursor = at.cursor(&rctx)?;
         // Inclusive second bounds: [start, end - 1 s].
-        let start = window.start.timestamp();
-        let end = (window.end.timestamp() - 1).max(start);
+        let (start, end) = window.inclusive_seconds();
         let params = serde_json::json!({
             "update_time_range": { "start_time": start, "end_time": end },
             "page_size": self.page_size,
@@ -305,16 +293,14 @@ impl Orders {
 #[async_trait]
 impl RecordList for Orders {
     async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
-        let PageQuery { window, at, hasher } = q;
-        self.listed(&ORDERS, window, at, hasher).await
+        self.listed(&ORDERS, q.window, q.at, q.hasher).await
     }
 }
 
 #[async_trait]
 impl RecordList<RefundRow> for Orders {
     async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
-        let PageQuery { window, at, hasher } = q;
-        self.listed(&AFTER_SALES, window, at, hasher).await
+        self.listed(&AFTER_SALES, q.window, q.at, q.hasher).await
     }
 }
 

@@ -142,15 +142,10 @@ pub fn build_streams(
         let refunds = Listing::new(REFUNDS_API, trades.paging).within(Duration::days(90));
         // Decrypt calls share the shop's budget.
         let api = client.api().clone();
-        Ok(
-            OrderStream::new("youzan", &shop.id, list(api.clone()), trades, plan)
-                .decrypting(cfg.decrypt.then(|| list(api.clone())), DECRYPT_BATCH)
-                .with_refunds(
-                    cfg.pull
-                        .refunds
-                        .then(|| (list(api.counted_apart()), refunds)),
-                ),
-        )
+        let decrypt = cfg.decrypt.then(|| list(api.clone()));
+        let streams =
+            wiring.shop_streams(&shop.id, (plan, &cfg.pull), &api, list, [trades, refunds]);
+        Ok(streams.decrypting(decrypt, DECRYPT_BATCH))
     })
 }
 
@@ -162,50 +157,35 @@ const REFUNDS: ListAnswer = ListAnswer::records("data.refunds").total("data.tota
 
 quanyu_connector_sdk::shop_list! {
     /// The trade and refund lists of one shop.
-    struct Trades(YouzanClient);
+    struct Trades(YouzanClient) in "youzan" by MAPPING;
 }
 
 #[async_trait]
 impl RecordList for Trades {
     async fn page(&self, q: PageQuery<'_>) -> Result<ListPage, ConnectorError> {
-        let PageQuery { window, at, hasher } = q;
+        let rctx = self.context(&format!("{TRADES_API}/{TRADES_VERSION}"));
         // Inclusive second bounds: [start, end - 1 s].
-        let start = window.start;
-        let end = (window.end - Duration::seconds(1)).max(start);
-        let rctx = RequestContext::new("youzan", Some(&self.shop), TRADES_API);
-        let page = at.number(&rctx)?;
         let params = serde_json::json!({
-            "start_update": format_beijing(start),
-            "end_update": format_beijing(end),
-            "page_no": page,
+            "start_update": format_beijing(q.window.start),
+            "end_update": format_beijing(q.window.inclusive_end()),
+            "page_no": q.at.number(&rctx)?,
             "page_size": self.page_size,
         });
-        let method = format!("{TRADES_API}/{TRADES_VERSION}");
-        let map = |raw: &str| MAPPING.order(raw, &self.shop, hasher);
-        self.client
-            .list_page(&rctx, &method, &self.token, &params, &TRADES, map)
-            .await
+        self.orders(&rctx, &params, &TRADES, q.hasher).await
     }
 }
 
 #[async_trait]
 impl RecordList<RefundRow> for Trades {
     async fn page(&self, q: PageQuery<'_>) -> Result<ListPage<RefundRow>, ConnectorError> {
-        let PageQuery { window, at, .. } = q;
-        let start = window.start;
-        let end = (window.end - Duration::seconds(1)).max(start);
-        let rctx = RequestContext::new("youzan", Some(&self.shop), REFUNDS_API);
+        let rctx = self.context(&format!("{REFUNDS_API}/{REFUNDS_VERSION}"));
         let params = serde_json::json!({
-            "update_time_start": format_beijing(start),
-            "update_time_end": format_beijing(end),
-            "page_no": at.number(&rctx)?,
+            "update_time_start": format_beijing(q.window.start),
+            "update_time_end": format_beijing(q.window.inclusive_end()),
+            "page_no": q.at.number(&rctx)?,
             "page_size": self.page_size,
         });
-        let method = format!("{REFUNDS_API}/{REFUNDS_VERSION}");
-        let map = |raw: &str| MAPPING.refund(raw, &self.shop);
-        self.client
-            .list_page(&rctx, &method, &self.token, &params, &REFUNDS, map)
-            .await
+        self.refunds(&rctx, &params, &REFUNDS).await
     }
 }
 
@@ -220,7 +200,8 @@ struct DecryptAnswer {
 #[async_trait]
 impl PhoneDecrypt for Trades {
     async fn decrypt(&self, items: &[(&str, &str)]) -> Result<Vec<Option<String>>, ConnectorError> {
-        let rctx = RequestContext::new("youzan", Some(&self.shop), DECRYPT_API);
+        let method = format!("{DECRYPT_API}/{DECRYPT_VERSION}");
+        let rctx = self.context(&method);
         // Each ciphertext once (a receiver repeats), never an empty one
         // (Youzan answers those with a system error).
         let mut sources: Vec<&str> = items
@@ -233,7 +214,6 @@ impl PhoneDecrypt for Trades {
         if sources.is_empty() {
             return Ok(vec![None; items.len()]);
         }
-        let method = format!("{DECRYPT_API}/{DECRYPT_VERSION}");
         let params = serde_json::json!({ "sources": sources });
         let body = self
             .client

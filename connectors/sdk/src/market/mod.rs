@@ -43,6 +43,6 @@ pub use record::{
 pub use settings::{PullLimits, PullSettings, Pulled};
 pub use stream::{
     each_shop, ListPage, ListStream, Listed, Listing, Lists, OrderStream, PageAt, PageQuery,
-    RecordList, RefundStream,
+    RecordList, RefundStream, ShopStreams,
 };
 pub use wiring::{AppWiring, TokenShop};

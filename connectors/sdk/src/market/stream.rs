@@ -216,12 +216,60 @@ impl Listing {
 /// The streams of every shop of a section: `streams(shop)` gives one
 /// shop's (its orders and, when on, its refunds), or the configuration
 /// error that stops the section.
-pub fn each_shop<S>(
+pub fn each_shop<S, T: Into<Vec<Arc<dyn Stream>>>>(
     shops: &[S],
-    streams: impl FnMut(&S) -> Result<Vec<Arc<dyn Stream>>, crate::ConfigError>,
+    streams: impl FnMut(&S) -> Result<T, crate::ConfigError>,
 ) -> Result<Vec<Arc<dyn Stream>>, crate::ConfigError> {
-    let per_shop: Vec<_> = shops.iter().map(streams).collect::<Result<_, _>>()?;
-    Ok(per_shop.into_iter().flatten().collect())
+    let per_shop: Vec<T> = shops.iter().map(streams).collect::<Result<_, _>>()?;
+    Ok(per_shop.into_iter().flat_map(Into::into).collect())
+}
+
+/// One shop's streams: its orders and, when the section pulls refunds,
+/// its refunds in the same windows.
+pub struct ShopStreams<L> {
+    orders: OrderStream<L>,
+    refunds: Option<RefundStream<L>>,
+}
+
+impl<L: RecordList<MappedOrder> + RecordList<RefundRow>> ShopStreams<L> {
+    /// The streams of `connector`'s shop `shop` in windows as `plan` cuts
+    /// them: orders listed by `list(api)` as `orders` says and, when
+    /// `refunds` is given, refunds listed by `list` through a client
+    /// counted apart.
+    pub fn new(
+        (connector, shop): (&str, &str),
+        plan: WindowPlan,
+        api: &ApiClient,
+        list: impl Fn(ApiClient) -> L,
+        orders: Listing,
+        refunds: Option<Listing>,
+    ) -> Self {
+        ShopStreams {
+            orders: OrderStream::new(connector, shop, list(api.clone()), orders, plan),
+            refunds: refunds.map(|listing| {
+                RefundStream::new(connector, shop, list(api.counted_apart()), listing, plan)
+            }),
+        }
+    }
+
+    /// Decrypt the orders' phones through `decrypt` (when given), at most
+    /// `batch` ciphertexts a call.
+    pub fn decrypting<D: PhoneDecrypt>(self, decrypt: Option<D>, batch: usize) -> Self {
+        ShopStreams {
+            orders: self.orders.decrypting(decrypt, batch),
+            ..self
+        }
+    }
+}
+
+impl<L: RecordList<MappedOrder> + RecordList<RefundRow>> From<ShopStreams<L>>
+    for Vec<Arc<dyn Stream>>
+{
+    fn from(s: ShopStreams<L>) -> Self {
+        let mut streams = vec![s.orders.shared()];
+        streams.extend(s.refunds.map(ListStream::shared));
+        streams
+    }
 }
 
 /// The records of one shop: windows by modification time, paged as the
@@ -249,23 +297,6 @@ impl<L: RecordList<MappedOrder>> ListStream<L, MappedOrder> {
     pub fn decrypting<D: PhoneDecrypt>(mut self, decrypt: Option<D>, batch: usize) -> Self {
         self.decrypt = decrypt.map(|d| (Arc::new(d) as Arc<dyn PhoneDecrypt>, batch));
         self
-    }
-}
-
-impl<L: RecordList<MappedOrder>> ListStream<L, MappedOrder> {
-    /// This orders stream and, when `refunds` names the shop's refund list
-    /// and how it is called, the shop's `refunds` stream in the same
-    /// windows.
-    pub fn with_refunds<F: RecordList<RefundRow>>(
-        self,
-        refunds: Option<(F, Listing)>,
-    ) -> Vec<Arc<dyn Stream>> {
-        let (connector, shop, plan) = (self.id.connector.clone(), self.id.scope.clone(), self.plan);
-        let mut streams = vec![self.shared()];
-        if let Some((list, listing)) = refunds {
-            streams.push(RefundStream::new(&connector, &shop, list, listing, plan).shared());
-        }
-        streams
     }
 }
 

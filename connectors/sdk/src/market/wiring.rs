@@ -10,6 +10,12 @@ use crate::http::{ApiClient, Limiter};
 use crate::secret::{Secret, SecretRef};
 use crate::setup::{ConfigError, ConnectorSetup};
 use crate::token::{ShopToken, TokenSet};
+use crate::window::WindowPlan;
+use quanyu_schemas::RefundRow;
+
+use super::record::MappedOrder;
+use super::settings::PullSettings;
+use super::stream::{Listing, RecordList, ShopStreams};
 
 /// A shop authorized to an app by an access token (and the refresh token
 /// that renews it), as most marketplaces configure one.
@@ -179,6 +185,22 @@ impl<'a> AppWiring<'a> {
         .map_err(|e| self.error(format!("shop {shop}: token store: {e}")))
     }
 
+    /// One shop's streams in windows as `plan` cuts them, listed by
+    /// `list(api)`: its orders as `orders` says and, when `pull` asks for
+    /// refunds, its refunds as `refunds` says (through a client counted
+    /// apart).
+    pub fn shop_streams<L: RecordList<MappedOrder> + RecordList<RefundRow>>(
+        &self,
+        shop: &str,
+        (plan, pull): (WindowPlan, &PullSettings),
+        api: &ApiClient,
+        list: impl Fn(ApiClient) -> L,
+        [orders, refunds]: [Listing; 2],
+    ) -> ShopStreams<L> {
+        let refunds = pull.refunds.then_some(refunds);
+        ShopStreams::new((self.connector, shop), plan, api, list, orders, refunds)
+    }
+
     /// The live token of a [`TokenShop`].
     pub fn token_of(&self, shop: &TokenShop) -> Result<Arc<ShopToken>, ConfigError> {
         let access = self.secret(&shop.access_token)?;
@@ -192,17 +214,29 @@ impl<'a> AppWiring<'a> {
 /// its own; it [`Lists`](crate::market::Lists) through the client.
 /// `Name::new(client, &token, shop_id, &cfg.pull, ..own fields)` makes one.
 ///
+/// `in "connector" by MAPPING` names the connector (for request contexts)
+/// and its [`RecordMapping`](crate::market::RecordMapping): the list gets
+/// `self.context(api)`, and `self.orders(&rctx, &params, &ANSWER, hasher)`
+/// / `self.refunds(&rctx, &params, &ANSWER)`, which call `rctx.api` and
+/// map the page's records. A `decrypt API with |items| params;` clause
+/// makes it the shop's [`PhoneDecrypt`](crate::market::PhoneDecrypt):
+/// `API` called with those parameters, its answer read by the mapping's
+/// `[decrypt]` layout.
+///
 /// ```ignore
 /// quanyu_connector_sdk::shop_list! {
 ///     /// `order.searchList` and `afterSale.List` of one shop.
-///     struct SearchList(DyClient);
+///     struct SearchList(DyClient) in "douyin" by MAPPING;
+///     decrypt DECRYPT_API with |items| serde_json::json!({ "cipher_infos": MAPPING.decrypt_items(items) });
 /// }
 /// ```
 #[macro_export]
 macro_rules! shop_list {
     (
         $(#[$meta:meta])*
-        struct $name:ident($client:ty) $({ $($(#[$fmeta:meta])* $field:ident: $fty:ty),* $(,)? })? $(;)?
+        struct $name:ident($client:ty) $({ $($(#[$fmeta:meta])* $field:ident: $fty:ty),* $(,)? })?
+            in $connector:literal by $mapping:path;
+        $(decrypt $decrypt_api:ident with |$items:ident| $params:expr;)?
     ) => {
         $(#[$meta])*
         #[derive(Clone)]
@@ -214,6 +248,7 @@ macro_rules! shop_list {
             $($($(#[$fmeta])* $field: $fty,)*)?
         }
 
+        #[allow(dead_code)]
         impl $name {
             /// The list of shop `shop` through `client` with its `token`,
             /// in pages of `pull.page_size`.
@@ -232,6 +267,42 @@ macro_rules! shop_list {
                     $($($field,)*)?
                 }
             }
+
+            /// The context of this shop's request to `api`.
+            fn context(&self, api: &str) -> $crate::RequestContext {
+                $crate::RequestContext::new($connector, Some(&self.shop), api)
+            }
+
+            /// One page of orders: `rctx.api` called with `params`, its
+            /// records where `answer` says, mapped (phones hashed by `hasher`).
+            async fn orders(
+                &self,
+                rctx: &$crate::RequestContext,
+                params: &<$client as $crate::market::TokenGateway>::Params,
+                answer: &$crate::market::ListAnswer,
+                hasher: &$crate::market::prelude::PiiHasher,
+            ) -> Result<$crate::market::ListPage, $crate::ConnectorError> {
+                let map = |raw: &str| $mapping.order(raw, &self.shop, hasher);
+                $crate::market::TokenGateway::list_page(
+                    &self.client, rctx, &rctx.api, &self.token, params, answer, map,
+                )
+                .await
+            }
+
+            /// One page of refunds: `rctx.api` called with `params`, its
+            /// records where `answer` says, mapped.
+            async fn refunds(
+                &self,
+                rctx: &$crate::RequestContext,
+                params: &<$client as $crate::market::TokenGateway>::Params,
+                answer: &$crate::market::ListAnswer,
+            ) -> Result<$crate::market::ListPage<$crate::market::prelude::RefundRow>, $crate::ConnectorError> {
+                let map = |raw: &str| $mapping.refund(raw, &self.shop);
+                $crate::market::TokenGateway::list_page(
+                    &self.client, rctx, &rctx.api, &self.token, params, answer, map,
+                )
+                .await
+            }
         }
 
         impl $crate::market::Lists for $name {
@@ -239,5 +310,23 @@ macro_rules! shop_list {
                 $crate::market::TokenGateway::api(&self.client)
             }
         }
+
+        $(
+            #[$crate::market::prelude::async_trait]
+            impl $crate::market::PhoneDecrypt for $name {
+                async fn decrypt(
+                    &self,
+                    $items: &[(&str, &str)],
+                ) -> Result<Vec<Option<String>>, $crate::ConnectorError> {
+                    let rctx = self.context($decrypt_api);
+                    let params = $params;
+                    let body = $crate::market::TokenGateway::call(
+                        &self.client, &rctx, &rctx.api, &self.token, &params,
+                    )
+                    .await?;
+                    $mapping.decrypted(&rctx, &body, $items)
+                }
+            }
+        )?
     };
 }
