@@ -320,13 +320,7 @@ async fn land_orders(lake: &Lake, rows: &[OrderRow]) -> Result<()> {
     for chunk in rows.chunks(250_000) {
         let mut b = OrdersBuilder::new("bench", Utc::now());
         chunk.iter().for_each(|o| b.append(o));
-        lake.append(
-            "raw_orders",
-            &TableKind::Orders.schema(),
-            vec![b.finish()],
-            None,
-        )
-        .await?;
+        lake.append_raw(TableKind::Orders, vec![b.finish()]).await?;
     }
     crate::refresh::refresh_current(lake, TableKind::Orders).await?;
     Ok(())

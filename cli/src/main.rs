@@ -993,7 +993,7 @@ async fn run(cli: Cli) -> Result<()> {
                 r.pull_cpu_secs * 1e6 / (r.trades.max(1) as f64)
             );
             println!(
-                "refresh:       {:.2} s  (orders current table)",
+                "refresh:       {:.2} s  (current orders and order_lines)",
                 r.refresh_secs
             );
             println!(

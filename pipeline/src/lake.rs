@@ -21,7 +21,13 @@ use deltalake::kernel::{StructType, Transaction};
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
+use quanyu_schemas::TableKind;
 use url::Url;
+
+/// The raw (append-only, all versions) table of a canonical table.
+pub fn raw_table(kind: TableKind) -> String {
+    format!("raw_{}", kind.name())
+}
 
 /// The lake's own tables (the marts come on top, see `marts::MARTS`).
 pub const CORE_TABLES: &[&str] = &[
@@ -521,6 +527,14 @@ impl Lake {
         txn: Option<(&str, i64)>,
     ) -> Result<()> {
         self.write(name, schema, batches, SaveMode::Append, txn)
+            .await
+    }
+
+    /// Append `batches` to the raw table of `kind`, outside any stream's
+    /// cursor (fixtures, benchmarks, tests); the next refresh takes them
+    /// into the current table.
+    pub async fn append_raw(&self, kind: TableKind, batches: Vec<RecordBatch>) -> Result<()> {
+        self.append(&raw_table(kind), &kind.schema(), batches, None)
             .await
     }
 

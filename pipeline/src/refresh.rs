@@ -151,11 +151,9 @@ pub async fn refresh_with_file_size(
         .collect();
     outcome.files_before = files.len();
     let current_rows: u64 = files.iter().map(|f| f.1).sum();
-    let keys = kind
-        .key_columns()
-        .iter()
-        .map(|k| format!("\"{k}\""))
-        .collect::<Vec<_>>();
+    // A record's rows are rewritten together: every file holding one of
+    // its rows (an order's lines, also those its newest version dropped).
+    let keys = quoted(kind.record_columns());
     let merge = current_rows > 0 && (n as f64) <= MERGE_MAX_SHARE * current_rows as f64;
     if stale_schema {
         // A table written by an older quanyu: rewritten whole with the
@@ -385,12 +383,7 @@ fn latest_per_key(
         .map(|(t, s)| select(t, s))
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
-    let keys = kind
-        .key_columns()
-        .iter()
-        .map(|k| format!("\"{k}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let keys = quoted(kind.key_columns()).join(", ");
     let version = kind.version_column();
     let latest = |from: &str| {
         format!(
@@ -401,35 +394,84 @@ fn latest_per_key(
         )
     };
     let order = format!("ORDER BY \"{}\"", locality_column(kind));
-    if plan == Dedup::SortAll {
-        return format!("{} {order}", latest(&format!("({union})")));
+    let mut ctes: Vec<(&str, String)> = Vec::new();
+    let mut body = if plan == Dedup::SortAll {
+        latest(&format!("({union})"))
+    } else {
+        // Most keys occur once: only the rows of keys that occur more than
+        // once are ranked (a sort of a few rows, not of the table).
+        let on = join_on(kind.key_columns(), "d", "i");
+        let icols = schema
+            .fields()
+            .iter()
+            .map(|f| format!("i.\"{}\"", f.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        ctes.push(("input", union));
+        ctes.push((
+            "dup",
+            format!("SELECT {keys} FROM input GROUP BY {keys} HAVING count(*) > 1"),
+        ));
+        format!(
+            "SELECT {cols} FROM (
+               SELECT {icols} FROM dup d RIGHT ANTI JOIN input i ON {on}
+               UNION ALL
+               {}
+             )",
+            latest(&format!(
+                "(SELECT {icols} FROM dup d RIGHT SEMI JOIN input i ON {on})"
+            ))
+        )
+    };
+    let record = kind.record_columns();
+    if record != kind.key_columns() {
+        // Rows of an older version of their record than its newest are
+        // gone from the record (the newest version lists all it holds).
+        let group = quoted(record).join(", ");
+        let on = join_on(record, "r", "n");
+        let rcols = schema
+            .fields()
+            .iter()
+            .map(|f| format!("r.\"{}\"", f.name()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        ctes.push(("latest", body));
+        ctes.push((
+            "newest",
+            format!(
+                "SELECT {group}, max(\"{version}\") AS newest FROM latest GROUP BY {group}
+                 HAVING min(\"{version}\") < max(\"{version}\")"
+            ),
+        ));
+        body = format!(
+            "SELECT {rcols} FROM latest r LEFT ANTI JOIN newest n
+             ON {on} AND r.\"{version}\" < n.newest"
+        );
     }
-    // Most keys occur once: only the rows of keys that occur more than once
-    // are ranked (a sort of a few rows, not of the table).
-    let on = kind
-        .key_columns()
+    let with = ctes
         .iter()
-        .map(|k| format!("d.\"{k}\" = i.\"{k}\""))
+        .map(|(name, sql)| format!("{name} AS ({sql})"))
         .collect::<Vec<_>>()
-        .join(" AND ");
-    let icols = schema
-        .fields()
+        .join(",\n");
+    if with.is_empty() {
+        format!("{body} {order}")
+    } else {
+        format!("WITH {with}\n{body} {order}")
+    }
+}
+
+/// The columns, quoted for SQL.
+fn quoted(columns: &[&str]) -> Vec<String> {
+    columns.iter().map(|c| format!("\"{c}\"")).collect()
+}
+
+/// `a.c = b.c AND ...` over `columns`.
+fn join_on(columns: &[&str], a: &str, b: &str) -> String {
+    columns
         .iter()
-        .map(|f| format!("i.\"{}\"", f.name()))
+        .map(|c| format!("{a}.\"{c}\" = {b}.\"{c}\""))
         .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "WITH input AS ({union}),
-         dup AS (SELECT {keys} FROM input GROUP BY {keys} HAVING count(*) > 1)
-         SELECT {cols} FROM (
-           SELECT {icols} FROM dup d RIGHT ANTI JOIN input i ON {on}
-           UNION ALL
-           {}
-         ) {order}",
-        latest(&format!(
-            "(SELECT {icols} FROM dup d RIGHT SEMI JOIN input i ON {on})"
-        ))
-    )
+        .join(" AND ")
 }
 
 /// How [`latest_per_key`] finds the latest row of each key.

@@ -56,10 +56,7 @@ impl Default for RunOptions {
     }
 }
 
-/// The raw (append-only, all versions) table of a canonical table.
-pub fn raw_table(kind: TableKind) -> String {
-    format!("raw_{}", kind.name())
-}
+pub use crate::lake::raw_table;
 
 /// The committed cursor of a stream, if any.
 pub async fn stream_cursor(lake: &Lake, stream: &dyn Stream) -> Result<Option<DateTime<Utc>>> {

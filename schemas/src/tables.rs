@@ -65,6 +65,17 @@ impl TableKind {
         }
     }
 
+    /// Columns that name the record a row belongs to: the latest version of
+    /// a record replaces all of its rows, so an order whose item list
+    /// shrank loses the lines it no longer has. The key itself for every
+    /// table but `order_lines` (whose record is the order).
+    pub fn record_columns(self) -> &'static [&'static str] {
+        match self {
+            TableKind::OrderLines => TableKind::Orders.key_columns(),
+            other => other.key_columns(),
+        }
+    }
+
     /// Tables whose rows land with this table's pages (an order's lines
     /// with the order): refreshed whenever this table is.
     pub fn companions(self) -> &'static [TableKind] {

@@ -428,31 +428,17 @@ fn render(world: &World, from: DateTime<Utc>, to: DateTime<Utc>, h: &PiiHasher) 
 
 async fn land(lake: &Lake, orders: &[OrderRow], contacts: &[ContactRow]) {
     let now = Utc::now();
-    if !orders.is_empty() {
-        let mut b = OrdersBuilder::new("test", now);
-        orders.iter().for_each(|o| b.append(o));
-        lake.append(
-            "raw_orders",
-            &TableKind::Orders.schema(),
-            vec![b.finish()],
-            None,
-        )
-        .await
-        .unwrap();
-    }
-    if !contacts.is_empty() {
-        let mut b = ContactsBuilder::new("test", now);
-        contacts.iter().for_each(|c| b.append(c));
-        lake.append(
-            "raw_contacts",
-            &TableKind::Contacts.schema(),
-            vec![b.finish()],
-            None,
-        )
-        .await
-        .unwrap();
-    }
-    for kind in [TableKind::Orders, TableKind::Contacts] {
+    let mut o = OrdersBuilder::new("test", now);
+    orders.iter().for_each(|r| o.append(r));
+    let mut c = ContactsBuilder::new("test", now);
+    contacts.iter().for_each(|r| c.append(r));
+    for (kind, batch) in [
+        (TableKind::Orders, o.finish()),
+        (TableKind::Contacts, c.finish()),
+    ] {
+        if batch.num_rows() > 0 {
+            lake.append_raw(kind, vec![batch]).await.unwrap();
+        }
         quanyu::refresh::refresh_current(lake, kind).await.unwrap();
     }
 }
@@ -1124,14 +1110,9 @@ async fn marts_left_behind_by_a_killed_sync_are_caught_up() {
     for round in 0..2u32 {
         let mut b = quanyu_schemas::TouchpointsBuilder::new("test", Utc::now());
         b.append(call(round));
-        lake.append(
-            "raw_touchpoints",
-            &TableKind::Touchpoints.schema(),
-            vec![b.finish()],
-            None,
-        )
-        .await
-        .unwrap();
+        lake.append_raw(TableKind::Touchpoints, vec![b.finish()])
+            .await
+            .unwrap();
         quanyu::sync::Sync::new(&lake, &h)
             .refresh(TableKind::Touchpoints)
             .run()

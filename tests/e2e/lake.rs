@@ -13,7 +13,7 @@ use quanyu_connector_sdk::{
     ConnectorSetup, CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport,
     RetryPolicy, SinkError, Stream, StreamId, Window,
 };
-use quanyu_schemas::{LakeKey, PiiHasher, TableKind};
+use quanyu_schemas::{LakeKey, OrderLineRow, PiiHasher, TableKind};
 
 fn ctx() -> PullContext {
     PullContext {
@@ -47,6 +47,31 @@ async fn pull(lake: &Lake, streams: Vec<Arc<dyn Stream>>) -> Vec<quanyu::runs::R
 async fn count(lake: &Lake, q: &str) -> i64 {
     let b = quanyu::sql::query(lake, q).await.unwrap();
     arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(b[0].column(0)).value(0)
+}
+
+/// The current table holds each trade the sandbox shows for `shop` once.
+async fn assert_every_trade_once(lake: &Lake, sb: &Sandboxes, shop: &str) {
+    let trades = sb.taobao().unwrap().visible_trades();
+    let expected = trades.iter().filter(|t| t.shop == shop).count() as i64;
+    assert_eq!(count(lake, "select count(*) from orders").await, expected);
+    let distinct = count(lake, "select count(distinct order_id) from orders").await;
+    assert_eq!(distinct, expected);
+}
+
+/// Refresh the current orders table.
+async fn refresh_orders(lake: &Lake) -> quanyu::refresh::RefreshOutcome {
+    quanyu::refresh::refresh(lake, TableKind::Orders)
+        .await
+        .unwrap()
+}
+
+/// Current orders whose `column` is `value`.
+async fn orders_where(lake: &Lake, column: &str, value: &str) -> i64 {
+    count(
+        lake,
+        &format!("select count(*) from orders where {column} = '{value}'"),
+    )
+    .await
 }
 
 async fn sandboxes(faults: FaultConfig, orders: usize) -> Sandboxes {
@@ -183,6 +208,37 @@ async fn companion_tables_exist_before_streams_run() {
 }
 
 /// Wraps a stream and fails after `fail_after` pages, as a crash would.
+/// A [`Stream`] wrapping `inner`: its pull is `body` (with the wrapper as
+/// `this`); everything else is the inner stream's.
+macro_rules! wrapping_stream {
+    ($name:ident, |$this:ident, $w:ident, $ctx:ident, $sink:ident| $body:block) => {
+        #[async_trait]
+        impl Stream for $name {
+            fn id(&self) -> &StreamId {
+                self.inner.id()
+            }
+            fn table(&self) -> TableKind {
+                self.inner.table()
+            }
+            fn cursor_mode(&self) -> CursorMode {
+                self.inner.cursor_mode()
+            }
+            fn request_stats(&self) -> (u64, u64) {
+                self.inner.request_stats()
+            }
+            async fn pull(
+                &self,
+                $w: Window,
+                $ctx: &PullContext,
+                $sink: &mut dyn PageSink,
+            ) -> Result<PullReport, PullError> {
+                let $this = self;
+                $body
+            }
+        }
+    };
+}
+
 struct Crashing {
     inner: Arc<dyn Stream>,
     pages_left: std::sync::atomic::AtomicUsize,
@@ -208,34 +264,14 @@ impl PageSink for CountingSink<'_> {
     }
 }
 
-#[async_trait]
-impl Stream for Crashing {
-    fn id(&self) -> &StreamId {
-        self.inner.id()
-    }
-    fn table(&self) -> TableKind {
-        self.inner.table()
-    }
-    fn cursor_mode(&self) -> CursorMode {
-        self.inner.cursor_mode()
-    }
-    fn request_stats(&self) -> (u64, u64) {
-        self.inner.request_stats()
-    }
-    async fn pull(
-        &self,
-        w: Window,
-        ctx: &PullContext,
-        sink: &mut dyn PageSink,
-    ) -> Result<PullReport, PullError> {
-        // One page budget across all windows.
-        let mut s = CountingSink {
-            inner: sink,
-            left: &self.pages_left,
-        };
-        self.inner.pull(w, ctx, &mut s).await
-    }
-}
+wrapping_stream!(Crashing, |this, w, ctx, sink| {
+    // One page budget across all windows.
+    let mut s = CountingSink {
+        inner: sink,
+        left: &this.pages_left,
+    };
+    this.inner.pull(w, ctx, &mut s).await
+});
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_run_resumes_without_loss_or_duplicates() {
@@ -274,19 +310,7 @@ async fn a_crashed_run_resumes_without_loss_or_duplicates() {
     quanyu::refresh::refresh_current(&lake, TableKind::Orders)
         .await
         .unwrap();
-    let shop = stream.id().scope.clone();
-    let expected = sb
-        .taobao()
-        .unwrap()
-        .visible_trades()
-        .iter()
-        .filter(|t| t.shop == shop)
-        .count() as i64;
-    assert_eq!(count(&lake, "select count(*) from orders").await, expected);
-    assert_eq!(
-        count(&lake, "select count(distinct order_id) from orders").await,
-        expected
-    );
+    assert_every_trade_once(&lake, &sb, &stream.id().scope).await;
 }
 
 /// Wraps a stream: the first window is slow, the fourth fails, and the
@@ -299,41 +323,21 @@ struct Uneven {
     most_at_once: std::sync::atomic::AtomicUsize,
 }
 
-#[async_trait]
-impl Stream for Uneven {
-    fn id(&self) -> &StreamId {
-        self.inner.id()
+wrapping_stream!(Uneven, |this, w, ctx, sink| {
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = this.in_flight.fetch_add(1, SeqCst) + 1;
+    this.most_at_once.fetch_max(now, SeqCst);
+    if w.start == this.first_start {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    fn table(&self) -> TableKind {
-        self.inner.table()
-    }
-    fn cursor_mode(&self) -> CursorMode {
-        self.inner.cursor_mode()
-    }
-    fn request_stats(&self) -> (u64, u64) {
-        self.inner.request_stats()
-    }
-    async fn pull(
-        &self,
-        w: Window,
-        ctx: &PullContext,
-        sink: &mut dyn PageSink,
-    ) -> Result<PullReport, PullError> {
-        use std::sync::atomic::Ordering::SeqCst;
-        let now = self.in_flight.fetch_add(1, SeqCst) + 1;
-        self.most_at_once.fetch_max(now, SeqCst);
-        if w.start == self.first_start {
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        }
-        let out = if w.start == self.failing_start {
-            Err(PullError::Sink("the fourth window fails".into()))
-        } else {
-            self.inner.pull(w, ctx, sink).await
-        };
-        self.in_flight.fetch_sub(1, SeqCst);
-        out
-    }
-}
+    let out = if w.start == this.failing_start {
+        Err(PullError::Sink("the fourth window fails".into()))
+    } else {
+        this.inner.pull(w, ctx, sink).await
+    };
+    this.in_flight.fetch_sub(1, SeqCst);
+    out
+});
 
 /// Windows are pulled side by side and land as they finish, but the cursor
 /// only moves past windows finished in order: a slow first window does not
@@ -396,19 +400,7 @@ async fn windows_pulled_side_by_side_move_the_cursor_in_order() {
     quanyu::refresh::refresh_current(&lake, TableKind::Orders)
         .await
         .unwrap();
-    let shop = stream.id().scope.clone();
-    let expected = sb
-        .taobao()
-        .unwrap()
-        .visible_trades()
-        .iter()
-        .filter(|t| t.shop == shop)
-        .count() as i64;
-    assert_eq!(count(&lake, "select count(*) from orders").await, expected);
-    assert_eq!(
-        count(&lake, "select count(distinct order_id) from orders").await,
-        expected
-    );
+    assert_every_trade_once(&lake, &sb, &stream.id().scope).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,11 +442,7 @@ async fn overlapping_repull_keeps_one_current_row_with_the_latest_status() {
         .filter(|t| t.status == "TRADE_FINISHED")
         .count() as i64;
     assert_eq!(
-        count(
-            &fresh,
-            "select count(*) from orders where platform_status = 'TRADE_FINISHED'"
-        )
-        .await,
+        orders_where(&fresh, "platform_status", "TRADE_FINISHED").await,
         finished
     );
 }
@@ -544,14 +532,9 @@ async fn land(lake: &Lake, rows: &[quanyu_schemas::OrderRow], at: chrono::DateTi
     for chunk in rows.chunks(50_000) {
         let mut b = quanyu_schemas::OrdersBuilder::new("r", at);
         chunk.iter().for_each(|o| b.append(o));
-        lake.append(
-            "raw_orders",
-            &TableKind::Orders.schema(),
-            vec![b.finish()],
-            None,
-        )
-        .await
-        .unwrap();
+        lake.append_raw(TableKind::Orders, vec![b.finish()])
+            .await
+            .unwrap();
     }
 }
 
@@ -612,22 +595,8 @@ async fn a_small_refresh_merges_into_few_files_and_equals_a_rewrite() {
         "only the files holding changed keys: {merged:?}"
     );
     assert_eq!(count(&lake, "select count(*) from orders").await, 300_500);
-    assert_eq!(
-        count(
-            &lake,
-            "select count(*) from orders where status = 'completed'"
-        )
-        .await,
-        500
-    );
-    assert_eq!(
-        count(
-            &lake,
-            "select count(*) from orders where status = 'refunded'"
-        )
-        .await,
-        1
-    );
+    assert_eq!(orders_where(&lake, "status", "completed").await, 500);
+    assert_eq!(orders_where(&lake, "status", "refunded").await, 1);
     // The same raw rows into a fresh lake, refreshed once as a whole.
     let whole = Lake::open(&dir.path().join("whole")).unwrap();
     land(&whole, &base, t).await;
@@ -661,9 +630,7 @@ async fn a_writer_with_a_clock_behind_still_reaches_the_current_table() {
         now,
     )
     .await;
-    quanyu::refresh::refresh(&lake, TableKind::Orders)
-        .await
-        .unwrap();
+    refresh_orders(&lake).await;
     let behind = now - Duration::hours(2);
     let late: Vec<_> = (100..200).map(|n| order(n, Paid, behind)).collect();
     land(&lake, &late, behind).await;
@@ -680,17 +647,8 @@ async fn a_writer_with_a_clock_behind_still_reaches_the_current_table() {
         behind,
     )
     .await;
-    quanyu::refresh::refresh(&lake, TableKind::Orders)
-        .await
-        .unwrap();
-    assert_eq!(
-        count(
-            &lake,
-            "select count(*) from orders where status = 'completed'"
-        )
-        .await,
-        1
-    );
+    refresh_orders(&lake).await;
+    assert_eq!(orders_where(&lake, "status", "completed").await, 1);
 }
 
 /// Analysts' SQL is read-only: writes, files and settings are refused with
@@ -709,9 +667,7 @@ async fn analysts_sql_cannot_write_the_lake_or_read_files() {
         now,
     )
     .await;
-    quanyu::refresh::refresh(&lake, TableKind::Orders)
-        .await
-        .unwrap();
+    refresh_orders(&lake).await;
     let version = lake.version("orders").await.unwrap();
     let copied = dir.path().join("copied.csv");
     let inside = dir.path().join("lake").join("orders").join("x.parquet");
@@ -957,4 +913,84 @@ async fn a_killed_run_shows_in_status_and_then_in_runs() {
         "{:?}",
         s.warnings
     );
+}
+
+/// The lines of `orders` orders (`lines` each, ids `l1`, `l2`...), all at
+/// version `at`.
+fn lines(orders: std::ops::Range<u32>, lines: u32, at: chrono::DateTime<Utc>) -> Vec<OrderLineRow> {
+    orders
+        .flat_map(|o| {
+            (1..=lines).map(move |l| OrderLineRow {
+                channel: quanyu_schemas::Channel::Taobao,
+                shop_id: "s".into(),
+                order_id: format!("o{o}"),
+                line_id: format!("l{l}"),
+                item_id: None,
+                sku_id: None,
+                title: None,
+                quantity: 1,
+                unit_price_fen: None,
+                amount_fen: 100,
+                created_at: at,
+                updated_at: at,
+            })
+        })
+        .collect()
+}
+
+/// The current lines of order `order`, sorted.
+async fn current_lines(lake: &Lake, order: &str) -> Vec<String> {
+    let sql =
+        format!("select line_id from order_lines where order_id = '{order}' order by line_id");
+    let batches = quanyu::sql::query(lake, &sql).await.unwrap();
+    let mut out = Vec::new();
+    for b in &batches {
+        let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        let c = arrow::array::AsArray::as_string::<i32>(&c);
+        out.extend(c.iter().flatten().map(str::to_string));
+    }
+    out
+}
+
+/// An order's newest version replaces all its lines: a line its item list
+/// no longer has leaves `order_lines`, whether the refresh merges a few
+/// files or rewrites the table; other orders and an older version
+/// arriving late change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_whose_item_list_shrank_keeps_only_its_newest_lines() {
+    let t1 = Utc::now() - Duration::hours(1);
+    let t2 = t1 + Duration::minutes(10);
+    let append = |lake: &Lake, rows: Vec<OrderLineRow>| {
+        let batch = quanyu_schemas::sales::order_lines_batch(&rows, "r", Utc::now());
+        let lake = lake.clone();
+        async move {
+            lake.append_raw(TableKind::OrderLines, vec![batch])
+                .await
+                .unwrap()
+        }
+    };
+    // (orders at first, whether the second refresh rewrites the table)
+    for (first, whole) in [(0..200, false), (0..2, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path()).unwrap();
+        append(&lake, lines(first.clone(), 3, t1)).await;
+        quanyu::refresh::refresh(&lake, TableKind::OrderLines)
+            .await
+            .unwrap();
+        append(&lake, lines(1..2, 2, t2)).await;
+        let r = quanyu::refresh::refresh(&lake, TableKind::OrderLines)
+            .await
+            .unwrap();
+        assert_eq!(r.whole_table, whole, "{r:?}");
+        assert_eq!(current_lines(&lake, "o1").await, ["l1", "l2"]);
+        assert_eq!(current_lines(&lake, "o0").await, ["l1", "l2", "l3"]);
+        let all = count(&lake, "select count(*) from order_lines").await;
+        assert_eq!(all, first.len() as i64 * 3 - 1);
+        // The old version again (a late re-pull of a stale page): no change.
+        append(&lake, lines(1..2, 3, t1)).await;
+        quanyu::refresh::refresh(&lake, TableKind::OrderLines)
+            .await
+            .unwrap();
+        assert_eq!(current_lines(&lake, "o1").await, ["l1", "l2"]);
+    }
 }
