@@ -5,8 +5,9 @@ use arrow::array::RecordBatch;
 
 use crate::lake::Lake;
 
-/// Rebuild `customers` from `identity_map`, `orders` and `contacts`; the
-/// cursor `built` (application id, identity build) is committed with it.
+/// Rebuild `customers` from `identity_map`, `orders`, `refunds` and
+/// `contacts`; the cursor `built` (application id, identity build) is
+/// committed with it.
 pub async fn build_customers(lake: &Lake, built: (&str, i64)) -> Result<()> {
     let ctx = crate::lake::new_context();
     // Its groupings have nearly as many groups as rows (a record, a
@@ -21,8 +22,9 @@ pub async fn build_customers(lake: &Lake, built: (&str, i64)) -> Result<()> {
     }
     lake.register(&ctx, "identity_map").await?;
     let has_orders = lake.register(&ctx, "orders").await?;
+    let has_refunds = lake.register(&ctx, "refunds").await?;
     let has_contacts = lake.register(&ctx, "contacts").await?;
-    let sql = customers_sql(has_orders, has_contacts);
+    let sql = customers_sql(has_orders, has_refunds, has_contacts);
     let df = ctx.sql(&sql).await?;
     let schema = crate::lake::plain_types(df.schema().as_arrow());
     let exprs: Vec<datafusion::prelude::Expr> = schema
@@ -61,13 +63,18 @@ const OWNER_AT: usize = 20;
 /// name, side by side), not by joins: a grouped aggregation spills to disk
 /// under memory pressure, so the build holds on any lake that fits on disk.
 /// Every unified id gets a row, also one with neither orders nor contacts.
-fn customers_sql(has_orders: bool, has_contacts: bool) -> String {
+///
+/// GMV is net of refunds: an order counts what was paid (paid, shipped,
+/// delivered or completed) less the refunds paid back on it (`succeeded`),
+/// never below zero; `refunded_fen` is what went back on the customer's
+/// orders, whatever their status now.
+fn customers_sql(has_orders: bool, has_refunds: bool, has_contacts: bool) -> String {
     let paid = "('paid','shipped','delivered','completed')";
     let str_null = "CAST(NULL AS VARCHAR)";
     let zero = "CAST(0 AS BIGINT)";
     // One row per record: (type, key, unified id, channel, orders, paid
-    // fen, order time, contacts, owner, contact time).
-    let record = |cols: [&str; 10]| -> String {
+    // fen, refunded fen, order time, contacts, owner, contact time).
+    let record = |cols: [&str; 11]| -> String {
         let names = [
             "k_type",
             "k",
@@ -75,6 +82,7 @@ fn customers_sql(has_orders: bool, has_contacts: bool) -> String {
             "channel",
             "orders",
             "gmv_fen",
+            "refunded_fen",
             "order_at",
             "contacts",
             "owner_userid",
@@ -89,7 +97,7 @@ fn customers_sql(has_orders: bool, has_contacts: bool) -> String {
     let mut records = vec![format!(
         "SELECT {} FROM identity_map
          WHERE id_type = 'order' OR id_type = 'wecom_external_userid' OR ends_with(id_type, '_member')",
-        record(["id_type", "id_value", "unified_id", str_null, zero, zero, TS, zero, str_null, TS])
+        record(["id_type", "id_value", "unified_id", str_null, zero, zero, zero, TS, zero, str_null, TS])
     )];
     if has_orders {
         let gmv =
@@ -103,7 +111,27 @@ fn customers_sql(has_orders: bool, has_contacts: bool) -> String {
                 "o.channel",
                 "CAST(1 AS BIGINT)",
                 &gmv,
+                zero,
                 "o.created_at",
+                zero,
+                str_null,
+                TS,
+            ])
+        ));
+    }
+    if has_refunds {
+        // A refund meets its order under the order's key.
+        records.push(format!(
+            "SELECT {} FROM refunds r WHERE r.status = 'succeeded'",
+            record([
+                "'order'",
+                "r.channel || ':' || r.order_id",
+                str_null,
+                str_null,
+                zero,
+                zero,
+                "CAST(r.refund_fen AS BIGINT)",
+                TS,
                 zero,
                 str_null,
                 TS,
@@ -118,6 +146,7 @@ fn customers_sql(has_orders: bool, has_contacts: bool) -> String {
                 "c.contact_id",
                 str_null,
                 "c.channel",
+                zero,
                 zero,
                 zero,
                 TS,
@@ -139,24 +168,28 @@ fn customers_sql(has_orders: bool, has_contacts: bool) -> String {
     format!(
         "WITH per_record AS (
            SELECT max(unified_id) AS unified_id, max(channel) AS channel,
-                  sum(orders) AS orders, sum(gmv_fen) AS gmv_fen, min(order_at) AS first_at, max(order_at) AS last_at,
+                  sum(orders) AS orders,
+                  CASE WHEN sum(gmv_fen) > 0 THEN greatest(sum(gmv_fen) - sum(refunded_fen), 0) ELSE 0 END AS gmv_fen,
+                  sum(refunded_fen) AS refunded_fen,
+                  min(order_at) AS first_at, max(order_at) AS last_at,
                   sum(contacts) AS contacts, max({owner_key}) AS owner_key
            FROM ({records})
            GROUP BY k_type, k
          ),
          facts AS (
            SELECT unified_id, channel, 1 AS is_order, sum(orders) AS orders, sum(gmv_fen) AS gmv_fen,
-                  min(first_at) AS first_at, max(last_at) AS last_at,
+                  sum(refunded_fen) AS refunded_fen, min(first_at) AS first_at, max(last_at) AS last_at,
                   {str_null} AS owner_key
            FROM per_record WHERE unified_id IS NOT NULL AND orders > 0
            GROUP BY unified_id, channel
            UNION ALL
-           SELECT unified_id, channel, 0 AS is_order, {zero} AS orders, {zero} AS gmv_fen, {TS} AS first_at,
+           SELECT unified_id, channel, 0 AS is_order, {zero} AS orders, {zero} AS gmv_fen,
+                  {zero} AS refunded_fen, {TS} AS first_at,
                   {TS} AS last_at, owner_key
            FROM per_record WHERE unified_id IS NOT NULL AND contacts > 0
            UNION ALL
            SELECT unified_id, {str_null} AS channel, 0 AS is_order, {zero} AS orders, {zero} AS gmv_fen,
-                  {TS} AS first_at, {TS} AS last_at, {str_null} AS owner_key
+                  {zero} AS refunded_fen, {TS} AS first_at, {TS} AS last_at, {str_null} AS owner_key
            FROM identity_map WHERE unified_id IS NOT NULL
          )
          SELECT unified_id,
@@ -164,6 +197,7 @@ fn customers_sql(has_orders: bool, has_contacts: bool) -> String {
                 CAST(sum(is_order) AS BIGINT) AS marketplace_count,
                 CAST(sum(orders) AS BIGINT) AS order_count,
                 CAST(sum(gmv_fen) AS BIGINT) AS gmv_fen,
+                CAST(sum(refunded_fen) AS BIGINT) AS refunded_fen,
                 min(first_at) AS first_order_at,
                 max(last_at) AS last_order_at,
                 bool_or(channel = 'wecom') IS TRUE AS in_private,

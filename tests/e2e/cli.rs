@@ -205,10 +205,30 @@ fn demo_lands_the_ground_truth_and_reruns_idempotently() {
         sql_int(&lake, "select sum(order_count) from customers"),
         expected_orders
     );
-    // GMV counts paid, non-refunded orders only.
+    // GMV counts paid orders less the refunds paid back on each (never
+    // below zero); every refund paid back on a customer's order is theirs.
+    let refunded = "select channel, order_id, sum(refund_fen) fen from refunds where status = 'succeeded' group by 1, 2";
+    assert!(sql_int(&lake, &format!("select count(*) from ({refunded})")) > 0);
     assert_eq!(
         sql_int(&lake, "select sum(gmv_fen) from customers"),
-        sql_int(&lake, "select sum(amount_fen) from orders where status in ('paid','shipped','delivered','completed')")
+        sql_int(
+            &lake,
+            &format!(
+                "select sum(greatest(o.amount_fen - coalesce(r.fen, 0), 0)) from orders o \
+             left join ({refunded}) r on r.channel = o.channel and r.order_id = o.order_id \
+             where o.status in ('paid','shipped','delivered','completed')"
+            )
+        )
+    );
+    assert_eq!(
+        sql_int(&lake, "select sum(refunded_fen) from customers"),
+        sql_int(
+            &lake,
+            &format!(
+                "select sum(r.fen) from ({refunded}) r \
+             join orders o on r.channel = o.channel and r.order_id = o.order_id"
+            )
+        )
     );
 
     // No raw phone of any seeded person appears in any file of the lake.
