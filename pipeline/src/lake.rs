@@ -14,6 +14,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::execution::memory_pool::{
+    MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
+};
 use datafusion::prelude::SessionContext;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::CommitProperties;
@@ -124,7 +127,7 @@ impl CappedPool {
         }
     }
 
-    fn is_repartition(consumer: &datafusion::execution::memory_pool::MemoryConsumer) -> bool {
+    fn is_repartition(consumer: &MemoryConsumer) -> bool {
         consumer.name().starts_with("RepartitionExec")
     }
 
@@ -134,12 +137,7 @@ impl CappedPool {
 
     /// Grow a repartition's reservation (always succeeds): charged while the
     /// repartitions together stay inside their share, uncharged beyond it.
-    fn grow_repartition(
-        &self,
-        reservation: &datafusion::execution::memory_pool::MemoryReservation,
-        additional: usize,
-    ) {
-        use datafusion::execution::memory_pool::MemoryPool;
+    fn grow_repartition(&self, reservation: &MemoryReservation, additional: usize) {
         let mut ledger = self.ledger();
         if ledger.charged + additional <= self.repartition_share
             && self.inner.try_grow(reservation, additional).is_ok()
@@ -154,12 +152,7 @@ impl CappedPool {
     }
 
     /// Shrink a repartition's reservation: its uncharged bytes first.
-    fn shrink_repartition(
-        &self,
-        reservation: &datafusion::execution::memory_pool::MemoryReservation,
-        shrink: usize,
-    ) {
-        use datafusion::execution::memory_pool::MemoryPool;
+    fn shrink_repartition(&self, reservation: &MemoryReservation, shrink: usize) {
         let mut ledger = self.ledger();
         let id = reservation.consumer().id();
         let over = ledger.uncharged.get(&id).copied().unwrap_or(0);
@@ -183,35 +176,27 @@ impl std::fmt::Display for CappedPool {
     }
 }
 
-impl datafusion::execution::memory_pool::MemoryPool for CappedPool {
+impl MemoryPool for CappedPool {
     fn name(&self) -> &str {
         "capped-fair"
     }
 
-    fn register(&self, consumer: &datafusion::execution::memory_pool::MemoryConsumer) {
+    fn register(&self, consumer: &MemoryConsumer) {
         self.inner.register(consumer)
     }
 
-    fn unregister(&self, consumer: &datafusion::execution::memory_pool::MemoryConsumer) {
+    fn unregister(&self, consumer: &MemoryConsumer) {
         self.inner.unregister(consumer)
     }
 
-    fn grow(
-        &self,
-        reservation: &datafusion::execution::memory_pool::MemoryReservation,
-        additional: usize,
-    ) {
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
         if Self::is_repartition(reservation.consumer()) {
             return self.grow_repartition(reservation, additional);
         }
         self.inner.grow(reservation, additional)
     }
 
-    fn shrink(
-        &self,
-        reservation: &datafusion::execution::memory_pool::MemoryReservation,
-        shrink: usize,
-    ) {
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
         if Self::is_repartition(reservation.consumer()) {
             return self.shrink_repartition(reservation, shrink);
         }
@@ -220,7 +205,7 @@ impl datafusion::execution::memory_pool::MemoryPool for CappedPool {
 
     fn try_grow(
         &self,
-        reservation: &datafusion::execution::memory_pool::MemoryReservation,
+        reservation: &MemoryReservation,
         additional: usize,
     ) -> datafusion::error::Result<()> {
         let consumer = reservation.consumer();
@@ -249,7 +234,7 @@ impl datafusion::execution::memory_pool::MemoryPool for CappedPool {
         self.inner.reserved()
     }
 
-    fn memory_limit(&self) -> datafusion::execution::memory_pool::MemoryLimit {
+    fn memory_limit(&self) -> MemoryLimit {
         self.inner.memory_limit()
     }
 }
@@ -808,7 +793,6 @@ pub fn first_count(batches: &[RecordBatch]) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
     use quanyu_schemas::tables::orders_schema;
 
     #[test]

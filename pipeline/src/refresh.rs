@@ -354,12 +354,16 @@ fn latest_per_key(
     plan: Dedup,
 ) -> String {
     let schema = kind.schema();
-    let cols = schema
-        .fields()
-        .iter()
-        .map(|f| format!("\"{}\"", f.name()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    // The table's columns, each as `{prefix}"name"`.
+    let columns = |prefix: &str| {
+        schema
+            .fields()
+            .iter()
+            .map(|f| format!("{prefix}\"{}\"", f.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let cols = columns("");
     let select = |table: &str, have: &arrow::datatypes::SchemaRef| -> String {
         let cols = schema
             .fields()
@@ -401,12 +405,7 @@ fn latest_per_key(
         // Most keys occur once: only the rows of keys that occur more than
         // once are ranked (a sort of a few rows, not of the table).
         let on = join_on(kind.key_columns(), "d", "i");
-        let icols = schema
-            .fields()
-            .iter()
-            .map(|f| format!("i.\"{}\"", f.name()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let icols = columns("i.");
         ctes.push(("input", union));
         ctes.push((
             "dup",
@@ -429,12 +428,7 @@ fn latest_per_key(
         // gone from the record (the newest version lists all it holds).
         let group = quoted(record).join(", ");
         let on = join_on(record, "r", "n");
-        let rcols = schema
-            .fields()
-            .iter()
-            .map(|f| format!("r.\"{}\"", f.name()))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let rcols = columns("r.");
         ctes.push(("latest", body));
         ctes.push((
             "newest",

@@ -14,7 +14,7 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use quanyu_connector_sdk::market::values_of;
+use quanyu_connector_sdk::market::{code_text, error_text, says, values_of};
 use quanyu_connector_sdk::market::{read_envelope, SignedCall, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
@@ -58,43 +58,18 @@ pub struct Envelope {
     pub message: Option<String>,
 }
 
-fn code_text(v: &Option<serde_json::Value>) -> String {
-    match v {
-        Some(serde_json::Value::Number(n)) => n.to_string(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        _ => String::new(),
-    }
-}
-
 /// Map a failure envelope to a typed error.
 pub fn classify(ctx: &RequestContext, e: &Envelope) -> ConnectorError {
-    let mut code = code_text(&e.code);
+    let mut code = code_text(e.code.as_ref());
     if code.is_empty() {
         code = e.err_no.map(|n| n.to_string()).unwrap_or_default();
     }
     let msg = e.msg.as_deref().or(e.message.as_deref()).unwrap_or("");
     let sub = e.sub_code.as_deref().unwrap_or("");
     let sub_msg = e.sub_msg.as_deref().unwrap_or("");
-    let text = format!(
-        "code {code}{}{}{}",
-        if msg.is_empty() {
-            String::new()
-        } else {
-            format!(": {msg}")
-        },
-        if sub.is_empty() {
-            String::new()
-        } else {
-            format!(" / {sub}")
-        },
-        if sub_msg.is_empty() || sub_msg == msg {
-            String::new()
-        } else {
-            format!(" ({sub_msg})")
-        },
-    );
+    let text = error_text("code", &code, msg, sub, sub_msg);
     let n: i64 = code.parse().unwrap_or(-1);
-    let said = |w: &str| msg.contains(w) || sub_msg.contains(w) || sub.contains(w);
+    let said = |w: &str| says(&[msg, sub_msg, sub], &[w]);
     let kind = match n {
         CODE_FLOW_LIMIT | CODE_QUOTA => ErrorKind::Throttled,
         CODE_UNAVAILABLE => ErrorKind::Transient,
@@ -124,7 +99,7 @@ pub fn may_be_error(body: &[u8]) -> bool {
 pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
     let env: Envelope = read_envelope(ctx, body)?;
     let ok = match (&env.code, env.err_no) {
-        (Some(_), _) => code_text(&env.code) == CODE_OK.to_string(),
+        (Some(_), _) => code_text(env.code.as_ref()) == CODE_OK.to_string(),
         (None, Some(n)) => n == 0,
         (None, None) => false,
     };

@@ -12,7 +12,7 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
-use quanyu_connector_sdk::market::values_of;
+use quanyu_connector_sdk::market::{code_text, error_text, says, values_of};
 use quanyu_connector_sdk::market::{read_envelope, refresh_token_of, SignedCall, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
@@ -75,30 +75,12 @@ pub struct JdError {
     pub en_desc: Option<String>,
 }
 
-fn code_text(v: Option<&serde_json::Value>) -> String {
-    match v {
-        Some(serde_json::Value::Number(n)) => n.to_string(),
-        Some(serde_json::Value::String(s)) => s.trim().to_string(),
-        _ => String::new(),
-    }
-}
-
-fn said(texts: &[&str], words: &[&str]) -> bool {
-    texts.iter().any(|t| words.iter().any(|w| t.contains(w)))
-}
-
 /// Map a gateway `error_response` to a typed error.
 pub fn classify(ctx: &RequestContext, e: &JdError) -> ConnectorError {
     let code = code_text(e.code.as_ref());
     let zh = e.zh_desc.as_deref().unwrap_or("").trim();
     let en = e.en_desc.as_deref().unwrap_or("").trim();
-    let mut message = format!("code {code}");
-    if !zh.is_empty() {
-        message.push_str(&format!(": {zh}"));
-    }
-    if !en.is_empty() {
-        message.push_str(&format!(" ({en})"));
-    }
+    let mut message = error_text("code", &code, zh, "", en);
     let texts = [zh, en];
     let n: i64 = code.parse().unwrap_or(-1);
     let kind = match n {
@@ -110,16 +92,16 @@ pub fn classify(ctx: &RequestContext, e: &JdError) -> ConnectorError {
         CODE_BAD_TOKEN => ErrorKind::TokenExpired,
         CODE_MISSING_SIGN | CODE_BAD_SIGN | CODE_MISSING_APP_KEY | CODE_BAD_APP_KEY
         | CODE_NO_PERMISSION => ErrorKind::Auth,
-        _ if said(&texts, &["Call Limited", "限流", "频繁", "超限"]) => ErrorKind::Throttled,
-        _ if said(
+        _ if says(&texts, &["Call Limited", "限流", "频繁", "超限"]) => ErrorKind::Throttled,
+        _ if says(
             &texts,
             &["繁忙", "超时", "不可用", "Timeout", "Unavailable"],
         ) =>
         {
             ErrorKind::Transient
         }
-        _ if said(&texts, &["access_token", "Access Token"])
-            && said(&texts, &["无效", "过期", "Invalid", "Expired"]) =>
+        _ if says(&texts, &["access_token", "Access Token"])
+            && says(&texts, &["无效", "过期", "Invalid", "Expired"]) =>
         {
             ErrorKind::TokenExpired
         }
@@ -135,9 +117,9 @@ pub fn classify(ctx: &RequestContext, e: &JdError) -> ConnectorError {
 /// (`code != "0"`, or an `apiResult` with `success: false`).
 fn business_error(ctx: &RequestContext, code: &str, zh: &str, en: &str) -> ConnectorError {
     let texts = [zh, en];
-    let kind = if said(&texts, &["限流", "频繁", "Call Limited"]) {
+    let kind = if says(&texts, &["限流", "频繁", "Call Limited"]) {
         ErrorKind::Throttled
-    } else if said(&texts, &["繁忙", "超时", "系统异常", "Timeout", "busy"]) {
+    } else if says(&texts, &["繁忙", "超时", "系统异常", "Timeout", "busy"]) {
         ErrorKind::Transient
     } else {
         ErrorKind::InvalidRequest
@@ -353,7 +335,7 @@ impl TokenGateway for JdClient {
             }
             _ => {
                 let msg = a.msg.unwrap_or_default();
-                let busy = said(&[&msg], &["繁忙", "超时", "busy"]) || code.starts_with('5');
+                let busy = says(&[&msg], &["繁忙", "超时", "busy"]) || code.starts_with('5');
                 let kind = if busy {
                     ErrorKind::Transient
                 } else {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use quanyu_connector_sdk::market::values_of;
+use quanyu_connector_sdk::market::{code_text, error_text, says, values_of};
 use quanyu_connector_sdk::market::{read_envelope, refresh_token_of, SignedCall, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
@@ -52,14 +52,6 @@ pub struct KsEnvelope {
     pub msg: Option<String>,
 }
 
-fn code_text(v: &Option<serde_json::Value>) -> String {
-    match v {
-        Some(serde_json::Value::Number(n)) => n.to_string(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        _ => String::new(),
-    }
-}
-
 /// Seconds until the next Beijing midnight (when daily quotas reset).
 fn secs_to_beijing_midnight() -> u64 {
     let beijing_secs = Utc::now().timestamp() + 8 * 3600;
@@ -68,32 +60,22 @@ fn secs_to_beijing_midnight() -> u64 {
 
 /// Map an error envelope to a typed error.
 pub fn classify(ctx: &RequestContext, e: &KsEnvelope) -> ConnectorError {
-    let code = code_text(&e.result);
-    let sub = code_text(&e.sub_code);
+    let code = code_text(e.result.as_ref());
+    let sub = code_text(e.sub_code.as_ref());
     let detail = e
         .error_msg
         .as_deref()
         .or(e.sub_msg.as_deref())
         .unwrap_or("");
-    let msg = format!(
-        "result {code}{}{}{}",
-        e.msg
-            .as_deref()
-            .map(|m| format!(" {m}"))
-            .unwrap_or_default(),
-        if sub.is_empty() || sub == code {
-            String::new()
-        } else {
-            format!(" / {sub}")
-        },
-        if detail.is_empty() {
-            String::new()
-        } else {
-            format!(": {detail}")
-        }
+    let msg = error_text(
+        "result",
+        &code,
+        e.msg.as_deref().unwrap_or(""),
+        &sub,
+        detail,
     );
     let n: i64 = code.parse().unwrap_or(-1);
-    let busy = detail.contains("繁忙") || sub.to_ascii_uppercase().starts_with("SYSTEM");
+    let busy = says(&[detail], &["繁忙"]) || sub.to_ascii_uppercase().starts_with("SYSTEM");
     let kind = match n {
         CODE_QPS | CODE_DAILY_QUOTA => ErrorKind::Throttled,
         CODE_SYSTEM | 11 | 500 => ErrorKind::Transient,
@@ -122,7 +104,7 @@ pub fn may_be_error(body: &[u8]) -> bool {
 /// transient protocol fault (a proxy cut it off).
 pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
     let env: KsEnvelope = read_envelope(ctx, body)?;
-    if code_text(&env.result) == "1" {
+    if code_text(env.result.as_ref()) == "1" {
         return Ok(());
     }
     Err(classify(ctx, &env))
@@ -269,7 +251,7 @@ impl TokenGateway for KsClient {
                 format!("unreadable refresh answer: {e}"),
             )
         })?;
-        let code = code_text(&a.result);
+        let code = code_text(a.result.as_ref());
         match (code.as_str(), a.access_token) {
             ("1", Some(at)) if !at.is_empty() => Ok(TokenSet::issued(
                 &at,

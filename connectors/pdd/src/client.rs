@@ -12,7 +12,8 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::{
-    read_envelope, read_token_answer, refresh_refused, refresh_token_of, SignedCall, TokenGateway,
+    code_text, error_text, read_envelope, read_token_answer, refresh_refused, refresh_token_of,
+    says, SignedCall, TokenGateway,
 };
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
@@ -59,40 +60,15 @@ struct ErrorEnvelope {
     error_response: Option<PddError>,
 }
 
-fn code_text(v: &Option<serde_json::Value>) -> String {
-    match v {
-        Some(serde_json::Value::Number(n)) => n.to_string(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        _ => String::new(),
-    }
-}
-
 /// Map an `error_response` to a typed error.
 pub fn classify(ctx: &RequestContext, e: &PddError) -> ConnectorError {
-    let code = code_text(&e.error_code);
-    let sub = code_text(&e.sub_code);
+    let code = code_text(e.error_code.as_ref());
+    let sub = code_text(e.sub_code.as_ref());
     let msg_text = e.error_msg.as_deref().unwrap_or("");
     let sub_msg = e.sub_msg.as_deref().unwrap_or("");
-    let message = format!(
-        "error_code {code}{}{}{}",
-        if msg_text.is_empty() {
-            String::new()
-        } else {
-            format!(": {msg_text}")
-        },
-        if sub.is_empty() {
-            String::new()
-        } else {
-            format!(" / {sub}")
-        },
-        if sub_msg.is_empty() {
-            String::new()
-        } else {
-            format!(" ({sub_msg})")
-        },
-    );
+    let message = error_text("error_code", &code, msg_text, &sub, sub_msg);
     let n: i64 = code.parse().unwrap_or(-1);
-    let said = |w: &str| msg_text.contains(w) || sub_msg.contains(w);
+    let said = |w: &str| says(&[msg_text, sub_msg], &[w]);
     let kind = match n {
         CODE_THROTTLED | 52102 | 52103 | 70031 => ErrorKind::Throttled,
         CODE_SYSTEM | 50001 => ErrorKind::Transient,

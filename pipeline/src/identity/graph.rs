@@ -136,15 +136,10 @@ impl NodeDict {
         self.node_type.reserve(nodes);
         self.offsets.reserve(nodes);
         self.bytes.reserve(nodes * bytes_each);
-        let NodeDict {
-            node_type,
-            offsets,
-            bytes,
-            table,
-            state,
-            ..
-        } = self;
-        table.reserve(nodes, |&j| rehash(state, node_type, offsets, bytes, j));
+        let (node_type, offsets, bytes) = (&self.node_type, &self.offsets, &self.bytes);
+        let state = &self.state;
+        self.table
+            .reserve(nodes, |&j| rehash(state, node_type, offsets, bytes, j));
     }
 
     /// True when empty.

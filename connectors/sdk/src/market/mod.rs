@@ -37,8 +37,8 @@ pub use gateway::{read_envelope, refresh_refused, refresh_token_of, SignedCall, 
 pub use mapping::RecordMapping;
 pub use paging::{Paging, MAX_PAGES_PER_WINDOW};
 pub use record::{
-    int_of, item_count_of, lines_of, phones_for, read_answer, read_token_answer, text_of,
-    values_of, yuan_of, Line, MappedOrder, Rejected,
+    code_text, error_text, int_of, item_count_of, lines_of, phones_for, read_answer,
+    read_token_answer, says, text_of, values_of, yuan_of, Line, MappedOrder, Rejected,
 };
 pub use settings::{PullLimits, PullSettings, Pulled};
 pub use stream::{

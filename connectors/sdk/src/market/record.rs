@@ -137,6 +137,35 @@ pub fn text_of(v: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// An error code sent as a number or a string, as text (empty when
+/// absent).
+pub fn code_text(v: Option<&serde_json::Value>) -> String {
+    v.and_then(text_of).unwrap_or_default()
+}
+
+/// True when one of `texts` contains one of `words` (an error envelope
+/// saying its kind in words where its code does not).
+pub fn says(texts: &[&str], words: &[&str]) -> bool {
+    texts.iter().any(|t| words.iter().any(|w| t.contains(w)))
+}
+
+/// An error envelope as one line: `{label} {code}: {msg} / {sub}
+/// ({detail})`, each part left out when empty (and the detail when it
+/// repeats the message).
+pub fn error_text(label: &str, code: &str, msg: &str, sub: &str, detail: &str) -> String {
+    let mut text = format!("{label} {code}");
+    if !msg.is_empty() {
+        text.push_str(&format!(": {msg}"));
+    }
+    if !sub.is_empty() && sub != code {
+        text.push_str(&format!(" / {sub}"));
+    }
+    if !detail.is_empty() && detail != msg {
+        text.push_str(&format!(" ({detail})"));
+    }
+    text
+}
+
 /// A platform's answer `body` read as `T` (borrowing from it where `T`
 /// does), or a protocol error saying which answer did not read.
 pub fn read_answer<'a, T: serde::Deserialize<'a>>(
