@@ -15,8 +15,8 @@ use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use quanyu_connector_sdk::source::SinkError;
 use quanyu_connector_sdk::{
-    plan_windows, CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport, Stream,
-    Window,
+    plan_windows, CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport,
+    PullResult, Stream, Window,
 };
 use quanyu_schemas::tables::quarantine_schema;
 use quanyu_schemas::{QuarantineRow, TableKind};
@@ -415,7 +415,7 @@ async fn pull_windows(
 /// (its index and report).
 enum WindowEvent {
     Page(NormalizedPage),
-    Done(usize, Result<PullReport, PullError>),
+    Done(usize, PullResult),
 }
 
 /// Hands a window's pages to the run loop (waits while the loop is

@@ -10,8 +10,8 @@ use quanyu::runner::{run_stream, stream_cursor, RunOptions};
 use quanyu::sandboxes::Sandboxes;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{
-    ConnectorSetup, CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport,
-    RetryPolicy, SinkError, Stream, StreamId, Window,
+    ConnectorSetup, CursorMode, NormalizedPage, PageSink, PullContext, PullError,
+    PullResult, RetryPolicy, SinkError, Stream, StreamId, Window,
 };
 use quanyu_schemas::{LakeKey, OrderLineRow, PiiHasher, TableKind};
 
@@ -231,7 +231,7 @@ macro_rules! wrapping_stream {
                 $w: Window,
                 $ctx: &PullContext,
                 $sink: &mut dyn PageSink,
-            ) -> Result<PullReport, PullError> {
+            ) -> PullResult {
                 let $this = self;
                 $body
             }

@@ -19,7 +19,8 @@ use futures::TryStreamExt;
 use quanyu_connector_sdk::declarative::{ColumnSpec, Mapped, RowMapper};
 use quanyu_connector_sdk::{
     ConfigError, ConnectorError, CursorMode, ErrorKind, NormalizedPage, PageSink, PullContext,
-    PullError, PullReport, RequestContext, Secret, SecretRef, Stream, StreamId, Window, WindowPlan,
+    PullError, PullReport, PullResult, RequestContext, Secret, SecretRef, Stream, StreamId, Window,
+    WindowPlan,
 };
 use quanyu_schemas::time::format_beijing;
 use quanyu_schemas::{ContactsBuilder, OrdersBuilder, QuarantineRow, TableKind};
@@ -355,7 +356,7 @@ impl CrmSource {
         binds: Bind,
         ctx: &PullContext,
         sink: &mut dyn PageSink,
-    ) -> Result<(PullReport, Option<i64>), PullError> {
+    ) -> PullResult<(PullReport, Option<i64>)> {
         let rctx = self.ctx();
         let pool = self.pool().await?;
         let mut report = PullReport::default();
@@ -546,12 +547,7 @@ impl Stream for CrmSource {
         (0, 0)
     }
 
-    async fn pull(
-        &self,
-        window: Window,
-        ctx: &PullContext,
-        sink: &mut dyn PageSink,
-    ) -> Result<PullReport, PullError> {
+    async fn pull(&self, window: Window, ctx: &PullContext, sink: &mut dyn PageSink) -> PullResult {
         let bind = match self.dialect {
             Dialect::Postgres => Bind::Times(window.start.to_rfc3339(), window.end.to_rfc3339()),
             Dialect::MySql => Bind::Times(
@@ -576,7 +572,7 @@ impl Stream for CrmSource {
         after: Option<i64>,
         ctx: &PullContext,
         sink: &mut dyn PageSink,
-    ) -> Result<(PullReport, Option<i64>), PullError> {
+    ) -> PullResult<(PullReport, Option<i64>)> {
         self.run(Bind::After(after.unwrap_or(i64::MIN)), ctx, sink)
             .await
     }

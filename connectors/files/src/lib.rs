@@ -21,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use quanyu_connector_sdk::{
     ConnectorError, CursorMode, ErrorKind, NormalizedPage, PageSink, PullContext, PullError,
-    PullReport, RequestContext, Stream, StreamId, Window,
+    PullReport, PullResult, RequestContext, Stream, StreamId, Window,
 };
 use quanyu_schemas::{
     ContactsBuilder, OrdersBuilder, QuarantineRow, TableKind, TouchpointsBuilder,
@@ -204,7 +204,7 @@ impl Stream for FileImport {
         _window: Window,
         ctx: &PullContext,
         sink: &mut dyn PageSink,
-    ) -> Result<PullReport, PullError> {
+    ) -> PullResult {
         let file_name = self
             .path
             .file_name()

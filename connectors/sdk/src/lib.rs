@@ -34,8 +34,8 @@ pub use quanyu_schemas as schemas;
 pub use secret::{Secret, SecretRef};
 pub use setup::{ConfigError, ConnectorSetup};
 pub use source::{
-    CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport, SinkError, Stream,
-    StreamId,
+    CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport, PullResult,
+    SinkError, Stream, StreamId,
 };
 pub use token::{ShopToken, TokenSet, TokenStore};
 pub use window::{plan_windows, Window, WindowPlan};

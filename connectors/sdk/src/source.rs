@@ -160,6 +160,10 @@ pub struct NormalizedPage {
 /// An error from the sink (the lake), carried through the stream.
 pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What a pull gives: its report (and what else the pull hands back), or
+/// why it stopped.
+pub type PullResult<T = PullReport> = Result<T, PullError>;
+
 /// Why a pull stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -204,12 +208,7 @@ pub trait Stream: Send + Sync {
     /// Pull every record modified in `window`, page by page, into `sink`.
     /// Must deliver every record of the window at least once (the lake
     /// deduplicates by key) and end when the platform says the window is done.
-    async fn pull(
-        &self,
-        window: Window,
-        ctx: &PullContext,
-        sink: &mut dyn PageSink,
-    ) -> Result<PullReport, PullError>;
+    async fn pull(&self, window: Window, ctx: &PullContext, sink: &mut dyn PageSink) -> PullResult;
 
     /// (requests, retries) made so far by this stream's client.
     fn request_stats(&self) -> (u64, u64);
@@ -223,7 +222,7 @@ pub trait Stream: Send + Sync {
         after: Option<i64>,
         ctx: &PullContext,
         sink: &mut dyn PageSink,
-    ) -> Result<(PullReport, Option<i64>), PullError> {
+    ) -> PullResult<(PullReport, Option<i64>)> {
         let _ = (after, ctx, sink);
         Err(PullError::Sink(
             format!("{} does not advance by sequence", self.id()).into(),

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use quanyu_connector_sdk::{
     ApiClient, ConfigError, ConnectorError, ConnectorSetup, CursorMode, ErrorKind, NormalizedPage,
-    PageSink, PullContext, PullError, PullReport, RequestContext, SecretRef, Stream, StreamId,
-    Window,
+    PageSink, PullContext, PullError, PullReport, PullResult, RequestContext, SecretRef, Stream,
+    StreamId, Window,
 };
 use quanyu_schemas::{ContactsBuilder, TableKind};
 use serde::Deserialize;
@@ -129,7 +129,7 @@ impl Stream for WecomContacts {
         _window: Window,
         ctx: &PullContext,
         sink: &mut dyn PageSink,
-    ) -> Result<PullReport, PullError> {
+    ) -> PullResult {
         let corp = self.client.corp_id().to_string();
         let users: FollowUsers = self
             .client

@@ -13,7 +13,8 @@ use serde_json::value::RawValue;
 use crate::error::{ConnectorError, ErrorKind, RequestContext};
 use crate::http::ApiClient;
 use crate::source::{
-    CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport, Stream, StreamId,
+    CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullReport, PullResult, Stream,
+    StreamId,
 };
 use crate::window::{Window, WindowPlan};
 
@@ -591,12 +592,7 @@ impl<R: Listed, L: RecordList<R>> Stream for ListStream<L, R> {
         (a + c, b + d)
     }
 
-    async fn pull(
-        &self,
-        window: Window,
-        ctx: &PullContext,
-        sink: &mut dyn PageSink,
-    ) -> Result<PullReport, PullError> {
+    async fn pull(&self, window: Window, ctx: &PullContext, sink: &mut dyn PageSink) -> PullResult {
         if let Some(max) = self.listing.max_window.filter(|m| window.len() > *m) {
             return Err(ConnectorError::new(
                 &self.request_context(),
