@@ -25,8 +25,8 @@ pub struct Mart {
 pub static MARTS: &[Mart] = &[
     Mart {
         name: "customers",
-        about: "one row per unified customer: orders, spend, channels, owner",
-        inputs: &["identity_map", "orders", "contacts"],
+        about: "one row per unified customer: orders, spend net of refunds, channels, owner",
+        inputs: &["identity_map", "orders", "refunds", "contacts"],
         build: |lake, built| Box::pin(crate::customers::build_customers(lake, built)),
     },
     Mart {

@@ -1,6 +1,8 @@
-//! Refresh a current table (`orders`, `contacts`, `touchpoints`) from its
-//! raw table: one row per business key, the latest by `updated_at` (then by
-//! ingestion time).
+//! Refresh a current table (`orders`, `contacts`, `touchpoints`,
+//! `order_lines`, `refunds`) from its raw table: one row per business key,
+//! the latest by `updated_at` (then by ingestion time); for `order_lines`,
+//! only the lines of each order's newest version (an order's record:
+//! [`TableKind::record_columns`]).
 //!
 //! The change feed is the raw table's own Delta log, not a clock: the
 //! current table records, in the commit that writes it, the raw version it
@@ -8,8 +10,8 @@
 //! data files added to the raw table since that version. A writer whose
 //! clock is behind cannot hide its rows.
 //!
-//! Small changes are merged: the files of the current table that hold a key
-//! among the new rows are rewritten with the new rows folded in, and new
+//! Small changes are merged: the files of the current table that hold a
+//! record among the new rows are rewritten with the new rows folded in, and new
 //! keys are added, in one commit that removes the old files. When the new
 //! rows are a large share of the table (a first pull, a backfill), the
 //! whole table is rewritten in one streamed pass instead.
@@ -263,8 +265,9 @@ pub async fn refresh_with_file_size(
     Ok(outcome)
 }
 
-/// The files of the current table holding a key among the new rows
-/// (`fresh`): the scan reads the key columns only.
+/// The files of the current table holding a row of a record among the new
+/// rows (`fresh`; `keys` are the record's columns): the scan reads those
+/// columns only.
 async fn touched_files(
     ctx: &datafusion::prelude::SessionContext,
     current_table: &deltalake::DeltaTable,
@@ -345,7 +348,8 @@ fn same_file(seen: &str, path: &str) -> bool {
 }
 
 /// The rows of `inputs` (table name and its schema), the latest per key of
-/// `kind`. Strings are read as compact plain strings (the scans yield views
+/// `kind` (for `order_lines`, only those of each order's newest version).
+/// Strings are read as compact plain strings (the scans yield views
 /// into whole decoded pages, which a sort would hold on to); columns an
 /// input lacks (a table written by an older quanyu) read as NULL.
 fn latest_per_key(
@@ -398,15 +402,14 @@ fn latest_per_key(
         )
     };
     let order = format!("ORDER BY \"{}\"", locality_column(kind));
-    let mut ctes: Vec<(&str, String)> = Vec::new();
+    let mut ctes: Vec<(&str, String)> = vec![("input", union)];
     let mut body = if plan == Dedup::SortAll {
-        latest(&format!("({union})"))
+        latest("input")
     } else {
         // Most keys occur once: only the rows of keys that occur more than
         // once are ranked (a sort of a few rows, not of the table).
         let on = join_on(kind.key_columns(), "d", "i");
         let icols = columns("i.");
-        ctes.push(("input", union));
         ctes.push((
             "dup",
             format!("SELECT {keys} FROM input GROUP BY {keys} HAVING count(*) > 1"),
@@ -426,19 +429,21 @@ fn latest_per_key(
     if record != kind.key_columns() {
         // Rows of an older version of their record than its newest are
         // gone from the record (the newest version lists all it holds).
+        // The newest version of each record seen in more than one is read
+        // from the input (the latest row of a key is its newest), so the
+        // ranking above runs once.
         let group = quoted(record).join(", ");
         let on = join_on(record, "r", "n");
         let rcols = columns("r.");
-        ctes.push(("latest", body));
         ctes.push((
             "newest",
             format!(
-                "SELECT {group}, max(\"{version}\") AS newest FROM latest GROUP BY {group}
+                "SELECT {group}, max(\"{version}\") AS newest FROM input GROUP BY {group}
                  HAVING min(\"{version}\") < max(\"{version}\")"
             ),
         ));
         body = format!(
-            "SELECT {rcols} FROM latest r LEFT ANTI JOIN newest n
+            "SELECT {rcols} FROM ({body}) r LEFT ANTI JOIN newest n
              ON {on} AND r.\"{version}\" < n.newest"
         );
     }
@@ -447,11 +452,7 @@ fn latest_per_key(
         .map(|(name, sql)| format!("{name} AS ({sql})"))
         .collect::<Vec<_>>()
         .join(",\n");
-    if with.is_empty() {
-        format!("{body} {order}")
-    } else {
-        format!("WITH {with}\n{body} {order}")
-    }
+    format!("WITH {with}\n{body} {order}")
 }
 
 /// The columns, quoted for SQL.
@@ -474,8 +475,9 @@ enum Dedup {
     /// Rank only the rows of keys seen more than once (hash joins against
     /// the set of such keys).
     DuplicatesOnly,
-    /// Rank every row (sorts only, which spill): when the set of repeated
-    /// keys does not fit in memory.
+    /// Rank every row (sorts, which spill; `order_lines` also groups its
+    /// rows by order, an aggregation that spills too): when the set of
+    /// repeated keys does not fit in memory.
     SortAll,
 }
 

@@ -345,9 +345,7 @@ fn render(world: &World, from: DateTime<Utc>, to: DateTime<Utc>, h: &PiiHasher) 
             .flatten();
         let created = p.created;
         orders.push(OrderRow {
-            channel: p.channel,
             shop_id: shop.clone(),
-            order_id: world.order_id(p),
             buyer_id: if p.test_buyer {
                 Some(format!("test@{shop}"))
             } else {
@@ -355,14 +353,7 @@ fn render(world: &World, from: DateTime<Utc>, to: DateTime<Utc>, h: &PiiHasher) 
                     .then(|| format!("{}@{shop}", world.buyer_token(p.person, p.shop)))
             },
             phone_hash: phone,
-            phone_masked: None,
-            status: OrderStatus::Paid,
-            platform_status: "paid".into(),
             amount_fen: 100,
-            item_count: 1,
-            province: None,
-            city: None,
-            created_at: created,
             paid_at: Some(created),
             updated_at: DateTime::from_timestamp(t, 0).unwrap(),
             buyer_unionid: world.order_unionid(p).map(str::to_string),
@@ -374,6 +365,7 @@ fn render(world: &World, from: DateTime<Utc>, to: DateTime<Utc>, h: &PiiHasher) 
                 Channel::Jushuitan => h.receiver(Some(&r.name), Some(&r.address)),
                 _ => None,
             },
+            ..paid_order(p.channel, world.order_id(p), created)
         });
     }
     let mut contacts = Vec::new();
@@ -424,6 +416,30 @@ fn render(world: &World, from: DateTime<Utc>, to: DateTime<Utc>, h: &PiiHasher) 
         }
     }
     Rendered { orders, contacts }
+}
+
+/// A paid order of one item at `at` with nothing else known; a test sets
+/// what it is about with struct update syntax.
+fn paid_order(channel: Channel, order_id: String, at: DateTime<Utc>) -> OrderRow {
+    OrderRow {
+        channel,
+        shop_id: "s1".into(),
+        order_id,
+        buyer_id: None,
+        phone_hash: None,
+        phone_masked: None,
+        status: OrderStatus::Paid,
+        platform_status: "paid".into(),
+        amount_fen: 1,
+        item_count: 1,
+        province: None,
+        city: None,
+        created_at: at,
+        paid_at: None,
+        updated_at: at,
+        buyer_unionid: None,
+        receiver_hash: None,
+    }
 }
 
 async fn land(lake: &Lake, orders: &[OrderRow], contacts: &[ContactRow]) {
@@ -719,30 +735,18 @@ async fn incremental_equals_full_over_random_sequences() {
                 let n = orders.len() + new_orders.len();
                 let pdd = rng.random_bool(0.3);
                 new_orders.push(OrderRow {
-                    channel: if pdd { Channel::Pdd } else { Channel::Taobao },
-                    shop_id: "s1".into(),
-                    order_id: if pdd {
-                        format!("240101-{n:015}")
-                    } else {
-                        format!("31000000{n:08}")
-                    },
                     buyer_id: (!pdd && rng.random_bool(0.9))
                         .then(|| format!("b{}@s1", rng.random_range(0..30))),
                     phone_hash: rng
                         .random_bool(0.7)
                         .then(|| h.phone_text(&phone(rng.random_range(0..25))).unwrap()),
-                    phone_masked: None,
-                    status: OrderStatus::Paid,
-                    platform_status: "paid".into(),
-                    amount_fen: 1,
-                    item_count: 1,
-                    province: None,
-                    city: None,
-                    created_at: t0,
-                    paid_at: None,
                     updated_at: at,
-                    buyer_unionid: None,
                     receiver_hash: pdd.then(|| h.hash(&format!("r{}", rng.random_range(0..6)))),
+                    ..if pdd {
+                        paid_order(Channel::Pdd, format!("240101-{n:015}"), t0)
+                    } else {
+                        paid_order(Channel::Taobao, format!("31000000{n:08}"), t0)
+                    }
                 });
             }
             // Updates: a new version of existing orders with another phone
@@ -873,23 +877,14 @@ async fn many_changed_records_rewrite_edges_in_one_pass() {
     let lake = Lake::open(&dir.path().join("lake")).unwrap();
     let t0 = DateTime::from_timestamp(1_760_000_000, 0).unwrap();
     let order = |i: u64, phone: u64, at: DateTime<Utc>| OrderRow {
-        channel: Channel::Taobao,
-        shop_id: "s1".into(),
-        order_id: format!("{}", 3_100_000_000_000_000 + i),
         buyer_id: Some(format!("b{i}@s1")),
         phone_hash: h.phone_text(&format!("139{:08}", 50_000 + phone * 7)),
-        phone_masked: None,
-        status: OrderStatus::Paid,
-        platform_status: "paid".into(),
-        amount_fen: 1,
-        item_count: 1,
-        province: None,
-        city: None,
-        created_at: t0,
-        paid_at: None,
         updated_at: at,
-        buyer_unionid: None,
-        receiver_hash: None,
+        ..paid_order(
+            Channel::Taobao,
+            format!("{}", 3_100_000_000_000_000 + i),
+            t0,
+        )
     };
     let first: Vec<_> = (0..400).map(|i| order(i, i, t0)).collect();
     land(&lake, &first, &[]).await;
@@ -997,23 +992,10 @@ async fn customers_from_contacts_alone_then_with_orders() {
     );
     // Orders to person 1's phone join their customer.
     let order = |i: u64| OrderRow {
-        channel: Channel::Jd,
-        shop_id: "s1".into(),
-        order_id: format!("{}", 4_100_000_000 + i),
-        buyer_id: None,
         phone_hash: h.phone_text("13900070001"),
-        phone_masked: None,
-        status: OrderStatus::Paid,
-        platform_status: "paid".into(),
         amount_fen: 1_000,
-        item_count: 1,
-        province: None,
-        city: None,
-        created_at: t0,
         paid_at: Some(t0),
-        updated_at: t0,
-        buyer_unionid: None,
-        receiver_hash: None,
+        ..paid_order(Channel::Jd, format!("{}", 4_100_000_000 + i), t0)
     };
     land(&lake, &[order(1), order(2)], &[]).await;
     let s = quanyu::sync::derive(&lake, &h, &cfg, false)

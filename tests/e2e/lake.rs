@@ -10,8 +10,8 @@ use quanyu::runner::{run_stream, stream_cursor, RunOptions};
 use quanyu::sandboxes::Sandboxes;
 use quanyu_connector_sdk::sandbox::FaultConfig;
 use quanyu_connector_sdk::{
-    ConnectorSetup, CursorMode, NormalizedPage, PageSink, PullContext, PullError,
-    PullResult, RetryPolicy, SinkError, Stream, StreamId, Window,
+    ConnectorSetup, CursorMode, NormalizedPage, PageSink, PullContext, PullError, PullResult,
+    RetryPolicy, SinkError, Stream, StreamId, Window,
 };
 use quanyu_schemas::{LakeKey, OrderLineRow, PiiHasher, TableKind};
 
@@ -207,7 +207,6 @@ async fn companion_tables_exist_before_streams_run() {
     );
 }
 
-/// Wraps a stream and fails after `fail_after` pages, as a crash would.
 /// A [`Stream`] wrapping `inner`: its pull is `body` (with the wrapper as
 /// `this`); everything else is the inner stream's.
 macro_rules! wrapping_stream {
@@ -239,6 +238,7 @@ macro_rules! wrapping_stream {
     };
 }
 
+/// Wraps a stream and fails after `fail_after` pages, as a crash would.
 struct Crashing {
     inner: Arc<dyn Stream>,
     pages_left: std::sync::atomic::AtomicUsize,
@@ -718,8 +718,7 @@ async fn analysts_sql_cannot_write_the_lake_or_read_files() {
 /// brings its rows into the current table (before, they stayed hidden).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_killed_before_its_refresh_is_caught_up_by_the_next() {
-    use quanyu_connector_sdk::declarative::ColumnSpec;
-    use quanyu_files::{Encoding, ImportConfig, TargetTable};
+    use quanyu_files::ImportConfig;
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(&dir.path().join("lake")).unwrap();
     let file = dir.path().join("calls.csv");
@@ -732,28 +731,15 @@ async fn an_import_killed_before_its_refresh_is_caught_up_by_the_next() {
         ));
     }
     std::fs::write(&file, csv).unwrap();
-    let import = ImportConfig {
-        name: "calls".into(),
-        table: TargetTable::Touchpoints,
-        format: None,
-        encoding: Encoding::Auto,
-        delimiter: None,
-        sheet: None,
-        watch: None,
-        values: [("channel", "ai_call"), ("event_type", "call")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        columns: [
-            ("event_id", "通话ID"),
-            ("phone", "被叫号码"),
-            ("occurred_at", "呼叫时间"),
-        ]
-        .iter()
-        .map(|(f, c)| (f.to_string(), ColumnSpec::Name(c.to_string())))
-        .collect(),
-        cost: None,
-    };
+    let import: ImportConfig = toml::from_str(
+        r#"
+        name = "calls"
+        table = "touchpoints"
+        values = { channel = "ai_call", event_type = "call" }
+        columns = { event_id = "通话ID", phone = "被叫号码", occurred_at = "呼叫时间" }
+        "#,
+    )
+    .unwrap();
     // The killed import: its stream committed rows and cursor, no refresh.
     let stream = quanyu_files::file_stream(&import, &file).unwrap();
     let rec = run_stream(
@@ -915,16 +901,19 @@ async fn a_killed_run_shows_in_status_and_then_in_runs() {
     );
 }
 
-/// The lines of `orders` orders (`lines` each, ids `l1`, `l2`...), all at
-/// version `at`.
-fn lines(orders: std::ops::Range<u32>, lines: u32, at: chrono::DateTime<Utc>) -> Vec<OrderLineRow> {
+/// The lines `ids` of each of `orders` orders, all at version `at`.
+fn lines(
+    orders: std::ops::Range<u32>,
+    ids: &[&str],
+    at: chrono::DateTime<Utc>,
+) -> Vec<OrderLineRow> {
     orders
         .flat_map(|o| {
-            (1..=lines).map(move |l| OrderLineRow {
+            ids.iter().map(move |l| OrderLineRow {
                 channel: quanyu_schemas::Channel::Taobao,
                 shop_id: "s".into(),
                 order_id: format!("o{o}"),
-                line_id: format!("l{l}"),
+                line_id: l.to_string(),
                 item_id: None,
                 sku_id: None,
                 title: None,
@@ -952,10 +941,11 @@ async fn current_lines(lake: &Lake, order: &str) -> Vec<String> {
     out
 }
 
-/// An order's newest version replaces all its lines: a line its item list
-/// no longer has leaves `order_lines`, whether the refresh merges a few
-/// files or rewrites the table; other orders and an older version
-/// arriving late change nothing.
+/// An order's newest version replaces all its lines: lines its item list
+/// no longer has leave `order_lines` (also where the new version shares no
+/// line id with the old one, so only the order names the file to rewrite),
+/// whether the refresh merges a few files or rewrites the table; other
+/// orders and an older version arriving late change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_whose_item_list_shrank_keeps_only_its_newest_lines() {
     let t1 = Utc::now() - Duration::hours(1);
@@ -969,28 +959,34 @@ async fn an_order_whose_item_list_shrank_keeps_only_its_newest_lines() {
                 .unwrap()
         }
     };
-    // (orders at first, whether the second refresh rewrites the table)
-    for (first, whole) in [(0..200, false), (0..2, true)] {
+    let old = ["l1", "l2", "l3"];
+    // (orders at first, the new version's lines, whether the second
+    // refresh rewrites the table)
+    for (first, newest, whole) in [
+        (0..200, &["l1", "l2"][..], false),
+        (0..200, &["l9"][..], false),
+        (0..2, &["l1", "l2"][..], true),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path()).unwrap();
-        append(&lake, lines(first.clone(), 3, t1)).await;
+        append(&lake, lines(first.clone(), &old, t1)).await;
         quanyu::refresh::refresh(&lake, TableKind::OrderLines)
             .await
             .unwrap();
-        append(&lake, lines(1..2, 2, t2)).await;
+        append(&lake, lines(1..2, newest, t2)).await;
         let r = quanyu::refresh::refresh(&lake, TableKind::OrderLines)
             .await
             .unwrap();
         assert_eq!(r.whole_table, whole, "{r:?}");
-        assert_eq!(current_lines(&lake, "o1").await, ["l1", "l2"]);
-        assert_eq!(current_lines(&lake, "o0").await, ["l1", "l2", "l3"]);
+        assert_eq!(current_lines(&lake, "o1").await, newest);
+        assert_eq!(current_lines(&lake, "o0").await, old);
         let all = count(&lake, "select count(*) from order_lines").await;
-        assert_eq!(all, first.len() as i64 * 3 - 1);
+        assert_eq!(all, (first.len() as i64 - 1) * 3 + newest.len() as i64);
         // The old version again (a late re-pull of a stale page): no change.
-        append(&lake, lines(1..2, 3, t1)).await;
+        append(&lake, lines(1..2, &old, t1)).await;
         quanyu::refresh::refresh(&lake, TableKind::OrderLines)
             .await
             .unwrap();
-        assert_eq!(current_lines(&lake, "o1").await, ["l1", "l2"]);
+        assert_eq!(current_lines(&lake, "o1").await, newest);
     }
 }

@@ -118,15 +118,25 @@ async fn listen(lake: &Lake) -> quanyu_connector_sdk::sandbox::SandboxHandle {
     serve(app, loopback_any_port()).await.unwrap()
 }
 
+/// A fresh lake in a temporary folder and the listener serving it.
+async fn listening() -> (
+    tempfile::TempDir,
+    Lake,
+    quanyu_connector_sdk::sandbox::SandboxHandle,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let handle = listen(&lake).await;
+    (dir, lake, handle)
+}
+
 async fn count(lake: &Lake, sql: &str) -> i64 {
     quanyu::lake::first_count(&quanyu::sql::query(lake, sql).await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wecom_events_land_once_and_bad_signatures_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
-    let handle = listen(&lake).await;
+    let (_dir, lake, handle) = listening().await;
     let base = handle.base_url();
 
     // URL check: the decrypted echostr comes back.
@@ -224,9 +234,7 @@ async fn wecom_events_land_once_and_bad_signatures_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_signed_outside_the_freshness_window_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
-    let handle = listen(&lake).await;
+    let (_dir, lake, handle) = listening().await;
     let base = handle.base_url();
     let now = chrono::Utc::now().timestamp();
     let xml = event_xml("add_external_contact", "wmOLD", "", now - 7_200);
@@ -269,9 +277,7 @@ async fn a_message_signed_outside_the_freshness_window_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_a_thousand_events_shares_a_few_group_commits() {
     const EVENTS: usize = 1_000;
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(dir.path()).unwrap();
-    let handle = listen(&lake).await;
+    let (dir, lake, handle) = listening().await;
     let base = handle.base_url();
     let now = chrono::Utc::now().timestamp();
     let messages: Vec<_> = (0..EVENTS)

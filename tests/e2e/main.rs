@@ -55,6 +55,12 @@ pub fn sql_int(lake: &Path, query: &str) -> i64 {
     sql(lake, query)[0][0].parse().unwrap()
 }
 
+/// Assert the single integer `query` answers over the lake at `lake` is
+/// `expected`.
+pub fn assert_count(lake: &Path, query: &str, expected: i64) {
+    assert_eq!(sql_int(lake, query), expected, "{query}");
+}
+
 /// Every file under `dir`.
 pub fn files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

@@ -43,6 +43,20 @@ async fn connect(kind: &str, url: &str) -> Option<AnyPool> {
     }
 }
 
+/// Each reachable server with a fresh table name for this process
+/// (`{prefix}_{pid}`, dropped if a crashed run left it).
+async fn servers(prefix: &str) -> Vec<(&'static str, String, AnyPool, String)> {
+    let mut out = Vec::new();
+    for (kind, url) in urls() {
+        if let Some(pool) = connect(kind, &url).await {
+            let table = format!("{prefix}_{}", std::process::id());
+            exec(&pool, &format!("DROP TABLE IF EXISTS {table}")).await;
+            out.push((kind, url, pool, table));
+        }
+    }
+    out
+}
+
 async fn exec(pool: &AnyPool, sql: &str) {
     sqlx::raw_sql(sql)
         .execute(pool)
@@ -84,12 +98,7 @@ fn members_config(url: &str, table: &str) -> CrmConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_pull_incrementally_by_update_time() {
-    for (kind, url) in urls() {
-        let Some(pool) = connect(kind, &url).await else {
-            continue;
-        };
-        let table = format!("crm_members_{}", std::process::id());
-        exec(&pool, &format!("DROP TABLE IF EXISTS {table}")).await;
+    for (kind, url, pool, table) in servers("crm_members").await {
         // Naive Beijing wall times, as Chinese CRMs store them.
         let ts = if kind == "postgres" {
             "TIMESTAMP"
@@ -160,12 +169,7 @@ async fn members_pull_incrementally_by_update_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pos_orders_by_auto_increment_resume_after_a_stop() {
-    for (kind, url) in urls() {
-        let Some(pool) = connect(kind, &url).await else {
-            continue;
-        };
-        let table = format!("crm_pos_{}", std::process::id());
-        exec(&pool, &format!("DROP TABLE IF EXISTS {table}")).await;
+    for (kind, url, pool, table) in servers("crm_pos").await {
         let id = if kind == "postgres" {
             "id SERIAL PRIMARY KEY"
         } else {

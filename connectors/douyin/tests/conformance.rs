@@ -7,7 +7,7 @@ use quanyu_connector_sdk::conformance::{self, MemoryLake};
 use quanyu_connector_sdk::connector::SandboxPull;
 use quanyu_connector_sdk::market::TokenGateway;
 use quanyu_connector_sdk::sandbox::FaultConfig;
-use quanyu_connector_sdk::{ApiClient, ErrorKind, RequestContext, Secret, TokenStore};
+use quanyu_connector_sdk::{ApiClient, RequestContext, Secret, TokenStore};
 use quanyu_douyin::sandbox::{self, DouyinSandbox};
 use quanyu_douyin::{build_streams, DyClient, SignMethod, CONNECTOR, SEARCH_API};
 
@@ -35,13 +35,11 @@ async fn window_and_page_limits_are_enforced() {
     ] {
         let param = serde_json::json!({"page": 0, "size": size, "update_time_start": start,
             "update_time_end": end, "order_by": "update_time", "order_asc": false});
-        let e = client
-            .call(&ctx, SEARCH_API, &token, &param)
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind, ErrorKind::InvalidRequest, "{e}");
-        assert_eq!(e.code.as_deref(), Some("40003"));
-        assert!(e.message.contains(why), "{e}");
+        market::assert_refused(
+            client.call(&ctx, SEARCH_API, &token, &param).await,
+            "40003",
+            why,
+        );
     }
     let param = serde_json::json!({"page": 0, "size": 100, "update_time_start": end - 3600,
         "update_time_end": end});

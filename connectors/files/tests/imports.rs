@@ -2,64 +2,36 @@
 //! with Chinese headers, a quoted newline and broken rows; an XLSX of card
 //! scans with real Excel dates; the same file imported twice.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use quanyu_connector_sdk::conformance::MemoryLake;
-use quanyu_files::{
-    file_stream, ColumnSpec, CostRule, Encoding, ImportConfig, Parser, TargetTable,
-};
+use quanyu_files::{file_stream, Encoding, ImportConfig};
 
-fn col(c: &str) -> ColumnSpec {
-    ColumnSpec::Name(c.into())
+/// An `[[imports]]` entry as a user writes it.
+fn import_config(toml_text: &str) -> ImportConfig {
+    toml::from_str(toml_text).expect("a valid import config")
 }
 
 fn calls_config() -> ImportConfig {
-    let outcome = [
-        ("已接通", "connected"),
-        ("未接", "no_answer"),
-        ("拒接", "refused"),
-        ("占线", "busy"),
-        ("关机", "power_off"),
-        ("空号", "vacant_number"),
-        ("*", "unreachable"),
-    ];
-    let mut columns = BTreeMap::new();
-    columns.insert("event_id".into(), col("通话ID"));
-    columns.insert("campaign".into(), col("任务名称"));
-    columns.insert("phone".into(), col("被叫号码"));
-    columns.insert("occurred_at".into(), col("呼叫时间"));
-    columns.insert("duration_secs".into(), col("通话时长(秒)"));
-    columns.insert(
-        "outcome".into(),
-        ColumnSpec::Full {
-            column: "通话状态".into(),
-            parse: Some(Parser::Text),
-            map: outcome
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        },
-    );
-    columns.insert("intent_level".into(), col("意向等级"));
-    ImportConfig {
-        name: "baiying-calls".into(),
-        table: TargetTable::Touchpoints,
-        format: None,
-        encoding: Encoding::Auto,
-        delimiter: None,
-        sheet: None,
-        watch: None,
-        values: [("channel", "ai_call"), ("event_type", "call")]
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        columns,
-        cost: Some(CostRule {
-            per_event_fen: 5,
-            per_minute_fen: 8,
-        }),
-    }
+    import_config(
+        r#"
+        name = "baiying-calls"
+        table = "touchpoints"
+        values = { channel = "ai_call", event_type = "call" }
+        cost = { per_event_fen = 5, per_minute_fen = 8 }
+        [columns]
+        event_id = "通话ID"
+        campaign = "任务名称"
+        phone = "被叫号码"
+        occurred_at = "呼叫时间"
+        duration_secs = "通话时长(秒)"
+        intent_level = "意向等级"
+        [columns.outcome]
+        column = "通话状态"
+        parse = "text"
+        map = { "已接通" = "connected", "未接" = "no_answer", "拒接" = "refused", "占线" = "busy", "关机" = "power_off", "空号" = "vacant_number", "*" = "unreachable" }
+        "#,
+    )
 }
 
 const CALLS: &str = "通话ID,任务名称,被叫号码,呼叫时间,通话时长(秒),通话状态,意向等级,备注\r\n\
@@ -207,31 +179,14 @@ async fn xlsx_card_scans_with_excel_dates() {
     ws.write_string(4, 1, "tb_x").unwrap();
     wb.save(&path).unwrap();
 
-    let mut columns = BTreeMap::new();
-    columns.insert("occurred_at".into(), col("扫码时间"));
-    columns.insert("state".into(), col("卡片编码"));
-    columns.insert("order_id".into(), col("订单号"));
-    columns.insert("owner_userid".into(), col("企业微信成员"));
-    columns.insert("external_userid".into(), col("外部联系人ID"));
-    let cfg = ImportConfig {
-        name: "card-scans".into(),
-        table: TargetTable::Touchpoints,
-        format: None,
-        encoding: Encoding::Auto,
-        delimiter: None,
-        sheet: None,
-        watch: None,
-        values: [
-            ("channel", "package_card"),
-            ("event_type", "scan"),
-            ("order_channel", "taobao"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect(),
-        columns,
-        cost: None,
-    };
+    let cfg = import_config(
+        r#"
+        name = "card-scans"
+        table = "touchpoints"
+        values = { channel = "package_card", event_type = "scan", order_channel = "taobao" }
+        columns = { occurred_at = "扫码时间", state = "卡片编码", order_id = "订单号", owner_userid = "企业微信成员", external_userid = "外部联系人ID" }
+        "#,
+    );
     let mut lake = MemoryLake::default();
     import(&cfg, &path, &mut lake).await;
     assert_eq!(lake.keys().len(), 3, "{:?}", lake.quarantine);

@@ -127,6 +127,7 @@ pub fn build_streams(
 /// Where the order search answers its orders and their count.
 const ORDERS: ListAnswer =
     ListAnswer::records("jingdong_pop_order_search_responce.searchorderinfo_result.orderInfoList")
+        .holder("jingdong_pop_order_search_responce.searchorderinfo_result")
         .total("jingdong_pop_order_search_responce.searchorderinfo_result.orderTotal");
 
 quanyu_connector_sdk::shop_list! {

@@ -102,7 +102,10 @@ pub fn build_streams(
             shop: s.clone(),
             page_size: cfg.pull.page_size,
         };
-        let listing = |api| Listing::new(api, Paging::backward(1, cfg.pull.page_size));
+        let listing = |api| {
+            Listing::new(api, Paging::backward(1, cfg.pull.page_size))
+                .within(Duration::minutes(LIMITS.window_minutes.0))
+        };
         let lists = [
             listing("orders/single/query"),
             listing("refund/single/query"),
@@ -139,7 +142,7 @@ impl RecordList<RefundRow> for OrderQuery {
         let biz = serde_json::json!({
             "shop_ids": [self.shop.shop_id],
             "modified_begin": format_beijing(window.start),
-            "modified_end": format_beijing(window.end - Duration::seconds(1)),
+            "modified_end": format_beijing(window.inclusive_end()),
             "page_index": at.number(&rctx)?,
             "page_size": self.page_size,
         })
@@ -167,7 +170,7 @@ impl RecordList for OrderQuery {
         let biz = serde_json::json!({
             "shop_id": self.shop.shop_id,
             "modified_begin": format_beijing(window.start),
-            "modified_end": format_beijing(window.end - Duration::seconds(1)),
+            "modified_end": format_beijing(window.inclusive_end()),
             "date_type": 0,
             "page_index": at.number(&rctx)?,
             "page_size": self.page_size,

@@ -8,7 +8,7 @@ use quanyu_connector_sdk::conformance::{self};
 use quanyu_connector_sdk::connector::SandboxPull;
 use quanyu_connector_sdk::market::TokenGateway;
 use quanyu_connector_sdk::sandbox::FaultConfig;
-use quanyu_connector_sdk::{ApiClient, ErrorKind, RequestContext, Secret, ShopToken};
+use quanyu_connector_sdk::{ApiClient, RequestContext, Secret, ShopToken};
 use quanyu_pdd::sandbox;
 use quanyu_pdd::{build_streams, PddClient, CONNECTOR, INCREMENT_API};
 
@@ -38,23 +38,23 @@ async fn window_and_page_limits_are_enforced() {
         (end - 1801, "100", "30分钟"),
         (end - 1800, "101", "page_size"),
     ] {
-        let e = client
-            .call(
-                &ctx,
-                INCREMENT_API,
-                &token,
-                &[
-                    ("start_updated_at", start.to_string()),
-                    ("end_updated_at", end.to_string()),
-                    ("page", "1".into()),
-                    ("page_size", size.into()),
-                ],
-            )
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind, ErrorKind::InvalidRequest, "{e}");
-        assert_eq!(e.code.as_deref(), Some("10000"));
-        assert!(e.message.contains(why), "{e}");
+        market::assert_refused(
+            client
+                .call(
+                    &ctx,
+                    INCREMENT_API,
+                    &token,
+                    &[
+                        ("start_updated_at", start.to_string()),
+                        ("end_updated_at", end.to_string()),
+                        ("page", "1".into()),
+                        ("page_size", size.into()),
+                    ],
+                )
+                .await,
+            "10000",
+            why,
+        );
     }
     sb.stop().await;
 }

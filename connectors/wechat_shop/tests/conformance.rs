@@ -39,13 +39,11 @@ async fn windows_and_cursors_are_the_shops() {
     let ctx = RequestContext::new("wechat_shop", Some("s"), LIST_API);
     let end = sb.core().as_of().timestamp();
     let range = |days: i64| json!({"start_time": end - days * 86_400, "end_time": end});
-    let e = gw
-        .call(
-            &ctx,
-            LIST_API,
-            &token,
-            &json!({"update_time_range": range(8), "page_size": 10}),
-        )
+    let list = |params: serde_json::Value| {
+        let (gw, ctx, token) = (&gw, &ctx, &token);
+        async move { gw.call(ctx, LIST_API, token, &params).await }
+    };
+    let e = list(json!({"update_time_range": range(8), "page_size": 10}))
         .await
         .unwrap_err();
     assert_eq!(
@@ -53,35 +51,20 @@ async fn windows_and_cursors_are_the_shops() {
         (ErrorKind::InvalidRequest, Some("47001")),
         "{e}"
     );
-    let e = gw
-        .call(&ctx, LIST_API, &token, &json!({"page_size": 10}))
-        .await
-        .unwrap_err();
+    let e = list(json!({"page_size": 10})).await.unwrap_err();
     assert_eq!(
         e.code.as_deref(),
         Some("47001"),
         "a time range is required: {e}"
     );
     // A cursor continues only the listing it came from.
-    let first = gw
-        .call(
-            &ctx,
-            LIST_API,
-            &token,
-            &json!({"update_time_range": range(3), "page_size": 5}),
-        )
+    let first = list(json!({"update_time_range": range(3), "page_size": 5}))
         .await
         .unwrap();
     let first: serde_json::Value = serde_json::from_slice(&first).unwrap();
     assert_eq!(first["has_more"], true, "{first}");
     let key = first["next_key"].as_str().unwrap();
-    let second = gw
-        .call(
-            &ctx,
-            LIST_API,
-            &token,
-            &json!({"update_time_range": range(3), "page_size": 5, "next_key": key}),
-        )
+    let second = list(json!({"update_time_range": range(3), "page_size": 5, "next_key": key}))
         .await
         .unwrap();
     let second: serde_json::Value = serde_json::from_slice(&second).unwrap();
@@ -90,13 +73,7 @@ async fn windows_and_cursors_are_the_shops() {
         ids(&first).iter().all(|i| !ids(&second).contains(i)),
         "pages do not overlap"
     );
-    let e = gw
-        .call(
-            &ctx,
-            LIST_API,
-            &token,
-            &json!({"update_time_range": range(2), "page_size": 5, "next_key": key}),
-        )
+    let e = list(json!({"update_time_range": range(2), "page_size": 5, "next_key": key}))
         .await
         .unwrap_err();
     assert_eq!(e.code.as_deref(), Some("606006"), "{e}");

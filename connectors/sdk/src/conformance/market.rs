@@ -293,6 +293,20 @@ impl Running for RefundsRunning {
     }
 }
 
+/// Assert `answer` is the gateway refusing a bad request (a window or
+/// page it does not serve): an invalid-request error with the platform's
+/// `code`, whose message says `says`.
+pub fn assert_refused<T: std::fmt::Debug>(
+    answer: Result<T, crate::ConnectorError>,
+    code: &str,
+    says: &str,
+) {
+    let e = answer.expect_err("the gateway refuses it");
+    assert_eq!(e.kind, crate::ErrorKind::InvalidRequest, "{e}");
+    assert_eq!(e.code.as_deref(), Some(code), "{e}");
+    assert!(e.message.contains(says), "{e}");
+}
+
 /// A setup with the suites' short retries and in-memory tokens.
 pub fn setup() -> ConnectorSetup {
     ConnectorSetup::new(fast_retry_policy())
@@ -603,7 +617,9 @@ pub async fn check_official_sdk(connector: &'static dyn Connector) {
 
 /// The pull settings are held to the platform's limits: a page size, a
 /// window or a first pull beyond them is refused naming the field, the
-/// limit and the platform's reason; at the limits the streams build.
+/// limit and the platform's reason; at the limits the streams build; and
+/// every stream refuses a window longer than the platform serves before
+/// any request.
 pub async fn check_pull_limits(connector: &'static dyn Connector) {
     let kit = Started::kit_of(connector);
     let limits = kit
@@ -655,6 +671,32 @@ pub async fn check_pull_limits(connector: &'static dyn Connector) {
         assert!(
             text.contains(field) && text.contains(&says),
             "{field}: {text}"
+        );
+    }
+    // The streams themselves refuse a window longer than the platform
+    // serves, before any request (a scheduler or backfill may ask).
+    let streams = build(&|_| {}).expect("the default settings build");
+    let as_of = sb.core().as_of();
+    let too_long = crate::Window {
+        start: as_of - Duration::minutes(window + 1),
+        end: as_of,
+    };
+    for s in &streams {
+        let before = s.request_stats();
+        let err = s
+            .pull(too_long, &pull_context(), &mut Batches::default())
+            .await
+            .expect_err("a window longer than the platform serves is refused");
+        assert!(
+            err.to_string().contains("windows longer than"),
+            "{:?}: {err}",
+            s.id()
+        );
+        assert_eq!(
+            s.request_stats(),
+            before,
+            "{:?}: refused before any call",
+            s.id()
         );
     }
     sb.stop().await;

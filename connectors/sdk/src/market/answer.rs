@@ -15,6 +15,7 @@ use super::stream::ListPage;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListAnswer {
     records: &'static str,
+    holder: Option<&'static str>,
     total: Option<&'static str>,
     next: Option<&'static str>,
     no_more: Option<&'static str>,
@@ -27,9 +28,20 @@ impl ListAnswer {
     pub const fn records(records: &'static str) -> Self {
         ListAnswer {
             records,
+            holder: None,
             total: None,
             next: None,
             no_more: None,
+        }
+    }
+
+    /// The object at `path` must be in every answer (the platform's result
+    /// object, deeper than the answer's first object): an answer without it
+    /// is a protocol error, not an empty page.
+    pub const fn holder(self, path: &'static str) -> Self {
+        ListAnswer {
+            holder: Some(path),
+            ..self
         }
     }
 
@@ -73,6 +85,11 @@ impl ListAnswer {
     ) -> Result<ListPage<R>, ConnectorError> {
         let root: &RawValue = serde_json::from_slice(body)
             .map_err(|e| protocol(ctx, format!("unreadable list answer: {e}")))?;
+        if let Some(holder) = self.holder {
+            if at(ctx, root, holder)?.is_none() {
+                return Err(protocol(ctx, format!("answer has no {holder}")));
+            }
+        }
         // The envelope's first object must be there; below it, an absent
         // or null part means no records.
         let records: Vec<&RawValue> = match self.records.split_once('.') {
@@ -149,7 +166,7 @@ fn at<'a>(
 }
 
 fn count_of(ctx: &RequestContext, v: &RawValue, path: &str) -> Result<Option<u64>, ConnectorError> {
-    let text = v.get().trim_matches('"');
+    let text = v.get().trim_matches('"').trim();
     if text.is_empty() {
         return Ok(None);
     }
@@ -252,5 +269,16 @@ mod tests {
             .unwrap_err()
             .starts_with("r.total is not a count"));
         assert!(ids(r#"{"r":[1]}"#, a).is_err());
+        // A required result object deeper down: absent is an error, not an
+        // empty page; a count in text may carry spaces.
+        let a = ListAnswer::records("r.result.list")
+            .holder("r.result")
+            .total("r.result.total");
+        assert_eq!(
+            ids(r#"{"r":{"code":"0"}}"#, a).unwrap_err(),
+            "answer has no r.result"
+        );
+        let (_, total, _) = ids(r#"{"r":{"result":{"total":" 3 ","list":[1]}}}"#, a).unwrap();
+        assert_eq!(total, Some(3));
     }
 }

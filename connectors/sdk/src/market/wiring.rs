@@ -248,7 +248,6 @@ macro_rules! shop_list {
             $($($(#[$fmeta])* $field: $fty,)*)?
         }
 
-        #[allow(dead_code)]
         impl $name {
             /// The list of shop `shop` through `client` with its `token`,
             /// in pages of `pull.page_size`.
@@ -269,12 +268,14 @@ macro_rules! shop_list {
             }
 
             /// The context of this shop's request to `api`.
+            #[allow(dead_code)]
             fn context(&self, api: &str) -> $crate::RequestContext {
                 $crate::RequestContext::new($connector, Some(&self.shop), api)
             }
 
             /// One page of orders: `rctx.api` called with `params`, its
             /// records where `answer` says, mapped (phones hashed by `hasher`).
+            #[allow(dead_code)]
             async fn orders(
                 &self,
                 rctx: &$crate::RequestContext,
@@ -291,6 +292,7 @@ macro_rules! shop_list {
 
             /// One page of refunds: `rctx.api` called with `params`, its
             /// records where `answer` says, mapped.
+            #[allow(dead_code)]
             async fn refunds(
                 &self,
                 rctx: &$crate::RequestContext,
