@@ -42,12 +42,7 @@ name = "calls"
 table = "touchpoints"
 encoding = "auto"
 values = {{ channel = "ai_call", event_type = "call" }}
-[imports.columns]
-event_id = "通话ID"
-phone = "被叫号码"
-occurred_at = "呼叫时间"
-duration_secs = "通话时长"
-cost = "费用"
+columns = {{ event_id = "通话ID", phone = "被叫号码", occurred_at = "呼叫时间", duration_secs = "通话时长", cost = "费用" }}
 """
 
 

@@ -732,65 +732,31 @@ key_file = "{work}/lake.key"
 [[imports]]
 name = "orders"
 table = "orders"
-[imports.columns]
-channel = {{ column = "平台", map = {{ {platform_map} }} }}
-shop_id = "店铺"
-order_id = "订单号"
-buyer_id = "买家ID"
-receiver_name = "收货人"
-phone = "收货手机"
-receiver_address = "收货地址"
-status = {{ column = "订单状态", map = {status_map} }}
-amount = "实付金额"
-created_at = "下单时间"
+columns = {{ channel = {{ column = "平台", map = {{ {platform_map} }} }}, shop_id = "店铺", order_id = "订单号", buyer_id = "买家ID", receiver_name = "收货人", phone = "收货手机", receiver_address = "收货地址", status = {{ column = "订单状态", map = {status_map} }}, amount = "实付金额", created_at = "下单时间" }}
 
 [[imports]]
 name = "crm-members"
 table = "contacts"
 values = {{ channel = "crm" }}
-[imports.columns]
-contact_id = "会员号"
-phone = "手机号"
-unionid = "unionid"
-owner_userid = "门店"
-created_at = "注册时间"
+columns = {{ contact_id = "会员号", phone = "手机号", unionid = "unionid", owner_userid = "门店", created_at = "注册时间" }}
 
 [[imports]]
 name = "wecom-contacts"
 table = "contacts"
 values = {{ channel = "wecom" }}
-[imports.columns]
-contact_id = "外部联系人ID"
-unionid = "unionid"
-phone = "备注手机号"
-owner_userid = "添加人"
-state = "渠道码"
-created_at = "添加时间"
+columns = {{ contact_id = "外部联系人ID", unionid = "unionid", phone = "备注手机号", owner_userid = "添加人", state = "渠道码", created_at = "添加时间" }}
 
 [[imports]]
 name = "card-scans"
 table = "touchpoints"
 values = {{ channel = "package_card", event_type = "scan" }}
-[imports.columns]
-event_id = "扫码ID"
-occurred_at = "扫码时间"
-state = "卡片编码"
-campaign = "活动"
-owner_userid = "企业微信成员"
-external_userid = "外部联系人ID"
+columns = {{ event_id = "扫码ID", occurred_at = "扫码时间", state = "卡片编码", campaign = "活动", owner_userid = "企业微信成员", external_userid = "外部联系人ID" }}
 
 [[imports]]
 name = "ai-calls"
 table = "touchpoints"
 values = {{ channel = "ai_call", event_type = "call" }}
-[imports.columns]
-event_id = "通话ID"
-phone = "被叫号码"
-occurred_at = "呼叫时间"
-order_channel = {{ column = "订单平台", map = {{ {platform_map} }} }}
-order_id = "订单号"
-external_userid = "外部联系人ID"
-outcome = {{ column = "通话状态", map = {{ "已接通" = "connected", "未接" = "no_answer", "拒接" = "refused", "占线" = "busy", "关机" = "power_off", "空号" = "vacant_number", "*" = "unreachable" }} }}
+columns = {{ event_id = "通话ID", phone = "被叫号码", occurred_at = "呼叫时间", order_channel = {{ column = "订单平台", map = {{ {platform_map} }} }}, order_id = "订单号", external_userid = "外部联系人ID", outcome = {{ column = "通话状态", map = {{ "已接通" = "connected", "未接" = "no_answer", "拒接" = "refused", "占线" = "busy", "关机" = "power_off", "空号" = "vacant_number", "*" = "unreachable" }} }} }}
 
 '''
     ident = identity_section(repo)
