@@ -28,8 +28,7 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use futures::StreamExt;
 use quanyu_schemas::TableKind;
 
-use crate::lake::{Commit, Lake};
-use crate::runner::raw_table;
+use crate::lake::{raw_table, Commit, Lake};
 
 /// The application id of the clock watermark older versions of quanyu
 /// committed (kept up to date for them; never read).

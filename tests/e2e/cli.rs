@@ -484,32 +484,19 @@ fn import_files_once_from_the_command_line_and_a_watched_folder() {
     let cfg_s = cfg.to_str().unwrap();
     quanyu(&["init", "--config", cfg_s], &[]);
     let calls_s = samples.join("ai_calls_baiying.csv");
-    let out = quanyu(
-        &[
+    let import_calls = || {
+        let args = [
             "import",
             "--config",
             cfg_s,
             "ai-calls",
             calls_s.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("1 quarantined"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let out = quanyu(
-        &[
-            "import",
-            "--config",
-            cfg_s,
-            "ai-calls",
-            calls_s.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("already imported"));
+        ];
+        String::from_utf8_lossy(&quanyu(&args, &[]).stdout).into_owned()
+    };
+    let first = import_calls();
+    assert!(first.contains("1 quarantined"), "{first}");
+    assert!(import_calls().contains("already imported"));
     quanyu(&["import", "--config", cfg_s, "card-scans"], &[]);
     let lake = dir.path().join("lake");
     let call_rows = std::fs::read(&calls_s).unwrap();

@@ -30,27 +30,18 @@ fn hasher() -> PiiHasher {
 
 /// `identity_map` as (id_type, id_value) → unified id (linked rows only).
 async fn uids(lake: &Lake) -> HashMap<(String, String), String> {
-    let b = quanyu::sql::query(
+    let rows = crate::column_text(
         lake,
-        "SELECT id_type, id_value, unified_id FROM identity_map WHERE unified_id IS NOT NULL",
+        "SELECT id_type || '|' || unified_id || '|' || id_value FROM identity_map WHERE unified_id IS NOT NULL",
     )
-    .await
-    .unwrap();
-    let mut out = HashMap::new();
-    for b in b {
-        let (t, v, u) = (
-            quanyu::lake::strings(b.column(0)).unwrap(),
-            quanyu::lake::strings(b.column(1)).unwrap(),
-            quanyu::lake::strings(b.column(2)).unwrap(),
-        );
-        for i in 0..b.num_rows() {
-            out.insert(
-                (t.value(i).to_string(), v.value(i).to_string()),
-                u.value(i).to_string(),
-            );
-        }
-    }
-    out
+    .await;
+    rows.iter()
+        .map(|r| {
+            let mut parts = r.splitn(3, '|').map(str::to_string);
+            let (t, u, v) = (parts.next(), parts.next(), parts.next());
+            ((t.unwrap(), v.unwrap()), u.unwrap())
+        })
+        .collect()
 }
 
 async fn int(lake: &Lake, q: &str) -> i64 {
@@ -465,18 +456,11 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// identity_map as sorted rows, for comparing two lakes.
 async fn map_rows(lake: &Lake) -> Vec<String> {
-    let b = quanyu::sql::query(
+    crate::column_text(
         lake,
         "SELECT id_type || '|' || id_value || '|' || COALESCE(unified_id, '-') || '|' || COALESCE(rule, '-') || '|' || CAST(people AS VARCHAR) || '|' || COALESCE(cluster, '-') FROM identity_map ORDER BY 1",
     )
     .await
-    .unwrap();
-    let mut out = Vec::new();
-    for b in b {
-        let c = quanyu::lake::strings(b.column(0)).unwrap();
-        out.extend((0..c.len()).map(|i| c.value(i).to_string()));
-    }
-    out
 }
 
 /// After an incremental build, a full rebuild from the same state (a copy

@@ -33,6 +33,15 @@ fn opts() -> RunOptions {
 
 /// Pull `streams` and refresh what they touched, as a sync does before
 /// identity.
+/// One stream's run, without a progress bar.
+async fn run_hidden(
+    lake: &Lake,
+    stream: &Arc<dyn Stream>,
+    opts: RunOptions,
+) -> quanyu::runs::RunRecord {
+    run_stream(lake, stream, &ctx(), opts, indicatif::ProgressBar::hidden()).await
+}
+
 async fn pull(lake: &Lake, streams: Vec<Arc<dyn Stream>>) -> Vec<quanyu::runs::RunRecord> {
     quanyu::sync::Sync::new(lake, &ctx().hasher)
         .streams(streams)
@@ -366,14 +375,7 @@ async fn windows_pulled_side_by_side_move_the_cursor_in_order() {
         windows_at_once: 6,
         ..opts()
     };
-    let rec = run_stream(
-        &lake,
-        &as_stream,
-        &ctx(),
-        opts,
-        indicatif::ProgressBar::hidden(),
-    )
-    .await;
+    let rec = run_hidden(&lake, &as_stream, opts).await;
     assert_eq!(rec.status, "failed");
     assert!(rec.error.as_deref().unwrap().contains("fourth window"));
     let most = uneven
@@ -388,14 +390,7 @@ async fn windows_pulled_side_by_side_move_the_cursor_in_order() {
         Some(failing_start.timestamp_millis()),
         "the cursor stops at the failed window"
     );
-    let rec = run_stream(
-        &lake,
-        &stream,
-        &ctx(),
-        opts,
-        indicatif::ProgressBar::hidden(),
-    )
-    .await;
+    let rec = run_hidden(&lake, &stream, opts).await;
     assert_eq!(rec.status, "succeeded", "{:?}", rec.error);
     quanyu::refresh::refresh_current(&lake, TableKind::Orders)
         .await
@@ -931,14 +926,7 @@ fn lines(
 async fn current_lines(lake: &Lake, order: &str) -> Vec<String> {
     let sql =
         format!("select line_id from order_lines where order_id = '{order}' order by line_id");
-    let batches = quanyu::sql::query(lake, &sql).await.unwrap();
-    let mut out = Vec::new();
-    for b in &batches {
-        let c = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
-        let c = arrow::array::AsArray::as_string::<i32>(&c);
-        out.extend(c.iter().flatten().map(str::to_string));
-    }
-    out
+    crate::column_text(lake, &sql).await
 }
 
 /// An order's newest version replaces all its lines: lines its item list

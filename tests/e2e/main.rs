@@ -11,6 +11,18 @@ mod scale;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// The first column of what `query` answers over `lake`, as text, row by
+/// row (in the engine, not through the binary).
+pub async fn column_text(lake: &quanyu::lake::Lake, query: &str) -> Vec<String> {
+    let batches = quanyu::sql::query(lake, query).await.unwrap();
+    let mut out = Vec::new();
+    for b in &batches {
+        let c = quanyu::lake::strings(b.column(0)).unwrap();
+        out.extend((0..arrow::array::Array::len(&c)).map(|i| c.value(i).to_string()));
+    }
+    out
+}
+
 /// Run the built `quanyu` with `args`; panics with its stderr on failure.
 pub fn quanyu(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_quanyu"))

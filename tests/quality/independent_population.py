@@ -673,39 +673,31 @@ def write_files(w, work):
                 cw.writerow([CN_NAME[ch], o["shop"], o["order_id"], o["buyer"], o["name"], o["phone_cell"],
                              o["addr"], o["status"], o["amount"], ts(o["when"])])
         files.append(("orders", path))
-    path = os.path.join(work, "crm_members.csv")
-    with open(path, "w", newline="", encoding="utf-8-sig") as f:
-        cw = csv.writer(f)
-        cw.writerow(["会员号", "手机号", "unionid", "门店", "注册时间"])
-        for c in w.contact_rows:
-            if c["type"] == "crm_member":
-                cw.writerow([c["id"], c["phone_cell"], c["unionid"], c["owner"], ts(c["when"])])
-    files.append(("crm-members", path))
-    path = os.path.join(work, "wecom_contacts.csv")
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        cw = csv.writer(f)
-        cw.writerow(["外部联系人ID", "unionid", "备注手机号", "添加人", "渠道码", "添加时间"])
-        for c in w.contact_rows:
-            if c["type"] == "wecom_external_userid":
-                cw.writerow([c["id"], c["unionid"], c["phone_cell"], c["owner"], c["state"], ts(c["when"])])
-    files.append(("wecom-contacts", path))
-    path = os.path.join(work, "card_scans.csv")
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        cw = csv.writer(f)
-        cw.writerow(["扫码ID", "扫码时间", "卡片编码", "活动", "企业微信成员", "外部联系人ID"])
-        for t in w.touches:
-            if t["kind"] == "scan":
-                cw.writerow([t["id"], ts(t["when"]), t["state"], t["campaign"], t["owner"], t["ext"]])
-    files.append(("card-scans", path))
-    path = os.path.join(work, "ai_calls.csv")
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        cw = csv.writer(f)
-        cw.writerow(["通话ID", "被叫号码", "呼叫时间", "订单平台", "订单号", "外部联系人ID", "通话状态"])
-        for t in w.touches:
-            if t["kind"] == "call":
-                cw.writerow([t["id"], spell_phone(w.r, t["phone"], plain=0.8), ts(t["when"]), CN_NAME[t["order_channel"]],
-                             t["order_id"], t["ext"], t["outcome"]])
-    files.append(("ai-calls", path))
+    def write(import_name, file_name, header, rows, encoding="utf-8"):
+        path = os.path.join(work, file_name)
+        with open(path, "w", newline="", encoding=encoding) as f:
+            cw = csv.writer(f)
+            cw.writerow(header)
+            cw.writerows(rows)
+        files.append((import_name, path))
+
+    def contacts(kind):
+        return (c for c in w.contact_rows if c["type"] == kind)
+
+    def touches(kind):
+        return (t for t in w.touches if t["kind"] == kind)
+
+    write("crm-members", "crm_members.csv", ["会员号", "手机号", "unionid", "门店", "注册时间"],
+          ([c["id"], c["phone_cell"], c["unionid"], c["owner"], ts(c["when"])] for c in contacts("crm_member")),
+          encoding="utf-8-sig")
+    write("wecom-contacts", "wecom_contacts.csv", ["外部联系人ID", "unionid", "备注手机号", "添加人", "渠道码", "添加时间"],
+          ([c["id"], c["unionid"], c["phone_cell"], c["owner"], c["state"], ts(c["when"])]
+           for c in contacts("wecom_external_userid")))
+    write("card-scans", "card_scans.csv", ["扫码ID", "扫码时间", "卡片编码", "活动", "企业微信成员", "外部联系人ID"],
+          ([t["id"], ts(t["when"]), t["state"], t["campaign"], t["owner"], t["ext"]] for t in touches("scan")))
+    write("ai-calls", "ai_calls.csv", ["通话ID", "被叫号码", "呼叫时间", "订单平台", "订单号", "外部联系人ID", "通话状态"],
+          ([t["id"], spell_phone(w.r, t["phone"], plain=0.8), ts(t["when"]), CN_NAME[t["order_channel"]],
+            t["order_id"], t["ext"], t["outcome"]] for t in touches("call")))
     return files
 
 

@@ -153,7 +153,7 @@ pub fn build_streams(
             .decrypt
             .then(|| list(wiring.decrypt_api(&shop.id, cfg.shop_qps, cfg.decrypt_qps)));
         let lists = [listing(SEARCH_API), listing(AFTER_SALE_API)];
-        let streams = wiring.shop_streams(&shop.id, (plan, &cfg.pull), &api, list, lists);
+        let streams = wiring.shop_streams(&shop.id, (plan, cfg.pull.refunds), &api, list, lists);
         Ok(streams.decrypting(decrypt, DECRYPT_BATCH))
     })
 }

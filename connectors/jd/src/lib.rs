@@ -120,7 +120,7 @@ pub fn build_streams(
         let refunds = Listing::new(REFUND_API, Paging::Cursor).within(longest);
         let api = wiring.shop_api(&shop.id, cfg.shop_qps);
         let lists = [orders, refunds];
-        Ok(wiring.shop_streams(&shop.id, (plan, &cfg.pull), &api, list, lists))
+        Ok(wiring.shop_streams(&shop.id, (plan, cfg.pull.refunds), &api, list, lists))
     })
 }
 

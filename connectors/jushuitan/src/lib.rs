@@ -110,7 +110,7 @@ pub fn build_streams(
             listing("orders/single/query"),
             listing("refund/single/query"),
         ];
-        Ok(wiring.shop_streams(&s.id, (plan, &cfg.pull), client.api(), list, lists))
+        Ok(wiring.shop_streams(&s.id, (plan, cfg.pull.refunds), client.api(), list, lists))
     })
 }
 

@@ -113,7 +113,7 @@ pub fn build_streams(
             .decrypt
             .then(|| list(wiring.decrypt_api(&shop.id, cfg.shop_qps, cfg.decrypt_qps)));
         let lists = [listing(CURSOR_LIST_API), listing(REFUND_LIST_API)];
-        let streams = wiring.shop_streams(&shop.id, (plan, &cfg.pull), &api, list, lists);
+        let streams = wiring.shop_streams(&shop.id, (plan, cfg.pull.refunds), &api, list, lists);
         Ok(streams.decrypting(decrypt, DECRYPT_BATCH))
     })
 }

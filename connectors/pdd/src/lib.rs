@@ -107,7 +107,7 @@ pub fn build_streams(
             list(wiring.decrypt_api_every(&shop.id, cfg.shop_qps, every))
         });
         let lists = [listing(INCREMENT_API), listing(REFUNDS_API)];
-        let streams = wiring.shop_streams(&shop.id, (plan, &cfg.pull), &api, list, lists);
+        let streams = wiring.shop_streams(&shop.id, (plan, cfg.pull.refunds), &api, list, lists);
         Ok(streams.decrypting(decrypt, DECRYPT_BATCH))
     })
 }

@@ -138,7 +138,13 @@ pub fn build_streams(
             .decrypt
             .then(|| list(wiring.app_decrypt_api(cfg.decrypt_qps)));
         let lists = [listing(INCREMENT_API), listing(REFUNDS_API)];
-        let streams = wiring.shop_streams(&shop.id, (plan, &cfg.pull), client.api(), list, lists);
+        let streams = wiring.shop_streams(
+            &shop.id,
+            (plan, cfg.pull.refunds),
+            client.api(),
+            list,
+            lists,
+        );
         Ok(streams.decrypting(decrypt, DECRYPT_BATCH))
     })
 }

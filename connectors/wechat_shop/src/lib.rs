@@ -142,7 +142,13 @@ pub fn build_streams(
         let listing =
             |api| Listing::new(api, Paging::Cursor).within(Duration::days(MAX_WINDOW_DAYS));
         let lists = [listing(LIST_API), listing(AFTER_SALE_LIST_API)];
-        Ok(wiring.shop_streams(&shop.id, (plan, &cfg.pull), client.api(), list, lists))
+        Ok(wiring.shop_streams(
+            &shop.id,
+            (plan, cfg.pull.refunds),
+            client.api(),
+            list,
+            lists,
+        ))
     })
 }
 

@@ -143,8 +143,13 @@ pub fn build_streams(
         // Decrypt calls share the shop's budget.
         let api = client.api().clone();
         let decrypt = cfg.decrypt.then(|| list(api.clone()));
-        let streams =
-            wiring.shop_streams(&shop.id, (plan, &cfg.pull), &api, list, [trades, refunds]);
+        let streams = wiring.shop_streams(
+            &shop.id,
+            (plan, cfg.pull.refunds),
+            &api,
+            list,
+            [trades, refunds],
+        );
         Ok(streams.decrypting(decrypt, DECRYPT_BATCH))
     })
 }

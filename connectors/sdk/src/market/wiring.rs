@@ -14,7 +14,6 @@ use crate::window::WindowPlan;
 use quanyu_schemas::RefundRow;
 
 use super::record::MappedOrder;
-use super::settings::PullSettings;
 use super::stream::{Listing, RecordList, ShopStreams};
 
 /// A shop authorized to an app by an access token (and the refresh token
@@ -186,18 +185,18 @@ impl<'a> AppWiring<'a> {
     }
 
     /// One shop's streams in windows as `plan` cuts them, listed by
-    /// `list(api)`: its orders as `orders` says and, when `pull` asks for
-    /// refunds, its refunds as `refunds` says (through a client counted
-    /// apart).
+    /// `list(api)`: its orders as `orders` says and, when the section pulls
+    /// refunds (`pull_refunds`), its refunds as `refunds` says (through a
+    /// client counted apart).
     pub fn shop_streams<L: RecordList<MappedOrder> + RecordList<RefundRow>>(
         &self,
         shop: &str,
-        (plan, pull): (WindowPlan, &PullSettings),
+        (plan, pull_refunds): (WindowPlan, bool),
         api: &ApiClient,
         list: impl Fn(ApiClient) -> L,
         [orders, refunds]: [Listing; 2],
     ) -> ShopStreams<L> {
-        let refunds = pull.refunds.then_some(refunds);
+        let refunds = pull_refunds.then_some(refunds);
         ShopStreams::new((self.connector, shop), plan, api, list, orders, refunds)
     }
 
