@@ -1095,3 +1095,50 @@ async fn marts_left_behind_by_a_killed_sync_are_caught_up() {
         );
     }
 }
+
+/// A refund paid back after the marts were built reaches `customers` at the
+/// next sync, though nothing else changed: its GMV drops by the refund and
+/// `refunded_fen` holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_alone_brings_customers_up_to_date() {
+    let h = hasher();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(&dir.path().join("lake")).unwrap();
+    let t0 = DateTime::from_timestamp(1_760_000_000, 0).unwrap();
+    let order = OrderRow {
+        phone_hash: h.phone_text("13900090001"),
+        amount_fen: 5_000,
+        ..paid_order(Channel::Jd, "4200000001".into(), t0)
+    };
+    land(&lake, &[order], &[]).await;
+    quanyu::sync::Sync::new(&lake, &h).run().await.unwrap();
+    let gmv = "SELECT sum(gmv_fen) FROM customers";
+    assert_eq!(int(&lake, gmv).await, 5_000);
+    let refund = quanyu_schemas::RefundRow {
+        channel: Channel::Jd,
+        shop_id: "s1".into(),
+        refund_id: "r1".into(),
+        order_id: "4200000001".into(),
+        line_id: None,
+        status: quanyu_schemas::RefundStatus::Succeeded,
+        platform_status: "done".into(),
+        refund_fen: 1_200,
+        created_at: t0,
+        updated_at: t0,
+    };
+    let batch = quanyu_schemas::sales::refunds_batch(&[refund], "test", Utc::now());
+    lake.append_raw(TableKind::Refunds, vec![batch])
+        .await
+        .unwrap();
+    let report = quanyu::sync::Sync::new(&lake, &h)
+        .refresh(TableKind::Refunds)
+        .run()
+        .await
+        .unwrap();
+    assert!(report.marts_rebuilt >= 1, "customers is rebuilt");
+    assert_eq!(int(&lake, gmv).await, 3_800);
+    assert_eq!(
+        int(&lake, "SELECT sum(refunded_fen) FROM customers").await,
+        1_200
+    );
+}
