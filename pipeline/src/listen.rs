@@ -467,7 +467,7 @@ async fn group_commits(lake: Lake, mut queue: mpsc::Receiver<Pending>, seen: Arc
             let seen = seen.lock().await;
             for p in &group {
                 if !seen.contains(&p.row.event_id) && fresh.insert(p.row.event_id.clone()) {
-                    b.append(p.row.clone());
+                    b.append(&p.row);
                 }
             }
         }

@@ -6,6 +6,7 @@
 
 pub mod phone;
 pub mod pii;
+pub mod row;
 pub mod sales;
 pub mod tables;
 pub mod time;
@@ -14,7 +15,7 @@ pub mod vocab;
 
 pub use phone::{normalize_phone, NormalizedPhone, PhoneError};
 pub use pii::{LakeKey, LakeKeyError, PiiHasher};
-pub use sales::{OrderLineRow, RefundRow};
+pub use sales::{OrderLineRow, OrderLinesBuilder, RefundRow, RefundsBuilder};
 pub use tables::{
     ContactRow, ContactsBuilder, OrderRow, OrdersBuilder, QuarantineBuilder, QuarantineRow,
     TableKind,

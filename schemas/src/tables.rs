@@ -1,17 +1,16 @@
 //! The canonical tables as Arrow schemas, with one typed row struct and one
-//! builder per table that sources fill.
+//! builder per table that sources fill (declared once each, by
+//! [`crate::row`]).
 //!
 //! All times are `Timestamp(Microsecond, "UTC")`; money is integer fen.
 
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{
-    ArrayRef, Int32Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder,
-};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{DateTime, Utc};
 
+use crate::row::canonical_table;
 use crate::vocab::{Channel, OrderStatus};
 
 /// The canonical tables that sources land into.
@@ -92,66 +91,81 @@ impl TableKind {
 }
 
 fn ts() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    crate::row::utc_micros()
 }
 
 fn utf8(name: &str, nullable: bool) -> Field {
     Field::new(name, DataType::Utf8, nullable)
 }
 
-fn string_list() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+canonical_table! {
+    /// One order in canonical form.
+    pub struct OrderRow in orders_schema by OrdersBuilder {
+        /// Platform.
+        pub channel: Channel,
+        /// Shop (seller) id on that platform.
+        pub shop_id: String,
+        /// Order id, unique within the shop.
+        pub order_id: String,
+        /// The platform's buyer id (scoped as the platform scopes it).
+        pub buyer_id: Option<String>,
+        /// Keyed hash of the receiver's phone when the platform gave it in clear.
+        pub phone_hash: Option<String>,
+        /// The masked phone as the platform showed it (`138****8000`); never joined on.
+        pub phone_masked: Option<String>,
+        /// Status in the closed vocabulary.
+        pub status: OrderStatus,
+        /// The platform's own status text, for audits.
+        pub platform_status: String,
+        /// What the buyer paid, in fen.
+        pub amount_fen: i64,
+        /// Number of items (sum of quantities).
+        pub item_count: i32,
+        /// Receiver province (plain on every platform).
+        pub province: Option<String>,
+        /// Receiver city.
+        pub city: Option<String>,
+        /// Order creation time.
+        pub created_at: DateTime<Utc>,
+        /// Payment time, if paid.
+        pub paid_at: Option<DateTime<Utc>>,
+        /// Last modification time: decides which version of an order is current.
+        pub updated_at: DateTime<Utc>,
+    }
+    after stamps {
+        /// Keyed hash of the receiver's name and address as the platform shows
+        /// them ([`crate::PiiHasher::receiver`]): counts people, never links.
+        pub receiver_hash: Option<String>,
+        /// The buyer's WeChat unionid, where the platform gives one (a
+        /// WeChat-bound shop): the same id a WeCom contact carries.
+        pub buyer_unionid: Option<String>,
+    }
 }
 
-/// Schema of `orders`.
-pub fn orders_schema() -> SchemaRef {
-    static S: OnceLock<SchemaRef> = OnceLock::new();
-    S.get_or_init(|| {
-        Arc::new(Schema::new(vec![
-            utf8("channel", false),
-            utf8("shop_id", false),
-            utf8("order_id", false),
-            utf8("buyer_id", true),
-            utf8("phone_hash", true),
-            utf8("phone_masked", true),
-            utf8("status", false),
-            utf8("platform_status", false),
-            Field::new("amount_fen", DataType::Int64, false),
-            Field::new("item_count", DataType::Int32, false),
-            utf8("province", true),
-            utf8("city", true),
-            Field::new("created_at", ts(), false),
-            Field::new("paid_at", ts(), true),
-            Field::new("updated_at", ts(), false),
-            Field::new("ingested_at", ts(), false),
-            utf8("run_id", false),
-            utf8("receiver_hash", true),
-            utf8("buyer_unionid", true),
-        ]))
-    })
-    .clone()
-}
-
-/// Schema of `contacts`.
-pub fn contacts_schema() -> SchemaRef {
-    static S: OnceLock<SchemaRef> = OnceLock::new();
-    S.get_or_init(|| {
-        Arc::new(Schema::new(vec![
-            utf8("channel", false),
-            utf8("contact_id", false),
-            utf8("unionid", true),
-            utf8("phone_hash", true),
-            utf8("owner_userid", false),
-            Field::new("add_way", DataType::Int32, true),
-            utf8("state", true),
-            Field::new("tags", string_list(), true),
-            Field::new("created_at", ts(), true),
-            Field::new("updated_at", ts(), false),
-            Field::new("ingested_at", ts(), false),
-            utf8("run_id", false),
-        ]))
-    })
-    .clone()
+canonical_table! {
+    /// One contact in canonical form.
+    pub struct ContactRow in contacts_schema by ContactsBuilder {
+        /// Where the contact lives (`wecom`, `crm`).
+        pub channel: Channel,
+        /// The contact's id there (WeCom external_userid, CRM member id).
+        pub contact_id: String,
+        /// WeChat unionid when known.
+        pub unionid: Option<String>,
+        /// Keyed hash of the first valid remark phone.
+        pub phone_hash: Option<String>,
+        /// The staff member who holds the contact (WeCom follow userid).
+        pub owner_userid: String,
+        /// How the contact was added (WeCom `add_way`).
+        pub add_way: Option<i32>,
+        /// The `state` of the contact way that added it (card campaign, order...).
+        pub state: Option<String>,
+        /// Tag names.
+        pub tags: Vec<String>,
+        /// When the contact was added.
+        pub created_at: Option<DateTime<Utc>>,
+        /// When this version of the contact was observed.
+        pub updated_at: DateTime<Utc>,
+    }
 }
 
 /// Schema of `quarantine`: rejected input rows with their reason.
@@ -173,72 +187,6 @@ pub fn quarantine_schema() -> SchemaRef {
         ]))
     })
     .clone()
-}
-
-/// One order in canonical form. `ingested_at` and `run_id` belong to the batch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrderRow {
-    /// Platform.
-    pub channel: Channel,
-    /// Shop (seller) id on that platform.
-    pub shop_id: String,
-    /// Order id, unique within the shop.
-    pub order_id: String,
-    /// The platform's buyer id (scoped as the platform scopes it).
-    pub buyer_id: Option<String>,
-    /// Keyed hash of the receiver's phone when the platform gave it in clear.
-    pub phone_hash: Option<String>,
-    /// The masked phone as the platform showed it (`138****8000`); never joined on.
-    pub phone_masked: Option<String>,
-    /// Status in the closed vocabulary.
-    pub status: OrderStatus,
-    /// The platform's own status text, for audits.
-    pub platform_status: String,
-    /// What the buyer paid, in fen.
-    pub amount_fen: i64,
-    /// Number of items (sum of quantities).
-    pub item_count: i32,
-    /// Receiver province (plain on every platform).
-    pub province: Option<String>,
-    /// Receiver city.
-    pub city: Option<String>,
-    /// Order creation time.
-    pub created_at: DateTime<Utc>,
-    /// Payment time, if paid.
-    pub paid_at: Option<DateTime<Utc>>,
-    /// Last modification time: decides which version of an order is current.
-    pub updated_at: DateTime<Utc>,
-    /// Keyed hash of the receiver's name and address as the platform shows
-    /// them ([`crate::PiiHasher::receiver`]): counts people, never links.
-    pub receiver_hash: Option<String>,
-    /// The buyer's WeChat unionid, where the platform gives one (a
-    /// WeChat-bound shop): the same id a WeCom contact carries.
-    pub buyer_unionid: Option<String>,
-}
-
-/// One contact in canonical form.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ContactRow {
-    /// Where the contact lives (`wecom`, `crm`).
-    pub channel: Channel,
-    /// The contact's id there (WeCom external_userid, CRM member id).
-    pub contact_id: String,
-    /// WeChat unionid when known.
-    pub unionid: Option<String>,
-    /// Keyed hash of the first valid remark phone.
-    pub phone_hash: Option<String>,
-    /// The staff member who holds the contact (WeCom follow userid).
-    pub owner_userid: String,
-    /// How the contact was added (WeCom `add_way`).
-    pub add_way: Option<i32>,
-    /// The `state` of the contact way that added it (card campaign, order...).
-    pub state: Option<String>,
-    /// Tag names.
-    pub tags: Vec<String>,
-    /// When the contact was added.
-    pub created_at: Option<DateTime<Utc>>,
-    /// When this version of the contact was observed.
-    pub updated_at: DateTime<Utc>,
 }
 
 /// A rejected input record.
@@ -290,221 +238,6 @@ impl QuarantineRow {
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
-}
-
-/// Builds `orders` batches.
-pub struct OrdersBuilder {
-    ingested_at: i64,
-    run_id: String,
-    channel: StringBuilder,
-    shop_id: StringBuilder,
-    order_id: StringBuilder,
-    buyer_id: StringBuilder,
-    phone_hash: StringBuilder,
-    phone_masked: StringBuilder,
-    status: StringBuilder,
-    platform_status: StringBuilder,
-    amount_fen: Int64Builder,
-    item_count: Int32Builder,
-    province: StringBuilder,
-    city: StringBuilder,
-    created_at: TimestampMicrosecondBuilder,
-    paid_at: TimestampMicrosecondBuilder,
-    updated_at: TimestampMicrosecondBuilder,
-    receiver_hash: StringBuilder,
-    buyer_unionid: StringBuilder,
-    len: usize,
-}
-
-impl OrdersBuilder {
-    /// A builder for rows of one run, ingested at `ingested_at`.
-    pub fn new(run_id: &str, ingested_at: DateTime<Utc>) -> Self {
-        let tsb = || TimestampMicrosecondBuilder::new().with_timezone("UTC");
-        OrdersBuilder {
-            ingested_at: micros(ingested_at),
-            run_id: run_id.to_string(),
-            channel: StringBuilder::new(),
-            shop_id: StringBuilder::new(),
-            order_id: StringBuilder::new(),
-            buyer_id: StringBuilder::new(),
-            phone_hash: StringBuilder::new(),
-            phone_masked: StringBuilder::new(),
-            status: StringBuilder::new(),
-            platform_status: StringBuilder::new(),
-            amount_fen: Int64Builder::new(),
-            item_count: Int32Builder::new(),
-            province: StringBuilder::new(),
-            city: StringBuilder::new(),
-            created_at: tsb(),
-            paid_at: tsb(),
-            updated_at: tsb(),
-            receiver_hash: StringBuilder::new(),
-            buyer_unionid: StringBuilder::new(),
-            len: 0,
-        }
-    }
-
-    /// Append one row.
-    pub fn append(&mut self, r: &OrderRow) {
-        self.channel.append_value(r.channel.as_str());
-        self.shop_id.append_value(&r.shop_id);
-        self.order_id.append_value(&r.order_id);
-        self.buyer_id.append_option(r.buyer_id.as_deref());
-        self.phone_hash.append_option(r.phone_hash.as_deref());
-        self.phone_masked.append_option(r.phone_masked.as_deref());
-        self.status.append_value(r.status.as_str());
-        self.platform_status.append_value(&r.platform_status);
-        self.amount_fen.append_value(r.amount_fen);
-        self.item_count.append_value(r.item_count);
-        self.province.append_option(r.province.as_deref());
-        self.city.append_option(r.city.as_deref());
-        self.created_at.append_value(micros(r.created_at));
-        self.paid_at.append_option(r.paid_at.map(micros));
-        self.updated_at.append_value(micros(r.updated_at));
-        self.receiver_hash.append_option(r.receiver_hash.as_deref());
-        self.buyer_unionid.append_option(r.buyer_unionid.as_deref());
-        self.len += 1;
-    }
-
-    /// Rows appended since the last `finish`.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when no row is pending.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Take the pending rows as a batch; the builder can be reused.
-    pub fn finish(&mut self) -> RecordBatch {
-        let n = std::mem::take(&mut self.len);
-        let mut ingested = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-        let mut run = StringBuilder::with_capacity(n, n * self.run_id.len());
-        for _ in 0..n {
-            ingested.append_value(self.ingested_at);
-            run.append_value(&self.run_id);
-        }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.channel.finish()),
-            Arc::new(self.shop_id.finish()),
-            Arc::new(self.order_id.finish()),
-            Arc::new(self.buyer_id.finish()),
-            Arc::new(self.phone_hash.finish()),
-            Arc::new(self.phone_masked.finish()),
-            Arc::new(self.status.finish()),
-            Arc::new(self.platform_status.finish()),
-            Arc::new(self.amount_fen.finish()),
-            Arc::new(self.item_count.finish()),
-            Arc::new(self.province.finish()),
-            Arc::new(self.city.finish()),
-            Arc::new(self.created_at.finish()),
-            Arc::new(self.paid_at.finish()),
-            Arc::new(self.updated_at.finish()),
-            Arc::new(ingested.finish()),
-            Arc::new(run.finish()),
-            Arc::new(self.receiver_hash.finish()),
-            Arc::new(self.buyer_unionid.finish()),
-        ];
-        RecordBatch::try_new(orders_schema(), columns).expect("builder columns match the schema")
-    }
-}
-
-/// Builds `contacts` batches.
-pub struct ContactsBuilder {
-    ingested_at: i64,
-    run_id: String,
-    channel: StringBuilder,
-    contact_id: StringBuilder,
-    unionid: StringBuilder,
-    phone_hash: StringBuilder,
-    owner_userid: StringBuilder,
-    add_way: Int32Builder,
-    state: StringBuilder,
-    tags: ListBuilder<StringBuilder>,
-    created_at: TimestampMicrosecondBuilder,
-    updated_at: TimestampMicrosecondBuilder,
-    len: usize,
-}
-
-impl ContactsBuilder {
-    /// A builder for rows of one run, ingested at `ingested_at`.
-    pub fn new(run_id: &str, ingested_at: DateTime<Utc>) -> Self {
-        let tsb = || TimestampMicrosecondBuilder::new().with_timezone("UTC");
-        ContactsBuilder {
-            ingested_at: micros(ingested_at),
-            run_id: run_id.to_string(),
-            channel: StringBuilder::new(),
-            contact_id: StringBuilder::new(),
-            unionid: StringBuilder::new(),
-            phone_hash: StringBuilder::new(),
-            owner_userid: StringBuilder::new(),
-            add_way: Int32Builder::new(),
-            state: StringBuilder::new(),
-            tags: ListBuilder::new(StringBuilder::new()).with_field(Arc::new(Field::new(
-                "item",
-                DataType::Utf8,
-                true,
-            ))),
-            created_at: tsb(),
-            updated_at: tsb(),
-            len: 0,
-        }
-    }
-
-    /// Append one row.
-    pub fn append(&mut self, r: &ContactRow) {
-        self.channel.append_value(r.channel.as_str());
-        self.contact_id.append_value(&r.contact_id);
-        self.unionid.append_option(r.unionid.as_deref());
-        self.phone_hash.append_option(r.phone_hash.as_deref());
-        self.owner_userid.append_value(&r.owner_userid);
-        self.add_way.append_option(r.add_way);
-        self.state.append_option(r.state.as_deref());
-        for t in &r.tags {
-            self.tags.values().append_value(t);
-        }
-        self.tags.append(true);
-        self.created_at.append_option(r.created_at.map(micros));
-        self.updated_at.append_value(micros(r.updated_at));
-        self.len += 1;
-    }
-
-    /// Rows appended since the last `finish`.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True when no row is pending.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Take the pending rows as a batch; the builder can be reused.
-    pub fn finish(&mut self) -> RecordBatch {
-        let n = std::mem::take(&mut self.len);
-        let mut ingested = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-        let mut run = StringBuilder::with_capacity(n, n * self.run_id.len());
-        for _ in 0..n {
-            ingested.append_value(self.ingested_at);
-            run.append_value(&self.run_id);
-        }
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.channel.finish()),
-            Arc::new(self.contact_id.finish()),
-            Arc::new(self.unionid.finish()),
-            Arc::new(self.phone_hash.finish()),
-            Arc::new(self.owner_userid.finish()),
-            Arc::new(self.add_way.finish()),
-            Arc::new(self.state.finish()),
-            Arc::new(self.tags.finish()),
-            Arc::new(self.created_at.finish()),
-            Arc::new(self.updated_at.finish()),
-            Arc::new(ingested.finish()),
-            Arc::new(run.finish()),
-        ];
-        RecordBatch::try_new(contacts_schema(), columns).expect("builder columns match the schema")
-    }
 }
 
 /// Builds `quarantine` batches.

@@ -17,10 +17,7 @@ use quanyu_connector_sdk::sandbox::world::{
     external_userid, has_buyer_id, mask_address, mask_name, store_phone, ContactOrigin, CrmPhone,
     Truth, World, BAD_PHONES,
 };
-use quanyu_schemas::{
-    Channel, ContactRow, ContactsBuilder, LakeKey, OrderRow, OrderStatus, OrdersBuilder, PiiHasher,
-    TableKind,
-};
+use quanyu_schemas::{Channel, ContactRow, LakeKey, OrderRow, OrderStatus, PiiHasher, TableKind};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -435,13 +432,12 @@ fn paid_order(channel: Channel, order_id: String, at: DateTime<Utc>) -> OrderRow
 
 async fn land(lake: &Lake, orders: &[OrderRow], contacts: &[ContactRow]) {
     let now = Utc::now();
-    let mut o = OrdersBuilder::new("test", now);
-    orders.iter().for_each(|r| o.append(r));
-    let mut c = ContactsBuilder::new("test", now);
-    contacts.iter().for_each(|r| c.append(r));
     for (kind, batch) in [
-        (TableKind::Orders, o.finish()),
-        (TableKind::Contacts, c.finish()),
+        (TableKind::Orders, OrderRow::batch(orders, "test", now)),
+        (
+            TableKind::Contacts,
+            ContactRow::batch(contacts, "test", now),
+        ),
     ] {
         if batch.num_rows() > 0 {
             lake.append_raw(kind, vec![batch]).await.unwrap();
@@ -1075,7 +1071,7 @@ async fn marts_left_behind_by_a_killed_sync_are_caught_up() {
     };
     for round in 0..2u32 {
         let mut b = quanyu_schemas::TouchpointsBuilder::new("test", Utc::now());
-        b.append(call(round));
+        b.append(&call(round));
         lake.append_raw(TableKind::Touchpoints, vec![b.finish()])
             .await
             .unwrap();
@@ -1126,7 +1122,7 @@ async fn a_refund_alone_brings_customers_up_to_date() {
         created_at: t0,
         updated_at: t0,
     };
-    let batch = quanyu_schemas::sales::refunds_batch(&[refund], "test", Utc::now());
+    let batch = quanyu_schemas::RefundRow::batch(&[refund], "test", Utc::now());
     lake.append_raw(TableKind::Refunds, vec![batch])
         .await
         .unwrap();

@@ -939,7 +939,7 @@ async fn an_order_whose_item_list_shrank_keeps_only_its_newest_lines() {
     let t1 = Utc::now() - Duration::hours(1);
     let t2 = t1 + Duration::minutes(10);
     let append = |lake: &Lake, rows: Vec<OrderLineRow>| {
-        let batch = quanyu_schemas::sales::order_lines_batch(&rows, "r", Utc::now());
+        let batch = quanyu_schemas::OrderLineRow::batch(&rows, "r", Utc::now());
         let lake = lake.clone();
         async move {
             lake.append_raw(TableKind::OrderLines, vec![batch])

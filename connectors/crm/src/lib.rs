@@ -23,7 +23,7 @@ use quanyu_connector_sdk::{
     WindowPlan,
 };
 use quanyu_schemas::time::format_beijing;
-use quanyu_schemas::{ContactsBuilder, OrdersBuilder, QuarantineRow, TableKind};
+use quanyu_schemas::{QuarantineRow, TableKind};
 use serde::Deserialize;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -448,26 +448,7 @@ impl CrmSource {
         if records_in == 0 {
             return Ok(());
         }
-        let batch = match self.table {
-            TableKind::Orders => {
-                let mut b = OrdersBuilder::new(&ctx.run_id, ctx.ingested_at);
-                for r in page.drain(..) {
-                    if let Mapped::Order(o) = r {
-                        b.append(&o);
-                    }
-                }
-                (!b.is_empty()).then(|| b.finish())
-            }
-            _ => {
-                let mut b = ContactsBuilder::new(&ctx.run_id, ctx.ingested_at);
-                for r in page.drain(..) {
-                    if let Mapped::Contact(c) = r {
-                        b.append(&c);
-                    }
-                }
-                (!b.is_empty()).then(|| b.finish())
-            }
-        };
+        let batch = Mapped::batch(page.drain(..), ctx);
         report.pages += 1;
         report.records += records_in as u64;
         sink.page(NormalizedPage {

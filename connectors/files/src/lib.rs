@@ -23,9 +23,7 @@ use quanyu_connector_sdk::{
     ConnectorError, CursorMode, ErrorKind, NormalizedPage, PageSink, PullContext, PullError,
     PullReport, PullResult, RequestContext, Stream, StreamId, Window,
 };
-use quanyu_schemas::{
-    ContactsBuilder, OrdersBuilder, QuarantineRow, TableKind, TouchpointsBuilder,
-};
+use quanyu_schemas::{QuarantineRow, TableKind};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -222,43 +220,12 @@ impl Stream for FileImport {
             read_file(&cfg, &path, hasher, &source, &stream_id, &reject_ctx, &tx)
         });
         let mut report = PullReport::default();
-        let kind = self.cfg.table.kind();
         while let Some(page) = rx.recv().await {
             let records_in =
                 page.rows.len() + page.quarantine.iter().filter(|q| q.field.is_none()).count();
             report.pages += 1;
             report.records += records_in as u64;
-            let batch = match kind {
-                TableKind::Orders => {
-                    let mut b = OrdersBuilder::new(&ctx.run_id, ctx.ingested_at);
-                    page.rows.iter().for_each(|r| {
-                        if let Mapped::Order(o) = r {
-                            b.append(o)
-                        }
-                    });
-                    (!b.is_empty()).then(|| b.finish())
-                }
-                TableKind::Contacts => {
-                    let mut b = ContactsBuilder::new(&ctx.run_id, ctx.ingested_at);
-                    page.rows.iter().for_each(|r| {
-                        if let Mapped::Contact(c) = r {
-                            b.append(c)
-                        }
-                    });
-                    (!b.is_empty()).then(|| b.finish())
-                }
-                TableKind::Touchpoints => {
-                    let mut b = TouchpointsBuilder::new(&ctx.run_id, ctx.ingested_at);
-                    page.rows.into_iter().for_each(|r| {
-                        if let Mapped::Touchpoint(t) = r {
-                            b.append(t)
-                        }
-                    });
-                    (!b.is_empty()).then(|| b.finish())
-                }
-                // The mapper maps no row into these: nothing to build.
-                TableKind::OrderLines | TableKind::Refunds => None,
-            };
+            let batch = Mapped::batch(page.rows, ctx);
             sink.page(NormalizedPage {
                 batch,
                 extra: Vec::new(),

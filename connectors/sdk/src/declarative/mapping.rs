@@ -378,6 +378,33 @@ pub enum Mapped {
     Touchpoint(TouchpointRow),
 }
 
+impl Mapped {
+    /// A page's mapped rows as one batch of the table they map into (a
+    /// mapping maps into one table), `None` for a page without rows.
+    pub fn batch(
+        rows: impl IntoIterator<Item = Mapped>,
+        ctx: &crate::PullContext,
+    ) -> Option<arrow::array::RecordBatch> {
+        let (mut orders, mut contacts, mut events) = (Vec::new(), Vec::new(), Vec::new());
+        for row in rows {
+            match row {
+                Mapped::Order(o) => orders.push(o),
+                Mapped::Contact(c) => contacts.push(c),
+                Mapped::Touchpoint(t) => events.push(t),
+            }
+        }
+        let (run, at) = (ctx.run_id.as_str(), ctx.ingested_at);
+        [
+            (!orders.is_empty()).then(|| OrderRow::batch(&orders, run, at)),
+            (!contacts.is_empty()).then(|| ContactRow::batch(&contacts, run, at)),
+            (!events.is_empty()).then(|| TouchpointRow::batch(&events, run, at)),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+    }
+}
+
 struct Fields<'a>(HashMap<&'a str, Value>);
 
 impl Fields<'_> {

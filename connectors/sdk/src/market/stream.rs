@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use futures::StreamExt;
-use quanyu_schemas::{OrdersBuilder, PiiHasher, RefundRow, TableKind};
+use quanyu_schemas::{OrderLinesBuilder, OrdersBuilder, PiiHasher, RefundRow, TableKind};
 use serde_json::value::RawValue;
 
 use crate::error::{ConnectorError, ErrorKind, RequestContext};
@@ -119,16 +119,16 @@ impl Listed for MappedOrder {
     }
 
     fn land(records: &[Self], ctx: &PullContext) -> (RecordBatch, Vec<(TableKind, RecordBatch)>) {
-        let mut builder = OrdersBuilder::new(&ctx.run_id, ctx.ingested_at);
+        let mut orders = OrdersBuilder::new(&ctx.run_id, ctx.ingested_at);
+        let mut lines = OrderLinesBuilder::new(&ctx.run_id, ctx.ingested_at);
         for m in records {
-            builder.append(&m.row);
+            orders.append(&m.row);
+            m.lines.iter().for_each(|l| lines.append(l));
         }
-        let lines: Vec<_> = records
-            .iter()
-            .flat_map(|m| m.lines.iter().cloned())
-            .collect();
-        let lines = quanyu_schemas::sales::order_lines_batch(&lines, &ctx.run_id, ctx.ingested_at);
-        (builder.finish(), vec![(TableKind::OrderLines, lines)])
+        (
+            orders.finish(),
+            vec![(TableKind::OrderLines, lines.finish())],
+        )
     }
 
     fn as_orders(records: &mut [Self]) -> Option<&mut [MappedOrder]> {
@@ -145,8 +145,10 @@ impl Listed for RefundRow {
     }
 
     fn land(records: &[Self], ctx: &PullContext) -> (RecordBatch, Vec<(TableKind, RecordBatch)>) {
-        let batch = quanyu_schemas::sales::refunds_batch(records, &ctx.run_id, ctx.ingested_at);
-        (batch, vec![])
+        (
+            RefundRow::batch(records, &ctx.run_id, ctx.ingested_at),
+            vec![],
+        )
     }
 }
 
