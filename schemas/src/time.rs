@@ -22,6 +22,11 @@ pub struct ParseError {
 /// variants, optional fractional seconds, or a bare date (midnight).
 pub fn parse_beijing(text: &str) -> Result<DateTime<Utc>, ParseError> {
     let t = text.trim();
+    // The platforms' own shape, read without a format string (most
+    // records' times are this).
+    if let Some(naive) = plain_datetime(t) {
+        return Ok(from_beijing_naive(naive));
+    }
     const FORMATS: [&str; 6] = [
         "%Y-%m-%d %H:%M:%S",
         "%Y-%m-%dT%H:%M:%S",
@@ -46,6 +51,31 @@ pub fn parse_beijing(text: &str) -> Result<DateTime<Utc>, ParseError> {
         value: t.chars().take(40).collect(),
         expected: "Beijing time yyyy-MM-dd HH:mm:ss",
     })
+}
+
+/// `yyyy-MM-dd HH:mm:ss` exactly, read digit by digit; `None` for any
+/// other shape or an impossible date or time (the formats decide then).
+fn plain_datetime(t: &str) -> Option<NaiveDateTime> {
+    let b = t.as_bytes();
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |from: usize, to: usize| {
+        b[from..to].iter().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?.and_hms_opt(
+        num(11, 13)?,
+        num(14, 16)?,
+        num(17, 19)?,
+    )
 }
 
 /// Beijing wall-clock time to UTC.
@@ -141,6 +171,14 @@ mod tests {
         assert_eq!(format_beijing(t), "2024-01-01 08:00:00");
         assert!(parse_beijing("yesterday").is_err());
         assert!(parse_beijing("2024-13-01 00:00:00").is_err());
+        // The plain shape read digit by digit agrees with the formats.
+        assert!(parse_beijing("2024-02-30 08:00:00").is_err());
+        assert!(parse_beijing("2024-01-01 24:00:00").is_err());
+        assert!(parse_beijing("2024-0a-01 08:00:00").is_err());
+        assert_eq!(
+            parse_beijing("2024-02-29 23:59:59").unwrap().to_rfc3339(),
+            "2024-02-29T15:59:59+00:00"
+        );
     }
 
     #[test]

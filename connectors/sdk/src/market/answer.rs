@@ -2,8 +2,6 @@
 //! cursor, named by path: the page is read once, borrowing each record's
 //! raw text, whatever the platform's envelope looks like.
 
-use std::collections::HashMap;
-
 use serde_json::value::RawValue;
 
 use crate::error::{ConnectorError, ErrorKind, RequestContext};
@@ -74,8 +72,10 @@ impl ListAnswer {
     }
 
     /// Read `body` and map each record with `map`, keeping the raw text of
-    /// those rejected. An answer that is not JSON, lacks the object its
-    /// records sit in, or holds a part of the wrong type is a protocol
+    /// those rejected. The answer is walked once: the parts the paths name
+    /// are taken as they pass (each record borrowed as its raw text), the
+    /// rest skipped unread. An answer that is not JSON, lacks the object
+    /// its records sit in, or holds a part of the wrong type is a protocol
     /// error naming the part.
     pub fn read<R>(
         &self,
@@ -83,30 +83,41 @@ impl ListAnswer {
         body: &[u8],
         map: impl Fn(&str) -> Result<R, Rejected>,
     ) -> Result<ListPage<R>, ConnectorError> {
-        let root: &RawValue = serde_json::from_slice(body)
-            .map_err(|e| protocol(ctx, format!("unreadable list answer: {e}")))?;
+        let paths = Paths::of(self);
+        let mut found = Found {
+            present: vec![false; paths.nodes],
+            ..Found::default()
+        };
+        let mut de = serde_json::Deserializer::from_slice(body);
+        serde::de::DeserializeSeed::deserialize(
+            Walk {
+                node: &paths.root,
+                found: &mut found,
+            },
+            &mut de,
+        )
+        .and_then(|_| de.end())
+        .map_err(|e| protocol(ctx, format!("unreadable list answer: {e}")))?;
         if let Some(holder) = self.holder {
-            if at(ctx, root, holder)?.is_none() {
+            if !found.present[paths.id(holder)] {
                 return Err(protocol(ctx, format!("answer has no {holder}")));
             }
         }
         // The envelope's first object must be there; below it, an absent
         // or null part means no records.
-        let records: Vec<&RawValue> = match self.records.split_once('.') {
-            Some((first, rest)) => {
-                let holder = at(ctx, root, first)?
-                    .ok_or_else(|| protocol(ctx, format!("answer has no {first}")))?;
-                at(ctx, holder, rest)?
+        if let Some((first, _)) = self.records.split_once('.') {
+            if !found.present[paths.id(first)] {
+                return Err(protocol(ctx, format!("answer has no {first}")));
             }
-            None => at(ctx, root, self.records)?,
         }
-        .map(|list| read_part(ctx, list, self.records))
-        .transpose()?
-        .unwrap_or_default();
-        let total = optional_part(ctx, root, self.total, count_of)?;
+        if let Some(e) = found.wrong {
+            return Err(protocol(ctx, e));
+        }
+        let records = found.records.unwrap_or_default();
+        let total = part(ctx, self.total, found.total, count_of)?;
         // A page without records may leave its total out: none there.
         let total = total.or((self.total.is_some() && records.is_empty()).then_some(0));
-        let next = optional_part(ctx, root, self.next, cursor_of)?
+        let next = part(ctx, self.next, found.next, cursor_of)?
             .filter(|c| Some(c.as_str()) != self.no_more);
         Ok(ListPage {
             total,
@@ -116,53 +127,235 @@ impl ListAnswer {
     }
 }
 
+/// The part at `path` (when the answer names one and holds it) read with
+/// `read`; `None` where it is absent, null or empty.
+fn part<T>(
+    ctx: &RequestContext,
+    path: Option<&str>,
+    raw: Option<&RawValue>,
+    read: fn(&RequestContext, &RawValue, &str) -> Result<Option<T>, ConnectorError>,
+) -> Result<Option<T>, ConnectorError> {
+    match (path, raw) {
+        (Some(path), Some(raw)) => read(ctx, raw, path),
+        _ => Ok(None),
+    }
+}
+
 fn protocol(ctx: &RequestContext, message: String) -> ConnectorError {
     ConnectorError::new(ctx, ErrorKind::Protocol, message)
 }
 
-fn read_part<'a, T: serde::Deserialize<'a>>(
-    ctx: &RequestContext,
-    v: &'a RawValue,
-    path: &str,
-) -> Result<T, ConnectorError> {
-    serde_json::from_str(v.get()).map_err(|e| protocol(ctx, format!("unreadable {path}: {e}")))
+/// Which part of the answer a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Records,
+    Total,
+    Next,
 }
 
-/// The part at `path` (when the answer names one) read with `read`;
-/// `None` where it is absent, null or empty.
-fn optional_part<T>(
-    ctx: &RequestContext,
-    root: &RawValue,
-    path: Option<&str>,
-    read: fn(&RequestContext, &RawValue, &str) -> Result<Option<T>, ConnectorError>,
-) -> Result<Option<T>, ConnectorError> {
-    let Some(path) = path else {
-        return Ok(None);
-    };
-    Ok(at(ctx, root, path)?
-        .map(|v| read(ctx, v, path))
-        .transpose()?
-        .flatten())
+/// One object key on the paths; the part its value is, at a path's end.
+#[derive(Debug, Default)]
+struct Node {
+    key: &'static str,
+    /// The dotted path to here, for errors.
+    path: &'static str,
+    id: usize,
+    part: Option<Part>,
+    children: Vec<Node>,
 }
 
-/// The value at `path` below `v`, `None` where a key is absent or a value
-/// on the way is null.
-fn at<'a>(
-    ctx: &RequestContext,
-    mut v: &'a RawValue,
-    path: &str,
-) -> Result<Option<&'a RawValue>, ConnectorError> {
-    for key in path.split('.') {
-        if v.get() == "null" {
-            return Ok(None);
+/// The answer's paths as a tree of keys.
+struct Paths {
+    root: Node,
+    nodes: usize,
+}
+
+impl Paths {
+    fn of(a: &ListAnswer) -> Paths {
+        let mut p = Paths {
+            root: Node::default(),
+            nodes: 1,
+        };
+        for (path, part) in [
+            (Some(a.records), Some(Part::Records)),
+            (a.total, Some(Part::Total)),
+            (a.next, Some(Part::Next)),
+            (a.holder, None),
+        ] {
+            if let Some(path) = path {
+                let node = p.add(path);
+                if part.is_some() {
+                    node.part = part;
+                }
+            }
         }
-        let object: HashMap<String, &RawValue> = read_part(ctx, v, path)?;
-        match object.get(key) {
-            Some(next) => v = next,
-            None => return Ok(None),
-        }
+        p
     }
-    Ok((v.get() != "null").then_some(v))
+
+    fn add(&mut self, path: &'static str) -> &mut Node {
+        let mut node = &mut self.root;
+        let mut end = 0;
+        for key in path.split('.') {
+            end += key.len();
+            let at = match node.children.iter().position(|c| c.key == key) {
+                Some(at) => at,
+                None => {
+                    node.children.push(Node {
+                        key,
+                        path: &path[..end],
+                        id: self.nodes,
+                        ..Node::default()
+                    });
+                    self.nodes += 1;
+                    node.children.len() - 1
+                }
+            };
+            node = &mut node.children[at];
+            end += 1;
+        }
+        node
+    }
+
+    fn id(&self, path: &str) -> usize {
+        let mut node = &self.root;
+        for key in path.split('.') {
+            match node.children.iter().find(|c| c.key == key) {
+                Some(c) => node = c,
+                None => return 0,
+            }
+        }
+        node.id
+    }
+}
+
+/// What the walk found: which paths held a value (not null), the records,
+/// the raw total and cursor, and the first part of the wrong type.
+#[derive(Default)]
+struct Found<'de> {
+    present: Vec<bool>,
+    records: Option<Vec<&'de RawValue>>,
+    total: Option<&'de RawValue>,
+    next: Option<&'de RawValue>,
+    wrong: Option<String>,
+}
+
+/// Walks the value at `node`: an object's keys on the paths are followed,
+/// the others skipped; a part is taken whole. Answers what kind of value
+/// stood there.
+struct Walk<'a, 'de> {
+    node: &'a Node,
+    found: &'a mut Found<'de>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk<'_, 'de> {
+    type Value = &'static str;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<&'static str, D::Error> {
+        let Walk { node, found } = self;
+        let (kind, expected) = match node.part {
+            Some(Part::Records) => match d.deserialize_any(Records)? {
+                Ok(records) => {
+                    found.records = Some(records);
+                    ("a list", "a list")
+                }
+                Err(kind) => (kind, "a list"),
+            },
+            Some(part) => {
+                let v = <&'de RawValue as serde::Deserialize>::deserialize(d)?;
+                if v.get() != "null" {
+                    match part {
+                        Part::Total => found.total = Some(v),
+                        _ => found.next = Some(v),
+                    }
+                }
+                // A total or cursor is read (and refused) by its reader.
+                ("a value", "a value")
+            }
+            None => (
+                d.deserialize_any(Walk {
+                    node,
+                    found: &mut *found,
+                })?,
+                "an object",
+            ),
+        };
+        if kind != "null" {
+            found.present[node.id] = true;
+        }
+        if kind != "null" && kind != expected {
+            let path = if node.id == 0 {
+                "the answer"
+            } else {
+                node.path
+            };
+            found
+                .wrong
+                .get_or_insert_with(|| format!("unreadable {path}: {kind}, not {expected}"));
+        }
+        Ok(kind)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk<'_, 'de> {
+    type Value = &'static str;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<&'static str, A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match self.node.children.iter().find(|c| c.key == key) {
+                Some(child) => {
+                    map.next_value_seed(Walk {
+                        node: child,
+                        found: &mut *self.found,
+                    })?;
+                }
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok("an object")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<&'static str, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok("a list")
+    }
+
+    scalars_say_their_kind!();
+}
+
+/// Reads the records part: a list, each element borrowed as its raw
+/// text, or the kind of value that stood there instead (skipped).
+struct Records;
+
+impl<'de> serde::de::Visitor<'de> for Records {
+    type Value = Result<Vec<&'de RawValue>, &'static str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of records")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut records = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(r) = seq.next_element::<&'de RawValue>()? {
+            records.push(r);
+        }
+        Ok(Ok(records))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Err("an object"))
+    }
+
+    scalars_say_their_kind!(|kind| Err(kind));
 }
 
 fn count_of(ctx: &RequestContext, v: &RawValue, path: &str) -> Result<Option<u64>, ConnectorError> {
@@ -249,6 +442,29 @@ mod tests {
         assert_eq!(
             ids(r#"{"r":{"cursor":"x"}}"#, a).unwrap().2.as_deref(),
             Some("x")
+        );
+    }
+
+    /// The walk takes the parts wherever they stand among other keys (an
+    /// escaped key is the same key), skips what the paths do not name
+    /// however deep, and refuses text after the answer.
+    #[test]
+    fn one_walk_finds_the_parts_in_any_order() {
+        let a = ListAnswer::records("r.page.list")
+            .total("r.total")
+            .next("r.page.cursor");
+        let body = r#"{"x":{"r":{"list":[9]}},"r":{"page":{"cursor":"c","junk":[{"a":[[{}]]}],
+            "\u006cist":[{"id":1},{"id":2}]},"total":2,"other":"r.total"}}"#;
+        let (records, total, next) = ids(body, a).unwrap();
+        assert_eq!(records, [r#"{"id":1}"#, r#"{"id":2}"#]);
+        assert_eq!((total, next.as_deref()), (Some(2), Some("c")));
+        assert!(ids(r#"{"r":{}} {"r":{}}"#, a)
+            .unwrap_err()
+            .starts_with("unreadable list answer"));
+        assert_eq!(
+            ids(r#"[{"r":{}}]"#, a).unwrap_err(),
+            "answer has no r",
+            "a list is not the answer object"
         );
     }
 

@@ -20,6 +20,31 @@
 //! - [`market_config!`](crate::market_config) and [`PullSettings`]: the
 //!   pull settings every section has, declared and checked once.
 
+/// A visitor's scalar visits, which only say what kind of value stood
+/// there (`|kind| value` makes the visitor's value of it; plain, the kind
+/// is the value).
+macro_rules! scalars_say_their_kind {
+    () => {
+        scalars_say_their_kind!(|kind| kind);
+    };
+    (|$kind:ident| $value:expr) => {
+        scalars_say_their_kind!(@each |$kind| $value;
+            visit_bool(bool) "a boolean", visit_i64(i64) "a number",
+            visit_u64(u64) "a number", visit_f64(f64) "a number", visit_str(&str) "a string");
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            let $kind = "null";
+            Ok($value)
+        }
+    };
+    (@each |$kind:ident| $value:expr; $($visit:ident($t:ty) $name:literal),*) => {$(
+        fn $visit<E>(self, _: $t) -> Result<Self::Value, E> {
+            let $kind = $name;
+            Ok($value)
+        }
+    )*};
+}
+
 mod answer;
 mod decrypt;
 mod gateway;

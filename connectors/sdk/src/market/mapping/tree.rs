@@ -10,36 +10,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
-/// A scalar where a path's value was looked for holds none of its paths:
-/// the visit only says what it was.
-macro_rules! scalars_say_their_kind {
-    () => {
-        fn visit_bool<E>(self, _: bool) -> Result<&'static str, E> {
-            Ok("a boolean")
-        }
-
-        fn visit_i64<E>(self, _: i64) -> Result<&'static str, E> {
-            Ok("a number")
-        }
-
-        fn visit_u64<E>(self, _: u64) -> Result<&'static str, E> {
-            Ok("a number")
-        }
-
-        fn visit_f64<E>(self, _: f64) -> Result<&'static str, E> {
-            Ok("a number")
-        }
-
-        fn visit_str<E>(self, _: &str) -> Result<&'static str, E> {
-            Ok("a string")
-        }
-
-        fn visit_unit<E>(self) -> Result<&'static str, E> {
-            Ok("null")
-        }
-    };
-}
-
 /// The paths a layout reads, as a tree with a slot at each path's end.
 #[derive(Debug, Default)]
 pub(super) struct Tree {
