@@ -173,13 +173,8 @@ pub fn read_answer<'a, T: serde::Deserialize<'a>>(
     body: &'a [u8],
     what: &str,
 ) -> Result<T, crate::error::ConnectorError> {
-    serde_json::from_slice(body).map_err(|e| {
-        crate::error::ConnectorError::new(
-            ctx,
-            crate::error::ErrorKind::Protocol,
-            format!("unreadable {what} answer: {e}"),
-        )
-    })
+    let said = format!("unreadable {what} answer");
+    read_as(ctx, body, crate::error::ErrorKind::Protocol, &said)
 }
 
 /// A token endpoint's answer read as `T`; one that is not JSON was cut
@@ -188,13 +183,19 @@ pub fn read_token_answer<T: serde::de::DeserializeOwned>(
     ctx: &crate::error::RequestContext,
     body: &[u8],
 ) -> Result<T, crate::error::ConnectorError> {
-    serde_json::from_slice(body).map_err(|e| {
-        crate::error::ConnectorError::new(
-            ctx,
-            crate::error::ErrorKind::Transient,
-            format!("the token answer is not a JSON object: {e}"),
-        )
-    })
+    let said = "the token answer is not a JSON object";
+    read_as(ctx, body, crate::error::ErrorKind::Transient, said)
+}
+
+/// `body` read as `T`, or an error of `kind` saying `said` and why.
+fn read_as<'a, T: serde::Deserialize<'a>>(
+    ctx: &crate::error::RequestContext,
+    body: &'a [u8],
+    kind: crate::error::ErrorKind,
+    said: &str,
+) -> Result<T, crate::error::ConnectorError> {
+    serde_json::from_slice(body)
+        .map_err(|e| crate::error::ConnectorError::new(ctx, kind, format!("{said}: {e}")))
 }
 
 /// For each `(order id, ciphertext)` of a decrypt batch, the phone of the
