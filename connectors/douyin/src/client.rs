@@ -15,7 +15,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::{code_text, error_text, says, values_of};
-use quanyu_connector_sdk::market::{read_envelope, SignedCall, TokenGateway};
+use quanyu_connector_sdk::market::{no_access_token, read_envelope, SignedCall, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -248,11 +248,7 @@ impl DyClient {
                 refresh_token.as_deref(),
                 expires_in.unwrap_or(0),
             )),
-            _ => Err(ConnectorError::new(
-                &rctx,
-                ErrorKind::Protocol,
-                "the token answer has no access_token",
-            )),
+            _ => Err(no_access_token(&rctx)),
         }
     }
 

@@ -15,7 +15,8 @@
 
 use async_trait::async_trait;
 use quanyu_connector_sdk::market::{
-    read_envelope, read_token_answer, values_of, SignedCall, TokenGateway,
+    no_access_token, post_json_attempt, read_envelope, read_token_answer, values_of, SignedCall,
+    TokenGateway,
 };
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
@@ -161,11 +162,7 @@ impl ShopClient {
                 )
                 .with_code(code.to_string()))
             }
-            _ => Err(ConnectorError::new(
-                ctx,
-                ErrorKind::Protocol,
-                "the token answer has no access_token",
-            )),
+            _ => Err(no_access_token(ctx)),
         }
     }
 }
@@ -181,20 +178,8 @@ impl TokenGateway for ShopClient {
 
     /// `method` is the API's path (`/channels/ec/order/list/get`).
     async fn attempt(&self, a: SignedCall<'_, Self::Params>) -> Result<Bytes> {
-        let (ctx, method, access_token, params) = (a.ctx, a.method, a.access_token, a.params);
-        let body = self
-            .api
-            .post_json(
-                ctx,
-                &format!("{}{method}", self.api_base),
-                Some(access_token),
-                params,
-            )
-            .await?;
-        if names_an_error(&body) {
-            check_envelope(ctx, &body)?;
-        }
-        Ok(body)
+        let url = &format!("{}{}", self.api_base, a.method);
+        post_json_attempt(&self.api, a, url, names_an_error, check_envelope).await
     }
 
     /// The shop account's token: the first time, and again once an API

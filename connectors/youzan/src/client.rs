@@ -23,7 +23,8 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::{
-    read_envelope, read_token_answer, values_of, SignedCall, TokenGateway,
+    no_access_token, post_json_attempt, read_envelope, read_token_answer, values_of, SignedCall,
+    TokenGateway,
 };
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
@@ -237,11 +238,7 @@ impl YouzanClient {
                 code.unwrap_or(-1),
                 message.as_deref().unwrap_or(""),
             )),
-            _ => Err(ConnectorError::new(
-                ctx,
-                ErrorKind::Protocol,
-                "the token answer has no access_token",
-            )),
+            _ => Err(no_access_token(ctx)),
         }
     }
 }
@@ -257,20 +254,8 @@ impl TokenGateway for YouzanClient {
 
     /// `method` is `name/version` (`youzan.trades.sold.get/4.0.4`).
     async fn attempt(&self, a: SignedCall<'_, Self::Params>) -> Result<Bytes> {
-        let (ctx, method, access_token, params) = (a.ctx, a.method, a.access_token, a.params);
-        let body = self
-            .api
-            .post_json(
-                ctx,
-                &format!("{}/api/{method}", self.gateway),
-                Some(access_token),
-                params,
-            )
-            .await?;
-        if names_an_error(&body) {
-            check_envelope(ctx, &body)?;
-        }
-        Ok(body)
+        let url = &format!("{}/api/{}", self.gateway, a.method);
+        post_json_attempt(&self.api, a, url, names_an_error, check_envelope).await
     }
 
     /// A self-use app fetches the shop's token itself: the first time

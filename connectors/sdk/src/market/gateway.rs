@@ -160,6 +160,36 @@ fn cut_off(ctx: &RequestContext, e: &serde_json::Error) -> ConnectorError {
     )
 }
 
+/// One attempt at a JSON API that takes the shop's token in its query
+/// (`?access_token=`): the answer, once it is not an error envelope
+/// (`check` reads it only where `may_be_error` says it may be one, so a
+/// page is parsed once, by its reader).
+pub async fn post_json_attempt(
+    api: &ApiClient,
+    a: SignedCall<'_, serde_json::Value>,
+    url: &str,
+    may_be_error: fn(&[u8]) -> bool,
+    check: fn(&RequestContext, &[u8]) -> Result<()>,
+) -> Result<Bytes> {
+    let body = api
+        .post_json(a.ctx, url, Some(a.access_token), a.params)
+        .await?;
+    if may_be_error(&body) {
+        check(a.ctx, &body)?;
+    }
+    Ok(body)
+}
+
+/// A token answer that holds neither a token nor an error the platform
+/// names: a protocol error.
+pub fn no_access_token(ctx: &RequestContext) -> ConnectorError {
+    ConnectorError::new(
+        ctx,
+        ErrorKind::Protocol,
+        "the token answer has no access_token",
+    )
+}
+
 /// The refresh token of `prev`, or the error that says the shop must be
 /// authorized again (the access token expired and there is nothing to
 /// refresh it with).

@@ -58,7 +58,10 @@ mod wiring;
 
 pub use answer::ListAnswer;
 pub use decrypt::{decrypt_phones, PhoneDecrypt};
-pub use gateway::{read_envelope, refresh_refused, refresh_token_of, SignedCall, TokenGateway};
+pub use gateway::{
+    no_access_token, post_json_attempt, read_envelope, refresh_refused, refresh_token_of,
+    SignedCall, TokenGateway,
+};
 pub use mapping::RecordMapping;
 pub use paging::{Paging, MAX_PAGES_PER_WINDOW};
 pub use record::{
