@@ -90,10 +90,6 @@ impl TableKind {
     }
 }
 
-fn ts() -> DataType {
-    crate::row::utc_micros()
-}
-
 fn utf8(name: &str, nullable: bool) -> Field {
     Field::new(name, DataType::Utf8, nullable)
 }
@@ -179,7 +175,7 @@ pub fn quarantine_schema() -> SchemaRef {
             utf8("raw", false),
             utf8("reason", false),
             utf8("run_id", false),
-            Field::new("quarantined_at", ts(), false),
+            Field::new("quarantined_at", crate::row::utc_micros(), false),
             utf8("field", true),
             // What makes two rows the same rejection (see
             // `QuarantineRow::fingerprint`); nullable so older lakes merge.
@@ -236,10 +232,6 @@ impl QuarantineRow {
     }
 }
 
-fn micros(t: DateTime<Utc>) -> i64 {
-    t.timestamp_micros()
-}
-
 /// Builds `quarantine` batches.
 pub struct QuarantineBuilder {
     run_id: String,
@@ -259,7 +251,7 @@ impl QuarantineBuilder {
     pub fn new(run_id: &str, at: DateTime<Utc>) -> Self {
         QuarantineBuilder {
             run_id: run_id.to_string(),
-            at: micros(at),
+            at: at.timestamp_micros(),
             source: StringBuilder::new(),
             target_table: StringBuilder::new(),
             record_key: StringBuilder::new(),

@@ -393,6 +393,11 @@ impl Mapped {
                 Mapped::Touchpoint(t) => events.push(t),
             }
         }
+        let tables = [orders.len(), contacts.len(), events.len()];
+        debug_assert!(
+            tables.iter().filter(|n| **n > 0).count() <= 1,
+            "a mapping maps into one table: {tables:?}"
+        );
         let (run, at) = (ctx.run_id.as_str(), ctx.ingested_at);
         [
             (!orders.is_empty()).then(|| OrderRow::batch(&orders, run, at)),

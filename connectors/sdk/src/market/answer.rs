@@ -468,6 +468,33 @@ mod tests {
         );
     }
 
+    /// Hostile answers: every cut-off prefix of a page is refused, every
+    /// byte changed to a bracket, quote or digit reads or is refused
+    /// without a panic, and nesting far past any page is refused.
+    #[test]
+    fn cut_or_garbled_answers_are_refused_not_panicked_on() {
+        let a = ListAnswer::records("r.page.list")
+            .holder("r.page")
+            .total("r.total")
+            .next("r.page.cursor");
+        let page =
+            r#"{"r":{"total":"2","page":{"list":[{"id":1,"t":"a\"b"},{"id":2}],"cursor":7}}}"#;
+        assert_eq!(ids(page, a).unwrap().0.len(), 2);
+        for cut in 0..page.len() {
+            assert!(ids(&page[..cut], a).is_err(), "prefix of {cut} bytes read");
+        }
+        for at in 0..page.len() {
+            for b in ["[", "]", "{", "}", "\"", "0", ","] {
+                let garbled = format!("{}{b}{}", &page[..at], &page[at + 1..]);
+                let _ = ids(&garbled, a);
+            }
+        }
+        let deep = format!(r#"{{"r":{{"junk":{}}}}}"#, "[".repeat(100_000));
+        assert!(ids(&deep, a).is_err());
+        let deep = format!(r#"{{"r":{{"page":{{"list":[{}]}}}}}}"#, "[".repeat(100_000));
+        assert!(ids(&deep, a).is_err());
+    }
+
     /// A missing answer object, a body that is not JSON or a part of the
     /// wrong type is a protocol error naming it.
     #[test]
