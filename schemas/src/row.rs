@@ -3,13 +3,15 @@
 //! list, so a column cannot be added to one and forgotten in another. Each
 //! field's Rust type says its Arrow type through [`Cell`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::{
     ArrayBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, TimeUnit};
+pub use arrow::array::{ArrayRef, RecordBatch};
+pub use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use chrono::{DateTime, Utc};
 
 use crate::vocab::{Bridge, Channel, OrderStatus, Outcome, RefundStatus, TouchEvent};
@@ -121,6 +123,91 @@ impl Cell for Vec<String> {
 /// The column of field `name` holding `T`.
 pub fn field_of<T: Cell>(name: &str) -> Field {
     Field::new(name, T::data_type(), T::NULLABLE)
+}
+
+/// The column of field `name` holding `T`, nullable where `T` is or where
+/// `nullable` says so (tables whose released schemas allow nulls in every
+/// column).
+pub fn column_of<T: Cell>(name: &str, nullable: bool) -> Field {
+    Field::new(name, T::data_type(), T::NULLABLE || nullable)
+}
+
+/// One column of `rows`: the value `get` reads from each.
+pub fn column_array<R, T: Cell>(rows: &[R], get: impl Fn(&R) -> &T) -> ArrayRef {
+    let mut b = T::builder();
+    rows.iter().for_each(|r| get(r).append_to(&mut b));
+    ArrayBuilder::finish(&mut b)
+}
+
+/// The schema of `fields`, built once per table.
+pub fn schema_once(cell: &'static OnceLock<SchemaRef>, fields: fn() -> Vec<Field>) -> SchemaRef {
+    cell.get_or_init(|| Arc::new(Schema::new(fields()))).clone()
+}
+
+/// `columns` as a batch of `schema` (a table declaration's own columns).
+pub fn batch_of(schema: SchemaRef, columns: Vec<ArrayRef>) -> RecordBatch {
+    RecordBatch::try_new(schema, columns).expect("declared columns match the declared schema")
+}
+
+/// A schema as `name:type` (`?` where nullable) with short type names
+/// (`s`, `i32`, `i64`, `ts`, `[s]`): what tests pin released schemas to.
+pub fn schema_shape(schema: &Schema) -> String {
+    let names = schema.fields().iter().map(|f| {
+        let t = match f.data_type() {
+            DataType::Utf8 => "s".to_string(),
+            DataType::Int32 => "i32".into(),
+            DataType::Int64 => "i64".into(),
+            t if *t == utc_micros() => "ts".into(),
+            DataType::List(item) if item.data_type() == &DataType::Utf8 => "[s]".into(),
+            other => format!("{other:?}"),
+        };
+        let null = if f.is_nullable() { "?" } else { "" };
+        format!("{}:{t}{null}", f.name())
+    });
+    names.collect::<Vec<_>>().join(" ")
+}
+
+/// Declares a table of the engine's own (runs, identity logs): the row
+/// struct (with `Debug`, `Clone`, `PartialEq`), the schema function, and
+/// `Row::batch(&rows)`. The columns are the fields in order; a column is
+/// nullable where its type is an `Option`, where the field ends in `as
+/// nullable`, or everywhere when the table is declared `, nullable`.
+#[macro_export]
+macro_rules! record_table {
+    (@flag) => { false };
+    (@flag $flag:ident) => { true };
+    (
+        $(#[$meta:meta])*
+        pub struct $row:ident in $schema:ident $(, $all:ident)? {
+            $( $(#[$fmeta:meta])* pub $f:ident : $t:ty $(as $null:ident)?, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $row {
+            $( $(#[$fmeta])* pub $f: $t, )*
+        }
+
+        #[doc = concat!("Schema of the table of [`", stringify!($row), "`]s.")]
+        pub fn $schema() -> $crate::row::SchemaRef {
+            static S: std::sync::OnceLock<$crate::row::SchemaRef> = std::sync::OnceLock::new();
+            $crate::row::schema_once(&S, || {
+                let all = $crate::record_table!(@flag $($all)?);
+                vec![$( $crate::row::column_of::<$t>(
+                    stringify!($f),
+                    all || $crate::record_table!(@flag $($null)?),
+                ) ),*]
+            })
+        }
+
+        impl $row {
+            /// `rows` as one batch.
+            pub fn batch(rows: &[$row]) -> $crate::row::RecordBatch {
+                let columns = vec![$( $crate::row::column_array(rows, |r: &$row| &r.$f) ),*];
+                $crate::row::batch_of($schema(), columns)
+            }
+        }
+    };
 }
 
 /// The two columns every batch of one run carries after its row's fields:
@@ -266,29 +353,10 @@ pub(crate) use canonical_table;
 
 #[cfg(test)]
 mod tests {
-    use arrow::datatypes::DataType;
-
     use crate::TableKind;
 
-    /// A schema as `name:type` (`?` where nullable), types shortened.
     fn shape(kind: TableKind) -> String {
-        kind.schema()
-            .fields()
-            .iter()
-            .map(|f| {
-                let t = match f.data_type() {
-                    DataType::Utf8 => "s".to_string(),
-                    DataType::Int32 => "i32".into(),
-                    DataType::Int64 => "i64".into(),
-                    t if *t == super::utc_micros() => "ts".into(),
-                    DataType::List(item) if item.data_type() == &DataType::Utf8 => "[s]".into(),
-                    other => format!("{other:?}"),
-                };
-                let null = if f.is_nullable() { "?" } else { "" };
-                format!("{}:{t}{null}", f.name())
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        super::schema_shape(&kind.schema())
     }
 
     /// The columns, their order, types and nullability are what lakes

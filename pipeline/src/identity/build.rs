@@ -14,10 +14,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use arrow::array::{
     Array, ArrayRef, AsArray, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{col, lit, Expr, SessionContext};
 use futures::StreamExt;
@@ -29,7 +28,9 @@ use super::edges::{edges_sql, identity_edges_schema, EdgeSources, SOURCES};
 use super::graph::{NodeDict, NodeId, NONE};
 use super::ids::{assign, uid_fingerprint, Assigned, Cause, OldIds};
 use super::resolve::{resolve, Decision, Graph, Resolved};
-use super::tables::{identity_audit_schema, identity_changes_schema, identity_map_schema};
+use super::tables::{
+    identity_audit_schema, identity_changes_schema, identity_map_schema, AuditEntry, IdentityChange,
+};
 use crate::lake::{strings, Commit, Lake};
 use crate::refresh::RAW_VERSION_APP_ID;
 
@@ -893,7 +894,7 @@ async fn write_logs(
     old_rule: &HashMap<NodeId, String>,
     build_no: i64,
 ) -> Result<()> {
-    let now = Utc::now().timestamp_micros();
+    let now = Utc::now();
     let (g, res, ids) = (&out.g, &out.res, &out.ids);
     let keys: Vec<CauseKey> = ids
         .changes
@@ -914,7 +915,7 @@ async fn write_logs(
     let rows = {
         let out = out.clone();
         futures::stream::iter((0..n).step_by(BATCH)).map(move |start| {
-            let mut b = ChangeRows::default();
+            let mut rows = Vec::with_capacity(BATCH.min(n - start));
             for c in &out.ids.changes[start..(start + BATCH).min(n)] {
                 let (a, bn, rule) = cause_of(&out, c);
                 let key = match (a, bn, &rule) {
@@ -928,9 +929,9 @@ async fn write_logs(
                     _ => None,
                 };
                 let record = key.and_then(|k| records.get(&k));
-                b.push(&out.g, build_no, now, c, a, bn, rule.as_deref(), record);
+                rows.push(change_row(&out.g, build_no, now, c, a, bn, rule, record));
             }
-            b.finish()
+            Ok(IdentityChange::batch(&rows))
         })
     };
     let cctx = crate::lake::new_context();
@@ -947,7 +948,7 @@ async fn write_logs(
 
     // Audit: new exclusions and cuts, and lifted ones. Identifiers that
     // vanished are not audited: they are simply gone.
-    let mut a = AuditRows::default();
+    let mut audit = Vec::new();
     for x in 0..g.dict.len() as u32 {
         if !g.in_scope[x as usize] || res.evidence[x as usize] == 0 {
             continue;
@@ -955,24 +956,23 @@ async fn write_logs(
         let d = res.decision[x as usize];
         let before = old_rule.get(&x).map(String::as_str);
         match (d.rule(), before) {
-            (Some(now_rule), b) if b != Some(now_rule) => a.push(
+            (Some(now_rule), b) if b != Some(now_rule) => audit.push(audit_row(
                 g,
                 res,
                 x,
-                build_no,
-                now,
+                (build_no, now),
                 match d {
                     Decision::ComponentCap => "cut",
                     Decision::LinksCut => "links_cut",
                     _ => "excluded",
                 },
                 now_rule,
-            ),
-            (None, Some(b)) => a.push(g, res, x, build_no, now, "lifted", b),
+            )),
+            (None, Some(b)) => audit.push(audit_row(g, res, x, (build_no, now), "lifted", b)),
             _ => {}
         }
     }
-    let audit = a.finish()?;
+    let audit = AuditEntry::batch(&audit);
     let actx = crate::lake::new_context();
     let df = actx.read_batch(audit)?;
     replace_build_rows(
@@ -1011,138 +1011,65 @@ async fn replace_build_rows(
     .await
 }
 
-#[derive(Default)]
-struct ChangeRows {
-    build: Int64Builder,
-    at: TimestampMicrosecondBuilder,
-    change: StringBuilder,
-    uid: StringBuilder,
-    other: StringBuilder,
-    members: Int64Builder,
-    a_type: StringBuilder,
-    a_value: StringBuilder,
-    b_type: StringBuilder,
-    b_value: StringBuilder,
-    rule: StringBuilder,
-    source_table: StringBuilder,
-    record_key: StringBuilder,
-    observed_at: TimestampMicrosecondBuilder,
-}
-
-impl ChangeRows {
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        g: &Graph,
-        build: i64,
-        at: i64,
-        c: &super::ids::Change,
-        a: Option<NodeId>,
-        b: Option<NodeId>,
-        rule: Option<&str>,
-        record: Option<&(String, String, Option<i64>)>,
-    ) {
-        self.build.append_value(build);
-        self.at.append_value(at);
-        self.change.append_value(c.kind);
-        self.uid.append_value(&c.unified_id);
-        self.other.append_option(c.other_id.as_deref());
-        self.members.append_value(c.members as i64);
-        self.a_type.append_option(a.map(|x| g.dict.type_name(x)));
-        self.a_value.append_option(a.map(|x| g.dict.value(x)));
-        self.b_type.append_option(b.map(|x| g.dict.type_name(x)));
-        self.b_value.append_option(b.map(|x| g.dict.value(x)));
-        self.rule.append_option(rule);
-        self.source_table
-            .append_option(record.map(|r| r.0.as_str()));
-        self.record_key.append_option(record.map(|r| r.1.as_str()));
-        self.observed_at.append_option(record.and_then(|r| r.2));
-    }
-
-    fn finish(mut self) -> Result<RecordBatch> {
-        Ok(RecordBatch::try_new(
-            identity_changes_schema(),
-            vec![
-                Arc::new(self.build.finish()),
-                Arc::new(self.at.finish().with_timezone("UTC")),
-                Arc::new(self.change.finish()),
-                Arc::new(self.uid.finish()),
-                Arc::new(self.other.finish()),
-                Arc::new(self.members.finish()),
-                Arc::new(self.a_type.finish()),
-                Arc::new(self.a_value.finish()),
-                Arc::new(self.b_type.finish()),
-                Arc::new(self.b_value.finish()),
-                Arc::new(self.rule.finish()),
-                Arc::new(self.source_table.finish()),
-                Arc::new(self.record_key.finish()),
-                Arc::new(self.observed_at.finish().with_timezone("UTC")),
-            ],
-        )?)
+/// The `identity_changes` row of change `c`, caused by edge `a`–`b` drawn
+/// by `rule` from `record` (table, key, seen at).
+#[allow(clippy::too_many_arguments)]
+fn change_row(
+    g: &Graph,
+    build: i64,
+    at: DateTime<Utc>,
+    c: &super::ids::Change,
+    a: Option<NodeId>,
+    b: Option<NodeId>,
+    rule: Option<String>,
+    record: Option<&(String, String, Option<i64>)>,
+) -> IdentityChange {
+    let text = |x: Option<NodeId>, f: fn(&Graph, NodeId) -> String| x.map(|x| f(g, x));
+    IdentityChange {
+        build,
+        changed_at: at,
+        change: c.kind.to_string(),
+        unified_id: c.unified_id.clone(),
+        other_id: c.other_id.clone(),
+        members: c.members as i64,
+        a_type: text(a, |g, x| g.dict.type_name(x).to_string()),
+        a_value: text(a, |g, x| g.dict.value(x).into_owned()),
+        b_type: text(b, |g, x| g.dict.type_name(x).to_string()),
+        b_value: text(b, |g, x| g.dict.value(x).into_owned()),
+        rule,
+        source_table: record.map(|r| r.0.clone()),
+        record_key: record.map(|r| r.1.clone()),
+        observed_at: record
+            .and_then(|r| r.2)
+            .and_then(DateTime::from_timestamp_micros),
     }
 }
 
-#[derive(Default)]
-struct AuditRows {
-    build: Int64Builder,
-    at: TimestampMicrosecondBuilder,
-    ty: StringBuilder,
-    value: StringBuilder,
-    decision: StringBuilder,
-    rule: StringBuilder,
-    people: Int32Builder,
-    partners: Int32Builder,
-    evidence: Int32Builder,
-    reason: StringBuilder,
-}
-
-impl AuditRows {
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        g: &Graph,
-        res: &Resolved,
-        x: NodeId,
-        build: i64,
-        at: i64,
-        decision: &str,
-        rule: &str,
-    ) {
-        self.build.append_value(build);
-        self.at.append_value(at);
-        self.ty.append_value(g.dict.type_name(x));
-        self.value.append_value(g.dict.value(x));
-        self.decision.append_value(decision);
-        self.rule.append_value(rule);
-        self.people
-            .append_value(res.people[x as usize].min(i32::MAX as u32) as i32);
-        self.partners
-            .append_value(res.partners[x as usize].min(i32::MAX as u32) as i32);
-        self.evidence
-            .append_value(res.evidence[x as usize].min(i32::MAX as u32) as i32);
-        self.reason.append_option(if decision == "lifted" {
+/// The `identity_audit` row of identifier `x`'s `decision` by `rule`.
+fn audit_row(
+    g: &Graph,
+    res: &Resolved,
+    x: NodeId,
+    (build, at): (i64, DateTime<Utc>),
+    decision: &str,
+    rule: &str,
+) -> AuditEntry {
+    let count = |v: &[u32]| v[x as usize].min(i32::MAX as u32) as i32;
+    AuditEntry {
+        build,
+        audited_at: at,
+        id_type: g.dict.type_name(x).to_string(),
+        id_value: g.dict.value(x).into_owned(),
+        decision: decision.to_string(),
+        rule: rule.to_string(),
+        people: count(&res.people),
+        partners: count(&res.partners),
+        evidence: count(&res.evidence),
+        reason: if decision == "lifted" {
             Some("now within its limits".to_string())
         } else {
             res.reasons.get(&x).cloned()
-        });
-    }
-
-    fn finish(mut self) -> Result<RecordBatch> {
-        Ok(RecordBatch::try_new(
-            identity_audit_schema(),
-            vec![
-                Arc::new(self.build.finish()),
-                Arc::new(self.at.finish().with_timezone("UTC")),
-                Arc::new(self.ty.finish()),
-                Arc::new(self.value.finish()),
-                Arc::new(self.decision.finish()),
-                Arc::new(self.rule.finish()),
-                Arc::new(self.people.finish()),
-                Arc::new(self.partners.finish()),
-                Arc::new(self.evidence.finish()),
-                Arc::new(self.reason.finish()),
-            ],
-        )?)
+        },
     }
 }
 
