@@ -268,26 +268,16 @@ mod tests {
         assert_eq!(normalize_phone(" - "), Err(PhoneError::Empty));
         assert_eq!(normalize_phone("138****8000"), Err(PhoneError::Masked));
         assert_eq!(normalize_phone("1*********5"), Err(PhoneError::Masked));
-        assert!(matches!(
-            normalize_phone("010-88886666"),
-            Err(PhoneError::Invalid { .. })
-        ));
-        assert!(matches!(
-            normalize_phone("12800138000"),
-            Err(PhoneError::Invalid { .. })
-        ));
-        assert!(matches!(
-            normalize_phone("1380013800"),
-            Err(PhoneError::Invalid { .. })
-        ));
-        assert!(matches!(
-            normalize_phone("138001380001"),
-            Err(PhoneError::Invalid { .. })
-        ));
-        assert!(matches!(
-            normalize_phone("null"),
-            Err(PhoneError::Invalid { .. })
-        ));
+        for raw in [
+            "010-88886666",
+            "12800138000",
+            "1380013800",
+            "138001380001",
+            "null",
+        ] {
+            let invalid = matches!(normalize_phone(raw), Err(PhoneError::Invalid { .. }));
+            assert!(invalid, "{raw}");
+        }
     }
 
     #[test]

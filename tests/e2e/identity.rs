@@ -25,6 +25,13 @@ fn hasher() -> PiiHasher {
     PiiHasher::new(&LakeKey::from_bytes([21; 32]))
 }
 
+/// A lake in a temporary folder (removed when the folder is dropped).
+fn temp_lake() -> (tempfile::TempDir, Lake) {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(&dir.path().join("lake")).unwrap();
+    (dir, lake)
+}
+
 /// `identity_map` as (id_type, id_value) → unified id (linked rows only).
 async fn uids(lake: &Lake) -> HashMap<(String, String), String> {
     let rows = crate::column_text(
@@ -540,8 +547,7 @@ async fn ten_incremental_rounds_without_churn() {
     let end = DateTime::from_timestamp(1_764_000_000, 0).unwrap();
     let world = World::generate(quanyu::demo::demo_world(end, 6_000));
     let start = world.config.start - Duration::days(1);
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(&dir.path().join("lake")).unwrap();
+    let (_dir, lake) = temp_lake();
     let mut prev_uids: HashMap<(String, String), String> = HashMap::new();
     let mut ever: HashSet<String> = HashSet::new();
     let rounds = 10;
@@ -853,8 +859,7 @@ async fn incremental_equals_full_over_random_sequences() {
 async fn many_changed_records_rewrite_edges_in_one_pass() {
     let h = hasher();
     let cfg = IdentityConfig::default();
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(&dir.path().join("lake")).unwrap();
+    let (_dir, lake) = temp_lake();
     let t0 = DateTime::from_timestamp(1_760_000_000, 0).unwrap();
     let order = |i: u64, phone: u64, at: DateTime<Utc>| OrderRow {
         buyer_id: Some(format!("b{i}@s1")),
@@ -902,8 +907,7 @@ async fn many_changed_records_rewrite_edges_in_one_pass() {
 async fn customers_from_contacts_alone_then_with_orders() {
     let h = hasher();
     let cfg = IdentityConfig::default();
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(&dir.path().join("lake")).unwrap();
+    let (_dir, lake) = temp_lake();
     let t0 = DateTime::from_timestamp(1_760_000_000, 0).unwrap();
     let contact =
         |channel, id: &str, phone: u64, owner: &str, at: Option<DateTime<Utc>>| ContactRow {
@@ -1003,8 +1007,7 @@ async fn customers_from_contacts_alone_then_with_orders() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marts_left_behind_by_a_killed_sync_are_caught_up() {
     let h = hasher();
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(&dir.path().join("lake")).unwrap();
+    let (_dir, lake) = temp_lake();
     let t0 = DateTime::from_timestamp(1_760_000_000, 0).unwrap();
     let contacts: Vec<ContactRow> = (0..3)
         .map(|i| ContactRow {
@@ -1098,8 +1101,7 @@ async fn marts_left_behind_by_a_killed_sync_are_caught_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refund_alone_brings_customers_up_to_date() {
     let h = hasher();
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::open(&dir.path().join("lake")).unwrap();
+    let (_dir, lake) = temp_lake();
     let t0 = DateTime::from_timestamp(1_760_000_000, 0).unwrap();
     let order = OrderRow {
         phone_hash: h.phone_text("13900090001"),

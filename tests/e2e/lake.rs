@@ -523,6 +523,15 @@ fn order(
 }
 
 /// Land `rows` in raw_orders in one commit, stamped as ingested at `at`.
+/// Land `n` paid orders at `now` and refresh them into `orders`.
+async fn land_paid_orders(lake: &Lake, n: usize, now: chrono::DateTime<Utc>) {
+    let rows: Vec<_> = (0..n)
+        .map(|i| order(i as _, quanyu_schemas::OrderStatus::Paid, now))
+        .collect();
+    land(lake, &rows, now).await;
+    refresh_orders(lake).await;
+}
+
 async fn land(lake: &Lake, rows: &[quanyu_schemas::OrderRow], at: chrono::DateTime<Utc>) {
     for chunk in rows.chunks(50_000) {
         let mut b = quanyu_schemas::OrdersBuilder::new("r", at);
@@ -619,13 +628,7 @@ async fn a_writer_with_a_clock_behind_still_reaches_the_current_table() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(dir.path()).unwrap();
     let now = Utc::now();
-    land(
-        &lake,
-        &(0..100).map(|n| order(n, Paid, now)).collect::<Vec<_>>(),
-        now,
-    )
-    .await;
-    refresh_orders(&lake).await;
+    land_paid_orders(&lake, 100, now).await;
     let behind = now - Duration::hours(2);
     let late: Vec<_> = (100..200).map(|n| order(n, Paid, behind)).collect();
     land(&lake, &late, behind).await;
@@ -652,17 +655,10 @@ async fn a_writer_with_a_clock_behind_still_reaches_the_current_table() {
 /// answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analysts_sql_cannot_write_the_lake_or_read_files() {
-    use quanyu_schemas::OrderStatus::*;
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(&dir.path().join("lake")).unwrap();
     let now = Utc::now();
-    land(
-        &lake,
-        &(0..10).map(|n| order(n, Paid, now)).collect::<Vec<_>>(),
-        now,
-    )
-    .await;
-    refresh_orders(&lake).await;
+    land_paid_orders(&lake, 10, now).await;
     let version = lake.version("orders").await.unwrap();
     let copied = dir.path().join("copied.csv");
     let inside = dir.path().join("lake").join("orders").join("x.parquet");
@@ -753,23 +749,20 @@ async fn an_import_killed_before_its_refresh_is_caught_up_by_the_next() {
     assert_eq!(lake.version("touchpoints").await.unwrap(), None);
     let cfg = quanyu::config::Config::parse("").unwrap();
     let hasher = PiiHasher::new(&LakeKey::from_bytes([5; 32]));
-    let lines = quanyu::imports::import_locked(
-        &lake,
-        &cfg,
-        &import,
-        std::slice::from_ref(&file),
-        &hasher,
-        false,
-    )
-    .await
-    .unwrap();
+    let files = [file];
+    let job = quanyu::imports::FileImport {
+        cfg: &cfg,
+        import: &import,
+        paths: &files,
+        hasher: &hasher,
+        progress: false,
+    };
+    let lines = job.run_locked(&lake).await.unwrap();
     assert!(lines[0].contains("already imported"), "{lines:?}");
     assert!(lines[1].contains("60 rows"), "{lines:?}");
     assert_eq!(count(&lake, "select count(*) from touchpoints").await, 60);
     // Once caught up, a third import has nothing to bring in.
-    let lines = quanyu::imports::import_locked(&lake, &cfg, &import, &[file], &hasher, false)
-        .await
-        .unwrap();
+    let lines = job.run_locked(&lake).await.unwrap();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(
         count(&lake, "select count(*) from raw_touchpoints").await,

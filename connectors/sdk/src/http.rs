@@ -405,27 +405,19 @@ mod tests {
     #[tokio::test]
     async fn does_not_retry_auth_errors_and_gives_up_after_max_attempts() {
         let client = ApiClient::new(vec![], fast());
-        let calls = AtomicU32::new(0);
-        let err = client
-            .call(&ctx(), |_| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async { Err::<(), _>(ConnectorError::new(&ctx(), ErrorKind::Auth, "bad sign")) }
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind, ErrorKind::Auth);
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-
-        let calls = AtomicU32::new(0);
-        let err = client
-            .call(&ctx(), |_| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async { Err::<(), _>(ConnectorError::new(&ctx(), ErrorKind::Transient, "busy")) }
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind, ErrorKind::Transient);
-        assert_eq!(calls.load(Ordering::SeqCst), 4);
+        // An auth error is tried once; a transient one up to max_attempts.
+        for (kind, attempts) in [(ErrorKind::Auth, 1), (ErrorKind::Transient, 4)] {
+            let calls = AtomicU32::new(0);
+            let err = client
+                .call(&ctx(), |_| {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async move { Err::<(), _>(ConnectorError::new(&ctx(), kind, "refused")) }
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind, kind);
+            assert_eq!(calls.load(Ordering::SeqCst), attempts, "{kind:?}");
+        }
     }
 
     /// A call that fails again and again while the client's other calls get

@@ -235,17 +235,22 @@ mod tests {
     use super::*;
     use quanyu_schemas::LakeKey;
 
+    /// A pull context keyed by `[key; 32]`, and an import stream.
+    fn context(key: u8) -> (PullContext, StreamId) {
+        let ctx = PullContext {
+            run_id: "r".into(),
+            ingested_at: Utc::now(),
+            hasher: PiiHasher::new(&LakeKey::from_bytes([key; 32])),
+        };
+        (ctx, StreamId::new("import", "calls", "f"))
+    }
+
     /// A phone in any written form leaves neither the raw record nor the
     /// key nor the reason of a quarantine row; each names its hash.
     #[test]
     fn a_rejection_keeps_no_phone_in_raw_key_or_reason() {
-        let hasher = PiiHasher::new(&LakeKey::from_bytes([9; 32]));
-        let ctx = PullContext {
-            run_id: "r".into(),
-            ingested_at: Utc::now(),
-            hasher: hasher.clone(),
-        };
-        let stream = StreamId::new("import", "calls", "f");
+        let (ctx, stream) = context(9);
+        let hasher = &ctx.hasher;
         let tagged = format!("phone:{}", hasher.phone_text("13912340101").unwrap());
         let q = ctx.reject(
             &stream,
@@ -268,13 +273,8 @@ mod tests {
     /// scrubbing: a phone at the cut is hashed whole) and its length.
     #[test]
     fn a_huge_rejected_record_is_kept_in_part() {
-        let hasher = PiiHasher::new(&LakeKey::from_bytes([3; 32]));
-        let ctx = PullContext {
-            run_id: "r".into(),
-            ingested_at: Utc::now(),
-            hasher: hasher.clone(),
-        };
-        let stream = StreamId::new("import", "calls", "f");
+        let (ctx, stream) = context(3);
+        let hasher = &ctx.hasher;
         let mut raw = "x".repeat(QUARANTINE_RAW_BYTES - 5);
         raw.push_str("139 1234 0101");
         raw.push_str(&"y".repeat(10 << 20));

@@ -188,30 +188,27 @@ mod tests {
     #[test]
     fn classifies_errcodes_like_wechatpy() {
         let ctx = RequestContext::new("wecom", Some("ww1"), "externalcontact/batch/get_by_user");
-        assert_eq!(
-            classify(&ctx, 42001, "access_token expired", false).kind,
-            ErrorKind::TokenExpired
-        );
-        assert_eq!(
-            classify(&ctx, 40014, "invalid access_token", false).kind,
-            ErrorKind::TokenExpired
-        );
-        assert_eq!(
-            classify(&ctx, 40001, "invalid credential", false).kind,
-            ErrorKind::TokenExpired
-        );
-        assert_eq!(
-            classify(&ctx, 40001, "invalid credential", true).kind,
-            ErrorKind::Auth
-        );
-        assert_eq!(
-            classify(&ctx, 45009, "api freq out of limit", false).kind,
-            ErrorKind::Throttled
-        );
-        assert_eq!(
-            classify(&ctx, -1, "system busy", false).kind,
-            ErrorKind::Transient
-        );
+        // (errcode, errmsg, answered by the token API, kind).
+        for (code, msg, fresh, want) in [
+            (
+                42001,
+                "access_token expired",
+                false,
+                ErrorKind::TokenExpired,
+            ),
+            (
+                40014,
+                "invalid access_token",
+                false,
+                ErrorKind::TokenExpired,
+            ),
+            (40001, "invalid credential", false, ErrorKind::TokenExpired),
+            (40001, "invalid credential", true, ErrorKind::Auth),
+            (45009, "api freq out of limit", false, ErrorKind::Throttled),
+            (-1, "system busy", false, ErrorKind::Transient),
+        ] {
+            assert_eq!(classify(&ctx, code, msg, fresh).kind, want, "{code} {msg}");
+        }
         let e = classify(
             &ctx,
             40058,

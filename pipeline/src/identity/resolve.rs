@@ -961,6 +961,19 @@ mod tests {
         (a.to_string(), b.to_string(), rule, signal)
     }
 
+    /// Order `o` of buyer `b` whose phone is `p`: the order–buyer and
+    /// buyer–phone edges.
+    fn bought(
+        edges: &mut Vec<(String, String, &'static str, u64)>,
+        o: &str,
+        b: &str,
+        p: &str,
+        signal: u64,
+    ) {
+        edges.push(e(o, b, "order_buyer", signal));
+        edges.push(e(b, p, "buyer_phone", signal));
+    }
+
     fn run(g: &Graph) -> Resolved {
         let h = PiiHasher::new(&LakeKey::from_bytes([2; 32]));
         let cfg = IdentityConfig::default();
@@ -1038,8 +1051,7 @@ mod tests {
         let mut edges = Vec::new();
         for i in 0..10 {
             let o = format!("order:taobao:31000000{i:08}");
-            edges.push(e(&o, "taobao_buyer:b@s", "order_buyer", 0));
-            edges.push(e("taobao_buyer:b@s", "phone_hash:p", "buyer_phone", 0));
+            bought(&mut edges, &o, "taobao_buyer:b@s", "phone_hash:p", 0);
             edges.push(e(&o, "phone_hash:p", "touch_order_phone", 0));
         }
         let g = graph(&edges);
@@ -1054,8 +1066,7 @@ mod tests {
         for i in 0..25u64 {
             let o = format!("order:taobao:31000000{i:08}");
             let p = format!("phone_hash:p{i}");
-            edges.push(e(&o, "taobao_buyer:agent@s", "order_buyer", 100 + i));
-            edges.push(e("taobao_buyer:agent@s", &p, "buyer_phone", 100 + i));
+            bought(&mut edges, &o, "taobao_buyer:agent@s", &p, 100 + i);
             edges.push(e(
                 &format!("wecom_external_userid:w{i}"),
                 &p,
@@ -1197,8 +1208,7 @@ mod tests {
         let mut edges = Vec::new();
         for i in 0..40 {
             let o = format!("order:taobao:h{i}");
-            edges.push(e(&o, "taobao_buyer:h@s", "order_buyer", 0));
-            edges.push(e("taobao_buyer:h@s", "phone_hash:ph", "buyer_phone", 0));
+            bought(&mut edges, &o, "taobao_buyer:h@s", "phone_hash:ph", 0);
             edges.push(e(
                 &format!("order:jd:h{i}"),
                 "jd_buyer:h@j",
@@ -1213,8 +1223,7 @@ mod tests {
             for k in 0..3 {
                 let o = format!("order:taobao:f{f}k{k}");
                 let b = format!("taobao_buyer:f{f}@s");
-                edges.push(e(&o, &b, "order_buyer", 0));
-                edges.push(e(&b, &phone, "buyer_phone", 0));
+                bought(&mut edges, &o, &b, &phone, 0);
             }
         }
         let g = graph(&edges);

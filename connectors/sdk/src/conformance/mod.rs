@@ -294,14 +294,22 @@ fn diff(expected: &BTreeSet<Key>, got: &BTreeSet<Key>) -> String {
     )
 }
 
-/// Pages end and every row lands once, with canonical schemas.
-pub async fn check_straight_run(h: &dyn Harness) {
+/// A sandbox without faults and a lake after one run of its streams (with
+/// the right credentials or not), and what the run ended in.
+async fn first_run(
+    h: &dyn Harness,
+    good_credentials: bool,
+) -> (Box<dyn Running>, MemoryLake, Result<Vec<String>, PullError>) {
     let sb = h.start(FaultConfig::default()).await;
     let mut lake = MemoryLake::default();
-    let errors = lake
-        .run(&sb.streams(true), None)
-        .await
-        .expect("a clean run succeeds");
+    let result = lake.run(&sb.streams(good_credentials), None).await;
+    (sb, lake, result)
+}
+
+/// Pages end and every row lands once, with canonical schemas.
+pub async fn check_straight_run(h: &dyn Harness) {
+    let (sb, lake, result) = first_run(h, true).await;
+    let errors = result.expect("a clean run succeeds");
     assert!(errors.is_empty(), "{errors:?}");
     let expected = sb.expected_keys();
     assert!(!expected.is_empty(), "the sandbox should hold records");
@@ -355,12 +363,8 @@ pub async fn check_resume_equals_straight(h: &dyn Harness) {
 /// Wrong credentials give an `Auth` error that names the connector, shop and
 /// request, and does not contain the secret.
 pub async fn check_bad_credentials(h: &dyn Harness) {
-    let sb = h.start(FaultConfig::default()).await;
-    let mut lake = MemoryLake::default();
-    let err = lake
-        .run(&sb.streams(false), None)
-        .await
-        .expect_err("bad credentials must fail");
+    let (sb, lake, result) = first_run(h, false).await;
+    let err = result.expect_err("bad credentials must fail");
     let PullError::Connector(e) = err else {
         panic!("expected a connector error, got {err}")
     };
@@ -476,6 +480,32 @@ pub fn envelope_checked(
         );
     }
     result
+}
+
+/// The helpers of a client's envelope tests: `ctx()` (a request of
+/// `connector`'s `scope` to `api`), `checked(body)` (the client's
+/// `check_envelope` held to its `may_be_error` by [`envelope_checked`]) and
+/// `kind(body)` (the kind of error `checked` refuses `body` with). The
+/// client module must have `check_envelope(ctx, body)` and
+/// `may_be_error(body)` in scope.
+#[macro_export]
+macro_rules! envelope_test_kit {
+    ($connector:literal, $scope:literal, $api:literal) => {
+        fn ctx() -> $crate::RequestContext {
+            $crate::RequestContext::new($connector, Some($scope), $api)
+        }
+
+        /// The envelope check, holding the quick test to it.
+        fn checked(body: &[u8]) -> $crate::Result<()> {
+            let check = |b: &[u8]| check_envelope(&ctx(), b);
+            $crate::conformance::envelope_checked(body, check, may_be_error)
+        }
+
+        #[allow(dead_code)]
+        fn kind(body: &str) -> $crate::ErrorKind {
+            checked(body.as_bytes()).unwrap_err().kind
+        }
+    };
 }
 
 /// Run the whole suite.

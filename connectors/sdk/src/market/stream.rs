@@ -646,6 +646,20 @@ mod tests {
         http: ApiClient,
     }
 
+    impl Fake {
+        /// Pages of ids numbered from `first`, reporting `total` records.
+        fn new(pages: Vec<Vec<&'static str>>, first: u64, total: u64) -> Self {
+            Fake {
+                pages,
+                first,
+                total,
+                cursor_stuck: false,
+                asked: Mutex::default(),
+                http: ApiClient::new(vec![], Default::default()),
+            }
+        }
+    }
+
     fn row(id: &str) -> OrderRow {
         let t = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap();
         OrderRow {
@@ -760,14 +774,7 @@ mod tests {
     /// that does not map is counted and quarantined.
     #[tokio::test]
     async fn numbered_pages_are_read_backwards_and_deduplicated() {
-        let fake = Fake {
-            pages: vec![vec!["a", "b"], vec!["c", "a"], vec!["d", "bad"]],
-            first: 1,
-            total: 6,
-            cursor_stuck: false,
-            asked: Mutex::default(),
-            http: ApiClient::new(vec![], Default::default()),
-        };
+        let fake = Fake::new(vec![vec!["a", "b"], vec!["c", "a"], vec!["d", "bad"]], 1, 6);
         let s = stream(fake, Paging::backward(1, 2));
         let mut out = Batches::default();
         let report = s.pull(window(30), &ctx(), &mut out).await.unwrap();
@@ -784,14 +791,7 @@ mod tests {
     /// Zero-based pages start at 0; one page is read once.
     #[tokio::test]
     async fn a_single_zero_based_page_is_read_once() {
-        let fake = Fake {
-            pages: vec![vec!["a", "b"]],
-            first: 0,
-            total: 2,
-            cursor_stuck: false,
-            asked: Mutex::default(),
-            http: ApiClient::new(vec![], Default::default()),
-        };
+        let fake = Fake::new(vec![vec!["a", "b"]], 0, 2);
         let s = stream(fake, Paging::backward(0, 100));
         let mut out = Batches::default();
         s.pull(window(30), &ctx(), &mut out).await.unwrap();
@@ -804,25 +804,14 @@ mod tests {
     #[tokio::test]
     async fn a_cursor_is_followed_to_its_end_and_a_stuck_one_fails() {
         let pages = vec![vec!["a"], vec!["b"], vec!["c"]];
-        let fake = Fake {
-            pages: pages.clone(),
-            first: 0,
-            total: 0,
-            cursor_stuck: false,
-            asked: Mutex::default(),
-            http: ApiClient::new(vec![], Default::default()),
-        };
+        let fake = Fake::new(pages.clone(), 0, 0);
         let s = stream(fake, Paging::Cursor);
         let mut out = Batches::default();
         s.pull(window(30), &ctx(), &mut out).await.unwrap();
         assert_eq!(ids(&out), ["a", "b", "c"]);
         let stuck = Fake {
-            pages,
-            first: 0,
-            total: 0,
             cursor_stuck: true,
-            asked: Mutex::default(),
-            http: ApiClient::new(vec![], Default::default()),
+            ..Fake::new(pages, 0, 0)
         };
         let s = stream(stuck, Paging::Cursor);
         let err = s
@@ -836,14 +825,7 @@ mod tests {
     /// total needing more pages than the guard fails with advice.
     #[tokio::test]
     async fn window_and_page_guards() {
-        let fake = Fake {
-            pages: vec![vec!["a"]],
-            first: 1,
-            total: 1,
-            cursor_stuck: false,
-            asked: Mutex::default(),
-            http: ApiClient::new(vec![], Default::default()),
-        };
+        let fake = Fake::new(vec![vec!["a"]], 1, 1);
         let s = stream(fake, Paging::backward(1, 100));
         let err = s
             .pull(window(61), &ctx(), &mut Batches::default())
@@ -851,14 +833,7 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("longer than 1 hour"), "{err}");
         assert!(s.list.asked.lock().unwrap().is_empty());
-        let huge = Fake {
-            pages: vec![vec!["a"]],
-            first: 1,
-            total: (MAX_PAGES_PER_WINDOW + 1) * 100,
-            cursor_stuck: false,
-            asked: Mutex::default(),
-            http: ApiClient::new(vec![], Default::default()),
-        };
+        let huge = Fake::new(vec![vec!["a"]], 1, (MAX_PAGES_PER_WINDOW + 1) * 100);
         let s = stream(huge, Paging::backward(1, 100));
         let err = s
             .pull(window(30), &ctx(), &mut Batches::default())
