@@ -383,23 +383,20 @@ pub async fn run(
         .await?;
         let copy = dir.join("orders-copy");
         copy_dir(lake.root(), &copy)?;
-        out.incremental = step(
-            &mut out.steps,
-            "incremental build",
-            crate::sync::derive(&lake, &h, &cfg, false),
-        )
-        .await?
-        .0;
-        eprintln!("    {}", crate::identity::build::describe(&out.incremental));
         let full = Lake::open(&copy)?;
-        out.full = step(
-            &mut out.steps,
-            "full rebuild of the same state",
-            crate::sync::derive(&full, &h, &cfg, true),
-        )
-        .await?
-        .0;
-        eprintln!("    {}", crate::identity::build::describe(&out.full));
+        let builds = [
+            ("incremental build", &lake, false),
+            ("full rebuild of the same state", &full, true),
+        ];
+        for (name, lake, rebuild) in builds {
+            let derived = crate::sync::derive(lake, &h, &cfg, rebuild);
+            let summary = step(&mut out.steps, name, derived).await?.0;
+            eprintln!("    {}", crate::identity::build::describe(&summary));
+            match rebuild {
+                false => out.incremental = summary,
+                true => out.full = summary,
+            }
+        }
     }
     Ok(out)
 }

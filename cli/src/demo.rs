@@ -119,14 +119,14 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
                 "crm-members" => &samples.crm_members,
                 _ => continue,
             };
-            crate::imports::import_locked(
-                &lake,
-                &cfg,
-                &imp,
-                std::slice::from_ref(file),
-                &hasher,
-                opts.progress,
-            )
+            crate::imports::FileImport {
+                cfg: &cfg,
+                import: &imp,
+                paths: std::slice::from_ref(file),
+                hasher: &hasher,
+                progress: opts.progress,
+            }
+            .run_locked(&lake)
             .await?;
         }
         Ok(())

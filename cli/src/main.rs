@@ -548,14 +548,15 @@ async fn run(cli: Cli) -> Result<()> {
                 } else {
                     files.clone()
                 };
-                let imported = quanyu::imports::import_files(
-                    &lake,
-                    &cfg,
-                    &import,
-                    &paths,
-                    &PiiHasher::new(&key),
+                let hasher = PiiHasher::new(&key);
+                let imported = quanyu::imports::FileImport {
+                    cfg: &cfg,
+                    import: &import,
+                    paths: &paths,
+                    hasher: &hasher,
                     progress,
-                )
+                }
+                .run(&lake)
                 .await?;
                 for line in &imported {
                     println!("{line}");
@@ -821,17 +822,14 @@ async fn run(cli: Cli) -> Result<()> {
             lake,
             ..
         } => {
-            let tmp =
-                std::env::temp_dir().join(format!("quanyu-bench-identity-{}", std::process::id()));
-            let dir = lake.unwrap_or_else(|| tmp.clone());
+            let work = BenchDir::new("identity", lake);
+            let dir = work.path.clone();
             let r = quanyu::bench_identity::run(&dir, nodes, edges, identity_orders).await;
             let peer = r
                 .as_ref()
                 .ok()
                 .map(|_| peer_components(&dir.join("graph/identity_edges")));
-            if dir == tmp {
-                let _ = std::fs::remove_dir_all(&tmp);
-            }
+            work.done();
             let r = r?;
             println!("identity graph: {} identifiers, {} edges", r.nodes, r.edges);
             for s in &r.steps {
@@ -889,17 +887,14 @@ async fn run(cli: Cli) -> Result<()> {
             no_peer,
             ..
         } => {
-            let tmp =
-                std::env::temp_dir().join(format!("quanyu-bench-lake-{}", std::process::id()));
-            let dir = lake.unwrap_or_else(|| tmp.clone());
+            let work = BenchDir::new("lake", lake);
+            let dir = work.path.clone();
             let r = quanyu::bench_lake::run(&dir, orders as u64, queries_only).await;
             let peer = match (&r, no_peer) {
                 (Ok(_), false) => Some(peer_queries(&dir)),
                 _ => None,
             };
-            if dir == tmp {
-                let _ = std::fs::remove_dir_all(&tmp);
-            }
+            work.done();
             let r = r?;
             println!(
                 "lake of {} orders, {} customers; memory budget {} MiB (QUANYU_MEMORY_MB)",
@@ -1116,4 +1111,34 @@ enum IdentityCmd {
 enum ListenSource {
     /// WeCom customer-contact events and AI-call records, as configured in [listen].
     Wecom,
+}
+
+/// The folder a benchmark works in: the one given, or a fresh one under
+/// the temporary folder, removed when the benchmark is done.
+struct BenchDir {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl BenchDir {
+    fn new(name: &str, given: Option<PathBuf>) -> Self {
+        match given {
+            Some(path) => BenchDir {
+                path,
+                temporary: false,
+            },
+            None => BenchDir {
+                path: std::env::temp_dir()
+                    .join(format!("quanyu-bench-{name}-{}", std::process::id())),
+                temporary: true,
+            },
+        }
+    }
+
+    /// Remove the folder where it was made for the benchmark.
+    fn done(self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use arrow::array::RecordBatch;
+use deltalake::protocol::SaveMode;
 
 use crate::lake::Lake;
 
@@ -256,7 +257,13 @@ pub async fn build_bridges(lake: &Lake, built: (&str, i64)) -> Result<()> {
         .iter()
         .map(|b| crate::lake::conform(b, &schema))
         .collect::<Result<Vec<RecordBatch>>>()?;
-    lake.overwrite("bridges", &schema, batches, Some(built))
-        .await?;
+    lake.write(
+        "bridges",
+        &schema,
+        batches,
+        SaveMode::Overwrite,
+        Some(built),
+    )
+    .await?;
     Ok(())
 }

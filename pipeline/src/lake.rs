@@ -523,19 +523,10 @@ impl Lake {
             .await
     }
 
-    /// Replace the contents of `name` in one commit.
-    pub async fn overwrite(
-        &self,
-        name: &str,
-        schema: &SchemaRef,
-        batches: Vec<RecordBatch>,
-        txn: Option<(&str, i64)>,
-    ) -> Result<()> {
-        self.write(name, schema, batches, SaveMode::Overwrite, txn)
-            .await
-    }
-
-    async fn write(
+    /// Write `batches` to `name` in one commit (`mode` appends or replaces
+    /// its contents), with an optional cursor (`app_id`, version)
+    /// committed in the same commit.
+    pub async fn write(
         &self,
         name: &str,
         schema: &SchemaRef,
