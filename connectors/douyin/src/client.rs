@@ -322,19 +322,7 @@ impl TokenGateway for DyClient {
 mod tests {
     use super::*;
 
-    /// The envelope check, holding the quick test to it.
-    fn checked(body: &[u8]) -> Result<()> {
-        let check = |b: &[u8]| check_envelope(&ctx(), b);
-        quanyu_connector_sdk::conformance::envelope_checked(body, check, may_be_error)
-    }
-
-    fn ctx() -> RequestContext {
-        RequestContext::new("douyin", Some("shop1"), "order.searchList")
-    }
-
-    fn kind(body: &str) -> ErrorKind {
-        checked(body.as_bytes()).unwrap_err().kind
-    }
+    quanyu_connector_sdk::envelope_test_kit!("douyin", "shop1", "order.searchList");
 
     #[test]
     fn classifies_envelopes() {

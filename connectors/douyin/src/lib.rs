@@ -36,8 +36,6 @@ pub const DECRYPT_API: &str = "order.batchDecrypt";
 pub const AFTER_SALE_API: &str = "afterSale.List";
 /// Most ciphertexts one decrypt call takes.
 pub const DECRYPT_BATCH: usize = 50;
-/// Longest window this connector asks for.
-pub const MAX_WINDOW_MINUTES: i64 = 7 * 24 * 60;
 
 quanyu_connector_sdk::market_config! {
     /// One Douyin shop app and the shops authorized to it.
@@ -53,9 +51,6 @@ quanyu_connector_sdk::market_config! {
         /// `hmac-sha256` or `md5`.
         #[serde(default)]
         pub sign_method: SignMethod,
-        /// Requests per second per shop; 0 = no per-shop limit.
-        #[serde(default)]
-        pub shop_qps: u32,
         /// Decrypt receiver phones through `order.batchDecrypt` and hash them
         /// (uses the shop's decrypt quota).
         #[serde(default)]
@@ -66,16 +61,7 @@ quanyu_connector_sdk::market_config! {
         /// The shops.
         pub shops: Vec<DouyinShop>,
     }
-    pull defaults { qps: 10, page_size: 100, window_minutes: 24 * 60, lookback_minutes: 60, initial_days: 30 }
 }
-
-/// What the platform allows of the pull settings.
-pub const LIMITS: PullLimits = PullLimits {
-    page_size: 1..=100,
-    window_minutes: (MAX_WINDOW_MINUTES, " (at most seven days)"),
-    initial_days: (180, " (order.searchList reaches back about six months)"),
-    end_lag: Duration::seconds(60),
-};
 
 /// One authorized shop.
 #[derive(Debug, Clone, Deserialize)]
@@ -123,7 +109,7 @@ pub fn build_streams(
         secret,
         cfg.sign_method,
     );
-    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, PLATFORM.limits())?;
     each_shop(&cfg.shops, |shop| {
         let configured = match &shop.access_token {
             Some(a) => Some(TokenSet::configured(
@@ -146,12 +132,12 @@ pub fn build_streams(
         let list = |api| SearchList::new(client.with_api(api), &token, &shop.id, &cfg.pull);
         let listing = |api| {
             Listing::new(api, Paging::backward(0, cfg.pull.page_size))
-                .within(Duration::minutes(MAX_WINDOW_MINUTES))
+                .within(PLATFORM.limits().longest_window())
         };
-        let api = wiring.shop_api(&shop.id, cfg.shop_qps);
+        let api = wiring.shop_api(&shop.id, cfg.pull.shop_qps);
         let decrypt = cfg
             .decrypt
-            .then(|| list(wiring.decrypt_api(&shop.id, cfg.shop_qps, cfg.decrypt_qps)));
+            .then(|| list(wiring.decrypt_api(&shop.id, cfg.pull.shop_qps, cfg.decrypt_qps)));
         let lists = [listing(SEARCH_API), listing(AFTER_SALE_API)];
         let streams = wiring.shop_streams(&shop.id, (plan, cfg.pull.refunds), &api, list, lists);
         Ok(streams.decrypting(decrypt, DECRYPT_BATCH))

@@ -167,17 +167,25 @@ fn dy_error(code: i64, msg: &str, sub_code: &str, sub_msg: &str) -> Response {
 }
 
 fn ok(data: serde_json::Value) -> Response {
-    json_answer(
-        json!({
-            "code": CODE_OK,
-            "msg": "success",
-            "sub_code": "",
-            "sub_msg": "",
-            "log_id": log_id(),
-            "data": data,
-        })
-        .to_string(),
-    )
+    success(data, false)
+}
+
+/// A success envelope around `data`, with the legacy `err_no` / `message`
+/// pair beside it where `legacy` (the token endpoints send both).
+fn success(data: serde_json::Value, legacy: bool) -> Response {
+    let mut v = json!({
+        "code": CODE_OK,
+        "msg": "success",
+        "sub_code": "",
+        "sub_msg": "",
+        "log_id": log_id(),
+        "data": data,
+    });
+    if legacy {
+        v["err_no"] = json!(0);
+        v["message"] = json!("success");
+    }
+    json_answer(v.to_string())
 }
 
 /// A verified request: its query and business JSON.
@@ -521,28 +529,17 @@ fn token_answer(
     issued: quanyu_connector_sdk::sandbox::tokens::Issued,
 ) -> Response {
     let shop_id = sb.book.shop_id(issued.shop).to_string();
-    json_answer(
-        json!({
-            "code": CODE_OK,
-            "msg": "success",
-            "sub_code": "",
-            "sub_msg": "",
-            "log_id": log_id(),
-            "err_no": 0,
-            "message": "success",
-            "data": {
-                "access_token": issued.access_token,
-                "expires_in": issued.expires_in,
-                "refresh_token": issued.refresh_token,
-                "scope": "SCOPE",
-                "shop_id": shop_id,
-                "shop_name": shop_id,
-                "authority_id": "",
-                "auth_subject_type": "MiniApp",
-            },
-        })
-        .to_string(),
-    )
+    let data = json!({
+        "access_token": issued.access_token,
+        "expires_in": issued.expires_in,
+        "refresh_token": issued.refresh_token,
+        "scope": "SCOPE",
+        "shop_id": shop_id,
+        "shop_name": shop_id,
+        "authority_id": "",
+        "auth_subject_type": "MiniApp",
+    });
+    success(data, true)
 }
 
 fn token_faults(sb: &DouyinSandbox) -> Option<Response> {
@@ -643,7 +640,6 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::DouyinConf
         app_key: ann.app_key.clone(),
         app_secret: inline(&ann.app_secret),
         sign_method: crate::SignMethod::HmacSha256,
-        shop_qps: 0,
         decrypt: pull.decrypt,
         decrypt_qps: 0,
         pull: PullSettings::sandbox(pull, 100, 24 * 60, 60),

@@ -13,7 +13,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::{code_text, error_text, says, values_of};
-use quanyu_connector_sdk::market::{read_envelope, refresh_token_of, SignedCall, TokenGateway};
+use quanyu_connector_sdk::market::{read_envelope, refresh_by_get, SignedCall, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -204,15 +204,6 @@ pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct RefreshAnswer {
-    access_token: Option<String>,
-    refresh_token: Option<String>,
-    expires_in: Option<serde_json::Value>,
-    code: Option<serde_json::Value>,
-    msg: Option<String>,
-}
-
 /// A signed JD client for one app key.
 #[derive(Clone)]
 pub struct JdClient {
@@ -299,64 +290,18 @@ impl TokenGateway for JdClient {
     /// or `{code, msg}` on failure.
     async fn refresh(&self, ctx: &RequestContext, prev: Option<TokenSet>) -> Result<TokenSet> {
         let rctx = RequestContext::new(&ctx.connector, ctx.scope.as_deref(), REFRESH_API);
-        let rt = refresh_token_of(&rctx, prev)?;
-        let req = self
-            .api
-            .http()
-            .get(format!("{}{REFRESH_PATH}", self.oauth_base))
-            .query(&[
-                ("app_key", self.app_key.as_str()),
-                ("app_secret", self.app_secret.expose()),
-                ("grant_type", "refresh_token"),
-                ("refresh_token", rt.expose()),
-            ]);
-        let body = self.api.send(&rctx, req).await?;
-        let a: RefreshAnswer = serde_json::from_slice(&body).map_err(|e| {
-            ConnectorError::new(
-                &rctx,
-                ErrorKind::Transient,
-                format!("unreadable refresh answer: {e}"),
-            )
-        })?;
+        let url = format!("{}{REFRESH_PATH}", self.oauth_base);
+        let app = ("app_key", self.app_key.as_str());
+        let a = refresh_by_get(&self.api, &rctx, &url, app, &self.app_secret, prev).await?;
         let code = code_text(a.code.as_ref());
-        let ok_code = code.is_empty() || code == "0";
-        match a.access_token.filter(|t| !t.is_empty()) {
-            Some(at) if ok_code => {
-                let expires_in = match a.expires_in {
-                    Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(0),
-                    Some(serde_json::Value::String(s)) => s.trim().parse().unwrap_or(0),
-                    _ => 0,
-                };
-                Ok(TokenSet::issued(
-                    &at,
-                    a.refresh_token.as_deref(),
-                    expires_in,
-                ))
-            }
-            _ => {
-                let msg = a.msg.unwrap_or_default();
-                let busy = says(&[&msg], &["繁忙", "超时", "busy"]) || code.starts_with('5');
-                let kind = if busy {
-                    ErrorKind::Transient
-                } else {
-                    ErrorKind::Auth
-                };
-                Err(ConnectorError::new(
-                    &rctx,
-                    kind,
-                    format!(
-                        "token refresh refused (code {}{}): authorize the shop again if this persists",
-                        if code.is_empty() { "none" } else { &code },
-                        if msg.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {msg}")
-                        }
-                    ),
-                )
-                .with_code(code))
-            }
-        }
+        let busy = says(&[a.message()], &["繁忙", "超时", "busy"]) || code.starts_with('5');
+        let kind = if busy {
+            ErrorKind::Transient
+        } else {
+            ErrorKind::Auth
+        };
+        let ok = code.is_empty() || code == "0";
+        a.tokens(&rctx, ("code", code.as_str()), ok, kind)
     }
 }
 
@@ -364,19 +309,7 @@ impl TokenGateway for JdClient {
 mod tests {
     use super::*;
 
-    /// The envelope check, holding the quick test to it.
-    fn checked(body: &[u8]) -> Result<()> {
-        let check = |b: &[u8]| check_envelope(&ctx(), b);
-        quanyu_connector_sdk::conformance::envelope_checked(body, check, may_be_error)
-    }
-
-    fn ctx() -> RequestContext {
-        RequestContext::new("jd", Some("shop1"), "jingdong.pop.order.search")
-    }
-
-    fn kind(body: &str) -> ErrorKind {
-        checked(body.as_bytes()).unwrap_err().kind
-    }
+    quanyu_connector_sdk::envelope_test_kit!("jd", "shop1", "jingdong.pop.order.search");
 
     #[test]
     fn classifies_gateway_envelopes() {

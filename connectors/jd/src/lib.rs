@@ -44,8 +44,6 @@ pub const REFUND_API: &str = "jingdong.pop.afs.soa.refundapply.queryPageList";
 pub const REFUND_ROOT: &str = "jingdong_pop_afs_soa_refundapply_queryPageList_responce";
 /// Most refund applications per page.
 pub const REFUND_PAGE_SIZE: u32 = 50;
-/// Longest window the search API takes: one month, taken as 30 days.
-pub const MAX_WINDOW_MINUTES: i64 = 30 * 24 * 60;
 /// Every order state, so that every change is seen.
 pub const ORDER_STATES: &str = "WAIT_SELLER_STOCK_OUT,WAIT_GOODS_RECEIVE_CONFIRM,WAIT_SELLER_DELIVERY,PAUSE,FINISHED_L,TRADE_CANCELED,LOCKED,NOT_PAY,DELIVERY_RETURN";
 /// The order fields requested (`optional_fields`): JD returns only these.
@@ -64,25 +62,10 @@ quanyu_connector_sdk::market_config! {
         pub app_key: String,
         /// The app secret (signs calls and refreshes tokens).
         pub app_secret: SecretRef,
-        /// Requests per second per shop; 0 = no per-shop limit.
-        #[serde(default)]
-        pub shop_qps: u32,
         /// The shops, each with its own tokens.
         pub shops: Vec<JdShop>,
     }
-    pull defaults { qps: 10, page_size: 100, window_minutes: 24 * 60, lookback_minutes: 30, initial_days: 30 }
 }
-
-/// What the platform allows of the pull settings.
-pub const LIMITS: PullLimits = PullLimits {
-    page_size: 1..=100,
-    window_minutes: (MAX_WINDOW_MINUTES, " (JD allows one month, 30 days)"),
-    initial_days: (
-        90,
-        " (JD searches modification times of the last three months)",
-    ),
-    end_lag: Duration::minutes(2),
-};
 
 /// One authorized shop: its id in the lake and its tokens.
 pub type JdShop = TokenShop;
@@ -107,18 +90,17 @@ pub fn build_streams(
         &cfg.app_key,
         wiring.secret(&cfg.app_secret)?,
     );
-    // The search index trails the order database a little.
-    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, PLATFORM.limits())?;
     each_shop(&cfg.shops, |shop| {
         let token = wiring.token_of(shop)?;
         let list = |api| OrderSearch::new(base.with_api(api), &token, &shop.id, &cfg.pull);
-        let longest = Duration::minutes(MAX_WINDOW_MINUTES);
+        let longest = PLATFORM.limits().longest_window();
         let orders =
             Listing::new(SEARCH_API, Paging::backward(1, cfg.pull.page_size)).within(longest);
         // Refund applications are listed by the time they were asked,
         // then by the time they were reviewed: a cursor walks both.
         let refunds = Listing::new(REFUND_API, Paging::Cursor).within(longest);
-        let api = wiring.shop_api(&shop.id, cfg.shop_qps);
+        let api = wiring.shop_api(&shop.id, cfg.pull.shop_qps);
         let lists = [orders, refunds];
         Ok(wiring.shop_streams(&shop.id, (plan, cfg.pull.refunds), &api, list, lists))
     })

@@ -398,26 +398,34 @@ fn refund_apply(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Respo
 /// A search refused for its parameters: the API root with a failed
 /// `apiResult`.
 fn search_error(zh: &str) -> Response {
-    json_as(
-        "application/json;charset=utf-8",
-        json!({
-            SEARCH_ROOT: {
-                "code": "0",
-                "searchorderinfo_result": {
-                    "apiResult": {
-                        "success": false,
-                        "numberCode": BIZ_PARAM,
-                        "code": BIZ_PARAM.to_string(),
-                        "chineseErrCode": zh,
-                        "englishErrCode": "invalid parameter",
-                    },
-                    "orderTotal": 0,
-                    "orderInfoList": [],
-                }
+    let failed = (false, BIZ_PARAM, zh, "invalid parameter");
+    search_answer(failed, 0, Vec::new())
+}
+
+/// The search's answer: its `apiResult` (success, code, Chinese and
+/// English words), the total and the page of orders.
+fn search_answer(
+    (success, code, zh, en): (bool, i64, &str, &str),
+    total: usize,
+    orders: Vec<serde_json::Value>,
+) -> Response {
+    let body = json!({
+        SEARCH_ROOT: {
+            "code": "0",
+            "searchorderinfo_result": {
+                "apiResult": {
+                    "success": success,
+                    "numberCode": code,
+                    "code": code.to_string(),
+                    "chineseErrCode": zh,
+                    "englishErrCode": en,
+                },
+                "orderTotal": total,
+                "orderInfoList": orders,
             }
-        })
-        .to_string(),
-    )
+        }
+    });
+    json_as("application/json;charset=utf-8", body.to_string())
 }
 
 /// A business parameter as text (JD takes strings; numbers are tolerated).
@@ -500,10 +508,7 @@ fn search(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Response {
         list.reverse();
     }
     let total = list.len();
-    let from = (page.saturating_sub(1)).saturating_mul(size).min(total);
-    let to = (from + size).min(total);
-    let corrupt_at = (to > from && sb.faults.draw_malformed())
-        .then(|| from + (sb.requests() as usize) % (to - from));
+    let (from, to, corrupt_at) = sb.page_slice(total, page, size);
     let orders: Vec<serde_json::Value> = (from..to)
         .map(|k| {
             let mut o = sb.render_order(list[k].1, list[k].2, corrupt_at == Some(k));
@@ -513,26 +518,7 @@ fn search(sb: &JdSandbox, shop: usize, param: &serde_json::Value) -> Response {
             o
         })
         .collect();
-    json_as(
-        "application/json;charset=utf-8",
-        json!({
-            SEARCH_ROOT: {
-                "code": "0",
-                "searchorderinfo_result": {
-                    "apiResult": {
-                        "success": true,
-                        "numberCode": BIZ_OK,
-                        "code": BIZ_OK.to_string(),
-                        "chineseErrCode": "成功",
-                        "englishErrCode": "success",
-                    },
-                    "orderTotal": total,
-                    "orderInfoList": orders,
-                }
-            }
-        })
-        .to_string(),
-    )
+    search_answer((true, BIZ_OK, "成功", "success"), total, orders)
 }
 
 fn oauth_error(code: i64, msg: &str) -> Response {
@@ -639,7 +625,6 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::JdConfig {
         oauth_base: ann.base_url.clone(),
         app_key: ann.app_key.clone(),
         app_secret: inline(&ann.app_secret),
-        shop_qps: 0,
         pull: PullSettings::sandbox(pull, 100, 7 * 24 * 60, 60),
         shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
     }

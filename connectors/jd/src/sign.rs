@@ -5,21 +5,15 @@
 //! the `360buy_param_json` text exactly as sent.
 
 use md5::{Digest, Md5};
+use quanyu_connector_sdk::market::sorted_params_text;
 
 /// The string that is hashed.
 pub fn sign_string<'a>(
     params: impl IntoIterator<Item = (&'a str, &'a str)>,
     app_secret: &str,
 ) -> String {
-    let mut sorted: Vec<(&str, &str)> = params.into_iter().filter(|(k, _)| *k != "sign").collect();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut s = String::from(app_secret);
-    for (k, v) in sorted {
-        s.push_str(k);
-        s.push_str(v);
-    }
-    s.push_str(app_secret);
-    s
+    let text = sorted_params_text(params, false, "", "");
+    format!("{app_secret}{text}{app_secret}")
 }
 
 /// Sign `params` (name, value) with the app secret.

@@ -242,15 +242,7 @@ impl TokenGateway for JstClient {
 mod tests {
     use super::*;
 
-    /// The envelope check, holding the quick test to it.
-    fn checked(body: &[u8]) -> Result<()> {
-        let check = |b: &[u8]| check_envelope(&ctx(), b);
-        quanyu_connector_sdk::conformance::envelope_checked(body, check, may_be_error)
-    }
-
-    fn ctx() -> RequestContext {
-        RequestContext::new("jushuitan", Some("jst-miniapp"), "orders/single/query")
-    }
+    quanyu_connector_sdk::envelope_test_kit!("jushuitan", "jst-miniapp", "orders/single/query");
 
     #[test]
     fn classifies_envelopes() {
@@ -259,28 +251,25 @@ mod tests {
             r#"{"code":0,"msg":"执行成功","data":{}}"#.as_bytes()
         )
         .is_ok());
-        let k = |b: &[u8]| checked(b).unwrap_err().kind;
-        assert_eq!(
-            k(r#"{"code":100,"msg":"签名错误"}"#.as_bytes()),
-            ErrorKind::Auth
-        );
-        assert_eq!(
-            k(r#"{"code":11,"msg":"access_token已过期"}"#.as_bytes()),
-            ErrorKind::TokenExpired
-        );
-        assert_eq!(
-            k(r#"{"code":"199","msg":"调用频率超限"}"#.as_bytes()),
-            ErrorKind::Throttled
-        );
-        assert_eq!(
-            k(r#"{"code":500,"msg":"系统繁忙"}"#.as_bytes()),
-            ErrorKind::Transient
-        );
-        assert_eq!(
-            k(r#"{"code":1000,"msg":"参数错误"}"#.as_bytes()),
-            ErrorKind::InvalidRequest
-        );
-        assert_eq!(k(b"<html>"), ErrorKind::Transient);
+        for (body, want) in [
+            (r#"{"code":100,"msg":"签名错误"}"#, ErrorKind::Auth),
+            (
+                r#"{"code":11,"msg":"access_token已过期"}"#,
+                ErrorKind::TokenExpired,
+            ),
+            (
+                r#"{"code":"199","msg":"调用频率超限"}"#,
+                ErrorKind::Throttled,
+            ),
+            (r#"{"code":500,"msg":"系统繁忙"}"#, ErrorKind::Transient),
+            (
+                r#"{"code":1000,"msg":"参数错误"}"#,
+                ErrorKind::InvalidRequest,
+            ),
+            ("<html>", ErrorKind::Transient),
+        ] {
+            assert_eq!(kind(body), want, "{body}");
+        }
         let e = checked(r#"{"code":100,"msg":"签名错误"}"#.as_bytes()).unwrap_err();
         assert!(
             e.to_string()

@@ -49,16 +49,7 @@ quanyu_connector_sdk::market_config! {
         /// The ERP shops to pull, each a stream.
         pub shops: Vec<JushuitanShop>,
     }
-    pull defaults { qps: 5, page_size: 100, window_minutes: 24 * 60, lookback_minutes: 60, initial_days: 30 }
 }
-
-/// What the platform allows of the pull settings.
-pub const LIMITS: PullLimits = PullLimits {
-    page_size: 1..=100,
-    window_minutes: (7 * 24 * 60, " (Jushuitan allows 7 days)"),
-    initial_days: (3650, ""),
-    end_lag: Duration::seconds(60),
-};
 
 /// One ERP shop.
 #[derive(Debug, Clone, Deserialize)]
@@ -94,7 +85,7 @@ pub fn build_streams(
         &cfg.app_key,
         wiring.secret(&cfg.app_secret)?,
     );
-    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, PLATFORM.limits())?;
     each_shop(&cfg.shops, |s| {
         let list = |api| OrderQuery {
             client: client.with_api(api),
@@ -104,13 +95,14 @@ pub fn build_streams(
         };
         let listing = |api| {
             Listing::new(api, Paging::backward(1, cfg.pull.page_size))
-                .within(Duration::minutes(LIMITS.window_minutes.0))
+                .within(PLATFORM.limits().longest_window())
         };
         let lists = [
             listing("orders/single/query"),
             listing("refund/single/query"),
         ];
-        Ok(wiring.shop_streams(&s.id, (plan, cfg.pull.refunds), client.api(), list, lists))
+        let api = wiring.shop_api(&s.id, cfg.pull.shop_qps);
+        Ok(wiring.shop_streams(&s.id, (plan, cfg.pull.refunds), &api, list, lists))
     })
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use quanyu_connector_sdk::market::{code_text, error_text, says, values_of};
-use quanyu_connector_sdk::market::{read_envelope, refresh_token_of, SignedCall, TokenGateway};
+use quanyu_connector_sdk::market::{read_envelope, refresh_by_get, SignedCall, TokenGateway};
 use quanyu_connector_sdk::Bytes;
 use quanyu_connector_sdk::{
     ApiClient, ConnectorError, ErrorKind, RequestContext, Result, Secret, TokenSet,
@@ -108,16 +108,6 @@ pub fn check_envelope(ctx: &RequestContext, body: &[u8]) -> Result<()> {
         return Ok(());
     }
     Err(classify(ctx, &env))
-}
-
-#[derive(Deserialize)]
-struct RefreshAnswer {
-    result: Option<serde_json::Value>,
-    access_token: Option<String>,
-    refresh_token: Option<String>,
-    expires_in: Option<i64>,
-    error: Option<String>,
-    error_msg: Option<String>,
 }
 
 /// A signed Kuaishou open-platform client for one app key.
@@ -232,53 +222,16 @@ impl TokenGateway for KsClient {
     async fn refresh(&self, ctx: &RequestContext, prev: Option<TokenSet>) -> Result<TokenSet> {
         let rctx =
             RequestContext::new(&ctx.connector, ctx.scope.as_deref(), "oauth2.refresh_token");
-        let rt = refresh_token_of(&rctx, prev)?;
-        let req = self
-            .api
-            .http()
-            .get(format!("{}/oauth2/refresh_token", self.oauth_base))
-            .query(&[
-                ("app_id", self.app_key.as_str()),
-                ("app_secret", self.app_secret.expose()),
-                ("grant_type", "refresh_token"),
-                ("refresh_token", rt.expose()),
-            ]);
-        let body = self.api.send(&rctx, req).await?;
-        let a: RefreshAnswer = serde_json::from_slice(&body).map_err(|e| {
-            ConnectorError::new(
-                &rctx,
-                ErrorKind::Transient,
-                format!("unreadable refresh answer: {e}"),
-            )
-        })?;
+        let url = format!("{}/oauth2/refresh_token", self.oauth_base);
+        let app = ("app_id", self.app_key.as_str());
+        let a = refresh_by_get(&self.api, &rctx, &url, app, &self.app_secret, prev).await?;
         let code = code_text(a.result.as_ref());
-        match (code.as_str(), a.access_token) {
-            ("1", Some(at)) if !at.is_empty() => Ok(TokenSet::issued(
-                &at,
-                a.refresh_token.as_deref(),
-                a.expires_in.unwrap_or(0),
-            )),
-            _ => {
-                let n: i64 = code.parse().unwrap_or(-1);
-                let kind = match n {
-                    CODE_QPS => ErrorKind::Throttled,
-                    CODE_SYSTEM | 11 | 500 => ErrorKind::Transient,
-                    _ => ErrorKind::Auth,
-                };
-                Err(ConnectorError::new(
-                    &rctx,
-                    kind,
-                    format!(
-                        "token refresh refused (result {code}{}): authorize the shop again if this persists",
-                        a.error_msg
-                            .or(a.error)
-                            .map(|m| format!(": {m}"))
-                            .unwrap_or_default()
-                    ),
-                )
-                .with_code(code))
-            }
-        }
+        let kind = match code.parse::<i64>().unwrap_or(-1) {
+            CODE_QPS => ErrorKind::Throttled,
+            CODE_SYSTEM | 11 | 500 => ErrorKind::Transient,
+            _ => ErrorKind::Auth,
+        };
+        a.tokens(&rctx, ("result", code.as_str()), code == "1", kind)
     }
 }
 
@@ -286,15 +239,7 @@ impl TokenGateway for KsClient {
 mod tests {
     use super::*;
 
-    /// The envelope check, holding the quick test to it.
-    fn checked(body: &[u8]) -> Result<()> {
-        let check = |b: &[u8]| check_envelope(&ctx(), b);
-        quanyu_connector_sdk::conformance::envelope_checked(body, check, may_be_error)
-    }
-
-    fn ctx() -> RequestContext {
-        RequestContext::new("kuaishou", Some("shop1"), "open.order.cursor.list")
-    }
+    quanyu_connector_sdk::envelope_test_kit!("kuaishou", "shop1", "open.order.cursor.list");
 
     #[test]
     fn classifies_real_envelopes() {

@@ -31,8 +31,6 @@ pub const REFUND_LIST_API: &str = "open.seller.order.refund.pcursor.list";
 pub const DECRYPT_BATCH: usize = 100;
 /// The cursor value that ends a listing.
 pub const NO_MORE: &str = "nomore";
-/// Longest window the list API takes.
-pub const MAX_WINDOW_MINUTES: i64 = 7 * 24 * 60;
 
 quanyu_connector_sdk::market_config! {
     /// One Kuaishou app and the shops authorized to it.
@@ -53,9 +51,6 @@ quanyu_connector_sdk::market_config! {
         /// `MD5` or `HMAC_SHA256`.
         #[serde(default)]
         pub sign_method: SignMethod,
-        /// Requests per second per shop; 0 = no per-shop limit.
-        #[serde(default)]
-        pub shop_qps: u32,
         /// Decrypt receiver phones through `open.order.decrypt.batch` and hash
         /// them (uses the merchant's decrypt quota).
         #[serde(default)]
@@ -66,16 +61,7 @@ quanyu_connector_sdk::market_config! {
         /// The shops, each with its own tokens.
         pub shops: Vec<KuaishouShop>,
     }
-    pull defaults { qps: 10, page_size: 50, window_minutes: 24 * 60, lookback_minutes: 60, initial_days: 30 }
 }
-
-/// What the platform allows of the pull settings.
-pub const LIMITS: PullLimits = PullLimits {
-    page_size: 1..=50,
-    window_minutes: (MAX_WINDOW_MINUTES, " (Kuaishou allows seven days)"),
-    initial_days: (90, " (Kuaishou lists updates of the last 90 days)"),
-    end_lag: Duration::seconds(60),
-};
 
 /// One authorized shop: its id in the lake and its tokens.
 pub type KuaishouShop = TokenShop;
@@ -102,16 +88,16 @@ pub fn build_streams(
         wiring.secret(&cfg.sign_secret)?,
         cfg.sign_method,
     );
-    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, PLATFORM.limits())?;
     each_shop(&cfg.shops, |shop| {
         let token = wiring.token_of(shop)?;
         let list = |api| CursorList::new(base.with_api(api), &token, &shop.id, &cfg.pull);
         let listing =
-            |api| Listing::new(api, Paging::Cursor).within(Duration::minutes(MAX_WINDOW_MINUTES));
-        let api = wiring.shop_api(&shop.id, cfg.shop_qps);
+            |api| Listing::new(api, Paging::Cursor).within(PLATFORM.limits().longest_window());
+        let api = wiring.shop_api(&shop.id, cfg.pull.shop_qps);
         let decrypt = cfg
             .decrypt
-            .then(|| list(wiring.decrypt_api(&shop.id, cfg.shop_qps, cfg.decrypt_qps)));
+            .then(|| list(wiring.decrypt_api(&shop.id, cfg.pull.shop_qps, cfg.decrypt_qps)));
         let lists = [listing(CURSOR_LIST_API), listing(REFUND_LIST_API)];
         let streams = wiring.shop_streams(&shop.id, (plan, cfg.pull.refunds), &api, list, lists);
         Ok(streams.decrypting(decrypt, DECRYPT_BATCH))

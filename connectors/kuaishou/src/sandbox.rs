@@ -302,10 +302,9 @@ fn refund_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
     };
     list.sort_unstable_by_key(|x| std::cmp::Reverse((x.0, x.1)));
     let start = after.map_or(0, |pos| list.partition_point(|x| (x.0, x.1) >= pos));
-    let to = (start + page_size).min(list.len());
+    let (start, to, corrupt) = sb.slice_from(list.len(), start, page_size);
     let page = &list[start..to];
-    let corrupt_at = (!page.is_empty() && sb.faults.draw_malformed())
-        .then(|| (sb.requests() as usize) % page.len());
+    let corrupt_at = corrupt.map(|c| c - start);
     let rows: Vec<serde_json::Value> = page
         .iter()
         .enumerate()
@@ -421,10 +420,9 @@ fn cursor_list(sb: &KuaishouSandbox, shop: usize, param: &serde_json::Value) -> 
             }
         }),
     };
-    let to = (start + page_size).min(list.len());
+    let (start, to, corrupt) = sb.slice_from(list.len(), start, page_size);
     let page = &list[start..to];
-    let corrupt_at = (!page.is_empty() && sb.faults.draw_malformed())
-        .then(|| (sb.requests() as usize) % page.len());
+    let corrupt_at = corrupt.map(|c| c - start);
     let orders: Vec<serde_json::Value> = page
         .iter()
         .enumerate()
@@ -489,15 +487,11 @@ fn oauth_error(code: i64, error: &str, msg: &str) -> Response {
     json_answer(json!({"result": code, "error": error, "error_msg": msg}).to_string())
 }
 
-fn issued_answer(sb: &KuaishouSandbox, shop: usize, refresh: bool) -> Response {
-    let issued = if refresh {
-        None
-    } else {
-        Some(sb.issuer.issue(shop))
-    };
-    let Some(i) = issued else {
-        return oauth_error(CODE_BUSINESS, "invalid_grant", "refresh_token无效");
-    };
+/// A token pair issued (by a code or a refresh), as the OAuth endpoints answer it.
+fn issued_answer(
+    sb: &KuaishouSandbox,
+    i: quanyu_connector_sdk::sandbox::tokens::Issued,
+) -> Response {
     json_answer(
         json!({
             "result": 1,
@@ -505,7 +499,7 @@ fn issued_answer(sb: &KuaishouSandbox, shop: usize, refresh: bool) -> Response {
             "expires_in": i.expires_in,
             "refresh_token": i.refresh_token,
             "refresh_token_expires_in": i.refresh_expires_in,
-            "open_id": format!("seller-{}", sb.book.shop_id(shop)),
+            "open_id": format!("seller-{}", sb.book.shop_id(i.shop)),
             "scopes": ["merchant_order", "merchant_user"],
         })
         .to_string(),
@@ -555,18 +549,7 @@ fn refresh(sb: &KuaishouSandbox, params: &[(String, String)]) -> Response {
     match sb.issuer.refresh(rt) {
         Some(i) => {
             sb.count_refresh();
-            json_answer(
-                json!({
-                    "result": 1,
-                    "access_token": i.access_token,
-                    "expires_in": i.expires_in,
-                    "refresh_token": i.refresh_token,
-                    "refresh_token_expires_in": i.refresh_expires_in,
-                    "open_id": format!("seller-{}", sb.book.shop_id(i.shop)),
-                    "scopes": ["merchant_order", "merchant_user"],
-                })
-                .to_string(),
-            )
+            issued_answer(sb, i)
         }
         None => oauth_error(CODE_BUSINESS, "invalid_grant", "refresh_token无效或已使用"),
     }
@@ -583,7 +566,7 @@ fn access_token(sb: &KuaishouSandbox, params: &[(String, String)]) -> Response {
     }
     let shop = sb.shop_of_code(param(params, "code"));
     match shop {
-        Some(s) => issued_answer(sb, s, false),
+        Some(s) => issued_answer(sb, sb.issuer.issue(s)),
         None => oauth_error(CODE_BUSINESS, "invalid_grant", "code无效"),
     }
 }
@@ -598,7 +581,6 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::KuaishouCo
         app_secret: inline(&ann.app_secret),
         sign_secret: inline(ann.sign_secret.as_deref().unwrap_or_default()),
         sign_method: crate::SignMethod::HmacSha256,
-        shop_qps: 0,
         decrypt: pull.decrypt,
         decrypt_qps: 0,
         pull: PullSettings::sandbox(pull, 50, 7 * 24 * 60, 60),

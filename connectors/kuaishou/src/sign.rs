@@ -8,6 +8,7 @@
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
+use quanyu_connector_sdk::market::sorted_params_text;
 use sha2::Sha256;
 
 /// The `signMethod` parameter.
@@ -46,18 +47,7 @@ pub fn sign_string<'a>(
     params: impl IntoIterator<Item = (&'a str, &'a str)>,
     sign_secret: &str,
 ) -> String {
-    let mut sorted: Vec<(&str, &str)> = params
-        .into_iter()
-        .filter(|(k, v)| *k != "sign" && !v.is_empty())
-        .collect();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut s = String::new();
-    for (k, v) in sorted {
-        s.push_str(k);
-        s.push('=');
-        s.push_str(v);
-        s.push('&');
-    }
+    let mut s = sorted_params_text(params, true, "=", "&");
     s.push_str("signSecret=");
     s.push_str(sign_secret);
     s

@@ -33,8 +33,6 @@ pub const REFUNDS_API: &str = "pdd.refund.list.increment.get";
 pub const DECRYPT_API: &str = "pdd.open.decrypt.batch";
 /// Most ciphertexts one decrypt call takes.
 pub const DECRYPT_BATCH: usize = 100;
-/// Longest window the increment API takes.
-pub const MAX_WINDOW_MINUTES: i64 = 30;
 
 quanyu_connector_sdk::market_config! {
     /// One Pinduoduo app (client_id) and the shops authorized to it.
@@ -46,9 +44,6 @@ quanyu_connector_sdk::market_config! {
         pub client_id: String,
         /// The app's client_secret.
         pub client_secret: SecretRef,
-        /// Requests per second per shop; 0 = no per-shop limit.
-        #[serde(default)]
-        pub shop_qps: u32,
         /// Decrypt receiver phones through `pdd.open.decrypt.batch` and hash
         /// them (uses the shop's decrypt quota).
         #[serde(default)]
@@ -60,16 +55,7 @@ quanyu_connector_sdk::market_config! {
         /// The shops, each with its own tokens.
         pub shops: Vec<PddShop>,
     }
-    pull defaults { qps: 10, page_size: 100, window_minutes: MAX_WINDOW_MINUTES, lookback_minutes: 30, initial_days: 7 }
 }
-
-/// What the platform allows of the pull settings.
-pub const LIMITS: PullLimits = PullLimits {
-    page_size: 1..=100,
-    window_minutes: (MAX_WINDOW_MINUTES, " (Pinduoduo allows 30 minutes)"),
-    initial_days: (90, " (Pinduoduo lists updates of the last 90 days)"),
-    end_lag: Duration::minutes(3),
-};
 
 /// One authorized shop (mall): its id in the lake and its tokens (from
 /// `pdd.pop.auth.token.create`).
@@ -91,20 +77,20 @@ pub fn build_streams(
     let secret = wiring.secret(&cfg.client_secret)?;
     let base = PddClient::new(wiring.app_api(), &cfg.router, &cfg.client_id, secret);
     // The increment API's data settles about three minutes behind.
-    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, PLATFORM.limits())?;
     each_shop(&cfg.shops, |shop| {
         let token = wiring.token_of(shop)?;
         let list = |api| Increments::new(base.with_api(api), &token, &shop.id, &cfg.pull);
         let listing = |api| {
             Listing::new(api, Paging::backward(1, cfg.pull.page_size))
-                .within(Duration::minutes(MAX_WINDOW_MINUTES))
+                .within(PLATFORM.limits().longest_window())
         };
         // The shop's lists share its per-shop budget; decrypt calls have
         // their own interval too.
-        let api = wiring.shop_api(&shop.id, cfg.shop_qps);
+        let api = wiring.shop_api(&shop.id, cfg.pull.shop_qps);
         let decrypt = cfg.decrypt.then(|| {
             let every = std::time::Duration::from_secs(cfg.decrypt_interval_secs);
-            list(wiring.decrypt_api_every(&shop.id, cfg.shop_qps, every))
+            list(wiring.decrypt_api_every(&shop.id, cfg.pull.shop_qps, every))
         });
         let lists = [listing(INCREMENT_API), listing(REFUNDS_API)];
         let streams = wiring.shop_streams(&shop.id, (plan, cfg.pull.refunds), &api, list, lists);

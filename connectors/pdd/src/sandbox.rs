@@ -464,12 +464,11 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::PddConfig 
         router: format!("{}/api/router", ann.base_url),
         client_id: ann.app_key.clone(),
         client_secret: inline(&ann.app_secret),
-        shop_qps: 0,
         decrypt: pull.decrypt,
         // The sandbox keeps no decrypt quota; against the real router
         // leave the default (one call per 10 s outside 多多云).
         decrypt_interval_secs: 0,
-        pull: PullSettings::sandbox(pull, 100, crate::MAX_WINDOW_MINUTES, 30),
+        pull: PullSettings::sandbox(pull, 100, 30, 30),
         shops: quanyu_connector_sdk::market::TokenShop::announced(ann),
     }
 }

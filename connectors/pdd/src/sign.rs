@@ -4,21 +4,15 @@
 //! MD5, upper-case hex.
 
 use md5::{Digest, Md5};
+use quanyu_connector_sdk::market::sorted_params_text;
 
 /// The string that is hashed.
 pub fn sign_string<'a>(
     params: impl IntoIterator<Item = (&'a str, &'a str)>,
     client_secret: &str,
 ) -> String {
-    let mut sorted: Vec<(&str, &str)> = params.into_iter().filter(|(k, _)| *k != "sign").collect();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut s = String::from(client_secret);
-    for (k, v) in sorted {
-        s.push_str(k);
-        s.push_str(v);
-    }
-    s.push_str(client_secret);
-    s
+    let text = sorted_params_text(params, false, "", "");
+    format!("{client_secret}{text}{client_secret}")
 }
 
 /// Sign `params` (name, value) with the app's client secret.

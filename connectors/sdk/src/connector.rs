@@ -203,8 +203,8 @@ pub struct KitSpec<C> {
     /// What the shared suite checks of it: the connector's
     /// `sandbox.toml` ([`SandboxFacts`]).
     pub facts: &'static str,
-    /// What the platform allows of the pull settings.
-    pub limits: &'static crate::market::PullLimits,
+    /// What the platform allows of a pull (the connector's `PLATFORM`).
+    pub platform: &'static crate::market::PlatformFacts,
     /// How its records map (the connector's `MAPPING`).
     pub mapping: &'static crate::market::RecordMapping,
 }
@@ -233,7 +233,7 @@ impl<C: crate::market::Pulled + 'static> SandboxKit for KitSpec<C> {
     }
 
     fn pull_limits(&self) -> Option<&'static crate::market::PullLimits> {
-        Some(self.limits)
+        Some(self.platform.limits())
     }
 
     fn mapping(&self) -> Option<&'static crate::market::RecordMapping> {

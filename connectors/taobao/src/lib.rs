@@ -69,16 +69,7 @@ quanyu_connector_sdk::market_config! {
         /// The shops, each with its own session (user access token).
         pub shops: Vec<TaobaoShop>,
     }
-    pull defaults { qps: 10, page_size: 100, window_minutes: 24 * 60, lookback_minutes: 60, initial_days: 30 }
 }
-
-/// What the platform allows of the pull settings.
-pub const LIMITS: PullLimits = PullLimits {
-    page_size: 1..=100,
-    window_minutes: (24 * 60, " (TOP allows one day)"),
-    initial_days: (90, " (TOP keeps three months)"),
-    end_lag: Duration::seconds(60),
-};
 
 /// One authorized shop.
 #[derive(Debug, Clone, Deserialize)]
@@ -117,7 +108,7 @@ pub fn build_streams(
         wiring.secret(&cfg.app_secret)?,
         cfg.sign_method,
     );
-    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, PLATFORM.limits())?;
     let paging = Paging::Backward {
         first: 1,
         size: cfg.pull.page_size,
@@ -132,19 +123,14 @@ pub fn build_streams(
             page_size: cfg.pull.page_size,
             scene: cfg.decrypt_scene.clone(),
         };
-        let listing = |api| Listing::new(api, paging).within(Duration::days(1));
+        let listing = |api| Listing::new(api, paging).within(PLATFORM.limits().longest_window());
         // Decrypt calls have their own budget for the app, shared by its shops.
         let decrypt = cfg
             .decrypt
             .then(|| list(wiring.app_decrypt_api(cfg.decrypt_qps)));
         let lists = [listing(INCREMENT_API), listing(REFUNDS_API)];
-        let streams = wiring.shop_streams(
-            &shop.id,
-            (plan, cfg.pull.refunds),
-            client.api(),
-            list,
-            lists,
-        );
+        let api = wiring.shop_api(&shop.id, cfg.pull.shop_qps);
+        let streams = wiring.shop_streams(&shop.id, (plan, cfg.pull.refunds), &api, list, lists);
         Ok(streams.decrypting(decrypt, DECRYPT_BATCH))
     })
 }

@@ -309,10 +309,7 @@ async fn handle(State(sb): State<TopSandbox>, RawQuery(query): RawQuery, body: B
     if method == crate::DECRYPT_API {
         return oaid_decrypt(&sb, &get, rid);
     }
-    if method == crate::REFUNDS_API {
-        return refunds_receive_get(&sb, shop, &get, rid);
-    }
-    increment_get(&sb, shop, &get, rid)
+    list(&sb, shop, &get, rid, method == crate::REFUNDS_API)
 }
 
 /// A list call's window and page: `fields`, `start_modified` and
@@ -395,10 +392,31 @@ fn list_query<'a>(
 }
 
 impl ListQuery {
-    /// The `[from, to)` slice of `len` records this page holds, and the
-    /// one to corrupt.
-    fn slice(&self, sb: &TopSandbox, len: usize) -> (usize, usize, Option<usize>) {
-        sb.page_slice(len, self.page_no, self.page_size)
+    /// This page of `list` as `{"<root>":{<count>,"<outer>":{"<inner>":[…]},
+    /// "request_id":…}}`, each record written by `render` (about
+    /// `bytes_each` long; the one to corrupt told so).
+    fn page<E>(
+        &self,
+        sb: &TopSandbox,
+        rid: u64,
+        (root, outer, inner): (&str, &str, &str),
+        list: &[E],
+        bytes_each: usize,
+        render: impl Fn(&mut String, &E, bool),
+    ) -> Response {
+        let (from, to, corrupt_at) = sb.page_slice(list.len(), self.page_no, self.page_size);
+        let mut out = String::with_capacity(64 + (to - from) * bytes_each);
+        let _ = write!(out, r#"{{"{root}":{{"#);
+        self.count(&mut out, to, list.len());
+        let _ = write!(out, r#""{outer}":{{"{inner}":["#);
+        for (k, e) in list[from..to].iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            render(&mut out, e, corrupt_at == Some(from + k));
+        }
+        let _ = write!(out, r#"]}},"request_id":"{rid:x}"}}}}"#);
+        json_answer(out)
     }
 
     /// The page's count field: `has_next` or `total_results`.
@@ -409,36 +427,6 @@ impl ListQuery {
             let _ = write!(out, r#""total_results":{len},"#);
         }
     }
-}
-
-/// `taobao.refunds.receive.get`: the refunds of the shop modified in the
-/// window, newest first, each on one sub-order (`oid`; the trade's id for
-/// a refund of the whole trade).
-fn refunds_receive_get<'a>(
-    sb: &TopSandbox,
-    shop: usize,
-    get: &impl Fn(&str) -> Option<&'a str>,
-    rid: u64,
-) -> Response {
-    let q = match list_query(sb, get, rid) {
-        Ok(q) => q,
-        Err(answer) => return answer,
-    };
-    let idx = sb.book.snapshot();
-    let list = idx.refund_window(shop, q.start.timestamp(), q.end.timestamp());
-    let (from, to, corrupt_at) = q.slice(sb, list.len());
-    let mut out = String::with_capacity(64 + (to - from) * 300);
-    out.push_str(r#"{"refunds_receive_get_response":{"#);
-    q.count(&mut out, to, list.len());
-    out.push_str(r#""refunds":{"refund":["#);
-    for (k, e) in list[from..to].iter().enumerate() {
-        if k > 0 {
-            out.push(',');
-        }
-        sb.render_refund(&mut out, e, corrupt_at == Some(from + k));
-    }
-    let _ = write!(out, r#"]}},"request_id":"{rid:x}"}}}}"#);
-    json_answer(out)
 }
 
 /// `taobao.top.oaid.decrypt`: `query_list` of at most 20 `{tid, oaid, scene}`.
@@ -492,37 +480,43 @@ fn oaid_decrypt<'a>(sb: &TopSandbox, get: &impl Fn(&str) -> Option<&'a str>, rid
     )
 }
 
-fn increment_get<'a>(
+/// A list call of `shop`: `taobao.trades.sold.increment.get` (the trades
+/// modified in the window, newest first) or, where `refunds`,
+/// `taobao.refunds.receive.get` (the refunds modified in the window, each
+/// on one sub-order: `oid`, the trade's id for a refund of the whole trade).
+fn list<'a>(
     sb: &TopSandbox,
     shop: usize,
     get: &impl Fn(&str) -> Option<&'a str>,
     rid: u64,
+    refunds: bool,
 ) -> Response {
     let q = match list_query(sb, get, rid) {
         Ok(q) => q,
         Err(answer) => return answer,
     };
     let idx = sb.book.snapshot();
-    let list = idx.window(shop, q.start.timestamp(), q.end.timestamp());
-    let (from, to, corrupt_at) = q.slice(sb, list.len());
-
-    let mut out = String::with_capacity(64 + (to - from) * 900);
-    out.push_str(r#"{"trades_sold_increment_get_response":{"#);
-    q.count(&mut out, to, list.len());
-    out.push_str(r#""trades":{"trade":["#);
-    for (k, e) in list[from..to].iter().enumerate() {
-        if k > 0 {
-            out.push(',');
-        }
-        sb.render_trade(
-            &mut out,
-            e.purchase as usize,
-            usize::from(e.event),
-            corrupt_at == Some(from + k),
+    let (start, end) = (q.start.timestamp(), q.end.timestamp());
+    if refunds {
+        let names = ("refunds_receive_get_response", "refunds", "refund");
+        return q.page(
+            sb,
+            rid,
+            names,
+            idx.refund_window(shop, start, end),
+            300,
+            |out, e, bad| sb.render_refund(out, e, bad),
         );
     }
-    let _ = write!(out, r#"]}},"request_id":"{rid:x}"}}}}"#);
-    json_answer(out)
+    let names = ("trades_sold_increment_get_response", "trades", "trade");
+    q.page(
+        sb,
+        rid,
+        names,
+        idx.window(shop, start, end),
+        900,
+        |out, e, bad| sb.render_trade(out, e.purchase as usize, usize::from(e.event), bad),
+    )
 }
 
 /// The config that pulls an announced sandbox as `pull` asks.

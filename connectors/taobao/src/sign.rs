@@ -5,6 +5,7 @@
 
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
+use quanyu_connector_sdk::market::sorted_params_text;
 use sha2::Sha256;
 
 /// TOP's `sign_method`.
@@ -49,16 +50,7 @@ pub fn sign<'a>(
     secret: &str,
     method: SignMethod,
 ) -> String {
-    let mut sorted: Vec<(&str, &str)> = params
-        .into_iter()
-        .filter(|(k, v)| *k != "sign" && !v.is_empty())
-        .collect();
-    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut s = String::new();
-    for (k, v) in sorted {
-        s.push_str(k);
-        s.push_str(v);
-    }
+    let s = sorted_params_text(params, true, "", "");
     let digest = match method {
         SignMethod::Md5 => {
             let mut h = Md5::new();

@@ -41,8 +41,6 @@ pub const DEFAULT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const LIST_API: &str = "/channels/ec/order/list/get";
 /// One order, whole.
 pub const GET_API: &str = "/channels/ec/order/get";
-/// Longest window the list takes.
-pub const MAX_WINDOW_DAYS: i64 = 7;
 /// The after-sale id list API.
 pub const AFTER_SALE_LIST_API: &str = "/channels/ec/aftersale/getaftersalelist";
 /// The API reading one after-sale order.
@@ -54,29 +52,13 @@ quanyu_connector_sdk::market_config! {
         /// The API host (`https://api.weixin.qq.com`).
         #[serde(default = "default_api_base")]
         pub api_base: String,
-        /// Requests per second per shop account (WeChat limits each account);
-        /// 0 = no limit.
-        #[serde(default = "default_shop_qps")]
-        pub shop_qps: u32,
         /// Orders read at once through `order/get` (1–32).
         #[serde(default = "default_details_at_once")]
         pub details_at_once: usize,
         /// The shops.
         pub shops: Vec<WechatShop>,
     }
-    pull defaults { qps: 0, page_size: 100, window_minutes: 24 * 60, lookback_minutes: 30, initial_days: 7 }
 }
-
-/// What the platform allows of the pull settings.
-pub const LIMITS: PullLimits = PullLimits {
-    page_size: 1..=100,
-    window_minutes: (
-        MAX_WINDOW_DAYS * 24 * 60,
-        " (the order list takes 7 days at most)",
-    ),
-    initial_days: (3650, ""),
-    end_lag: Duration::minutes(1),
-};
 
 /// One shop account.
 #[derive(Debug, Clone, Deserialize)]
@@ -93,9 +75,6 @@ pub struct WechatShop {
 fn default_api_base() -> String {
     DEFAULT_API_BASE.into()
 }
-fn default_shop_qps() -> u32 {
-    10
-}
 fn default_details_at_once() -> usize {
     4
 }
@@ -111,13 +90,13 @@ pub fn build_streams(
     let section = accounts.join("+");
     let wiring = AppWiring::new("wechat_shop", &section, setup, cfg.pull.qps);
     wiring.check_range("details_at_once", cfg.details_at_once, 1..=32, "")?;
-    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, PLATFORM.limits())?;
     each_shop(&cfg.shops, |shop| {
         if shop.appid.trim().is_empty() {
             return Err(wiring.error(format!("shop {}: appid is empty", shop.id)));
         }
         let client = ShopClient::new(
-            wiring.shop_api(&shop.appid, cfg.shop_qps),
+            wiring.shop_api(&shop.appid, cfg.pull.shop_qps),
             &cfg.api_base,
             shop.appid.trim(),
             wiring.secret(&shop.secret)?,
@@ -140,7 +119,7 @@ pub fn build_streams(
             )
         };
         let listing =
-            |api| Listing::new(api, Paging::Cursor).within(Duration::days(MAX_WINDOW_DAYS));
+            |api| Listing::new(api, Paging::Cursor).within(PLATFORM.limits().longest_window());
         let lists = [listing(LIST_API), listing(AFTER_SALE_LIST_API)];
         Ok(wiring.shop_streams(
             &shop.id,

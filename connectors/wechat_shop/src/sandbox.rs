@@ -546,7 +546,6 @@ fn after_sale_get(sb: &WechatShopSandbox, shop: usize, params: &serde_json::Valu
 pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::WechatShopConfig {
     crate::WechatShopConfig {
         api_base: ann.base_url.clone(),
-        shop_qps: 0,
         details_at_once: 4,
         pull: PullSettings::sandbox(pull, 100, 24 * 60, 30),
         shops: ann

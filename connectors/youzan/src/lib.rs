@@ -51,8 +51,6 @@ pub const DECRYPT_BATCH: usize = 10_000;
 pub const MAX_PAGE_NO: u64 = 100;
 /// Most orders one query may page through (`page_no × page_size`).
 pub const MAX_DEPTH: u64 = 3_200;
-/// Longest window the list takes (one year).
-pub const MAX_WINDOW_DAYS: i64 = 365;
 
 quanyu_connector_sdk::market_config! {
     /// One Youzan self-use app (client_id) and the shops it serves.
@@ -64,9 +62,6 @@ quanyu_connector_sdk::market_config! {
         pub client_id: String,
         /// The app's client_secret.
         pub client_secret: SecretRef,
-        /// Requests per second per shop; 0 = no per-shop limit.
-        #[serde(default)]
-        pub shop_qps: u32,
         /// Decrypt receiver phones through `youzan.cloud.secret.decrypt.batch`
         /// and hash them.
         #[serde(default)]
@@ -74,20 +69,7 @@ quanyu_connector_sdk::market_config! {
         /// The shops.
         pub shops: Vec<YouzanShop>,
     }
-    pull defaults { qps: 10, page_size: 100, window_minutes: 6 * 60, lookback_minutes: 30, initial_days: 7 }
 }
-
-/// What Youzan's trade list allows (it asks callers to stay 30 s behind
-/// its events).
-pub const LIMITS: PullLimits = PullLimits {
-    page_size: 1..=100,
-    window_minutes: (
-        MAX_WINDOW_DAYS * 24 * 60,
-        " (Youzan searches one year at most)",
-    ),
-    initial_days: (3650, ""),
-    end_lag: Duration::minutes(1),
-};
 
 /// One shop: its id in the lake and its Youzan shop id (`kdt_id`), which
 /// silent authorization grants a token for.
@@ -110,7 +92,7 @@ pub fn build_streams(
     setup: &ConnectorSetup,
 ) -> Result<Vec<Arc<dyn Stream>>, ConfigError> {
     let wiring = AppWiring::new("youzan", &cfg.client_id, setup, cfg.pull.qps);
-    let plan = cfg.pull.checked_plan(&wiring, &LIMITS)?;
+    let plan = cfg.pull.checked_plan(&wiring, PLATFORM.limits())?;
     let secret = wiring.secret(&cfg.client_secret)?;
     if cfg.pull.refunds && cfg.pull.window_minutes > 90 * 24 * 60 {
         return Err(wiring.error(format!(
@@ -123,7 +105,7 @@ pub fn build_streams(
             return Err(wiring.error(format!("shop {}: kdt_id is empty", shop.id)));
         }
         let client = YouzanClient::new(
-            wiring.shop_api(&shop.id, cfg.shop_qps),
+            wiring.shop_api(&shop.id, cfg.pull.shop_qps),
             &cfg.gateway,
             &cfg.client_id,
             secret.clone(),
@@ -137,7 +119,7 @@ pub fn build_streams(
         let trades = Listing {
             max_records: Some(MAX_DEPTH.min(MAX_PAGE_NO * u64::from(cfg.pull.page_size))),
             ..Listing::new(TRADES_API, Paging::backward(1, cfg.pull.page_size))
-                .within(Duration::days(MAX_WINDOW_DAYS))
+                .within(PLATFORM.limits().longest_window())
         };
         let refunds = Listing::new(REFUNDS_API, trades.paging).within(Duration::days(90));
         // Decrypt calls share the shop's budget.

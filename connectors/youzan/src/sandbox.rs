@@ -455,7 +455,6 @@ pub fn config(ann: &SandboxAnnouncement, pull: SandboxPull) -> crate::YouzanConf
         gateway: ann.base_url.clone(),
         client_id: ann.app_key.clone(),
         client_secret: SecretRef::inline(ann.app_secret.clone()),
-        shop_qps: 0,
         decrypt: pull.decrypt,
         pull: PullSettings::sandbox(pull, 100, 6 * 60, 30),
         shops: ann

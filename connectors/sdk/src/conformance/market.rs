@@ -229,17 +229,27 @@ impl Started {
 /// after a crash at any page, malformed records quarantined, bad
 /// credentials, expired tokens, reported totals).
 pub fn refunds_harness(connector: &'static dyn Connector) -> impl Harness {
-    RefundsHarness(connector)
+    SuiteHarness {
+        connector,
+        refunds: true,
+    }
 }
 
-struct RefundsHarness(&'static dyn Connector);
+/// A connector's sandbox as a [`Harness`] of its orders, or of its refunds.
+struct SuiteHarness {
+    connector: &'static dyn Connector,
+    refunds: bool,
+}
 
 #[async_trait]
-impl Harness for RefundsHarness {
+impl Harness for SuiteHarness {
     async fn start(&self, faults: FaultConfig) -> Box<dyn Running> {
-        Box::new(RefundsRunning(AsRunning(
-            Started::start_over(self.0, faults, 1000, REFUND_DAYS).await,
-        )))
+        if self.refunds {
+            let started = Started::start_over(self.connector, faults, 1000, REFUND_DAYS).await;
+            Box::new(RefundsRunning(AsRunning(started)))
+        } else {
+            Box::new(AsRunning(Started::start(self.connector, faults, 300).await))
+        }
     }
 }
 
@@ -344,15 +354,9 @@ impl Running for AsRunning {
 /// A connector's sandbox as a plain [`Harness`] (300 orders), for running
 /// the base suite's single checks.
 pub fn as_harness(connector: &'static dyn Connector) -> impl Harness {
-    AsHarness(connector)
-}
-
-struct AsHarness(&'static dyn Connector);
-
-#[async_trait]
-impl Harness for AsHarness {
-    async fn start(&self, faults: FaultConfig) -> Box<dyn Running> {
-        Box::new(AsRunning(Started::start(self.0, faults, 300).await))
+    SuiteHarness {
+        connector,
+        refunds: false,
     }
 }
 
@@ -631,8 +635,8 @@ pub async fn check_pull_limits(connector: &'static dyn Connector) {
     };
     let (pages, (window, window_why), (days, days_why)) = (
         limits.page_size.clone(),
-        limits.window_minutes,
-        limits.initial_days,
+        limits.window_minutes.clone(),
+        limits.initial_days.clone(),
     );
     let at_limits = build(&|p| {
         p.page_size = *pages.end();
@@ -952,7 +956,9 @@ pub async fn check_decrypt_on_and_off(connector: &'static dyn Connector) {
 }
 
 /// Two shops of one app key share its one budget: at 4 requests per
-/// second the two shops' calls together never exceed it.
+/// second the two shops' calls together never exceed it. A shop's own
+/// budget (`shop_qps`) holds too: at 4 per second for each shop and no
+/// app budget, one shop's calls never exceed it.
 pub async fn check_shops_share_one_budget(connector: &'static dyn Connector) {
     let sb = Started::start(connector, FaultConfig::default(), 20).await;
     let pull = SandboxPull {
@@ -965,19 +971,31 @@ pub async fn check_shops_share_one_budget(connector: &'static dyn Connector) {
         "the world has two shops of {}",
         connector.name()
     );
+    assert_within_four_per_second(&sb, &streams[..2], 6).await;
+    let kit = Started::kit_of(connector);
+    let by_shop = |p: &mut PullSettings| p.shop_qps = 4;
+    let streams = kit
+        .streams_with_settings(&sb.announcement, &by_shop, &setup())
+        .expect("shop_qps builds");
+    assert_within_four_per_second(&sb, &streams[..1], 12).await;
+    sb.stop().await;
+}
+
+/// Pull `windows` windows of each of `streams` at once and assert their
+/// calls together kept to 4 per second (after a burst of 4).
+async fn assert_within_four_per_second(sb: &Started, streams: &[Arc<dyn Stream>], windows: i32) {
     let core = sb.core();
     let as_of = core.as_of();
     let before = core.requests();
     let started = std::time::Instant::now();
     let tasks: Vec<_> = streams
         .iter()
-        .take(2)
         .map(|s| {
             let s = s.clone();
             let ctx = pull_context();
             let len = max_window(s.as_ref()).min(Duration::hours(1));
             tokio::spawn(async move {
-                for k in 0..6 {
+                for k in 0..windows {
                     let w = Window {
                         start: as_of - len * (k + 1),
                         end: as_of - len * k,
@@ -1001,5 +1019,4 @@ pub async fn check_shops_share_one_budget(connector: &'static dyn Connector) {
         "{calls} calls in {:?}",
         started.elapsed()
     );
-    sb.stop().await;
 }

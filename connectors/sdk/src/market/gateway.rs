@@ -203,6 +203,100 @@ pub fn refresh_token_of(ctx: &RequestContext, prev: Option<TokenSet>) -> Result<
     })
 }
 
+/// What an OAuth2 refresh-token exchange answers (JD's and Kuaishou's
+/// `/oauth2/refresh_token`): new tokens, or a code and a message.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct RefreshAnswer {
+    /// The new access token.
+    pub access_token: Option<String>,
+    /// The new refresh token (kept as it was where absent).
+    pub refresh_token: Option<String>,
+    /// Seconds the access token lives (a number or a numeric text).
+    pub expires_in: Option<serde_json::Value>,
+    /// The answer's code (JD: `code`, `0` or absent on success).
+    pub code: Option<serde_json::Value>,
+    /// The answer's result (Kuaishou: `1` on success).
+    pub result: Option<serde_json::Value>,
+    /// The message (JD).
+    pub msg: Option<String>,
+    /// The message (Kuaishou).
+    pub error_msg: Option<String>,
+    /// The short error (Kuaishou).
+    pub error: Option<String>,
+}
+
+impl RefreshAnswer {
+    /// The first message the answer gives, or an empty text.
+    pub fn message(&self) -> &str {
+        [&self.msg, &self.error_msg, &self.error]
+            .into_iter()
+            .flatten()
+            .map(|m| m.trim())
+            .find(|m| !m.is_empty())
+            .unwrap_or("")
+    }
+
+    /// The new tokens where the platform said `ok` and gave an access
+    /// token; else the refusal, of `kind`, naming `code` (what the
+    /// platform calls it: `label`) and the message.
+    pub fn tokens(
+        self,
+        ctx: &RequestContext,
+        (label, code): (&str, &str),
+        ok: bool,
+        kind: ErrorKind,
+    ) -> Result<TokenSet> {
+        let expires_in = self
+            .expires_in
+            .as_ref()
+            .and_then(super::int_of)
+            .unwrap_or(0);
+        match self.access_token.as_deref().filter(|t| ok && !t.is_empty()) {
+            Some(at) => Ok(TokenSet::issued(
+                at,
+                self.refresh_token.as_deref(),
+                expires_in,
+            )),
+            None => {
+                let code_said = if code.is_empty() { "none" } else { code };
+                let msg = match self.message() {
+                    "" => String::new(),
+                    m => format!(": {m}"),
+                };
+                let message = format!(
+                    "token refresh refused ({label} {code_said}{msg}): authorize the shop again if this persists"
+                );
+                Err(ConnectorError::new(ctx, kind, message).with_code(code))
+            }
+        }
+    }
+}
+
+/// Exchange the shop's refresh token by GET `url?<key name>=<app
+/// key>&app_secret&grant_type=refresh_token&refresh_token` (`app` is the
+/// key's name and value), as JD's and Kuaishou's OAuth2 take it.
+pub async fn refresh_by_get(
+    api: &ApiClient,
+    ctx: &RequestContext,
+    url: &str,
+    app: (&str, &str),
+    app_secret: &Secret,
+    prev: Option<TokenSet>,
+) -> Result<RefreshAnswer> {
+    let rt = refresh_token_of(ctx, prev)?;
+    let req = api.http().get(url).query(&[
+        app,
+        ("app_secret", app_secret.expose()),
+        ("grant_type", "refresh_token"),
+        ("refresh_token", rt.expose()),
+    ]);
+    let body = api.send(ctx, req).await?;
+    serde_json::from_slice(&body).map_err(|e| {
+        let message = format!("unreadable refresh answer: {e}");
+        ConnectorError::new(ctx, ErrorKind::Transient, message)
+    })
+}
+
 /// A refresh call the platform refused (bad or expired refresh token) is
 /// an authorization problem: retrying cannot help.
 pub fn refresh_refused(mut e: ConnectorError) -> ConnectorError {

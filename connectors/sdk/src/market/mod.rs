@@ -53,14 +53,15 @@ mod paging;
 pub mod prelude;
 mod record;
 mod settings;
+mod signing;
 mod stream;
 mod wiring;
 
 pub use answer::ListAnswer;
 pub use decrypt::{decrypt_phones, PhoneDecrypt};
 pub use gateway::{
-    no_access_token, post_json_attempt, read_envelope, refresh_refused, refresh_token_of,
-    SignedCall, TokenGateway,
+    no_access_token, post_json_attempt, read_envelope, refresh_by_get, refresh_refused,
+    refresh_token_of, RefreshAnswer, SignedCall, TokenGateway,
 };
 pub use mapping::RecordMapping;
 pub use paging::{Paging, MAX_PAGES_PER_WINDOW};
@@ -68,7 +69,8 @@ pub use record::{
     code_text, error_text, int_of, item_count_of, lines_of, phones_for, read_answer,
     read_token_answer, says, text_of, values_of, yuan_of, Line, MappedOrder, Rejected,
 };
-pub use settings::{PullLimits, PullSettings, Pulled};
+pub use settings::{PlatformFacts, PullDefaults, PullLimits, PullSettings, PullWritten, Pulled};
+pub use signing::sorted_params_text;
 pub use stream::{
     each_shop, ListPage, ListStream, Listed, Listing, Lists, OrderStream, PageAt, PageQuery,
     RecordList, RefundStream, ShopStreams,

@@ -271,7 +271,19 @@ impl MarketCore {
         page: usize,
         size: usize,
     ) -> (usize, usize, Option<usize>) {
-        let from = (page.saturating_sub(1).saturating_mul(size)).min(len);
+        self.slice_from(len, page.saturating_sub(1).saturating_mul(size), size)
+    }
+
+    /// The `[from, to)` records of a page of `size` that starts at record
+    /// `from` of `len` (cursor paging), and the one to corrupt, as
+    /// [`MarketCore::page_slice`].
+    pub fn slice_from(
+        &self,
+        len: usize,
+        from: usize,
+        size: usize,
+    ) -> (usize, usize, Option<usize>) {
+        let from = from.min(len);
         let to = from.saturating_add(size).min(len);
         let corrupt = (to > from && self.faults.draw_malformed())
             .then(|| from + self.requests() as usize % (to - from));
@@ -359,7 +371,7 @@ pub fn check_rendered_order(
 /// what `emulated` describes (`{base_url}` stands for where it serves);
 /// `kit` names the config type, and the macro declares `KIT`, the sandbox
 /// kit (the module's `config`, `crate::build_streams`, the crate's
-/// `sandbox.toml`, `crate::LIMITS`);
+/// `sandbox.toml`, `crate::PLATFORM`);
 /// an optional `core`
 /// builds the core otherwise (a closure of the config), and an optional
 /// `announce` names a method that adjusts what the sandbox announces
@@ -493,7 +505,7 @@ macro_rules! market_sandbox {
             config,
             build: crate::build_streams,
             facts: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sandbox.toml")),
-            limits: &crate::LIMITS,
+            platform: &crate::PLATFORM,
             mapping: &crate::MAPPING,
         };
 
