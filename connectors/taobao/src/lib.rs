@@ -266,3 +266,41 @@ quanyu_connector_sdk::market_connector! {
     TaobaoConfig, "taobao", Taobao, "Taobao / Tmall (淘宝/天猫) orders",
     decrypts: true, state: "tb_", ids: Some("[0-9]{12,20}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A section with the required keys and `extra` (`, "key": value`).
+    fn section(extra: &str) -> Result<TaobaoConfig, String> {
+        let text =
+            format!(r#"{{"app_key": "k", "app_secret": {{"env": "X"}}, "shops": []{extra}}}"#);
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    }
+
+    /// A section that says nothing of the pull gets `platform.toml`'s
+    /// defaults (and refunds); what it says wins; an unknown key is refused.
+    #[test]
+    fn pull_settings_default_to_the_platform_facts() {
+        let d = *PLATFORM.defaults();
+        let pull = section("").unwrap().pull;
+        assert_eq!(
+            (pull.qps, pull.shop_qps, pull.page_size, pull.window_minutes),
+            (d.qps, d.shop_qps, d.page_size, d.window_minutes)
+        );
+        assert_eq!(
+            (pull.lookback_minutes, pull.initial_days, pull.refunds),
+            (d.lookback_minutes, d.initial_days, true)
+        );
+        let pull = section(r#", "page_size": 50, "shop_qps": 3, "refunds": false"#)
+            .unwrap()
+            .pull;
+        assert_eq!(
+            (pull.page_size, pull.shop_qps, pull.refunds),
+            (50, 3, false)
+        );
+        assert!(section(r#", "page_sise": 50"#)
+            .unwrap_err()
+            .contains("page_sise"));
+    }
+}

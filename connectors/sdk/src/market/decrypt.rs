@@ -6,8 +6,8 @@ use quanyu_schemas::{normalize_phone, PiiHasher};
 
 use crate::error::ConnectorError;
 
+use super::lists::Lists;
 use super::record::MappedOrder;
-use super::stream::Lists;
 
 /// A platform's batch decrypt API, under its own rate limit (its client
 /// is the one [`Lists::http`] names).

@@ -48,6 +48,7 @@ macro_rules! scalars_say_their_kind {
 mod answer;
 mod decrypt;
 mod gateway;
+mod lists;
 mod mapping;
 mod paging;
 pub mod prelude;
@@ -63,16 +64,17 @@ pub use gateway::{
     no_access_token, post_json_attempt, read_envelope, refresh_by_get, refresh_refused,
     refresh_token_of, RefreshAnswer, SignedCall, TokenGateway,
 };
+pub use lists::Lists;
 pub use mapping::RecordMapping;
 pub use paging::{Paging, MAX_PAGES_PER_WINDOW};
 pub use record::{
     code_text, error_text, int_of, item_count_of, lines_of, phones_for, read_answer,
     read_token_answer, says, text_of, values_of, yuan_of, Line, MappedOrder, Rejected,
 };
-pub use settings::{PlatformFacts, PullDefaults, PullLimits, PullSettings, PullWritten, Pulled};
+pub use settings::{PlatformFacts, PullDefaults, PullLimits, PullSettings, Pulled};
 pub use signing::sorted_params_text;
 pub use stream::{
-    each_shop, ListPage, ListStream, Listed, Listing, Lists, OrderStream, PageAt, PageQuery,
-    RecordList, RefundStream, ShopStreams,
+    each_shop, ListPage, ListStream, Listed, Listing, OrderStream, PageAt, PageQuery, RecordList,
+    RefundStream, ShopStreams,
 };
 pub use wiring::{AppWiring, TokenShop};

@@ -35,40 +35,6 @@ pub struct PullSettings {
     pub refunds: bool,
 }
 
-/// The pull settings as a section writes them: each may be left out.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PullWritten {
-    /// `qps`.
-    pub qps: Option<u32>,
-    /// `shop_qps`.
-    pub shop_qps: Option<u32>,
-    /// `page_size`.
-    pub page_size: Option<u32>,
-    /// `window_minutes`.
-    pub window_minutes: Option<i64>,
-    /// `lookback_minutes`.
-    pub lookback_minutes: Option<i64>,
-    /// `initial_days`.
-    pub initial_days: Option<i64>,
-    /// `refunds` (on unless said otherwise).
-    pub refunds: Option<bool>,
-}
-
-impl PullWritten {
-    /// The settings: what is written, the platform's default where not.
-    pub fn or(self, d: &PullDefaults) -> PullSettings {
-        PullSettings {
-            qps: self.qps.unwrap_or(d.qps),
-            shop_qps: self.shop_qps.unwrap_or(d.shop_qps),
-            page_size: self.page_size.unwrap_or(d.page_size),
-            window_minutes: self.window_minutes.unwrap_or(d.window_minutes),
-            lookback_minutes: self.lookback_minutes.unwrap_or(d.lookback_minutes),
-            initial_days: self.initial_days.unwrap_or(d.initial_days),
-            refunds: self.refunds.unwrap_or(true),
-        }
-    }
-}
-
 /// A config with pull settings (every `market_config!` config).
 pub trait Pulled {
     /// Its pull settings, to change.
@@ -305,36 +271,29 @@ macro_rules! market_config {
             #[serde(deny_unknown_fields)]
             pub struct Section {
                 $($(#[$fmeta])* pub $field: $fty,)*
-                #[serde(default)]
                 pub qps: Option<u32>,
-                #[serde(default)]
                 pub shop_qps: Option<u32>,
-                #[serde(default)]
                 pub page_size: Option<u32>,
-                #[serde(default)]
                 pub window_minutes: Option<i64>,
-                #[serde(default)]
                 pub lookback_minutes: Option<i64>,
-                #[serde(default)]
                 pub initial_days: Option<i64>,
-                #[serde(default)]
                 pub refunds: Option<bool>,
             }
 
             impl From<Section> for super::$name {
                 fn from(s: Section) -> Self {
-                    let written = $crate::market::PullWritten {
-                        qps: s.qps,
-                        shop_qps: s.shop_qps,
-                        page_size: s.page_size,
-                        window_minutes: s.window_minutes,
-                        lookback_minutes: s.lookback_minutes,
-                        initial_days: s.initial_days,
-                        refunds: s.refunds,
-                    };
+                    let d = super::PLATFORM.defaults();
                     super::$name {
                         $($field: s.$field,)*
-                        pull: written.or(super::PLATFORM.defaults()),
+                        pull: $crate::market::PullSettings {
+                            qps: s.qps.unwrap_or(d.qps),
+                            shop_qps: s.shop_qps.unwrap_or(d.shop_qps),
+                            page_size: s.page_size.unwrap_or(d.page_size),
+                            window_minutes: s.window_minutes.unwrap_or(d.window_minutes),
+                            lookback_minutes: s.lookback_minutes.unwrap_or(d.lookback_minutes),
+                            initial_days: s.initial_days.unwrap_or(d.initial_days),
+                            refunds: s.refunds.unwrap_or(true),
+                        },
                     }
                 }
             }

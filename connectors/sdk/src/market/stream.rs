@@ -19,6 +19,7 @@ use crate::source::{
 use crate::window::{Window, WindowPlan};
 
 use super::decrypt::{decrypt_phones, PhoneDecrypt};
+use super::lists::Lists;
 use super::paging::{Paging, MAX_PAGES_PER_WINDOW};
 use super::record::{MappedOrder, Rejected};
 
@@ -150,13 +151,6 @@ impl Listed for RefundRow {
             vec![],
         )
     }
-}
-
-/// What calls a platform's lists: the HTTP client they go through (for
-/// its counters).
-pub trait Lists: Send + Sync + 'static {
-    /// The client.
-    fn http(&self) -> &ApiClient;
 }
 
 /// Which page of which window a list is asked for.
