@@ -522,7 +522,6 @@ fn order(
     }
 }
 
-/// Land `rows` in raw_orders in one commit, stamped as ingested at `at`.
 /// Land `n` paid orders at `now` and refresh them into `orders`.
 async fn land_paid_orders(lake: &Lake, n: usize, now: chrono::DateTime<Utc>) {
     let rows: Vec<_> = (0..n)
@@ -532,6 +531,7 @@ async fn land_paid_orders(lake: &Lake, n: usize, now: chrono::DateTime<Utc>) {
     refresh_orders(lake).await;
 }
 
+/// Land `rows` in raw_orders in one commit, stamped as ingested at `at`.
 async fn land(lake: &Lake, rows: &[quanyu_schemas::OrderRow], at: chrono::DateTime<Utc>) {
     for chunk in rows.chunks(50_000) {
         let mut b = quanyu_schemas::OrdersBuilder::new("r", at);
