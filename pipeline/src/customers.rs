@@ -26,32 +26,7 @@ pub async fn build_customers(lake: &Lake, built: (&str, i64)) -> Result<()> {
     let has_refunds = lake.register(&ctx, "refunds").await?;
     let has_contacts = lake.register(&ctx, "contacts").await?;
     let sql = customers_sql(has_orders, has_refunds, has_contacts);
-    let df = ctx.sql(&sql).await?;
-    let schema = crate::lake::plain_types(df.schema().as_arrow());
-    let exprs: Vec<datafusion::prelude::Expr> = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            datafusion::logical_expr::cast(
-                datafusion::prelude::Expr::Column(datafusion::common::Column::from_name(f.name())),
-                f.data_type().clone(),
-            )
-            .alias(f.name())
-        })
-        .collect();
-    let df = df.select(exprs)?;
-    lake.write_plan(
-        "customers",
-        &schema,
-        &ctx,
-        df,
-        crate::lake::Commit {
-            replace_schema: true,
-            txns: vec![(built.0.to_string(), built.1)],
-            ..Default::default()
-        },
-    )
-    .await
+    crate::marts::write_mart(lake, "customers", &ctx, &sql, built).await
 }
 
 const TS: &str = "arrow_cast(NULL, 'Timestamp(Microsecond, Some(\"UTC\"))')";
@@ -70,7 +45,7 @@ const OWNER_AT: usize = 20;
 /// never below zero; `refunded_fen` is what went back on the customer's
 /// orders, whatever their status now.
 fn customers_sql(has_orders: bool, has_refunds: bool, has_contacts: bool) -> String {
-    let paid = "('paid','shipped','delivered','completed')";
+    let paid = crate::customer_orders::PAID_STATUSES;
     let str_null = "CAST(NULL AS VARCHAR)";
     let zero = "CAST(0 AS BIGINT)";
     // One row per record: (type, key, unified id, channel, orders, paid

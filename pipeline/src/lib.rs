@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod customer_orders;
 pub mod customers;
 pub mod identity;
 pub mod imports;

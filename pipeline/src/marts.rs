@@ -24,6 +24,12 @@ pub struct Mart {
 /// Every mart, in build order.
 pub static MARTS: &[Mart] = &[
     Mart {
+        name: "customer_orders",
+        about: "one row per order with its unified customer, net of refunds, and the customer's paid-order sequence",
+        inputs: &["identity_map", "orders", "refunds"],
+        build: |lake, built| Box::pin(crate::customer_orders::build_customer_orders(lake, built)),
+    },
+    Mart {
         name: "customers",
         about: "one row per unified customer: orders, spend net of refunds, channels, owner",
         inputs: &["identity_map", "orders", "refunds", "contacts"],
@@ -36,6 +42,38 @@ pub static MARTS: &[Mart] = &[
         build: |lake, built| Box::pin(crate::customers::build_bridges(lake, built)),
     },
 ];
+
+/// Write the result of `sql` (run in `ctx`, where its inputs are
+/// registered) as mart `name`, replacing its contents and schema, with the
+/// cursor `built` (application id, state) in the same commit. Columns are
+/// written in plain Arrow types (`Utf8`, not views).
+pub(crate) async fn write_mart(
+    lake: &Lake,
+    name: &str,
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+    built: (&str, i64),
+) -> Result<()> {
+    use datafusion::common::Column;
+    use datafusion::prelude::Expr;
+    let df = ctx.sql(sql).await?;
+    let schema = crate::lake::plain_types(df.schema().as_arrow());
+    let exprs: Vec<Expr> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let column = Expr::Column(Column::from_name(f.name()));
+            datafusion::logical_expr::cast(column, f.data_type().clone()).alias(f.name())
+        })
+        .collect();
+    let commit = crate::lake::Commit {
+        replace_schema: true,
+        txns: vec![(built.0.to_string(), built.1)],
+        ..Default::default()
+    };
+    lake.write_plan(name, &schema, ctx, df.select(exprs)?, commit)
+        .await
+}
 
 /// The application id under which a mart records the state it reflects.
 fn app_id(mart: &Mart) -> String {

@@ -1140,3 +1140,95 @@ async fn a_refund_alone_brings_customers_up_to_date() {
         1_200
     );
 }
+
+/// `customer_orders` places every order with its customer, nets refunds,
+/// and numbers each customer's paid orders with the days between them;
+/// its net total is the GMV `customers` holds. Figures are worked out by
+/// hand from the orders below, not by the mart's SQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_orders_place_net_and_sequence_each_order() {
+    let h = hasher();
+    let (_dir, lake) = temp_lake();
+    let t0 = DateTime::from_timestamp(1_760_000_000, 0).unwrap();
+    let order = |id: &str, phone: &str, days: i64, fen: i64, status: OrderStatus| OrderRow {
+        phone_hash: h.phone_text(phone),
+        amount_fen: fen,
+        status,
+        ..paid_order(Channel::Jd, id.into(), t0 + Duration::days(days))
+    };
+    // One buyer: paid on day 0, cancelled on day 10, paid on day 40 (1,200
+    // of 3,000 refunded); another buyer: one paid order on day 5.
+    let orders = [
+        order("4200000001", "13900090001", 0, 5_000, OrderStatus::Paid),
+        order(
+            "4200000002",
+            "13900090001",
+            10,
+            2_000,
+            OrderStatus::Cancelled,
+        ),
+        order(
+            "4200000003",
+            "13900090001",
+            40,
+            3_000,
+            OrderStatus::Completed,
+        ),
+        order("4200000004", "13900090002", 5, 7_000, OrderStatus::Shipped),
+    ];
+    land(&lake, &orders, &[]).await;
+    let refund = quanyu_schemas::RefundRow {
+        channel: Channel::Jd,
+        shop_id: "s1".into(),
+        refund_id: "r1".into(),
+        order_id: "4200000003".into(),
+        line_id: None,
+        status: quanyu_schemas::RefundStatus::Succeeded,
+        platform_status: "done".into(),
+        refund_fen: 1_200,
+        created_at: t0,
+        updated_at: t0,
+    };
+    let batch = quanyu_schemas::RefundRow::batch(&[refund], "test", Utc::now());
+    lake.append_raw(TableKind::Refunds, vec![batch])
+        .await
+        .unwrap();
+    quanyu::sync::Sync::new(&lake, &h)
+        .refresh(TableKind::Refunds)
+        .run()
+        .await
+        .unwrap();
+    let rows = crate::column_text(
+        &lake,
+        "SELECT concat_ws(' ', order_id, net_fen, refunded_fen, is_paid,
+                          coalesce(CAST(paid_seq AS VARCHAR), '-'),
+                          coalesce(CAST(days_since_previous AS VARCHAR), '-'))
+         FROM customer_orders ORDER BY order_id",
+    )
+    .await;
+    assert_eq!(
+        rows,
+        [
+            "4200000001 5000 0 true 1 -",
+            "4200000002 0 0 false - -",
+            "4200000003 1800 1200 true 2 40",
+            "4200000004 7000 0 true 1 -",
+        ]
+    );
+    let customers = "SELECT count(DISTINCT unified_id) FROM customer_orders";
+    assert_eq!(int(&lake, customers).await, 2, "two buyers, two customers");
+    let first = format!("{customers} WHERE order_id IN ('4200000001', '4200000002', '4200000003')");
+    assert_eq!(
+        int(&lake, &first).await,
+        1,
+        "the first buyer's three orders"
+    );
+    assert_eq!(
+        int(&lake, "SELECT sum(net_fen) FROM customer_orders").await,
+        5_000 + 1_800 + 7_000
+    );
+    assert_eq!(
+        int(&lake, "SELECT sum(gmv_fen) FROM customers").await,
+        int(&lake, "SELECT sum(net_fen) FROM customer_orders").await
+    );
+}
