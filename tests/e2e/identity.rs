@@ -1029,16 +1029,18 @@ async fn marts_left_behind_by_a_killed_sync_are_caught_up() {
         .await
         .unwrap();
     assert!(built.build > 0);
-    let customers = &quanyu::marts::MARTS[0];
-    assert_eq!(customers.name, "customers");
+    let customers = quanyu::marts::MARTS
+        .iter()
+        .find(|m| m.name == "customers")
+        .expect("customers is a mart");
     assert!(!quanyu::marts::is_current(&lake, customers, built.build)
         .await
         .unwrap());
     let report = quanyu::sync::Sync::new(&lake, &h).run().await.unwrap();
     assert!(report.records.is_empty(), "nothing to pull");
     assert_eq!(
-        report.marts_rebuilt, 1,
-        "customers (bridges has no touchpoints to read)"
+        report.marts_rebuilt, 2,
+        "customer_orders (empty: no orders yet) and customers; bridges has no touchpoints to read"
     );
     assert!(quanyu::marts::is_current(&lake, customers, built.build)
         .await
@@ -1095,6 +1097,26 @@ async fn marts_left_behind_by_a_killed_sync_are_caught_up() {
     }
 }
 
+/// Land a succeeded JD refund of `fen` on `order_id` in `raw_refunds`.
+async fn land_refund(lake: &Lake, order_id: &str, fen: i64, at: DateTime<Utc>) {
+    let refund = quanyu_schemas::RefundRow {
+        channel: Channel::Jd,
+        shop_id: "s1".into(),
+        refund_id: format!("r-{order_id}"),
+        order_id: order_id.into(),
+        line_id: None,
+        status: quanyu_schemas::RefundStatus::Succeeded,
+        platform_status: "done".into(),
+        refund_fen: fen,
+        created_at: at,
+        updated_at: at,
+    };
+    let batch = quanyu_schemas::RefundRow::batch(&[refund], "test", Utc::now());
+    lake.append_raw(TableKind::Refunds, vec![batch])
+        .await
+        .unwrap();
+}
+
 /// A refund paid back after the marts were built reaches `customers` at the
 /// next sync, though nothing else changed: its GMV drops by the refund and
 /// `refunded_fen` holds it.
@@ -1112,22 +1134,7 @@ async fn a_refund_alone_brings_customers_up_to_date() {
     quanyu::sync::Sync::new(&lake, &h).run().await.unwrap();
     let gmv = "SELECT sum(gmv_fen) FROM customers";
     assert_eq!(int(&lake, gmv).await, 5_000);
-    let refund = quanyu_schemas::RefundRow {
-        channel: Channel::Jd,
-        shop_id: "s1".into(),
-        refund_id: "r1".into(),
-        order_id: "4200000001".into(),
-        line_id: None,
-        status: quanyu_schemas::RefundStatus::Succeeded,
-        platform_status: "done".into(),
-        refund_fen: 1_200,
-        created_at: t0,
-        updated_at: t0,
-    };
-    let batch = quanyu_schemas::RefundRow::batch(&[refund], "test", Utc::now());
-    lake.append_raw(TableKind::Refunds, vec![batch])
-        .await
-        .unwrap();
+    land_refund(&lake, "4200000001", 1_200, t0).await;
     let report = quanyu::sync::Sync::new(&lake, &h)
         .refresh(TableKind::Refunds)
         .run()
@@ -1177,22 +1184,7 @@ async fn customer_orders_place_net_and_sequence_each_order() {
         order("4200000004", "13900090002", 5, 7_000, OrderStatus::Shipped),
     ];
     land(&lake, &orders, &[]).await;
-    let refund = quanyu_schemas::RefundRow {
-        channel: Channel::Jd,
-        shop_id: "s1".into(),
-        refund_id: "r1".into(),
-        order_id: "4200000003".into(),
-        line_id: None,
-        status: quanyu_schemas::RefundStatus::Succeeded,
-        platform_status: "done".into(),
-        refund_fen: 1_200,
-        created_at: t0,
-        updated_at: t0,
-    };
-    let batch = quanyu_schemas::RefundRow::batch(&[refund], "test", Utc::now());
-    lake.append_raw(TableKind::Refunds, vec![batch])
-        .await
-        .unwrap();
+    land_refund(&lake, "4200000003", 1_200, t0).await;
     quanyu::sync::Sync::new(&lake, &h)
         .refresh(TableKind::Refunds)
         .run()
