@@ -140,20 +140,35 @@ impl PlatformFacts {
             end_lag: Duration::seconds(t.limits.end_lag_seconds),
         };
         let d = t.pull;
+        let outside = |field: &str| format!("[pull] {field} is outside [limits]");
         let broken = [
-            ("page_size", !limits.page_size.contains(&d.page_size)),
             (
-                "window_minutes",
+                low == 0 || low > high,
+                "[limits] page_size is not [min, max] with 1 <= min <= max".to_string(),
+            ),
+            (
+                t.limits.end_lag_seconds < 0,
+                "[limits] end_lag_seconds is negative".to_string(),
+            ),
+            (
+                !limits.page_size.contains(&d.page_size),
+                outside("page_size"),
+            ),
+            (
                 !(1..=limits.window_minutes.0).contains(&d.window_minutes),
+                outside("window_minutes"),
             ),
             (
-                "initial_days",
                 !(1..=limits.initial_days.0).contains(&d.initial_days),
+                outside("initial_days"),
             ),
-            ("lookback_minutes", d.lookback_minutes < 0),
+            (
+                d.lookback_minutes < 0,
+                "[pull] lookback_minutes is negative".to_string(),
+            ),
         ];
-        match broken.iter().find(|(_, bad)| *bad) {
-            Some((field, _)) => Err(format!("[pull] {field} is outside [limits]")),
+        match broken.into_iter().find(|(bad, _)| *bad) {
+            Some((_, why)) => Err(why),
             None => Ok((d, limits)),
         }
     }
@@ -342,6 +357,16 @@ mod tests {
             .err()
             .unwrap()
             .contains("window_minutes"));
+        let empty = FACTS.replace("page_size = [1, 100]", "page_size = [100, 1]");
+        assert!(PlatformFacts::read(&empty)
+            .err()
+            .unwrap()
+            .contains("1 <= min <= max"));
+        let ahead = FACTS.replace("end_lag_seconds = 120", "end_lag_seconds = -5");
+        assert!(PlatformFacts::read(&ahead)
+            .err()
+            .unwrap()
+            .contains("negative"));
         let unknown = FACTS.replace("end_lag_seconds", "end_lag_secs");
         assert!(PlatformFacts::read(&unknown).is_err());
     }
