@@ -349,24 +349,35 @@ mod tests {
 
     #[test]
     fn platform_facts_that_contradict_themselves_are_refused() {
-        let beyond = FACTS.replace("page_size = 100", "page_size = 101");
-        let e = PlatformFacts::read(&beyond).err().unwrap();
-        assert!(e.contains("page_size is outside [limits]"), "{e}");
-        let long = FACTS.replace("window_minutes = 60", "window_minutes = 1441");
-        assert!(PlatformFacts::read(&long)
-            .err()
-            .unwrap()
-            .contains("window_minutes"));
-        let empty = FACTS.replace("page_size = [1, 100]", "page_size = [100, 1]");
-        assert!(PlatformFacts::read(&empty)
-            .err()
-            .unwrap()
-            .contains("1 <= min <= max"));
-        let ahead = FACTS.replace("end_lag_seconds = 120", "end_lag_seconds = -5");
-        assert!(PlatformFacts::read(&ahead)
-            .err()
-            .unwrap()
-            .contains("negative"));
+        // (what is changed, into what, what the refusal says)
+        for (from, to, says) in [
+            (
+                "page_size = 100",
+                "page_size = 101",
+                "page_size is outside [limits]",
+            ),
+            (
+                "window_minutes = 60",
+                "window_minutes = 1441",
+                "window_minutes is outside",
+            ),
+            (
+                "page_size = [1, 100]",
+                "page_size = [100, 1]",
+                "1 <= min <= max",
+            ),
+            (
+                "end_lag_seconds = 120",
+                "end_lag_seconds = -5",
+                "end_lag_seconds is negative",
+            ),
+        ] {
+            let e = PlatformFacts::read(&FACTS.replace(from, to)).err();
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains(says)),
+                "{to}: {e:?}"
+            );
+        }
         let unknown = FACTS.replace("end_lag_seconds", "end_lag_secs");
         assert!(PlatformFacts::read(&unknown).is_err());
     }
