@@ -167,7 +167,13 @@ async fn bench_against(
     // Identity and customers, as `quanyu run` builds them after a pull.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let t = Instant::now();
-    let (ids, _) = crate::sync::derive(&lake, &ctx.hasher, &Default::default(), false).await?;
+    let (ids, _) = crate::sync::derive(
+        &lake,
+        &ctx.hasher,
+        (&Default::default(), &Default::default()),
+        false,
+    )
+    .await?;
     let identity_secs = t.elapsed().as_secs_f64();
     let identity_peak_rss_mib = crate::bench::peak_rss_mib();
     if lake_path == tmp {

@@ -370,7 +370,7 @@ pub async fn run(
         step(
             &mut out.steps,
             "first build from orders",
-            crate::sync::derive(&lake, &h, &cfg, false),
+            crate::sync::derive(&lake, &h, (&cfg, &Default::default()), false),
         )
         .await?;
         // 1 %: half new people, half an extra order of existing buyers.
@@ -388,8 +388,9 @@ pub async fn run(
             ("incremental build", &lake, false),
             ("full rebuild of the same state", &full, true),
         ];
+        let marts = crate::marts::MartsConfig::default();
         for (name, lake, rebuild) in builds {
-            let derived = crate::sync::derive(lake, &h, &cfg, rebuild);
+            let derived = crate::sync::derive(lake, &h, (&cfg, &marts), rebuild);
             let summary = step(&mut out.steps, name, derived).await?.0;
             eprintln!("    {}", crate::identity::build::describe(&summary));
             match rebuild {

@@ -331,7 +331,12 @@ pub async fn run(dir: &std::path::Path, orders: u64, skip_build: bool) -> Result
         let summary = step(
             &mut out.steps,
             "identity and customers",
-            crate::sync::derive(&lake, &hasher, &IdentityConfig::default(), false),
+            crate::sync::derive(
+                &lake,
+                &hasher,
+                (&IdentityConfig::default(), &Default::default()),
+                false,
+            ),
         )
         .await?;
         out.customers = summary.0.customers;
@@ -372,7 +377,12 @@ pub async fn run(dir: &std::path::Path, orders: u64, skip_build: bool) -> Result
         step(
             &mut out.steps,
             "identity and customers after 1 % more",
-            crate::sync::derive(&lake, &hasher, &IdentityConfig::default(), false),
+            crate::sync::derive(
+                &lake,
+                &hasher,
+                (&IdentityConfig::default(), &Default::default()),
+                false,
+            ),
         )
         .await?;
     }

@@ -161,7 +161,7 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
         world_now.expected_unified_customers(as_of, &crate::registry::decrypting_channels());
     sb.stop().await;
     drop(world_now);
-    crate::sync::derive(&lake, &hasher, &cfg.identity, false).await?;
+    crate::sync::derive(&lake, &hasher, (&cfg.identity, &cfg.marts), false).await?;
     // Every count from one session (each table opened once).
     let session = lake.session_of(&crate::marts::sql_tables()).await?;
     let mut counts = Vec::new();

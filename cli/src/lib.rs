@@ -5,8 +5,8 @@
 #![warn(missing_docs)]
 
 pub use quanyu_engine::{
-    config, customers, identity, imports, keys, lake, listen, marts, quarantine, refresh, registry,
-    runner, runs, sql, status, sync,
+    config, identity, imports, keys, lake, listen, marts, quarantine, refresh, registry, runner,
+    runs, sql, status, sync,
 };
 
 pub mod bench;

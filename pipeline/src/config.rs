@@ -25,12 +25,16 @@ pub struct Config {
     pub bridges: Vec<crate::listen::BridgeRule>,
     /// Declarative file imports (call logs, card scans, CRM exports).
     pub imports: Vec<quanyu_files::ImportConfig>,
+    /// The operators' marts' parameters.
+    pub marts: crate::marts::MartsConfig,
     /// Connector sections, in file order.
     pub connectors: Vec<ConnectorSection>,
 }
 
 /// The engine's own top-level sections.
-const ENGINE_SECTIONS: &[&str] = &["lake", "run", "identity", "listen", "bridges", "imports"];
+const ENGINE_SECTIONS: &[&str] = &[
+    "lake", "run", "identity", "listen", "bridges", "imports", "marts",
+];
 
 /// One `[[name]]` section of a connector.
 #[derive(Debug, Clone)]
@@ -127,6 +131,7 @@ impl<'de> serde::de::Visitor<'de> for ConfigVisitor {
                 "listen" => cfg.listen = map.next_value()?,
                 "bridges" => cfg.bridges = map.next_value()?,
                 "imports" => cfg.imports = map.next_value()?,
+                "marts" => cfg.marts = map.next_value()?,
                 name => {
                     let Some(connector) = crate::registry::find(name) else {
                         return Err(A::Error::custom(format!(
@@ -259,6 +264,7 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config> {
         let mut cfg: Config =
             toml::from_str(text).map_err(|e| anyhow::anyhow!(describe_toml_error(text, &e)))?;
+        cfg.marts.check()?;
         for section in &mut cfg.connectors {
             let before = text.get(..section.span.start).unwrap_or(text);
             section.line = before.matches('\n').count() + 1;

@@ -32,7 +32,13 @@ impl FileImport<'_> {
     pub async fn run(&self, lake: &Lake) -> Result<Vec<String>> {
         let _lock = lake.lock_writer()?;
         let lines = self.run_locked(lake).await?;
-        crate::sync::derive(lake, self.hasher, &self.cfg.identity, false).await?;
+        crate::sync::derive(
+            lake,
+            self.hasher,
+            (&self.cfg.identity, &self.cfg.marts),
+            false,
+        )
+        .await?;
         Ok(lines)
     }
 

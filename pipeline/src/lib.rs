@@ -5,8 +5,6 @@
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod customer_orders;
-pub mod customers;
 pub mod identity;
 pub mod imports;
 pub mod keys;

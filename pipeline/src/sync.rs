@@ -25,6 +25,7 @@ use quanyu_schemas::{PiiHasher, TableKind};
 
 use crate::identity::{IdentityConfig, IdentitySummary};
 use crate::lake::Lake;
+use crate::marts::MartsConfig;
 use crate::runner::{run_streams, RunOptions};
 use crate::runs::RunRecord;
 
@@ -60,6 +61,7 @@ pub struct Sync<'a> {
     streams: Vec<Arc<dyn Stream>>,
     refresh: Vec<TableKind>,
     identity: IdentityConfig,
+    marts: MartsConfig,
     options: RunOptions,
     run_id: String,
     until: Until,
@@ -76,6 +78,7 @@ impl<'a> Sync<'a> {
             streams: Vec::new(),
             refresh: Vec::new(),
             identity: IdentityConfig::default(),
+            marts: MartsConfig::default(),
             options: RunOptions::default(),
             run_id: new_run_id(),
             until: Until::Marts,
@@ -101,6 +104,12 @@ impl<'a> Sync<'a> {
     /// Identity settings.
     pub fn identity(mut self, cfg: &IdentityConfig) -> Self {
         self.identity = cfg.clone();
+        self
+    }
+
+    /// The marts' settings (`[marts]`).
+    pub fn marts(mut self, cfg: &MartsConfig) -> Self {
+        self.marts = cfg.clone();
         self
     }
 
@@ -161,20 +170,26 @@ impl<'a> Sync<'a> {
         if self.until == Until::Refresh {
             return Ok(report);
         }
-        let (summary, rebuilt) =
-            derive(self.lake, self.hasher, &self.identity, self.full_rebuild).await?;
+        let (summary, rebuilt) = derive(
+            self.lake,
+            self.hasher,
+            (&self.identity, &self.marts),
+            self.full_rebuild,
+        )
+        .await?;
         report.identity = Some(summary);
         report.marts_rebuilt = rebuilt;
         Ok(report)
     }
 }
 
-/// Identity (incremental, or `full`), then every mart brought up to it;
-/// the marts' time is counted in the summary's `customers_secs`.
+/// Identity (incremental, or `full`) under `cfg.0`, then every mart
+/// brought up to it under `cfg.1`; the marts' time is counted in the
+/// summary's `customers_secs`.
 pub async fn derive(
     lake: &Lake,
     hasher: &PiiHasher,
-    cfg: &IdentityConfig,
+    (cfg, marts): (&IdentityConfig, &MartsConfig),
     full: bool,
 ) -> Result<(IdentitySummary, usize)> {
     let mut summary = if full {
@@ -183,7 +198,7 @@ pub async fn derive(
         crate::identity::build_identity(lake, hasher, cfg).await?
     };
     let t = std::time::Instant::now();
-    let rebuilt = crate::marts::refresh_marts(lake, summary.build).await?;
+    let rebuilt = crate::marts::refresh_marts(lake, summary.build, marts).await?;
     summary.timings.customers_secs += t.elapsed().as_secs_f64();
     Ok((summary, rebuilt))
 }

@@ -6,6 +6,8 @@ mod hostile;
 mod identity;
 mod lake;
 mod listen;
+mod marts;
+mod marts_world;
 mod scale;
 
 use std::path::Path;

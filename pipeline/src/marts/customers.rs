@@ -45,7 +45,7 @@ const OWNER_AT: usize = 20;
 /// never below zero; `refunded_fen` is what went back on the customer's
 /// orders, whatever their status now.
 fn customers_sql(has_orders: bool, has_refunds: bool, has_contacts: bool) -> String {
-    let paid = crate::customer_orders::PAID_STATUSES;
+    let paid = crate::marts::customer_orders::PAID_STATUSES;
     let str_null = "CAST(NULL AS VARCHAR)";
     let zero = "CAST(0 AS BIGINT)";
     // One row per record: (type, key, unified id, channel, orders, paid

@@ -1,0 +1,164 @@
+//! `rep_attribution` (业绩归属): which revenue belongs to which WeCom
+//! owner, under one configured rule, never an order for two reps, with the
+//! unattributed rest so the month's totals reconcile with `orders`.
+
+use anyhow::Result;
+use quanyu_schemas::Channel;
+
+use super::sql::{period_of, relationships_ctes, session, Reference, PRIVATE_CHANNELS};
+use super::{MartsConfig, RepRule};
+use crate::lake::Lake;
+
+/// Rebuild `rep_attribution`.
+pub async fn build_rep_attribution(
+    lake: &Lake,
+    cfg: &MartsConfig,
+    built: (&str, i64),
+) -> Result<()> {
+    let inputs = ["customer_orders", "identity_map", "contacts", "touchpoints"];
+    let (ctx, present) = session(lake, &inputs).await?;
+    if !(present[0] && present[1]) {
+        return Ok(());
+    }
+    let sql = rep_attribution_sql(
+        &Reference::of(cfg),
+        cfg.rep_attribution.rule,
+        present[2],
+        present[3],
+    );
+    super::write_mart(lake, "rep_attribution", &ctx, &sql, built).await
+}
+
+/// The channels orders come from (every channel but the contact ones).
+fn order_channels() -> impl Iterator<Item = Channel> {
+    Channel::ALL
+        .iter()
+        .copied()
+        .filter(|c| !matches!(c, Channel::Wecom | Channel::Crm))
+}
+
+/// `attributed`: every paid order created by the reference day with the
+/// rep it belongs to under `rule` (`owner_userid`, null when none).
+fn attributed_cte(rule: RepRule, covers: &str) -> String {
+    let paid = format!(
+        "paid AS (
+           SELECT unified_id, channel, shop_id, order_id, created_at, net_fen
+           FROM customer_orders WHERE is_paid AND {covers}
+         )"
+    );
+    // One rep per customer (first, current): the rep keeps the orders
+    // created from when they added the customer.
+    let per_customer = |filter: &str, order: &str| {
+        format!(
+            "{paid},
+             chosen AS (
+               SELECT unified_id, owner_userid, added_at FROM (
+                 SELECT unified_id, owner_userid, added_at,
+                        row_number() OVER (PARTITION BY unified_id ORDER BY {order}) AS k
+                 FROM relationships WHERE {filter}
+               ) WHERE k = 1
+             ),
+             attributed AS (
+               SELECT p.*, CASE WHEN p.created_at >= c.added_at THEN c.owner_userid END AS owner_userid
+               FROM paid p LEFT JOIN chosen c ON c.unified_id = p.unified_id
+             )"
+        )
+    };
+    match rule {
+        RepRule::First => per_customer("true", "added_at, owner_userid"),
+        RepRule::Current => per_customer("deleted_at IS NULL", "added_at DESC, owner_userid"),
+        RepRule::AtOrder => format!(
+            "{paid},
+             holders AS (
+               SELECT p.channel, p.shop_id, p.order_id, r.owner_userid,
+                      row_number() OVER (PARTITION BY p.channel, p.shop_id, p.order_id
+                                         ORDER BY r.added_at DESC, r.owner_userid) AS k
+               FROM paid p JOIN relationships r ON r.unified_id = p.unified_id
+               WHERE r.added_at <= p.created_at AND (r.deleted_at IS NULL OR r.deleted_at > p.created_at)
+             ),
+             attributed AS (
+               SELECT p.*, h.owner_userid
+               FROM paid p LEFT JOIN holders h ON h.channel = p.channel AND h.shop_id = p.shop_id
+                    AND h.order_id = p.order_id AND h.k = 1
+             )"
+        ),
+    }
+}
+
+/// The `rep_attribution` query: one row per Beijing month and WeCom owner
+/// with any activity that month (an add, a deletion, an attributed order),
+/// and one per month with `owner_userid` null for the paid orders no rep
+/// holds (no unified customer, no WeCom contact, or created before the
+/// add). An order is counted once, for one rep; the revenue of a month's
+/// rows sums to the net GMV of the paid orders created that month.
+///
+/// Columns: `month` (its first day), `owner_userid`; `newly_added`
+/// (customers the rep added that month), `lost` (customers whose contact
+/// with the rep was deleted that month, by either side), `customers_held`
+/// (added less lost, up to the month's end); `orders`, `buyers`,
+/// `revenue_fen` (net of refunds) of the orders attributed to the rep,
+/// `private_revenue_fen` (Youzan and Channels shop), `marketplace_revenue_fen`
+/// and `revenue_<channel>_fen` per channel.
+fn rep_attribution_sql(
+    reference: &Reference,
+    rule: RepRule,
+    has_contacts: bool,
+    has_touchpoints: bool,
+) -> String {
+    let covers = reference.covers("created_at");
+    let relationships = relationships_ctes(reference, has_contacts, has_touchpoints);
+    let attributed = attributed_cte(rule, &covers);
+    let month = period_of("month", "created_at");
+    let per_channel: String = order_channels()
+        .map(|c| {
+            format!(
+                ", CAST(COALESCE(sum(net_fen) FILTER (WHERE channel = '{c}'), 0) AS BIGINT) AS revenue_{c}_fen"
+            )
+        })
+        .collect();
+    let channel_columns: String = order_channels()
+        .map(|c| format!(", COALESCE(s.revenue_{c}_fen, 0) AS revenue_{c}_fen"))
+        .collect();
+    format!(
+        "WITH {relationships}, {attributed},
+         sales AS (
+           SELECT {month} AS month, owner_userid,
+                  count(*) AS orders, count(DISTINCT unified_id) AS buyers,
+                  CAST(sum(net_fen) AS BIGINT) AS revenue_fen,
+                  CAST(COALESCE(sum(net_fen) FILTER (WHERE channel IN {PRIVATE_CHANNELS}), 0) AS BIGINT) AS private_revenue_fen,
+                  CAST(COALESCE(sum(net_fen) FILTER (WHERE channel NOT IN {PRIVATE_CHANNELS}), 0) AS BIGINT) AS marketplace_revenue_fen
+                  {per_channel}
+           FROM attributed GROUP BY {month}, owner_userid
+         ),
+         adds AS (
+           SELECT {added_month} AS month, owner_userid, count(DISTINCT unified_id) AS added
+           FROM relationships GROUP BY {added_month}, owner_userid
+         ),
+         losses AS (
+           SELECT {deleted_month} AS month, owner_userid, count(DISTINCT unified_id) AS lost
+           FROM relationships WHERE deleted_at IS NOT NULL GROUP BY {deleted_month}, owner_userid
+         ),
+         keys AS (
+           SELECT month, owner_userid FROM sales
+           UNION SELECT month, owner_userid FROM adds
+           UNION SELECT month, owner_userid FROM losses
+         )
+         SELECT k.month, k.owner_userid,
+                CAST(COALESCE(a.added, 0) AS BIGINT) AS newly_added,
+                CAST(COALESCE(l.lost, 0) AS BIGINT) AS lost,
+                CASE WHEN k.owner_userid IS NOT NULL THEN CAST(sum(COALESCE(a.added, 0) - COALESCE(l.lost, 0))
+                     OVER (PARTITION BY k.owner_userid ORDER BY k.month) AS BIGINT) END AS customers_held,
+                CAST(COALESCE(s.orders, 0) AS BIGINT) AS orders,
+                CAST(COALESCE(s.buyers, 0) AS BIGINT) AS buyers,
+                COALESCE(s.revenue_fen, 0) AS revenue_fen,
+                COALESCE(s.private_revenue_fen, 0) AS private_revenue_fen,
+                COALESCE(s.marketplace_revenue_fen, 0) AS marketplace_revenue_fen
+                {channel_columns}
+         FROM keys k
+         LEFT JOIN sales s ON s.month = k.month AND s.owner_userid IS NOT DISTINCT FROM k.owner_userid
+         LEFT JOIN adds a ON a.month = k.month AND a.owner_userid IS NOT DISTINCT FROM k.owner_userid
+         LEFT JOIN losses l ON l.month = k.month AND l.owner_userid IS NOT DISTINCT FROM k.owner_userid",
+        added_month = period_of("month", "added_at"),
+        deleted_month = period_of("month", "deleted_at"),
+    )
+}
