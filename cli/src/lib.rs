@@ -13,5 +13,7 @@ pub mod bench;
 pub mod bench_identity;
 pub mod bench_lake;
 pub mod demo;
+pub mod export;
+pub mod report;
 pub mod samples;
 pub mod sandboxes;

@@ -104,6 +104,55 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = quanyu::sql::Format::Table)]
         format: quanyu::sql::Format,
     },
+    /// Write an operators' list from the marts: `recall`, the recall list
+    /// (due buyers, most valuable first, without the suppressed), for the
+    /// AI-call vendor or the reps. It holds no phone: a vendor calls
+    /// through the platform's privacy number for the order it names.
+    #[command(
+        after_help = "Examples:\n  quanyu export recall --format csv --encoding gbk --route ai-call --out recall.csv\n  quanyu export recall --format xlsx --route rep --out reps.xlsx"
+    )]
+    Export {
+        /// What to export.
+        what: ExportWhat,
+        /// Lake folder (default: the config's, else ./lake).
+        #[arg(long)]
+        lake: Option<PathBuf>,
+        /// Config file to take the lake from.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// File format.
+        #[arg(long, value_enum, default_value_t = quanyu::export::ExportFormat::Csv)]
+        format: quanyu::export::ExportFormat,
+        /// CSV text encoding.
+        #[arg(long, value_enum, default_value_t = quanyu::export::TextEncoding::Utf8)]
+        encoding: quanyu::export::TextEncoding,
+        /// Only the customers routed to the AI-call vendor, or to the reps.
+        #[arg(long, value_enum)]
+        route: Option<quanyu::export::Route>,
+        /// Also the suppressed customers, with the reason.
+        #[arg(long)]
+        include_suppressed: bool,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Write the operators' report: one self-contained HTML file (orders
+    /// and GMV by channel, channel overlap, bridge funnel and ROI, retention,
+    /// the recall list by value band, top reps), from the marts.
+    #[command(
+        after_help = "Examples:\n  quanyu report\n  quanyu report --lake ./lake --out weekly.html"
+    )]
+    Report {
+        /// Lake folder (default: the config's, else ./lake).
+        #[arg(long)]
+        lake: Option<PathBuf>,
+        /// Config file to take the lake from.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The HTML file to write.
+        #[arg(long, default_value = "report.html")]
+        out: PathBuf,
+    },
     /// Show each stream's cursor and last outcome, recent runs, and warnings
     /// (failed streams, windows short of the platform's reported totals).
     #[command(after_help = "Examples:\n  quanyu status\n  quanyu status --lake ./lake --runs 50")]
@@ -477,6 +526,7 @@ async fn run(cli: Cli) -> Result<()> {
             let report = quanyu::sync::Sync::new(&lake, &hasher)
                 .streams(streams)
                 .identity(&cfg.identity)
+                .marts(&cfg.marts)
                 .options(opts)
                 .run()
                 .await?;
@@ -515,6 +565,33 @@ async fn run(cli: Cli) -> Result<()> {
             let lake = existing_lake(lake, config)?;
             let batches = quanyu::sql::query(&lake, &query).await?;
             quanyu::sql::write(&batches, format, &mut std::io::stdout().lock())?;
+        }
+        Cmd::Export {
+            what: ExportWhat::Recall,
+            lake,
+            config,
+            format,
+            encoding,
+            route,
+            include_suppressed,
+            out,
+        } => {
+            let lake = existing_lake(lake, config)?;
+            let opts = quanyu::export::RecallExport {
+                format,
+                encoding,
+                route,
+                include_suppressed,
+            };
+            let n = quanyu::export::export_recall(&lake, &opts, &out).await?;
+            println!("{n} customers written to {}", out.display());
+        }
+        Cmd::Report { lake, config, out } => {
+            let lake = existing_lake(lake, config)?;
+            let html = quanyu::report::render(&lake).await?;
+            std::fs::write(&out, html)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!("report written to {}", out.display());
         }
         Cmd::Import {
             config,
@@ -1080,6 +1157,13 @@ fn existing_lake(lake: Option<PathBuf>, config: Option<PathBuf>) -> Result<Lake>
 }
 
 /// `quanyu identity ...`
+/// What `quanyu export` writes.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum ExportWhat {
+    /// The recall list (`recall_list`).
+    Recall,
+}
+
 #[derive(Subcommand, Debug)]
 enum IdentityCmd {
     /// The most connected identifiers (most people behind them first), with

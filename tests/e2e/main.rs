@@ -8,6 +8,7 @@ mod lake;
 mod listen;
 mod marts;
 mod marts_world;
+mod report;
 mod scale;
 
 use std::path::Path;

@@ -458,3 +458,99 @@ async fn a_later_reference_day_moves_the_marts_and_an_unchanged_one_does_not() {
     );
     assert_eq!(int(&lake, "SELECT count(*) FROM customer_rfm").await, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_recall_writes_the_vendor_file_without_phones() {
+    let (dir, lake) = story(&story_config()).await;
+    let a = uid_of(&lake, "a1").await;
+    let lake_arg = lake.root().to_str().unwrap().to_string();
+    let csv = dir.path().join("recall.csv");
+    let out = crate::quanyu(
+        &[
+            "export",
+            "recall",
+            "--lake",
+            &lake_arg,
+            "--format",
+            "csv",
+            "--encoding",
+            "gbk",
+            "--out",
+            csv.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 customers written"));
+    let bytes = std::fs::read(&csv).unwrap();
+    let (text, _, bad) = encoding_rs::GBK.decode(&bytes);
+    assert!(!bad, "GBK");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("客户ID,呼叫平台,店铺ID,订单号,"),
+        "{}",
+        lines[0]
+    );
+    // Only A is due and not suppressed: 25,000 fen over 4 orders.
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[1].starts_with(&format!("{a},youzan,s1,a4,youzan:s1:a4;taobao:s1:a3,2026-03-15 10:00:00,107,4,250.00,62.50,2026-04-07,high,rep2,rep,")),
+        "{}",
+        lines[1]
+    );
+    // With the suppressed, for the AI-call vendor only: B and D, with why.
+    let xlsx = dir.path().join("vendor.xlsx");
+    crate::quanyu(
+        &[
+            "export",
+            "recall",
+            "--lake",
+            &lake_arg,
+            "--format",
+            "xlsx",
+            "--route",
+            "ai-call",
+            "--include-suppressed",
+            "--out",
+            xlsx.to_str().unwrap(),
+        ],
+        &[],
+    );
+    use calamine::Reader;
+    let mut wb: calamine::Xlsx<_> = calamine::open_workbook(&xlsx).unwrap();
+    let sheet = wb.worksheet_range("召回名单").unwrap();
+    let rows: Vec<String> = sheet
+        .rows()
+        .skip(1)
+        .map(|r| format!("{} {} {}", r[1], r[7], r[14]))
+        .collect();
+    assert_eq!(rows, ["pdd 1 opted_out", "jd 0 refunded_only"]);
+    for file in [&csv, &xlsx] {
+        let bytes = std::fs::read(file).unwrap();
+        for who in ['A', 'B', 'C', 'D'] {
+            let p = phone(who);
+            assert!(
+                !bytes.windows(p.len()).any(|w| w == p.as_bytes()),
+                "{} holds a phone",
+                file.display()
+            );
+        }
+    }
+    // GBK refuses XLSX (always Unicode) with why.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_quanyu"))
+        .args([
+            "export",
+            "recall",
+            "--lake",
+            &lake_arg,
+            "--format",
+            "xlsx",
+            "--encoding",
+            "gbk",
+            "--out",
+        ])
+        .arg(dir.path().join("x.xlsx"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--encoding applies to CSV"));
+}
