@@ -302,13 +302,69 @@ pub(crate) async fn world_lake(cfg: &MartsConfig) -> (tempfile::TempDir, Lake, S
             touches.push(t);
         }
     }
-    // Recent reminder calls to every third buyer without a contact, 0 to
-    // 19 days before the reference day.
+    // Orders at the edges of a bridge's window: for every seventh person
+    // with a contact, one an hour before the add (the join day, before the
+    // join: not counted), one a minute before the window ends (counted) and
+    // one as it ends (not counted).
+    for c in world.contacts.iter().filter(|c| c.person % 7 == 3) {
+        let edges = [
+            c.added - Duration::hours(1),
+            c.added + Duration::days(30) - Duration::minutes(1),
+            c.added + Duration::days(30),
+        ];
+        for (k, at) in edges.into_iter().enumerate().filter(|e| e.1 <= as_of) {
+            let order_id = format!("edge{}-{k}", c.person);
+            let amount = 1_000 + i64::from(c.person);
+            orders.push(OrderRow {
+                channel: Channel::Youzan,
+                shop_id: "youzan-edge".into(),
+                order_id: order_id.clone(),
+                buyer_id: None,
+                phone_hash: phone(c.person),
+                phone_masked: None,
+                status: OrderStatus::Paid,
+                platform_status: "paid".into(),
+                amount_fen: amount,
+                item_count: 1,
+                province: None,
+                city: None,
+                created_at: at,
+                paid_at: Some(at),
+                updated_at: at,
+                receiver_hash: None,
+                buyer_unionid: None,
+            });
+            sales.push(Sale {
+                person: c.person,
+                channel: Channel::Youzan,
+                order_id,
+                created: at,
+                status: OrderStatus::Paid,
+                net: amount,
+            });
+        }
+    }
+    // Reminder SMS to every buyer without a contact who is due for recall
+    // (last purchase 90 to 180 days ago), 0 to 19 days before the reference
+    // day: the 14-day suppression window's edges fall among them.
     let with_contact: BTreeSet<u32> = held.iter().map(|h| h.0).collect();
     let buyers: BTreeSet<u32> = sales.iter().map(|s| s.person).collect();
+    let mut last_purchase: HashMap<u32, DateTime<Utc>> = HashMap::new();
+    for s in sales
+        .iter()
+        .filter(|s| s.paid() || s.status == OrderStatus::Refunded)
+    {
+        let last = last_purchase.entry(s.person).or_insert(s.created);
+        *last = (*last).max(s.created);
+    }
+    let due = |p: &u32| {
+        last_purchase
+            .get(p)
+            .is_some_and(|t| (90..=180).contains(&(day_of(as_of) - day_of(*t))))
+    };
     for &person in buyers
         .iter()
-        .filter(|p| *p % 3 == 0 && !with_contact.contains(p))
+        .filter(|p| due(p) && !with_contact.contains(p))
     {
         let at = as_of - Duration::days(i64::from(person % 20)) - Duration::hours(3);
         let mut t = touch(
@@ -558,6 +614,16 @@ async fn the_marts_match_the_world_person_by_person() {
         .filter(|t| day_of(t.row.occurred_at) > d - 14 && day_of(t.row.occurred_at) <= d)
         .map(|t| t.person)
         .collect();
+    let sms_days: BTreeSet<i64> = story
+        .touches
+        .iter()
+        .filter(|t| t.row.channel == Bridge::AiSms)
+        .map(|t| d - day_of(t.row.occurred_at))
+        .collect();
+    assert!(
+        sms_days.contains(&13) && sms_days.contains(&14),
+        "SMS on both sides of the 14-day edge: {sms_days:?}"
+    );
     let mut expected_recall = BTreeMap::new();
     for (&person, sales) in &by_person {
         let bought: Vec<&&Sale> = sales
