@@ -1156,7 +1156,6 @@ fn existing_lake(lake: Option<PathBuf>, config: Option<PathBuf>) -> Result<Lake>
     Lake::open(&root)
 }
 
-/// `quanyu identity ...`
 /// What `quanyu export` writes.
 #[derive(ValueEnum, Clone, Copy, Debug)]
 enum ExportWhat {
@@ -1164,6 +1163,7 @@ enum ExportWhat {
     Recall,
 }
 
+/// `quanyu identity ...`
 #[derive(Subcommand, Debug)]
 enum IdentityCmd {
     /// The most connected identifiers (most people behind them first), with

@@ -1,28 +1,22 @@
 //! `bridge_roi` (粉产覆盖加粉成本): did each bridge earn back, in the days
 //! after a buyer joined WeCom, what it cost to bring them in?
 
-use anyhow::Result;
-
 use super::sql::{
-    period_of, reached_cte, relationships_ctes, session, text_literal, timestamp_literal,
-    Reference, DAY_US, PRIVATE_CHANNELS,
+    period_of, reached_cte, relationships_ctes, text_literal, timestamp_literal, Reference, DAY_US,
+    PRIVATE_CHANNELS,
 };
-use super::{CohortPeriod, MartsConfig};
-use crate::lake::Lake;
+use super::{CohortPeriod, MartsConfig, Present};
 
 /// The touchpoint events that reach out to a buyer (a deletion or an edit
 /// of a contact brings nobody in).
 const OUTREACH: &str = "('scan', 'call', 'sms', 'friend_added', 'friend_half_added')";
 
-/// Rebuild `bridge_roi`.
-pub async fn build_bridge_roi(lake: &Lake, cfg: &MartsConfig, built: (&str, i64)) -> Result<()> {
-    let inputs = ["touchpoints", "identity_map", "contacts", "customer_orders"];
-    let (ctx, present) = session(lake, &inputs).await?;
-    if !(present[0] && present[1] && present[3]) {
-        return Ok(());
-    }
-    let sql = bridge_roi_sql(&Reference::of(cfg), cfg, present[2]);
-    super::write_mart(lake, "bridge_roi", &ctx, &sql, built).await
+/// The `bridge_roi` query over `touchpoints`, `identity_map`,
+/// `customer_orders` and, when present, `contacts`.
+pub fn bridge_roi_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
+    present
+        .all(&["touchpoints", "identity_map", "customer_orders"])
+        .then(|| bridge_roi_sql(&Reference::of(cfg), cfg, present.has("contacts")))
 }
 
 /// The `bridge_roi` query: one row per bridge, campaign (empty when the

@@ -3,24 +3,15 @@
 //! that customer's paid orders. It is the fact table the operators' marts
 //! (recall, retention, repurchase, attribution) read.
 
-use anyhow::Result;
-
-use crate::lake::Lake;
-
 /// The statuses of an order that was paid and not (wholly) taken back.
 pub const PAID_STATUSES: &str = "('paid','shipped','delivered','completed')";
 
-/// Rebuild `customer_orders` from `identity_map`, `orders` and `refunds`,
-/// committing the cursor `built` (application id, state) with it. Nothing
-/// is written while the lake has no orders or no identity yet.
-pub async fn build_customer_orders(lake: &Lake, built: (&str, i64)) -> Result<()> {
-    let ctx = crate::lake::new_context();
-    if !lake.register(&ctx, "orders").await? || !lake.register(&ctx, "identity_map").await? {
-        return Ok(());
-    }
-    let has_refunds = lake.register(&ctx, "refunds").await?;
-    let sql = customer_orders_sql(has_refunds);
-    crate::marts::write_mart(lake, "customer_orders", &ctx, &sql, built).await
+/// The `customer_orders` query over `identity_map`, `orders` and, when
+/// present, `refunds`; none while the lake has no orders or no identity.
+pub fn query(present: &super::Present) -> Option<String> {
+    present
+        .all(&["orders", "identity_map"])
+        .then(|| customer_orders_sql(present.has("refunds")))
 }
 
 /// The `customer_orders` query. An order meets its unified id and its

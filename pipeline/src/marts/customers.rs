@@ -1,32 +1,15 @@
 //! The `customers` table: one row per unified customer.
 
-use anyhow::Result;
-use arrow::array::RecordBatch;
-use deltalake::protocol::SaveMode;
-
-use crate::lake::Lake;
-
-/// Rebuild `customers` from `identity_map`, `orders`, `refunds` and
-/// `contacts`; the cursor `built` (application id, identity build) is
-/// committed with it.
-pub async fn build_customers(lake: &Lake, built: (&str, i64)) -> Result<()> {
-    let ctx = crate::lake::new_context();
-    // Its groupings have nearly as many groups as rows (a record, a
-    // customer): pre-aggregating each partition only holds a second hash
-    // table of them (a million orders: 590 MiB with it, 500 without).
-    {
-        let state = ctx.state_ref();
-        let mut state = state.write();
-        let execution = &mut state.config_mut().options_mut().execution;
-        execution.skip_partial_aggregation_probe_ratio_threshold = 0.1;
-        execution.skip_partial_aggregation_probe_rows_threshold = 10_000;
-    }
-    lake.register(&ctx, "identity_map").await?;
-    let has_orders = lake.register(&ctx, "orders").await?;
-    let has_refunds = lake.register(&ctx, "refunds").await?;
-    let has_contacts = lake.register(&ctx, "contacts").await?;
-    let sql = customers_sql(has_orders, has_refunds, has_contacts);
-    crate::marts::write_mart(lake, "customers", &ctx, &sql, built).await
+/// The `customers` query over `identity_map` and, when present, `orders`,
+/// `refunds` and `contacts`.
+pub fn customers_query(present: &super::Present) -> Option<String> {
+    present.has("identity_map").then(|| {
+        customers_sql(
+            present.has("orders"),
+            present.has("refunds"),
+            present.has("contacts"),
+        )
+    })
 }
 
 const TS: &str = "arrow_cast(NULL, 'Timestamp(Microsecond, Some(\"UTC\"))')";
@@ -183,17 +166,15 @@ fn customers_sql(has_orders: bool, has_refunds: bool, has_contacts: bool) -> Str
     )
 }
 
-/// Rebuild `bridges`: per bridge (card, AI call, ...), its touchpoints and
-/// cost, the unified customers it touched, how many of them are marketplace
-/// buyers, and how many of those are WeCom contacts now. A touchpoint
-/// reaches a customer through its phone, its external_userid or its order.
-pub async fn build_bridges(lake: &Lake, built: (&str, i64)) -> Result<()> {
-    let ctx = crate::lake::new_context();
-    if !lake.register(&ctx, "touchpoints").await? {
-        return Ok(());
+/// The `bridges` query: per bridge (card, AI call, ...), its touchpoints
+/// and cost, the unified customers it touched, how many of them are
+/// marketplace buyers, and how many of those are WeCom contacts now. A
+/// touchpoint reaches a customer through its phone, its external_userid or
+/// its order. None without touchpoints.
+pub fn bridges_query(present: &super::Present) -> Option<String> {
+    if !present.all(&["touchpoints", "identity_map", "customers"]) {
+        return None;
     }
-    lake.register(&ctx, "identity_map").await?;
-    lake.register(&ctx, "customers").await?;
     let sql = "WITH reach AS (
             SELECT t.channel AS bridge, m.unified_id FROM touchpoints t
               JOIN identity_map m ON m.id_type = 'phone_hash' AND m.id_value = t.phone_hash
@@ -224,21 +205,5 @@ pub async fn build_bridges(lake: &Lake, built: (&str, i64)) -> Result<()> {
                 CAST(COALESCE(t.buyers_now_wecom_contacts, 0) AS BIGINT) AS buyers_now_wecom_contacts
          FROM events e LEFT JOIN touched t ON t.bridge = e.bridge
          ORDER BY e.bridge";
-    let df = ctx.sql(sql).await?;
-    let schema = crate::lake::plain_types(df.schema().as_arrow());
-    let batches = df
-        .collect()
-        .await?
-        .iter()
-        .map(|b| crate::lake::conform(b, &schema))
-        .collect::<Result<Vec<RecordBatch>>>()?;
-    lake.write(
-        "bridges",
-        &schema,
-        batches,
-        SaveMode::Overwrite,
-        Some(built),
-    )
-    .await?;
-    Ok(())
+    Some(sql.to_string())
 }

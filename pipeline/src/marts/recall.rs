@@ -2,27 +2,22 @@
 //! yet lost, with what they are worth, how to reach them and whether to
 //! leave them alone.
 
-use anyhow::Result;
+use super::sql::{day_of, reached_cte, relationships_ctes, text_literal, Reference};
+use super::{MartsConfig, Present};
 
-use super::sql::{day_of, reached_cte, relationships_ctes, session, text_literal, Reference};
-use super::MartsConfig;
-use crate::lake::Lake;
-
-/// Rebuild `recall_list`.
-pub async fn build_recall_list(lake: &Lake, cfg: &MartsConfig, built: (&str, i64)) -> Result<()> {
-    let inputs = [
-        "customer_orders",
-        "customer_rfm",
-        "identity_map",
-        "contacts",
-        "touchpoints",
-    ];
-    let (ctx, present) = session(lake, &inputs).await?;
-    if !(present[0] && present[1] && present[2]) {
-        return Ok(());
-    }
-    let sql = recall_list_sql(&Reference::of(cfg), cfg, present[3], present[4]);
-    super::write_mart(lake, "recall_list", &ctx, &sql, built).await
+/// The `recall_list` query over `customer_orders`, `customer_rfm`,
+/// `identity_map` and, when present, `contacts` and `touchpoints`.
+pub fn recall_list_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
+    present
+        .all(&["customer_orders", "customer_rfm", "identity_map"])
+        .then(|| {
+            recall_list_sql(
+                &Reference::of(cfg),
+                cfg,
+                present.has("contacts"),
+                present.has("touchpoints"),
+            )
+        })
 }
 
 /// The `recall_list` query. A purchase is an order paid (or paid and then

@@ -2,31 +2,22 @@
 //! owner, under one configured rule, never an order for two reps, with the
 //! unattributed rest so the month's totals reconcile with `orders`.
 
-use anyhow::Result;
 use quanyu_schemas::Channel;
 
-use super::sql::{period_of, relationships_ctes, session, Reference, PRIVATE_CHANNELS};
-use super::{MartsConfig, RepRule};
-use crate::lake::Lake;
+use super::sql::{period_of, relationships_ctes, Reference, PRIVATE_CHANNELS};
+use super::{MartsConfig, Present, RepRule};
 
-/// Rebuild `rep_attribution`.
-pub async fn build_rep_attribution(
-    lake: &Lake,
-    cfg: &MartsConfig,
-    built: (&str, i64),
-) -> Result<()> {
-    let inputs = ["customer_orders", "identity_map", "contacts", "touchpoints"];
-    let (ctx, present) = session(lake, &inputs).await?;
-    if !(present[0] && present[1]) {
-        return Ok(());
-    }
-    let sql = rep_attribution_sql(
-        &Reference::of(cfg),
-        cfg.rep_attribution.rule,
-        present[2],
-        present[3],
-    );
-    super::write_mart(lake, "rep_attribution", &ctx, &sql, built).await
+/// The `rep_attribution` query over `customer_orders`, `identity_map` and,
+/// when present, `contacts` and `touchpoints`.
+pub fn rep_attribution_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
+    present.all(&["customer_orders", "identity_map"]).then(|| {
+        rep_attribution_sql(
+            &Reference::of(cfg),
+            cfg.rep_attribution.rule,
+            present.has("contacts"),
+            present.has("touchpoints"),
+        )
+    })
 }
 
 /// The channels orders come from (every channel but the contact ones).

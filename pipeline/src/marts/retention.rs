@@ -2,11 +2,8 @@
 //! cohorts of new buyers come back, and how many days pass between a
 //! customer's orders (to set the recall window from the brand's own data).
 
-use anyhow::Result;
-
-use super::sql::{day_of, month_number, period_of, session, text_literal, Reference};
-use super::MartsConfig;
-use crate::lake::Lake;
+use super::sql::{day_of, month_number, period_of, text_literal, Reference};
+use super::{MartsConfig, Present};
 
 /// The repurchase windows of `retention`, in days.
 const WINDOWS: [i64; 4] = [30, 90, 180, 365];
@@ -33,14 +30,11 @@ fn firsts_ctes(reference: &Reference) -> String {
     )
 }
 
-/// Rebuild `retention` from `customer_orders`.
-pub async fn build_retention(lake: &Lake, cfg: &MartsConfig, built: (&str, i64)) -> Result<()> {
-    let (ctx, present) = session(lake, &["customer_orders"]).await?;
-    if !present[0] {
-        return Ok(());
-    }
-    let sql = retention_sql(&Reference::of(cfg));
-    super::write_mart(lake, "retention", &ctx, &sql, built).await
+/// The `retention` query over `customer_orders`.
+pub fn retention_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
+    present
+        .has("customer_orders")
+        .then(|| retention_sql(&Reference::of(cfg)))
 }
 
 /// The `retention` query: one row per cohort month (the Beijing month of
@@ -82,18 +76,11 @@ fn retention_sql(reference: &Reference) -> String {
     )
 }
 
-/// Rebuild `retention_months` from `customer_orders`.
-pub async fn build_retention_months(
-    lake: &Lake,
-    cfg: &MartsConfig,
-    built: (&str, i64),
-) -> Result<()> {
-    let (ctx, present) = session(lake, &["customer_orders"]).await?;
-    if !present[0] {
-        return Ok(());
-    }
-    let sql = retention_months_sql(&Reference::of(cfg));
-    super::write_mart(lake, "retention_months", &ctx, &sql, built).await
+/// The `retention_months` query over `customer_orders`.
+pub fn retention_months_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
+    present
+        .has("customer_orders")
+        .then(|| retention_months_sql(&Reference::of(cfg)))
 }
 
 /// The `retention_months` query: the month-N retention heat map. One row
@@ -144,19 +131,12 @@ fn retention_months_sql(reference: &Reference) -> String {
     )
 }
 
-/// Rebuild `repurchase_intervals` from `customer_orders` and, when
+/// The `repurchase_intervals` query over `customer_orders` and, when
 /// categories are configured, `order_lines`.
-pub async fn build_repurchase_intervals(
-    lake: &Lake,
-    cfg: &MartsConfig,
-    built: (&str, i64),
-) -> Result<()> {
-    let (ctx, present) = session(lake, &["customer_orders", "order_lines"]).await?;
-    if !present[0] {
-        return Ok(());
-    }
-    let sql = repurchase_intervals_sql(&Reference::of(cfg), cfg, present[1]);
-    super::write_mart(lake, "repurchase_intervals", &ctx, &sql, built).await
+pub fn repurchase_intervals_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
+    present
+        .has("customer_orders")
+        .then(|| repurchase_intervals_sql(&Reference::of(cfg), cfg, present.has("order_lines")))
 }
 
 /// Width of an interval band, in days.

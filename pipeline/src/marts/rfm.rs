@@ -2,20 +2,14 @@
 //! each buyer bought, scored in quintiles, and the top share of buyers by
 //! the last year's spend (超级用户).
 
-use anyhow::Result;
+use super::sql::{day_of, Reference};
+use super::{MartsConfig, Present};
 
-use super::sql::{day_of, session, Reference};
-use super::MartsConfig;
-use crate::lake::Lake;
-
-/// Rebuild `customer_rfm` from `customer_orders` and `customers`.
-pub async fn build_customer_rfm(lake: &Lake, cfg: &MartsConfig, built: (&str, i64)) -> Result<()> {
-    let (ctx, present) = session(lake, &["customer_orders", "customers"]).await?;
-    if !present.iter().all(|p| *p) {
-        return Ok(());
-    }
-    let sql = customer_rfm_sql(&Reference::of(cfg), cfg.super_users.share);
-    super::write_mart(lake, "customer_rfm", &ctx, &sql, built).await
+/// The `customer_rfm` query over `customer_orders` and `customers`.
+pub fn customer_rfm_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
+    present
+        .all(&["customer_orders", "customers"])
+        .then(|| customer_rfm_sql(&Reference::of(cfg), cfg.super_users.share))
 }
 
 /// A quintile score 1–5 of a window ordering: `1 + ⌊5 × percent_rank⌋`,
@@ -83,15 +77,14 @@ fn customer_rfm_sql(reference: &Reference, share: f64) -> String {
     )
 }
 
-/// Rebuild `super_users` from `customer_rfm` and `customer_orders`.
-pub async fn build_super_users(lake: &Lake, cfg: &MartsConfig, built: (&str, i64)) -> Result<()> {
-    let (ctx, present) = session(lake, &["customer_rfm", "customer_orders"]).await?;
-    if !present.iter().all(|p| *p) {
-        return Ok(());
+/// The `super_users` query over `customer_rfm` and `customer_orders`: one
+/// row per super user, what their spend is and what they look like.
+pub fn super_users_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
+    if !present.all(&["customer_rfm", "customer_orders"]) {
+        return None;
     }
     let covers = Reference::of(cfg).covers("created_at");
-    // One row per super user: what their spend is and what they look like.
-    let sql = format!(
+    Some(format!(
         "WITH firsts AS (
            SELECT unified_id, channel AS first_channel FROM customer_orders
            WHERE paid_seq = 1 AND {covers}
@@ -105,6 +98,5 @@ pub async fn build_super_users(lake: &Lake, cfg: &MartsConfig, built: (&str, i64
                 r.owner_userid, r.in_private
          FROM customer_rfm r LEFT JOIN firsts f ON f.unified_id = r.unified_id
          WHERE r.super_user"
-    );
-    super::write_mart(lake, "super_users", &ctx, &sql, built).await
+    ))
 }

@@ -2,12 +2,9 @@
 //! reference day, who holds which customer in WeCom, which customer a
 //! touchpoint reached.
 
-use anyhow::Result;
 use chrono::NaiveDate;
-use datafusion::prelude::SessionContext;
 
 use super::MartsConfig;
-use crate::lake::Lake;
 
 /// Microseconds in a day.
 pub const DAY_US: i64 = 86_400_000_000;
@@ -74,16 +71,6 @@ impl Reference {
     pub fn covers(&self, ts: &str) -> String {
         format!("{ts} < {}", timestamp_literal(self.end_us))
     }
-}
-
-/// A session for a mart, with `names` registered; says which exist.
-pub async fn session(lake: &Lake, names: &[&str]) -> Result<(SessionContext, Vec<bool>)> {
-    let ctx = crate::lake::new_context();
-    let mut present = Vec::with_capacity(names.len());
-    for name in names {
-        present.push(lake.register(&ctx, name).await?);
-    }
-    Ok((ctx, present))
 }
 
 /// A CTE list defining `relationships`: one row per WeCom contact
