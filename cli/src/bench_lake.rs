@@ -114,7 +114,7 @@ struct People {
 const RECENT_DAYS: u64 = 2;
 
 /// Person `p`'s phone, hashed: the same on every marketplace and in WeCom.
-fn phone(hasher: &PiiHasher, p: u64) -> Option<String> {
+pub(crate) fn phone(hasher: &PiiHasher, p: u64) -> Option<String> {
     hasher.phone_text(&format!("13{:09}", mix(p ^ 0x9e37) % 1_000_000_000))
 }
 
@@ -197,6 +197,26 @@ struct Contacts {
     person: u64,
 }
 
+/// A generated person's WeCom contact.
+pub(crate) struct BenchContact {
+    /// When it was added.
+    pub added: DateTime<Utc>,
+    /// Its external_userid.
+    pub external_userid: String,
+    /// The staff member holding it.
+    pub owner: String,
+}
+
+/// Person `p`'s WeCom contact: one person in seven has one, added in the
+/// 300 days before [`as_of`], held by one of 40 staff.
+pub(crate) fn contact_of(p: u64) -> Option<BenchContact> {
+    mix(p ^ 11).is_multiple_of(7).then(|| BenchContact {
+        added: as_of() - Duration::seconds((mix(p ^ 12) % (300 * 86_400)) as i64),
+        external_userid: format!("wm{:028x}", mix(p ^ 13) as u128 * 0x1_0000_0001),
+        owner: format!("staff{}", p % 40),
+    })
+}
+
 impl Contacts {
     fn batch(&mut self, rows: usize) -> Option<RecordBatch> {
         let mut b = ContactsBuilder::new("bench-lake", as_of());
@@ -204,16 +224,16 @@ impl Contacts {
         while n < rows && self.person < self.people {
             let p = self.person;
             self.person += 1;
-            if !mix(p ^ 11).is_multiple_of(7) {
+            let Some(c) = contact_of(p) else {
                 continue;
-            }
-            let added = as_of() - Duration::seconds((mix(p ^ 12) % (300 * 86_400)) as i64);
+            };
+            let added = c.added;
             b.append(&ContactRow {
                 channel: Channel::Wecom,
-                contact_id: format!("wm{:028x}", mix(p ^ 13) as u128 * 0x1_0000_0001),
+                contact_id: c.external_userid,
                 unionid: None,
                 phone_hash: phone(&self.hasher, p),
-                owner_userid: format!("staff{}", p % 40),
+                owner_userid: c.owner,
                 add_way: Some(1),
                 state: None,
                 tags: vec![],
@@ -227,7 +247,7 @@ impl Contacts {
 }
 
 /// Stream `next` batches into table `name` in one commit.
-async fn land<F>(lake: &Lake, kind: TableKind, next: F) -> Result<()>
+pub(crate) async fn land<F>(lake: &Lake, kind: TableKind, next: F) -> Result<()>
 where
     F: FnMut(usize) -> Option<RecordBatch> + Send + 'static,
 {
@@ -280,6 +300,52 @@ pub struct LakeBench {
     pub merge: Option<crate::refresh::RefreshOutcome>,
 }
 
+/// Generate the population of `orders` orders into `lake`'s raw orders
+/// and contacts and refresh both, each step timed into `steps`; returns
+/// the hasher its phones were keyed with and how many people it made.
+pub async fn generate(lake: &Lake, orders: u64, steps: &mut Vec<Step>) -> Result<(PiiHasher, u64)> {
+    let key = LakeKey::from_bytes([7; 32]);
+    let hasher = PiiHasher::new(&key);
+    let people = Arc::new(Mutex::new(People {
+        hasher: hasher.clone(),
+        emit: Emit::All,
+        orders_left: orders,
+        person: 0,
+        person_end: u64::MAX,
+        ingested_at: as_of(),
+    }));
+    let gen = people.clone();
+    step(
+        steps,
+        "generate raw_orders",
+        land(lake, TableKind::Orders, move |n| {
+            gen.lock().expect("not poisoned").orders(n)
+        }),
+    )
+    .await?;
+    let persons = people.lock().expect("not poisoned").person;
+    let mut contacts = Contacts {
+        hasher: hasher.clone(),
+        people: persons,
+        person: 0,
+    };
+    step(
+        steps,
+        "generate raw_contacts",
+        land(lake, TableKind::Contacts, move |n| contacts.batch(n)),
+    )
+    .await?;
+    for kind in [TableKind::Orders, TableKind::Contacts] {
+        step(
+            steps,
+            &format!("refresh {}", kind.name()),
+            crate::refresh::refresh(lake, kind),
+        )
+        .await?;
+    }
+    Ok((hasher, persons))
+}
+
 /// Generate a lake of `orders` orders in `dir` and run the pipeline and the
 /// queries on it (`skip_build`: the lake exists, run the queries only).
 pub async fn run(dir: &std::path::Path, orders: u64, skip_build: bool) -> Result<LakeBench> {
@@ -289,45 +355,7 @@ pub async fn run(dir: &std::path::Path, orders: u64, skip_build: bool) -> Result
         ..Default::default()
     };
     if !skip_build {
-        let key = LakeKey::from_bytes([7; 32]);
-        let hasher = PiiHasher::new(&key);
-        let people = Arc::new(Mutex::new(People {
-            hasher: hasher.clone(),
-            emit: Emit::All,
-            orders_left: orders,
-            person: 0,
-            person_end: u64::MAX,
-            ingested_at: as_of(),
-        }));
-        let gen = people.clone();
-        step(
-            &mut out.steps,
-            "generate raw_orders",
-            land(&lake, TableKind::Orders, move |n| {
-                gen.lock().expect("not poisoned").orders(n)
-            }),
-        )
-        .await?;
-        let persons = people.lock().expect("not poisoned").person;
-        let mut contacts = Contacts {
-            hasher: hasher.clone(),
-            people: persons,
-            person: 0,
-        };
-        step(
-            &mut out.steps,
-            "generate raw_contacts",
-            land(&lake, TableKind::Contacts, move |n| contacts.batch(n)),
-        )
-        .await?;
-        for kind in [TableKind::Orders, TableKind::Contacts] {
-            step(
-                &mut out.steps,
-                &format!("refresh {}", kind.name()),
-                crate::refresh::refresh(&lake, kind),
-            )
-            .await?;
-        }
+        let (hasher, persons) = generate(&lake, orders, &mut out.steps).await?;
         let summary = step(
             &mut out.steps,
             "identity and customers",

@@ -12,6 +12,7 @@ pub use quanyu_engine::{
 pub mod bench;
 pub mod bench_identity;
 pub mod bench_lake;
+pub mod bench_marts;
 pub mod demo;
 pub mod export;
 pub mod report;

@@ -273,7 +273,7 @@ enum Cmd {
     /// and an incremental build after 1 % new orders; per step wall time and
     /// peak memory, beside SciPy's connected components on the same edges).
     #[command(
-        after_help = "Examples:\n  quanyu bench --orders 500000\n  quanyu bench identity --nodes 2000000 --edges 3000000\n  quanyu bench identity --nodes 10000000 --edges 15000000 --identity-orders 1000000"
+        after_help = "Examples:\n  quanyu bench --orders 500000\n  quanyu bench marts --orders 10000000 --lake /tmp/marts10m\n  quanyu bench identity --nodes 2000000 --edges 3000000\n  quanyu bench identity --nodes 10000000 --edges 15000000 --identity-orders 1000000"
     )]
     Bench {
         /// Which benchmark.
@@ -302,11 +302,11 @@ enum Cmd {
         /// Keep the lake here instead of a temporary folder.
         #[arg(long)]
         lake: Option<PathBuf>,
-        /// `lake`: the lake exists (from an earlier `--lake` run): run the
-        /// queries only.
+        /// `lake`, `marts`: the lake exists (from an earlier `--lake` run):
+        /// run the queries (rebuild the marts) only.
         #[arg(long)]
         queries_only: bool,
-        /// `lake`: skip the DuckDB peer.
+        /// `lake`, `marts`: skip the DuckDB peer.
         #[arg(long)]
         no_peer: bool,
     },
@@ -321,6 +321,9 @@ enum BenchKind {
     /// A generated lake of N orders: refresh, identity, customers and the
     /// analysts' queries, beside DuckDB on the same Parquet files.
     Lake,
+    /// Every mart built alone over a generated lake of N orders, beside
+    /// DuckDB running the same queries on the same Parquet files.
+    Marts,
 }
 
 /// The platforms `quanyu sandbox` serves: WeCom and every registered
@@ -1041,6 +1044,89 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Bench {
+            kind: BenchKind::Marts,
+            orders,
+            lake,
+            queries_only,
+            no_peer,
+            ..
+        } => {
+            let work = BenchDir::new("marts", lake);
+            let dir = work.path.clone();
+            let r = quanyu::bench_marts::run(&dir, orders as u64, queries_only).await;
+            let peer = match (&r, no_peer) {
+                (Ok(r), false) => Some(run_peer_with("duckdb_marts.py", &[&dir, &r.sql_dir])),
+                _ => None,
+            };
+            work.done();
+            let r = r?;
+            println!(
+                "marts over {} orders; memory budget {} MiB (QUANYU_MEMORY_MB)",
+                r.orders,
+                quanyu::lake::memory_limit_bytes() / (1024 * 1024)
+            );
+            for s in &r.steps {
+                println!(
+                    "  {:<40} {:>8.2} s  peak {:>6.0} MiB",
+                    s.name, s.secs, s.peak_mib
+                );
+            }
+            println!(
+                "  {:<22} {:>10} {:>9} {:>10} {:>9} {:>10} {:>8}  same answer",
+                "mart", "rows", "quanyu s", "peak MiB", "DuckDB s", "peak MiB", "ratio"
+            );
+            let (mut ours, mut theirs) = (0.0, 0.0);
+            for m in &r.marts {
+                let peer_mart = match &peer {
+                    Some(Ok(v)) => v.get(&m.name),
+                    _ => None,
+                };
+                let rows = m.digest.get("rows").copied().unwrap_or(0);
+                match peer_mart {
+                    Some(t) => {
+                        ours += m.secs;
+                        theirs += t["secs"].as_f64().unwrap_or(0.0);
+                        let same = m.digest.iter().all(|(k, v)| {
+                            t["digest"][k].as_str().and_then(|s| s.parse::<i128>().ok()) == Some(*v)
+                        });
+                        println!(
+                            "  {:<22} {:>10} {:>9.2} {:>10.0} {:>9.2} {:>10.0} {:>7.2}x  {}",
+                            m.name,
+                            rows,
+                            m.secs,
+                            m.peak_mib,
+                            t["secs"].as_f64().unwrap_or(0.0),
+                            t["peak_mib"].as_f64().unwrap_or(0.0),
+                            m.secs / t["secs"].as_f64().unwrap_or(0.0).max(1e-9),
+                            if same { "yes" } else { "NO" }
+                        );
+                        if !same {
+                            println!("    quanyu: {:?}\n    DuckDB: {}", m.digest, t["digest"]);
+                        }
+                    }
+                    None => println!(
+                        "  {:<22} {:>10} {:>9.2} {:>10.0}",
+                        m.name, rows, m.secs, m.peak_mib
+                    ),
+                }
+            }
+            if theirs > 0.0 {
+                println!(
+                    "  {:<22} {:>10} {:>9.2} {:>10} {:>9.2} {:>10} {:>7.2}x",
+                    "all marts",
+                    "",
+                    ours,
+                    "",
+                    theirs,
+                    "",
+                    ours / theirs
+                );
+            }
+            if let Some(Err(e)) = peer {
+                println!("  DuckDB peer skipped: {e:#}");
+            }
+        }
+        Cmd::Bench {
             kind: BenchKind::Pull,
             orders,
             chunk_rows,
@@ -1095,12 +1181,17 @@ fn peer_components(table: &std::path::Path) -> Result<(f64, u64)> {
 /// Run the peer script `tests/bench/<script>` on `arg` with python3; its
 /// stdout as JSON (its last stderr line as the error when it fails).
 fn run_peer(script: &str, arg: &std::path::Path) -> Result<serde_json::Value> {
+    run_peer_with(script, &[arg])
+}
+
+/// [`run_peer`] with several arguments.
+fn run_peer_with(script: &str, args: &[&std::path::Path]) -> Result<serde_json::Value> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/bench")
         .join(script);
     let out = std::process::Command::new("python3")
         .arg(&script)
-        .arg(arg)
+        .args(args)
         .output()
         .context("cannot run python3")?;
     if !out.status.success() {

@@ -148,7 +148,7 @@ fn recall_list_sql(
          )
          SELECT unified_id, last_order_at, CAST(days_since_last AS BIGINT) AS days_since_last,
                 CAST(orders AS BIGINT) AS orders, CAST(gmv_fen AS BIGINT) AS gmv_fen,
-                CASE WHEN orders > 0 THEN CAST(gmv_fen / orders AS BIGINT) END AS avg_order_fen,
+                CASE WHEN orders > 0 THEN CAST(gmv_fen AS BIGINT) / CAST(orders AS BIGINT) END AS avg_order_fen,
                 CAST(avg_interval_days AS DOUBLE) AS avg_interval_days,
                 CASE WHEN avg_interval_days IS NOT NULL
                      THEN {predicted} END AS predicted_next_day,
