@@ -40,9 +40,47 @@ impl Present {
     }
 }
 
+/// A mart's SQL: stages run first, each held in memory as a table of its
+/// name for what follows (small by design: a mart's own working set, such
+/// as the customers due for recall, which several parts of its query read;
+/// DataFusion would otherwise compute it once per use), then the query
+/// written as the mart.
+#[derive(Debug, Clone)]
+pub struct MartSql {
+    /// (table name, query), in order.
+    pub stages: Vec<(&'static str, String)>,
+    /// The mart's query.
+    pub query: String,
+}
+
+impl From<String> for MartSql {
+    fn from(query: String) -> Self {
+        MartSql {
+            stages: Vec::new(),
+            query,
+        }
+    }
+}
+
+impl MartSql {
+    /// The whole as one statement, the stages as common table expressions
+    /// (what a peer engine runs).
+    pub fn single(&self) -> String {
+        if self.stages.is_empty() {
+            return self.query.clone();
+        }
+        let ctes: Vec<String> = self
+            .stages
+            .iter()
+            .map(|(name, sql)| format!("{name} AS ({sql})"))
+            .collect();
+        format!("WITH {} SELECT * FROM ({})", ctes.join(",\n"), self.query)
+    }
+}
+
 /// A mart's query given the inputs present and the `[marts]` settings;
 /// `None` when an input it needs is missing (the mart writes nothing).
-pub type MartQuery = fn(&Present, &MartsConfig) -> Option<String>;
+pub type MartQuery = fn(&Present, &MartsConfig) -> Option<MartSql>;
 
 /// One mart: its table, what it reads, and how it is built.
 pub struct Mart {
@@ -66,56 +104,56 @@ pub static MARTS: &[Mart] = &[
         about: "one row per order with its unified customer, net of refunds, and the customer's paid-order sequence",
         inputs: &["identity_map", "orders", "refunds"],
         dated: false,
-        query: |p, _| customer_orders::query(p),
+        query: |p, _| customer_orders::query(p).map(MartSql::from),
     },
     Mart {
         name: "customers",
         about: "one row per unified customer: orders, spend net of refunds, channels, owner",
         inputs: &["identity_map", "orders", "refunds", "contacts"],
         dated: false,
-        query: |p, _| customers::customers_query(p),
+        query: |p, _| customers::customers_query(p).map(MartSql::from),
     },
     Mart {
         name: "bridges",
         about: "per bridge: touchpoints, cost, customers touched, buyers now WeCom contacts",
         inputs: &["touchpoints", "identity_map", "customers"],
         dated: false,
-        query: |p, _| customers::bridges_query(p),
+        query: |p, _| customers::bridges_query(p).map(MartSql::from),
     },
     Mart {
         name: "customer_rfm",
         about: "per buyer: recency, frequency, monetary quintile scores, trailing-365-day net GMV, decile, super_user",
         inputs: &["customer_orders", "customers"],
         dated: true,
-        query: rfm::customer_rfm_query,
+        query: |p, c| rfm::customer_rfm_query(p, c).map(MartSql::from),
     },
     Mart {
         name: "super_users",
         about: "the top share of buyers by trailing-365-day net GMV, with what they look like",
         inputs: &["customer_rfm", "customer_orders"],
         dated: true,
-        query: rfm::super_users_query,
+        query: |p, c| rfm::super_users_query(p, c).map(MartSql::from),
     },
     Mart {
         name: "retention",
         about: "per monthly cohort (first paid order) and first channel: size, repurchase within 30/90/180/365 days",
         inputs: &["customer_orders"],
         dated: true,
-        query: retention::retention_query,
+        query: |p, c| retention::retention_query(p, c).map(MartSql::from),
     },
     Mart {
         name: "retention_months",
         about: "per monthly cohort and first channel, per month after: customers who paid an order that month",
         inputs: &["customer_orders"],
         dated: true,
-        query: retention::retention_months_query,
+        query: |p, c| retention::retention_months_query(p, c).map(MartSql::from),
     },
     Mart {
         name: "repurchase_intervals",
         about: "the distribution of days between a customer's paid orders, per channel and category",
         inputs: &["customer_orders", "order_lines"],
         dated: true,
-        query: retention::repurchase_intervals_query,
+        query: |p, c| retention::repurchase_intervals_query(p, c).map(MartSql::from),
     },
     Mart {
         name: "recall_list",
@@ -129,14 +167,14 @@ pub static MARTS: &[Mart] = &[
         about: "per month and WeCom owner: customers held and added, revenue after the add by channel, and the unattributed rest",
         inputs: &["customer_orders", "identity_map", "contacts", "touchpoints"],
         dated: true,
-        query: reps::rep_attribution_query,
+        query: |p, c| reps::rep_attribution_query(p, c).map(MartSql::from),
     },
     Mart {
         name: "bridge_roi",
         about: "per bridge, campaign and cohort: touchpoints, cost, customers added to WeCom, their revenue in the window after joining",
         inputs: &["touchpoints", "identity_map", "contacts", "customer_orders"],
         dated: true,
-        query: bridge_roi::bridge_roi_query,
+        query: |p, c| bridge_roi::bridge_roi_query(p, c).map(MartSql::from),
     },
 ];
 
@@ -172,7 +210,7 @@ pub async fn query_of(lake: &Lake, mart: &Mart, cfg: &MartsConfig) -> Result<Opt
             present.insert(*input);
         }
     }
-    Ok((mart.query)(&Present(present), cfg))
+    Ok((mart.query)(&Present(present), cfg).map(|sql| sql.single()))
 }
 
 /// Rebuild `mart` under `cfg`, committing the cursor `built` (application
@@ -185,10 +223,17 @@ pub async fn build_mart(
     built: (&str, i64),
 ) -> Result<()> {
     let (ctx, present) = session_for(lake, mart).await?;
-    match (mart.query)(&present, cfg) {
-        Some(sql) => write_mart(lake, mart.name, &ctx, &sql, built).await,
-        None => Ok(()),
+    let Some(sql) = (mart.query)(&present, cfg) else {
+        return Ok(());
+    };
+    for (name, stage) in &sql.stages {
+        let df = ctx.sql(stage).await?;
+        let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
+        ctx.register_table(*name, std::sync::Arc::new(table))?;
     }
+    write_mart(lake, mart.name, &ctx, &sql.query, built).await
 }
 
 /// Write the result of `sql` (run in `ctx`, where its inputs are

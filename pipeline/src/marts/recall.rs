@@ -3,11 +3,11 @@
 //! leave them alone.
 
 use super::sql::{day_of, reached_cte, relationships_ctes, text_literal, Reference};
-use super::{MartsConfig, Present};
+use super::{MartSql, MartsConfig, Present};
 
 /// The `recall_list` query over `customer_orders`, `customer_rfm`,
 /// `identity_map` and, when present, `contacts` and `touchpoints`.
-pub fn recall_list_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
+pub fn recall_list_query(present: &Present, cfg: &MartsConfig) -> Option<MartSql> {
     present
         .all(&["customer_orders", "customer_rfm", "identity_map"])
         .then(|| {
@@ -53,7 +53,7 @@ fn recall_list_sql(
     cfg: &MartsConfig,
     has_contacts: bool,
     has_touchpoints: bool,
-) -> String {
+) -> MartSql {
     let r = &cfg.recall;
     let d = reference.day;
     let covers = reference.covers("created_at");
@@ -81,22 +81,31 @@ fn recall_list_sql(
     };
     let held_key =
         "lpad(CAST(greatest(CAST(r.added_at AS BIGINT), 0) AS VARCHAR), 19, '0') || r.owner_userid";
-    format!(
-        "WITH {relationships}, {reached},
-         purchases AS (
+    let purchases = format!(
+        "purchases AS (
            SELECT unified_id, channel, shop_id, order_id, created_at, net_fen, is_paid,
                   days_since_previous, {day} AS day
            FROM customer_orders
            WHERE unified_id IS NOT NULL AND (is_paid OR status = 'refunded') AND {covers}
-         ),
+         )"
+    );
+    // The due customers: a stage, as five parts of the query read them.
+    let due = format!(
+        "WITH {purchases},
          per AS (
            SELECT unified_id, max(created_at) AS last_order_at, {d} - max(day) AS days_since_last,
                   count(*) FILTER (WHERE is_paid) AS orders, sum(net_fen) AS gmv_fen,
                   avg(days_since_previous) AS avg_interval_days,
                   max(day) FILTER (WHERE is_paid) AS last_paid_day
            FROM purchases GROUP BY unified_id
-         ),
-         due AS (SELECT * FROM per WHERE days_since_last BETWEEN {min} AND {max}),
+         )
+         SELECT * FROM per WHERE days_since_last BETWEEN {min} AND {max}",
+        min = r.min_days,
+        max = r.max_days,
+    );
+    let query = format!(
+        "WITH {relationships}, {reached}, {purchases},
+         due AS (SELECT * FROM stage_recall_due),
          latest AS (
            SELECT p.unified_id, p.channel, p.shop_id, p.order_id, p.created_at,
                   row_number() OVER (PARTITION BY p.unified_id, p.channel
@@ -165,9 +174,11 @@ fn recall_list_sql(
                      WHEN already_repurchased THEN 'already_repurchased'
                      WHEN contacted_recently THEN 'contacted_recently' END AS suppress_reason
          FROM flagged",
-        min = r.min_days,
-        max = r.max_days,
         o_covers = reference.covers("o.created_at"),
         predicted = "arrow_cast(CAST(last_paid_day + round(avg_interval_days) AS INT), 'Date32')",
-    )
+    );
+    MartSql {
+        stages: vec![("stage_recall_due", due)],
+        query,
+    }
 }

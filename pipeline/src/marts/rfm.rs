@@ -12,10 +12,24 @@ pub fn customer_rfm_query(present: &Present, cfg: &MartsConfig) -> Option<String
         .then(|| customer_rfm_sql(&Reference::of(cfg), cfg.super_users.share))
 }
 
-/// A quintile score 1–5 of a window ordering: `1 + ⌊5 × percent_rank⌋`,
-/// at most 5. Equal values share a score; the lowest get 1.
-fn quintile(order: &str) -> String {
-    format!("least(5, 1 + CAST(floor(5 * percent_rank() OVER (ORDER BY {order})) AS BIGINT))")
+/// A CTE `name` scoring each value of `per.column` in quintiles 1–5:
+/// `1 + ⌊5 × percent_rank⌋`, at most 5, where a value's percent rank is the
+/// share of the other customers ranked before it (`direction` `ASC`: with
+/// a smaller value; `DESC`: a greater one). Equal values share a score; the
+/// lowest get 1. Ranked over the distinct values with their counts, not
+/// customer by customer: a window over every customer would hold them all
+/// in one batch.
+fn quintile_cte(name: &str, column: &str, direction: &str) -> String {
+    format!(
+        "{name} AS (
+           SELECT v, least(5, 1 + CAST(floor(5 * CAST(COALESCE(before, 0) AS DOUBLE)
+                                              / greatest(n.buyers - 1, 1)) AS BIGINT)) AS score
+           FROM (
+             SELECT v, sum(c) OVER (ORDER BY v {direction} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+             FROM (SELECT {column} AS v, count(*) AS c FROM per GROUP BY {column})
+           ) CROSS JOIN n
+         )"
+    )
 }
 
 /// The `customer_rfm` query: one row per customer with a paid order
@@ -37,9 +51,9 @@ fn customer_rfm_sql(reference: &Reference, share: f64) -> String {
     let d = reference.day;
     let day = day_of("created_at");
     let covers = reference.covers("created_at");
-    let r = quintile("recency_days DESC");
-    let f = quintile("frequency");
-    let m = quintile("monetary_fen");
+    let r = quintile_cte("r", "recency_days", "DESC");
+    let f = quintile_cte("f", "frequency", "ASC");
+    let m = quintile_cte("m", "monetary_fen", "ASC");
     format!(
         "WITH paid AS (
            SELECT unified_id, net_fen, created_at, {day} AS day FROM customer_orders
@@ -53,11 +67,23 @@ fn customer_rfm_sql(reference: &Reference, share: f64) -> String {
                   COALESCE(sum(net_fen) FILTER (WHERE day > {d} - 365), 0) AS gmv_365d_fen
            FROM paid GROUP BY unified_id
          ),
+         n AS (
+           SELECT count(*) AS buyers, count(*) FILTER (WHERE gmv_365d_fen > 0) AS spenders FROM per
+         ),
+         {r}, {f}, {m},
+         ranked AS (
+           SELECT unified_id, row_number() OVER (ORDER BY gmv_365d_fen DESC, unified_id) AS position
+           FROM per WHERE gmv_365d_fen > 0
+         ),
          scored AS (
-           SELECT *, {r} AS r_score, {f} AS f_score, {m} AS m_score,
-                  row_number() OVER (ORDER BY gmv_365d_fen DESC, unified_id) AS position,
-                  sum(CASE WHEN gmv_365d_fen > 0 THEN 1 ELSE 0 END) OVER () AS spenders
+           SELECT per.*, r.score AS r_score, f.score AS f_score, m.score AS m_score,
+                  ranked.position, n.spenders
            FROM per
+           JOIN r ON r.v = per.recency_days
+           JOIN f ON f.v = per.frequency
+           JOIN m ON m.v = per.monetary_fen
+           LEFT JOIN ranked ON ranked.unified_id = per.unified_id
+           CROSS JOIN n
          )
          SELECT s.unified_id, s.first_paid_at, s.last_paid_at,
                 CAST(s.recency_days AS BIGINT) AS recency_days,
