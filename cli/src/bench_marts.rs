@@ -81,25 +81,7 @@ struct Touches {
 
 impl Touches {
     fn touch(bridge: Bridge, id: String, event: TouchEvent, at: DateTime<Utc>) -> TouchpointRow {
-        TouchpointRow {
-            channel: bridge,
-            event_id: id,
-            event_type: event,
-            occurred_at: at,
-            phone_hash: None,
-            order_channel: None,
-            order_id: None,
-            unionid: None,
-            external_userid: None,
-            owner_userid: None,
-            state: None,
-            campaign: None,
-            outcome: None,
-            intent_level: None,
-            duration_secs: None,
-            cost_fen: None,
-            source: "bench".into(),
-        }
+        TouchpointRow::event(bridge, id, event, at, "bench")
     }
 
     fn batch(&mut self, rows: usize) -> Option<RecordBatch> {

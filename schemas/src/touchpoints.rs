@@ -51,6 +51,38 @@ canonical_table! {
     version updated_at = occurred_at;
 }
 
+impl TouchpointRow {
+    /// An event of `bridge` with only what every event has: its id, type,
+    /// time and feed; every identifier and figure unset.
+    pub fn event(
+        bridge: Bridge,
+        event_id: impl Into<String>,
+        event_type: TouchEvent,
+        occurred_at: DateTime<Utc>,
+        source: impl Into<String>,
+    ) -> Self {
+        TouchpointRow {
+            channel: bridge,
+            event_id: event_id.into(),
+            event_type,
+            occurred_at,
+            phone_hash: None,
+            order_channel: None,
+            order_id: None,
+            unionid: None,
+            external_userid: None,
+            owner_userid: None,
+            state: None,
+            campaign: None,
+            outcome: None,
+            intent_level: None,
+            duration_secs: None,
+            cost_fen: None,
+            source: source.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

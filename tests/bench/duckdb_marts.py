@@ -22,24 +22,10 @@ import tempfile
 import time
 
 import duckdb
-from deltalake import DeltaTable
+
+from duckdb_queries import delta_views, peak_mib, reset_peak
 
 INPUTS = ("orders", "contacts", "touchpoints", "refunds", "order_lines", "identity_map")
-
-
-def peak_mib():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def reset_peak():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
 
 
 def calls(sql, name):
@@ -127,13 +113,7 @@ def main():
     lake = pathlib.Path(sys.argv[1])
     sql_dir = pathlib.Path(sys.argv[2])
     con = duckdb_connect()
-    for table in INPUTS:
-        path = lake / table
-        if not (path / "_delta_log").exists():
-            continue
-        files = DeltaTable(str(path)).file_uris()
-        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}])")
+    delta_views(con, lake, INPUTS)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for q in sorted(sql_dir.glob("*.sql")):

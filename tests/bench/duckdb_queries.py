@@ -44,17 +44,22 @@ def cell(v):
     return str(v)
 
 
-def main():
-    lake = pathlib.Path(sys.argv[1])
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    for table in ("orders", "identity_map", "customers", "contacts"):
+def delta_views(con, lake, tables):
+    """Each of `tables` that the lake holds as a view of its current files."""
+    for table in tables:
         path = lake / table
         if not (path / "_delta_log").exists():
             continue
         files = DeltaTable(str(path)).file_uris()
         listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}])")
+
+
+def main():
+    lake = pathlib.Path(sys.argv[1])
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    delta_views(con, lake, ("orders", "identity_map", "customers", "contacts"))
     out = {}
     for q in sorted(QUERIES.glob("*.sql")):
         sql = q.read_text()

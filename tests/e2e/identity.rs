@@ -1064,23 +1064,14 @@ async fn marts_left_behind_by_a_killed_sync_are_caught_up() {
     // AI calls land after the marts were current: the next sync brings
     // `bridges` up to them.
     let call = |i: u32| quanyu_schemas::TouchpointRow {
-        channel: quanyu_schemas::Bridge::AiCall,
-        event_id: format!("call-{i}"),
-        event_type: quanyu_schemas::TouchEvent::Call,
-        occurred_at: t0,
-        phone_hash: None,
-        order_channel: None,
-        order_id: None,
-        unionid: None,
-        external_userid: None,
-        owner_userid: None,
-        state: None,
-        campaign: None,
-        outcome: None,
-        intent_level: None,
-        duration_secs: None,
         cost_fen: Some(50),
-        source: "test".into(),
+        ..quanyu_schemas::TouchpointRow::event(
+            quanyu_schemas::Bridge::AiCall,
+            format!("call-{i}"),
+            quanyu_schemas::TouchEvent::Call,
+            t0,
+            "test",
+        )
     };
     for round in 0..2u32 {
         let mut b = quanyu_schemas::TouchpointsBuilder::new("test", Utc::now());

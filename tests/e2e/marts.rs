@@ -40,25 +40,7 @@ fn phone(person: char) -> String {
 }
 
 fn touch(bridge: Bridge, id: &str, event: TouchEvent, at: DateTime<Utc>) -> TouchpointRow {
-    TouchpointRow {
-        channel: bridge,
-        event_id: id.into(),
-        event_type: event,
-        occurred_at: at,
-        phone_hash: None,
-        order_channel: None,
-        order_id: None,
-        unionid: None,
-        external_userid: None,
-        owner_userid: None,
-        state: None,
-        campaign: None,
-        outcome: None,
-        intent_level: None,
-        duration_secs: None,
-        cost_fen: None,
-        source: "test".into(),
-    }
+    TouchpointRow::event(bridge, id, event, at, "test")
 }
 
 /// The lake of the module's story, with identity and every mart built
@@ -155,17 +137,23 @@ async fn story(cfg: &MartsConfig) -> (tempfile::TempDir, Lake) {
             ..touch(Bridge::AiCall, "call-d", TouchEvent::Call, bj(6, 25, 10, 0))
         },
     ];
-    let batch = TouchpointRow::batch(&touchpoints, "test", Utc::now());
+    derive_with(&lake, &touchpoints, cfg).await;
+    (dir, lake)
+}
+
+/// Land `touchpoints`, refresh them and the refunds landed before, then
+/// build identity and every mart under `cfg`.
+pub(crate) async fn derive_with(lake: &Lake, touchpoints: &[TouchpointRow], cfg: &MartsConfig) {
+    let batch = TouchpointRow::batch(touchpoints, "test", Utc::now());
     lake.append_raw(TableKind::Touchpoints, vec![batch])
         .await
         .unwrap();
     for kind in [TableKind::Refunds, TableKind::Touchpoints] {
-        quanyu::refresh::refresh_current(&lake, kind).await.unwrap();
+        quanyu::refresh::refresh_current(lake, kind).await.unwrap();
     }
-    quanyu::sync::derive(&lake, &h, (&IdentityConfig::default(), cfg), false)
+    quanyu::sync::derive(lake, &hasher(), (&IdentityConfig::default(), cfg), false)
         .await
         .unwrap();
-    (dir, lake)
 }
 
 /// `[marts]` of the story: its reference day, the card's unit cost and

@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
-use quanyu::identity::IdentityConfig;
 use quanyu::lake::Lake;
 use quanyu::marts::MartsConfig;
 use quanyu_connector_sdk::sandbox::lifecycle::{Lifecycle, Stage};
@@ -190,26 +189,16 @@ pub(crate) async fn world_lake(cfg: &MartsConfig) -> (tempfile::TempDir, Lake, S
     let mut opted_out = BTreeSet::new();
     let at_or_before = |t: DateTime<Utc>| (t <= as_of).then_some(t);
     let touch = |bridge, id: String, event, at, person: u32| Touch {
-        row: TouchpointRow {
-            channel: bridge,
-            event_id: id,
-            event_type: event,
-            occurred_at: at,
-            phone_hash: None,
-            order_channel: None,
-            order_id: None,
-            unionid: None,
-            external_userid: None,
-            owner_userid: None,
-            state: None,
-            campaign: None,
-            outcome: None,
-            intent_level: None,
-            duration_secs: None,
-            cost_fen: None,
-            source: "test".into(),
-        },
+        row: TouchpointRow::event(bridge, id, event, at, "test"),
         person,
+    };
+    // A call or SMS to a person's phone, in a campaign, at a cost.
+    let dial = |bridge, id: String, event, at, person: u32, campaign: &str, cost: Option<i64>| {
+        let mut t = touch(bridge, id, event, at, person);
+        t.row.phone_hash = phone(person);
+        t.row.campaign = Some(campaign.into());
+        t.row.cost_fen = cost;
+        t
     };
     for c in world.contacts.iter().filter(|c| c.added <= as_of) {
         let external = format!("wm{}", c.person);
@@ -276,30 +265,26 @@ pub(crate) async fn world_lake(cfg: &MartsConfig) -> (tempfile::TempDir, Lake, S
             // A card buyer the AI-call vendor had called the day before:
             // in two bridges.
             if c.person % 4 == 1 {
-                let mut t = touch(
+                touches.push(dial(
                     Bridge::AiCall,
                     format!("pre-{}", c.person),
                     TouchEvent::Call,
                     c.added - Duration::days(1),
                     c.person,
-                );
-                t.row.phone_hash = phone(c.person);
-                t.row.campaign = Some("t3".into());
-                t.row.cost_fen = Some(45);
-                touches.push(t);
+                    "t3",
+                    Some(45),
+                ));
             }
         } else {
-            let mut t = touch(
+            touches.push(dial(
                 Bridge::AiCall,
                 format!("call-{}", c.person),
                 TouchEvent::Call,
                 c.added - Duration::hours(2),
                 c.person,
-            );
-            t.row.phone_hash = phone(c.person);
-            t.row.campaign = Some("t1".into());
-            t.row.cost_fen = Some(40);
-            touches.push(t);
+                "t1",
+                Some(40),
+            ));
         }
     }
     // Orders at the edges of a bridge's window: for every seventh person
@@ -367,16 +352,15 @@ pub(crate) async fn world_lake(cfg: &MartsConfig) -> (tempfile::TempDir, Lake, S
         .filter(|p| due(p) && !with_contact.contains(p))
     {
         let at = as_of - Duration::days(i64::from(person % 20)) - Duration::hours(3);
-        let mut t = touch(
+        touches.push(dial(
             Bridge::AiSms,
             format!("sms-{person}"),
             TouchEvent::Sms,
             at,
             person,
-        );
-        t.row.phone_hash = phone(person);
-        t.row.campaign = Some("remind".into());
-        touches.push(t);
+            "remind",
+            None,
+        ));
     }
     land(&lake, &orders, &contacts).await;
     lake.append_raw(
@@ -386,18 +370,7 @@ pub(crate) async fn world_lake(cfg: &MartsConfig) -> (tempfile::TempDir, Lake, S
     .await
     .unwrap();
     let rows: Vec<TouchpointRow> = touches.iter().map(|t| t.row.clone()).collect();
-    lake.append_raw(
-        TableKind::Touchpoints,
-        vec![TouchpointRow::batch(&rows, "test", Utc::now())],
-    )
-    .await
-    .unwrap();
-    for kind in [TableKind::Refunds, TableKind::Touchpoints] {
-        quanyu::refresh::refresh_current(&lake, kind).await.unwrap();
-    }
-    quanyu::sync::derive(&lake, &h, (&IdentityConfig::default(), cfg), false)
-        .await
-        .unwrap();
+    crate::marts::derive_with(&lake, &rows, cfg).await;
     let story = Story {
         sales,
         held,

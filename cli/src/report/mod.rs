@@ -24,6 +24,18 @@ struct Section {
     table: String,
 }
 
+impl Section {
+    /// A section with nothing drawn yet.
+    fn new(title: &str, about: &str) -> Section {
+        Section {
+            title: title.into(),
+            about: about.into(),
+            svg: String::new(),
+            table: String::new(),
+        }
+    }
+}
+
 /// The Chinese name of a channel or bridge, with its id.
 fn label(id: &str) -> String {
     let name = match id {
@@ -119,12 +131,10 @@ async fn has(lake: &Lake, name: &str) -> Result<bool> {
 }
 
 async fn sales_by_channel(lake: &Lake) -> Result<Section> {
-    let mut s = Section {
-        title: "订单与GMV：按渠道、按月 · Orders and GMV by channel".into(),
-        about: "Paid orders by the Beijing month they were placed; GMV net of refunds (元).".into(),
-        svg: String::new(),
-        table: String::new(),
-    };
+    let mut s = Section::new(
+        "订单与GMV：按渠道、按月 · Orders and GMV by channel",
+        "Paid orders by the Beijing month they were placed; GMV net of refunds (元).",
+    );
     if !has(lake, "customer_orders").await? {
         return Ok(s);
     }
@@ -198,12 +208,7 @@ async fn sales_by_channel(lake: &Lake) -> Result<Section> {
 }
 
 async fn channel_overlap(lake: &Lake) -> Result<Section> {
-    let mut s = Section {
-        title: "渠道重叠 · Customers across channels".into(),
-        about: "Unified customers found in both the row's and the column's channel (the diagonal: in that channel at all).".into(),
-        svg: String::new(),
-        table: String::new(),
-    };
+    let mut s = Section::new("渠道重叠 · Customers across channels", "Unified customers found in both the row's and the column's channel (the diagonal: in that channel at all).");
     if !has(lake, "customers").await? {
         return Ok(s);
     }
@@ -254,12 +259,7 @@ async fn channel_overlap(lake: &Lake) -> Result<Section> {
 }
 
 async fn bridge_funnel(lake: &Lake) -> Result<Section> {
-    let mut s = Section {
-        title: "加粉漏斗与ROI · Bridge funnel and ROI".into(),
-        about: "Per bridge (all campaigns and cohorts): customers touched and added to WeCom; coverage = revenue of the added customers in the window after joining ÷ cost.".into(),
-        svg: String::new(),
-        table: String::new(),
-    };
+    let mut s = Section::new("加粉漏斗与ROI · Bridge funnel and ROI", "Per bridge (all campaigns and cohorts): customers touched and added to WeCom; coverage = revenue of the added customers in the window after joining ÷ cost.");
     if !has(lake, "bridge_roi").await? {
         return Ok(s);
     }
@@ -331,13 +331,10 @@ async fn bridge_funnel(lake: &Lake) -> Result<Section> {
 }
 
 async fn retention_heatmap(lake: &Lake) -> Result<Section> {
-    let mut s = Section {
-        title: "复购留存热力图 · Retention by monthly cohort".into(),
-        about: "Share of each cohort (first paid order's month) who paid an order N months later."
-            .into(),
-        svg: String::new(),
-        table: String::new(),
-    };
+    let mut s = Section::new(
+        "复购留存热力图 · Retention by monthly cohort",
+        "Share of each cohort (first paid order's month) who paid an order N months later.",
+    );
     if !has(lake, "retention_months").await? {
         return Ok(s);
     }
@@ -412,12 +409,10 @@ async fn retention_heatmap(lake: &Lake) -> Result<Section> {
 }
 
 async fn recall_bands(lake: &Lake) -> Result<Section> {
-    let mut s = Section {
-        title: "老客召回名单：按价值分层 · Recall list by value band".into(),
-        about: "Buyers due for recall (last purchase within the configured window), by value band: to the reps (still a WeCom contact), to the AI-call vendor, or suppressed.".into(),
-        svg: String::new(),
-        table: String::new(),
-    };
+    let mut s = Section::new(
+        "老客召回名单：按价值分层 · Recall list by value band",
+        "Buyers due for recall (last purchase within the configured window), by value band: to the reps (still a WeCom contact), to the AI-call vendor, or suppressed.",
+    );
     if !has(lake, "recall_list").await? {
         return Ok(s);
     }
@@ -471,12 +466,7 @@ async fn recall_bands(lake: &Lake) -> Result<Section> {
 }
 
 async fn top_reps(lake: &Lake) -> Result<Section> {
-    let mut s = Section {
-        title: "销售业绩归属 · Top reps by attributed revenue".into(),
-        about: "Revenue of the customers each WeCom owner holds, after the add, under the configured rule; the unattributed rest in the table.".into(),
-        svg: String::new(),
-        table: String::new(),
-    };
+    let mut s = Section::new("销售业绩归属 · Top reps by attributed revenue", "Revenue of the customers each WeCom owner holds, after the add, under the configured rule; the unattributed rest in the table.");
     if !has(lake, "rep_attribution").await? {
         return Ok(s);
     }
