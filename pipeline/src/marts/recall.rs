@@ -110,7 +110,7 @@ fn recall_list_sql(
            SELECT p.unified_id, p.channel, p.shop_id, p.order_id, p.created_at,
                   row_number() OVER (PARTITION BY p.unified_id, p.channel
                                      ORDER BY p.created_at DESC, p.order_id DESC) AS k
-           FROM purchases p JOIN due d ON d.unified_id = p.unified_id
+           FROM due d JOIN purchases p ON p.unified_id = d.unified_id
          ),
          per_platform AS (
            SELECT *, row_number() OVER (PARTITION BY unified_id ORDER BY created_at DESC, channel) AS j
@@ -127,7 +127,7 @@ fn recall_list_sql(
          ),
          holder AS (
            SELECT r.unified_id, substr(max({held_key}), 20) AS owner_userid
-           FROM relationships r JOIN due d ON d.unified_id = r.unified_id
+           FROM due d JOIN relationships r ON r.unified_id = d.unified_id
            WHERE r.deleted_at IS NULL GROUP BY r.unified_id
          ),
          contacted AS (
@@ -135,7 +135,7 @@ fn recall_list_sql(
            WHERE channel IN ('ai_call', 'ai_sms') AND {touch_covered} AND {touch_day} > {d} - {within}
          ),
          reordered AS (
-           SELECT DISTINCT o.unified_id FROM customer_orders o JOIN due d ON d.unified_id = o.unified_id
+           SELECT DISTINCT o.unified_id FROM due d JOIN customer_orders o ON o.unified_id = d.unified_id
            WHERE o.status = 'pending_payment' AND o.created_at > d.last_order_at AND {o_covers}
          ),
          opted AS ({opted}),

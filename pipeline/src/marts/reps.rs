@@ -51,7 +51,7 @@ fn attributed_cte(rule: RepRule, covers: &str) -> String {
              ),
              attributed AS (
                SELECT p.*, CASE WHEN p.created_at >= c.added_at THEN c.owner_userid END AS owner_userid
-               FROM paid p LEFT JOIN chosen c ON c.unified_id = p.unified_id
+               FROM chosen c RIGHT JOIN paid p ON p.unified_id = c.unified_id
              )"
         )
     };
@@ -64,13 +64,13 @@ fn attributed_cte(rule: RepRule, covers: &str) -> String {
                SELECT p.channel, p.shop_id, p.order_id, r.owner_userid,
                       row_number() OVER (PARTITION BY p.channel, p.shop_id, p.order_id
                                          ORDER BY r.added_at DESC, r.owner_userid) AS k
-               FROM paid p JOIN relationships r ON r.unified_id = p.unified_id
+               FROM relationships r JOIN paid p ON p.unified_id = r.unified_id
                WHERE r.added_at <= p.created_at AND (r.deleted_at IS NULL OR r.deleted_at > p.created_at)
              ),
              attributed AS (
                SELECT p.*, h.owner_userid
-               FROM paid p LEFT JOIN holders h ON h.channel = p.channel AND h.shop_id = p.shop_id
-                    AND h.order_id = p.order_id AND h.k = 1
+               FROM (SELECT * FROM holders WHERE k = 1) h
+               RIGHT JOIN paid p ON p.channel = h.channel AND p.shop_id = h.shop_id AND p.order_id = h.order_id
              )"
         ),
     }

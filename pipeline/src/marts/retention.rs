@@ -101,7 +101,7 @@ fn retention_months_sql(reference: &Reference) -> String {
          activity AS (
            SELECT DISTINCT f.unified_id, f.cohort_month, f.first_channel,
                   {month} - f.first_month AS months_after
-           FROM customer_orders o JOIN firsts f ON f.unified_id = o.unified_id
+           FROM firsts f JOIN customer_orders o ON o.unified_id = f.unified_id
            WHERE o.is_paid AND {covers}
          ),
          active AS (
