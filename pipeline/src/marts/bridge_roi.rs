@@ -62,7 +62,13 @@ fn bridge_roi_sql(reference: &Reference, cfg: &MartsConfig, has_contacts: bool) 
     let window_us = i64::from(roi.window_days) * DAY_US;
     let end = timestamp_literal(reference.end_us);
     let relationships = relationships_ctes(reference, has_contacts, true);
-    let reached = reached_cte(true);
+    let reached = reached_cte(
+        true,
+        &format!(
+            "t.event_type IN {OUTREACH} AND {}",
+            reference.covers("t.occurred_at")
+        ),
+    );
     format!(
         "WITH {relationships}, {reached},
          events AS (

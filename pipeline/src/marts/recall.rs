@@ -38,7 +38,8 @@ pub fn recall_list_query(present: &Present, cfg: &MartsConfig) -> Option<MartSql
 /// `call_order_id` (the latest purchase: what an AI-call vendor dials
 /// through the platform's privacy number, as the lake holds no phone) and
 /// `platform_orders` (the latest purchase on each platform,
-/// `channel:shop_id:order_id`, latest first).
+/// `channel:shop_id:order_id`, latest first; purchases created in the same
+/// microsecond rank by channel, shop and order id, greatest first).
 ///
 /// Suppression: `contacted_recently` (an AI call or SMS reached them in the
 /// `contacted_within_days` days ending on the reference day),
@@ -59,10 +60,17 @@ fn recall_list_sql(
     let covers = reference.covers("created_at");
     let day = day_of("created_at");
     let relationships = relationships_ctes(reference, has_contacts, has_touchpoints);
-    let reached = reached_cte(has_touchpoints);
-    let touch_day = day_of("occurred_at");
-    let touch_covered = reference.covers("occurred_at");
     let within = r.contacted_within_days;
+    // Only the AI calls and SMS of the suppression window.
+    let reached = reached_cte(
+        has_touchpoints,
+        &format!(
+            "t.channel IN ('ai_call', 'ai_sms') AND {} AND {} > {} - {within}",
+            reference.covers("t.occurred_at"),
+            day_of("t.occurred_at"),
+            reference.day
+        ),
+    );
     let opted = if has_contacts && !r.opt_out_tags.is_empty() {
         let tags = r
             .opt_out_tags
@@ -89,59 +97,61 @@ fn recall_list_sql(
            WHERE unified_id IS NOT NULL AND (is_paid OR status = 'refunded') AND {covers}
          )"
     );
-    // The due customers: a stage, as five parts of the query read them.
+    // The due customers, with their latest purchase per platform: a stage
+    // (five parts of the query read it), by grouping alone (a join of every
+    // purchase to the due customers would hold all purchases in memory).
+    // A purchase's key: its creation time in 19 fixed-width digits, then
+    // channel, shop and order, so the greatest key is the latest purchase.
+    let sep = "chr(31)";
+    let key = format!(
+        "lpad(CAST(greatest(CAST(created_at AS BIGINT), 0) AS VARCHAR), 19, '0') || channel || {sep} || shop_id || {sep} || order_id"
+    );
     let due = format!(
         "WITH {purchases},
-         per AS (
-           SELECT unified_id, max(created_at) AS last_order_at, {d} - max(day) AS days_since_last,
+         per_channel AS (
+           SELECT unified_id, max({key}) AS last_key, max(created_at) AS last_at, max(day) AS last_day,
                   count(*) FILTER (WHERE is_paid) AS orders, sum(net_fen) AS gmv_fen,
-                  avg(days_since_previous) AS avg_interval_days,
+                  sum(days_since_previous) AS interval_days, count(days_since_previous) AS intervals,
                   max(day) FILTER (WHERE is_paid) AS last_paid_day
-           FROM purchases GROUP BY unified_id
+           FROM purchases GROUP BY unified_id, channel
+         ),
+         per AS (
+           SELECT unified_id, max(last_at) AS last_order_at, {d} - max(last_day) AS days_since_last,
+                  sum(orders) AS orders, sum(gmv_fen) AS gmv_fen,
+                  CASE WHEN sum(intervals) > 0
+                       THEN CAST(sum(interval_days) AS DOUBLE) / sum(intervals) END AS avg_interval_days,
+                  max(last_paid_day) AS last_paid_day,
+                  split_part(substr(max(last_key), 20), {sep}, 1) AS call_channel,
+                  split_part(substr(max(last_key), 20), {sep}, 2) AS call_shop_id,
+                  split_part(substr(max(last_key), 20), {sep}, 3) AS call_order_id,
+                  array_agg(replace(substr(last_key, 20), {sep}, ':') ORDER BY last_key DESC) AS platform_orders
+           FROM per_channel GROUP BY unified_id
          )
          SELECT * FROM per WHERE days_since_last BETWEEN {min} AND {max}",
         min = r.min_days,
         max = r.max_days,
     );
     let query = format!(
-        "WITH {relationships}, {reached}, {purchases},
+        "WITH {relationships}, {reached},
          due AS (SELECT * FROM stage_recall_due),
-         latest AS (
-           SELECT p.unified_id, p.channel, p.shop_id, p.order_id, p.created_at,
-                  row_number() OVER (PARTITION BY p.unified_id, p.channel
-                                     ORDER BY p.created_at DESC, p.order_id DESC) AS k
-           FROM due d JOIN purchases p ON p.unified_id = d.unified_id
-         ),
-         per_platform AS (
-           SELECT *, row_number() OVER (PARTITION BY unified_id ORDER BY created_at DESC, channel) AS j
-           FROM latest WHERE k = 1
-         ),
-         platforms AS (
-           SELECT unified_id,
-                  array_agg(channel || ':' || shop_id || ':' || order_id ORDER BY j) AS platform_orders
-           FROM per_platform GROUP BY unified_id
-         ),
-         call_order AS (
-           SELECT unified_id, channel AS call_channel, shop_id AS call_shop_id, order_id AS call_order_id
-           FROM per_platform WHERE j = 1
-         ),
          holder AS (
            SELECT r.unified_id, substr(max({held_key}), 20) AS owner_userid
            FROM due d JOIN relationships r ON r.unified_id = d.unified_id
            WHERE r.deleted_at IS NULL GROUP BY r.unified_id
          ),
-         contacted AS (
-           SELECT DISTINCT unified_id FROM reached
-           WHERE channel IN ('ai_call', 'ai_sms') AND {touch_covered} AND {touch_day} > {d} - {within}
+         contacted AS (SELECT DISTINCT unified_id FROM reached),
+         pending AS (
+           SELECT unified_id, max(created_at) AS pending_at FROM customer_orders
+           WHERE status = 'pending_payment' AND unified_id IS NOT NULL AND {o_covers}
+           GROUP BY unified_id
          ),
          reordered AS (
-           SELECT DISTINCT o.unified_id FROM due d JOIN customer_orders o ON o.unified_id = d.unified_id
-           WHERE o.status = 'pending_payment' AND o.created_at > d.last_order_at AND {o_covers}
+           SELECT d.unified_id FROM due d JOIN pending o ON o.unified_id = d.unified_id
+           WHERE o.pending_at > d.last_order_at
          ),
          opted AS ({opted}),
          flagged AS (
-           SELECT due.*, rf.m_score, h.owner_userid, c.call_channel, c.call_shop_id, c.call_order_id,
-                  pl.platform_orders,
+           SELECT due.*, rf.m_score, h.owner_userid,
                   ct.unified_id IS NOT NULL AS contacted_recently,
                   due.gmv_fen <= 0 AS refunded_only,
                   ro.unified_id IS NOT NULL AS already_repurchased,
@@ -149,8 +159,6 @@ fn recall_list_sql(
            FROM due
            LEFT JOIN customer_rfm rf ON rf.unified_id = due.unified_id
            LEFT JOIN holder h ON h.unified_id = due.unified_id
-           LEFT JOIN call_order c ON c.unified_id = due.unified_id
-           LEFT JOIN platforms pl ON pl.unified_id = due.unified_id
            LEFT JOIN contacted ct ON ct.unified_id = due.unified_id
            LEFT JOIN reordered ro ON ro.unified_id = due.unified_id
            LEFT JOIN opted op ON op.unified_id = due.unified_id
@@ -174,7 +182,7 @@ fn recall_list_sql(
                      WHEN already_repurchased THEN 'already_repurchased'
                      WHEN contacted_recently THEN 'contacted_recently' END AS suppress_reason
          FROM flagged",
-        o_covers = reference.covers("o.created_at"),
+        o_covers = reference.covers("created_at"),
         predicted = "arrow_cast(CAST(last_paid_day + round(avg_interval_days) AS INT), 'Date32')",
     );
     MartSql {

@@ -136,9 +136,10 @@ pub const TS_NULL: &str = "arrow_cast(NULL, 'Timestamp(Microsecond, Some(\"UTC\"
 /// reached (through its phone, its external_userid or its order; one row
 /// per touchpoint and customer), with the touchpoint's `channel` (the
 /// bridge), `event_id`, `event_type`, `campaign`, `occurred_at` and
-/// `external_userid`. Reads `touchpoints` (none when `has_touchpoints` is
-/// false) and `identity_map`.
-pub fn reached_cte(has_touchpoints: bool) -> String {
+/// `external_userid`. Reads the `touchpoints` that `filter` (an SQL
+/// condition on `t`) keeps (none when `has_touchpoints` is false) and
+/// `identity_map`.
+pub fn reached_cte(has_touchpoints: bool, filter: &str) -> String {
     let cols = "t.channel, t.event_id, t.event_type, t.campaign, t.occurred_at, t.external_userid";
     if !has_touchpoints {
         return format!(
@@ -151,15 +152,16 @@ pub fn reached_cte(has_touchpoints: bool) -> String {
              )"
         );
     }
+    // Touchpoints first: the side a hash join builds on.
     format!(
         "reached AS (
-           SELECT {cols}, m.unified_id FROM touchpoints t
+           SELECT {cols}, m.unified_id FROM (SELECT * FROM touchpoints t WHERE {filter}) t
              JOIN identity_map m ON m.id_type = 'phone_hash' AND m.id_value = t.phone_hash
            UNION
-           SELECT {cols}, m.unified_id FROM touchpoints t
+           SELECT {cols}, m.unified_id FROM (SELECT * FROM touchpoints t WHERE {filter}) t
              JOIN identity_map m ON m.id_type = 'wecom_external_userid' AND m.id_value = t.external_userid
            UNION
-           SELECT {cols}, m.unified_id FROM touchpoints t
+           SELECT {cols}, m.unified_id FROM (SELECT * FROM touchpoints t WHERE {filter} AND t.order_id IS NOT NULL) t
              JOIN identity_map m ON m.id_type = 'order' AND m.id_value = t.order_channel || ':' || t.order_id
          )"
     )
