@@ -97,10 +97,9 @@ fn recall_list_sql(
            WHERE unified_id IS NOT NULL AND (is_paid OR status = 'refunded') AND {covers}
          )"
     );
-    // The due customers, with their latest purchase per platform: a stage
-    // (five parts of the query read it), by grouping alone (a join of every
-    // purchase to the due customers would hold all purchases in memory).
-    // A purchase's key: its creation time in 19 fixed-width digits, then
+    // The due customers: a stage (several parts of the query read them),
+    // by grouping alone (a join of every purchase to them would hold every
+    // purchase in memory). A purchase's key: its creation time in 19 fixed-width digits, then
     // channel, shop and order, so the greatest key is the latest purchase.
     let sep = "chr(31)";
     let key = format!(
@@ -108,32 +107,40 @@ fn recall_list_sql(
     );
     let due = format!(
         "WITH {purchases},
-         per_channel AS (
-           SELECT unified_id, max({key}) AS last_key, max(created_at) AS last_at, max(day) AS last_day,
+         per_customer AS (
+           SELECT unified_id, max(created_at) AS last_at, max(day) AS last_day,
                   count(*) FILTER (WHERE is_paid) AS orders, sum(net_fen) AS gmv_fen,
                   sum(days_since_previous) AS interval_days, count(days_since_previous) AS intervals,
                   max(day) FILTER (WHERE is_paid) AS last_paid_day
-           FROM purchases GROUP BY unified_id, channel
-         ),
-         per AS (
-           SELECT unified_id, max(last_at) AS last_order_at, {d} - max(last_day) AS days_since_last,
-                  sum(orders) AS orders, sum(gmv_fen) AS gmv_fen,
-                  CASE WHEN sum(intervals) > 0
-                       THEN CAST(sum(interval_days) AS DOUBLE) / sum(intervals) END AS avg_interval_days,
-                  max(last_paid_day) AS last_paid_day,
-                  split_part(substr(max(last_key), 20), {sep}, 1) AS call_channel,
-                  split_part(substr(max(last_key), 20), {sep}, 2) AS call_shop_id,
-                  split_part(substr(max(last_key), 20), {sep}, 3) AS call_order_id,
-                  array_agg(replace(substr(last_key, 20), {sep}, ':') ORDER BY last_key DESC) AS platform_orders
-           FROM per_channel GROUP BY unified_id
+           FROM purchases GROUP BY unified_id
          )
-         SELECT * FROM per WHERE days_since_last BETWEEN {min} AND {max}",
+         SELECT unified_id, last_at AS last_order_at, {d} - last_day AS days_since_last,
+                orders, gmv_fen,
+                CASE WHEN intervals > 0 THEN CAST(interval_days AS DOUBLE) / intervals END AS avg_interval_days,
+                last_paid_day
+         FROM per_customer WHERE {d} - last_day BETWEEN {min} AND {max}",
         min = r.min_days,
         max = r.max_days,
     );
+    // Their latest purchase per platform, by grouping their purchases alone.
+    let platforms = format!(
+        "WITH {purchases},
+         latest AS (
+           SELECT p.unified_id, max({key}) AS last_key
+           FROM stage_recall_due d JOIN purchases p ON p.unified_id = d.unified_id
+           GROUP BY p.unified_id, p.channel
+         )
+         SELECT unified_id,
+                split_part(substr(max(last_key), 20), {sep}, 1) AS call_channel,
+                split_part(substr(max(last_key), 20), {sep}, 2) AS call_shop_id,
+                split_part(substr(max(last_key), 20), {sep}, 3) AS call_order_id,
+                array_agg(replace(substr(last_key, 20), {sep}, ':') ORDER BY last_key DESC) AS platform_orders
+         FROM latest GROUP BY unified_id"
+    );
     let query = format!(
         "WITH {relationships}, {reached},
-         due AS (SELECT * FROM stage_recall_due),
+         due AS (SELECT d.*, c.call_channel, c.call_shop_id, c.call_order_id, c.platform_orders
+                 FROM stage_recall_due d JOIN stage_recall_platforms c ON c.unified_id = d.unified_id),
          holder AS (
            SELECT r.unified_id, substr(max({held_key}), 20) AS owner_userid
            FROM due d JOIN relationships r ON r.unified_id = d.unified_id
@@ -186,7 +193,10 @@ fn recall_list_sql(
         predicted = "arrow_cast(CAST(last_paid_day + round(avg_interval_days) AS INT), 'Date32')",
     );
     MartSql {
-        stages: vec![("stage_recall_due", due)],
+        stages: vec![
+            ("stage_recall_due", due),
+            ("stage_recall_platforms", platforms),
+        ],
         query,
     }
 }

@@ -112,9 +112,17 @@ fn rep_attribution_sql(
         .collect();
     format!(
         "WITH {relationships}, {attributed},
+         per_buyer AS (
+           SELECT {month} AS month, owner_userid, unified_id, count(*) AS orders
+           FROM attributed GROUP BY {month}, owner_userid, unified_id
+         ),
+         buyers AS (
+           SELECT month, owner_userid, count(unified_id) AS buyers
+           FROM per_buyer GROUP BY month, owner_userid
+         ),
          sales AS (
            SELECT {month} AS month, owner_userid,
-                  count(*) AS orders, count(DISTINCT unified_id) AS buyers,
+                  count(*) AS orders,
                   CAST(sum(net_fen) AS BIGINT) AS revenue_fen,
                   CAST(COALESCE(sum(net_fen) FILTER (WHERE channel IN {PRIVATE_CHANNELS}), 0) AS BIGINT) AS private_revenue_fen,
                   CAST(COALESCE(sum(net_fen) FILTER (WHERE channel NOT IN {PRIVATE_CHANNELS}), 0) AS BIGINT) AS marketplace_revenue_fen
@@ -140,13 +148,14 @@ fn rep_attribution_sql(
                 CASE WHEN k.owner_userid IS NOT NULL THEN CAST(sum(COALESCE(a.added, 0) - COALESCE(l.lost, 0))
                      OVER (PARTITION BY k.owner_userid ORDER BY k.month) AS BIGINT) END AS customers_held,
                 CAST(COALESCE(s.orders, 0) AS BIGINT) AS orders,
-                CAST(COALESCE(s.buyers, 0) AS BIGINT) AS buyers,
+                CAST(COALESCE(b.buyers, 0) AS BIGINT) AS buyers,
                 COALESCE(s.revenue_fen, 0) AS revenue_fen,
                 COALESCE(s.private_revenue_fen, 0) AS private_revenue_fen,
                 COALESCE(s.marketplace_revenue_fen, 0) AS marketplace_revenue_fen
                 {channel_columns}
          FROM keys k
          LEFT JOIN sales s ON s.month = k.month AND s.owner_userid IS NOT DISTINCT FROM k.owner_userid
+         LEFT JOIN buyers b ON b.month = k.month AND b.owner_userid IS NOT DISTINCT FROM k.owner_userid
          LEFT JOIN adds a ON a.month = k.month AND a.owner_userid IS NOT DISTINCT FROM k.owner_userid
          LEFT JOIN losses l ON l.month = k.month AND l.owner_userid IS NOT DISTINCT FROM k.owner_userid",
         added_month = period_of("month", "added_at"),
