@@ -3,10 +3,10 @@
 //! the last year's spend (超级用户).
 
 use super::sql::{day_of, Reference};
-use super::{MartSql, MartsConfig, Present};
+use super::{MartsConfig, Present};
 
 /// The `customer_rfm` query over `customer_orders` and `customers`.
-pub fn customer_rfm_query(present: &Present, cfg: &MartsConfig) -> Option<MartSql> {
+pub fn customer_rfm_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
     present
         .all(&["customer_orders", "customers"])
         .then(|| customer_rfm_sql(&Reference::of(cfg), cfg.super_users.share))
@@ -47,31 +47,26 @@ fn quintile_cte(name: &str, column: &str, direction: &str) -> String {
 /// tenth) and `super_user` (among the top `share` of the customers with
 /// spend that year, rounded up); `channels`, `owner_userid`, `in_private`
 /// from `customers`; `as_of` (the reference day).
-///
-/// The per-buyer figures are a stage (one row per buyer held in memory,
-/// about 100 bytes each): the scores, the ranks and the counts all read
-/// them, and would otherwise group every paid order once each.
-fn customer_rfm_sql(reference: &Reference, share: f64) -> MartSql {
+fn customer_rfm_sql(reference: &Reference, share: f64) -> String {
     let d = reference.day;
     let day = day_of("created_at");
     let covers = reference.covers("created_at");
     let r = quintile_cte("r", "recency_days", "DESC");
     let f = quintile_cte("f", "frequency", "ASC");
     let m = quintile_cte("m", "monetary_fen", "ASC");
-    let per = format!(
+    format!(
         "WITH paid AS (
            SELECT unified_id, net_fen, created_at, {day} AS day FROM customer_orders
            WHERE is_paid AND unified_id IS NOT NULL AND {covers}
-         )
-         SELECT unified_id, min(created_at) AS first_paid_at, max(created_at) AS last_paid_at,
-                {d} - max(day) AS recency_days, count(*) AS frequency,
-                sum(net_fen) AS monetary_fen,
-                count(*) FILTER (WHERE day > {d} - 365) AS orders_365d,
-                COALESCE(sum(net_fen) FILTER (WHERE day > {d} - 365), 0) AS gmv_365d_fen
-         FROM paid GROUP BY unified_id"
-    );
-    let query = format!(
-        "WITH per AS (SELECT * FROM stage_rfm_per),
+         ),
+         per AS (
+           SELECT unified_id, min(created_at) AS first_paid_at, max(created_at) AS last_paid_at,
+                  {d} - max(day) AS recency_days, count(*) AS frequency,
+                  sum(net_fen) AS monetary_fen,
+                  count(*) FILTER (WHERE day > {d} - 365) AS orders_365d,
+                  COALESCE(sum(net_fen) FILTER (WHERE day > {d} - 365), 0) AS gmv_365d_fen
+           FROM paid GROUP BY unified_id
+         ),
          n AS (
            SELECT count(*) AS buyers, count(*) FILTER (WHERE gmv_365d_fen > 0) AS spenders FROM per
          ),
@@ -105,11 +100,7 @@ fn customer_rfm_sql(reference: &Reference, share: f64) -> MartSql {
                 c.channels, c.owner_userid, c.in_private,
                 arrow_cast(CAST({d} AS INT), 'Date32') AS as_of
          FROM scored s LEFT JOIN customers c ON c.unified_id = s.unified_id"
-    );
-    MartSql {
-        stages: vec![("stage_rfm_per", per)],
-        query,
-    }
+    )
 }
 
 /// The `super_users` query over `customer_rfm` and `customer_orders`: one
