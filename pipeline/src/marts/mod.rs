@@ -41,10 +41,11 @@ impl Present {
 }
 
 /// A mart's SQL: stages run first, each held in memory as a table of its
-/// name for what follows (small by design: a mart's own working set, such
-/// as the customers due for recall, which several parts of its query read;
-/// DataFusion would otherwise compute it once per use), then the query
-/// written as the mart.
+/// name for what follows, then the query written as the mart. A stage is a
+/// working set several parts of the query read (DataFusion would compute a
+/// common table expression once per use), at most one narrow row per
+/// customer: the customers due for recall and their latest orders. Its
+/// memory is outside the engine's pool.
 #[derive(Debug, Clone)]
 pub struct MartSql {
     /// (table name, query), in order.
