@@ -76,7 +76,10 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<DemoSummary> {
     let sb = Sandboxes::start(world, as_of, faults).await?;
     // Decrypt where the platform offers it: decrypted phones join buyers
     // across platforms (hashed at once; no phone is stored).
-    let cfg = Config::default();
+    let cfg = Config {
+        marts: crate::samples::example_marts()?,
+        ..Config::default()
+    };
     let policy = RetryPolicy {
         request_timeout: std::time::Duration::from_secs(5),
         ..RetryPolicy::default()

@@ -499,7 +499,12 @@ async fn run(cli: Cli) -> Result<()> {
             writeln!(out, "try: quanyu sql --lake {} \"select channels, count(*) n from customers group by channels\"", lake.display())?;
             writeln!(
                 out,
-                "     quanyu sql --lake {} \"select * from bridges\"",
+                "     quanyu sql --lake {} \"select * from bridge_roi\"",
+                lake.display()
+            )?;
+            writeln!(
+                out,
+                "     quanyu report --lake {} --out report.html",
                 lake.display()
             )?;
             if !s.failed_streams.is_empty() {

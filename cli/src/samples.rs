@@ -223,10 +223,20 @@ pub fn write_samples(world: &World, as_of: DateTime<Utc>, dir: &Path) -> Result<
     Ok(files)
 }
 
+/// `examples/quanyu.toml`, parsed.
+fn example_config() -> Result<crate::config::Config> {
+    crate::config::Config::parse(include_str!("../../examples/quanyu.toml"))
+        .context("examples/quanyu.toml")
+}
+
 /// The `[[imports]]` of `examples/quanyu.toml`: the demo imports its sample
 /// exports with exactly the mappings the example documents.
 pub fn example_imports() -> Result<Vec<quanyu_files::ImportConfig>> {
-    let cfg = crate::config::Config::parse(include_str!("../../examples/quanyu.toml"))
-        .context("examples/quanyu.toml")?;
-    Ok(cfg.imports)
+    Ok(example_config()?.imports)
+}
+
+/// The `[marts]` of `examples/quanyu.toml`: the demo builds its marts with
+/// the settings the example documents.
+pub fn example_marts() -> Result<crate::marts::MartsConfig> {
+    Ok(example_config()?.marts)
 }
