@@ -72,8 +72,9 @@ pub struct RecallConfig {
     /// A customer reached by an AI call or SMS within this many days before
     /// the reference day is suppressed (not called again so soon).
     pub contacted_within_days: u32,
-    /// Contact tags meaning "do not contact" (WeCom tag ids or names, CRM
-    /// tags): a customer with one on any contact is suppressed.
+    /// Tags meaning "do not contact", as `contacts.tags` holds them (WeCom:
+    /// tag ids; CRM: the mapped tags): a customer with one on any contact
+    /// is suppressed.
     pub opt_out_tags: Vec<String>,
 }
 
