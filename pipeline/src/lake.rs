@@ -276,6 +276,16 @@ pub fn out_of_memory(e: &datafusion::error::DataFusionError) -> bool {
     }
 }
 
+/// True when `e`, or an error it was caused by, is the engine running out
+/// of its memory budget (also when a Delta write carried it as text).
+pub fn ran_out_of_memory(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<datafusion::error::DataFusionError>()
+            .is_some_and(out_of_memory)
+            || c.to_string().contains("Resources exhausted")
+    })
+}
+
 /// Plan equi-joins in `ctx` as sort-merge joins, which spill to disk, rather
 /// than hash joins, which must hold their build side in memory; with small
 /// batches, so that the many sorts such a plan runs at once (and their

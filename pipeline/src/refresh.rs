@@ -176,7 +176,7 @@ pub async fn refresh_with_file_size(
             };
             match lake.write_plan(current, &schema, &ctx, df, commit).await {
                 Ok(()) => break,
-                Err(e) if plan == Dedup::DuplicatesOnly && out_of_memory(&e) => {
+                Err(e) if plan == Dedup::DuplicatesOnly && crate::lake::ran_out_of_memory(&e) => {
                     tracing::warn!(table = current, "repeated keys do not fit in the memory budget: ranking every row instead (slower, spills to disk)");
                 }
                 Err(e) => return Err(e.context(format!("refreshing {current}"))),
@@ -219,7 +219,7 @@ pub async fn refresh_with_file_size(
                 actions.extend(adds.into_iter().map(Action::Add));
                 break;
             }
-            Err(e) if plan == Dedup::DuplicatesOnly && out_of_memory(&e) => {
+            Err(e) if plan == Dedup::DuplicatesOnly && crate::lake::ran_out_of_memory(&e) => {
                 tracing::warn!(table = current, "repeated keys do not fit in the memory budget: ranking every row instead (slower, spills to disk)");
             }
             Err(e) => return Err(e.context(format!("refreshing {current}"))),
@@ -323,15 +323,6 @@ async fn write_rows(
         writer.write(crate::lake::conform(&b?, schema)?).await?;
     }
     Ok(writer.flush().await?)
-}
-
-/// True when `e` is the engine running out of its memory budget.
-fn out_of_memory(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<datafusion::error::DataFusionError>()
-            .is_some_and(crate::lake::out_of_memory)
-            || c.to_string().contains("Resources exhausted")
-    })
 }
 
 /// True when the scan's file column value `seen` names the table file

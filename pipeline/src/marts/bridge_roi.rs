@@ -5,7 +5,7 @@ use super::sql::{
     period_of, reached_cte, relationships_ctes, text_literal, timestamp_literal, Reference, DAY_US,
     PRIVATE_CHANNELS,
 };
-use super::{CohortPeriod, MartsConfig, Present};
+use super::{CohortPeriod, MartSql, MartsConfig, Present};
 
 /// The touchpoint events that reach out to a buyer (a deletion or an edit
 /// of a contact brings nobody in).
@@ -13,7 +13,7 @@ const OUTREACH: &str = "('scan', 'call', 'sms', 'friend_added', 'friend_half_add
 
 /// The `bridge_roi` query over `touchpoints`, `identity_map`,
 /// `customer_orders` and, when present, `contacts`.
-pub fn bridge_roi_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
+pub fn bridge_roi_query(present: &Present, cfg: &MartsConfig) -> Option<MartSql> {
     present
         .all(&["touchpoints", "identity_map", "customer_orders"])
         .then(|| bridge_roi_sql(&Reference::of(cfg), cfg, present.has("contacts")))
@@ -41,7 +41,7 @@ pub fn bridge_roi_query(present: &Present, cfg: &MartsConfig) -> Option<String> 
 /// no cost); `cost_per_added_fen` (null with nobody added);
 /// `window_complete` (every added customer's window has ended by the
 /// reference day: until then revenue can still grow).
-fn bridge_roi_sql(reference: &Reference, cfg: &MartsConfig, has_contacts: bool) -> String {
+fn bridge_roi_sql(reference: &Reference, cfg: &MartsConfig, has_contacts: bool) -> MartSql {
     let roi = &cfg.bridge_roi;
     let period = match roi.cohort {
         CohortPeriod::Month => "month",
@@ -69,20 +69,17 @@ fn bridge_roi_sql(reference: &Reference, cfg: &MartsConfig, has_contacts: bool) 
             reference.covers("t.occurred_at")
         ),
     );
-    format!(
-        "WITH {relationships}, {reached},
-         events AS (
-           SELECT channel AS bridge, COALESCE(campaign, '') AS campaign, {cohort} AS cohort,
-                  count(*) AS touchpoints,
-                  sum(COALESCE(cost_fen, {unit_cost})) AS cost_fen
-           FROM touchpoints WHERE event_type IN {OUTREACH} AND {covers}
-           GROUP BY channel, COALESCE(campaign, ''), {cohort}
-         ),
-         touches AS (
-           SELECT channel AS bridge, COALESCE(campaign, '') AS campaign, {cohort} AS cohort,
-                  unified_id, occurred_at, external_userid
-           FROM reached WHERE event_type IN {OUTREACH} AND {covers} AND unified_id IS NOT NULL
-         ),
+    // Stages (each a simple plan; all small): who each group touched,
+    // and when each touched customer joined.
+    let touched = format!(
+        "WITH {reached}
+         SELECT channel AS bridge, COALESCE(campaign, '') AS campaign, {cohort} AS cohort,
+                unified_id, occurred_at, external_userid
+         FROM reached WHERE unified_id IS NOT NULL"
+    );
+    let joined = format!(
+        "WITH {relationships},
+         touches AS (SELECT * FROM stage_roi_touches),
          touched AS (
            SELECT bridge, campaign, cohort, unified_id, min(occurred_at) AS first_touch_at
            FROM touches GROUP BY bridge, campaign, cohort, unified_id
@@ -95,10 +92,22 @@ fn bridge_roi_sql(reference: &Reference, cfg: &MartsConfig, has_contacts: bool) 
            SELECT t.bridge, t.campaign, t.cohort, t.unified_id, r.added_at
            FROM touches t JOIN relationships r ON r.unified_id = t.unified_id
                 AND r.external_userid = t.external_userid
+         )
+         SELECT bridge, campaign, cohort, unified_id, min(added_at) AS joined_at
+         FROM joins GROUP BY bridge, campaign, cohort, unified_id"
+    );
+    let query = format!(
+        "WITH touched AS (
+           SELECT bridge, campaign, cohort, unified_id FROM stage_roi_touches
+           GROUP BY bridge, campaign, cohort, unified_id
          ),
-         joined AS (
-           SELECT bridge, campaign, cohort, unified_id, min(added_at) AS joined_at
-           FROM joins GROUP BY bridge, campaign, cohort, unified_id
+         joined AS (SELECT * FROM stage_roi_joined),
+         events AS (
+           SELECT channel AS bridge, COALESCE(campaign, '') AS campaign, {cohort} AS cohort,
+                  count(*) AS touchpoints,
+                  sum(COALESCE(cost_fen, {unit_cost})) AS cost_fen
+           FROM touchpoints WHERE event_type IN {OUTREACH} AND {covers}
+           GROUP BY channel, COALESCE(campaign, ''), {cohort}
          ),
          earned AS (
            SELECT j.bridge, j.campaign, j.cohort, j.unified_id, j.joined_at,
@@ -135,5 +144,9 @@ fn bridge_roi_sql(reference: &Reference, cfg: &MartsConfig, has_contacts: bool) 
          LEFT JOIN touched_counts t ON t.bridge = e.bridge AND t.campaign = e.campaign AND t.cohort = e.cohort
          LEFT JOIN added a ON a.bridge = e.bridge AND a.campaign = e.campaign AND a.cohort = e.cohort",
         end_us = reference.end_us,
-    )
+    );
+    MartSql {
+        stages: vec![("stage_roi_touches", touched), ("stage_roi_joined", joined)],
+        query,
+    }
 }

@@ -44,7 +44,8 @@ impl Present {
 /// name for what follows, then the query written as the mart. A stage is a
 /// working set several parts of the query read (DataFusion would compute a
 /// common table expression once per use), at most one narrow row per
-/// customer: the customers due for recall and their latest orders. Its
+/// customer: the customers due for recall and their latest orders, the
+/// WeCom relationships. Its
 /// memory is outside the engine's pool.
 #[derive(Debug, Clone)]
 pub struct MartSql {
@@ -124,14 +125,14 @@ pub static MARTS: &[Mart] = &[
     Mart {
         name: "customer_rfm",
         about: "per buyer: recency, frequency, monetary quintile scores, trailing-365-day net GMV, decile, super_user",
-        inputs: &["customer_orders", "customers"],
+        inputs: &["customer_orders"],
         dated: true,
         query: |p, c| rfm::customer_rfm_query(p, c).map(MartSql::from),
     },
     Mart {
         name: "super_users",
         about: "the top share of buyers by trailing-365-day net GMV, with what they look like",
-        inputs: &["customer_rfm", "customer_orders"],
+        inputs: &["customer_rfm", "customer_orders", "customers"],
         dated: true,
         query: |p, c| rfm::super_users_query(p, c).map(MartSql::from),
     },
@@ -168,14 +169,14 @@ pub static MARTS: &[Mart] = &[
         about: "per month and WeCom owner: customers held and added, revenue after the add by channel, and the unattributed rest",
         inputs: &["customer_orders", "identity_map", "contacts", "touchpoints"],
         dated: true,
-        query: |p, c| reps::rep_attribution_query(p, c).map(MartSql::from),
+        query: reps::rep_attribution_query,
     },
     Mart {
         name: "bridge_roi",
         about: "per bridge, campaign and cohort: touchpoints, cost, customers added to WeCom, their revenue in the window after joining",
         inputs: &["touchpoints", "identity_map", "contacts", "customer_orders"],
         dated: true,
-        query: |p, c| bridge_roi::bridge_roi_query(p, c).map(MartSql::from),
+        query: bridge_roi::bridge_roi_query,
     },
 ];
 
@@ -216,21 +217,47 @@ pub async fn query_of(lake: &Lake, mart: &Mart, cfg: &MartsConfig) -> Result<Opt
 
 /// Rebuild `mart` under `cfg`, committing the cursor `built` (application
 /// id, state) with it; nothing is written when an input it needs is
-/// missing.
+/// missing. A build whose hash joins do not fit in the memory budget runs
+/// again with joins that spill to disk (slower, but it completes).
 pub async fn build_mart(
     lake: &Lake,
     mart: &Mart,
     cfg: &MartsConfig,
     built: (&str, i64),
 ) -> Result<()> {
+    match build_with(lake, mart, cfg, built, false).await {
+        Err(e) if crate::lake::ran_out_of_memory(&e) => {
+            tracing::warn!(
+                mart = mart.name,
+                "its hash joins do not fit in the memory budget: building it again with joins that spill to disk"
+            );
+            build_with(lake, mart, cfg, built, true).await
+        }
+        other => other,
+    }
+}
+
+/// [`build_mart`], with sort-merge joins when `spill`.
+async fn build_with(
+    lake: &Lake,
+    mart: &Mart,
+    cfg: &MartsConfig,
+    built: (&str, i64),
+    spill: bool,
+) -> Result<()> {
     let (ctx, present) = session_for(lake, mart).await?;
+    if spill {
+        crate::lake::prefer_spilling_joins(&ctx).await?;
+    }
     let Some(sql) = (mart.query)(&present, cfg) else {
         return Ok(());
     };
     for (name, stage) in &sql.stages {
         let df = ctx.sql(stage).await?;
-        let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+        let planned = std::sync::Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
+        // The batches' own schema (nullability can differ from the plan's).
+        let schema = batches.first().map_or(planned, |b| b.schema());
         let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
         ctx.register_table(*name, std::sync::Arc::new(table))?;
     }

@@ -5,30 +5,24 @@
 use super::sql::{day_of, Reference};
 use super::{MartsConfig, Present};
 
-/// The `customer_rfm` query over `customer_orders` and `customers`.
+/// The `customer_rfm` query over `customer_orders`.
 pub fn customer_rfm_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
     present
-        .all(&["customer_orders", "customers"])
+        .has("customer_orders")
         .then(|| customer_rfm_sql(&Reference::of(cfg), cfg.super_users.share))
 }
 
-/// A CTE `name` scoring each value of `per.column` in quintiles 1–5:
-/// `1 + ⌊5 × percent_rank⌋`, at most 5, where a value's percent rank is the
-/// share of the other customers ranked before it (`direction` `ASC`: with
-/// a smaller value; `DESC`: a greater one). Equal values share a score; the
-/// lowest get 1. Ranked over the distinct values with their counts, not
-/// customer by customer: a window over every customer would hold them all
-/// in one batch.
-fn quintile_cte(name: &str, column: &str, direction: &str) -> String {
+/// A quintile score 1–5 of `column`: `1 + ⌊5 × percent_rank⌋`, at most
+/// 5, where the percent rank is the share of the other buyers ranked before
+/// (`ASC`: a smaller value; `DESC`: a greater one). Equal values share a
+/// score; the lowest get 1. Counted by a window whose frame ends before the
+/// value (a sort that spills, then a running count), not `percent_rank`,
+/// whose window holds every buyer in one batch.
+fn quintile(column: &str, direction: &str) -> String {
     format!(
-        "{name} AS (
-           SELECT v, least(5, 1 + CAST(floor(5 * CAST(COALESCE(before, 0) AS DOUBLE)
-                                              / greatest(n.buyers - 1, 1)) AS BIGINT)) AS score
-           FROM (
-             SELECT v, sum(c) OVER (ORDER BY v {direction} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
-             FROM (SELECT {column} AS v, count(*) AS c FROM per GROUP BY {column})
-           ) CROSS JOIN n
-         )"
+        "least(5, 1 + CAST(floor(5 * CAST(COALESCE(count(*) OVER (ORDER BY {column} {direction}
+              RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS DOUBLE)
+              / greatest(n.buyers - 1, 1)) AS BIGINT))"
     )
 }
 
@@ -45,15 +39,15 @@ fn quintile_cte(name: &str, column: &str, direction: &str) -> String {
 /// digits); `gmv_rank` (1 for the greatest trailing-year spend; null
 /// without spend that year), `decile` (1–10 by `gmv_rank`, 1 the top
 /// tenth) and `super_user` (among the top `share` of the customers with
-/// spend that year, rounded up); `channels`, `owner_userid`, `in_private`
-/// from `customers`; `as_of` (the reference day).
+/// spend that year, rounded up); `as_of` (the reference day). Join
+/// `customers` for channels and owner.
 fn customer_rfm_sql(reference: &Reference, share: f64) -> String {
     let d = reference.day;
     let day = day_of("created_at");
     let covers = reference.covers("created_at");
-    let r = quintile_cte("r", "recency_days", "DESC");
-    let f = quintile_cte("f", "frequency", "ASC");
-    let m = quintile_cte("m", "monetary_fen", "ASC");
+    let r = quintile("recency_days", "DESC");
+    let f = quintile("frequency", "ASC");
+    let m = quintile("monetary_fen", "ASC");
     format!(
         "WITH paid AS (
            SELECT unified_id, net_fen, created_at, {day} AS day FROM customer_orders
@@ -70,20 +64,11 @@ fn customer_rfm_sql(reference: &Reference, share: f64) -> String {
          n AS (
            SELECT count(*) AS buyers, count(*) FILTER (WHERE gmv_365d_fen > 0) AS spenders FROM per
          ),
-         {r}, {f}, {m},
-         ranked AS (
-           SELECT unified_id, row_number() OVER (ORDER BY gmv_365d_fen DESC, unified_id) AS position
-           FROM per WHERE gmv_365d_fen > 0
-         ),
          scored AS (
-           SELECT per.*, r.score AS r_score, f.score AS f_score, m.score AS m_score,
-                  ranked.position, n.spenders
-           FROM per
-           JOIN r ON r.v = per.recency_days
-           JOIN f ON f.v = per.frequency
-           JOIN m ON m.v = per.monetary_fen
-           LEFT JOIN ranked ON ranked.unified_id = per.unified_id
-           CROSS JOIN n
+           SELECT per.*, {r} AS r_score, {f} AS f_score, {m} AS m_score,
+                  row_number() OVER (ORDER BY gmv_365d_fen DESC, unified_id) AS position,
+                  n.spenders
+           FROM n CROSS JOIN per
          )
          SELECT s.unified_id, s.first_paid_at, s.last_paid_at,
                 CAST(s.recency_days AS BIGINT) AS recency_days,
@@ -97,16 +82,16 @@ fn customer_rfm_sql(reference: &Reference, share: f64) -> String {
                 CASE WHEN s.gmv_365d_fen > 0
                      THEN CAST(1 + (s.position - 1) * 10 / s.spenders AS BIGINT) END AS decile,
                 s.gmv_365d_fen > 0 AND s.position <= ceil({share} * s.spenders - 1e-9) AS super_user,
-                c.channels, c.owner_userid, c.in_private,
                 arrow_cast(CAST({d} AS INT), 'Date32') AS as_of
-         FROM scored s LEFT JOIN customers c ON c.unified_id = s.unified_id"
+         FROM scored s"
     )
 }
 
-/// The `super_users` query over `customer_rfm` and `customer_orders`: one
-/// row per super user, what their spend is and what they look like.
+/// The `super_users` query over `customer_rfm`, `customer_orders` and
+/// `customers`: one row per super user, what their spend is and what they
+/// look like.
 pub fn super_users_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
-    if !present.all(&["customer_rfm", "customer_orders"]) {
+    if !present.all(&["customer_rfm", "customer_orders", "customers"]) {
         return None;
     }
     let covers = Reference::of(cfg).covers("created_at");
@@ -119,10 +104,11 @@ pub fn super_users_query(present: &Present, cfg: &MartsConfig) -> Option<String>
                 r.frequency, r.monetary_fen,
                 CAST(r.monetary_fen / r.frequency AS BIGINT) AS avg_order_fen,
                 r.first_paid_at, r.last_paid_at, r.recency_days, r.rfm,
-                f.first_channel, r.channels,
-                CAST(COALESCE(cardinality(r.channels), 0) AS BIGINT) AS channel_count,
-                r.owner_userid, r.in_private
-         FROM customer_rfm r LEFT JOIN firsts f ON f.unified_id = r.unified_id
-         WHERE r.super_user"
+                f.first_channel, c.channels,
+                CAST(COALESCE(cardinality(c.channels), 0) AS BIGINT) AS channel_count,
+                c.owner_userid, c.in_private
+         FROM (SELECT * FROM customer_rfm WHERE super_user) r
+         LEFT JOIN firsts f ON f.unified_id = r.unified_id
+         LEFT JOIN customers c ON c.unified_id = r.unified_id"
     ))
 }
