@@ -125,7 +125,7 @@ pub static MARTS: &[Mart] = &[
     Mart {
         name: "customer_rfm",
         about: "per buyer: recency, frequency, monetary quintile scores, trailing-365-day net GMV, decile, super_user",
-        inputs: &["customer_orders"],
+        inputs: &["customer_orders", "customers"],
         dated: true,
         query: |p, c| rfm::customer_rfm_query(p, c).map(MartSql::from),
     },

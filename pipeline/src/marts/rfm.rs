@@ -5,10 +5,10 @@
 use super::sql::{day_of, Reference};
 use super::{MartsConfig, Present};
 
-/// The `customer_rfm` query over `customer_orders`.
+/// The `customer_rfm` query over `customer_orders` and `customers`.
 pub fn customer_rfm_query(present: &Present, cfg: &MartsConfig) -> Option<String> {
     present
-        .has("customer_orders")
+        .all(&["customer_orders", "customers"])
         .then(|| customer_rfm_sql(&Reference::of(cfg), cfg.super_users.share))
 }
 
@@ -39,8 +39,8 @@ fn quintile(column: &str, direction: &str) -> String {
 /// digits); `gmv_rank` (1 for the greatest trailing-year spend; null
 /// without spend that year), `decile` (1–10 by `gmv_rank`, 1 the top
 /// tenth) and `super_user` (among the top `share` of the customers with
-/// spend that year, rounded up); `as_of` (the reference day). Join
-/// `customers` for channels and owner.
+/// spend that year, rounded up); `as_of` (the reference day); `channels`,
+/// `owner_userid`, `in_private` from `customers`.
 fn customer_rfm_sql(reference: &Reference, share: f64) -> String {
     let d = reference.day;
     let day = day_of("created_at");
@@ -82,8 +82,9 @@ fn customer_rfm_sql(reference: &Reference, share: f64) -> String {
                 CASE WHEN s.gmv_365d_fen > 0
                      THEN CAST(1 + (s.position - 1) * 10 / s.spenders AS BIGINT) END AS decile,
                 s.gmv_365d_fen > 0 AND s.position <= ceil({share} * s.spenders - 1e-9) AS super_user,
-                arrow_cast(CAST({d} AS INT), 'Date32') AS as_of
-         FROM scored s"
+                arrow_cast(CAST({d} AS INT), 'Date32') AS as_of,
+                c.channels, c.owner_userid, c.in_private
+         FROM scored s LEFT JOIN customers c ON c.unified_id = s.unified_id"
     )
 }
 
