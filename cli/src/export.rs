@@ -104,16 +104,7 @@ pub async fn export_recall(lake: &Lake, opts: &RecallExport, out: &Path) -> Resu
             "the lake has no recall_list yet: run `quanyu run` (or `quanyu demo`) to build the marts"
         );
     }
-    let batches = crate::sql::query(lake, &recall_query(opts)).await?;
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    for b in &batches {
-        let columns = (0..b.num_columns())
-            .map(|i| crate::lake::strings(b.column(i)))
-            .collect::<Result<Vec<_>>>()?;
-        for r in 0..b.num_rows() {
-            rows.push(columns.iter().map(|c| c.value(r).to_string()).collect());
-        }
-    }
+    let rows = crate::report::rows(lake, &recall_query(opts)).await?;
     let headers: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
     match opts.format {
         ExportFormat::Csv => write_csv(&headers, &rows, opts.encoding, out)?,

@@ -67,8 +67,9 @@ fn yuan(fen: f64) -> String {
     grouped(fen / 100.0, 0)
 }
 
-/// The rows of `query` as text cells (null as empty).
-async fn rows(lake: &Lake, query: &str) -> Result<Vec<Vec<String>>> {
+/// The rows of `query` (read-only SQL over the lake and marts) as text
+/// cells, null as empty.
+pub(crate) async fn rows(lake: &Lake, query: &str) -> Result<Vec<Vec<String>>> {
     let batches = crate::sql::query(lake, query).await?;
     let mut out = Vec::new();
     for b in &batches {
